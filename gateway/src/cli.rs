@@ -1,0 +1,322 @@
+//! The `minigate` command line: serve, manage keys, check config.
+//!
+//! Every failure ends as one line on stderr naming the file or key and what
+//! is wrong, and a non-zero exit: 2 for bad config, keys or arguments, 1 for
+//! failures at run time.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Parser, Subcommand};
+use jwks::{Alg, KeySet};
+
+use crate::config::{parse_duration, Config};
+
+/// minigate: an auth gateway for mini-program backends.
+#[derive(Debug, Parser)]
+#[command(name = "minigate", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Manage the signing key set.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The config file.
+    #[arg(
+        long,
+        env = "MINIGATE_CONFIG",
+        value_name = "PATH",
+        conflicts_with = "dev"
+    )]
+    config: Option<PathBuf>,
+    /// Run on an embedded default: in-memory keys, a stand-in WeChat and a
+    /// demo upstream, all on 127.0.0.1. Not for production.
+    #[arg(long)]
+    dev: bool,
+    /// Listen here instead of the config's `listen` (dev: 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct DirArg {
+    /// The key directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key set: a current key and a next key.
+    Init {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The signature algorithm.
+        #[arg(long, default_value = "ES256", value_parser = ["ES256", "EdDSA", "RS256"])]
+        alg: String,
+    },
+    /// Retire the current key, promote the next, create a new next.
+    Rotate {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// List the keys: kid, algorithm, state and times.
+    List {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Delete retired keys retired longer ago than --older-than.
+    Prune {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Keep retired keys younger than this; default: the default refresh TTL.
+        #[arg(long, value_name = "DURATION", default_value = "30d")]
+        older_than: String,
+    },
+    /// Print the public JWKS on stdout.
+    Jwks {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and print what it means.
+    Check {
+        /// The config file.
+        #[arg(long, env = "MINIGATE_CONFIG", value_name = "PATH")]
+        config: PathBuf,
+    },
+}
+
+/// A failure to report: the line to print and the exit code.
+struct Failure(u8, String);
+
+fn bad(msg: impl std::fmt::Display) -> Failure {
+    Failure(2, msg.to_string())
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, line)) => {
+            eprintln!("minigate: {line}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Keys(cmd) => keys(cmd),
+        Command::Config(ConfigCommand::Check { config }) => check(&config),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(1, format!("cannot start the runtime: {e}")))
+}
+
+/// Loads a config and its key set; errors name the file or key.
+pub fn load(path: &Path) -> Result<(Config, KeySet), String> {
+    let config = Config::load(path).map_err(|e| format!("config {}: {e}", path.display()))?;
+    let keys = KeySet::load(&config.keys.dir).map_err(|e| format!("keys: {e}"))?;
+    Ok((config, keys))
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    init_logging();
+    crate::tls::install_crypto_provider();
+    if args.dev {
+        let listen = args
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        return runtime()?
+            .block_on(crate::dev::run(listen))
+            .map_err(|e| Failure(1, e));
+    }
+    let Some(path) = args.config else {
+        return Err(bad(
+            "serve needs --config PATH (or MINIGATE_CONFIG), or --dev to try it out",
+        ));
+    };
+    let (mut config, keys) = load(&path).map_err(bad)?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    runtime()?.block_on(async {
+        let running = crate::server::start(&config, keys)
+            .await
+            .map_err(|e| Failure(1, e))?;
+        tracing::info!(
+            addr = %running.addr,
+            routes = config.routes.len(),
+            providers = config.providers.len(),
+            kid = %running.gateway.tokens.keys().load().set.current().kid(),
+            "minigate listening"
+        );
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.stop().await;
+        Ok(())
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn keys(cmd: KeysCommand) -> Result<(), Failure> {
+    let now = SystemTime::now();
+    match cmd {
+        KeysCommand::Init { dir, alg } => {
+            let alg: Alg = alg.parse().map_err(bad)?;
+            let file = KeySet::file_in(&dir.dir);
+            if file.exists() {
+                return Err(bad(format!(
+                    "{}: a key set exists already; rotate it with `minigate keys rotate`",
+                    file.display()
+                )));
+            }
+            let set = KeySet::generate(alg, now).map_err(bad)?;
+            set.save(&dir.dir).map_err(bad)?;
+            println!("created {} with {alg} keys", file.display());
+            print_list(&set);
+        }
+        KeysCommand::Rotate { dir } => {
+            let mut set = KeySet::load(&dir.dir).map_err(bad)?;
+            set.rotate(now).map_err(bad)?;
+            set.save(&dir.dir).map_err(bad)?;
+            println!("rotated; now signing with {}", set.current().kid());
+            print_list(&set);
+        }
+        KeysCommand::List { dir } => print_list(&KeySet::load(&dir.dir).map_err(bad)?),
+        KeysCommand::Prune { dir, older_than } => {
+            let age: Duration = parse_duration("--older-than", &older_than).map_err(bad)?;
+            let mut set = KeySet::load(&dir.dir).map_err(bad)?;
+            let gone = set.prune(age, now);
+            if !gone.is_empty() {
+                set.save(&dir.dir).map_err(bad)?;
+            }
+            println!("pruned {} retired key(s)", gone.len());
+            for kid in gone {
+                println!("  {kid}");
+            }
+        }
+        KeysCommand::Jwks { dir } => {
+            let set = KeySet::load(&dir.dir).map_err(bad)?;
+            let doc = serde_json::to_string_pretty(&set.jwks()).map_err(bad)?;
+            println!("{doc}");
+        }
+    }
+    Ok(())
+}
+
+fn print_list(set: &KeySet) {
+    let time = |t: Option<SystemTime>| {
+        t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{:<44} {:<6} {:<8} {:<21} {:<21} {:<21}",
+        "KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRED"
+    );
+    for e in set.entries() {
+        println!(
+            "{:<44} {:<6} {:<8} {:<21} {:<21} {:<21}",
+            e.key.kid(),
+            e.key.alg().name(),
+            e.state.to_string(),
+            time(Some(e.created)),
+            time(e.activated),
+            time(e.retired)
+        );
+    }
+}
+
+fn check(path: &Path) -> Result<(), Failure> {
+    let (config, keys) = load(path).map_err(bad)?;
+    let t = &config.tokens;
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    println!("config {} is valid", path.display());
+    println!("listen   {}", config.listen);
+    println!(
+        "tokens   issuer {} audience {:?} access {} refresh {} leeway {}",
+        t.issuer,
+        t.audience,
+        d(t.access_ttl),
+        d(t.refresh_ttl),
+        d(t.leeway)
+    );
+    println!(
+        "keys     {} ({} keys, signing with {} {}), reloaded every {}",
+        config.keys.dir.display(),
+        keys.entries().len(),
+        keys.current().alg(),
+        keys.current().kid(),
+        d(config.keys.reload_interval)
+    );
+    for p in &config.providers {
+        println!(
+            "provider {} {} via {} (timeout {})",
+            p.platform.name(),
+            p.appid,
+            p.base_url,
+            d(p.timeout)
+        );
+    }
+    for r in crate::routes::Routes::new(&config.routes).iter() {
+        println!(
+            "route    {} -> {}://{} auth {:?} (timeout {})",
+            r.prefix,
+            r.scheme,
+            r.authority,
+            r.auth,
+            d(r.timeout)
+        );
+    }
+    Ok(())
+}

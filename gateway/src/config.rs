@@ -1,0 +1,565 @@
+//! The gateway's configuration: TOML in, validated values out.
+//!
+//! Parsing happens in two steps so that every error can name the key it is
+//! about: first the TOML is read into plain strings and numbers (unknown keys
+//! refused), then each value is checked and converted. The result holds only
+//! valid values (durations, socket addresses, URIs, resolved secrets), so no
+//! other module re-parses or re-checks configuration on a request path.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+/// A validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the gateway listens.
+    pub listen: SocketAddr,
+    /// Token issuing and verification.
+    pub tokens: TokensConfig,
+    /// Where the signing keys live.
+    pub keys: KeysConfig,
+    /// One code exchange per mini-program.
+    pub providers: Vec<ProviderConfig>,
+    /// Proxied prefixes.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[tokens]`.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// `iss` of every token, and the base of the discovery document.
+    pub issuer: String,
+    /// `aud` of access tokens; a token is accepted if it names any of these.
+    pub audience: Vec<String>,
+    /// Lifetime of access tokens.
+    pub access_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl: Duration,
+    /// Clock skew allowed on exp, nbf and iat.
+    pub leeway: Duration,
+    /// Most verified access tokens kept in the cache.
+    pub cache_capacity: u64,
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// The directory made by `minigate keys init`.
+    pub dir: PathBuf,
+    /// How often the key set is re-read.
+    pub reload_interval: Duration,
+}
+
+/// The mini-program platforms minigate can exchange codes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// WeChat mini-programs (`jscode2session`).
+    WeChat,
+}
+
+impl Platform {
+    /// The name used in config, tokens and headers.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Platform::WeChat => "wechat",
+        }
+    }
+
+    const fn default_base_url(self) -> &'static str {
+        match self {
+            Platform::WeChat => "https://api.weixin.qq.com",
+        }
+    }
+}
+
+/// A secret value. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// `[[providers]]`: one mini-program's code exchange.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Which platform's API.
+    pub platform: Platform,
+    /// The mini-program's appid; `client_id` of its tokens.
+    pub appid: String,
+    /// The app secret, resolved from `secret_env` or `secret_file`.
+    pub secret: Secret,
+    /// The platform API's base URL.
+    pub base_url: String,
+    /// How long one code exchange may take.
+    pub timeout: Duration,
+}
+
+/// How a route treats bearer tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid access token is needed.
+    Required,
+    /// Anonymous passes; a token, if sent, must be valid.
+    Optional,
+    /// No check at all (identity headers are still stripped).
+    Public,
+}
+
+/// `[[routes]]`: a proxied prefix.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The path prefix; the longest matching prefix wins.
+    pub prefix: String,
+    /// `http://host:port` of the upstream; the request path is kept.
+    pub upstream: Uri,
+    /// Token policy.
+    pub auth: AuthMode,
+    /// How long the upstream may take to send its response head.
+    pub timeout: Duration,
+}
+
+/// A configuration error: one line naming the key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, as `section.key` or `routes[1].upstream`, or the file.
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    tokens: Option<RawTokens>,
+    keys: Option<RawKeys>,
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    tls: Option<toml::Value>,
+    sessions: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAudience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    issuer: Option<String>,
+    audience: Option<RawAudience>,
+    access_ttl: Option<String>,
+    refresh_ttl: Option<String>,
+    leeway: Option<String>,
+    cache_capacity: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    dir: Option<PathBuf>,
+    reload_interval: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    platform: Option<String>,
+    appid: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    base_url: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: Option<String>,
+    upstream: Option<String>,
+    auth: Option<String>,
+    timeout: Option<String>,
+}
+
+/// Parses a duration such as `30s`, `15m`, `12h` or `30d`.
+pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.trim()).map_err(|_| {
+        err(
+            key,
+            format!("{value:?} is not a duration (e.g. \"30s\", \"15m\", \"12h\", \"30d\")"),
+        )
+    })
+}
+
+fn duration_or(key: &str, value: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration(key, value.unwrap_or(default))?;
+    if d.is_zero() {
+        return Err(err(key, "must be more than zero"));
+    }
+    Ok(d)
+}
+
+fn required<T>(key: &str, value: Option<T>) -> Result<T, ConfigError> {
+    value.ok_or_else(|| err(key, "is required"))
+}
+
+/// Is `s` usable as an HTTP header value and short: ids that end up in
+/// `X-Auth-*` headers must be.
+pub fn is_header_safe(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl Config {
+    /// Reads and validates a config file. Errors name the file or the key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+        Self::from_toml(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates TOML text; `env` resolves `secret_env` names.
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let message = e.message().replace('\n', " ");
+            match line {
+                Some(line) => err(format!("line {line}"), message),
+                None => err("config", message),
+            }
+        })?;
+        if raw.tls.is_some() {
+            return Err(err("tls", "is not supported by this version of minigate"));
+        }
+        if raw.sessions.is_some() {
+            return Err(err(
+                "sessions",
+                "is not supported by this version of minigate",
+            ));
+        }
+        let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:8080");
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            err(
+                "listen",
+                format!("{listen:?} is not an address like \"0.0.0.0:8080\""),
+            )
+        })?;
+        let tokens = Self::tokens(required("tokens", raw.tokens)?)?;
+        let keys = required("keys", raw.keys)?;
+        let keys = KeysConfig {
+            dir: required("keys.dir", keys.dir)?,
+            reload_interval: duration_or(
+                "keys.reload_interval",
+                keys.reload_interval.as_deref(),
+                "10s",
+            )?,
+        };
+        let mut providers = Vec::with_capacity(raw.providers.len());
+        for (i, p) in raw.providers.into_iter().enumerate() {
+            let p = Self::provider(i, p, env)?;
+            if providers
+                .iter()
+                .any(|o: &ProviderConfig| o.appid == p.appid)
+            {
+                return Err(err(
+                    format!("providers[{i}].appid"),
+                    format!("{:?} appears twice", p.appid),
+                ));
+            }
+            providers.push(p);
+        }
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let r = Self::route(i, r)?;
+            if routes.iter().any(|o: &RouteConfig| o.prefix == r.prefix) {
+                return Err(err(
+                    format!("routes[{i}].prefix"),
+                    format!("{:?} appears twice", r.prefix),
+                ));
+            }
+            routes.push(r);
+        }
+        Ok(Config {
+            listen,
+            tokens,
+            keys,
+            providers,
+            routes,
+        })
+    }
+
+    fn tokens(t: RawTokens) -> Result<TokensConfig, ConfigError> {
+        let issuer = required("tokens.issuer", t.issuer)?;
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+            || issuer.parse::<Uri>().is_err()
+            || !is_header_safe(&issuer, 512)
+        {
+            return Err(err(
+                "tokens.issuer",
+                format!("{issuer:?} is not an http(s) URL"),
+            ));
+        }
+        let audience = match required("tokens.audience", t.audience)? {
+            RawAudience::One(a) => vec![a],
+            RawAudience::Many(list) => list,
+        };
+        if audience.is_empty() || audience.iter().any(|a| a.trim().is_empty()) {
+            return Err(err(
+                "tokens.audience",
+                "must be a non-empty string or list of non-empty strings",
+            ));
+        }
+        let access_ttl = duration_or("tokens.access_ttl", t.access_ttl.as_deref(), "15m")?;
+        let refresh_ttl = duration_or("tokens.refresh_ttl", t.refresh_ttl.as_deref(), "30d")?;
+        if refresh_ttl < access_ttl {
+            return Err(err(
+                "tokens.refresh_ttl",
+                "must not be shorter than tokens.access_ttl",
+            ));
+        }
+        let leeway = parse_duration("tokens.leeway", t.leeway.as_deref().unwrap_or("30s"))?;
+        let cache_capacity = t.cache_capacity.unwrap_or(100_000);
+        Ok(TokensConfig {
+            issuer,
+            audience,
+            access_ttl,
+            refresh_ttl,
+            leeway,
+            cache_capacity,
+        })
+    }
+
+    fn provider(
+        i: usize,
+        p: RawProvider,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProviderConfig, ConfigError> {
+        let key = |k: &str| format!("providers[{i}].{k}");
+        let platform = match required(&key("platform"), p.platform)?.as_str() {
+            "wechat" => Platform::WeChat,
+            other => {
+                return Err(err(
+                    key("platform"),
+                    format!("{other:?} is not a known platform (wechat)"),
+                ))
+            }
+        };
+        let appid = required(&key("appid"), p.appid)?;
+        if !is_header_safe(&appid, 64) {
+            return Err(err(key("appid"), "must be 1-64 visible ASCII characters"));
+        }
+        let secret = match (p.secret_env, p.secret_file) {
+            (Some(name), None) => env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                err(
+                    key("secret_env"),
+                    format!("environment variable {name} is not set"),
+                )
+            })?,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| err(key("secret_file"), format!("{}: {e}", path.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            _ => {
+                return Err(err(
+                    key("secret_env"),
+                    "exactly one of secret_env and secret_file is required",
+                ))
+            }
+        };
+        if secret.is_empty() {
+            return Err(err(key("secret_file"), "the secret is empty"));
+        }
+        let base_url = p
+            .base_url
+            .unwrap_or_else(|| platform.default_base_url().to_owned());
+        let base_ok = base_url.parse::<Uri>().ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+        });
+        if !base_ok {
+            return Err(err(
+                key("base_url"),
+                format!("{base_url:?} is not an http(s) URL"),
+            ));
+        }
+        Ok(ProviderConfig {
+            platform,
+            appid,
+            secret: Secret(secret),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout: duration_or(&key("timeout"), p.timeout.as_deref(), "5s")?,
+        })
+    }
+
+    fn route(i: usize, r: RawRoute) -> Result<RouteConfig, ConfigError> {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let prefix = required(&key("prefix"), r.prefix)?;
+        if !prefix.starts_with('/') {
+            return Err(err(key("prefix"), format!("{prefix:?} must start with /")));
+        }
+        let upstream_text = required(&key("upstream"), r.upstream)?;
+        let upstream: Uri = upstream_text
+            .parse()
+            .map_err(|_| err(key("upstream"), format!("{upstream_text:?} is not a URL")))?;
+        if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+            return Err(err(
+                key("upstream"),
+                format!("{upstream_text:?} must be http://host:port"),
+            ));
+        }
+        if !matches!(upstream.path(), "" | "/") || upstream.query().is_some() {
+            return Err(err(
+                key("upstream"),
+                format!("{upstream_text:?} must have no path: the request path is forwarded as is"),
+            ));
+        }
+        let auth = match r.auth.as_deref().unwrap_or("required") {
+            "required" => AuthMode::Required,
+            "optional" => AuthMode::Optional,
+            "public" => AuthMode::Public,
+            other => {
+                return Err(err(
+                    key("auth"),
+                    format!("{other:?} is not required, optional or public"),
+                ))
+            }
+        };
+        Ok(RouteConfig {
+            prefix,
+            upstream,
+            auth,
+            timeout: duration_or(&key("timeout"), r.timeout.as_deref(), "30s")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:9000"
+[tokens]
+issuer = "https://auth.example.com"
+audience = ["api", "admin"]
+access_ttl = "15m"
+refresh_ttl = "30d"
+[keys]
+dir = "/tmp/keys"
+[[providers]]
+platform = "wechat"
+appid = "wx0123456789abcdef"
+secret_env = "WECHAT_APP_SECRET"
+[[routes]]
+prefix = "/api/"
+upstream = "http://orders:8080"
+auth = "optional"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "WECHAT_APP_SECRET").then(|| "s3cr3t".to_owned())
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::from_toml(GOOD, &env).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.tokens.audience, ["api", "admin"]);
+        assert_eq!(c.tokens.leeway, Duration::from_secs(30));
+        assert_eq!(c.keys.reload_interval, Duration::from_secs(10));
+        assert_eq!(c.providers[0].base_url, "https://api.weixin.qq.com");
+        assert_eq!(c.providers[0].secret.expose(), "s3cr3t");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert_eq!(c.routes[0].auth, AuthMode::Optional);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (GOOD.replace("\"15m\"", "\"15x\""), "tokens.access_ttl"),
+            (GOOD.replace("\"30d\"", "\"1m\""), "tokens.refresh_ttl"),
+            (GOOD.replace("127.0.0.1:9000", "nowhere"), "listen"),
+            (
+                GOOD.replace("http://orders:8080", "ftp://orders"),
+                "routes[0].upstream",
+            ),
+            (
+                GOOD.replace("http://orders:8080", "http://orders:8080/v1"),
+                "routes[0].upstream",
+            ),
+            (GOOD.replace("\"optional\"", "\"maybe\""), "routes[0].auth"),
+            (GOOD.replace("\"/api/\"", "\"api\""), "routes[0].prefix"),
+            (
+                GOOD.replace("WECHAT_APP_SECRET", "NOT_SET_ANYWHERE"),
+                "providers[0].secret_env",
+            ),
+            (
+                GOOD.replace("\"wechat\"", "\"alipay\""),
+                "providers[0].platform",
+            ),
+            (
+                GOOD.replace("https://auth.example.com", "auth"),
+                "tokens.issuer",
+            ),
+            (
+                GOOD.replace("[\"api\", \"admin\"]", "[]"),
+                "tokens.audience",
+            ),
+            (GOOD.replace("dir = \"/tmp/keys\"", ""), "keys.dir"),
+            (
+                GOOD.replace("auth = \"optional\"", "auth = \"optional\"\nfoo = 1"),
+                "line ",
+            ),
+            (GOOD.replace("listen", "listen = 1\nlisten"), "line 2"),
+        ];
+        for (text, key) in cases {
+            let e = Config::from_toml(&text, &env).unwrap_err();
+            assert!(e.to_string().starts_with(key), "{e} should name {key}");
+            assert!(!e.to_string().contains('\n'), "{e} is not one line");
+            assert!(!e.to_string().contains("s3cr3t"));
+        }
+    }
+}

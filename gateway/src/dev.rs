@@ -1,0 +1,227 @@
+//! `minigate serve --dev`: the whole gateway on one machine with nothing to set up.
+//!
+//! Dev mode runs the real gateway (real WeChat client, real token code, real
+//! proxy) against two built-in neighbours on 127.0.0.1: a stand-in for
+//! WeChat's `jscode2session` that speaks its wire format and accepts any
+//! code, and a demo upstream that echoes the identity headers it received.
+//! Keys are generated in memory and gone at exit. None of this is reachable
+//! without `--dev`: the stand-ins exist only inside [`run`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::config::{
+    AuthMode, Config, KeysConfig, Platform, ProviderConfig, RouteConfig, Secret, TokensConfig,
+};
+
+/// The appid of the dev mini-program.
+pub const DEV_APPID: &str = "wxdev000000000000";
+const DEV_SECRET: &str = "dev-mode-app-secret";
+
+/// Serves `service` on `listener` until the process ends.
+fn spawn_http<F, Fut>(listener: TcpListener, service: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let service = service.clone();
+                    async move { Ok::<_, Infallible>(service(req).await) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    res
+}
+
+/// The stand-in `jscode2session`: any code of the dev app logs in, and the
+/// openid is derived from the code, so the same code gives the same user.
+async fn stand_in_wechat(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let query = req.uri().query().unwrap_or("");
+    let param = |name: &str| {
+        reqwest::Url::parse(&format!("http://x/?{query}"))
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            })
+    };
+    // WeChat answers JSON as text/plain.
+    let answer = |body: serde_json::Value| text(StatusCode::OK, "text/plain", body.to_string());
+    if req.uri().path() != "/sns/jscode2session" {
+        return text(StatusCode::NOT_FOUND, "text/plain", "not found".into());
+    }
+    if param("appid").as_deref() != Some(DEV_APPID)
+        || param("secret").as_deref() != Some(DEV_SECRET)
+    {
+        return answer(serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}));
+    }
+    let Some(code) = param("js_code").filter(|c| !c.is_empty()) else {
+        return answer(serde_json::json!({"errcode": 40029, "errmsg": "invalid code"}));
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, code.as_bytes());
+    let id = B64.encode(&digest.as_ref()[..12]);
+    answer(serde_json::json!({
+        "openid": format!("dev-openid-{id}"),
+        "unionid": format!("dev-unionid-{id}"),
+        "session_key": B64.encode(&digest.as_ref()[12..28]),
+    }))
+}
+
+/// The demo upstream: echoes what reached it, identity headers first.
+async fn demo_upstream(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let identity: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("x-auth-"))
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").into()))
+        .collect();
+    let body = serde_json::json!({
+        "upstream": "minigate dev demo upstream",
+        "method": req.method().as_str(),
+        "path": req.uri().path(),
+        "authenticated": !identity.is_empty(),
+        "identity": identity,
+        "x-request-id": header("x-request-id"),
+        "x-forwarded-for": header("x-forwarded-for"),
+    });
+    let mut pretty = serde_json::to_string_pretty(&body).unwrap_or_default();
+    pretty.push('\n');
+    text(StatusCode::OK, "application/json", pretty)
+}
+
+/// The dev config: routes to the demo upstream, one dev mini-program.
+fn dev_config(
+    listen: SocketAddr,
+    wechat: SocketAddr,
+    upstream: SocketAddr,
+) -> Result<Config, String> {
+    let upstream_uri = format!("http://{upstream}")
+        .parse()
+        .map_err(|_| "bad upstream address".to_owned())?;
+    let route = |prefix: &str, auth| RouteConfig {
+        prefix: prefix.into(),
+        upstream: http::Uri::clone(&upstream_uri),
+        auth,
+        timeout: Duration::from_secs(30),
+    };
+    Ok(Config {
+        listen,
+        tokens: TokensConfig {
+            issuer: format!("http://{listen}"),
+            audience: vec!["minigate-dev".into()],
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            leeway: Duration::from_secs(30),
+            cache_capacity: 10_000,
+        },
+        keys: KeysConfig {
+            dir: "(in memory)".into(),
+            reload_interval: Duration::from_secs(10),
+        },
+        providers: vec![ProviderConfig {
+            platform: Platform::WeChat,
+            appid: DEV_APPID.into(),
+            secret: Secret::new(DEV_SECRET.into()),
+            base_url: format!("http://{wechat}"),
+            timeout: Duration::from_secs(5),
+        }],
+        routes: vec![
+            route("/api/", AuthMode::Required),
+            route("/maybe/", AuthMode::Optional),
+            route("/public/", AuthMode::Public),
+        ],
+    })
+}
+
+/// The copy-paste walkthrough for a gateway at `addr`.
+pub fn walkthrough(addr: SocketAddr) -> String {
+    let base = format!("http://{addr}");
+    format!(
+        r#"minigate dev mode: NOT FOR PRODUCTION (in-memory keys, stand-in WeChat, demo upstream)
+gateway on {base}
+  /api/     -> demo upstream, token required
+  /maybe/   -> demo upstream, token optional
+  /public/  -> demo upstream, no check
+
+Try it in another terminal (bash); any code logs in:
+### walkthrough
+LOGIN=$(curl -s -X POST {base}/auth/login -H 'content-type: application/json' -d '{{"code":"any-code-from-wx.login"}}'); echo "$LOGIN"
+ACCESS=$(printf '%s' "$LOGIN" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+REFRESH=$(printf '%s' "$LOGIN" | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/')
+curl -s {base}/api/hello -H "Authorization: Bearer $ACCESS"
+curl -s -i {base}/api/hello; echo
+curl -s -X POST {base}/auth/refresh -H 'content-type: application/json' -d "{{\"refresh_token\":\"$REFRESH\"}}"; echo
+curl -s {base}/.well-known/jwks.json; echo
+### end
+"#
+    )
+}
+
+/// Runs dev mode on `listen` (a loopback address) until Ctrl-C or SIGTERM.
+pub async fn run(listen: SocketAddr) -> Result<(), String> {
+    if !listen.ip().is_loopback() {
+        return Err(format!("--dev listens on loopback only, not {listen}"));
+    }
+    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("listen {addr}: {e}"))
+    };
+    let wechat = bind(loopback(0)).await?;
+    let upstream = bind(loopback(0)).await?;
+    let gateway_listener = bind(listen).await?;
+    let listen = gateway_listener.local_addr().map_err(|e| e.to_string())?;
+    let config = dev_config(
+        listen,
+        wechat.local_addr().map_err(|e| e.to_string())?,
+        upstream.local_addr().map_err(|e| e.to_string())?,
+    )?;
+    spawn_http(wechat, stand_in_wechat);
+    spawn_http(upstream, demo_upstream);
+    let keys = jwks::KeySet::generate(jwks::Alg::ES256, std::time::SystemTime::now())
+        .map_err(|e| e.to_string())?;
+    let gateway = std::sync::Arc::new(crate::server::Gateway::new(&config, keys)?);
+    let running = crate::server::serve(gateway_listener, gateway)?;
+    println!("{}", walkthrough(running.addr));
+    tracing::info!(addr = %running.addr, "minigate dev mode listening");
+    crate::cli::shutdown_signal().await;
+    running.stop().await;
+    Ok(())
+}

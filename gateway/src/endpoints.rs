@@ -1,0 +1,180 @@
+//! The gateway's own endpoints: login, refresh, key publication, health.
+//!
+//! These are the only places a request body is read whole, so each read is
+//! bounded (16 KiB, 413 beyond) before any JSON parsing, and every failure
+//! maps to the contract's error table. Token responses carry
+//! `Cache-Control: no-store` (RFC 6749 section 5.1).
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, PRAGMA};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::config::is_header_safe;
+use crate::error::{full, json, ApiError, Body};
+use crate::server::Gateway;
+use crate::tokens::{random_id, Subject, TokenPair};
+
+/// The largest body accepted on `/auth/*`.
+pub const MAX_BODY: usize = 16 * 1024;
+/// The longest login code accepted.
+pub const MAX_CODE: usize = 256;
+/// `max-age` of the JWKS document: verifiers re-fetch at least this often.
+pub const JWKS_MAX_AGE: u64 = 300;
+
+fn require(req: &Request<Incoming>, method: Method, allow: &'static str) -> Result<(), ApiError> {
+    if req.method() == method {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed(allow))
+    }
+}
+
+/// Reads a JSON body of at most [`MAX_BODY`] bytes.
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(ApiError::TooLarge);
+    }
+    let body = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::TooLarge
+            } else {
+                ApiError::InvalidRequest("could not read the request body")
+            }
+        })?
+        .to_bytes();
+    serde_json::from_slice(&body)
+        .map_err(|_| ApiError::InvalidRequest("the body is not the expected JSON object"))
+}
+
+fn token_response(pair: &TokenPair) -> Response<Body> {
+    let mut res = json(StatusCode::OK, pair);
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    code: Option<String>,
+    appid: Option<String>,
+    device_id: Option<String>,
+}
+
+/// `POST /auth/login`: code exchange, then a new login session and its tokens.
+pub async fn login(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    require(&req, Method::POST, "POST")?;
+    let body: LoginBody = read_json(req).await?;
+    let code = body.code.unwrap_or_default();
+    if code.is_empty() {
+        return Err(ApiError::InvalidRequest("code is required"));
+    }
+    if code.len() > MAX_CODE {
+        return Err(ApiError::InvalidRequest("code is too long"));
+    }
+    if let Some(d) = &body.device_id {
+        if !is_header_safe(d, 128) {
+            return Err(ApiError::InvalidRequest(
+                "device_id must be 1-128 visible ASCII characters",
+            ));
+        }
+    }
+    let provider = gw.providers.pick(body.appid.as_deref())?;
+    let session = provider.exchange(&code).await?;
+    let subject = Subject {
+        openid: session.openid,
+        unionid: session.unionid,
+        appid: provider.appid.clone(),
+        platform: provider.platform.name().to_owned(),
+        device_id: body.device_id,
+    };
+    let sid = random_id()?;
+    let pair = gw.tokens.issue(&subject, &sid)?;
+    tracing::info!(appid = %subject.appid, sub = %subject.openid, "login");
+    Ok(token_response(&pair))
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
+/// `POST /auth/refresh`: a verified refresh token buys a new pair in the same
+/// login session.
+pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    require(&req, Method::POST, "POST")?;
+    let body: RefreshBody = read_json(req).await?;
+    let token = body.refresh_token.unwrap_or_default();
+    if token.is_empty() {
+        return Err(ApiError::InvalidRequest("refresh_token is required"));
+    }
+    let old = gw
+        .tokens
+        .verify_refresh(&token)
+        .map_err(ApiError::InvalidGrant)?;
+    let pair = gw.tokens.issue(&old.subject, &old.sid)?;
+    tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, "refresh");
+    Ok(token_response(&pair))
+}
+
+fn document(
+    req: &Request<Incoming>,
+    body: Bytes,
+    max_age: u64,
+) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed("GET, HEAD"));
+    }
+    let mut res = full(StatusCode::OK, "application/json", body);
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        res.headers_mut().insert(CACHE_CONTROL, v);
+    }
+    Ok(res)
+}
+
+/// `GET /.well-known/jwks.json`: every published public key.
+pub fn jwks(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    document(req, gw.tokens.keys().load().jwks_json.clone(), JWKS_MAX_AGE)
+}
+
+/// `GET /.well-known/openid-configuration`: issuer, jwks_uri, algorithms.
+pub fn discovery(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    document(
+        req,
+        gw.tokens.keys().load().discovery_json.clone(),
+        JWKS_MAX_AGE,
+    )
+}
+
+/// `GET /healthz`: the process answers.
+pub fn healthz() -> Response<Body> {
+    full(
+        StatusCode::OK,
+        "application/json",
+        &b"{\"status\":\"ok\"}"[..],
+    )
+}
+
+/// `GET /readyz`: a key set is loaded, so tokens can be issued and verified.
+pub fn readyz(gw: &Gateway) -> Response<Body> {
+    let keys = gw.tokens.keys().load();
+    let body = serde_json::json!({
+        "status": "ready",
+        "current_kid": keys.set.current().kid(),
+        "keys": keys.set.entries().len(),
+    });
+    json(StatusCode::OK, &body)
+}

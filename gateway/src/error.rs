@@ -1,0 +1,184 @@
+//! The contract's error table as a type.
+//!
+//! Every error the gateway answers with is one of these variants, so status,
+//! `error` code and headers are decided in one place and every handler speaks
+//! the same JSON `{"error", "error_description"}`. Descriptions are fixed text
+//! chosen here: nothing a client or a provider sent is echoed back.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+/// The body of every response: an upstream's streamed body, or one of ours.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// A response made by the gateway itself.
+pub fn full(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut res = Response::new(Either::Right(Full::new(body.into())));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
+
+/// A JSON response made by the gateway itself.
+pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    // Serializing our own response structs cannot fail.
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    full(status, "application/json", body)
+}
+
+/// An error from the contract's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400 invalid_request: a malformed body or parameter.
+    InvalidRequest(&'static str),
+    /// 413 invalid_request: the body is over the limit.
+    TooLarge,
+    /// 405 invalid_request: wrong method on one of the gateway's endpoints.
+    MethodNotAllowed(&'static str),
+    /// 400 invalid_code: the provider refused the code (bad or used).
+    InvalidCode,
+    /// 429 rate_limited, with Retry-After in seconds.
+    RateLimited(u64),
+    /// 403 risky_user: the provider flags the user.
+    RiskyUser,
+    /// 503 provider_unavailable: busy or unreachable.
+    ProviderUnavailable,
+    /// 504 provider_timeout: slower than its timeout.
+    ProviderTimeout,
+    /// 502 provider_error: an answer that cannot be used.
+    ProviderError,
+    /// 400 invalid_grant: a bad, expired, revoked or reused refresh token.
+    InvalidGrant(&'static str),
+    /// 401 without a token on a route that needs one.
+    MissingToken,
+    /// 401 invalid_token: a bad access token.
+    InvalidToken(&'static str),
+    /// 404 not_found: no route.
+    NotFound,
+    /// 502 bad_gateway: the upstream is unreachable or broke off.
+    BadGateway,
+    /// 504 gateway_timeout: the upstream is too slow.
+    GatewayTimeout,
+    /// 500 server_error: a fault of the gateway itself.
+    Internal,
+}
+
+/// The `realm` of every `WWW-Authenticate` challenge.
+const REALM: &str = "Bearer realm=\"minigate\"";
+
+impl ApiError {
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::InvalidCode | ApiError::InvalidGrant(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RiskyUser => StatusCode::FORBIDDEN,
+            ApiError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ProviderTimeout | ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::ProviderError | ApiError::BadGateway => StatusCode::BAD_GATEWAY,
+            ApiError::MissingToken | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `error` code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::TooLarge | ApiError::MethodNotAllowed(_) => {
+                "invalid_request"
+            }
+            ApiError::InvalidCode => "invalid_code",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::RiskyUser => "risky_user",
+            ApiError::ProviderUnavailable => "provider_unavailable",
+            ApiError::ProviderTimeout => "provider_timeout",
+            ApiError::ProviderError => "provider_error",
+            ApiError::InvalidGrant(_) => "invalid_grant",
+            ApiError::MissingToken => "unauthorized",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::NotFound => "not_found",
+            ApiError::BadGateway => "bad_gateway",
+            ApiError::GatewayTimeout => "gateway_timeout",
+            ApiError::Internal => "server_error",
+        }
+    }
+
+    /// The human-readable `error_description`.
+    pub fn description(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(d) | ApiError::InvalidGrant(d) | ApiError::InvalidToken(d) => {
+                d
+            }
+            ApiError::MethodNotAllowed(_) => "method not allowed on this endpoint",
+            ApiError::TooLarge => "request body too large",
+            ApiError::InvalidCode => "the login code is invalid or was already used",
+            ApiError::RateLimited(_) => "the platform rate-limited this login, retry later",
+            ApiError::RiskyUser => "the platform refused this user as risky",
+            ApiError::ProviderUnavailable => "the platform's login service is unavailable",
+            ApiError::ProviderTimeout => "the platform's login service did not answer in time",
+            ApiError::ProviderError => "the platform's login service gave an unusable answer",
+            ApiError::MissingToken => "a bearer token is required",
+            ApiError::NotFound => "no route for this path",
+            ApiError::BadGateway => "the upstream service is unreachable",
+            ApiError::GatewayTimeout => "the upstream service did not answer in time",
+            ApiError::Internal => "internal error",
+        }
+    }
+
+    /// The response, with `WWW-Authenticate`, `Retry-After` or `Allow` where due.
+    pub fn into_response(self) -> Response<Body> {
+        #[derive(serde::Serialize)]
+        struct Wire {
+            error: &'static str,
+            error_description: &'static str,
+        }
+        let mut res = json(
+            self.status(),
+            &Wire {
+                error: self.code(),
+                error_description: self.description(),
+            },
+        );
+        let headers = res.headers_mut();
+        match self {
+            ApiError::MissingToken => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+            }
+            ApiError::InvalidToken(d) => {
+                // Descriptions are our own constants: plain ASCII without quotes.
+                let challenge =
+                    format!("{REALM}, error=\"invalid_token\", error_description=\"{d}\"");
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    headers.insert(WWW_AUTHENTICATE, v);
+                }
+            }
+            ApiError::RateLimited(secs) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                headers.insert(http::header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
+        res
+    }
+}
+
+impl From<ApiError> for Response<Body> {
+    fn from(e: ApiError) -> Self {
+        e.into_response()
+    }
+}

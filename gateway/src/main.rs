@@ -1,0 +1,5 @@
+//! The `minigate` binary; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    minigate::cli::main()
+}

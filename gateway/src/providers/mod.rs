@@ -1,0 +1,163 @@
+//! Code exchange: trading a mini-program login code for the user's identity.
+//!
+//! Each platform speaks its own wire format and error codes, so each has one
+//! file here; what comes out is the same [`Session`] or [`ExchangeError`], and
+//! the rest of the gateway knows nothing of any platform's API. Dispatch is a
+//! plain enum rather than a trait object: the set of platforms is closed and
+//! known at compile time.
+
+pub mod wechat;
+
+use std::fmt;
+
+use crate::config::{is_header_safe, Platform, ProviderConfig, Secret};
+use crate::error::ApiError;
+
+/// What a successful exchange yields.
+pub struct Session {
+    /// The user's id within this mini-program.
+    pub openid: String,
+    /// The user's id across the developer's apps, when the platform gives one.
+    pub unionid: Option<String>,
+    /// The platform's session key. It never leaves the gateway.
+    pub session_key: Secret,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("openid", &self.openid)
+            .field("unionid", &self.unionid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an exchange failed, in the contract's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeError {
+    /// The code is bad or already used.
+    InvalidCode,
+    /// The platform rate-limited the app.
+    RateLimited,
+    /// The platform refuses this user as risky.
+    RiskyUser,
+    /// The platform is busy or unreachable.
+    Unavailable,
+    /// The platform did not answer within the provider's timeout.
+    Timeout,
+    /// The answer cannot be used (not JSON, no openid, unknown errcode…).
+    Unusable,
+}
+
+impl From<ExchangeError> for ApiError {
+    fn from(e: ExchangeError) -> ApiError {
+        match e {
+            ExchangeError::InvalidCode => ApiError::InvalidCode,
+            // WeChat's jscode2session limit is per minute.
+            ExchangeError::RateLimited => ApiError::RateLimited(60),
+            ExchangeError::RiskyUser => ApiError::RiskyUser,
+            ExchangeError::Unavailable => ApiError::ProviderUnavailable,
+            ExchangeError::Timeout => ApiError::ProviderTimeout,
+            ExchangeError::Unusable => ApiError::ProviderError,
+        }
+    }
+}
+
+/// One configured mini-program and the client for its platform.
+#[derive(Debug)]
+pub struct Provider {
+    /// The mini-program's appid (`client_id` of its tokens).
+    pub appid: String,
+    /// Its platform.
+    pub platform: Platform,
+    exchange: Exchange,
+}
+
+#[derive(Debug)]
+enum Exchange {
+    WeChat(wechat::WeChat),
+}
+
+impl Provider {
+    /// Builds the provider's client. `http` is shared by all providers.
+    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Provider, String> {
+        let exchange = match config.platform {
+            Platform::WeChat => Exchange::WeChat(wechat::WeChat::new(config, http)?),
+        };
+        Ok(Provider {
+            appid: config.appid.clone(),
+            platform: config.platform,
+            exchange,
+        })
+    }
+
+    /// Trades a login code for the user's session.
+    pub async fn exchange(&self, code: &str) -> Result<Session, ExchangeError> {
+        let session = match &self.exchange {
+            Exchange::WeChat(w) => w.exchange(code).await?,
+        };
+        // Ids travel in headers and tokens: refuse anything that cannot.
+        let ok = is_header_safe(&session.openid, 128)
+            && session
+                .unionid
+                .as_deref()
+                .is_none_or(|u| is_header_safe(u, 128));
+        if !ok {
+            tracing::warn!(appid = %self.appid, "code exchange returned an unusable openid or unionid");
+            return Err(ExchangeError::Unusable);
+        }
+        Ok(session)
+    }
+}
+
+/// The configured providers, looked up by appid.
+#[derive(Debug, Default)]
+pub struct Providers {
+    list: Vec<Provider>,
+}
+
+impl Providers {
+    /// Builds every configured provider over one shared HTTP client.
+    pub fn new(configs: &[ProviderConfig]) -> Result<Providers, String> {
+        crate::tls::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|_| "could not build the HTTP client for code exchange".to_owned())?;
+        let list = configs
+            .iter()
+            .map(|c| Provider::new(c, http.clone()))
+            .collect::<Result<_, _>>()?;
+        Ok(Providers { list })
+    }
+
+    /// The provider for a login: the one named by `appid`, or the only one.
+    pub fn pick(&self, appid: Option<&str>) -> Result<&Provider, ApiError> {
+        match appid {
+            Some(id) => self
+                .list
+                .iter()
+                .find(|p| p.appid == id)
+                .ok_or(ApiError::InvalidRequest("unknown appid")),
+            None => match self.list.as_slice() {
+                [only] => Ok(only),
+                [] => Err(ApiError::InvalidRequest(
+                    "no mini-program is configured for login",
+                )),
+                _ => Err(ApiError::InvalidRequest(
+                    "appid is required: several mini-programs are configured",
+                )),
+            },
+        }
+    }
+
+    /// How many providers there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether no provider is configured.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}

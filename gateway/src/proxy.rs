@@ -1,0 +1,291 @@
+//! Forwarding: rewrite the request's headers, send it upstream over a pooled
+//! keep-alive connection, and stream the answer back.
+//!
+//! Upstreams trust the `X-Auth-*` headers, so every incoming header with that
+//! prefix is removed on every route before the gateway adds its own, and
+//! nothing a client sends can pose as an identity. Bodies are never buffered:
+//! the request body is handed to the upstream connection as a stream and the
+//! upstream's body is handed back to the client the same way, so memory stays
+//! flat whatever the size of an upload or download.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::{ApiError, Body};
+use crate::routes::Route;
+use crate::tokens::Identity;
+
+/// `X-Request-Id`: kept if the client's is sane, else generated.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Generates request ids: a random per-process prefix and a counter, which
+/// is unique without a syscall or a lock per request.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    /// A generator with a fresh random prefix.
+    pub fn new() -> RequestIds {
+        let mut bytes = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+        RequestIds {
+            prefix: u64::from_ne_bytes(bytes),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The next id: 32 hex digits.
+    pub fn next(&self) -> HeaderValue {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut buf = [0u8; 32];
+        hex(self.prefix, &mut buf[..16]);
+        hex(n, &mut buf[16..]);
+        // Hex digits are always a valid header value.
+        HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn hex(mut v: u64, out: &mut [u8]) {
+    for slot in out.iter_mut().rev() {
+        *slot = b"0123456789abcdef"[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+/// A client-sent request id is kept only if it is short and plain.
+fn sane_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let named: Vec<HeaderName> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+}
+
+/// Rewrites a request's headers for the upstream: drops hop-by-hop and every
+/// `x-auth-*` header, adds the identity, `X-Request-Id` and `X-Forwarded-*`.
+/// Returns the request id.
+pub fn rewrite_request_headers(
+    headers: &mut HeaderMap,
+    identity: Option<&Identity>,
+    client_ip: IpAddr,
+    ids: &RequestIds,
+) -> HeaderValue {
+    remove_hop_by_hop(headers);
+    if headers.keys().any(|k| k.as_str().starts_with("x-auth-")) {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-auth-"))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
+        }
+    }
+    if let Some(id) = identity {
+        for (name, value) in &id.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    let request_id = match headers.get(REQUEST_ID) {
+        Some(v) if sane_request_id(v) => v.clone(),
+        _ => {
+            let v = ids.next();
+            headers.insert(REQUEST_ID, v.clone());
+            v
+        }
+    };
+    let ip = client_ip.to_string();
+    let forwarded_for = match headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.is_empty() => HeaderValue::from_str(&format!("{prior}, {ip}")),
+        _ => HeaderValue::from_str(&ip),
+    };
+    if let Ok(v) = forwarded_for {
+        headers.insert(FORWARDED_FOR, v);
+    }
+    headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+    match headers.get(header::HOST).cloned() {
+        Some(host) => {
+            headers.insert(FORWARDED_HOST, host);
+        }
+        None => {
+            headers.remove(FORWARDED_HOST);
+        }
+    }
+    request_id
+}
+
+/// The upstream client: pooled keep-alive HTTP/1.1 connections.
+#[derive(Debug)]
+pub struct Proxy {
+    client: Client<HttpConnector, Incoming>,
+    ids: RequestIds,
+}
+
+impl Proxy {
+    /// A proxy with a fresh connection pool.
+    pub fn new() -> Proxy {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Proxy {
+            client,
+            ids: RequestIds::new(),
+        }
+    }
+
+    /// The request-id generator, shared with the gateway's own endpoints.
+    pub fn ids(&self) -> &RequestIds {
+        &self.ids
+    }
+
+    /// Forwards `req` to `route`'s upstream and streams the answer back.
+    pub async fn forward(
+        &self,
+        route: &Route,
+        mut req: Request<Incoming>,
+        identity: Option<&Identity>,
+        client_ip: IpAddr,
+    ) -> Response<Body> {
+        let request_id = rewrite_request_headers(req.headers_mut(), identity, client_ip, &self.ids);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(route.scheme.clone());
+        parts.authority = Some(route.authority.clone());
+        parts.path_and_query = req.uri().path_and_query().cloned();
+        match Uri::from_parts(parts) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return ApiError::InvalidRequest("bad request target").into_response(),
+        }
+        *req.version_mut() = Version::HTTP_11;
+        let mut res = match tokio::time::timeout(route.timeout, self.client.request(req)).await {
+            Ok(Ok(res)) => res.map(Either::Left),
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %route.authority, error = %e, "upstream request failed");
+                ApiError::BadGateway.into_response()
+            }
+            Err(_) => {
+                tracing::warn!(upstream = %route.authority, "upstream did not answer in time");
+                ApiError::GatewayTimeout.into_response()
+            }
+        };
+        remove_hop_by_hop(res.headers_mut());
+        res.headers_mut().insert(REQUEST_ID, request_id);
+        res
+    }
+}
+
+impl Default for Proxy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_hex() {
+        let ids = RequestIds::new();
+        let a = ids.next();
+        let b = ids.next();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(sane_request_id(&a));
+    }
+
+    #[test]
+    fn rewrite_strips_spoofing_and_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("x-auth-subject", "admin".parse().unwrap());
+        h.insert("X-Auth-Anything", "x".parse().unwrap());
+        h.insert("connection", "keep-alive, x-secret-hop".parse().unwrap());
+        h.insert("x-secret-hop", "1".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("x-request-id", "bad id with spaces".parse().unwrap());
+        h.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        h.insert("host", "gw.example".parse().unwrap());
+        h.insert("accept", "text/plain".parse().unwrap());
+        let id = rewrite_request_headers(
+            &mut h,
+            None,
+            "127.0.0.9".parse().unwrap(),
+            &RequestIds::new(),
+        );
+        assert!(h.keys().all(|k| !k.as_str().starts_with("x-auth-")));
+        assert!(h.get("x-secret-hop").is_none() && h.get("te").is_none());
+        assert!(h.get("connection").is_none());
+        assert_eq!(h.get("x-request-id"), Some(&id));
+        assert_eq!(id.len(), 32);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
+        assert_eq!(h["x-forwarded-host"], "gw.example");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["accept"], "text/plain");
+    }
+
+    #[test]
+    fn sane_client_request_id_is_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", "abc-123_x.y:z".parse().unwrap());
+        let id = rewrite_request_headers(&mut h, None, "::1".parse().unwrap(), &RequestIds::new());
+        assert_eq!(id, "abc-123_x.y:z");
+    }
+}

@@ -1,0 +1,356 @@
+//! Access and refresh tokens: issuing them, and verifying them on the hot path.
+//!
+//! Verification of an access token runs on every proxied request, so its
+//! result is cached: the token string maps to the identity headers it yields,
+//! built once. A cache hit is one hash lookup and a clock read; a miss is the
+//! full check (header, kid, signature, claims) done by [`jwks`] and here. Only
+//! valid tokens are cached, never past their `exp`, and the cache is bounded
+//! in entries. Refresh tokens are checked in full every time: they are used
+//! rarely, and later their use will touch session state anyway.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use http::{HeaderName, HeaderValue};
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TokensConfig;
+use crate::error::ApiError;
+use crate::keys::KeyStore;
+
+/// `typ` of access tokens (RFC 9068).
+pub const ACCESS_TYP: &str = "at+jwt";
+/// `typ` of refresh tokens; never accepted as an access token.
+pub const REFRESH_TYP: &str = "refresh+jwt";
+
+/// The identity header names sent upstream.
+pub mod header {
+    use http::HeaderName;
+    /// `sub` (the openid).
+    pub const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+    /// The openid.
+    pub const OPENID: HeaderName = HeaderName::from_static("x-auth-openid");
+    /// `client_id` (the appid).
+    pub const APPID: HeaderName = HeaderName::from_static("x-auth-appid");
+    /// `sid`.
+    pub const SESSION: HeaderName = HeaderName::from_static("x-auth-session");
+    /// `platform`.
+    pub const PLATFORM: HeaderName = HeaderName::from_static("x-auth-platform");
+    /// `jti`.
+    pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-auth-token-id");
+    /// `unionid`, when known.
+    pub const UNIONID: HeaderName = HeaderName::from_static("x-auth-unionid");
+    /// `did` (device id), when known.
+    pub const DEVICE: HeaderName = HeaderName::from_static("x-auth-device");
+}
+
+/// Who a token pair is for.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The user's openid (`sub`).
+    pub openid: String,
+    /// The user's unionid, when known.
+    pub unionid: Option<String>,
+    /// The mini-program's appid (`client_id`).
+    pub appid: String,
+    /// The platform name.
+    pub platform: String,
+    /// The device id the client sent at login, if any.
+    pub device_id: Option<String>,
+}
+
+/// A freshly issued access and refresh token.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// The access token.
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The refresh token.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: u64,
+    /// The user's openid.
+    pub openid: String,
+    /// The user's unionid, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+}
+
+/// A verified access token, as the proxy needs it.
+#[derive(Debug)]
+pub struct Identity {
+    /// The `X-Auth-*` headers to send upstream, built once per token.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// `sub`, for logs.
+    pub subject: String,
+    exp: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains_any(&self, accepted: &[String]) -> bool {
+        match self {
+            Audience::One(a) => accepted.contains(a),
+            Audience::Many(list) => list.iter().any(|a| accepted.contains(a)),
+        }
+    }
+}
+
+/// Claims shared by both token types; the access token adds `aud` variants.
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: Audience,
+    sub: String,
+    client_id: String,
+    iat: u64,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    jti: String,
+    sid: String,
+    platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unionid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    did: Option<String>,
+}
+
+/// A verified refresh token's contents.
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    /// Who it was issued to.
+    pub subject: Subject,
+    /// The login session it belongs to.
+    pub sid: String,
+    /// Its unique id.
+    pub jti: String,
+    /// When it expires (seconds since the epoch).
+    pub exp: u64,
+}
+
+/// Issues and verifies tokens for one issuer.
+pub struct Tokens {
+    keys: Arc<KeyStore>,
+    config: TokensConfig,
+    cache: Cache<Box<str>, Arc<Identity>>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Expires each cached identity at its token's `exp`.
+struct UntilExp;
+
+impl moka::Expiry<Box<str>, Arc<Identity>> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _: &Box<str>,
+        id: &Arc<Identity>,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(until(id.exp))
+    }
+}
+
+/// Seconds since the epoch, now.
+#[inline]
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The time from now until `exp` (zero if past).
+fn until(exp: u64) -> Duration {
+    (UNIX_EPOCH + Duration::from_secs(exp))
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// A random 128-bit id, base64url: for `jti` and `sid`.
+pub fn random_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| ApiError::Internal)?;
+    Ok(B64.encode(bytes))
+}
+
+impl Tokens {
+    /// Tokens for `config`, signed and verified with `keys`.
+    pub fn new(config: TokensConfig, keys: Arc<KeyStore>) -> Tokens {
+        let cache = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .expire_after(UntilExp)
+            .build();
+        Tokens {
+            keys,
+            config,
+            cache,
+        }
+    }
+
+    /// The key store these tokens use.
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// Forgets every cached verification, after the key set changed.
+    pub fn clear_cache(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// Issues an access and a refresh token for `who` in login session `sid`.
+    pub fn issue(&self, who: &Subject, sid: &str) -> Result<TokenPair, ApiError> {
+        let now = now_secs();
+        let access_ttl = self.config.access_ttl.as_secs();
+        let refresh_ttl = self.config.refresh_ttl.as_secs();
+        let aud = match self.config.audience.as_slice() {
+            [one] => Audience::One(one.clone()),
+            many => Audience::Many(many.to_vec()),
+        };
+        let claims = |aud, ttl, jti| Claims {
+            iss: self.config.issuer.clone(),
+            aud,
+            sub: who.openid.clone(),
+            client_id: who.appid.clone(),
+            iat: now,
+            exp: now + ttl,
+            nbf: None,
+            jti,
+            sid: sid.to_owned(),
+            platform: who.platform.clone(),
+            unionid: who.unionid.clone(),
+            did: who.device_id.clone(),
+        };
+        let keys = self.keys.load();
+        let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| ApiError::Internal);
+        let access = sign(ACCESS_TYP, &claims(aud, access_ttl, random_id()?))?;
+        let refresh_aud = Audience::One(self.config.issuer.clone());
+        let refresh = sign(REFRESH_TYP, &claims(refresh_aud, refresh_ttl, random_id()?))?;
+        Ok(TokenPair {
+            token_type: "Bearer",
+            access_token: access,
+            expires_in: access_ttl,
+            refresh_token: refresh,
+            refresh_expires_in: refresh_ttl,
+            openid: who.openid.clone(),
+            unionid: who.unionid.clone(),
+        })
+    }
+
+    /// Verifies an access token; the hot path of every authenticated request.
+    pub fn verify_access(&self, token: &str) -> Result<Arc<Identity>, &'static str> {
+        if let Some(id) = self.cache.get(token) {
+            if now_secs() < id.exp {
+                return Ok(id);
+            }
+        }
+        let claims = self.check(token, ACCESS_TYP, |aud| {
+            aud.contains_any(&self.config.audience)
+        })?;
+        let id = Arc::new(identity(&claims).ok_or("invalid claims")?);
+        if now_secs() < id.exp {
+            self.cache.insert(token.into(), id.clone());
+        }
+        Ok(id)
+    }
+
+    /// Verifies a refresh token.
+    pub fn verify_refresh(&self, token: &str) -> Result<Refresh, &'static str> {
+        let issuer = &self.config.issuer;
+        let c = self.check(
+            token,
+            REFRESH_TYP,
+            |aud| matches!(aud, Audience::One(a) if a == issuer),
+        )?;
+        Ok(Refresh {
+            subject: Subject {
+                openid: c.sub,
+                unionid: c.unionid,
+                appid: c.client_id,
+                platform: c.platform,
+                device_id: c.did,
+            },
+            sid: c.sid,
+            jti: c.jti,
+            exp: c.exp,
+        })
+    }
+
+    /// Signature, type and the registered claims; the error is a fixed
+    /// sentence fit for an `error_description`.
+    fn check(
+        &self,
+        token: &str,
+        typ: &str,
+        aud_ok: impl Fn(&Audience) -> bool,
+    ) -> Result<Claims, &'static str> {
+        let payload = self
+            .keys
+            .load()
+            .set
+            .verify(token, typ)
+            .map_err(|e| e.message())?;
+        let c: Claims = serde_json::from_slice(&payload).map_err(|_| "invalid claims")?;
+        let now = now_secs();
+        let leeway = self.config.leeway.as_secs();
+        if c.iss != self.config.issuer {
+            return Err("wrong issuer");
+        }
+        if !aud_ok(&c.aud) {
+            return Err("wrong audience");
+        }
+        if now >= c.exp.saturating_add(leeway) {
+            return Err("token expired");
+        }
+        if c.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err("token not yet valid");
+        }
+        if c.iat > now.saturating_add(leeway) {
+            return Err("token issued in the future");
+        }
+        Ok(c)
+    }
+}
+
+/// Builds the identity headers of verified claims; `None` if a value cannot
+/// be a header (never true of tokens this gateway issued).
+fn identity(c: &Claims) -> Option<Identity> {
+    let v = |s: &str| HeaderValue::from_str(s).ok();
+    let mut headers = Vec::with_capacity(8);
+    headers.push((header::SUBJECT, v(&c.sub)?));
+    headers.push((header::OPENID, v(&c.sub)?));
+    headers.push((header::APPID, v(&c.client_id)?));
+    headers.push((header::SESSION, v(&c.sid)?));
+    headers.push((header::PLATFORM, v(&c.platform)?));
+    headers.push((header::TOKEN_ID, v(&c.jti)?));
+    if let Some(u) = &c.unionid {
+        headers.push((header::UNIONID, v(u)?));
+    }
+    if let Some(d) = &c.did {
+        headers.push((header::DEVICE, v(d)?));
+    }
+    Some(Identity {
+        headers,
+        subject: c.sub.clone(),
+        exp: c.exp,
+    })
+}

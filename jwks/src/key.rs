@@ -1,0 +1,287 @@
+//! One signing key pair.
+//!
+//! The private half exists only as PKCS#8 bytes inside a [`Key`] and is never
+//! formatted: `Debug` prints the kid and algorithm and nothing else. The
+//! public half is derived from the private one at load time, so a key file can
+//! never pair a private key with someone else's public key, and the kid is
+//! recomputed and compared rather than trusted.
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use ring::rand::SystemRandom;
+use ring::signature::{self, KeyPair as _};
+use serde::Serialize;
+
+use crate::Alg;
+
+/// Why a key could not be made or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The PKCS#8 bytes are not a valid private key of the stated algorithm.
+    #[error("not a valid {0} private key (PKCS#8)")]
+    Invalid(Alg),
+    /// ring generates only elliptic-curve keys; RSA keys must come from elsewhere.
+    #[error("{0} keys cannot be generated here (ring makes only ES256 and EdDSA keys)")]
+    CannotGenerate(Alg),
+    /// The system random source failed.
+    #[error("the system random source failed")]
+    Random,
+}
+
+/// A private key with its derived public half, ready to sign and verify.
+pub struct Key {
+    kid: String,
+    alg: Alg,
+    pkcs8: Vec<u8>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public: PublicJwk,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public members of a key as a JWK (RFC 7517), with `use: "sig"`.
+///
+/// Only public members exist on this type, so serializing it cannot leak a
+/// private one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PublicJwk {
+    /// Key type: `EC`, `OKP` or `RSA`.
+    pub kty: &'static str,
+    /// The key id: the RFC 7638 thumbprint.
+    pub kid: String,
+    /// Always `sig`.
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+    /// The one algorithm this key is used with.
+    pub alg: &'static str,
+    /// Curve, for EC and OKP keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crv: Option<&'static str>,
+    /// Public coordinate or key, for EC and OKP keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// Second public coordinate, for EC keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// Modulus, for RSA keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    /// Public exponent, for RSA keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+}
+
+impl Key {
+    /// Makes a new key pair with ring's system random source.
+    pub fn generate(alg: Alg) -> Result<Key, KeyError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = match alg {
+            Alg::ES256 => signature::EcdsaKeyPair::generate_pkcs8(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &rng,
+            )
+            .map_err(|_| KeyError::Random)?,
+            Alg::EdDSA => {
+                signature::Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::Random)?
+            }
+            Alg::RS256 => return Err(KeyError::CannotGenerate(alg)),
+        };
+        Key::from_pkcs8(alg, pkcs8.as_ref().to_vec())
+    }
+
+    /// Reads a PKCS#8 private key of the given algorithm and derives the rest.
+    pub fn from_pkcs8(alg: Alg, pkcs8: Vec<u8>) -> Result<Key, KeyError> {
+        let invalid = |_| KeyError::Invalid(alg);
+        let (public, decoding, encoding) = match alg {
+            Alg::ES256 => {
+                let pair = signature::EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &pkcs8,
+                    &SystemRandom::new(),
+                )
+                .map_err(invalid)?;
+                // An uncompressed SEC1 point: 0x04 || x || y.
+                let point = pair.public_key().as_ref();
+                let (x, y) = point[1..].split_at(32);
+                let jwk = PublicJwk::new("EC", alg).with_curve("P-256", x, Some(y));
+                (
+                    jwk,
+                    DecodingKey::from_ec_der(point),
+                    EncodingKey::from_ec_der(&pkcs8),
+                )
+            }
+            Alg::EdDSA => {
+                let pair = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+                    .map_err(invalid)?;
+                let x = pair.public_key().as_ref();
+                let jwk = PublicJwk::new("OKP", alg).with_curve("Ed25519", x, None);
+                (
+                    jwk,
+                    DecodingKey::from_ed_der(x),
+                    EncodingKey::from_ed_der(&pkcs8),
+                )
+            }
+            Alg::RS256 => {
+                let pair = signature::RsaKeyPair::from_pkcs8(&pkcs8).map_err(invalid)?;
+                let parts = signature::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+                let mut jwk = PublicJwk::new("RSA", alg);
+                jwk.n = Some(B64.encode(&parts.n));
+                jwk.e = Some(B64.encode(&parts.e));
+                (
+                    jwk,
+                    DecodingKey::from_rsa_raw_components(&parts.n, &parts.e),
+                    EncodingKey::from_rsa_der(&pkcs8),
+                )
+            }
+        };
+        let mut public = public;
+        public.kid = public.thumbprint();
+        Ok(Key {
+            kid: public.kid.clone(),
+            alg,
+            pkcs8,
+            encoding,
+            decoding,
+            public,
+        })
+    }
+
+    /// The key id: the RFC 7638 SHA-256 thumbprint of the public key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The one algorithm this key signs and verifies with.
+    pub fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    /// The public JWK, for JWKS documents.
+    pub fn public_jwk(&self) -> &PublicJwk {
+        &self.public
+    }
+
+    pub(crate) fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    pub(crate) fn encoding(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    pub(crate) fn decoding(&self) -> &DecodingKey {
+        &self.decoding
+    }
+}
+
+impl PublicJwk {
+    fn new(kty: &'static str, alg: Alg) -> PublicJwk {
+        PublicJwk {
+            kty,
+            kid: String::new(),
+            use_: "sig",
+            alg: alg.name(),
+            crv: None,
+            x: None,
+            y: None,
+            n: None,
+            e: None,
+        }
+    }
+
+    fn with_curve(mut self, crv: &'static str, x: &[u8], y: Option<&[u8]>) -> PublicJwk {
+        self.crv = Some(crv);
+        self.x = Some(B64.encode(x));
+        self.y = y.map(|y| B64.encode(y));
+        self
+    }
+
+    /// The RFC 7638 thumbprint: SHA-256 over the required members in
+    /// lexicographic order with no whitespace, base64url without padding.
+    pub fn thumbprint(&self) -> String {
+        let s = |o: &Option<String>| o.clone().unwrap_or_default();
+        let canonical = match self.kty {
+            "EC" => format!(
+                r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+                self.crv.unwrap_or_default(),
+                s(&self.x),
+                s(&self.y)
+            ),
+            "OKP" => format!(
+                r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
+                self.crv.unwrap_or_default(),
+                s(&self.x)
+            ),
+            _ => format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                s(&self.e),
+                s(&self.n)
+            ),
+        };
+        B64.encode(ring::digest::digest(
+            &ring::digest::SHA256,
+            canonical.as_bytes(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7638_example_thumbprint() {
+        // The RSA key of RFC 7638 section 3.1 and its published thumbprint.
+        let jwk = PublicJwk {
+            n: Some("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw".into()),
+            e: Some("AQAB".into()),
+            ..PublicJwk::new("RSA", Alg::RS256)
+        };
+        assert_eq!(
+            jwk.thumbprint(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn generated_keys_round_trip_through_pkcs8() {
+        for alg in [Alg::ES256, Alg::EdDSA] {
+            let key = Key::generate(alg).unwrap();
+            let again = Key::from_pkcs8(alg, key.pkcs8().to_vec()).unwrap();
+            assert_eq!(key.kid(), again.kid());
+            assert_eq!(key.public_jwk(), again.public_jwk());
+            assert_eq!(key.kid().len(), 43);
+        }
+    }
+
+    #[test]
+    fn wrong_algorithm_for_bytes_is_refused() {
+        let ec = Key::generate(Alg::ES256).unwrap();
+        assert_eq!(
+            Key::from_pkcs8(Alg::EdDSA, ec.pkcs8().to_vec()).unwrap_err(),
+            KeyError::Invalid(Alg::EdDSA)
+        );
+        assert!(Key::from_pkcs8(Alg::ES256, b"garbage".to_vec()).is_err());
+        assert!(Key::from_pkcs8(Alg::RS256, vec![]).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_private_bytes() {
+        let key = Key::generate(Alg::ES256).unwrap();
+        let dbg = format!("{key:?}");
+        assert!(dbg.contains(key.kid()));
+        assert!(!dbg.contains(&B64.encode(key.pkcs8())));
+        assert!(!dbg.contains("pkcs8"));
+    }
+}
