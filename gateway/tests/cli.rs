@@ -1,0 +1,362 @@
+//! The `minigate` binary: key commands, config errors, dev mode's walkthrough
+//! run as pasted, and logs free of secrets.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn minigate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_minigate"))
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = minigate()
+        .args(args)
+        .env_remove("MINIGATE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn keys_init_list_jwks_rotate_prune() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys");
+    let d = dir.to_str().unwrap();
+    let (code, out, err) = run(&["keys", "init", "--dir", d]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("current") && out.contains("next"), "{out}");
+    let file = dir.join("keyset.json");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A second init refuses to overwrite.
+    let (code, _, err) = run(&["keys", "init", "--dir", d]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("keyset.json") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let (code, jwks, _) = run(&["keys", "jwks", "--dir", d]);
+    assert_eq!(code, 0);
+    let doc: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+    assert_eq!(doc["keys"].as_array().unwrap().len(), 2);
+    assert!(!jwks.contains("private_key") && !jwks.contains("\"d\""));
+
+    let set = jwks::KeySet::load(&dir).unwrap();
+    let (first, second) = (
+        set.entries()[0].key.kid().to_owned(),
+        set.entries()[1].key.kid().to_owned(),
+    );
+    let (code, out, _) = run(&["keys", "rotate", "--dir", d]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("now signing with {second}")), "{out}");
+    let (_, list, _) = run(&["keys", "list", "--dir", d]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&first) && l.contains("retired")),
+        "{list}"
+    );
+    assert_eq!(list.lines().count(), 4);
+    // Nothing is old enough with the default; everything retired is with 0s.
+    let (_, out, _) = run(&["keys", "prune", "--dir", d]);
+    assert!(out.contains("pruned 0"), "{out}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, out, _) = run(&["keys", "prune", "--dir", d, "--older-than", "1s"]);
+    assert!(out.contains("pruned 1") && out.contains(&first), "{out}");
+
+    let (code, _, _) = run(&[
+        "keys",
+        "init",
+        "--dir",
+        tmp.path().join("ed").to_str().unwrap(),
+        "--alg",
+        "EdDSA",
+    ]);
+    assert_eq!(code, 0);
+    let (code, _, err) = run(&[
+        "keys",
+        "init",
+        "--dir",
+        tmp.path().join("x").to_str().unwrap(),
+        "--alg",
+        "HS256",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("HS256"));
+}
+
+#[test]
+fn bad_keys_and_configs_fail_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    std::fs::write(tmp.path().join("keyset.json"), "{garbage").unwrap();
+    let (code, _, err) = run(&["keys", "list", "--dir", d]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("keyset.json") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let keys = key_dir(jwks::Alg::ES256);
+    let good = config_text(
+        &Setup::default(),
+        keys.path(),
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+        "127.0.0.1:0",
+    );
+    let cfg = tmp.path().join("c.toml");
+    let cases = [
+        (
+            good.replace("access_ttl = \"15m\"", "access_ttl = \"fifteen\""),
+            "tokens.access_ttl",
+        ),
+        (
+            good.replace("auth = \"public\"", "auth = \"sometimes\""),
+            "routes[3].auth",
+        ),
+        (
+            good.replace("TEST_WECHAT_SECRET", "UNSET_VARIABLE_X"),
+            "providers[0].secret_env",
+        ),
+        (
+            good.replace(keys.path().to_str().unwrap(), "/nonexistent/keys"),
+            "keyset.json",
+        ),
+        ("this is not toml".to_owned(), "line 1"),
+    ];
+    for (text, key) in cases {
+        std::fs::write(&cfg, text).unwrap();
+        let out = minigate()
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .env("TEST_WECHAT_SECRET", SECRET)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(key), "{err} should name {key}");
+        assert!(!err.contains(SECRET));
+    }
+    // config check on a good file prints what it means.
+    std::fs::write(&cfg, &good).unwrap();
+    let out = minigate()
+        .args(["config", "check", "--config", cfg.to_str().unwrap()])
+        .env("TEST_WECHAT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("/api/admin/") && text.contains(APPID) && text.contains("https://auth.test"),
+        "{text}"
+    );
+    assert!(!text.contains(SECRET));
+    // serve with neither --config nor --dev explains itself.
+    let (code, _, err) = run(&["serve"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--config") && err.contains("--dev"), "{err}");
+}
+
+#[test]
+fn help_exists_on_every_command() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["keys", "--help"],
+        &["keys", "init", "--help"],
+        &["keys", "rotate", "--help"],
+        &["keys", "list", "--help"],
+        &["keys", "prune", "--help"],
+        &["keys", "jwks", "--help"],
+        &["config", "check", "--help"],
+    ] {
+        let (code, out, _) = run(args);
+        assert_eq!(code, 0, "{args:?}");
+        assert!(out.contains("Usage: minigate"), "{args:?}: {out}");
+    }
+}
+
+/// Starts `minigate serve --dev` on a free port and returns the child with
+/// its printed walkthrough.
+fn dev_mode() -> (std::process::Child, String) {
+    let mut child = minigate()
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut script = String::new();
+    let mut inside = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        match line.as_str() {
+            "### walkthrough" => inside = true,
+            "### end" => break,
+            _ if inside => {
+                script.push_str(&line);
+                script.push('\n');
+            }
+            _ => {}
+        }
+    }
+    (child, script)
+}
+
+#[test]
+fn dev_mode_walkthrough_works_as_pasted() {
+    let (mut child, script) = dev_mode();
+    assert!(script.contains("/auth/login"), "no walkthrough printed");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    child.kill().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // login answered with tokens, the protected call reached the demo
+    // upstream with an identity, the call without a token was refused, the
+    // refresh gave new tokens, and the JWKS was served.
+    assert_eq!(text.matches("\"access_token\"").count(), 2, "{text}");
+    assert!(text.contains("\"authenticated\": true"), "{text}");
+    assert!(text.contains("\"x-auth-openid\": \"dev-openid-"), "{text}");
+    assert!(text.contains("HTTP/1.1 401"), "{text}");
+    assert!(text.contains("\"keys\":[{"), "{text}");
+    // Debug logs of a whole session carry no secret, session_key or token.
+    assert!(
+        !stderr.contains("dev-mode-app-secret"),
+        "app secret in logs"
+    );
+    assert!(!stderr.contains("session_key"), "session_key in logs");
+    assert!(!stderr.contains("eyJ"), "a token in logs");
+    assert!(!stderr.contains("js_code"), "the request URL in logs");
+}
+
+#[tokio::test]
+async fn logs_carry_no_secrets_even_at_trace_level() {
+    let wechat = wechat().await;
+    let upstream = upstream().await;
+    let keys = key_dir(jwks::Alg::ES256);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let cfg = keys.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        config_text(
+            &Setup::default(),
+            keys.path(),
+            wechat.addr,
+            upstream.addr,
+            &listen,
+        ),
+    )
+    .unwrap();
+    let mut child = minigate()
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("TEST_WECHAT_SECRET", SECRET)
+        .env("RUST_LOG", "trace")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = client();
+    let url = format!("http://{listen}");
+    for _ in 0..100 {
+        if http.get(format!("{url}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let post = |path: &'static str, body: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            http.post(format!("{url}{path}"))
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = post("/auth/login", r#"{"code":"log-check"}"#.into()).await;
+    let tokens: Tokens = res.json().await.unwrap();
+    for c in ["err:40029", "notjson", "slow", "err:45011"] {
+        post("/auth/login", format!(r#"{{"code":"{c}"}}"#)).await;
+    }
+    post(
+        "/auth/refresh",
+        format!(r#"{{"refresh_token":"{}"}}"#, tokens.refresh_token),
+    )
+    .await;
+    http.get(format!("{url}/api/x"))
+        .bearer_auth(&tokens.access_token)
+        .send()
+        .await
+        .unwrap();
+    http.get(format!("{url}/api/x"))
+        .bearer_auth("bad.token.here")
+        .send()
+        .await
+        .unwrap();
+    child.kill().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let _ = child.wait();
+    assert!(
+        logs.contains("code exchange failed"),
+        "expected failure lines in: {logs}"
+    );
+    for secret in [
+        SECRET,
+        SESSION_KEY,
+        "js_code",
+        &tokens.access_token[..40],
+        &tokens.refresh_token[..40],
+    ] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
+    // Not even a token's signature part.
+    let sig = tokens.access_token.rsplit('.').next().unwrap();
+    assert!(!logs.contains(sig));
+}

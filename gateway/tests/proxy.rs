@@ -1,0 +1,463 @@
+//! The verifying proxy: auth modes, header stripping against spoofing,
+//! tampered and confused tokens, a second gateway sharing the keys, and
+//! pass-through of everything else.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use common::*;
+
+const SPOOFS: [(&str, &str); 4] = [
+    ("X-Auth-Subject", "admin"),
+    ("x-auth-openid", "victim"),
+    ("X-AUTH-APPID", "wxevil"),
+    ("x-auth-made-up", "1"),
+];
+
+async fn spoofed_get(gw: &Gateway, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = gw.http.get(format!("{}{path}", gw.url));
+    for (k, v) in SPOOFS {
+        req = req.header(k, v);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn identity_headers_cannot_be_spoofed_on_any_route() {
+    let gw = start(Setup::default()).await;
+    let t = gw.login("code-dave").await;
+    let openid = openid_for("code-dave");
+
+    // required, with a token: only the gateway's identity arrives.
+    assert_eq!(
+        spoofed_get(&gw, "/api/x", Some(&t.access_token))
+            .await
+            .status(),
+        200
+    );
+    let h = gw.upstream.last().headers;
+    assert_eq!(
+        h.get_all("x-auth-subject").iter().collect::<Vec<_>>(),
+        [openid.as_str()]
+    );
+    assert_eq!(
+        h.get_all("x-auth-openid").iter().collect::<Vec<_>>(),
+        [openid.as_str()]
+    );
+    assert_eq!(h["x-auth-appid"], APPID);
+    assert!(h.get("x-auth-made-up").is_none());
+
+    // required, without a token: refused, nothing reaches the upstream.
+    let before = gw.upstream.count();
+    assert_eq!(spoofed_get(&gw, "/api/x", None).await.status(), 401);
+    assert_eq!(gw.upstream.count(), before);
+
+    // optional, anonymous: passes with no identity at all.
+    assert_eq!(spoofed_get(&gw, "/maybe/x", None).await.status(), 200);
+    let h = gw.upstream.last().headers;
+    assert!(
+        h.keys().all(|k| !k.as_str().starts_with("x-auth-")),
+        "{h:?}"
+    );
+
+    // optional, with a token: identity.
+    assert_eq!(
+        spoofed_get(&gw, "/maybe/x", Some(&t.access_token))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        gw.upstream.last().headers["x-auth-subject"],
+        openid.as_str()
+    );
+
+    // public: no check, and still no client-made identity, even with a token.
+    assert_eq!(spoofed_get(&gw, "/public/x", None).await.status(), 200);
+    assert!(gw
+        .upstream
+        .last()
+        .headers
+        .keys()
+        .all(|k| !k.as_str().starts_with("x-auth-")));
+    assert_eq!(
+        spoofed_get(&gw, "/public/x", Some(&t.access_token))
+            .await
+            .status(),
+        200
+    );
+    assert!(gw
+        .upstream
+        .last()
+        .headers
+        .keys()
+        .all(|k| !k.as_str().starts_with("x-auth-")));
+    assert_eq!(
+        spoofed_get(&gw, "/public/x", Some("garbage"))
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn missing_and_bad_tokens_get_rfc6750_challenges() {
+    let gw = start(Setup::default()).await;
+    let res = gw.get("/api/x", None).await;
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        r#"Bearer realm="minigate""#
+    );
+    assert_error(res, 401, "unauthorized").await;
+
+    let res = gw.get("/api/x", Some("not.a.token")).await;
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge
+            .starts_with(r#"Bearer realm="minigate", error="invalid_token", error_description=""#),
+        "{challenge}"
+    );
+    assert_error(res, 401, "invalid_token").await;
+
+    // Optional routes refuse a bad token too.
+    assert_error(
+        gw.get("/maybe/x", Some("not.a.token")).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+
+    // The scheme is case-insensitive; the token is read from Authorization only.
+    let t = gw.login("code-erin").await;
+    let res = gw
+        .http
+        .get(format!("{}/api/x", gw.url))
+        .header("authorization", format!("bEaReR {}", t.access_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = gw
+        .http
+        .get(format!("{}/api/x?access_token={}", gw.url, t.access_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = gw
+        .http
+        .get(format!("{}/api/x", gw.url))
+        .header("cookie", format!("token={}", t.access_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = gw
+        .http
+        .get(format!("{}/api/x", gw.url))
+        .header("authorization", "Bearer ")
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn a_token_tampered_in_any_segment_is_refused() {
+    let gw = start(Setup::default()).await;
+    let t = gw.login("code-frank").await;
+    let parts: Vec<&str> = t.access_token.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
+    claims["sub"] = "admin".into();
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&B64.decode(parts[0]).unwrap()).unwrap();
+    header["kid"] = "someone-elses-key".into();
+    let flip = |s: &str| {
+        let mut b = s.as_bytes().to_vec();
+        b[5] = if b[5] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    let tampered = [
+        format!(
+            "{}.{}.{}",
+            B64.encode(header.to_string()),
+            parts[1],
+            parts[2]
+        ),
+        format!("{}.{}.{}", flip(parts[0]), parts[1], parts[2]),
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(claims.to_string()),
+            parts[2]
+        ),
+        format!("{}.{}.{}", parts[0], flip(parts[1]), parts[2]),
+        format!("{}.{}.{}", parts[0], parts[1], flip(parts[2])),
+        format!("{}.{}.", parts[0], parts[1]),
+        format!("{}.{}", parts[0], parts[1]),
+        format!("{}..{}", parts[0], parts[2]),
+    ];
+    for token in &tampered {
+        assert_error(gw.get("/api/x", Some(token)).await, 401, "invalid_token").await;
+    }
+    // And the genuine token still passes (the cache holds no bad results).
+    assert_eq!(gw.get("/api/x", Some(&t.access_token)).await.status(), 200);
+    for token in &tampered {
+        assert_eq!(gw.get("/api/x", Some(token)).await.status(), 401);
+    }
+}
+
+#[tokio::test]
+async fn refresh_token_is_not_an_access_token() {
+    let gw = start(Setup::default()).await;
+    let t = gw.login("code-grace").await;
+    let res = gw.get("/api/x", Some(&t.refresh_token)).await;
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("wrong token type"), "{challenge}");
+    assert_error(res, 401, "invalid_token").await;
+    let res = gw.get("/maybe/x", Some(&t.refresh_token)).await;
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn claims_are_checked() {
+    let gw = start(Setup::default()).await;
+    let now = now();
+    let base = serde_json::json!({"iss": "https://auth.test", "aud": "api", "sub": "s", "client_id": APPID,
+        "iat": now, "exp": now + 600, "jti": "j", "sid": "s", "platform": "wechat"});
+    let with = |k: &str, v: serde_json::Value| {
+        let mut c = base.clone();
+        c[k] = v;
+        gw.sign("at+jwt", c)
+    };
+    assert_eq!(
+        gw.get("/api/x", Some(&gw.sign("at+jwt", base.clone())))
+            .await
+            .status(),
+        200
+    );
+    let cases = [
+        (with("exp", (now - 10).into()), "token expired"),
+        (with("nbf", (now + 120).into()), "token not yet valid"),
+        (
+            with("iat", (now + 120).into()),
+            "token issued in the future",
+        ),
+        (with("iss", "https://other.test".into()), "wrong issuer"),
+        (with("aud", "other".into()), "wrong audience"),
+        (with("aud", serde_json::json!(["x", "y"])), "wrong audience"),
+        (with("exp", "soon".into()), "invalid claims"),
+        (with("sub", serde_json::Value::Null), "invalid claims"),
+    ];
+    for (token, why) in cases {
+        let res = gw.get("/api/x", Some(&token)).await;
+        let challenge = res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(challenge.contains(why), "{challenge} should say {why}");
+        assert_error(res, 401, "invalid_token").await;
+    }
+    // Within the leeway (5s) an expired token still passes; a list audience with ours passes.
+    assert_eq!(
+        gw.get("/api/x", Some(&with("exp", (now - 2).into())))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        gw.get(
+            "/api/x",
+            Some(&with("aud", serde_json::json!(["x", "api"])))
+        )
+        .await
+        .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_with_another_issuer_or_audience_refuses_our_tokens() {
+    let a = start(Setup::default()).await;
+    let other_issuer = start(Setup {
+        issuer: "https://other.test".into(),
+        keys_dir: Some(a.keys_dir.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let other_aud = start(Setup {
+        audience: "[\"billing\"]".into(),
+        keys_dir: Some(a.keys_dir.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let same = start(Setup {
+        keys_dir: Some(a.keys_dir.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let t = a.login("code-heidi").await;
+    for (gw, why) in [
+        (&other_issuer, "wrong issuer"),
+        (&other_aud, "wrong audience"),
+    ] {
+        let res = gw.get("/api/x", Some(&t.access_token)).await;
+        assert!(res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(why));
+        assert_eq!(res.status(), 401);
+        let body = format!("{{\"refresh_token\":\"{}\"}}", t.refresh_token);
+        if why == "wrong issuer" {
+            assert_error(gw.post("/auth/refresh", &body).await, 400, "invalid_grant").await;
+        }
+    }
+    // A replica with the same issuer, audience and keys accepts them.
+    assert_eq!(
+        same.get("/api/x", Some(&t.access_token)).await.status(),
+        200
+    );
+    let t2 = other_aud.login("code-heidi").await;
+    assert_eq!(a.get("/api/x", Some(&t2.access_token)).await.status(), 401);
+}
+
+#[tokio::test]
+async fn method_path_query_headers_and_body_pass_through() {
+    let gw = start(Setup::default()).await;
+    let t = gw.login("code-ivan").await;
+    let body = vec![b'z'; 300_000];
+    let res = gw
+        .http
+        .put(format!("{}/api/items/7?a=1&b=%20x", gw.url))
+        .bearer_auth(&t.access_token)
+        .header("x-custom", "kept")
+        .header("x-request-id", "client-req-1")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("connection", "x-drop-me")
+        .header("x-drop-me", "1")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "client-req-1");
+    assert!(
+        res.headers().get("x-hop").is_none(),
+        "upstream hop-by-hop header leaked"
+    );
+    let seen = gw.upstream.last();
+    assert_eq!(seen.method, "PUT");
+    assert_eq!(seen.uri, "/api/items/7?a=1&b=%20x");
+    assert_eq!(seen.body.len(), body.len());
+    assert_eq!(seen.headers["x-custom"], "kept");
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {}", t.access_token).as_str()
+    );
+    assert_eq!(seen.headers["x-request-id"], "client-req-1");
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(
+        seen.headers["x-forwarded-host"],
+        gw.url.trim_start_matches("http://")
+    );
+    assert!(seen.headers.get("x-drop-me").is_none());
+
+    // A generated request id when the client's is not sane.
+    let res = gw
+        .http
+        .get(format!("{}/public/x", gw.url))
+        .header("x-request-id", "a b")
+        .send()
+        .await
+        .unwrap();
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(gw.upstream.last().headers["x-request-id"], id.as_str());
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// The real binary streams a 64 MiB download without holding it.
+#[tokio::test]
+async fn large_downloads_stream_without_buffering() {
+    let upstream = upstream().await;
+    let wechat = wechat().await;
+    let keys = key_dir(jwks::Alg::ES256);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let text = config_text(
+        &Setup::default(),
+        keys.path(),
+        wechat.addr,
+        upstream.addr,
+        &listen,
+    );
+    let cfg = keys.path().join("minigate.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("TEST_WECHAT_SECRET", SECRET)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = client();
+    let url = format!("http://{listen}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if http.get(format!("{url}/healthz")).send().await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "gateway did not start");
+    let before = rss_kib(child.id());
+    let mut res = http
+        .get(format!("{url}/public/big?mib=64"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut total = 0usize;
+    let mut peak = before;
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        total += chunk.len();
+        if total % (8 << 20) < chunk.len() {
+            peak = peak.max(rss_kib(child.id()));
+        }
+    }
+    peak = peak.max(rss_kib(child.id()));
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(total, 64 << 20);
+    assert!(
+        peak - before < 16 * 1024,
+        "RSS grew by {} KiB for a 64 MiB download",
+        peak - before
+    );
+}
