@@ -517,6 +517,30 @@ auth = "optional"
     }
 
     #[test]
+    fn secret_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-a-file\n").unwrap();
+        let text = GOOD.replace(
+            "secret_env = \"WECHAT_APP_SECRET\"",
+            &format!("secret_file = {:?}", path.display().to_string()),
+        );
+        let c = Config::from_toml(&text, &env).unwrap();
+        assert_eq!(c.providers[0].secret.expose(), "from-a-file");
+        std::fs::write(&path, "\n").unwrap();
+        let e = Config::from_toml(&text, &env).unwrap_err();
+        assert_eq!(e.key, "providers[0].secret_file");
+        let both = GOOD.replace(
+            "secret_env = \"WECHAT_APP_SECRET\"",
+            "secret_env = \"WECHAT_APP_SECRET\"\nsecret_file = \"/x\"",
+        );
+        assert!(Config::from_toml(&both, &env)
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one"));
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let cases = [
             (GOOD.replace("\"15m\"", "\"15x\""), "tokens.access_ttl"),

@@ -212,6 +212,12 @@ impl Tokens {
         &self.keys
     }
 
+    /// How many verified tokens the cache holds now.
+    pub fn cached(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+
     /// Forgets every cached verification, after the key set changed.
     pub fn clear_cache(&self) {
         self.cache.invalidate_all();
@@ -353,4 +359,83 @@ fn identity(c: &Claims) -> Option<Identity> {
         subject: c.sub.clone(),
         exp: c.exp,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(capacity: u64, leeway: u64) -> Tokens {
+        let set = jwks::KeySet::generate(jwks::Alg::ES256, SystemTime::now()).unwrap();
+        let config = TokensConfig {
+            issuer: "https://iss".into(),
+            audience: vec!["api".into()],
+            access_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(600),
+            leeway: Duration::from_secs(leeway),
+            cache_capacity: capacity,
+        };
+        Tokens::new(config, Arc::new(KeyStore::new(set, "https://iss")))
+    }
+
+    fn token(t: &Tokens, sub: &str, exp: u64) -> String {
+        let now = now_secs();
+        let claims = serde_json::json!({"iss": "https://iss", "aud": "api", "sub": sub, "client_id": "wx",
+            "iat": now, "exp": exp, "jti": sub, "sid": "s", "platform": "wechat"});
+        t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap()
+    }
+
+    #[test]
+    fn invalid_tokens_are_never_cached() {
+        let t = tokens(100, 0);
+        let good = token(&t, "a", now_secs() + 60);
+        let mut bad = good.clone();
+        bad.pop();
+        for _ in 0..3 {
+            assert!(t.verify_access(&bad).is_err());
+            assert!(t.verify_access("x.y.z").is_err());
+        }
+        assert_eq!(t.cached(), 0);
+        assert!(t.verify_access(&good).is_ok());
+        assert_eq!(t.cached(), 1);
+        // A hit returns the very same identity.
+        let a = t.verify_access(&good).unwrap();
+        let b = t.verify_access(&good).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_entries() {
+        let t = tokens(50, 0);
+        let exp = now_secs() + 60;
+        for i in 0..500 {
+            assert!(t.verify_access(&token(&t, &format!("u{i}"), exp)).is_ok());
+        }
+        assert!(t.cached() <= 50, "{} cached", t.cached());
+    }
+
+    #[test]
+    fn a_cached_token_is_refused_once_expired() {
+        let t = tokens(100, 0);
+        let exp = now_secs() + 2;
+        let tok = token(&t, "short", exp);
+        assert!(t.verify_access(&tok).is_ok());
+        assert_eq!(t.cached(), 1);
+        while now_secs() < exp {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(t.verify_access(&tok).unwrap_err(), "token expired");
+        assert_eq!(t.cached(), 0);
+    }
+
+    #[test]
+    fn a_replaced_key_set_with_a_cleared_cache_refuses_old_tokens() {
+        let t = tokens(100, 0);
+        let tok = token(&t, "a", now_secs() + 60);
+        assert!(t.verify_access(&tok).is_ok());
+        t.keys()
+            .replace(jwks::KeySet::generate(jwks::Alg::ES256, SystemTime::now()).unwrap());
+        t.clear_cache();
+        assert_eq!(t.verify_access(&tok).unwrap_err(), "unknown signing key");
+    }
 }

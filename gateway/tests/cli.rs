@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -195,13 +195,13 @@ fn help_exists_on_every_command() {
 }
 
 /// Starts `minigate serve --dev` on a free port and returns the child with
-/// its printed walkthrough.
-fn dev_mode() -> (std::process::Child, String) {
+/// its printed walkthrough; stderr goes to `log`.
+fn dev_mode(log: &std::path::Path) -> (std::process::Child, String) {
     let mut child = minigate()
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -224,7 +224,9 @@ fn dev_mode() -> (std::process::Child, String) {
 
 #[test]
 fn dev_mode_walkthrough_works_as_pasted() {
-    let (mut child, script) = dev_mode();
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("stderr.log");
+    let (mut child, script) = dev_mode(&log);
     assert!(script.contains("/auth/login"), "no walkthrough printed");
     let out = Command::new("bash")
         .arg("-c")
@@ -233,14 +235,8 @@ fn dev_mode_walkthrough_works_as_pasted() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     child.kill().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
     let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -268,44 +264,11 @@ fn dev_mode_walkthrough_works_as_pasted() {
 async fn logs_carry_no_secrets_even_at_trace_level() {
     let wechat = wechat().await;
     let upstream = upstream().await;
-    let keys = key_dir(jwks::Alg::ES256);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let cfg = keys.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        config_text(
-            &Setup::default(),
-            keys.path(),
-            wechat.addr,
-            upstream.addr,
-            &listen,
-        ),
-    )
-    .unwrap();
-    let mut child = minigate()
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .env("TEST_WECHAT_SECRET", SECRET)
-        .env("RUST_LOG", "trace")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let gw = spawn_binary(wechat.addr, upstream.addr, "trace").await;
     let http = client();
-    let url = format!("http://{listen}");
-    for _ in 0..100 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let post = |path: &'static str, body: String| {
         let http = http.clone();
-        let url = url.clone();
+        let url = gw.url.clone();
         async move {
             http.post(format!("{url}{path}"))
                 .body(body)
@@ -324,6 +287,7 @@ async fn logs_carry_no_secrets_even_at_trace_level() {
         format!(r#"{{"refresh_token":"{}"}}"#, tokens.refresh_token),
     )
     .await;
+    let url = gw.url.clone();
     http.get(format!("{url}/api/x"))
         .bearer_auth(&tokens.access_token)
         .send()
@@ -334,15 +298,7 @@ async fn logs_carry_no_secrets_even_at_trace_level() {
         .send()
         .await
         .unwrap();
-    child.kill().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
-    let _ = child.wait();
+    let logs = gw.stop();
     assert!(
         logs.contains("code exchange failed"),
         "expected failure lines in: {logs}"

@@ -397,48 +397,18 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// The real binary streams a 64 MiB download without holding it.
+/// The real binary streams a 64 MiB download and a 64 MiB upload without
+/// holding either: its RSS must not grow by anything near that.
 #[tokio::test]
-async fn large_downloads_stream_without_buffering() {
+async fn large_bodies_stream_both_ways_without_buffering() {
     let upstream = upstream().await;
     let wechat = wechat().await;
-    let keys = key_dir(jwks::Alg::ES256);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let text = config_text(
-        &Setup::default(),
-        keys.path(),
-        wechat.addr,
-        upstream.addr,
-        &listen,
-    );
-    let cfg = keys.path().join("minigate.toml");
-    std::fs::write(&cfg, text).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
-        .args(["serve", "--config"])
-        .arg(&cfg)
-        .env("TEST_WECHAT_SECRET", SECRET)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let gw = spawn_binary(wechat.addr, upstream.addr, "off").await;
+    let pid = gw.child.id();
     let http = client();
-    let url = format!("http://{listen}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(ready, "gateway did not start");
-    let before = rss_kib(child.id());
+    let before = rss_kib(pid);
     let mut res = http
-        .get(format!("{url}/public/big?mib=64"))
+        .get(format!("{}/public/big?mib=64", gw.url))
         .send()
         .await
         .unwrap();
@@ -448,16 +418,44 @@ async fn large_downloads_stream_without_buffering() {
     while let Some(chunk) = res.chunk().await.unwrap() {
         total += chunk.len();
         if total % (8 << 20) < chunk.len() {
-            peak = peak.max(rss_kib(child.id()));
+            peak = peak.max(rss_kib(pid));
         }
     }
-    peak = peak.max(rss_kib(child.id()));
-    child.kill().unwrap();
-    let _ = child.wait();
     assert_eq!(total, 64 << 20);
+
+    let upload = Zeros { left: 64 << 20 };
+    let res = http
+        .post(format!("{}/public/sink", gw.url))
+        .body(reqwest::Body::wrap(upload))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        upstream.sunk.load(std::sync::atomic::Ordering::Relaxed),
+        64 << 20
+    );
+    peak = peak.max(rss_kib(pid));
+    gw.stop();
     assert!(
         peak - before < 16 * 1024,
-        "RSS grew by {} KiB for a 64 MiB download",
+        "RSS grew by {} KiB for 64 MiB bodies",
         peak - before
+    );
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let gw = start(Setup::default()).await;
+    let t = gw.login("code-judy").await;
+    for _ in 0..20 {
+        assert_eq!(gw.get("/api/x", Some(&t.access_token)).await.status(), 200);
+    }
+    assert_eq!(gw.upstream.count(), 20);
+    assert_eq!(
+        gw.upstream
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
     );
 }

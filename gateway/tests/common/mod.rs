@@ -36,10 +36,25 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    serve_counting(f, Arc::default()).await
+}
+
+/// Like [`serve`], counting accepted connections in `accepted`.
+pub async fn serve_counting<F, Fut, B>(
+    f: F,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let f = f.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
@@ -184,6 +199,10 @@ impl Body for Zeros {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Bytes received by `/…/sink`, which reads bodies without keeping them.
+    pub sunk: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -202,55 +221,75 @@ impl Upstream {
 
 pub async fn upstream() -> Upstream {
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let sunk = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let log = seen.clone();
-    let addr = serve(move |req: Request<Incoming>| {
-        let log = log.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let path = parts.uri.path().to_owned();
-            if path.ends_with("/big") {
-                let mib: usize = parts
-                    .uri
-                    .query()
-                    .and_then(|q| q.strip_prefix("mib="))
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(1);
-                return Response::new(Either::Left(Zeros { left: mib << 20 }));
+    let sink = sunk.clone();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr = serve_counting(
+        move |req: Request<Incoming>| {
+            let log = log.clone();
+            let sink = sink.clone();
+            async move {
+                let (parts, mut body) = req.into_parts();
+                let path = parts.uri.path().to_owned();
+                if path.ends_with("/sink") {
+                    while let Some(Ok(frame)) = body.frame().await {
+                        if let Some(d) = frame.data_ref() {
+                            sink.fetch_add(d.len(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    return Response::new(Either::Right(Full::new(Bytes::from_static(b"sunk"))));
+                }
+                if path.ends_with("/big") {
+                    let mib: usize = parts
+                        .uri
+                        .query()
+                        .and_then(|q| q.strip_prefix("mib="))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1);
+                    return Response::new(Either::Left(Zeros { left: mib << 20 }));
+                }
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                log.lock().unwrap().push(Seen {
+                    method: parts.method.to_string(),
+                    uri: parts.uri.to_string(),
+                    headers: parts.headers.clone(),
+                    body: body.clone(),
+                });
+                if path.ends_with("/slow") {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                let status = path
+                    .rsplit_once("/status/")
+                    .and_then(|(_, s)| s.parse().ok())
+                    .unwrap_or(200);
+                let mut res = Response::new(Either::Right(Full::new(Bytes::from(format!(
+                    "{{\"seen\":true,\"body_len\":{}}}",
+                    body.len()
+                )))));
+                *res.status_mut() = StatusCode::from_u16(status).unwrap();
+                res.headers_mut()
+                    .insert("x-upstream", "yes".parse().unwrap());
+                res.headers_mut()
+                    .insert("connection", "keep-alive, x-hop".parse().unwrap());
+                res.headers_mut()
+                    .insert("x-hop", "must-not-pass".parse().unwrap());
+                res
             }
-            let body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            log.lock().unwrap().push(Seen {
-                method: parts.method.to_string(),
-                uri: parts.uri.to_string(),
-                headers: parts.headers.clone(),
-                body: body.clone(),
-            });
-            if path.ends_with("/slow") {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-            let status = path
-                .rsplit_once("/status/")
-                .and_then(|(_, s)| s.parse().ok())
-                .unwrap_or(200);
-            let mut res = Response::new(Either::Right(Full::new(Bytes::from(format!(
-                "{{\"seen\":true,\"body_len\":{}}}",
-                body.len()
-            )))));
-            *res.status_mut() = StatusCode::from_u16(status).unwrap();
-            res.headers_mut()
-                .insert("x-upstream", "yes".parse().unwrap());
-            res.headers_mut()
-                .insert("connection", "keep-alive, x-hop".parse().unwrap());
-            res.headers_mut()
-                .insert("x-hop", "must-not-pass".parse().unwrap());
-            res
-        }
-    })
+        },
+        connections.clone(),
+    )
     .await;
-    Upstream { addr, seen }
+    Upstream {
+        addr,
+        seen,
+        sunk,
+        connections,
+    }
 }
 
 /// How to set a gateway up.
@@ -497,4 +536,59 @@ pub async fn raw(addr: SocketAddr, request: &str) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The real `minigate` binary serving a config for these neighbours.
+pub struct Process {
+    pub child: std::process::Child,
+    pub url: String,
+    pub keys: tempfile::TempDir,
+}
+
+impl Process {
+    /// Kills the process and returns what it wrote to stderr.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(self.keys.path().join("stderr.log")).unwrap_or_default()
+    }
+}
+
+/// Starts the binary with `RUST_LOG=log` and waits until it answers.
+pub async fn spawn_binary(wechat: SocketAddr, upstream: SocketAddr, log: &str) -> Process {
+    let keys = key_dir(jwks::Alg::ES256);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let cfg = keys.path().join("minigate.toml");
+    std::fs::write(
+        &cfg,
+        config_text(&Setup::default(), keys.path(), wechat, upstream, &listen),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("TEST_WECHAT_SECRET", SECRET)
+        .env("RUST_LOG", log)
+        .stdout(std::process::Stdio::null())
+        // A file, not a pipe: a full pipe would block the gateway's logging.
+        .stderr(std::fs::File::create(keys.path().join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{listen}");
+    let http = client();
+    for _ in 0..200 {
+        if http.get(format!("{url}/healthz")).send().await.is_ok() {
+            return Process { child, url, keys };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the gateway did not start: {}",
+        Process { child, url, keys }.stop()
+    );
 }
