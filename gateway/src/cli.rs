@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use jwks::{Alg, KeySet};
 
 use crate::config::{parse_duration, Config};
+use crate::keys::KeyStore;
 
 /// minigate: an auth gateway for mini-program backends.
 #[derive(Debug, Parser)]
@@ -84,9 +85,14 @@ enum KeysCommand {
     Prune {
         #[command(flatten)]
         dir: DirArg,
-        /// Keep retired keys younger than this; default: the default refresh TTL.
-        #[arg(long, value_name = "DURATION", default_value = "30d")]
-        older_than: String,
+        /// Keep retired keys younger than this. Default: the refresh TTL of
+        /// --config (or MINIGATE_CONFIG) if given, else 30d; tokens signed by a
+        /// retired key stay valid until they expire.
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+        /// The gateway's config, for its refresh TTL.
+        #[arg(long, env = "MINIGATE_CONFIG", value_name = "PATH")]
+        config: Option<PathBuf>,
     },
     /// Print the public JWKS on stdout.
     Jwks {
@@ -149,9 +155,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// Loads a config and its key set; errors name the file or key.
-pub fn load(path: &Path) -> Result<(Config, KeySet), String> {
+pub fn load(path: &Path) -> Result<(Config, KeyStore), String> {
     let config = Config::load(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-    let keys = KeySet::load(&config.keys.dir).map_err(|e| format!("keys: {e}"))?;
+    let keys = KeyStore::open(config.keys.dir.clone(), &config.tokens.issuer)
+        .map_err(|e| format!("keys: {e}"))?;
     Ok((config, keys))
 }
 
@@ -184,6 +191,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             routes = config.routes.len(),
             providers = config.providers.len(),
             kid = %running.gateway.tokens.keys().load().set.current().kid(),
+            reload_every = %humantime::format_duration(config.keys.reload_interval),
             "minigate listening"
         );
         shutdown_signal().await;
@@ -214,6 +222,7 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
     match cmd {
         KeysCommand::Init { dir, alg } => {
             let alg: Alg = alg.parse().map_err(bad)?;
+            let _lock = KeySet::lock(&dir.dir).map_err(bad)?;
             let file = KeySet::file_in(&dir.dir);
             if file.exists() {
                 return Err(bad(format!(
@@ -227,6 +236,7 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
             print_list(&set);
         }
         KeysCommand::Rotate { dir } => {
+            let _lock = KeySet::lock(&dir.dir).map_err(bad)?;
             let mut set = KeySet::load(&dir.dir).map_err(bad)?;
             set.rotate(now).map_err(bad)?;
             set.save(&dir.dir).map_err(bad)?;
@@ -234,14 +244,32 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
             print_list(&set);
         }
         KeysCommand::List { dir } => print_list(&KeySet::load(&dir.dir).map_err(bad)?),
-        KeysCommand::Prune { dir, older_than } => {
-            let age: Duration = parse_duration("--older-than", &older_than).map_err(bad)?;
+        KeysCommand::Prune {
+            dir,
+            older_than,
+            config,
+        } => {
+            let age: Duration = match (older_than, config) {
+                (Some(d), _) => parse_duration("--older-than", &d).map_err(bad)?,
+                (None, Some(path)) => {
+                    Config::load(&path)
+                        .map_err(|e| bad(format!("config {}: {e}", path.display())))?
+                        .tokens
+                        .refresh_ttl
+                }
+                (None, None) => Duration::from_secs(30 * 24 * 3600),
+            };
+            let _lock = KeySet::lock(&dir.dir).map_err(bad)?;
             let mut set = KeySet::load(&dir.dir).map_err(bad)?;
             let gone = set.prune(age, now);
             if !gone.is_empty() {
                 set.save(&dir.dir).map_err(bad)?;
             }
-            println!("pruned {} retired key(s)", gone.len());
+            println!(
+                "pruned {} retired key(s) retired more than {} ago",
+                gone.len(),
+                humantime::format_duration(age)
+            );
             for kid in gone {
                 println!("  {kid}");
             }
@@ -278,7 +306,9 @@ fn print_list(set: &KeySet) {
 }
 
 fn check(path: &Path) -> Result<(), Failure> {
-    let (config, keys) = load(path).map_err(bad)?;
+    let (config, store) = load(path).map_err(bad)?;
+    let loaded = store.load();
+    let keys = &loaded.set;
     let t = &config.tokens;
     let d = |d: Duration| humantime::format_duration(d).to_string();
     println!("config {} is valid", path.display());

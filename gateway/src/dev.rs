@@ -217,7 +217,8 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
     spawn_http(upstream, demo_upstream);
     let keys = jwks::KeySet::generate(jwks::Alg::ES256, std::time::SystemTime::now())
         .map_err(|e| e.to_string())?;
-    let gateway = std::sync::Arc::new(crate::server::Gateway::new(&config, keys)?);
+    let store = crate::keys::KeyStore::new(keys, &config.tokens.issuer);
+    let gateway = std::sync::Arc::new(crate::server::Gateway::new(&config, store)?);
     let running = crate::server::serve(gateway_listener, gateway)?;
     println!("{}", walkthrough(running.addr));
     tracing::info!(addr = %running.addr, "minigate dev mode listening");

@@ -169,12 +169,21 @@ pub fn healthz() -> Response<Body> {
 }
 
 /// `GET /readyz`: a key set is loaded, so tokens can be issued and verified.
+/// A refused reload does not make the gateway unready (it keeps serving the
+/// previous set) but is reported here.
 pub fn readyz(gw: &Gateway) -> Response<Body> {
-    let keys = gw.tokens.keys().load();
+    use std::sync::atomic::Ordering::Relaxed;
+    let store = gw.tokens.keys();
+    let keys = store.load();
     let body = serde_json::json!({
         "status": "ready",
         "current_kid": keys.set.current().kid(),
-        "keys": keys.set.entries().len(),
+        "keys": keys.set.entries().iter().map(|e| serde_json::json!({
+            "kid": e.key.kid(), "alg": e.key.alg().name(), "state": e.state.to_string(),
+        })).collect::<Vec<_>>(),
+        "reloads": store.stats.replaced.load(Relaxed),
+        "reload_failures": store.stats.refused.load(Relaxed),
+        "last_reload_error": store.last_error(),
     });
     json(StatusCode::OK, &body)
 }

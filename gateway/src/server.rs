@@ -8,6 +8,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -22,7 +23,7 @@ use crate::auth::authenticate;
 use crate::config::Config;
 use crate::endpoints;
 use crate::error::{ApiError, Body};
-use crate::keys::KeyStore;
+use crate::keys::{KeyStore, Reload};
 use crate::providers::Providers;
 use crate::proxy::Proxy;
 use crate::routes::Routes;
@@ -42,9 +43,9 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the gateway of `config` around a loaded key set.
-    pub fn new(config: &Config, keys: jwks::KeySet) -> Result<Gateway, String> {
-        let store = Arc::new(KeyStore::new(keys, &config.tokens.issuer));
+    /// Builds the gateway of `config` around its key store.
+    pub fn new(config: &Config, store: KeyStore) -> Result<Gateway, String> {
+        let store = Arc::new(store);
         Ok(Gateway {
             tokens: Tokens::new(config.tokens.clone(), store),
             providers: Providers::new(&config.providers)?,
@@ -113,13 +114,47 @@ impl Running {
     }
 }
 
-/// Binds `config.listen` (or `listen` if given) and serves until stopped.
-pub async fn start(config: &Config, keys: jwks::KeySet) -> Result<Running, String> {
+/// Re-reads the key set every `every` and at once on SIGHUP, until the
+/// gateway stops. Verification results of a replaced set are dropped.
+fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stopped.changed() => break,
+                _ = tick.tick() => {}
+                _ = hup => tracing::info!("SIGHUP: reloading the key set"),
+            }
+            if gw.tokens.keys().reload() == Reload::Replaced {
+                gw.tokens.clear_cache();
+            }
+        }
+    });
+}
+
+/// Binds `config.listen`, serves until stopped, and reloads the key set
+/// every `keys.reload_interval` and on SIGHUP.
+pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, String> {
     let gateway = Arc::new(Gateway::new(config, keys)?);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("listen {}: {e}", config.listen))?;
-    serve(listener, gateway)
+    let running = serve(listener, gateway)?;
+    spawn_reloader(
+        running.gateway.clone(),
+        config.keys.reload_interval,
+        running.stop.subscribe(),
+    );
+    Ok(running)
 }
 
 /// Serves `gateway` on an already bound listener.

@@ -90,6 +90,8 @@ pub struct Identity {
     /// `sub`, for logs.
     pub subject: String,
     exp: u64,
+    /// The key-set generation that verified it: a reload makes it stale.
+    generation: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -265,14 +267,14 @@ impl Tokens {
     /// Verifies an access token; the hot path of every authenticated request.
     pub fn verify_access(&self, token: &str) -> Result<Arc<Identity>, &'static str> {
         if let Some(id) = self.cache.get(token) {
-            if now_secs() < id.exp {
+            if now_secs() < id.exp && id.generation == self.keys.generation() {
                 return Ok(id);
             }
         }
-        let claims = self.check(token, ACCESS_TYP, |aud| {
+        let (claims, generation) = self.check(token, ACCESS_TYP, |aud| {
             aud.contains_any(&self.config.audience)
         })?;
-        let id = Arc::new(identity(&claims).ok_or("invalid claims")?);
+        let id = Arc::new(identity(&claims, generation).ok_or("invalid claims")?);
         if now_secs() < id.exp {
             self.cache.insert(token.into(), id.clone());
         }
@@ -282,7 +284,7 @@ impl Tokens {
     /// Verifies a refresh token.
     pub fn verify_refresh(&self, token: &str) -> Result<Refresh, &'static str> {
         let issuer = &self.config.issuer;
-        let c = self.check(
+        let (c, _) = self.check(
             token,
             REFRESH_TYP,
             |aud| matches!(aud, Audience::One(a) if a == issuer),
@@ -301,20 +303,17 @@ impl Tokens {
         })
     }
 
-    /// Signature, type and the registered claims; the error is a fixed
-    /// sentence fit for an `error_description`.
+    /// Signature, type and the registered claims, with the generation of the
+    /// key set that verified them; the error is a fixed sentence fit for an
+    /// `error_description`.
     fn check(
         &self,
         token: &str,
         typ: &str,
         aud_ok: impl Fn(&Audience) -> bool,
-    ) -> Result<Claims, &'static str> {
-        let payload = self
-            .keys
-            .load()
-            .set
-            .verify(token, typ)
-            .map_err(|e| e.message())?;
+    ) -> Result<(Claims, u64), &'static str> {
+        let keys = self.keys.load();
+        let payload = keys.set.verify(token, typ).map_err(|e| e.message())?;
         let c: Claims = serde_json::from_slice(&payload).map_err(|_| "invalid claims")?;
         let now = now_secs();
         let leeway = self.config.leeway.as_secs();
@@ -333,13 +332,13 @@ impl Tokens {
         if c.iat > now.saturating_add(leeway) {
             return Err("token issued in the future");
         }
-        Ok(c)
+        Ok((c, keys.generation))
     }
 }
 
 /// Builds the identity headers of verified claims; `None` if a value cannot
 /// be a header (never true of tokens this gateway issued).
-fn identity(c: &Claims) -> Option<Identity> {
+fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     let v = |s: &str| HeaderValue::from_str(s).ok();
     let mut headers = Vec::with_capacity(8);
     headers.push((header::SUBJECT, v(&c.sub)?));
@@ -358,6 +357,7 @@ fn identity(c: &Claims) -> Option<Identity> {
         headers,
         subject: c.sub.clone(),
         exp: c.exp,
+        generation,
     })
 }
 

@@ -32,7 +32,7 @@
 
 use std::fs;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -45,6 +45,8 @@ use crate::{Alg, Key, PublicJwk};
 
 /// The name of the key-set file inside a key directory.
 pub const KEYSET_FILE: &str = "keyset.json";
+/// The lock file that serializes writers of a key directory.
+pub const LOCK_FILE: &str = ".keyset.lock";
 const FORMAT: &str = "minigate-keyset/1";
 /// A key-set file larger than this is refused unread (a set holds a few keys).
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -111,6 +113,12 @@ pub enum KeySetError {
     /// A key could not be generated.
     #[error(transparent)]
     Key(#[from] KeyError),
+}
+
+/// The exclusive lock of a key directory; released when dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: fs::File,
 }
 
 /// A validated set of keys with exactly one current key.
@@ -180,13 +188,33 @@ impl KeySet {
 
     /// Reads and validates the key set in `dir`.
     pub fn load(dir: &Path) -> Result<KeySet, KeySetError> {
+        let bytes = Self::read_file(dir)?;
+        Self::from_json(&bytes).map_err(|reason| KeySetError::Invalid {
+            path: Self::file_in(dir),
+            reason,
+        })
+    }
+
+    /// Reads the key-set file of `dir` without parsing it, refusing a file
+    /// that others may read and one too large to be a key set.
+    pub fn read_file(dir: &Path) -> Result<Vec<u8>, KeySetError> {
         let path = Self::file_in(dir);
         let io_err = |source| KeySetError::Io {
             path: path.clone(),
             source,
         };
         let file = fs::File::open(&path).map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len();
+        let meta = file.metadata().map_err(io_err)?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            return Err(KeySetError::Invalid {
+                path,
+                reason: format!(
+                    "holds private keys but is accessible to others (mode {mode:04o}); chmod 600 it"
+                ),
+            });
+        }
+        let len = meta.len();
         if len > MAX_FILE_BYTES {
             return Err(KeySetError::Invalid {
                 path,
@@ -196,7 +224,7 @@ impl KeySet {
         let mut bytes = Vec::with_capacity(len as usize);
         io::Read::read_to_end(&mut io::Read::take(file, MAX_FILE_BYTES), &mut bytes)
             .map_err(io_err)?;
-        Self::from_json(&bytes).map_err(|reason| KeySetError::Invalid { path, reason })
+        Ok(bytes)
     }
 
     /// Parses and validates a key-set document; the error says what is wrong.
@@ -308,6 +336,34 @@ impl KeySet {
             let _ = fs::remove_file(&tmp);
             io_err(e)
         })
+    }
+
+    /// Takes the exclusive lock of the key directory `dir` (creating it and
+    /// the lock file if needed), so that two commands changing one set run
+    /// one after the other. Held until the returned guard is dropped.
+    pub fn lock(dir: &Path) -> Result<DirLock, KeySetError> {
+        let path = dir.join(LOCK_FILE);
+        let io_err = |source| KeySetError::Io {
+            path: path.clone(),
+            source,
+        };
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_err)?;
+        }
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err)?;
+        file.lock().map_err(io_err)?;
+        Ok(DirLock { _file: file })
     }
 
     /// Every key with its lifecycle, in file order.
@@ -478,6 +534,52 @@ mod tests {
         assert_eq!(gone, vec![first.clone()]);
         assert!(set.find(&first).is_none());
         assert_eq!(set.current().kid(), second);
+    }
+
+    #[test]
+    fn files_readable_by_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile_dir("perms");
+        KeySet::generate(Alg::ES256, now())
+            .unwrap()
+            .save(&dir)
+            .unwrap();
+        let file = KeySet::file_in(&dir);
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = KeySet::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("0644") && err.contains("keyset.json"), "{err}");
+        // Group-readable is fine: Kubernetes' fsGroup needs it.
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o440)).unwrap();
+        assert!(KeySet::load(&dir).is_ok());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_lock_is_exclusive() {
+        let dir = tempfile_dir("lock");
+        let held = KeySet::lock(&dir).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let d = dir.clone();
+        let waiter = std::thread::spawn(move || {
+            let _second = KeySet::lock(&d).unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "second lock taken while held"
+        );
+        drop(held);
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+        waiter.join().unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "jwks-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ))
     }
 
     #[test]

@@ -20,4 +20,4 @@ pub mod keyset;
 pub use alg::Alg;
 pub use jws::{VerifyError, MAX_TOKEN_LEN};
 pub use key::{Key, PublicJwk};
-pub use keyset::{JwksDocument, KeySet, KeySetError, KeyState, KEYSET_FILE};
+pub use keyset::{DirLock, JwksDocument, KeySet, KeySetError, KeyState, KEYSET_FILE, LOCK_FILE};

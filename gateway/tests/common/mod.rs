@@ -301,6 +301,7 @@ pub struct Setup {
     pub access_ttl: &'static str,
     pub wechat_timeout: &'static str,
     pub upstream_timeout: &'static str,
+    pub reload_interval: &'static str,
     pub two_providers: bool,
     /// Share an existing key directory instead of making one.
     pub keys_dir: Option<PathBuf>,
@@ -318,6 +319,7 @@ impl Default for Setup {
             access_ttl: "15m",
             wechat_timeout: "1s",
             upstream_timeout: "1s",
+            reload_interval: "10s",
             two_providers: false,
             keys_dir: None,
             upstream_addr: None,
@@ -371,6 +373,7 @@ leeway = "5s"
 
 [keys]
 dir = "{keys}"
+reload_interval = "{ri}"
 
 [[providers]]
 platform = "wechat"
@@ -410,6 +413,7 @@ timeout = "{ut}"
         keys = keys_dir.display(),
         wt = setup.wechat_timeout,
         ut = setup.upstream_timeout,
+        ri = setup.reload_interval,
     )
 }
 
@@ -447,7 +451,7 @@ pub async fn start(setup: Setup) -> Gateway {
     let up = setup.upstream_addr.unwrap_or(upstream.addr);
     let text = config_text(&setup, &keys_dir, wechat.addr, up, "127.0.0.1:0");
     let config = Config::from_toml(&text, &test_env).unwrap();
-    let keys = jwks::KeySet::load(&keys_dir).unwrap();
+    let keys = minigate::keys::KeyStore::open(keys_dir.clone(), &config.tokens.issuer).unwrap();
     let running = minigate::server::start(&config, keys).await.unwrap();
     Gateway {
         url: format!("http://{}", running.addr),
@@ -546,6 +550,20 @@ pub struct Process {
 }
 
 impl Process {
+    /// Sends SIGHUP.
+    pub fn hangup(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.keys.path().join("stderr.log")).unwrap_or_default()
+    }
+
     /// Kills the process and returns what it wrote to stderr.
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
@@ -556,7 +574,17 @@ impl Process {
 
 /// Starts the binary with `RUST_LOG=log` and waits until it answers.
 pub async fn spawn_binary(wechat: SocketAddr, upstream: SocketAddr, log: &str) -> Process {
-    let keys = key_dir(jwks::Alg::ES256);
+    spawn_binary_with(&Setup::default(), wechat, upstream, log).await
+}
+
+/// Starts the binary for `setup` (its own key set unless `keys_dir` is set).
+pub async fn spawn_binary_with(
+    setup: &Setup,
+    wechat: SocketAddr,
+    upstream: SocketAddr,
+    log: &str,
+) -> Process {
+    let keys = key_dir(setup.alg);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -564,11 +592,11 @@ pub async fn spawn_binary(wechat: SocketAddr, upstream: SocketAddr, log: &str) -
         .port();
     let listen = format!("127.0.0.1:{port}");
     let cfg = keys.path().join("minigate.toml");
-    std::fs::write(
-        &cfg,
-        config_text(&Setup::default(), keys.path(), wechat, upstream, &listen),
-    )
-    .unwrap();
+    let dir = setup
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| keys.path().to_path_buf());
+    std::fs::write(&cfg, config_text(setup, &dir, wechat, upstream, &listen)).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
         .args(["serve", "--config"])
         .arg(&cfg)
