@@ -111,6 +111,16 @@ enum ConfigCommand {
     },
 }
 
+/// Prints a line on stdout, ignoring a closed pipe (`minigate keys list |
+/// head -1`): `println!` would panic there.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
 /// A failure to report: the line to print and the exit code.
 struct Failure(u8, String);
 
@@ -232,7 +242,7 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
             }
             let set = KeySet::generate(alg, now).map_err(bad)?;
             set.save(&dir.dir).map_err(bad)?;
-            println!("created {} with {alg} keys", file.display());
+            say!("created {} with {alg} keys", file.display());
             print_list(&set);
         }
         KeysCommand::Rotate { dir } => {
@@ -240,7 +250,7 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
             let mut set = KeySet::load(&dir.dir).map_err(bad)?;
             set.rotate(now).map_err(bad)?;
             set.save(&dir.dir).map_err(bad)?;
-            println!("rotated; now signing with {}", set.current().kid());
+            say!("rotated; now signing with {}", set.current().kid());
             print_list(&set);
         }
         KeysCommand::List { dir } => print_list(&KeySet::load(&dir.dir).map_err(bad)?),
@@ -265,19 +275,19 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
             if !gone.is_empty() {
                 set.save(&dir.dir).map_err(bad)?;
             }
-            println!(
+            say!(
                 "pruned {} retired key(s) retired more than {} ago",
                 gone.len(),
                 humantime::format_duration(age)
             );
             for kid in gone {
-                println!("  {kid}");
+                say!("  {kid}");
             }
         }
         KeysCommand::Jwks { dir } => {
             let set = KeySet::load(&dir.dir).map_err(bad)?;
             let doc = serde_json::to_string_pretty(&set.jwks()).map_err(bad)?;
-            println!("{doc}");
+            say!("{doc}");
         }
     }
     Ok(())
@@ -288,12 +298,17 @@ fn print_list(set: &KeySet) {
         t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
             .unwrap_or_else(|| "-".into())
     };
-    println!(
+    say!(
         "{:<44} {:<6} {:<8} {:<21} {:<21} {:<21}",
-        "KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRED"
+        "KID",
+        "ALG",
+        "STATE",
+        "CREATED",
+        "ACTIVATED",
+        "RETIRED"
     );
     for e in set.entries() {
-        println!(
+        say!(
             "{:<44} {:<6} {:<8} {:<21} {:<21} {:<21}",
             e.key.kid(),
             e.key.alg().name(),
@@ -311,9 +326,9 @@ fn check(path: &Path) -> Result<(), Failure> {
     let keys = &loaded.set;
     let t = &config.tokens;
     let d = |d: Duration| humantime::format_duration(d).to_string();
-    println!("config {} is valid", path.display());
-    println!("listen   {}", config.listen);
-    println!(
+    say!("config {} is valid", path.display());
+    say!("listen   {}", config.listen);
+    say!(
         "tokens   issuer {} audience {:?} access {} refresh {} leeway {}",
         t.issuer,
         t.audience,
@@ -321,7 +336,7 @@ fn check(path: &Path) -> Result<(), Failure> {
         d(t.refresh_ttl),
         d(t.leeway)
     );
-    println!(
+    say!(
         "keys     {} ({} keys, signing with {} {}), reloaded every {}",
         config.keys.dir.display(),
         keys.entries().len(),
@@ -330,7 +345,7 @@ fn check(path: &Path) -> Result<(), Failure> {
         d(config.keys.reload_interval)
     );
     for p in &config.providers {
-        println!(
+        say!(
             "provider {} {} via {} (timeout {})",
             p.platform.name(),
             p.appid,
@@ -339,7 +354,7 @@ fn check(path: &Path) -> Result<(), Failure> {
         );
     }
     for r in crate::routes::Routes::new(&config.routes).iter() {
-        println!(
+        say!(
             "route    {} -> {}://{} auth {:?} (timeout {})",
             r.prefix,
             r.scheme,

@@ -220,7 +220,8 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
     let store = crate::keys::KeyStore::new(keys, &config.tokens.issuer);
     let gateway = std::sync::Arc::new(crate::server::Gateway::new(&config, store)?);
     let running = crate::server::serve(gateway_listener, gateway)?;
-    println!("{}", walkthrough(running.addr));
+    // A closed stdout must not take the gateway down with it.
+    crate::cli::say!("{}", walkthrough(running.addr));
     tracing::info!(addr = %running.addr, "minigate dev mode listening");
     crate::cli::shutdown_signal().await;
     running.stop().await;

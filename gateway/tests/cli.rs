@@ -219,6 +219,8 @@ fn dev_mode(log: &std::path::Path) -> (std::process::Child, String) {
             _ => {}
         }
     }
+    // Keep reading, as a terminal would, until the gateway exits.
+    std::thread::spawn(move || lines.for_each(drop));
     (child, script)
 }
 

@@ -293,7 +293,8 @@ async fn a_broken_key_set_changes_nothing_the_gateway_serves() {
     let mut rotated = jwks::KeySet::from_json(&good).unwrap();
     rotated.rotate(std::time::SystemTime::now()).unwrap();
     let rotated = rotated.to_json().into_bytes();
-    let breakages: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Breakage<'a> = (&'static str, Box<dyn Fn() + 'a>);
+    let breakages: Vec<Breakage> = vec![
         (
             "garbage",
             Box::new(|| write(b"\x00\xffnot json at all", 0o600)),
