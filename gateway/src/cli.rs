@@ -94,6 +94,15 @@ enum KeysCommand {
         #[arg(long, env = "MINIGATE_CONFIG", value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Copy a key set into DIR, validated and private (mode 0600): for
+    /// example out of a read-only Secret volume, to rotate the copy.
+    Copy {
+        /// The key directory to copy from.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        #[command(flatten)]
+        dir: DirArg,
+    },
     /// Print the public JWKS on stdout.
     Jwks {
         #[command(flatten)]
@@ -261,12 +270,8 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
         } => {
             let age: Duration = match (older_than, config) {
                 (Some(d), _) => parse_duration("--older-than", &d).map_err(bad)?,
-                (None, Some(path)) => {
-                    Config::load(&path)
-                        .map_err(|e| bad(format!("config {}: {e}", path.display())))?
-                        .tokens
-                        .refresh_ttl
-                }
+                (None, Some(path)) => crate::config::refresh_ttl_of(&path)
+                    .map_err(|e| bad(format!("config {}: {e}", path.display())))?,
                 (None, None) => Duration::from_secs(30 * 24 * 3600),
             };
             let _lock = KeySet::lock(&dir.dir).map_err(bad)?;
@@ -283,6 +288,16 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
             for kid in gone {
                 say!("  {kid}");
             }
+        }
+        KeysCommand::Copy { from, dir } => {
+            let set = KeySet::load(&from).map_err(bad)?;
+            let _lock = KeySet::lock(&dir.dir).map_err(bad)?;
+            set.save(&dir.dir).map_err(bad)?;
+            say!(
+                "copied {} keys to {}",
+                set.entries().len(),
+                KeySet::file_in(&dir.dir).display()
+            );
         }
         KeysCommand::Jwks { dir } => {
             let set = KeySet::load(&dir.dir).map_err(bad)?;

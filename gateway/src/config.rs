@@ -249,6 +249,20 @@ pub fn is_header_safe(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The refresh TTL of a config file, read without resolving anything else:
+/// key pruning needs only that, and must not need the app secrets.
+pub fn refresh_ttl_of(path: &Path) -> Result<Duration, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+    let value: toml::Table =
+        toml::from_str(&text).map_err(|e| err("config", e.message().replace('\n', " ")))?;
+    let ttl = value
+        .get("tokens")
+        .and_then(|t| t.get("refresh_ttl"))
+        .and_then(|v| v.as_str());
+    duration_or("tokens.refresh_ttl", ttl, "30d")
+}
+
 impl Config {
     /// Reads and validates a config file. Errors name the file or the key.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
