@@ -17,10 +17,17 @@ use crate::error::ApiError;
 use crate::tokens::{Identity, Tokens};
 
 /// The bearer token of a request, if it sent one. `Some("")` for a Bearer
-/// scheme with no token, which is a bad token, not a missing one.
+/// scheme with no token, for an `Authorization` value that is not visible
+/// ASCII, and for a request with several `Authorization` headers: each is a
+/// bad token, not a missing one, so an optional route cannot be passed
+/// anonymously with a token the gateway did not understand.
 #[inline]
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let mut all = headers.get_all(AUTHORIZATION).iter();
+    let first = all.next()?;
+    let Some(value) = first.to_str().ok().filter(|_| all.next().is_none()) else {
+        return Some("");
+    };
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -66,5 +73,18 @@ mod tests {
         assert_eq!(bearer(&headers("Bearer")), Some(""));
         assert_eq!(bearer(&headers("Basic dXNlcjpw")), None);
         assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn ambiguous_or_undecodable_authorization_is_a_bad_token() {
+        let mut h = headers("Bearer abc");
+        h.append(AUTHORIZATION, "Bearer def".parse().unwrap());
+        assert_eq!(bearer(&h), Some(""));
+        let mut h = HeaderMap::new();
+        h.insert(
+            AUTHORIZATION,
+            http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
+        );
+        assert_eq!(bearer(&h), Some(""));
     }
 }

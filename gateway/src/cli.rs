@@ -163,6 +163,8 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -209,13 +211,18 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             addr = %running.addr,
             routes = config.routes.len(),
             providers = config.providers.len(),
+            sessions = running.gateway.sessions.kind(),
             kid = %running.gateway.tokens.keys().load().set.current().kid(),
             reload_every = %humantime::format_duration(config.keys.reload_interval),
             "minigate listening"
         );
         shutdown_signal().await;
-        tracing::info!("shutting down");
-        running.stop().await;
+        tracing::info!(
+            deadline = %humantime::format_duration(config.server.shutdown_timeout),
+            "shutting down: finishing in-flight requests"
+        );
+        let cut = running.stop().await;
+        tracing::info!(cut_off = cut, "stopped");
         Ok(())
     })
 }

@@ -27,6 +27,57 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Proxied prefixes.
     pub routes: Vec<RouteConfig>,
+    /// Where login-session state lives.
+    pub sessions: SessionsConfig,
+    /// Limits that protect the gateway from its clients.
+    pub server: ServerConfig,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    /// A shared Redis store, if set; else the in-process store. The URL may
+    /// hold a password, so it is a [`Secret`].
+    pub redis_url: Option<Secret>,
+    /// Most sessions the in-process store keeps.
+    pub max_sessions: u64,
+}
+
+/// `[server]`: limits that keep hostile or broken clients from hurting others.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Most client connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head (slow-loris), and
+    /// how long an idle keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes: 431 beyond.
+    pub max_header_bytes: usize,
+    /// Most request headers: 431 beyond.
+    pub max_headers: usize,
+    /// How long the body of a login, refresh or logout may take to arrive.
+    pub body_timeout: Duration,
+    /// Logins per minute allowed to one client IP (token bucket); 0 = no limit.
+    pub login_per_minute: u32,
+    /// Logins one client IP may make at once before the rate applies.
+    pub login_burst: u32,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(15),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            body_timeout: Duration::from_secs(10),
+            login_per_minute: 30,
+            login_burst: 10,
+            shutdown_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 /// `[tokens]`.
@@ -173,7 +224,28 @@ struct Raw {
     #[serde(default)]
     routes: Vec<RawRoute>,
     tls: Option<toml::Value>,
-    sessions: Option<toml::Value>,
+    sessions: Option<RawSessions>,
+    server: Option<RawServer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessions {
+    redis_url: Option<String>,
+    max_sessions: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    max_connections: Option<usize>,
+    header_timeout: Option<String>,
+    max_header_bytes: Option<usize>,
+    max_headers: Option<usize>,
+    body_timeout: Option<String>,
+    login_per_minute: Option<u32>,
+    login_burst: Option<u32>,
+    shutdown_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -289,12 +361,6 @@ impl Config {
         if raw.tls.is_some() {
             return Err(err("tls", "is not supported by this version of minigate"));
         }
-        if raw.sessions.is_some() {
-            return Err(err(
-                "sessions",
-                "is not supported by this version of minigate",
-            ));
-        }
         let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:8080");
         let listen: SocketAddr = listen.parse().map_err(|_| {
             err(
@@ -337,12 +403,88 @@ impl Config {
             }
             routes.push(r);
         }
+        let sessions = Self::sessions(raw.sessions)?;
+        let server = Self::server(raw.server)?;
         Ok(Config {
             listen,
             tokens,
             keys,
             providers,
             routes,
+            sessions,
+            server,
+        })
+    }
+
+    fn sessions(s: Option<RawSessions>) -> Result<SessionsConfig, ConfigError> {
+        let s = s.unwrap_or(RawSessions {
+            redis_url: None,
+            max_sessions: None,
+        });
+        if let Some(url) = &s.redis_url {
+            // Checked here so a typo fails at start, not at the first refresh.
+            // The message never repeats the URL: it may hold a password.
+            let ok = (url.starts_with("redis://") || url.starts_with("rediss://"))
+                && redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_ok();
+            if !ok {
+                return Err(err(
+                    "sessions.redis_url",
+                    "is not a URL like \"redis://host:6379/0\"",
+                ));
+            }
+        }
+        let max_sessions = s.max_sessions.unwrap_or(200_000);
+        if max_sessions == 0 {
+            return Err(err("sessions.max_sessions", "must be more than zero"));
+        }
+        Ok(SessionsConfig {
+            redis_url: s.redis_url.map(Secret),
+            max_sessions,
+        })
+    }
+
+    fn server(s: Option<RawServer>) -> Result<ServerConfig, ConfigError> {
+        let d = ServerConfig::default();
+        let Some(s) = s else { return Ok(d) };
+        let at_least = |key: &str, v: Option<usize>, min: usize, default: usize| {
+            let v = v.unwrap_or(default);
+            if v < min {
+                return Err(err(key, format!("must be at least {min}")));
+            }
+            Ok(v)
+        };
+        let dur = |key: &str, v: Option<String>, default: Duration| match v {
+            Some(v) => duration_or(key, Some(&v), ""),
+            None => Ok(default),
+        };
+        let login_burst = s.login_burst.unwrap_or(d.login_burst);
+        if login_burst == 0 {
+            return Err(err("server.login_burst", "must be more than zero"));
+        }
+        Ok(ServerConfig {
+            max_connections: at_least(
+                "server.max_connections",
+                s.max_connections,
+                1,
+                d.max_connections,
+            )?,
+            header_timeout: dur("server.header_timeout", s.header_timeout, d.header_timeout)?,
+            // hyper cannot read a head into less than 8 KiB of buffer.
+            max_header_bytes: at_least(
+                "server.max_header_bytes",
+                s.max_header_bytes,
+                8192,
+                d.max_header_bytes,
+            )?,
+            max_headers: at_least("server.max_headers", s.max_headers, 8, d.max_headers)?,
+            body_timeout: dur("server.body_timeout", s.body_timeout, d.body_timeout)?,
+            login_per_minute: s.login_per_minute.unwrap_or(d.login_per_minute),
+            login_burst,
+            shutdown_timeout: dur(
+                "server.shutdown_timeout",
+                s.shutdown_timeout,
+                d.shutdown_timeout,
+            )?,
         })
     }
 
@@ -592,12 +734,47 @@ auth = "optional"
                 "line ",
             ),
             (GOOD.replace("listen", "listen = 1\nlisten"), "line 2"),
+            (
+                format!("{GOOD}[sessions]\nredis_url = \"http://u:pw@x\"\n"),
+                "sessions.redis_url",
+            ),
+            (
+                format!("{GOOD}[server]\nmax_header_bytes = 100\n"),
+                "server.max_header_bytes",
+            ),
+            (
+                format!("{GOOD}[server]\nheader_timeout = \"0s\"\n"),
+                "server.header_timeout",
+            ),
+            (
+                format!("{GOOD}[server]\nlogin_burst = 0\n"),
+                "server.login_burst",
+            ),
         ];
         for (text, key) in cases {
             let e = Config::from_toml(&text, &env).unwrap_err();
             assert!(e.to_string().starts_with(key), "{e} should name {key}");
             assert!(!e.to_string().contains('\n'), "{e} is not one line");
             assert!(!e.to_string().contains("s3cr3t"));
+            assert!(
+                !e.to_string().contains("pw"),
+                "{e} shows the redis password"
+            );
         }
+    }
+
+    #[test]
+    fn sessions_and_server_sections() {
+        let c = Config::from_toml(GOOD, &env).unwrap();
+        assert!(c.sessions.redis_url.is_none());
+        assert_eq!(c.server.max_connections, 10_000);
+        let text = format!(
+            "{GOOD}[sessions]\nredis_url = \"redis://:hunter2@127.0.0.1:6379/0\"\n[server]\nlogin_per_minute = 0\nshutdown_timeout = \"5s\"\n"
+        );
+        let c = Config::from_toml(&text, &env).unwrap();
+        assert!(c.sessions.redis_url.is_some());
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.server.login_per_minute, 0);
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
     }
 }

@@ -23,7 +23,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    AuthMode, Config, KeysConfig, Platform, ProviderConfig, RouteConfig, Secret, TokensConfig,
+    AuthMode, Config, KeysConfig, Platform, ProviderConfig, RouteConfig, Secret, ServerConfig,
+    SessionsConfig, TokensConfig,
 };
 
 /// The appid of the dev mini-program.
@@ -166,6 +167,11 @@ fn dev_config(
             route("/maybe/", AuthMode::Optional),
             route("/public/", AuthMode::Public),
         ],
+        sessions: SessionsConfig {
+            redis_url: None,
+            max_sessions: 10_000,
+        },
+        server: ServerConfig::default(),
     })
 }
 
@@ -186,9 +192,12 @@ ACCESS=$(printf '%s' "$LOGIN" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 REFRESH=$(printf '%s' "$LOGIN" | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/')
 curl -s {base}/api/hello -H "Authorization: Bearer $ACCESS"
 curl -s -i {base}/api/hello; echo
+NEXT=$(curl -s -X POST {base}/auth/refresh -H 'content-type: application/json' -d "{{\"refresh_token\":\"$REFRESH\"}}"); echo "$NEXT"
 curl -s -X POST {base}/auth/refresh -H 'content-type: application/json' -d "{{\"refresh_token\":\"$REFRESH\"}}"; echo
 curl -s {base}/.well-known/jwks.json; echo
 ### end
+(The second refresh reuses a spent refresh token: the session is revoked and NEXT's refresh
+token stops working too. POST /auth/logout with a refresh token ends a session the same way.)
 "#
     )
 }

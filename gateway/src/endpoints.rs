@@ -1,9 +1,15 @@
-//! The gateway's own endpoints: login, refresh, key publication, health.
+//! The gateway's own endpoints: login, refresh, logout, key publication,
+//! health.
 //!
 //! These are the only places a request body is read whole, so each read is
-//! bounded (16 KiB, 413 beyond) before any JSON parsing, and every failure
-//! maps to the contract's error table. Token responses carry
-//! `Cache-Control: no-store` (RFC 6749 section 5.1).
+//! bounded in size (16 KiB, 413 beyond) and in time before any JSON parsing,
+//! and every failure maps to the contract's error table. Token responses
+//! carry `Cache-Control: no-store` (RFC 6749 section 5.1).
+//!
+//! Refresh and logout go through the session store ([`crate::sessions`]):
+//! a refresh token redeems once, a second redemption revokes its session.
+//! When the store cannot be reached they fail closed with 503; nothing else
+//! here or on the proxied path depends on it.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, PRAGMA};
@@ -12,10 +18,12 @@ use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use std::net::IpAddr;
 
 use crate::config::is_header_safe;
 use crate::error::{full, json, ApiError, Body};
 use crate::server::Gateway;
+use crate::sessions::{Redeemed, SessionStore as _};
 use crate::tokens::{random_id, Subject, TokenPair};
 
 /// The largest body accepted on `/auth/*`.
@@ -33,8 +41,9 @@ fn require(req: &Request<Incoming>, method: Method, allow: &'static str) -> Resu
     }
 }
 
-/// Reads a JSON body of at most [`MAX_BODY`] bytes.
-async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+/// Reads a body of at most [`MAX_BODY`] bytes, arriving within the
+/// configured body timeout.
+async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -43,9 +52,10 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Api
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(ApiError::TooLarge);
     }
-    let body = Limited::new(req.into_body(), MAX_BODY)
-        .collect()
+    let collect = Limited::new(req.into_body(), MAX_BODY).collect();
+    let body = tokio::time::timeout(gw.server.body_timeout, collect)
         .await
+        .map_err(|_| ApiError::BodyTimeout)?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::TooLarge
@@ -54,7 +64,11 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Api
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&body)
+    Ok(body)
+}
+
+fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
         .map_err(|_| ApiError::InvalidRequest("the body is not the expected JSON object"))
 }
 
@@ -74,10 +88,20 @@ struct LoginBody {
     device_id: Option<String>,
 }
 
-/// `POST /auth/login`: code exchange, then a new login session and its tokens.
-pub async fn login(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    require(&req, Method::POST, "POST")?;
-    let body: LoginBody = read_json(req).await?;
+/// A checked login request.
+#[derive(Debug)]
+pub struct LoginRequest {
+    /// The `wx.login()` code: 1 to [`MAX_CODE`] bytes.
+    pub code: String,
+    /// Which provider, when several are configured.
+    pub appid: Option<String>,
+    /// A device id fit for a header, if sent.
+    pub device_id: Option<String>,
+}
+
+/// Parses and checks a login body.
+pub fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
+    let body: LoginBody = from_json(body)?;
     let code = body.code.unwrap_or_default();
     if code.is_empty() {
         return Err(ApiError::InvalidRequest("code is required"));
@@ -92,6 +116,25 @@ pub async fn login(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
             ));
         }
     }
+    Ok(LoginRequest {
+        code,
+        appid: body.appid,
+        device_id: body.device_id,
+    })
+}
+
+/// `POST /auth/login`: code exchange, then a new login session and its tokens.
+pub async fn login(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    client: IpAddr,
+) -> Result<Response<Body>, ApiError> {
+    require(&req, Method::POST, "POST")?;
+    gw.login_limiter
+        .check(client)
+        .map_err(ApiError::TooManyLogins)?;
+    let body = parse_login(&read_body(gw, req).await?)?;
+    let code = body.code;
     let provider = gw.providers.pick(body.appid.as_deref())?;
     let session = provider.exchange(&code).await?;
     let subject = Subject {
@@ -102,8 +145,13 @@ pub async fn login(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
         device_id: body.device_id,
     };
     let sid = random_id()?;
-    let pair = gw.tokens.issue(&subject, &sid)?;
-    tracing::info!(appid = %subject.appid, sub = %subject.openid, "login");
+    let refresh_jti = random_id()?;
+    gw.sessions
+        .begin(&sid, &refresh_jti, gw.tokens.refresh_ttl())
+        .await
+        .map_err(|_| ApiError::SessionsUnavailable)?;
+    let pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
+    tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, "login");
     Ok(token_response(&pair))
 }
 
@@ -112,22 +160,70 @@ struct RefreshBody {
     refresh_token: Option<String>,
 }
 
-/// `POST /auth/refresh`: a verified refresh token buys a new pair in the same
-/// login session.
-pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    require(&req, Method::POST, "POST")?;
-    let body: RefreshBody = read_json(req).await?;
+/// Parses a refresh or logout body: the refresh token, not yet verified.
+pub fn parse_refresh(body: &[u8]) -> Result<String, ApiError> {
+    let body: RefreshBody = from_json(body)?;
     let token = body.refresh_token.unwrap_or_default();
     if token.is_empty() {
         return Err(ApiError::InvalidRequest("refresh_token is required"));
     }
-    let old = gw
-        .tokens
+    Ok(token)
+}
+
+/// Reads and verifies the refresh token of a refresh or logout body.
+async fn refresh_token_of(
+    gw: &Gateway,
+    req: Request<Incoming>,
+) -> Result<crate::tokens::Refresh, ApiError> {
+    require(&req, Method::POST, "POST")?;
+    let token = parse_refresh(&read_body(gw, req).await?)?;
+    gw.tokens
         .verify_refresh(&token)
-        .map_err(ApiError::InvalidGrant)?;
-    let pair = gw.tokens.issue(&old.subject, &old.sid)?;
-    tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, "refresh");
-    Ok(token_response(&pair))
+        .map_err(ApiError::InvalidGrant)
+}
+
+/// `POST /auth/refresh`: a verified refresh token, redeemed once, buys a new
+/// pair in the same login session.
+pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let old = refresh_token_of(gw, req).await?;
+    let next_jti = random_id()?;
+    let outcome = gw
+        .sessions
+        .redeem(&old.sid, &old.jti, &next_jti, gw.tokens.refresh_ttl())
+        .await
+        .map_err(|_| ApiError::SessionsUnavailable)?;
+    match outcome {
+        Redeemed::Rotated => {
+            let pair = gw.tokens.issue(&old.subject, &old.sid, next_jti)?;
+            tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "refresh");
+            Ok(token_response(&pair))
+        }
+        Redeemed::Reused => {
+            tracing::warn!(
+                appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid,
+                "refresh token reused: session revoked"
+            );
+            Err(ApiError::InvalidGrant("refresh token already used"))
+        }
+        Redeemed::Revoked => Err(ApiError::InvalidGrant("session revoked")),
+        Redeemed::Unknown => Err(ApiError::InvalidGrant("unknown or expired session")),
+    }
+}
+
+/// `POST /auth/logout`: revokes the login session of a valid refresh token.
+/// Idempotent: logging out of a revoked or forgotten session is still 204.
+pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let old = refresh_token_of(gw, req).await?;
+    gw.sessions
+        .revoke(&old.sid, gw.tokens.refresh_ttl())
+        .await
+        .map_err(|_| ApiError::SessionsUnavailable)?;
+    tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "logout");
+    let mut res = full(StatusCode::NO_CONTENT, "application/json", Bytes::new());
+    res.headers_mut().remove(http::header::CONTENT_TYPE);
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }
 
 fn document(
@@ -184,6 +280,7 @@ pub fn readyz(gw: &Gateway) -> Response<Body> {
         "reloads": store.stats.replaced.load(Relaxed),
         "reload_failures": store.stats.refused.load(Relaxed),
         "last_reload_error": store.last_error(),
+        "sessions": gw.sessions.kind(),
     });
     json(StatusCode::OK, &body)
 }

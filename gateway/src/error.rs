@@ -45,8 +45,16 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     /// 400 invalid_code: the provider refused the code (bad or used).
     InvalidCode,
-    /// 429 rate_limited, with Retry-After in seconds.
+    /// 429 rate_limited, with Retry-After in seconds: the platform's limit.
     RateLimited(u64),
+    /// 429 rate_limited, with Retry-After in seconds: this client IP logs in
+    /// faster than the gateway allows.
+    TooManyLogins(u64),
+    /// 408 invalid_request: the body of a gateway endpoint came too slowly.
+    BodyTimeout,
+    /// 503 temporarily_unavailable: the session store cannot be reached, so
+    /// refresh and logout fail closed.
+    SessionsUnavailable,
     /// 403 risky_user: the provider flags the user.
     RiskyUser,
     /// 503 provider_unavailable: busy or unreachable.
@@ -83,7 +91,9 @@ impl ApiError {
             }
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RiskyUser => StatusCode::FORBIDDEN,
             ApiError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderTimeout | ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -97,11 +107,13 @@ impl ApiError {
     /// The `error` code of the JSON body.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::InvalidRequest(_) | ApiError::TooLarge | ApiError::MethodNotAllowed(_) => {
-                "invalid_request"
-            }
+            ApiError::InvalidRequest(_)
+            | ApiError::TooLarge
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::BodyTimeout => "invalid_request",
             ApiError::InvalidCode => "invalid_code",
-            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::RateLimited(_) | ApiError::TooManyLogins(_) => "rate_limited",
+            ApiError::SessionsUnavailable => "temporarily_unavailable",
             ApiError::RiskyUser => "risky_user",
             ApiError::ProviderUnavailable => "provider_unavailable",
             ApiError::ProviderTimeout => "provider_timeout",
@@ -126,6 +138,9 @@ impl ApiError {
             ApiError::TooLarge => "request body too large",
             ApiError::InvalidCode => "the login code is invalid or was already used",
             ApiError::RateLimited(_) => "the platform rate-limited this login, retry later",
+            ApiError::TooManyLogins(_) => "too many logins from this address, retry later",
+            ApiError::BodyTimeout => "the request body did not arrive in time",
+            ApiError::SessionsUnavailable => "the session store is unavailable, retry later",
             ApiError::RiskyUser => "the platform refused this user as risky",
             ApiError::ProviderUnavailable => "the platform's login service is unavailable",
             ApiError::ProviderTimeout => "the platform's login service did not answer in time",
@@ -165,8 +180,11 @@ impl ApiError {
                     headers.insert(WWW_AUTHENTICATE, v);
                 }
             }
-            ApiError::RateLimited(secs) => {
+            ApiError::RateLimited(secs) | ApiError::TooManyLogins(secs) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::SessionsUnavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::MethodNotAllowed(allow) => {
                 headers.insert(http::header::ALLOW, HeaderValue::from_static(allow));

@@ -4,6 +4,12 @@
 //! the gateway's own endpoints first, then route match, authenticate,
 //! rewrite and forward, stream back. Everything a request needs is built
 //! once at start-up into one [`Gateway`] shared by every connection.
+//!
+//! The accept loop is where hostile clients are held off: a cap on open
+//! connections (a semaphore; beyond it clients wait in the listen backlog),
+//! hyper's limits on the request head (431) and a deadline for it
+//! (slow-loris). It also owns graceful shutdown: stop accepting, let every
+//! in-flight request finish up to a deadline, close idle connections.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,19 +20,22 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::auth::authenticate;
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::endpoints;
 use crate::error::{ApiError, Body};
 use crate::keys::{KeyStore, Reload};
+use crate::limits::LoginLimiter;
 use crate::providers::Providers;
 use crate::proxy::Proxy;
 use crate::routes::Routes;
+use crate::sessions::Store;
 use crate::tokens::Tokens;
 
 /// Everything the request path needs, built once.
@@ -40,6 +49,12 @@ pub struct Gateway {
     pub routes: Routes,
     /// The upstream client.
     pub proxy: Proxy,
+    /// Login-session state, for refresh and logout.
+    pub sessions: Store,
+    /// Per-client-IP limit on logins.
+    pub login_limiter: LoginLimiter,
+    /// Connection and request limits.
+    pub server: ServerConfig,
 }
 
 impl Gateway {
@@ -51,6 +66,12 @@ impl Gateway {
             providers: Providers::new(&config.providers)?,
             routes: Routes::new(&config.routes),
             proxy: Proxy::new(),
+            sessions: Store::new(&config.sessions)?,
+            login_limiter: LoginLimiter::new(
+                config.server.login_per_minute,
+                config.server.login_burst,
+            ),
+            server: config.server.clone(),
         })
     }
 }
@@ -72,8 +93,9 @@ fn has_dot_segment(path: &str) -> bool {
 /// One request, from route match to response.
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let result = match req.uri().path() {
-        "/auth/login" => endpoints::login(&gw, req).await,
+        "/auth/login" => endpoints::login(&gw, req, peer.ip()).await,
         "/auth/refresh" => endpoints::refresh(&gw, req).await,
+        "/auth/logout" => endpoints::logout(&gw, req).await,
         "/.well-known/jwks.json" => endpoints::jwks(&gw, &req),
         "/.well-known/openid-configuration" => endpoints::discovery(&gw, &req),
         "/healthz" => Ok(endpoints::healthz()),
@@ -103,19 +125,22 @@ pub struct Running {
     /// The shared state, for inspection.
     pub gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: JoinHandle<usize>,
 }
 
 impl Running {
-    /// Stops accepting and waits for the accept loop to end.
-    pub async fn stop(self) {
+    /// Stops accepting, lets in-flight requests finish for up to
+    /// `server.shutdown_timeout`, and returns how many connections were still
+    /// busy when the deadline cut them off.
+    pub async fn stop(self) -> usize {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.task.await.unwrap_or(0)
     }
 }
 
 /// Re-reads the key set every `every` and at once on SIGHUP, until the
-/// gateway stops. Verification results of a replaced set are dropped.
+/// gateway stops. Verification results of a replaced set are dropped. The
+/// same tick forgets idle clients of the login limiter.
 fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receiver<bool>) {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     tokio::spawn(async move {
@@ -137,6 +162,7 @@ fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receive
             if gw.tokens.keys().reload() == Reload::Replaced {
                 gw.tokens.clear_cache();
             }
+            gw.login_limiter.forget_idle();
         }
     });
 }
@@ -157,13 +183,38 @@ pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, String> {
     Ok(running)
 }
 
+/// The HTTP/1 settings of every client connection.
+fn http1_builder(limits: &ServerConfig) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_header_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    b
+}
+
 /// Serves `gateway` on an already bound listener.
 pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop, mut stopped) = watch::channel(false);
     let gw = gateway.clone();
     let task = tokio::spawn(async move {
+        let limits = gw.server.clone();
+        let builder = http1_builder(&limits);
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let graceful = GracefulShutdown::new();
         loop {
+            // A slot first: at the cap, clients wait in the kernel's backlog
+            // instead of costing a task and buffers each.
+            let slot = tokio::select! {
+                _ = stopped.changed() => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
             let (stream, peer) = tokio::select! {
                 _ = stopped.changed() => break,
                 accepted = listener.accept() => match accepted {
@@ -171,26 +222,39 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
                     Err(e) => {
                         // Out of file descriptors and the like: back off briefly.
                         tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
             };
             let _ = stream.set_nodelay(true);
             let gw = gw.clone();
+            let service = service_fn(move |req| {
+                let gw = gw.clone();
+                async move { Ok::<_, Infallible>(handle(gw, req, peer).await) }
+            });
+            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, Infallible>(handle(gw, req, peer).await) }
-                });
-                if let Err(e) = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
+                if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
+                drop(slot);
             });
+        }
+        drop(listener);
+        let open = graceful.count();
+        tracing::info!(connections = open, "stopped accepting; draining");
+        match tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await {
+            Ok(()) => 0,
+            Err(_) => {
+                let left = slots.available_permits();
+                let busy = limits.max_connections.saturating_sub(left);
+                tracing::warn!(
+                    connections = busy,
+                    "shutdown deadline passed; closing busy connections"
+                );
+                busy
+            }
         }
     });
     Ok(Running {

@@ -6,7 +6,7 @@
 //! full check (header, kid, signature, claims) done by [`jwks`] and here. Only
 //! valid tokens are cached, never past their `exp`, and the cache is bounded
 //! in entries. Refresh tokens are checked in full every time: they are used
-//! rarely, and later their use will touch session state anyway.
+//! rarely, and their redemption touches session state anyway.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -182,9 +182,13 @@ pub fn now_secs() -> u64 {
 
 /// The time from now until `exp` (zero if past).
 fn until(exp: u64) -> Duration {
-    (UNIX_EPOCH + Duration::from_secs(exp))
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
+    // Checked: a far-future exp must not overflow the clock type.
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(exp))
+        .map_or(Duration::MAX, |at| {
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        })
 }
 
 /// A random 128-bit id, base64url: for `jti` and `sid`.
@@ -225,8 +229,15 @@ impl Tokens {
         self.cache.invalidate_all();
     }
 
-    /// Issues an access and a refresh token for `who` in login session `sid`.
-    pub fn issue(&self, who: &Subject, sid: &str) -> Result<TokenPair, ApiError> {
+    /// Issues an access and a refresh token for `who` in login session `sid`;
+    /// the refresh token's id is `refresh_jti`, which the session store has
+    /// recorded as the one to redeem next.
+    pub fn issue(
+        &self,
+        who: &Subject,
+        sid: &str,
+        refresh_jti: String,
+    ) -> Result<TokenPair, ApiError> {
         let now = now_secs();
         let access_ttl = self.config.access_ttl.as_secs();
         let refresh_ttl = self.config.refresh_ttl.as_secs();
@@ -252,7 +263,7 @@ impl Tokens {
         let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| ApiError::Internal);
         let access = sign(ACCESS_TYP, &claims(aud, access_ttl, random_id()?))?;
         let refresh_aud = Audience::One(self.config.issuer.clone());
-        let refresh = sign(REFRESH_TYP, &claims(refresh_aud, refresh_ttl, random_id()?))?;
+        let refresh = sign(REFRESH_TYP, &claims(refresh_aud, refresh_ttl, refresh_jti))?;
         Ok(TokenPair {
             token_type: "Bearer",
             access_token: access,
@@ -279,6 +290,11 @@ impl Tokens {
             self.cache.insert(token.into(), id.clone());
         }
         Ok(id)
+    }
+
+    /// The refresh TTL: how long session state must be remembered.
+    pub fn refresh_ttl(&self) -> Duration {
+        self.config.refresh_ttl
     }
 
     /// Verifies a refresh token.
@@ -315,6 +331,12 @@ impl Tokens {
         let keys = self.keys.load();
         let payload = keys.set.verify(token, typ).map_err(|e| e.message())?;
         let c: Claims = serde_json::from_slice(&payload).map_err(|_| "invalid claims")?;
+        if [&c.sub, &c.client_id, &c.jti, &c.sid, &c.platform]
+            .iter()
+            .any(|s| s.is_empty())
+        {
+            return Err("invalid claims");
+        }
         let now = now_secs();
         let leeway = self.config.leeway.as_secs();
         if c.iss != self.config.issuer {
@@ -426,6 +448,14 @@ mod tests {
         }
         assert_eq!(t.verify_access(&tok).unwrap_err(), "token expired");
         assert_eq!(t.cached(), 0);
+    }
+
+    #[test]
+    fn a_far_future_exp_does_not_overflow() {
+        let t = tokens(100, 0);
+        let tok = token(&t, "far", u64::MAX);
+        assert!(t.verify_access(&tok).is_ok());
+        assert!(t.verify_access(&tok).is_ok());
     }
 
     #[test]

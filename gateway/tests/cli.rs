@@ -252,6 +252,8 @@ fn dev_mode_walkthrough_works_as_pasted() {
     assert!(text.contains("\"x-auth-openid\": \"dev-openid-"), "{text}");
     assert!(text.contains("HTTP/1.1 401"), "{text}");
     assert!(text.contains("\"keys\":[{"), "{text}");
+    // The spent refresh token, presented again, revoked the session.
+    assert!(text.contains("refresh token already used"), "{text}");
     // Debug logs of a whole session carry no secret, session_key or token.
     assert!(
         !stderr.contains("dev-mode-app-secret"),

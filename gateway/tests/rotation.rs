@@ -112,6 +112,7 @@ async fn rotation_under_load_fails_nothing_and_replicas_agree() {
     .await;
     let http = client();
     let before = login(&http, &a.url, "before").await;
+    let mut refresh_token = before.refresh_token.clone();
 
     let tokens = Arc::new(std::sync::Mutex::new(vec![before.access_token.clone()]));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -176,17 +177,17 @@ async fn rotation_under_load_fails_nothing_and_replicas_agree() {
             ready(&http, &b.url).await["current_kid"] == current.as_str()
         })
         .await;
-        // Refresh tokens from before still work on either replica.
+        // A refresh token signed before the rotation (by a key now retired)
+        // still redeems, at A, whose in-process store holds its session.
         let res = http
-            .post(format!("{}/auth/refresh", b.url))
-            .body(format!(
-                "{{\"refresh_token\":\"{}\"}}",
-                before.refresh_token
-            ))
+            .post(format!("{}/auth/refresh", a.url))
+            .body(format!("{{\"refresh_token\":\"{refresh_token}\"}}"))
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), 200);
+        let next: serde_json::Value = res.json().await.unwrap();
+        refresh_token = next["refresh_token"].as_str().unwrap().to_owned();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.store(true, Ordering::Relaxed);

@@ -102,38 +102,39 @@ impl WeChat {
             }
             body.extend_from_slice(&chunk);
         }
-        self.interpret(&body)
+        interpret(&self.appid, &body)
     }
+}
 
-    /// Maps an answer body, whatever its Content-Type, to a session or error.
-    fn interpret(&self, body: &[u8]) -> Result<Session, ExchangeError> {
-        let answer: Answer = serde_json::from_slice(body).map_err(|_| {
-            tracing::warn!(appid = %self.appid, "WeChat's answer is not JSON");
-            ExchangeError::Unusable
-        })?;
-        match answer.errcode {
-            None | Some(0) => {}
-            Some(code) => {
-                tracing::warn!(appid = %self.appid, errcode = code, "WeChat refused the code");
-                return Err(match code {
-                    40029 | 40163 => ExchangeError::InvalidCode,
-                    45011 => ExchangeError::RateLimited,
-                    40226 => ExchangeError::RiskyUser,
-                    -1 => ExchangeError::Unavailable,
-                    _ => ExchangeError::Unusable,
-                });
-            }
+/// Maps a `jscode2session` answer body, whatever its Content-Type, to a
+/// session or error. `appid` is only for log lines.
+pub fn interpret(appid: &str, body: &[u8]) -> Result<Session, ExchangeError> {
+    let answer: Answer = serde_json::from_slice(body).map_err(|_| {
+        tracing::warn!(appid = %appid, "WeChat's answer is not JSON");
+        ExchangeError::Unusable
+    })?;
+    match answer.errcode {
+        None | Some(0) => {}
+        Some(code) => {
+            tracing::warn!(appid = %appid, errcode = code, "WeChat refused the code");
+            return Err(match code {
+                40029 | 40163 => ExchangeError::InvalidCode,
+                45011 => ExchangeError::RateLimited,
+                40226 => ExchangeError::RiskyUser,
+                -1 => ExchangeError::Unavailable,
+                _ => ExchangeError::Unusable,
+            });
         }
-        match (answer.openid, answer.session_key) {
-            (Some(openid), Some(session_key)) if !openid.is_empty() => Ok(Session {
-                openid,
-                unionid: answer.unionid.filter(|u| !u.is_empty()),
-                session_key: Secret::new(session_key),
-            }),
-            _ => {
-                tracing::warn!(appid = %self.appid, "WeChat's answer has no openid or session_key");
-                Err(ExchangeError::Unusable)
-            }
+    }
+    match (answer.openid, answer.session_key) {
+        (Some(openid), Some(session_key)) if !openid.is_empty() => Ok(Session {
+            openid,
+            unionid: answer.unionid.filter(|u| !u.is_empty()),
+            session_key: Secret::new(session_key),
+        }),
+        _ => {
+            tracing::warn!(appid = %appid, "WeChat's answer has no openid or session_key");
+            Err(ExchangeError::Unusable)
         }
     }
 }

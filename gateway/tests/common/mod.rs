@@ -308,6 +308,11 @@ pub struct Setup {
     /// Point routes here instead of at the harness upstream.
     pub upstream_addr: Option<SocketAddr>,
     pub wechat_addr: Option<SocketAddr>,
+    /// The body of the `[server]` section. Login rate limiting is off by
+    /// default here: tests log in far faster than any one client should.
+    pub server: String,
+    /// Appended to the config, e.g. a `[sessions]` section.
+    pub extra: String,
 }
 
 impl Default for Setup {
@@ -324,6 +329,8 @@ impl Default for Setup {
             keys_dir: None,
             upstream_addr: None,
             wechat_addr: None,
+            server: "login_per_minute = 0\n".into(),
+            extra: String::new(),
         }
     }
 }
@@ -406,7 +413,13 @@ prefix = "/public/"
 upstream = "http://{upstream}"
 auth = "public"
 timeout = "{ut}"
+
+[server]
+{server}
+{extra}
 "#,
+        server = setup.server,
+        extra = setup.extra,
         issuer = setup.issuer,
         audience = setup.audience,
         access_ttl = setup.access_ttl,
@@ -564,6 +577,28 @@ impl Process {
         std::fs::read_to_string(self.keys.path().join("stderr.log")).unwrap_or_default()
     }
 
+    /// Sends SIGTERM and waits up to `within` for the exit; returns the exit
+    /// code (None if it did not exit in time, and was then killed) and the
+    /// logs.
+    pub fn terminate(mut self, within: Duration) -> (Option<i32>, String) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + within;
+        let code = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st.code();
+            }
+            if std::time::Instant::now() > deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (code, self.stop())
+    }
+
     /// Kills the process and returns what it wrote to stderr.
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
@@ -619,4 +654,109 @@ pub async fn spawn_binary_with(
         "the gateway did not start: {}",
         Process { child, url, keys }.stop()
     );
+}
+
+/// A real `redis-server`, started by the test on a free port, without
+/// persistence, killed when dropped.
+pub struct Redis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            port,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.restart().await;
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The `[sessions]` section pointing at this server.
+    pub fn sessions_section(&self) -> String {
+        format!("[sessions]\nredis_url = \"{}\"\n", self.url())
+    }
+
+    /// Starts (again) on the same port, and waits until it answers.
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed (apt-get install redis-server; .ci/run does)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").await.is_ok()
+                    && s.read_exact(&mut buf).await.is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// Kills it outright (SIGKILL): every connection drops.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: a server that hangs without closing anything.
+    pub fn pause(&self, paused: bool) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let sig = if paused { "-STOP" } else { "-CONT" };
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.pause(false);
+        }
+        self.kill();
+    }
+}
+
+/// Posts `{"refresh_token": token}` to `path` (refresh or logout) at `base`.
+pub async fn post_refresh(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: &str,
+) -> reqwest::Response {
+    http.post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"refresh_token\":\"{token}\"}}"))
+        .send()
+        .await
+        .unwrap()
 }

@@ -1,0 +1,396 @@
+//! Hostile clients and failing neighbours: header floods, slow-loris, the
+//! connection cap, login rate limiting, slow bodies, SIGTERM with requests in
+//! flight, and an upstream that dies and comes back under load.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use common::*;
+
+fn hostile_setup(server: &str) -> Setup {
+    Setup {
+        server: format!("login_per_minute = 0\n{server}"),
+        ..Setup::default()
+    }
+}
+
+/// A good client on its own connection: a public request must still work.
+async fn good_client_served(gw: &Gateway) {
+    assert_eq!(gw.get("/public/ok", None).await.status(), 200);
+}
+
+/// Reads until the server closes, or `within` passes; returns what was read
+/// and whether the server closed.
+async fn read_until_closed(s: &mut TcpStream, within: Duration) -> (String, bool) {
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(within, s.read_to_end(&mut out))
+        .await
+        .is_ok();
+    (String::from_utf8_lossy(&out).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn header_floods_get_431_and_others_are_unharmed() {
+    let gw = start(hostile_setup("max_headers = 32\nmax_header_bytes = 8192\n")).await;
+    let addr = gw.running.addr;
+    // Too many headers.
+    let mut many = String::from("GET /public/x HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..100 {
+        many.push_str(&format!("X-Flood-{i}: y\r\n"));
+    }
+    many.push_str("\r\n");
+    // One huge header.
+    let huge = format!(
+        "GET /public/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    // A huge request line.
+    let long_uri = format!(
+        "GET /public/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    for req in [&many, &huge, &long_uri] {
+        let answer = raw(addr, req).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 414"),
+            "{}",
+            &answer[..answer.len().min(200)]
+        );
+        good_client_served(&gw).await;
+    }
+    // Nothing of the flood reached the upstream.
+    assert_eq!(gw.upstream.count(), 3);
+    // Just under the limits passes.
+    let mut fine = String::from("GET /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for i in 0..20 {
+        fine.push_str(&format!("X-Ok-{i}: y\r\n"));
+    }
+    fine.push_str("\r\n");
+    assert!(raw(addr, &fine).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_connections_are_closed_without_harm() {
+    let gw = start(hostile_setup("header_timeout = \"1s\"\n")).await;
+    let addr = gw.running.addr;
+    let mut lorises = Vec::new();
+    for i in 0..50 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET /public/{i} HTTP/1.1\r\nHost: x\r\n").as_bytes())
+            .await
+            .unwrap();
+        lorises.push(s);
+    }
+    // Dribble one more header line each; never finish the head.
+    for s in &mut lorises {
+        let _ = s.write_all(b"X-Slow: 1\r\n").await;
+    }
+    // Meanwhile good clients are served.
+    for _ in 0..10 {
+        good_client_served(&gw).await;
+    }
+    // Every loris is cut off by the header deadline, not served.
+    for s in &mut lorises {
+        let (got, closed) = read_until_closed(s, Duration::from_secs(10)).await;
+        assert!(closed, "a slow-loris connection was kept open");
+        assert!(!got.contains("200 OK"), "{got}");
+    }
+    assert_eq!(gw.upstream.count(), 10);
+    good_client_served(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
+    let gw = start(hostile_setup("max_connections = 4\n")).await;
+    let addr = gw.running.addr;
+    // Four keep-alive connections, each served once and left open.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /public/held HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    // A fifth is accepted by the kernel but not served while all are held.
+    let mut fifth = TcpStream::connect(addr).await.unwrap();
+    fifth
+        .write_all(b"GET /public/fifth HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    let early = tokio::time::timeout(Duration::from_millis(500), fifth.read_exact(&mut buf)).await;
+    assert!(early.is_err(), "served beyond the connection cap");
+    // One held connection closes: the fifth is served.
+    drop(held.pop());
+    tokio::time::timeout(Duration::from_secs(5), fifth.read_exact(&mut buf))
+        .await
+        .expect("the waiting connection was never served")
+        .unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_client_ip() {
+    let gw = start(Setup {
+        server: "login_per_minute = 6\nlogin_burst = 3\n".into(),
+        ..Setup::default()
+    })
+    .await;
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        tokens.push(gw.login(&format!("burst-{i}")).await);
+    }
+    for _ in 0..5 {
+        let res = gw.post("/auth/login", "{\"code\":\"one-too-many\"}").await;
+        let headers = assert_error(res, 429, "rate_limited").await;
+        let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=10).contains(&wait), "Retry-After {wait}");
+    }
+    // The platform saw only the logins that passed: the quota is safe.
+    assert_eq!(gw.wechat.queries.lock().unwrap().len(), 3);
+    // Refresh and proxied requests are not login: unaffected.
+    let t = &tokens[0];
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &t.refresh_token).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(gw.get("/api/x", Some(&t.access_token)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_login_body_that_never_arrives_is_408() {
+    let gw = start(hostile_setup("body_timeout = \"1s\"\n")).await;
+    let mut s = TcpStream::connect(gw.running.addr).await.unwrap();
+    s.write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"code\":")
+        .await
+        .unwrap();
+    let (got, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(got.starts_with("HTTP/1.1 408"), "{got}");
+    assert!(got.contains("invalid_request"), "{got}");
+    assert!(gw.wechat.queries.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_slow_request_finish_and_exits_0() {
+    let wechat = wechat().await;
+    let upstream = upstream().await;
+    let setup = Setup {
+        upstream_timeout: "10s",
+        server: "login_per_minute = 0\nshutdown_timeout = \"8s\"\n".into(),
+        ..Setup::default()
+    };
+    let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
+    let http = client();
+    let slow = {
+        let (http, url) = (http.clone(), gw.url.clone());
+        tokio::spawn(async move {
+            let res = http.get(format!("{url}/public/slow")).send().await.unwrap();
+            (res.status().as_u16(), res.bytes().await.map(|b| b.len()))
+        })
+    };
+    // Let the slow request reach the upstream, then ask the gateway to stop.
+    while upstream.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let url = gw.url.clone();
+    let (code, logs) = tokio::task::spawn_blocking(move || gw.terminate(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let (status, body) = slow.await.unwrap();
+    assert_eq!(status, 200, "the in-flight request was cut: {logs}");
+    assert!(body.is_ok());
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("shutting down"), "{logs}");
+    // And it no longer accepts.
+    assert!(http.get(format!("{url}/healthz")).send().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_deadline_cuts_requests_that_take_too_long() {
+    let wechat = wechat().await;
+    let upstream = upstream().await;
+    let setup = Setup {
+        upstream_timeout: "10s",
+        server: "login_per_minute = 0\nshutdown_timeout = \"1s\"\n".into(),
+        ..Setup::default()
+    };
+    let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
+    let http = client();
+    let slow = {
+        let (http, url) = (http.clone(), gw.url.clone());
+        tokio::spawn(async move { http.get(format!("{url}/public/slow")).send().await.is_ok() })
+    };
+    while upstream.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, logs) = tokio::task::spawn_blocking(move || gw.terminate(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    // Exited 0 at the deadline, before the 3 s upstream answered.
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("shutdown deadline passed"), "{logs}");
+    assert!(!slow.await.unwrap(), "the cut request should have failed");
+}
+
+/// An upstream on a fixed port that can be killed (listener and every
+/// connection dropped) and started again.
+struct Killable {
+    addr: SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Killable {
+    async fn start(addr: SocketAddr) -> Killable {
+        let listener = loop {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((s, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from_static(b"up")),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        Killable {
+            addr,
+            task: Some(task),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_killed_under_load_gives_502_then_recovers_without_leaks() {
+    let wechat = wechat().await;
+    let mut up = Killable::start("127.0.0.1:0".parse().unwrap()).await;
+    let setup = Setup::default();
+    let gw = spawn_binary_with(&setup, wechat.addr, up.addr, "warn").await;
+    let pid = gw.child.id();
+    let http = client();
+    let phase = Arc::new(AtomicUsize::new(0)); // 0 up, 1 down, 2 up again
+    let stop = Arc::new(AtomicBool::new(false));
+    // [phase][outcome]: 200, 502, other.
+    let counts: Arc<[[AtomicUsize; 3]; 3]> = Arc::new(Default::default());
+    let mut load = Vec::new();
+    for _ in 0..8 {
+        let (http, url, phase, stop, counts) = (
+            http.clone(),
+            gw.url.clone(),
+            phase.clone(),
+            stop.clone(),
+            counts.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 50_000 {
+                let before = phase.load(Ordering::SeqCst);
+                let status = match http.get(format!("{url}/public/x")).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+                // Only count requests that began and ended in one phase.
+                if phase.load(Ordering::SeqCst) == before {
+                    let i = match status {
+                        200 => 0,
+                        502 => 1,
+                        _ => 2,
+                    };
+                    counts[before][i].fetch_add(1, Ordering::Relaxed);
+                }
+                n += 1;
+            }
+        }));
+    }
+    let wait_for = |p: usize, n: usize| {
+        let counts = counts.clone();
+        async move {
+            while counts[p]
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum::<usize>()
+                < n
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for(0, 300).await;
+    let fds_warm = open_fds(pid);
+    up.kill();
+    phase.store(1, Ordering::SeqCst);
+    wait_for(1, 300).await;
+    let _up = Killable::start(up.addr).await;
+    phase.store(2, Ordering::SeqCst);
+    wait_for(2, 300).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    let c = |p: usize, i: usize| counts[p][i].load(Ordering::Relaxed);
+    let table = format!(
+        "up: {} ok {} 502 {} other; down: {} ok {} 502 {} other; back: {} ok {} 502 {} other",
+        c(0, 0),
+        c(0, 1),
+        c(0, 2),
+        c(1, 0),
+        c(1, 1),
+        c(1, 2),
+        c(2, 0),
+        c(2, 1),
+        c(2, 2)
+    );
+    assert_eq!((c(0, 1), c(0, 2)), (0, 0), "{table}");
+    assert_eq!((c(1, 0), c(1, 2)), (0, 0), "{table}");
+    assert!(c(1, 1) >= 300, "{table}");
+    // After the restart, a request on a pooled connection to the dead
+    // upstream may still fail once per connection; after that, all succeed.
+    assert_eq!(c(2, 2), 0, "{table}");
+    assert!(c(2, 1) <= 8, "{table}");
+    // No leak: descriptors back to where the warm gateway was.
+    let mut fds = open_fds(pid);
+    for _ in 0..50 {
+        if fds <= fds_warm + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fds = open_fds(pid);
+    }
+    assert!(
+        fds <= fds_warm + 2,
+        "{fds} descriptors open, {fds_warm} before the outage"
+    );
+    let logs = gw.stop();
+    assert!(!logs.contains("panicked"), "{logs}");
+}

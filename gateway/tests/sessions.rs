@@ -1,0 +1,276 @@
+//! Refresh-token rotation with reuse detection, and logout: on the
+//! in-process store and on a real Redis shared by two gateway processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+async fn login_at(http: &reqwest::Client, base: &str, code: &str) -> Tokens {
+    let res = http
+        .post(format!("{base}/auth/login"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"code\":\"{code}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "login at {base}");
+    res.json().await.unwrap()
+}
+
+async fn refresh_ok(http: &reqwest::Client, base: &str, token: &str) -> Tokens {
+    let res = post_refresh(http, base, "/auth/refresh", token).await;
+    assert_eq!(res.status(), 200, "refresh at {base}");
+    res.json().await.unwrap()
+}
+
+async fn refresh_refused(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let res = post_refresh(http, base, "/auth/refresh", token).await;
+    let status = res.status().as_u16();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    body["error_description"].as_str().unwrap().to_owned()
+}
+
+/// Fires 16 refreshes of one token at once, spread over `bases`; returns
+/// how many got 200.
+async fn race(http: &reqwest::Client, bases: &[&str], token: &str) -> usize {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (http, base, token, barrier) = (
+                http.clone(),
+                bases[i % bases.len()].to_owned(),
+                token.to_owned(),
+                barrier.clone(),
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                post_refresh(&http, &base, "/auth/refresh", &token)
+                    .await
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            200 => ok += 1,
+            400 => {}
+            other => panic!("a racing refresh got {other}"),
+        }
+    }
+    ok
+}
+
+/// The full reuse-detection story against one or two gateways.
+async fn reuse_story(http: &reqwest::Client, a: &str, b: &str) {
+    let t0 = login_at(http, a, "reuse").await;
+    let t1 = refresh_ok(http, b, &t0.refresh_token).await;
+    assert_ne!(t1.refresh_token, t0.refresh_token);
+    let t2 = refresh_ok(http, a, &t1.refresh_token).await;
+    // t0 again: a replay. The session is revoked for everyone...
+    assert_eq!(
+        refresh_refused(http, a, &t0.refresh_token).await,
+        "refresh token already used"
+    );
+    // ...so the legitimate holder of t2 is cut off too.
+    assert_eq!(
+        refresh_refused(http, b, &t2.refresh_token).await,
+        "session revoked"
+    );
+    // Another login session is untouched.
+    let other = login_at(http, b, "reuse-other").await;
+    refresh_ok(http, a, &other.refresh_token).await;
+}
+
+async fn logout_story(http: &reqwest::Client, a: &str, b: &str) {
+    let t0 = login_at(http, a, "logout").await;
+    let t1 = refresh_ok(http, a, &t0.refresh_token).await;
+    let res = post_refresh(http, b, "/auth/logout", &t1.refresh_token).await;
+    assert_eq!(res.status(), 204);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert!(res.bytes().await.unwrap().is_empty());
+    assert_eq!(
+        refresh_refused(http, a, &t1.refresh_token).await,
+        "session revoked"
+    );
+    // Idempotent: logging out again, even with an older token, is fine.
+    for t in [&t1.refresh_token, &t0.refresh_token] {
+        assert_eq!(post_refresh(http, a, "/auth/logout", t).await.status(), 204);
+    }
+    // An access token is not a refresh token, here either.
+    let res = post_refresh(http, a, "/auth/logout", &t1.access_token).await;
+    assert_error(res, 400, "invalid_grant").await;
+}
+
+#[tokio::test]
+async fn reuse_revokes_the_session_in_process() {
+    let gw = start(Setup::default()).await;
+    reuse_story(&gw.http, &gw.url, &gw.url).await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_in_process() {
+    let gw = start(Setup::default()).await;
+    logout_story(&gw.http, &gw.url, &gw.url).await;
+    let bad = [
+        ("", 400, "invalid_request"),
+        ("{}", 400, "invalid_request"),
+        ("{\"refresh_token\":\"\"}", 400, "invalid_request"),
+        ("{\"refresh_token\":\"a.b.c\"}", 400, "invalid_grant"),
+        ("[1,2]", 400, "invalid_request"),
+    ];
+    for (body, status, code) in bad {
+        assert_error(gw.post("/auth/logout", body).await, status, code).await;
+    }
+    let res = gw.get("/auth/logout", None).await;
+    assert_error(res, 405, "invalid_request").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_concurrent_refreshes_one_wins_in_process() {
+    let gw = start(Setup::default()).await;
+    for round in 0..3 {
+        let t = gw.login(&format!("race-{round}")).await;
+        assert_eq!(race(&gw.http, &[&gw.url], &t.refresh_token).await, 1);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_session_fails_closed() {
+    // A second gateway on the same keys but its own in-process store: the
+    // token verifies, the session is unknown there, so it is refused.
+    let a = start(Setup::default()).await;
+    let b = start(Setup {
+        keys_dir: Some(a.keys_dir.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let t = a.login("elsewhere").await;
+    assert_eq!(
+        refresh_refused(&b.http, &b.url, &t.refresh_token).await,
+        "unknown or expired session"
+    );
+    // And it did not get adopted there: A still has it.
+    refresh_ok(&a.http, &a.url, &t.refresh_token).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_sessions_through_redis() {
+    let redis = Redis::start().await;
+    let wechat = wechat().await;
+    let upstream = upstream().await;
+    let keys = key_dir(jwks::Alg::ES256);
+    let setup = Setup {
+        keys_dir: Some(keys.path().to_path_buf()),
+        extra: redis.sessions_section(),
+        ..Setup::default()
+    };
+    let a = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
+    let b = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
+    let http = client();
+    reuse_story(&http, &a.url, &b.url).await;
+    logout_story(&http, &a.url, &b.url).await;
+    for round in 0..3 {
+        let t = login_at(&http, &a.url, &format!("race-{round}")).await;
+        assert_eq!(race(&http, &[&a.url, &b.url], &t.refresh_token).await, 1);
+    }
+    let ready: serde_json::Value = http
+        .get(format!("{}/readyz", b.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["sessions"], "redis");
+    for logs in [a.stop(), b.stop()] {
+        assert!(
+            logs.contains("sessions=\"redis\"") || logs.contains("sessions=redis"),
+            "{logs}"
+        );
+        assert!(!logs.contains(SECRET) && !logs.contains(SESSION_KEY));
+    }
+}
+
+async fn eventually_ok(http: &reqwest::Client, base: &str, what: &str) -> Tokens {
+    for _ in 0..100 {
+        let res = http
+            .post(format!("{base}/auth/login"))
+            .body("{\"code\":\"after-outage\"}")
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            let t: Tokens = res.json().await.unwrap();
+            return refresh_ok(http, base, &t.refresh_token).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: the session store never came back");
+}
+
+async fn assert_store_down(gw: &Gateway, t: &Tokens) {
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &t.refresh_token).await;
+    let headers = assert_error(res, 503, "temporarily_unavailable").await;
+    assert_eq!(headers["retry-after"], "1");
+    let res = post_refresh(&gw.http, &gw.url, "/auth/logout", &t.refresh_token).await;
+    assert_error(res, 503, "temporarily_unavailable").await;
+    // A login cannot record its session, so it fails closed as well.
+    let res = gw.post("/auth/login", "{\"code\":\"during\"}").await;
+    assert_error(res, 503, "temporarily_unavailable").await;
+    // The request path never touches the store.
+    for _ in 0..20 {
+        assert_eq!(gw.get("/api/x", Some(&t.access_token)).await.status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_and_recovers() {
+    let mut redis = Redis::start().await;
+    let gw = start(Setup {
+        extra: redis.sessions_section(),
+        ..Setup::default()
+    })
+    .await;
+    let t = gw.login("before-outage").await;
+    let t = refresh_ok(&gw.http, &gw.url, &t.refresh_token).await;
+
+    // Killed: connections refused.
+    redis.kill();
+    assert_store_down(&gw, &t).await;
+    redis.restart().await;
+    // Reconnects by itself. The restarted Redis kept nothing (no
+    // persistence), so the old session is unknown: a new login works.
+    refresh_refused(&gw.http, &gw.url, &t.refresh_token).await;
+    let t = eventually_ok(&gw.http, &gw.url, "after a restart").await;
+
+    // Hung: connections stay open, nothing answers. Calls time out.
+    redis.pause(true);
+    assert_store_down(&gw, &t).await;
+    redis.pause(false);
+    eventually_ok(&gw.http, &gw.url, "after a hang").await;
+    gw.running.stop().await;
+}
+
+#[tokio::test]
+async fn a_gateway_starts_while_redis_is_down() {
+    let mut redis = Redis::start().await;
+    redis.kill();
+    let gw = start(Setup {
+        extra: redis.sessions_section(),
+        ..Setup::default()
+    })
+    .await;
+    assert_eq!(gw.get("/readyz", None).await.status(), 200);
+    let res = gw.post("/auth/login", "{\"code\":\"x\"}").await;
+    assert_error(res, 503, "temporarily_unavailable").await;
+    redis.restart().await;
+    eventually_ok(&gw.http, &gw.url, "after a late start").await;
+}
