@@ -98,20 +98,74 @@ fn sane_request_id(v: &HeaderValue) -> bool {
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
+///
+/// Runs twice per proxied request, and almost never finds anything: so one
+/// pass over the (few) names present, comparing against the fixed list,
+/// before any removal; not one hashed lookup per hop-by-hop name.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    // Usually just `Connection: keep-alive`: remove what is there, and the
+    // fields `Connection` names, without a lookup per listed name.
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k))
+        .cloned()
+        .collect();
     if let Some(conn) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            headers.remove(n);
+        for option in conn.to_str().unwrap_or("").split(',') {
+            let option = option.trim();
+            if option.is_empty()
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|h| option.eq_ignore_ascii_case(h.as_str()))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(option.as_bytes()) {
+                doomed.push(name);
+            }
         }
     }
-    for h in HOP_BY_HOP {
-        headers.remove(h);
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Is `name` one of [`HOP_BY_HOP`]? A `match` on the name: a length switch
+/// and a compare, with no `HeaderName` built.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// The client's address, with its `X-Forwarded-For` form made once per
+/// connection rather than formatted on every request.
+#[derive(Debug, Clone)]
+pub struct ClientAddr {
+    /// The TCP peer's IP.
+    pub ip: IpAddr,
+    /// The same, as a header value.
+    pub header: HeaderValue,
+}
+
+impl ClientAddr {
+    /// The address of a new connection's peer.
+    pub fn new(ip: IpAddr) -> ClientAddr {
+        let header =
+            HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
+        ClientAddr { ip, header }
     }
 }
 
@@ -121,7 +175,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 pub fn rewrite_request_headers(
     headers: &mut HeaderMap,
     identity: Option<&Identity>,
-    client_ip: IpAddr,
+    client: &ClientAddr,
     ids: &RequestIds,
 ) -> HeaderValue {
     remove_hop_by_hop(headers);
@@ -148,12 +202,13 @@ pub fn rewrite_request_headers(
             v
         }
     };
-    let ip = client_ip.to_string();
     let forwarded_for = match headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => HeaderValue::from_str(&format!("{prior}, {ip}")),
-        _ => HeaderValue::from_str(&ip),
+        Some(prior) if !prior.is_empty() => {
+            HeaderValue::from_str(&format!("{prior}, {}", client.ip)).ok()
+        }
+        _ => Some(client.header.clone()),
     };
-    if let Ok(v) = forwarded_for {
+    if let Some(v) = forwarded_for {
         headers.insert(FORWARDED_FOR, v);
     }
     headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
@@ -203,9 +258,9 @@ impl Proxy {
         route: &Route,
         mut req: Request<Incoming>,
         identity: Option<&Identity>,
-        client_ip: IpAddr,
+        client: &ClientAddr,
     ) -> Response<Body> {
-        let request_id = rewrite_request_headers(req.headers_mut(), identity, client_ip, &self.ids);
+        let request_id = rewrite_request_headers(req.headers_mut(), identity, client, &self.ids);
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(route.scheme.clone());
         parts.authority = Some(route.authority.clone());
@@ -243,6 +298,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_hop_by_hop_matcher_knows_exactly_the_list() {
+        for h in HOP_BY_HOP {
+            assert!(is_hop_by_hop(&h), "{h}");
+        }
+        for h in [
+            "host",
+            "x-auth-subject",
+            "authorization",
+            "content-length",
+            "tee",
+        ] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(h)), "{h}");
+        }
+    }
+
+    #[test]
     fn request_ids_are_unique_hex() {
         let ids = RequestIds::new();
         let a = ids.next();
@@ -267,7 +338,7 @@ mod tests {
         let id = rewrite_request_headers(
             &mut h,
             None,
-            "127.0.0.9".parse().unwrap(),
+            &ClientAddr::new("127.0.0.9".parse().unwrap()),
             &RequestIds::new(),
         );
         assert!(h.keys().all(|k| !k.as_str().starts_with("x-auth-")));
@@ -285,7 +356,12 @@ mod tests {
     fn sane_client_request_id_is_kept() {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", "abc-123_x.y:z".parse().unwrap());
-        let id = rewrite_request_headers(&mut h, None, "::1".parse().unwrap(), &RequestIds::new());
+        let id = rewrite_request_headers(
+            &mut h,
+            None,
+            &ClientAddr::new("::1".parse().unwrap()),
+            &RequestIds::new(),
+        );
         assert_eq!(id, "abc-123_x.y:z");
     }
 }

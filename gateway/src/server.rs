@@ -33,7 +33,7 @@ use crate::error::{ApiError, Body};
 use crate::keys::{KeyStore, Reload};
 use crate::limits::LoginLimiter;
 use crate::providers::Providers;
-use crate::proxy::Proxy;
+use crate::proxy::{ClientAddr, Proxy};
 use crate::routes::Routes;
 use crate::sessions::Store;
 use crate::tokens::Tokens;
@@ -91,9 +91,9 @@ fn has_dot_segment(path: &str) -> bool {
 }
 
 /// One request, from route match to response.
-pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: &ClientAddr) -> Response<Body> {
     let result = match req.uri().path() {
-        "/auth/login" => endpoints::login(&gw, req, peer.ip()).await,
+        "/auth/login" => endpoints::login(&gw, req, peer.ip).await,
         "/auth/refresh" => endpoints::refresh(&gw, req).await,
         "/auth/logout" => endpoints::logout(&gw, req).await,
         "/.well-known/jwks.json" => endpoints::jwks(&gw, &req),
@@ -109,7 +109,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: SocketAddr) 
                 Err(e) => Err(e),
                 Ok(identity) => Ok(gw
                     .proxy
-                    .forward(route, req, identity.as_deref(), peer.ip())
+                    .forward(route, req, identity.as_deref(), peer)
                     .await),
             },
         },
@@ -229,9 +229,10 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
             };
             let _ = stream.set_nodelay(true);
             let gw = gw.clone();
+            let client = Arc::new(ClientAddr::new(peer.ip()));
             let service = service_fn(move |req| {
-                let gw = gw.clone();
-                async move { Ok::<_, Infallible>(handle(gw, req, peer).await) }
+                let (gw, client) = (gw.clone(), client.clone());
+                async move { Ok::<_, Infallible>(handle(gw, req, &client).await) }
             });
             let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {

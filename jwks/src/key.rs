@@ -82,6 +82,43 @@ pub struct PublicJwk {
     pub e: Option<String>,
 }
 
+/// One DER element at the start of `der`: (tag, contents, rest).
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (RFC 5208):
+/// SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING key, ... }.
+fn pkcs1_of_pkcs8(pkcs8: &[u8]) -> Option<&[u8]> {
+    let (0x30, info, _) = der_element(pkcs8)? else {
+        return None;
+    };
+    let (0x02, _, rest) = der_element(info)? else {
+        return None;
+    };
+    let (0x30, _, rest) = der_element(rest)? else {
+        return None;
+    };
+    match der_element(rest)? {
+        (0x04, key, _) => Some(key),
+        _ => None,
+    }
+}
+
 impl Key {
     /// Makes a new key pair with ring's system random source.
     pub fn generate(alg: Alg) -> Result<Key, KeyError> {
@@ -101,6 +138,8 @@ impl Key {
     }
 
     /// Reads a PKCS#8 private key of the given algorithm and derives the rest.
+    /// For RS256 the key must have been made elsewhere: ring cannot generate
+    /// RSA keys, but it loads, signs and verifies with them.
     pub fn from_pkcs8(alg: Alg, pkcs8: Vec<u8>) -> Result<Key, KeyError> {
         let invalid = |_| KeyError::Invalid(alg);
         let (public, decoding, encoding) = match alg {
@@ -141,7 +180,10 @@ impl Key {
                 (
                     jwk,
                     DecodingKey::from_rsa_raw_components(&parts.n, &parts.e),
-                    EncodingKey::from_rsa_der(&pkcs8),
+                    // jsonwebtoken signs with a PKCS#1 key: the one inside.
+                    EncodingKey::from_rsa_der(
+                        pkcs1_of_pkcs8(&pkcs8).ok_or(KeyError::Invalid(alg))?,
+                    ),
                 )
             }
         };
@@ -239,6 +281,30 @@ impl PublicJwk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 2048-bit RSA key made for tests and benchmarks only.
+    const RS256_PKCS8: &str = include_str!("../testdata/rs256-2048.pk8.b64");
+
+    #[test]
+    fn an_rs256_key_made_elsewhere_signs_and_verifies() {
+        let pkcs8 = B64.decode(RS256_PKCS8.trim()).unwrap();
+        let key = Key::from_pkcs8(Alg::RS256, pkcs8).unwrap();
+        let token = crate::jws::sign_with(&key, "at+jwt", &serde_json::json!({"a": 1})).unwrap();
+        let doc = serde_json::json!({"format": "minigate-keyset/1", "keys": [{
+            "kid": key.kid(), "alg": "RS256", "state": "current",
+            "created": "2026-01-01T00:00:00Z", "private_key": RS256_PKCS8.trim()}]});
+        let set = crate::KeySet::from_json(doc.to_string().as_bytes()).unwrap();
+        assert_eq!(set.verify(&token, "at+jwt").unwrap(), b"{\"a\":1}");
+        assert_eq!(key.public_jwk().kty, "RSA");
+    }
+
+    #[test]
+    fn pkcs1_extraction_refuses_garbage() {
+        assert!(pkcs1_of_pkcs8(&[]).is_none());
+        assert!(pkcs1_of_pkcs8(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
+        assert!(pkcs1_of_pkcs8(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_none());
+        assert!(Key::from_pkcs8(Alg::RS256, vec![0x30, 0x00]).is_err());
+    }
 
     #[test]
     fn rfc7638_example_thumbprint() {

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# The load comparison: minigate against nginx (a plain reverse proxy that
+# checks nothing) and HAProxy (jwt_verify ES256 on every request), all in
+# front of one nginx upstream, measured in turn in ONE run on this machine.
+#
+#   benches/load.sh              # every scenario, 8 s each
+#   DURATION=4 benches/load.sh   # shorter
+#
+# Installs what it lacks from Debian's packages (nginx, haproxy, wrk), builds
+# minigate in release mode, and prints a markdown table: req/s, p50, p99,
+# non-2xx, peak RSS of the server under test, and the ratios of minigate to
+# nginx and to HAProxy. Everything listens on 127.0.0.1; every server gets
+# 2 workers/threads (the machine's cores); wrk runs one thread, as in the
+# anchors of the performance issue.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-8}
+WORK=$(mktemp -d /tmp/minigate-load.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need=()
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
+command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+if ((${#need[@]})); then
+  echo "installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+export PATH=$PATH:/usr/sbin
+ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+echo "building minigate (release)" >&2
+cargo build --release --quiet -p minigate -p minigate-benches
+BIN=target/release
+
+UP=18081 NGINX=18082 HAPROXY=18083 MINIGATE=18084 WECHAT=18085
+
+# Keys and 100,000 distinct tokens (plus the PEM HAProxy verifies with).
+"$BIN/mint" "$WORK/keys" 100000
+HOT=$(head -n1 "$WORK/keys/tokens.txt")
+
+# The upstream (nginx `return 200`) and the stand-in code exchange.
+mkdir -p "$WORK/nginx-up" "$WORK/nginx-proxy"
+cat >"$WORK/nginx-up/nginx.conf" <<EOF
+worker_processes 2;
+pid $WORK/nginx-up/pid;
+error_log $WORK/nginx-up/error.log crit;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP backlog=8192; location / { return 200 "ok"; } }
+  server {
+    listen 127.0.0.1:$WECHAT backlog=8192;
+    location /sns/jscode2session {
+      default_type text/plain;
+      return 200 '{"openid":"openid-load","session_key":"not-a-real-key"}';
+    }
+  }
+}
+EOF
+cat >"$WORK/nginx-proxy/nginx.conf" <<EOF
+worker_processes 2;
+worker_rlimit_nofile 100000;
+pid $WORK/nginx-proxy/pid;
+error_log $WORK/nginx-proxy/error.log crit;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGINX backlog=8192;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 2
+  maxconn 30000
+  log stderr format raw local0 emerg
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAPROXY
+  maxconn 30000
+  acl public path_beg /public/
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny status 401 if !public !{ var(txn.alg) -m str ES256 }
+  http-request deny status 401 if !public !{ var(txn.bearer),jwt_verify(txn.alg,"$WORK/keys/es256.pem") -m int 1 }
+  default_backend up
+backend up
+  http-reuse always
+  server up 127.0.0.1:$UP maxconn 256
+EOF
+cat >"$WORK/minigate.toml" <<EOF
+listen = "127.0.0.1:$MINIGATE"
+[tokens]
+issuer = "https://bench.minigate"
+audience = "api"
+access_ttl = "2h"
+refresh_ttl = "30d"
+cache_capacity = 200000
+[keys]
+dir = "$WORK/keys"
+[sessions]
+max_sessions = 1000000
+[server]
+max_connections = 30000
+login_per_minute = 0
+[[providers]]
+platform = "wechat"
+appid = "wx0123456789abcdef"
+secret_env = "LOAD_WECHAT_SECRET"
+base_url = "http://127.0.0.1:$WECHAT"
+[[routes]]
+prefix = "/"
+upstream = "http://127.0.0.1:$UP"
+auth = "required"
+[[routes]]
+prefix = "/public/"
+upstream = "http://127.0.0.1:$UP"
+auth = "public"
+EOF
+cat >"$WORK/pool.lua" <<'EOF'
+local tokens, i = {}, 0
+function init(args)
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  i = math.random(#tokens)
+end
+function request()
+  i = i % #tokens + 1
+  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+EOF
+cat >"$WORK/login.lua" <<'EOF'
+local n = 0
+function request()
+  n = n + 1
+  return wrk.format("POST", "/auth/login", { ["Content-Type"] = "application/json" },
+    '{"code":"load-' .. n .. '"}')
+end
+EOF
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $1" >&2
+  exit 1
+}
+nginx -c "$WORK/nginx-up/nginx.conf"
+nginx -c "$WORK/nginx-proxy/nginx.conf"
+haproxy -D -p "$WORK/haproxy.pid" -f "$WORK/haproxy.cfg"
+LOAD_WECHAT_SECRET=load-secret RUST_LOG=warn "$BIN/minigate" serve --config "$WORK/minigate.toml" \
+  2>"$WORK/minigate.log" &
+MINIGATE_PID=$!
+PIDS+=("$MINIGATE_PID")
+for p in $UP $NGINX $HAPROXY $MINIGATE $WECHAT; do wait_port "$p"; done
+NGINX_UP_PID=$(cat "$WORK/nginx-up/pid")
+NGINX_PID=$(cat "$WORK/nginx-proxy/pid")
+HAPROXY_PID=$(cat "$WORK/haproxy.pid")
+PIDS+=("$NGINX_UP_PID" "$NGINX_PID" "$HAPROXY_PID")
+sleep 0.5
+
+# The RSS of a server: its process and its children (nginx's workers), KiB.
+rss() { # $1 pid, $2 VmRSS|VmHWM
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk -v k="$2:" '$1 == k { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+IDLE_RSS_KIB=$(rss "$MINIGATE_PID" VmRSS)
+
+# Sanity: every target answers 200 with the hot token, 401 without.
+for port in $NGINX $HAPROXY $MINIGATE; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $HOT" "http://127.0.0.1:$port/x")
+  [[ $code == 200 ]] || { echo "port $port answered $code to the hot token" >&2; exit 1; }
+done
+for port in $HAPROXY $MINIGATE; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/x")
+  [[ $code == 401 ]] || { echo "port $port answered $code without a token" >&2; exit 1; }
+done
+
+to_ms() { # wrk latency like 812.00us, 1.20ms, 1.01s
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u);
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000;
+    printf "%.2f", n }'
+}
+ROWS=()
+declare -A RPS P99
+# run NAME TARGET PID CONNS [wrk args...]
+run() {
+  local name=$1 target=$2 pid=$3 conns=$4
+  shift 4
+  local out
+  out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 10s --latency "$@" 2>&1)
+  local rps p50 p99 bad peak
+  rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out")
+  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+  bad=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+  local errs
+  errs=$(awk '/Socket errors/ { print $0 }' <<<"$out" | sed 's/.*errors: //')
+  peak=$(($(rss "$pid" VmHWM) / 1024))
+  RPS["$name/$target"]=$rps
+  P99["$name/$target"]=$p99
+  ROWS+=("| $name | $target | $conns | $rps | $p50 | $p99 | ${bad:-0}${errs:+ ($errs)} | $peak |")
+  echo "  $name $target: $rps req/s, p99 $p99 ms" >&2
+}
+
+HOT_HDR=(-H "Authorization: Bearer $HOT")
+echo "measuring, ${DURATION}s per run" >&2
+run "upstream alone" nginx "$NGINX_UP_PID" 64 "http://127.0.0.1:$UP/x"
+for target in nginx haproxy minigate; do
+  case $target in
+    nginx) port=$NGINX pid=$NGINX_PID ;;
+    haproxy) port=$HAPROXY pid=$HAPROXY_PID ;;
+    minigate) port=$MINIGATE pid=$MINIGATE_PID ;;
+  esac
+  run "hot token" $target "$pid" 64 "${HOT_HDR[@]}" "http://127.0.0.1:$port/x"
+  run "100k tokens" $target "$pid" 64 -s "$WORK/pool.lua" "http://127.0.0.1:$port/x" -- "$WORK/keys/tokens.txt"
+  run "public route" $target "$pid" 64 "http://127.0.0.1:$port/public/x"
+  run "1k conns" $target "$pid" 1000 "${HOT_HDR[@]}" "http://127.0.0.1:$port/x"
+  run "10k conns" $target "$pid" 10000 "${HOT_HDR[@]}" "http://127.0.0.1:$port/x"
+  # Memory per keep-alive connection, read while 10,000 are open.
+  if [[ $target == minigate ]]; then
+    wrk -t1 -c10000 -d"${DURATION}s" --timeout 10s "${HOT_HDR[@]}" "http://127.0.0.1:$port/x" >/dev/null 2>&1 &
+    sleep $((DURATION / 2 + 1))
+    BUSY_RSS_KIB=$(rss "$MINIGATE_PID" VmRSS)
+    wait
+  fi
+done
+run "login burst" minigate "$MINIGATE_PID" 64 -s "$WORK/login.lua" "http://127.0.0.1:$MINIGATE"
+
+ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+echo
+echo "minigate load comparison, $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), ${DURATION}s per run, wrk -t1"
+echo
+echo "| scenario | server | conns | req/s | p50 ms | p99 ms | non-2xx (socket errors) | peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
+echo
+echo "| scenario | minigate/nginx req/s | minigate/HAProxy req/s | minigate/nginx p99 |"
+echo "|---|---|---|---|"
+for s in "hot token" "100k tokens" "public route" "1k conns" "10k conns"; do
+  echo "| $s | $(ratio "${RPS[$s/minigate]}" "${RPS[$s/nginx]}") | $(ratio "${RPS[$s/minigate]}" "${RPS[$s/haproxy]}") | $(ratio "${P99[$s/minigate]}" "${P99[$s/nginx]}") |"
+done
+echo
+echo "minigate idle RSS: $((IDLE_RSS_KIB / 1024)) MiB; with 10,000 connections open:" \
+  "$((BUSY_RSS_KIB / 1024)) MiB, $(((BUSY_RSS_KIB - IDLE_RSS_KIB) * 1024 / 10000)) bytes per connection"
