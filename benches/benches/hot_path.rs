@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderValue};
 use jwks::Alg;
 use minigate::config::{AuthMode, RouteConfig};
-use minigate::proxy::{rewrite_request_headers, ClientAddr, RequestIds};
+use minigate::proxy::{request_id, rewrite_request_headers, ClientAddr, RequestIds};
 use minigate::routes::Routes;
 use minigate::tokens::Subject;
 use minigate_benches::{access_token, key_set, tokens};
@@ -97,7 +97,11 @@ fn rewrite(c: &mut Criterion) {
     g.bench_function("headers/authenticated", |b| {
         b.iter_batched_ref(
             client_headers,
-            |h| black_box(rewrite_request_headers(h, identity.as_deref(), &ip, &ids)),
+            |h| {
+                let id = request_id(h, &ids);
+                rewrite_request_headers(h, identity.as_deref(), &ip, &id);
+                black_box(h.len())
+            },
             BatchSize::SmallInput,
         )
     });
@@ -109,7 +113,11 @@ fn rewrite(c: &mut Criterion) {
                 h.insert("x-auth-appid", HeaderValue::from_static("wx-evil"));
                 h
             },
-            |h| black_box(rewrite_request_headers(h, identity.as_deref(), &ip, &ids)),
+            |h| {
+                let id = request_id(h, &ids);
+                rewrite_request_headers(h, identity.as_deref(), &ip, &id);
+                black_box(h.len())
+            },
             BatchSize::SmallInput,
         )
     });

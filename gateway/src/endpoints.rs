@@ -72,6 +72,12 @@ fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|_| ApiError::InvalidRequest("the body is not the expected JSON object"))
 }
 
+/// The session store failed during `op`: counted, and 503.
+fn store_down(gw: &Gateway, op: &str) -> ApiError {
+    gw.metrics.session_error(op);
+    ApiError::SessionsUnavailable
+}
+
 fn token_response(pair: &TokenPair) -> Response<Body> {
     let mut res = json(StatusCode::OK, pair);
     res.headers_mut()
@@ -136,7 +142,19 @@ pub async fn login(
     let body = parse_login(&read_body(gw, req).await?)?;
     let code = body.code;
     let provider = gw.providers.pick(body.appid.as_deref())?;
-    let session = provider.exchange(&code).await?;
+    let started = std::time::Instant::now();
+    let exchanged = provider.exchange(&code).await;
+    let metrics = gw.metrics.exchange(provider.platform.name());
+    if let Some(m) = metrics {
+        m.latency.record(started.elapsed().as_secs_f64());
+    }
+    let session = exchanged.map_err(|e| {
+        let e = ApiError::from(e);
+        if let Some(m) = metrics {
+            m.error(e.code());
+        }
+        e
+    })?;
     let subject = Subject {
         openid: session.openid,
         unionid: session.unionid,
@@ -149,7 +167,7 @@ pub async fn login(
     gw.sessions
         .begin(&sid, &refresh_jti, gw.tokens.refresh_ttl())
         .await
-        .map_err(|_| ApiError::SessionsUnavailable)?;
+        .map_err(|_| store_down(gw, "login"))?;
     let pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
     tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, "login");
     Ok(token_response(&pair))
@@ -191,7 +209,7 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
         .sessions
         .redeem(&old.sid, &old.jti, &next_jti, gw.tokens.refresh_ttl())
         .await
-        .map_err(|_| ApiError::SessionsUnavailable)?;
+        .map_err(|_| store_down(gw, "refresh"))?;
     match outcome {
         Redeemed::Rotated => {
             let pair = gw.tokens.issue(&old.subject, &old.sid, next_jti)?;
@@ -217,7 +235,7 @@ pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
     gw.sessions
         .revoke(&old.sid, gw.tokens.refresh_ttl())
         .await
-        .map_err(|_| ApiError::SessionsUnavailable)?;
+        .map_err(|_| store_down(gw, "logout"))?;
     tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "logout");
     let mut res = full(StatusCode::NO_CONTENT, "application/json", Bytes::new());
     res.headers_mut().remove(http::header::CONTENT_TYPE);
@@ -253,6 +271,18 @@ pub fn discovery(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>
         gw.tokens.keys().load().discovery_json.clone(),
         JWKS_MAX_AGE,
     )
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+pub fn metrics(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed("GET, HEAD"));
+    }
+    let body = gw.metrics.render(gw.tokens.keys());
+    let mut res = full(StatusCode::OK, "text/plain; version=0.0.4", body);
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }
 
 /// `GET /healthz`: the process answers.

@@ -18,6 +18,7 @@ pub mod endpoints;
 pub mod error;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod routes;

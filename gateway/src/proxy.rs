@@ -169,15 +169,24 @@ impl ClientAddr {
     }
 }
 
+/// The request id of a request: the client's, if it sent a sane one, else a
+/// fresh one. Chosen once, at the start of the request, so every log line of
+/// the request, the upstream and the response carry the same id.
+pub fn request_id(headers: &HeaderMap, ids: &RequestIds) -> HeaderValue {
+    match headers.get(REQUEST_ID) {
+        Some(v) if sane_request_id(v) => v.clone(),
+        _ => ids.next(),
+    }
+}
+
 /// Rewrites a request's headers for the upstream: drops hop-by-hop and every
 /// `x-auth-*` header, adds the identity, `X-Request-Id` and `X-Forwarded-*`.
-/// Returns the request id.
 pub fn rewrite_request_headers(
     headers: &mut HeaderMap,
     identity: Option<&Identity>,
     client: &ClientAddr,
-    ids: &RequestIds,
-) -> HeaderValue {
+    request_id: &HeaderValue,
+) {
     remove_hop_by_hop(headers);
     if headers.keys().any(|k| k.as_str().starts_with("x-auth-")) {
         let spoofed: Vec<HeaderName> = headers
@@ -194,14 +203,7 @@ pub fn rewrite_request_headers(
             headers.insert(name.clone(), value.clone());
         }
     }
-    let request_id = match headers.get(REQUEST_ID) {
-        Some(v) if sane_request_id(v) => v.clone(),
-        _ => {
-            let v = ids.next();
-            headers.insert(REQUEST_ID, v.clone());
-            v
-        }
-    };
+    headers.insert(REQUEST_ID, request_id.clone());
     let forwarded_for = match headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.is_empty() => {
             HeaderValue::from_str(&format!("{prior}, {}", client.ip)).ok()
@@ -220,7 +222,6 @@ pub fn rewrite_request_headers(
             headers.remove(FORWARDED_HOST);
         }
     }
-    request_id
 }
 
 /// The upstream client: pooled keep-alive HTTP/1.1 connections.
@@ -259,8 +260,10 @@ impl Proxy {
         mut req: Request<Incoming>,
         identity: Option<&Identity>,
         client: &ClientAddr,
+        request_id: &HeaderValue,
+        upstream_time: &metrics::Histogram,
     ) -> Response<Body> {
-        let request_id = rewrite_request_headers(req.headers_mut(), identity, client, &self.ids);
+        rewrite_request_headers(req.headers_mut(), identity, client, request_id);
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(route.scheme.clone());
         parts.authority = Some(route.authority.clone());
@@ -270,8 +273,12 @@ impl Proxy {
             Err(_) => return ApiError::InvalidRequest("bad request target").into_response(),
         }
         *req.version_mut() = Version::HTTP_11;
+        let start = std::time::Instant::now();
         let mut res = match tokio::time::timeout(route.timeout, self.client.request(req)).await {
-            Ok(Ok(res)) => res.map(Either::Left),
+            Ok(Ok(res)) => {
+                upstream_time.record(start.elapsed().as_secs_f64());
+                res.map(Either::Left)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %route.authority, error = %e, "upstream request failed");
                 ApiError::BadGateway.into_response()
@@ -282,7 +289,6 @@ impl Proxy {
             }
         };
         remove_hop_by_hop(res.headers_mut());
-        res.headers_mut().insert(REQUEST_ID, request_id);
         res
     }
 }
@@ -335,11 +341,12 @@ mod tests {
         h.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         h.insert("host", "gw.example".parse().unwrap());
         h.insert("accept", "text/plain".parse().unwrap());
-        let id = rewrite_request_headers(
+        let id = request_id(&h, &RequestIds::new());
+        rewrite_request_headers(
             &mut h,
             None,
             &ClientAddr::new("127.0.0.9".parse().unwrap()),
-            &RequestIds::new(),
+            &id,
         );
         assert!(h.keys().all(|k| !k.as_str().starts_with("x-auth-")));
         assert!(h.get("x-secret-hop").is_none() && h.get("te").is_none());
@@ -356,12 +363,8 @@ mod tests {
     fn sane_client_request_id_is_kept() {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", "abc-123_x.y:z".parse().unwrap());
-        let id = rewrite_request_headers(
-            &mut h,
-            None,
-            &ClientAddr::new("::1".parse().unwrap()),
-            &RequestIds::new(),
-        );
+        let id = request_id(&h, &RequestIds::new());
+        rewrite_request_headers(&mut h, None, &ClientAddr::new("::1".parse().unwrap()), &id);
         assert_eq!(id, "abc-123_x.y:z");
     }
 }

@@ -24,6 +24,8 @@ pub struct Route {
     pub authority: Authority,
     /// How long the upstream may take to answer.
     pub timeout: Duration,
+    /// Its place in the config: the index of its metrics.
+    pub index: usize,
 }
 
 /// The route table.
@@ -37,8 +39,10 @@ impl Routes {
     pub fn new(configs: &[RouteConfig]) -> Routes {
         let mut longest_first: Vec<Route> = configs
             .iter()
-            .filter_map(|c| {
+            .enumerate()
+            .filter_map(|(index, c)| {
                 Some(Route {
+                    index,
                     prefix: c.prefix.clone(),
                     auth: c.auth,
                     scheme: c.upstream.scheme()?.clone(),

@@ -14,7 +14,10 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use tracing::Instrument as _;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -32,10 +35,12 @@ use crate::endpoints;
 use crate::error::{ApiError, Body};
 use crate::keys::{KeyStore, Reload};
 use crate::limits::LoginLimiter;
+use crate::metrics::{Metrics, ENDPOINTS};
 use crate::providers::Providers;
-use crate::proxy::{ClientAddr, Proxy};
+use crate::proxy::{request_id, ClientAddr, Proxy, REQUEST_ID};
 use crate::routes::Routes;
 use crate::sessions::Store;
+use crate::tokens::Identity;
 use crate::tokens::Tokens;
 
 /// Everything the request path needs, built once.
@@ -55,14 +60,22 @@ pub struct Gateway {
     pub login_limiter: LoginLimiter,
     /// Connection and request limits.
     pub server: ServerConfig,
+    /// Every Prometheus series.
+    pub metrics: Metrics,
 }
 
 impl Gateway {
     /// Builds the gateway of `config` around its key store.
     pub fn new(config: &Config, store: KeyStore) -> Result<Gateway, String> {
         let store = Arc::new(store);
+        let prefixes: Vec<&str> = config.routes.iter().map(|r| r.prefix.as_str()).collect();
+        let mut platforms: Vec<&'static str> =
+            config.providers.iter().map(|p| p.platform.name()).collect();
+        platforms.dedup();
+        let metrics = Metrics::new(&prefixes, &platforms);
         Ok(Gateway {
-            tokens: Tokens::new(config.tokens.clone(), store),
+            tokens: Tokens::new(config.tokens.clone(), store)
+                .with_cache_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone()),
             providers: Providers::new(&config.providers)?,
             routes: Routes::new(&config.routes),
             proxy: Proxy::new(),
@@ -72,6 +85,7 @@ impl Gateway {
                 config.server.login_burst,
             ),
             server: config.server.clone(),
+            metrics,
         })
     }
 }
@@ -90,31 +104,103 @@ fn has_dot_segment(path: &str) -> bool {
     })
 }
 
+/// Which counters a request is counted under, and what its access line says.
+enum Counted<'a> {
+    Endpoint(usize),
+    Route(&'a crate::routes::Route),
+}
+
 /// One request, from route match to response.
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: &ClientAddr) -> Response<Body> {
-    let result = match req.uri().path() {
-        "/auth/login" => endpoints::login(&gw, req, peer.ip).await,
-        "/auth/refresh" => endpoints::refresh(&gw, req).await,
-        "/auth/logout" => endpoints::logout(&gw, req).await,
-        "/.well-known/jwks.json" => endpoints::jwks(&gw, &req),
-        "/.well-known/openid-configuration" => endpoints::discovery(&gw, &req),
-        "/healthz" => Ok(endpoints::healthz()),
-        "/readyz" => Ok(endpoints::readyz(&gw)),
-        path if has_dot_segment(path) => Err(ApiError::InvalidRequest(
-            "dot segments are not allowed in paths",
-        )),
+    let start = Instant::now();
+    let request_id = request_id(req.headers(), gw.proxy.ids());
+    // The access line's fields, gathered only when it will be written.
+    let access = tracing::enabled!(target: "minigate::access", tracing::Level::INFO)
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let span = tracing::info_span!("request", id = ?request_id);
+    let (mut res, counted, subject) = dispatch(&gw, req, peer, &request_id)
+        .instrument(span.clone())
+        .await;
+    let status = res.status().as_u16();
+    let (metrics, label) = match counted {
+        Counted::Endpoint(i) => (&gw.metrics.endpoints[i], ENDPOINTS[i]),
+        Counted::Route(r) => (&gw.metrics.routes[r.index], r.prefix.as_str()),
+    };
+    metrics.count(status);
+    res.headers_mut().insert(REQUEST_ID, request_id);
+    if let Some((method, path)) = access {
+        let _entered = span.enter();
+        tracing::info!(
+            target: "minigate::access",
+            %method,
+            path,
+            route = label,
+            status,
+            ms = start.elapsed().as_secs_f64() * 1000.0,
+            sub = subject.as_ref().map_or("-", |id| id.subject.as_str()),
+            client = %peer.ip,
+        );
+    }
+    res
+}
+
+/// Routes a request to an endpoint or an upstream; returns the response,
+/// what to count it under, and the verified identity if there was one.
+async fn dispatch<'g>(
+    gw: &'g Gateway,
+    req: Request<Incoming>,
+    peer: &ClientAddr,
+    request_id: &HeaderValue,
+) -> (Response<Body>, Counted<'g>, Option<Arc<Identity>>) {
+    let own = |i: usize, r: Result<Response<Body>, ApiError>| {
+        (
+            r.unwrap_or_else(ApiError::into_response),
+            Counted::Endpoint(i),
+            None,
+        )
+    };
+    match req.uri().path() {
+        "/auth/login" => own(0, endpoints::login(gw, req, peer.ip).await),
+        "/auth/refresh" => own(1, endpoints::refresh(gw, req).await),
+        "/auth/logout" => own(2, endpoints::logout(gw, req).await),
+        "/.well-known/jwks.json" => own(3, endpoints::jwks(gw, &req)),
+        "/.well-known/openid-configuration" => own(3, endpoints::discovery(gw, &req)),
+        "/healthz" => own(4, Ok(endpoints::healthz())),
+        "/readyz" => own(4, Ok(endpoints::readyz(gw))),
+        "/metrics" => own(5, endpoints::metrics(gw, &req)),
+        path if has_dot_segment(path) => own(
+            7,
+            Err(ApiError::InvalidRequest(
+                "dot segments are not allowed in paths",
+            )),
+        ),
         path => match gw.routes.find(path) {
-            None => Err(ApiError::NotFound),
+            None => own(6, Err(ApiError::NotFound)),
             Some(route) => match authenticate(route.auth, req.headers(), &gw.tokens) {
-                Err(e) => Err(e),
-                Ok(identity) => Ok(gw
-                    .proxy
-                    .forward(route, req, identity.as_deref(), peer)
-                    .await),
+                Err(e) => {
+                    gw.metrics.auth_failure(e.description());
+                    (e.into_response(), Counted::Route(route), None)
+                }
+                Ok(identity) => {
+                    if identity.is_some() {
+                        gw.metrics.auth_ok.increment(1);
+                    }
+                    let res = gw
+                        .proxy
+                        .forward(
+                            route,
+                            req,
+                            identity.as_deref(),
+                            peer,
+                            request_id,
+                            &gw.metrics.routes[route.index].upstream,
+                        )
+                        .await;
+                    (res, Counted::Route(route), identity)
+                }
             },
         },
-    };
-    result.unwrap_or_else(ApiError::into_response)
+    }
 }
 
 /// A gateway serving on a socket.

@@ -151,6 +151,8 @@ pub struct Tokens {
     /// process, so keys an attacker picks cannot be aimed at one bucket)
     /// rather than SipHash, which cost more than the rest of a cache hit.
     cache: Cache<Box<str>, Arc<Identity>, foldhash::fast::RandomState>,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -213,7 +215,16 @@ impl Tokens {
             keys,
             config,
             cache,
+            hits: metrics::Counter::noop(),
+            misses: metrics::Counter::noop(),
         }
+    }
+
+    /// Counts cache hits and misses in these counters.
+    pub fn with_cache_counters(mut self, hits: metrics::Counter, misses: metrics::Counter) -> Self {
+        self.hits = hits;
+        self.misses = misses;
+        self
     }
 
     /// The key store these tokens use.
@@ -282,9 +293,11 @@ impl Tokens {
     pub fn verify_access(&self, token: &str) -> Result<Arc<Identity>, &'static str> {
         if let Some(id) = self.cache.get(token) {
             if now_secs() < id.exp && id.generation == self.keys.generation() {
+                self.hits.increment(1);
                 return Ok(id);
             }
         }
+        self.misses.increment(1);
         let id = Arc::new(self.check_access(token)?);
         if now_secs() < id.exp {
             self.cache.insert(token.into(), id.clone());

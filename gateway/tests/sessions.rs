@@ -256,6 +256,17 @@ async fn redis_down_fails_closed_and_recovers() {
     assert_store_down(&gw, &t).await;
     redis.pause(false);
     eventually_ok(&gw.http, &gw.url, "after a hang").await;
+    // Every failure was counted, by operation.
+    let metrics = gw.get("/metrics", None).await.text().await.unwrap();
+    for op in ["login", "refresh", "logout"] {
+        let line = format!("minigate_session_store_errors_total{{op=\"{op}\"}} ");
+        let n: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(n >= 2.0, "{op}: {n}\n{metrics}");
+    }
     gw.running.stop().await;
 }
 
