@@ -18,6 +18,9 @@ DURATION=${DURATION:-8}
 WORK=$(mktemp -d /tmp/minigate-load.XXXXXX)
 PIDS=()
 cleanup() {
+  for f in "$WORK"/nginx-up/pid "$WORK"/nginx-proxy/pid "$WORK"/haproxy.pid; do
+    [[ -f $f ]] && PIDS+=("$(cat "$f")")
+  done
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.3
   rm -rf "$WORK"
@@ -34,7 +37,10 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 export PATH=$PATH:/usr/sbin
-ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+ulimit -n "$(ulimit -Hn)"
+# HAProxy needs two descriptors per connection it may hold.
+HAPROXY_MAXCONN=$(( $(ulimit -n) / 2 - 100 ))
+((HAPROXY_MAXCONN > 10000)) && HAPROXY_MAXCONN=10000
 
 echo "building minigate (release)" >&2
 cargo build --release --quiet -p minigate -p minigate-benches
@@ -89,7 +95,7 @@ EOF
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread 2
-  maxconn 30000
+  maxconn $HAPROXY_MAXCONN
   log stderr format raw local0 emerg
 defaults
   mode http
@@ -99,7 +105,7 @@ defaults
   option http-keep-alive
 frontend fe
   bind 127.0.0.1:$HAPROXY
-  maxconn 30000
+  maxconn $HAPROXY_MAXCONN
   acl public path_beg /public/
   http-request set-var(txn.bearer) http_auth_bearer
   http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
@@ -246,16 +252,17 @@ for target in nginx haproxy minigate; do
   # Memory per keep-alive connection, read while 10,000 are open.
   if [[ $target == minigate ]]; then
     wrk -t1 -c10000 -d"${DURATION}s" --timeout 10s "${HOT_HDR[@]}" "http://127.0.0.1:$port/x" >/dev/null 2>&1 &
+    wrk_pid=$!
     sleep $((DURATION / 2 + 1))
     BUSY_RSS_KIB=$(rss "$MINIGATE_PID" VmRSS)
-    wait
+    wait "$wrk_pid" || true
   fi
 done
 run "login burst" minigate "$MINIGATE_PID" 64 -s "$WORK/login.lua" "http://127.0.0.1:$MINIGATE"
 
 ratio() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 echo
-echo "minigate load comparison, $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), ${DURATION}s per run, wrk -t1"
+echo "minigate load comparison, $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -r), ${DURATION}s per run, wrk -t1, HAProxy maxconn $HAPROXY_MAXCONN (descriptor limit $(ulimit -n))"
 echo
 echo "| scenario | server | conns | req/s | p50 ms | p99 ms | non-2xx (socket errors) | peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|---|"

@@ -1,0 +1,113 @@
+// Tests of minigate.js under node's test runner (`node --test`), with a
+// stubbed `wx` whose request() is served by a small fake of the gateway's
+// contract: single-use refresh tokens, 401 for stale access tokens.
+'use strict';
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { createClient } = require('./minigate.js');
+
+function fakeGateway() {
+  const state = { n: 0, logins: 0, refreshes: 0, validAccess: new Set(), validRefresh: new Set(), seen: [] };
+  const issue = () => {
+    state.n += 1;
+    const pair = { access_token: `at-${state.n}`, refresh_token: `rt-${state.n}`, openid: 'o-1', expires_in: 900 };
+    state.validAccess.add(pair.access_token);
+    state.validRefresh.add(pair.refresh_token);
+    return pair;
+  };
+  const handle = ({ url, method, data, header }) => {
+    const path = url.replace('https://gw.test', '');
+    state.seen.push(`${method || 'GET'} ${path}`);
+    if (path === '/auth/login') {
+      state.logins += 1;
+      return data.code ? { statusCode: 200, data: issue() } : { statusCode: 400, data: { error: 'invalid_request' } };
+    }
+    if (path === '/auth/refresh') {
+      state.refreshes += 1;
+      if (!state.validRefresh.delete(data.refresh_token)) {
+        return { statusCode: 400, data: { error: 'invalid_grant' } };
+      }
+      return { statusCode: 200, data: issue() };
+    }
+    if (path === '/auth/logout') {
+      state.validRefresh.delete(data.refresh_token);
+      return { statusCode: 204, data: '' };
+    }
+    const auth = (header && header.Authorization) || '';
+    if (!state.validAccess.has(auth.replace(/^Bearer /, ''))) {
+      return { statusCode: 401, data: { error: 'invalid_token' } };
+    }
+    return { statusCode: 200, data: { path, auth } };
+  };
+  return { state, handle };
+}
+
+function stubWx(gateway) {
+  const storage = new Map();
+  let codes = 0;
+  return {
+    storage,
+    login: ({ success }) => setImmediate(() => success({ code: `code-${++codes}` })),
+    request: (opts) => setTimeout(() => opts.success(gateway.handle(opts)), 5),
+    getStorageSync: (k) => (storage.has(k) ? structuredClone(storage.get(k)) : ''),
+    setStorageSync: (k, v) => storage.set(k, structuredClone(v)),
+    removeStorageSync: (k) => storage.delete(k),
+  };
+}
+
+function setup() {
+  const gateway = fakeGateway();
+  const wx = stubWx(gateway);
+  const client = createClient({ baseUrl: 'https://gw.test/', appid: 'wx0123456789abcdef', wx });
+  return { gateway, wx, client };
+}
+
+test('first request logs in and sends the bearer token', async () => {
+  const { gateway, client, wx } = setup();
+  const res = await client.request({ url: '/api/orders' });
+  assert.equal(res.statusCode, 200);
+  assert.equal(res.data.auth, 'Bearer at-1');
+  assert.equal(gateway.state.logins, 1);
+  assert.equal(wx.storage.get('minigate.tokens').refresh_token, 'rt-1');
+});
+
+test('a 401 triggers one shared refresh for all requests in flight', async () => {
+  const { gateway, client } = setup();
+  await client.request({ url: '/api/warm' });
+  gateway.state.validAccess.clear(); // every access token expires at once
+  const results = await Promise.all(Array.from({ length: 8 }, (_, i) => client.request({ url: `/api/${i}` })));
+  assert.ok(results.every((r) => r.statusCode === 200));
+  assert.equal(gateway.state.refreshes, 1, 'exactly one refresh');
+  assert.equal(gateway.state.logins, 1, 'no new login');
+  assert.ok(results.every((r) => r.data.auth === 'Bearer at-2'));
+});
+
+test('a refused refresh falls back to a fresh login, then retries', async () => {
+  const { gateway, client } = setup();
+  await client.request({ url: '/api/warm' });
+  gateway.state.validAccess.clear();
+  gateway.state.validRefresh.clear(); // the session was revoked
+  const res = await client.request({ url: '/api/after' });
+  assert.equal(res.statusCode, 200);
+  assert.equal(gateway.state.refreshes, 1);
+  assert.equal(gateway.state.logins, 2);
+});
+
+test('tokens survive a new client (a restarted mini-program)', async () => {
+  const { gateway, client, wx } = setup();
+  await client.request({ url: '/api/one' });
+  const again = createClient({ baseUrl: 'https://gw.test', appid: 'wx0123456789abcdef', wx });
+  const res = await again.request({ url: '/api/two' });
+  assert.equal(res.statusCode, 200);
+  assert.equal(gateway.state.logins, 1);
+});
+
+test('logout forgets the tokens and revokes the session', async () => {
+  const { gateway, client, wx } = setup();
+  await client.request({ url: '/api/one' });
+  await client.logout();
+  assert.equal(wx.storage.has('minigate.tokens'), false);
+  assert.equal(gateway.state.validRefresh.has('rt-1'), false);
+  assert.ok(gateway.state.seen.includes('POST /auth/logout'));
+});
