@@ -31,6 +31,17 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// Limits that protect the gateway from its clients.
     pub server: ServerConfig,
+    /// Inbound TLS, if configured; plain HTTP otherwise.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: the certificate chain and key, PEM files, re-read when they change.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// The PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[sessions]`.
@@ -223,9 +234,16 @@ struct Raw {
     providers: Vec<RawProvider>,
     #[serde(default)]
     routes: Vec<RawRoute>,
-    tls: Option<toml::Value>,
+    tls: Option<RawTls>,
     sessions: Option<RawSessions>,
     server: Option<RawServer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -358,9 +376,18 @@ impl Config {
                 None => err("config", message),
             }
         })?;
-        if raw.tls.is_some() {
-            return Err(err("tls", "is not supported by this version of minigate"));
-        }
+        let tls = match raw.tls {
+            None => None,
+            Some(t) => {
+                let tls = TlsConfig {
+                    cert: required("tls.cert", t.cert)?,
+                    key: required("tls.key", t.key)?,
+                };
+                // Read once here, so a bad file stops the start with its key named.
+                crate::tls::load(&tls).map_err(|e| err(e.key, e.problem))?;
+                Some(tls)
+            }
+        };
         let listen = raw.listen.as_deref().unwrap_or("0.0.0.0:8080");
         let listen: SocketAddr = listen.parse().map_err(|_| {
             err(
@@ -413,6 +440,7 @@ impl Config {
             routes,
             sessions,
             server,
+            tls,
         })
     }
 

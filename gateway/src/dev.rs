@@ -172,6 +172,7 @@ fn dev_config(
             max_sessions: 10_000,
         },
         server: ServerConfig::default(),
+        tls: None,
     })
 }
 

@@ -158,14 +158,28 @@ pub struct ClientAddr {
     pub ip: IpAddr,
     /// The same, as a header value.
     pub header: HeaderValue,
+    /// `http` or `https`: the connection's scheme, for `X-Forwarded-Proto`.
+    pub proto: HeaderValue,
 }
 
 impl ClientAddr {
-    /// The address of a new connection's peer.
+    /// The address of a new plain-HTTP connection's peer.
     pub fn new(ip: IpAddr) -> ClientAddr {
         let header =
             HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-        ClientAddr { ip, header }
+        ClientAddr {
+            ip,
+            header,
+            proto: HeaderValue::from_static("http"),
+        }
+    }
+
+    /// The same, for a connection that came over TLS.
+    pub fn over_tls(self) -> ClientAddr {
+        ClientAddr {
+            proto: HeaderValue::from_static("https"),
+            ..self
+        }
     }
 }
 
@@ -213,7 +227,7 @@ pub fn rewrite_request_headers(
     if let Some(v) = forwarded_for {
         headers.insert(FORWARDED_FOR, v);
     }
-    headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(FORWARDED_PROTO, client.proto.clone());
     match headers.get(header::HOST).cloned() {
         Some(host) => {
             headers.insert(FORWARDED_HOST, host);
@@ -263,6 +277,17 @@ impl Proxy {
         request_id: &HeaderValue,
         upstream_time: &metrics::Histogram,
     ) -> Response<Body> {
+        // HTTP/2 carries the host as :authority; the HTTP/1.1 upstream
+        // gets it as Host, as a client speaking HTTP/1.1 would have sent.
+        if !req.headers().contains_key(header::HOST) {
+            if let Some(host) = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                req.headers_mut().insert(header::HOST, host);
+            }
+        }
         rewrite_request_headers(req.headers_mut(), identity, client, request_id);
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(route.scheme.clone());

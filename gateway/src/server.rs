@@ -21,9 +21,9 @@ use tracing::Instrument as _;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -40,6 +40,7 @@ use crate::providers::Providers;
 use crate::proxy::{request_id, ClientAddr, Proxy, REQUEST_ID};
 use crate::routes::Routes;
 use crate::sessions::Store;
+use crate::tls::Tls;
 use crate::tokens::Identity;
 use crate::tokens::Tokens;
 
@@ -62,6 +63,8 @@ pub struct Gateway {
     pub server: ServerConfig,
     /// Every Prometheus series.
     pub metrics: Metrics,
+    /// Inbound TLS, when configured.
+    pub tls: Option<Tls>,
 }
 
 impl Gateway {
@@ -86,6 +89,12 @@ impl Gateway {
             ),
             server: config.server.clone(),
             metrics,
+            tls: config
+                .tls
+                .as_ref()
+                .map(Tls::new)
+                .transpose()
+                .map_err(|e| e.to_string())?,
         })
     }
 }
@@ -249,6 +258,9 @@ fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receive
                 gw.tokens.clear_cache();
             }
             gw.login_limiter.forget_idle();
+            if let Some(tls) = &gw.tls {
+                tls.reload_if_changed();
+            }
         }
     });
 }
@@ -279,6 +291,33 @@ fn http1_builder(limits: &ServerConfig) -> http1::Builder {
         .max_header_size(limits.max_header_bytes)
         .max_headers(limits.max_headers);
     b
+}
+
+/// The HTTP/2 settings of a TLS connection that chose h2.
+fn http2_builder(limits: &ServerConfig) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+/// The per-connection service: every request of the connection goes down
+/// [`handle`] with the connection's client address.
+fn service(
+    gw: Arc<Gateway>,
+    client: Arc<ClientAddr>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req| {
+        let (gw, client) = (gw.clone(), client.clone());
+        async move { Ok::<_, Infallible>(handle(gw, req, &client).await) }
+    })
 }
 
 /// Serves `gateway` on an already bound listener.
@@ -315,14 +354,41 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
             };
             let _ = stream.set_nodelay(true);
             let gw = gw.clone();
-            let client = Arc::new(ClientAddr::new(peer.ip()));
-            let service = service_fn(move |req| {
-                let (gw, client) = (gw.clone(), client.clone());
-                async move { Ok::<_, Infallible>(handle(gw, req, &client).await) }
-            });
-            let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let (header_timeout, limits) = (limits.header_timeout, limits.clone());
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let acceptor = gw.tls.as_ref().map(Tls::acceptor);
+                let client = ClientAddr::new(peer.ip());
+                let result = match acceptor {
+                    None => {
+                        let service = service(gw, Arc::new(client));
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
+                    Some(acceptor) => {
+                        // The handshake is bounded like a request head.
+                        let tls =
+                            match tokio::time::timeout(header_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(tls)) => tls,
+                                _ => return drop(slot),
+                            };
+                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        let service = service(gw, Arc::new(client.over_tls()));
+                        let io = TokioIo::new(tls);
+                        if h2 {
+                            watcher
+                                .watch(http2_builder(&limits).serve_connection(io, service))
+                                .await
+                        } else {
+                            watcher.watch(builder.serve_connection(io, service)).await
+                        }
+                    }
+                };
+                if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 drop(slot);

@@ -1,11 +1,136 @@
-//! The one crypto library: ring, also under rustls.
+//! TLS: the one crypto library (ring, also under rustls), and inbound TLS
+//! with HTTP/2 and HTTP/1.1 chosen by ALPN.
+//!
+//! WeChat requires HTTPS of mini-program servers, so the gateway can
+//! terminate TLS itself. Certificates are short-lived (ACME, cert-manager):
+//! the files are re-read whenever their modification time changes, checked
+//! on the key set's reload tick and on SIGHUP, and a new pair replaces the
+//! old for new connections only when it loads whole. A broken pair is
+//! refused and logged; the old one keeps serving.
 //!
 //! reqwest is built with `rustls-no-provider` so that aws-lc-rs never enters
 //! the build; rustls then needs its process-wide provider installed before
-//! the first client is made.
+//! the first client or server config is made.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+
+use crate::config::{ConfigError, TlsConfig};
 
 /// Installs ring as rustls' process-wide crypto provider. Idempotent: a
 /// provider already installed is left in place.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn problem(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Reads the pair into a server config offering h2 and http/1.1. Errors
+/// name `tls.cert` or `tls.key`; they never quote the key file.
+pub fn load(files: &TlsConfig) -> Result<ServerConfig, ConfigError> {
+    install_crypto_provider();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| problem("tls.cert", format!("{}: {e}", files.cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            problem(
+                "tls.cert",
+                format!("{}: not a PEM certificate chain", files.cert.display()),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(problem(
+            "tls.cert",
+            format!("{}: no certificate in it", files.cert.display()),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|_| {
+        problem(
+            "tls.key",
+            format!("{}: no readable PEM private key", files.key.display()),
+        )
+    })?;
+    let mut config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|_| {
+            problem(
+                "tls.key",
+                "does not match the certificate, or is of an unsupported kind",
+            )
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The live server config, replaced when the files change.
+pub struct Tls {
+    files: TlsConfig,
+    current: ArcSwap<ServerConfig>,
+    stamps: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("cert", &self.files.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Loads the pair; errors name the key.
+    pub fn new(files: &TlsConfig) -> Result<Tls, ConfigError> {
+        let stamps = (modified(&files.cert), modified(&files.key));
+        let config = load(files)?;
+        Ok(Tls {
+            files: files.clone(),
+            current: ArcSwap::from_pointee(config),
+            stamps: Mutex::new(stamps),
+        })
+    }
+
+    /// The config for the next handshake.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.current.load_full())
+    }
+
+    /// Re-reads the pair if either file changed since it was last read.
+    /// Returns whether a new pair now serves.
+    pub fn reload_if_changed(&self) -> bool {
+        let now = (modified(&self.files.cert), modified(&self.files.key));
+        let Ok(mut stamps) = self.stamps.lock() else {
+            return false;
+        };
+        if *stamps == now {
+            return false;
+        }
+        *stamps = now;
+        match load(&self.files) {
+            Ok(config) => {
+                self.current.store(Arc::new(config));
+                tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate refused; the previous one keeps serving");
+                false
+            }
+        }
+    }
 }

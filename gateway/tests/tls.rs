@@ -1,0 +1,193 @@
+//! Inbound TLS: HTTP/2 and HTTP/1.1 by ALPN through the gateway to an
+//! upstream, with a certificate authority made by the test, and the
+//! certificate replaced on disk while the gateway serves.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+use common::*;
+
+struct Pki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Pki {
+            ca: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    /// Writes a fresh leaf for localhost and 127.0.0.1 into `dir`; returns
+    /// its DER.
+    fn issue(&self, dir: &Path) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        std::fs::write(dir.join("tls.crt"), cert.pem() + &self.ca.pem()).unwrap();
+        std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    fn client(&self, http1_only: bool) -> reqwest::Client {
+        minigate::tls::install_crypto_provider();
+        let root = reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).unwrap();
+        let b = reqwest::Client::builder()
+            .tls_certs_only([root])
+            .resolve("localhost", "127.0.0.1:0".parse().unwrap());
+        let b = if http1_only { b.http1_only() } else { b };
+        b.build().unwrap()
+    }
+}
+
+async fn tls_gateway(pki: &Pki, dir: &Path) -> Gateway {
+    pki.issue(dir);
+    start(Setup {
+        extra: format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            dir.join("tls.crt").display(),
+            dir.join("tls.key").display()
+        ),
+        ..Setup::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn https_with_http2_and_http11_reaches_the_upstream() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = tls_gateway(&pki, dir.path()).await;
+    let base = format!("https://localhost:{}", gw.running.addr.port());
+    for (http1_only, version) in [
+        (false, http::Version::HTTP_2),
+        (true, http::Version::HTTP_11),
+    ] {
+        let http = pki.client(http1_only);
+        let res = http
+            .post(format!("{base}/auth/login"))
+            .header("content-type", "application/json")
+            .body("{\"code\":\"over-tls\"}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.version(), version);
+        assert_eq!(res.status(), 200);
+        let tokens: Tokens = res.json().await.unwrap();
+        let res = http
+            .get(format!("{base}/api/over-tls?x=1"))
+            .bearer_auth(&tokens.access_token)
+            .header("x-auth-subject", "spoofed")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!((res.version(), res.status().as_u16()), (version, 200));
+        let seen = gw.upstream.last();
+        assert_eq!(seen.uri, "/api/over-tls?x=1");
+        assert_eq!(seen.headers["x-forwarded-proto"], "https");
+        assert_eq!(
+            seen.headers["x-auth-subject"],
+            openid_for("over-tls").as_str()
+        );
+        assert_eq!(
+            seen.headers["host"],
+            format!("localhost:{}", gw.running.addr.port()).as_str()
+        );
+        // Without a token: the same 401 over either protocol.
+        let res = http.get(format!("{base}/api/x")).send().await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    // Plain HTTP to the TLS port gets nowhere.
+    let plain = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/healthz",
+            gw.running.addr.port()
+        ))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP was answered on the TLS port");
+}
+
+/// The leaf certificate a fresh TLS connection is served.
+async fn served_leaf(pki: &Pki, port: u16) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_after_reload_and_a_broken_one_is_refused() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = tls_gateway(&pki, dir.path()).await;
+    let port = gw.running.addr.port();
+    let tls = gw.running.gateway.tls.as_ref().unwrap();
+    let first = served_leaf(&pki, port).await;
+    // Renewed on disk (as cert-manager would): new connections get it.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let second = pki.issue(dir.path());
+    assert_ne!(first, second);
+    assert!(tls.reload_if_changed());
+    assert_eq!(served_leaf(&pki, port).await, second);
+    // A broken write is refused; the renewed pair keeps serving.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(dir.path().join("tls.key"), "not a key").unwrap();
+    assert!(!tls.reload_if_changed());
+    assert_eq!(served_leaf(&pki, port).await, second);
+    assert!(!tls.reload_if_changed(), "unchanged files are not re-read");
+}
+
+#[test]
+fn bad_tls_files_stop_the_start_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(jwks::Alg::ES256);
+    let base = config_text(
+        &Setup::default(),
+        keys.path(),
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:0",
+    );
+    std::fs::write(dir.path().join("garbage.pem"), "garbage").unwrap();
+    let cases = [
+        (
+            format!("[tls]\nkey = \"{}/k\"\n", dir.path().display()),
+            "tls.cert",
+        ),
+        (
+            format!(
+                "[tls]\ncert = \"{0}/missing.crt\"\nkey = \"{0}/k\"\n",
+                dir.path().display()
+            ),
+            "tls.cert",
+        ),
+        (
+            format!(
+                "[tls]\ncert = \"{0}/garbage.pem\"\nkey = \"{0}/garbage.pem\"\n",
+                dir.path().display()
+            ),
+            "tls.cert",
+        ),
+    ];
+    for (section, key) in cases {
+        let e = minigate::config::Config::from_toml(&format!("{base}\n{section}"), &test_env)
+            .unwrap_err();
+        assert!(e.to_string().starts_with(key), "{e}");
+    }
+}
