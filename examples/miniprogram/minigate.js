@@ -12,7 +12,10 @@
 // - on a 401, runs ONE refresh (POST /auth/refresh) shared by every request
 //   in flight, then retries each of them once with the new token;
 // - when the refresh is refused (expired, revoked, reused: 400
-//   invalid_grant), logs in afresh and retries.
+//   invalid_grant), logs in afresh and retries;
+// - opens WebSockets (client.connectSocket, wx.connectSocket underneath) with
+//   the same Authorization header, renewing first if the access token is
+//   about to expire.
 // Refresh tokens are single-use on the gateway: two refreshes of one token
 // would revoke the session, which is why refreshing is shared, never
 // concurrent.
@@ -20,6 +23,9 @@
 'use strict';
 
 const DEFAULT_STORAGE_KEY = 'minigate.tokens';
+// A socket's token is checked once, at the handshake: renew before opening
+// one if the access token has less than this left.
+const SOCKET_MARGIN_MS = 30 * 1000;
 
 function createClient(options) {
   const wx = options.wx || globalThis.wx;
@@ -58,6 +64,7 @@ function createClient(options) {
       access_token: tokens.access_token,
       refresh_token: tokens.refresh_token,
       openid: tokens.openid,
+      expires_at: tokens.expires_in ? Date.now() + tokens.expires_in * 1000 : undefined,
     });
     return load();
   }
@@ -118,6 +125,19 @@ function createClient(options) {
     return raw(withToken(opts, tokens));
   }
 
+  // wx.connectSocket sends headers, so the gateway authenticates the
+  // handshake like any request. A refused handshake does not tell the
+  // mini-program its status code, so rather than retry on 401 the token is
+  // renewed first when it is close to expiring. Returns wx's SocketTask.
+  async function connectSocket(opts) {
+    let tokens = load();
+    if (!tokens || (tokens.expires_at && tokens.expires_at - Date.now() < SOCKET_MARGIN_MS)) {
+      tokens = await renew();
+    }
+    const url = /^wss?:/.test(opts.url) ? opts.url : baseUrl.replace(/^http/, 'ws') + opts.url;
+    return wx.connectSocket({ ...withToken(opts, tokens), url });
+  }
+
   async function logout() {
     const tokens = load();
     wx.removeStorageSync(storageKey);
@@ -131,7 +151,7 @@ function createClient(options) {
     }
   }
 
-  return { request, login, logout, tokens: load };
+  return { request, connectSocket, login, logout, tokens: load };
 }
 
 module.exports = { createClient };

@@ -53,6 +53,12 @@ function stubWx(gateway) {
     getStorageSync: (k) => (storage.has(k) ? structuredClone(storage.get(k)) : ''),
     setStorageSync: (k, v) => storage.set(k, structuredClone(v)),
     removeStorageSync: (k) => storage.delete(k),
+    sockets: [],
+    connectSocket(opts) {
+      const task = { opts, onMessage() {}, send() {}, close() {} };
+      this.sockets.push(task);
+      return task;
+    },
   };
 }
 
@@ -110,4 +116,25 @@ test('logout forgets the tokens and revokes the session', async () => {
   assert.equal(wx.storage.has('minigate.tokens'), false);
   assert.equal(gateway.state.validRefresh.has('rt-1'), false);
   assert.ok(gateway.state.seen.includes('POST /auth/logout'));
+});
+
+test('a socket opens with the bearer token on the wss URL', async () => {
+  const { gateway, client, wx } = setup();
+  const task = await client.connectSocket({ url: '/api/chat' });
+  assert.equal(task, wx.sockets[0]);
+  assert.equal(task.opts.url, 'wss://gw.test/api/chat');
+  assert.equal(task.opts.header.Authorization, 'Bearer at-1');
+  assert.equal(gateway.state.logins, 1);
+});
+
+test('a socket renews an access token about to expire before the handshake', async () => {
+  const { gateway, client, wx } = setup();
+  await client.request({ url: '/api/warm' });
+  const stored = wx.storage.get('minigate.tokens');
+  assert.ok(stored.expires_at > Date.now() + 800 * 1000, 'expiry kept from expires_in');
+  wx.storage.set('minigate.tokens', { ...stored, expires_at: Date.now() + 5000 });
+  const task = await client.connectSocket({ url: '/api/chat', header: { 'X-Room': '7' } });
+  assert.equal(gateway.state.refreshes, 1);
+  assert.equal(task.opts.header.Authorization, 'Bearer at-2');
+  assert.equal(task.opts.header['X-Room'], '7');
 });

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand};
 use jwks::{Alg, KeySet};
 
-use crate::config::{parse_duration, Config};
+use crate::config::{parse_duration, Config, LogFormat};
 use crate::keys::KeyStore;
 
 /// minigate: an auth gateway for mini-program backends.
@@ -157,15 +157,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let _ = match format {
         // Colour codes only for a person at a terminal, never in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // The request span's id goes with every line of the request.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -184,9 +194,9 @@ pub fn load(path: &Path) -> Result<(Config, KeyStore), String> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
-    init_logging();
     crate::tls::install_crypto_provider();
     if args.dev {
+        init_logging(LogFormat::Text);
         let listen = args
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
@@ -200,6 +210,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         ));
     };
     let (mut config, keys) = load(&path).map_err(bad)?;
+    init_logging(config.log.format);
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -342,42 +353,74 @@ fn print_list(set: &KeySet) {
     }
 }
 
+/// The Redis URL with any password taken out, for display.
+fn redacted_redis_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://[credentials redacted]@{host}"),
+            None => url.to_owned(),
+        },
+        None => "(unparsable)".to_owned(),
+    }
+}
+
 fn check(path: &Path) -> Result<(), Failure> {
     let (config, store) = load(path).map_err(bad)?;
     let loaded = store.load();
     let keys = &loaded.set;
     let t = &config.tokens;
+    let s = &config.server;
     let d = |d: Duration| humantime::format_duration(d).to_string();
     say!("config {} is valid", path.display());
-    say!("listen   {}", config.listen);
     say!(
-        "tokens   issuer {} audience {:?} access {} refresh {} leeway {}",
+        "listen    {} ({})",
+        config.listen,
+        match &config.tls {
+            Some(_) => "TLS; HTTP/2 and HTTP/1.1 by ALPN",
+            None => "plain HTTP/1.1",
+        }
+    );
+    if let Some(tls) = &config.tls {
+        say!(
+            "tls       cert {} key {} (re-read when they change, checked every {})",
+            tls.cert.display(),
+            tls.key.display(),
+            d(config.keys.reload_interval)
+        );
+    }
+    say!(
+        "tokens    issuer {} audience {:?} access {} refresh {} leeway {}, cache {} entries",
         t.issuer,
         t.audience,
         d(t.access_ttl),
         d(t.refresh_ttl),
-        d(t.leeway)
+        d(t.leeway),
+        t.cache_capacity
     );
     say!(
-        "keys     {} ({} keys, signing with {} {}), reloaded every {}",
+        "keys      {} ({} keys, signing with {} {}), reloaded every {} and on SIGHUP",
         config.keys.dir.display(),
         keys.entries().len(),
         keys.current().alg(),
         keys.current().kid(),
         d(config.keys.reload_interval)
     );
+    for e in keys.entries() {
+        say!("          {} {:?} {}", e.key.kid(), e.state, e.key.alg());
+    }
     for p in &config.providers {
         say!(
-            "provider {} {} via {} (timeout {})",
+            "provider  {} {} via {} (timeout {}), secret from {}",
             p.platform.name(),
             p.appid,
             p.base_url,
-            d(p.timeout)
+            d(p.timeout),
+            p.secret_source
         );
     }
     for r in crate::routes::Routes::new(&config.routes).iter() {
         say!(
-            "route    {} -> {}://{} auth {:?} (timeout {})",
+            "route     {} -> {}://{} auth {:?} (timeout {})",
             r.prefix,
             r.scheme,
             r.authority,
@@ -385,5 +428,39 @@ fn check(path: &Path) -> Result<(), Failure> {
             d(r.timeout)
         );
     }
+    match &config.sessions.redis_url {
+        Some(url) => say!(
+            "sessions  Redis at {} (shared by every replica)",
+            redacted_redis_url(url.expose())
+        ),
+        None => say!(
+            "sessions  in-process, up to {} (one replica only: run Redis with several)",
+            config.sessions.max_sessions
+        ),
+    }
+    say!(
+        "server    max {} connections; request head {} bytes / {} headers within {}; bodies within {}",
+        s.max_connections,
+        s.max_header_bytes,
+        s.max_headers,
+        d(s.header_timeout),
+        d(s.body_timeout)
+    );
+    say!(
+        "          logins per client IP: {}; shutdown deadline {}",
+        if s.login_per_minute == 0 {
+            "unlimited".to_owned()
+        } else {
+            format!("{}/min, burst {}", s.login_per_minute, s.login_burst)
+        },
+        d(s.shutdown_timeout)
+    );
+    say!(
+        "log       {} lines on stderr, level from RUST_LOG (default info)",
+        match config.log.format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "JSON",
+        }
+    );
     Ok(())
 }

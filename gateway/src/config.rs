@@ -33,6 +33,26 @@ pub struct Config {
     pub server: ServerConfig,
     /// Inbound TLS, if configured; plain HTTP otherwise.
     pub tls: Option<TlsConfig>,
+    /// `[log]`: how log lines are written.
+    pub log: LogConfig,
+}
+
+/// `[log]`: the format of log lines on stderr; the level is `RUST_LOG`'s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers (Loki, Elasticsearch,
+    /// Cloud Logging).
+    Json,
 }
 
 /// `[tls]`: the certificate chain and key, PEM files, re-read when they change.
@@ -170,6 +190,9 @@ pub struct ProviderConfig {
     pub appid: String,
     /// The app secret, resolved from `secret_env` or `secret_file`.
     pub secret: Secret,
+    /// Where the secret came from (`env NAME` or `file PATH`), never the
+    /// secret itself: what `config check` shows.
+    pub secret_source: String,
     /// The platform API's base URL.
     pub base_url: String,
     /// How long one code exchange may take.
@@ -237,6 +260,13 @@ struct Raw {
     tls: Option<RawTls>,
     sessions: Option<RawSessions>,
     server: Option<RawServer>,
+    log: Option<RawLog>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -432,6 +462,18 @@ impl Config {
         }
         let sessions = Self::sessions(raw.sessions)?;
         let server = Self::server(raw.server)?;
+        let log = LogConfig {
+            format: match raw.log.and_then(|l| l.format).as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(err(
+                        "log.format",
+                        format!("{other:?} is not a log format (text, json)"),
+                    ))
+                }
+            },
+        };
         Ok(Config {
             listen,
             tokens,
@@ -441,6 +483,7 @@ impl Config {
             sessions,
             server,
             tls,
+            log,
         })
     }
 
@@ -576,17 +619,23 @@ impl Config {
         if !is_header_safe(&appid, 64) {
             return Err(err(key("appid"), "must be 1-64 visible ASCII characters"));
         }
-        let secret = match (p.secret_env, p.secret_file) {
-            (Some(name), None) => env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
-                err(
-                    key("secret_env"),
-                    format!("environment variable {name} is not set"),
-                )
-            })?,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| err(key("secret_file"), format!("{}: {e}", path.display())))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
+        let (secret, secret_source) = match (p.secret_env, p.secret_file) {
+            (Some(name), None) => (
+                env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    err(
+                        key("secret_env"),
+                        format!("environment variable {name} is not set"),
+                    )
+                })?,
+                format!("env {name}"),
+            ),
+            (None, Some(path)) => (
+                std::fs::read_to_string(&path)
+                    .map_err(|e| err(key("secret_file"), format!("{}: {e}", path.display())))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+                format!("file {}", path.display()),
+            ),
             _ => {
                 return Err(err(
                     key("secret_env"),
@@ -613,6 +662,7 @@ impl Config {
             platform,
             appid,
             secret: Secret(secret),
+            secret_source,
             base_url: base_url.trim_end_matches('/').to_owned(),
             timeout: duration_or(&key("timeout"), p.timeout.as_deref(), "5s")?,
         })

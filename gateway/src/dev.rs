@@ -159,6 +159,7 @@ fn dev_config(
             platform: Platform::WeChat,
             appid: DEV_APPID.into(),
             secret: Secret::new(DEV_SECRET.into()),
+            secret_source: "built in (dev)".into(),
             base_url: format!("http://{wechat}"),
             timeout: Duration::from_secs(5),
         }],
@@ -173,6 +174,7 @@ fn dev_config(
         },
         server: ServerConfig::default(),
         tls: None,
+        log: Default::default(),
     })
 }
 

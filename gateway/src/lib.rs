@@ -26,3 +26,4 @@ pub mod server;
 pub mod sessions;
 pub mod tls;
 pub mod tokens;
+pub mod tunnel;

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder as _};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder as _};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::keys::KeyStore;
@@ -63,6 +63,8 @@ pub struct RouteMetrics {
     classes: [Counter; 5],
     /// Upstream time to response head (proxied routes only).
     pub upstream: Histogram,
+    /// WebSocket tunnels open now (proxied routes only).
+    pub tunnels: Gauge,
 }
 
 impl RouteMetrics {
@@ -158,6 +160,17 @@ impl Metrics {
                 )
             } else {
                 Histogram::noop()
+            },
+            tunnels: if proxied {
+                recorder.register_gauge(
+                    &Key::from_parts(
+                        "minigate_websocket_tunnels",
+                        vec![Label::new("route", label.to_owned())],
+                    ),
+                    &META,
+                )
+            } else {
+                Gauge::noop()
             },
         };
         let routes = route_prefixes.iter().map(|p| route(p, true)).collect();

@@ -10,10 +10,11 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Request, Response, Uri, Version};
+use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -21,8 +22,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::{ApiError, Body};
+use crate::metrics::RouteMetrics;
 use crate::routes::Route;
 use crate::tokens::Identity;
+use crate::tunnel::{self, Lease};
 
 /// `X-Request-Id`: kept if the client's is sane, else generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -183,6 +186,15 @@ impl ClientAddr {
     }
 }
 
+/// One client connection, as each of its requests sees it.
+#[derive(Debug)]
+pub struct Conn {
+    /// Who is at the other end.
+    pub addr: ClientAddr,
+    /// Its connection slot, handed on to any tunnel it opens.
+    pub lease: Arc<Lease>,
+}
+
 /// The request id of a request: the client's, if it sent a sane one, else a
 /// fresh one. Chosen once, at the start of the request, so every log line of
 /// the request, the upstream and the response carry the same id.
@@ -273,9 +285,9 @@ impl Proxy {
         route: &Route,
         mut req: Request<Incoming>,
         identity: Option<&Identity>,
-        client: &ClientAddr,
+        conn: &Conn,
         request_id: &HeaderValue,
-        upstream_time: &metrics::Histogram,
+        metrics: &RouteMetrics,
     ) -> Response<Body> {
         // HTTP/2 carries the host as :authority; the HTTP/1.1 upstream
         // gets it as Host, as a client speaking HTTP/1.1 would have sent.
@@ -288,7 +300,13 @@ impl Proxy {
                 req.headers_mut().insert(header::HOST, host);
             }
         }
-        rewrite_request_headers(req.headers_mut(), identity, client, request_id);
+        // Taken before the rewrite drops `Upgrade` as hop-by-hop.
+        let upgrade = tunnel::websocket_upgrade(req.version(), req.headers());
+        rewrite_request_headers(req.headers_mut(), identity, &conn.addr, request_id);
+        let client_side = upgrade.as_ref().map(|upgrade| {
+            tunnel::mark_upgrade(req.headers_mut(), upgrade.clone());
+            hyper::upgrade::on(&mut req)
+        });
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(route.scheme.clone());
         parts.authority = Some(route.authority.clone());
@@ -300,8 +318,22 @@ impl Proxy {
         *req.version_mut() = Version::HTTP_11;
         let start = std::time::Instant::now();
         let mut res = match tokio::time::timeout(route.timeout, self.client.request(req)).await {
-            Ok(Ok(res)) => {
-                upstream_time.record(start.elapsed().as_secs_f64());
+            Ok(Ok(mut res)) => {
+                metrics.upstream.record(start.elapsed().as_secs_f64());
+                if let (Some(client_side), Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+                    (client_side, upgrade, res.status())
+                {
+                    let upstream_side = hyper::upgrade::on(&mut res);
+                    tunnel::spawn_relay(
+                        client_side,
+                        upstream_side,
+                        conn.lease.clone(),
+                        metrics.tunnels.clone(),
+                    );
+                    remove_hop_by_hop(res.headers_mut());
+                    tunnel::mark_upgrade(res.headers_mut(), upgrade);
+                    return res.map(Either::Left);
+                }
                 res.map(Either::Left)
             }
             Ok(Err(e)) => {

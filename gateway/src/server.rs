@@ -13,6 +13,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -37,12 +37,13 @@ use crate::keys::{KeyStore, Reload};
 use crate::limits::LoginLimiter;
 use crate::metrics::{Metrics, ENDPOINTS};
 use crate::providers::Providers;
-use crate::proxy::{request_id, ClientAddr, Proxy, REQUEST_ID};
+use crate::proxy::{request_id, ClientAddr, Conn, Proxy, REQUEST_ID};
 use crate::routes::Routes;
 use crate::sessions::Store;
 use crate::tls::Tls;
 use crate::tokens::Identity;
 use crate::tokens::Tokens;
+use crate::tunnel::Lease;
 
 /// Everything the request path needs, built once.
 #[derive(Debug)]
@@ -120,14 +121,15 @@ enum Counted<'a> {
 }
 
 /// One request, from route match to response.
-pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: &ClientAddr) -> Response<Body> {
+pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+    let peer = &conn.addr;
     let start = Instant::now();
     let request_id = request_id(req.headers(), gw.proxy.ids());
     // The access line's fields, gathered only when it will be written.
     let access = tracing::enabled!(target: "minigate::access", tracing::Level::INFO)
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let span = tracing::info_span!("request", id = ?request_id);
-    let (mut res, counted, subject) = dispatch(&gw, req, peer, &request_id)
+    let span = tracing::info_span!("request", id = request_id.to_str().unwrap_or("-"));
+    let (mut res, counted, subject) = dispatch(&gw, req, conn, &request_id)
         .instrument(span.clone())
         .await;
     let status = res.status().as_u16();
@@ -158,7 +160,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, peer: &ClientAddr)
 async fn dispatch<'g>(
     gw: &'g Gateway,
     req: Request<Incoming>,
-    peer: &ClientAddr,
+    conn: &Conn,
     request_id: &HeaderValue,
 ) -> (Response<Body>, Counted<'g>, Option<Arc<Identity>>) {
     let own = |i: usize, r: Result<Response<Body>, ApiError>| {
@@ -169,7 +171,7 @@ async fn dispatch<'g>(
         )
     };
     match req.uri().path() {
-        "/auth/login" => own(0, endpoints::login(gw, req, peer.ip).await),
+        "/auth/login" => own(0, endpoints::login(gw, req, conn.addr.ip).await),
         "/auth/refresh" => own(1, endpoints::refresh(gw, req).await),
         "/auth/logout" => own(2, endpoints::logout(gw, req).await),
         "/.well-known/jwks.json" => own(3, endpoints::jwks(gw, &req)),
@@ -200,9 +202,9 @@ async fn dispatch<'g>(
                             route,
                             req,
                             identity.as_deref(),
-                            peer,
+                            conn,
                             request_id,
-                            &gw.metrics.routes[route.index].upstream,
+                            &gw.metrics.routes[route.index],
                         )
                         .await;
                     (res, Counted::Route(route), identity)
@@ -304,10 +306,10 @@ fn http2_builder(limits: &ServerConfig) -> http2::Builder<TokioExecutor> {
 }
 
 /// The per-connection service: every request of the connection goes down
-/// [`handle`] with the connection's client address.
+/// [`handle`] with the connection's address and lease.
 fn service(
     gw: Arc<Gateway>,
-    client: Arc<ClientAddr>,
+    conn: Arc<Conn>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Body>,
@@ -315,9 +317,39 @@ fn service(
     Future = impl std::future::Future<Output = Result<Response<Body>, Infallible>> + Send,
 > + Clone {
     service_fn(move |req| {
-        let (gw, client) = (gw.clone(), client.clone());
-        async move { Ok::<_, Infallible>(handle(gw, req, &client).await) }
+        let (gw, conn) = (gw.clone(), conn.clone());
+        async move { Ok::<_, Infallible>(handle(gw, req, &conn).await) }
     })
+}
+
+/// Drives one connection to its end. When the gateway stops accepting, the
+/// connection is asked to finish gracefully (`drain`: answer what is in
+/// flight, then close); when the shutdown deadline passes, it is dropped.
+async fn drive<C>(
+    conn: C,
+    drain: impl FnOnce(Pin<&mut C>),
+    mut stopping: watch::Receiver<bool>,
+    lease: &Lease,
+) where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut drain = Some(drain);
+    let result = loop {
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            // An error is a dropped sender: the gateway is stopping too.
+            _ = stopping.wait_for(|s| *s), if drain.is_some() => {
+                if let Some(drain) = drain.take() {
+                    drain(conn.as_mut());
+                }
+            }
+            () = lease.cut() => break Ok(()),
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// Serves `gateway` on an already bound listener.
@@ -329,7 +361,9 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
         let limits = gw.server.clone();
         let builder = http1_builder(&limits);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let graceful = GracefulShutdown::new();
+        // Turns true when the shutdown deadline passes: every connection
+        // and tunnel still open is dropped.
+        let (cut, cut_rx) = watch::channel(false);
         loop {
             // A slot first: at the cap, clients wait in the kernel's backlog
             // instead of costing a task and buffers each.
@@ -354,61 +388,66 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
             };
             let _ = stream.set_nodelay(true);
             let gw = gw.clone();
-            let watcher = graceful.watcher();
+            let lease = Arc::new(Lease::new(slot, cut_rx.clone()));
+            let stopping = stopped.clone();
             let builder = builder.clone();
-            let (header_timeout, limits) = (limits.header_timeout, limits.clone());
+            let limits = limits.clone();
             tokio::spawn(async move {
-                let acceptor = gw.tls.as_ref().map(Tls::acceptor);
-                let client = ClientAddr::new(peer.ip());
-                let result = match acceptor {
-                    None => {
-                        let service = service(gw, Arc::new(client));
-                        watcher
-                            .watch(builder.serve_connection(TokioIo::new(stream), service))
-                            .await
-                    }
-                    Some(acceptor) => {
-                        // The handshake is bounded like a request head.
-                        let tls =
-                            match tokio::time::timeout(header_timeout, acceptor.accept(stream))
-                                .await
-                            {
-                                Ok(Ok(tls)) => tls,
-                                _ => return drop(slot),
-                            };
-                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                        let service = service(gw, Arc::new(client.over_tls()));
-                        let io = TokioIo::new(tls);
-                        if h2 {
-                            watcher
-                                .watch(http2_builder(&limits).serve_connection(io, service))
-                                .await
-                        } else {
-                            watcher.watch(builder.serve_connection(io, service)).await
-                        }
-                    }
+                let addr = ClientAddr::new(peer.ip());
+                let Some(tls) = gw.tls.as_ref().map(Tls::acceptor) else {
+                    let conn = Arc::new(Conn {
+                        addr,
+                        lease: lease.clone(),
+                    });
+                    let served = builder
+                        .serve_connection(TokioIo::new(stream), service(gw, conn))
+                        .with_upgrades();
+                    return drive(served, |c| c.graceful_shutdown(), stopping, &lease).await;
                 };
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                // The handshake is bounded like a request head.
+                let Ok(Ok(stream)) =
+                    tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
+                else {
+                    return;
+                };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                let conn = Arc::new(Conn {
+                    addr: addr.over_tls(),
+                    lease: lease.clone(),
+                });
+                let (io, service) = (TokioIo::new(stream), service(gw, conn));
+                if h2 {
+                    let served = http2_builder(&limits).serve_connection(io, service);
+                    drive(served, |c| c.graceful_shutdown(), stopping, &lease).await;
+                } else {
+                    let served = builder.serve_connection(io, service).with_upgrades();
+                    drive(served, |c| c.graceful_shutdown(), stopping, &lease).await;
                 }
-                drop(slot);
             });
         }
         drop(listener);
-        let open = graceful.count();
-        tracing::info!(connections = open, "stopped accepting; draining");
-        match tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await {
-            Ok(()) => 0,
+        let busy = |slots: &Semaphore| {
+            limits
+                .max_connections
+                .saturating_sub(slots.available_permits())
+        };
+        tracing::info!(connections = busy(&slots), "stopped accepting; draining");
+        // Every slot back means every connection and tunnel has ended.
+        let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all)).await;
+        let left = match drained {
+            Ok(_) => 0,
             Err(_) => {
-                let left = slots.available_permits();
-                let busy = limits.max_connections.saturating_sub(left);
+                let left = busy(&slots);
                 tracing::warn!(
-                    connections = busy,
+                    connections = left,
                     "shutdown deadline passed; closing busy connections"
                 );
-                busy
+                left
             }
-        }
+        };
+        let _ = cut.send(true);
+        left
     });
     Ok(Running {
         addr,

@@ -98,6 +98,20 @@ fn keys_init_list_jwks_rotate_prune() {
     assert!(err.contains("HS256"));
 }
 
+/// Writes `text` to `cfg` and runs `config check` on it, which must pass;
+/// returns what it printed.
+fn config_check(cfg: &std::path::Path, text: &str) -> String {
+    std::fs::write(cfg, text).unwrap();
+    let out = minigate()
+        .args(["config", "check", "--config", cfg.to_str().unwrap()])
+        .env("TEST_WECHAT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn bad_keys_and_configs_fail_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -137,6 +151,15 @@ fn bad_keys_and_configs_fail_with_one_line() {
             "keyset.json",
         ),
         ("this is not toml".to_owned(), "line 1"),
+        (format!("{good}\n[log]\nformat = \"xml\"\n"), "log.format"),
+        (
+            format!("{good}\n[sessions]\nredis_url = \"http://x\"\n"),
+            "sessions.redis_url",
+        ),
+        (
+            format!("{good}\n[tls]\ncert = \"/nonexistent.crt\"\nkey = \"/k\"\n"),
+            "tls.cert",
+        ),
     ];
     for (text, key) in cases {
         std::fs::write(&cfg, text).unwrap();
@@ -152,23 +175,42 @@ fn bad_keys_and_configs_fail_with_one_line() {
         assert!(!err.contains(SECRET));
     }
     // config check on a good file prints what it means.
-    std::fs::write(&cfg, &good).unwrap();
-    let out = minigate()
-        .args(["config", "check", "--config", cfg.to_str().unwrap()])
-        .env("TEST_WECHAT_SECRET", SECRET)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = config_check(&cfg, &good);
     assert!(
         text.contains("/api/admin/") && text.contains(APPID) && text.contains("https://auth.test"),
         "{text}"
     );
     assert!(!text.contains(SECRET));
+    for says in [
+        "listen    127.0.0.1:0 (plain HTTP/1.1)",
+        "secret from env TEST_WECHAT_SECRET",
+        "sessions  in-process, up to 200000",
+        "server    max 10000 connections",
+        "log       text lines",
+    ] {
+        assert!(text.contains(says), "{says:?} not in:\n{text}");
+    }
+    // Redis (its password never shown), TLS and JSON logs.
+    let pki_dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (pki_dir.path().join("c.pem"), pki_dir.path().join("k.pem"));
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let more = format!(
+        "{good}\n[sessions]\nredis_url = \"redis://:hunter2-pass@10.0.0.7:6379/1\"\n\
+         [tls]\ncert = \"{}\"\nkey = \"{}\"\n[log]\nformat = \"json\"\n",
+        crt.display(),
+        key.display()
+    );
+    let text = config_check(&cfg, &more);
+    for says in [
+        "(TLS; HTTP/2 and HTTP/1.1 by ALPN)",
+        "sessions  Redis at redis://[credentials redacted]@10.0.0.7:6379/1",
+        "log       JSON lines",
+    ] {
+        assert!(text.contains(says), "{says:?} not in:\n{text}");
+    }
+    assert!(!text.contains("hunter2"), "{text}");
     // serve with neither --config nor --dev explains itself.
     let (code, _, err) = run(&["serve"]);
     assert_eq!(code, 2);
@@ -319,4 +361,62 @@ async fn logs_carry_no_secrets_even_at_trace_level() {
     // Not even a token's signature part.
     let sig = tokens.access_token.rsplit('.').next().unwrap();
     assert!(!logs.contains(sig));
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_request_id_on_each() {
+    let wechat = wechat().await;
+    let upstream = upstream().await;
+    let setup = Setup {
+        extra: "[log]\nformat = \"json\"\n".into(),
+        ..Setup::default()
+    };
+    let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
+    let http = client();
+    let login = |code: &'static str, id: &'static str| {
+        http.post(format!("{}/auth/login", gw.url))
+            .header("x-request-id", id)
+            .body(format!(r#"{{"code":"{code}"}}"#))
+            .send()
+    };
+    let tokens: Tokens = login("json-log", "json-login-1")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // A failed exchange logs a warning inside the request, then its access line.
+    login("err:40029", "json-login-2").await.unwrap();
+    http.get(format!("{}/api/x", gw.url))
+        .bearer_auth(&tokens.access_token)
+        .header("x-request-id", "json-call-1")
+        .send()
+        .await
+        .unwrap();
+    let logs = gw.stop();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let of = |id: &str| -> Vec<&serde_json::Value> {
+        lines.iter().filter(|l| l["span"]["id"] == id).collect()
+    };
+    let call = of("json-call-1");
+    let access = call
+        .iter()
+        .find(|l| l["target"] == "minigate::access")
+        .unwrap_or_else(|| panic!("no access line for json-call-1 in {logs}"));
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["route"], "/api/");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["sub"], openid_for("json-log").as_str());
+    let failed = of("json-login-2");
+    assert!(
+        failed.iter().any(|l| l["level"] == "WARN"),
+        "the exchange failure is not tagged with its request id: {logs}"
+    );
+    assert!(failed
+        .iter()
+        .any(|l| l["target"] == "minigate::access" && l["status"] == 400));
 }

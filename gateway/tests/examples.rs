@@ -26,7 +26,10 @@ fn the_miniprogram_client_passes_its_node_tests() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("# pass 5"), "{text}");
+    assert!(
+        text.contains("# pass 7") && text.contains("# fail 0"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -48,8 +48,13 @@ impl Pki {
 }
 
 async fn tls_gateway(pki: &Pki, dir: &Path) -> Gateway {
+    tls_gateway_to(pki, dir, None).await
+}
+
+async fn tls_gateway_to(pki: &Pki, dir: &Path, upstream: Option<std::net::SocketAddr>) -> Gateway {
     pki.issue(dir);
     start(Setup {
+        upstream_addr: upstream,
         extra: format!(
             "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
             dir.join("tls.crt").display(),
@@ -115,8 +120,12 @@ async fn https_with_http2_and_http11_reaches_the_upstream() {
     assert!(plain.is_err(), "plain HTTP was answered on the TLS port");
 }
 
-/// The leaf certificate a fresh TLS connection is served.
-async fn served_leaf(pki: &Pki, port: u16) -> Vec<u8> {
+/// A TLS connection to the gateway (no ALPN: HTTP/1.1), trusting the
+/// test's CA.
+async fn tls_connect(
+    pki: &Pki,
+    port: u16,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca.der().clone()).unwrap();
     let config = rustls::ClientConfig::builder()
@@ -127,8 +136,64 @@ async fn served_leaf(pki: &Pki, port: u16) -> Vec<u8> {
         .await
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// The leaf certificate a fresh TLS connection is served.
+async fn served_leaf(pki: &Pki, port: u16) -> Vec<u8> {
+    let tls = tls_connect(pki, port).await;
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn a_websocket_over_tls_is_authenticated_and_echoed() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let echo = ws_echo().await;
+    let gw = tls_gateway_to(&pki, dir.path(), Some(echo.addr)).await;
+    let port = gw.running.addr.port();
+    let http = pki.client(false);
+    let tokens: Tokens = http
+        .post(format!("https://localhost:{port}/auth/login"))
+        .header("content-type", "application/json")
+        .body("{\"code\":\"wss-user\"}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{port}/api/socket");
+
+    // Without a token: 401, over TLS as over plain HTTP.
+    let refused =
+        tokio_tungstenite::client_async(url.as_str(), tls_connect(&pki, port).await).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", tokens.access_token).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls_connect(&pki, port).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("hello from upstream")
+    );
+    ws.send(Message::text("over tls")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("over tls"));
+    let seen = echo.handshakes.lock().unwrap();
+    assert_eq!(seen[0]["x-forwarded-proto"], "https");
+    assert_eq!(seen[0]["x-auth-subject"], openid_for("wss-user").as_str());
 }
 
 #[tokio::test]

@@ -760,3 +760,52 @@ pub async fn post_refresh(
         .await
         .unwrap()
 }
+
+/// A WebSocket upstream (tungstenite) that greets each client, echoes every
+/// data frame, closes when told `"bye"`, and keeps each handshake's headers.
+pub struct WsEcho {
+    pub addr: SocketAddr,
+    pub handshakes: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+pub async fn ws_echo() -> WsEcho {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let seen = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // The callback's signature is tungstenite's.
+                #[allow(clippy::result_large_err)]
+                let record = |req: &Request, res: Response| {
+                    seen.lock().unwrap().push(req.headers().clone());
+                    Ok(res)
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, record).await else {
+                    return;
+                };
+                let _ = ws.send(Message::text("hello from upstream")).await;
+                while let Some(Ok(msg)) = ws.next().await {
+                    let bye = matches!(&msg, Message::Text(t) if t.as_str() == "bye");
+                    let sent = if bye {
+                        ws.close(None).await
+                    } else if msg.is_text() || msg.is_binary() {
+                        ws.send(msg).await
+                    } else {
+                        Ok(())
+                    };
+                    if sent.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    WsEcho { addr, handshakes }
+}

@@ -1,0 +1,224 @@
+//! WebSocket through the gateway: the handshake is authenticated like any
+//! request on its route, then frames flow both ways until either side
+//! closes. The upstream is a real WebSocket server (tungstenite) that
+//! reports the handshake headers it got.
+
+mod common;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use common::*;
+
+async fn ws_gateway(server: &str) -> (Gateway, WsEcho) {
+    let echo = ws_echo().await;
+    let gw = start(Setup {
+        upstream_addr: Some(echo.addr),
+        server: server.into(),
+        ..Setup::default()
+    })
+    .await;
+    (gw, echo)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to `path` on the gateway with `headers`.
+async fn connect(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Result<Ws, WsError> {
+    let url = format!("ws://{}{path}", gw.running.addr);
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn next_data(ws: &mut Ws) -> Message {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("no frame in 5 s")
+            .expect("the stream ended")
+            .expect("a frame");
+        if msg.is_text() || msg.is_binary() || msg.is_close() {
+            return msg;
+        }
+    }
+}
+
+fn status_of(e: WsError) -> u16 {
+    match e {
+        WsError::Http(res) => res.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_is_echoed_with_auth_and_refused_without() {
+    let (gw, echo) = ws_gateway("login_per_minute = 0\n").await;
+    let tokens = gw.login("ws-user").await;
+    let bearer = format!("Bearer {}", tokens.access_token);
+
+    // Refused without a token, with a bad one, and with a refresh token:
+    // the upstream never hears of them.
+    let tampered = format!("Bearer {}x", tokens.access_token);
+    let refresh = format!("Bearer {}", tokens.refresh_token);
+    for headers in [
+        &[][..],
+        &[("authorization", tampered.as_str())],
+        &[("authorization", refresh.as_str())],
+    ] {
+        let refused = connect(&gw, "/api/ws", headers).await.unwrap_err();
+        assert_eq!(status_of(refused), 401, "{headers:?}");
+    }
+    assert!(echo.handshakes.lock().unwrap().is_empty());
+
+    // With a token: the handshake reaches the upstream with the identity
+    // (and not the client's spoofed one), and frames flow both ways.
+    let mut ws = connect(
+        &gw,
+        "/api/ws?room=1",
+        &[
+            ("authorization", &bearer),
+            ("x-auth-subject", "admin"),
+            ("x-request-id", "ws-handshake-1"),
+        ],
+    )
+    .await
+    .unwrap();
+    {
+        let seen = echo.handshakes.lock().unwrap();
+        let h = &seen[0];
+        assert_eq!(h["x-auth-subject"], openid_for("ws-user").as_str());
+        assert_eq!(h["x-request-id"], "ws-handshake-1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert!(h.get("authorization").is_some());
+        assert!(h["upgrade"]
+            .to_str()
+            .unwrap()
+            .eq_ignore_ascii_case("websocket"));
+        assert!(h.get("sec-websocket-key").is_some());
+    }
+    assert_eq!(
+        next_data(&mut ws).await,
+        Message::text("hello from upstream")
+    );
+    ws.send(Message::text("ping 1")).await.unwrap();
+    assert_eq!(next_data(&mut ws).await, Message::text("ping 1"));
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+    ws.send(Message::binary(big.clone())).await.unwrap();
+    assert_eq!(next_data(&mut ws).await, Message::binary(big));
+
+    // Counted as one open tunnel on its route while it lives.
+    let scrape = gw.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        scrape.contains("minigate_websocket_tunnels{route=\"/api/\"} 1"),
+        "{scrape}"
+    );
+    assert!(scrape.contains("minigate_requests_total{route=\"/api/\",class=\"1xx\"} 1"));
+
+    // The upstream closes: the client sees the close frame.
+    ws.send(Message::text("bye")).await.unwrap();
+    assert!(next_data(&mut ws).await.is_close());
+    drop(ws);
+
+    // A second tunnel, closed by the client this time.
+    let mut ws = connect(&gw, "/api/ws", &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    assert_eq!(
+        next_data(&mut ws).await,
+        Message::text("hello from upstream")
+    );
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let mut open = String::new();
+    for _ in 0..100 {
+        open = gw.get("/metrics", None).await.text().await.unwrap();
+        if open.contains("minigate_websocket_tunnels{route=\"/api/\"} 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        open.contains("minigate_websocket_tunnels{route=\"/api/\"} 0"),
+        "tunnels not closed: {open}"
+    );
+
+    // A plain request on the route is refused by the WebSocket-only
+    // upstream as a bad gateway, not tunnelled: only a handshake upgrades.
+    let res = gw.get("/api/plain", Some(&tokens.access_token)).await;
+    assert_eq!(res.status(), 502);
+}
+
+#[tokio::test]
+async fn a_public_route_tunnels_without_a_token_and_never_passes_a_spoofed_identity() {
+    let (gw, echo) = ws_gateway("login_per_minute = 0\n").await;
+    let mut ws = connect(&gw, "/public/ws", &[("x-auth-subject", "admin")])
+        .await
+        .unwrap();
+    assert_eq!(
+        next_data(&mut ws).await,
+        Message::text("hello from upstream")
+    );
+    let seen = echo.handshakes.lock().unwrap();
+    assert!(seen[0].keys().all(|k| !k.as_str().starts_with("x-auth-")));
+}
+
+#[tokio::test]
+async fn open_tunnels_hold_connection_slots_and_are_cut_at_the_shutdown_deadline() {
+    let (gw, _echo) =
+        ws_gateway("login_per_minute = 0\nmax_connections = 2\nshutdown_timeout = \"300ms\"\n")
+            .await;
+    // A public route: no login, so the test's HTTP client holds no
+    // pooled connection, and the tunnels are all there is.
+    let mut first = connect(&gw, "/public/ws", &[]).await.unwrap();
+    let mut second = connect(&gw, "/public/ws", &[]).await.unwrap();
+    assert_eq!(
+        next_data(&mut first).await,
+        Message::text("hello from upstream")
+    );
+    assert_eq!(
+        next_data(&mut second).await,
+        Message::text("hello from upstream")
+    );
+    // Both slots are held by tunnels: a third connection waits in the
+    // backlog.
+    let third =
+        tokio::time::timeout(Duration::from_millis(300), connect(&gw, "/public/ws", &[])).await;
+    assert!(
+        third.is_err(),
+        "a third connection was served at a cap of 2"
+    );
+    // One tunnel closes: its slot is free again.
+    first.close(None).await.unwrap();
+    drop(first);
+    let mut third = tokio::time::timeout(Duration::from_secs(5), connect(&gw, "/public/ws", &[]))
+        .await
+        .expect("the freed slot was not reused")
+        .unwrap();
+    assert_eq!(
+        next_data(&mut third).await,
+        Message::text("hello from upstream")
+    );
+
+    // Shutdown: open tunnels get until the deadline, then are cut.
+    let Gateway { running, .. } = gw;
+    let cut = running.stop().await;
+    assert_eq!(cut, 2, "two tunnels were open at the deadline");
+    for ws in [&mut second, &mut third] {
+        let end = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("the tunnel was not cut");
+        assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+    }
+}
