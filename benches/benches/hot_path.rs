@@ -146,7 +146,7 @@ fn routes(c: &mut Criterion) {
             timeout: Duration::from_secs(30),
         })
         .collect();
-    let table = Routes::new(&configs);
+    let table = Routes::new(&configs, 1024);
     let mut g = c.benchmark_group("routes");
     for path in ["/api/orders/123/items", "/api/unknown/x", "/favicon.ico"] {
         g.bench_function(format!("find{path}"), |b| {

@@ -418,7 +418,7 @@ fn check(path: &Path) -> Result<(), Failure> {
             p.secret_source
         );
     }
-    for r in crate::routes::Routes::new(&config.routes).iter() {
+    for r in crate::routes::Routes::new(&config.routes, s.upstream_max_connections).iter() {
         say!(
             "route     {} -> {}://{} auth {:?} (timeout {})",
             r.prefix,
@@ -447,7 +447,8 @@ fn check(path: &Path) -> Result<(), Failure> {
         d(s.body_timeout)
     );
     say!(
-        "          logins per client IP: {}; shutdown deadline {}",
+        "          at most {} requests in flight to each upstream; logins per client IP: {}; shutdown deadline {}",
+        s.upstream_max_connections,
         if s.login_per_minute == 0 {
             "unlimited".to_owned()
         } else {

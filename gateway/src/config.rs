@@ -94,6 +94,10 @@ pub struct ServerConfig {
     pub login_burst: u32,
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_timeout: Duration,
+    /// Most requests in flight to one upstream (`host:port`) at once, so
+    /// most connections open to it; more wait, within their route's
+    /// timeout.
+    pub upstream_max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +111,7 @@ impl Default for ServerConfig {
             login_per_minute: 30,
             login_burst: 10,
             shutdown_timeout: Duration::from_secs(20),
+            upstream_max_connections: 1024,
         }
     }
 }
@@ -294,6 +299,7 @@ struct RawServer {
     login_per_minute: Option<u32>,
     login_burst: Option<u32>,
     shutdown_timeout: Option<String>,
+    upstream_max_connections: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -555,6 +561,12 @@ impl Config {
                 "server.shutdown_timeout",
                 s.shutdown_timeout,
                 d.shutdown_timeout,
+            )?,
+            upstream_max_connections: at_least(
+                "server.upstream_max_connections",
+                s.upstream_max_connections,
+                1,
+                d.upstream_max_connections,
             )?,
         })
     }

@@ -9,17 +9,21 @@
 //! flat whatever the size of an upload or download.
 
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::{ApiError, Body};
 use crate::metrics::RouteMetrics;
@@ -250,6 +254,39 @@ pub fn rewrite_request_headers(
     }
 }
 
+/// An upstream's response body, streamed to the client as it comes. It
+/// holds one of its upstream's connection slots until hyper drops it (read
+/// to the end, or abandoned by a client that went away): the upstream
+/// connection is busy until then.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: Incoming,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The upstream client: pooled keep-alive HTTP/1.1 connections.
 #[derive(Debug)]
 pub struct Proxy {
@@ -317,36 +354,40 @@ impl Proxy {
         }
         *req.version_mut() = Version::HTTP_11;
         let start = std::time::Instant::now();
-        let mut res = match tokio::time::timeout(route.timeout, self.client.request(req)).await {
-            Ok(Ok(mut res)) => {
-                metrics.upstream.record(start.elapsed().as_secs_f64());
-                if let (Some(client_side), Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) =
-                    (client_side, upgrade, res.status())
-                {
-                    let upstream_side = hyper::upgrade::on(&mut res);
-                    tunnel::spawn_relay(
-                        client_side,
-                        upstream_side,
-                        conn.lease.clone(),
-                        metrics.tunnels.clone(),
-                    );
-                    remove_hop_by_hop(res.headers_mut());
-                    tunnel::mark_upgrade(res.headers_mut(), upgrade);
-                    return res.map(Either::Left);
-                }
-                res.map(Either::Left)
-            }
+        // Waiting for a slot counts against the route's timeout, like the
+        // wait for the answer. (The slots are never closed: `ok()` is
+        // always `Some`.)
+        let sent = tokio::time::timeout(route.timeout, async {
+            let slot = route.upstream_slots.clone().acquire_owned().await.ok();
+            self.client.request(req).await.map(|res| (slot, res))
+        })
+        .await;
+        let (slot, mut res) = match sent {
+            Ok(Ok(sent)) => sent,
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %route.authority, error = %e, "upstream request failed");
-                ApiError::BadGateway.into_response()
+                return ApiError::BadGateway.into_response();
             }
             Err(_) => {
                 tracing::warn!(upstream = %route.authority, "upstream did not answer in time");
-                ApiError::GatewayTimeout.into_response()
+                return ApiError::GatewayTimeout.into_response();
             }
         };
+        metrics.upstream.record(start.elapsed().as_secs_f64());
         remove_hop_by_hop(res.headers_mut());
-        res
+        if let (Some(client_side), Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+            (client_side, upgrade, res.status())
+        {
+            let upstream_side = hyper::upgrade::on(&mut res);
+            tunnel::spawn_relay(
+                client_side,
+                upstream_side,
+                conn.lease.clone(),
+                metrics.tunnels.clone(),
+            );
+            tunnel::mark_upgrade(res.headers_mut(), upgrade);
+        }
+        res.map(|inner| Either::Left(UpstreamBody { inner, _slot: slot }))
     }
 }
 

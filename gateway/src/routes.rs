@@ -4,8 +4,15 @@
 //! that stops at the first hit; with the handful of routes a gateway has,
 //! that beats any tree. The upstream's scheme and authority are split out of
 //! the config here so that forwarding clones two cheap handles per request.
+//!
+//! Routes that name the same upstream share one set of upstream connection
+//! slots: the cap protects the upstream (and the gateway's descriptors),
+//! not the route.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use http::uri::{Authority, Scheme};
 
@@ -26,6 +33,8 @@ pub struct Route {
     pub timeout: Duration,
     /// Its place in the config: the index of its metrics.
     pub index: usize,
+    /// Requests in flight to its upstream, shared by every route to it.
+    pub upstream_slots: Arc<Semaphore>,
 }
 
 /// The route table.
@@ -35,19 +44,31 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Builds the table from validated config.
-    pub fn new(configs: &[RouteConfig]) -> Routes {
+    /// Builds the table from validated config; at most
+    /// `upstream_max_connections` requests in flight to each upstream.
+    pub fn new(configs: &[RouteConfig], upstream_max_connections: usize) -> Routes {
+        let mut slots: Vec<(Authority, Arc<Semaphore>)> = Vec::new();
         let mut longest_first: Vec<Route> = configs
             .iter()
             .enumerate()
             .filter_map(|(index, c)| {
+                let authority = c.upstream.authority()?.clone();
+                let upstream_slots = match slots.iter().find(|(a, _)| *a == authority) {
+                    Some((_, s)) => s.clone(),
+                    None => {
+                        let s = Arc::new(Semaphore::new(upstream_max_connections));
+                        slots.push((authority.clone(), s.clone()));
+                        s
+                    }
+                };
                 Some(Route {
                     index,
                     prefix: c.prefix.clone(),
                     auth: c.auth,
                     scheme: c.upstream.scheme()?.clone(),
-                    authority: c.upstream.authority()?.clone(),
+                    authority,
                     timeout: c.timeout,
+                    upstream_slots,
                 })
             })
             .collect();
@@ -84,18 +105,37 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_whatever_the_order() {
-        let routes = Routes::new(&[
-            route("/", "http://root:1"),
-            route("/api/", "http://api:1"),
-            route("/api/admin/", "http://admin:1"),
-        ]);
+        let routes = Routes::new(
+            &[
+                route("/", "http://root:1"),
+                route("/api/", "http://api:1"),
+                route("/api/admin/", "http://admin:1"),
+            ],
+            8,
+        );
         let hit = |p: &str| routes.find(p).map(|r| r.authority.as_str().to_owned());
         assert_eq!(hit("/api/admin/x").as_deref(), Some("admin:1"));
         assert_eq!(hit("/api/adminx").as_deref(), Some("api:1"));
         assert_eq!(hit("/api").as_deref(), Some("root:1"));
         assert_eq!(hit("/other").as_deref(), Some("root:1"));
-        assert!(Routes::new(&[route("/api/", "http://a:1")])
+        assert!(Routes::new(&[route("/api/", "http://a:1")], 8)
             .find("/x")
             .is_none());
+    }
+
+    #[test]
+    fn routes_to_one_upstream_share_its_slots() {
+        let routes = Routes::new(
+            &[
+                route("/a/", "http://one:1"),
+                route("/b/", "http://one:1"),
+                route("/c/", "http://two:1"),
+            ],
+            3,
+        );
+        let slots = |p: &str| routes.find(p).map(|r| r.upstream_slots.clone()).unwrap();
+        assert!(Arc::ptr_eq(&slots("/a/"), &slots("/b/")));
+        assert!(!Arc::ptr_eq(&slots("/a/"), &slots("/c/")));
+        assert_eq!(slots("/c/").available_permits(), 3);
     }
 }

@@ -81,7 +81,7 @@ impl Gateway {
             tokens: Tokens::new(config.tokens.clone(), store)
                 .with_cache_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone()),
             providers: Providers::new(&config.providers)?,
-            routes: Routes::new(&config.routes),
+            routes: Routes::new(&config.routes, config.server.upstream_max_connections),
             proxy: Proxy::new(),
             sessions: Store::new(&config.sessions)?,
             login_limiter: LoginLimiter::new(

@@ -394,3 +394,82 @@ async fn an_upstream_killed_under_load_gives_502_then_recovers_without_leaks() {
     let logs = gw.stop();
     assert!(!logs.contains("panicked"), "{logs}");
 }
+
+/// An upstream that takes `delay` per request and reports the most requests
+/// it ever had in flight at once, and how many connections it accepted.
+async fn slow_counting_upstream(
+    delay: Duration,
+) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let (now, most, accepted) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (n, m) = (now.clone(), most.clone());
+    let addr = serve_counting(
+        move |_req| {
+            let (now, most) = (n.clone(), m.clone());
+            async move {
+                let in_flight = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(in_flight, Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+            }
+        },
+        accepted.clone(),
+    )
+    .await;
+    (addr, most, accepted)
+}
+
+#[tokio::test]
+async fn requests_beyond_the_upstream_cap_wait_for_a_slot_instead_of_failing() {
+    let (upstream, most, accepted) = slow_counting_upstream(Duration::from_millis(100)).await;
+    let gw = start(Setup {
+        upstream_addr: Some(upstream),
+        upstream_timeout: "5s",
+        ..hostile_setup("upstream_max_connections = 2\n")
+    })
+    .await;
+    // 12 clients at once, each on its own connection to the gateway; every
+    // route here names the same upstream, so they share its two slots.
+    let mut calls = Vec::new();
+    for i in 0..12 {
+        let url = format!(
+            "{}/{}/{i}",
+            gw.url,
+            if i % 2 == 0 { "public" } else { "maybe" }
+        );
+        calls.push(tokio::spawn(async move {
+            client().get(url).send().await.unwrap().status().as_u16()
+        }));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2, "in flight at once upstream");
+    assert!(
+        accepted.load(Ordering::SeqCst) <= 2,
+        "{} upstream connections opened for a cap of 2",
+        accepted.load(Ordering::SeqCst)
+    );
+    // A request that cannot get a slot within its route's timeout is a 504:
+    // the first holds the one slot for 400 ms, the second waits for it and
+    // would then need 400 ms more, past the 600 ms timeout.
+    let (upstream, _, _) = slow_counting_upstream(Duration::from_millis(400)).await;
+    let gw = start(Setup {
+        upstream_addr: Some(upstream),
+        upstream_timeout: "600ms",
+        ..hostile_setup("upstream_max_connections = 1\n")
+    })
+    .await;
+    let first = tokio::spawn({
+        let url = format!("{}/public/first", gw.url);
+        async move { client().get(url).send().await.unwrap().status().as_u16() }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waited = gw.get("/public/second", None).await.status();
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(waited, 504);
+}
