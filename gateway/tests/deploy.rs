@@ -37,6 +37,32 @@ fn shipped_configs_are_valid() {
     assert!(deployment.contains("/etc/minigate/minigate.toml"));
 }
 
+#[test]
+fn the_tls_edge_config_is_valid_with_a_certificate_where_the_secret_mounts() {
+    // The Secret's files, made here and put where the overlay mounts them.
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["auth.example.com".into()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
+    let text = deploy("overlays/edge-tls/minigate.toml")
+        .replace("/etc/minigate/tls", dir.path().to_str().unwrap());
+    let config = Config::from_toml(&text, &env).unwrap();
+    let tls = config.tls.expect("the edge-tls config has [tls]");
+    assert_eq!(tls.cert, dir.path().join("tls.crt"));
+    assert_eq!(config.listen.port(), 8443);
+    // The overlay mounts the Secret there, serves and probes HTTPS on 8443.
+    let overlay = deploy("overlays/edge-tls/kustomization.yaml");
+    for says in [
+        "mountPath: /etc/minigate/tls",
+        "secretName: minigate-tls",
+        "containerPort: 8443",
+        "scheme: HTTPS",
+        "value: 8443",
+    ] {
+        assert!(overlay.contains(says), "{says}");
+    }
+}
+
 fn minigate(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_minigate"))
         .args(args)
