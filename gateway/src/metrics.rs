@@ -111,6 +111,8 @@ pub struct Metrics {
     /// By platform name.
     pub exchanges: Vec<(&'static str, ExchangeMetrics)>,
     session_errors: [Counter; 3],
+    /// TLS certificate reloads: replaced, refused.
+    pub tls_reloads: [Counter; 2],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -207,7 +209,14 @@ impl Metrics {
                 vec![Label::new("op", op)],
             )
         });
+        let tls_reloads = ["replaced", "refused"].map(|outcome| {
+            counter(
+                "minigate_tls_reloads_total",
+                vec![Label::new("outcome", outcome)],
+            )
+        });
         Metrics {
+            tls_reloads,
             auth_ok: counter("minigate_auth_success_total", vec![]),
             cache_hits: counter("minigate_token_cache_hits_total", vec![]),
             cache_misses: counter("minigate_token_cache_misses_total", vec![]),

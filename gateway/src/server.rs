@@ -40,7 +40,7 @@ use crate::providers::Providers;
 use crate::proxy::{request_id, ClientAddr, Conn, Proxy, REQUEST_ID};
 use crate::routes::Routes;
 use crate::sessions::Store;
-use crate::tls::Tls;
+use crate::tls::{Tls, TlsReload};
 use crate::tokens::Identity;
 use crate::tokens::Tokens;
 use crate::tunnel::Lease;
@@ -97,6 +97,23 @@ impl Gateway {
                 .transpose()
                 .map_err(|e| e.to_string())?,
         })
+    }
+}
+
+impl Gateway {
+    /// Re-reads the TLS certificate pair if its files changed, and counts
+    /// the outcome. Runs on the key set's reload tick and on SIGHUP.
+    pub fn reload_tls(&self) -> TlsReload {
+        let Some(tls) = &self.tls else {
+            return TlsReload::Unchanged;
+        };
+        let outcome = tls.reload_if_changed();
+        match outcome {
+            TlsReload::Replaced => self.metrics.tls_reloads[0].increment(1),
+            TlsReload::Refused => self.metrics.tls_reloads[1].increment(1),
+            TlsReload::Unchanged => {}
+        }
+        outcome
     }
 }
 
@@ -260,9 +277,7 @@ fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receive
                 gw.tokens.clear_cache();
             }
             gw.login_limiter.forget_idle();
-            if let Some(tls) = &gw.tls {
-                tls.reload_if_changed();
-            }
+            gw.reload_tls();
         }
     });
 }

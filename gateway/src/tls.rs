@@ -78,6 +78,17 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// What a look at the certificate files found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsReload {
+    /// Neither file changed.
+    Unchanged,
+    /// A new pair loaded whole and now serves new connections.
+    Replaced,
+    /// The files changed but did not load; the previous pair still serves.
+    Refused,
+}
+
 /// The live server config, replaced when the files change.
 pub struct Tls {
     files: TlsConfig,
@@ -111,25 +122,24 @@ impl Tls {
     }
 
     /// Re-reads the pair if either file changed since it was last read.
-    /// Returns whether a new pair now serves.
-    pub fn reload_if_changed(&self) -> bool {
+    pub fn reload_if_changed(&self) -> TlsReload {
         let now = (modified(&self.files.cert), modified(&self.files.key));
         let Ok(mut stamps) = self.stamps.lock() else {
-            return false;
+            return TlsReload::Unchanged;
         };
         if *stamps == now {
-            return false;
+            return TlsReload::Unchanged;
         }
         *stamps = now;
         match load(&self.files) {
             Ok(config) => {
                 self.current.store(Arc::new(config));
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
-                true
+                TlsReload::Replaced
             }
             Err(e) => {
                 tracing::error!(error = %e, "TLS certificate refused; the previous one keeps serving");
-                false
+                TlsReload::Refused
             }
         }
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 use common::*;
+use minigate::tls::TlsReload;
 
 struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
@@ -202,20 +203,39 @@ async fn a_renewed_certificate_is_served_after_reload_and_a_broken_one_is_refuse
     let dir = tempfile::tempdir().unwrap();
     let gw = tls_gateway(&pki, dir.path()).await;
     let port = gw.running.addr.port();
-    let tls = gw.running.gateway.tls.as_ref().unwrap();
+    let gateway = gw.running.gateway.clone();
     let first = served_leaf(&pki, port).await;
     // Renewed on disk (as cert-manager would): new connections get it.
     std::thread::sleep(std::time::Duration::from_millis(20));
     let second = pki.issue(dir.path());
     assert_ne!(first, second);
-    assert!(tls.reload_if_changed());
+    assert_eq!(gateway.reload_tls(), TlsReload::Replaced);
     assert_eq!(served_leaf(&pki, port).await, second);
     // A broken write is refused; the renewed pair keeps serving.
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(dir.path().join("tls.key"), "not a key").unwrap();
-    assert!(!tls.reload_if_changed());
+    assert_eq!(gateway.reload_tls(), TlsReload::Refused);
     assert_eq!(served_leaf(&pki, port).await, second);
-    assert!(!tls.reload_if_changed(), "unchanged files are not re-read");
+    assert_eq!(
+        gateway.reload_tls(),
+        TlsReload::Unchanged,
+        "unchanged files are not re-read"
+    );
+    let text = pki
+        .client(false)
+        .get(format!("https://localhost:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "minigate_tls_reloads_total{outcome=\"replaced\"} 1",
+        "minigate_tls_reloads_total{outcome=\"refused\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} not in {text}");
+    }
 }
 
 #[test]
