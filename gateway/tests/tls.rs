@@ -6,6 +6,7 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
@@ -53,6 +54,15 @@ async fn tls_gateway(pki: &Pki, dir: &Path) -> Gateway {
 }
 
 async fn tls_gateway_to(pki: &Pki, dir: &Path, upstream: Option<std::net::SocketAddr>) -> Gateway {
+    tls_gateway_with(pki, dir, upstream, Setup::default()).await
+}
+
+async fn tls_gateway_with(
+    pki: &Pki,
+    dir: &Path,
+    upstream: Option<std::net::SocketAddr>,
+    setup: Setup,
+) -> Gateway {
     pki.issue(dir);
     start(Setup {
         upstream_addr: upstream,
@@ -61,7 +71,7 @@ async fn tls_gateway_to(pki: &Pki, dir: &Path, upstream: Option<std::net::Socket
             dir.join("tls.crt").display(),
             dir.join("tls.key").display()
         ),
-        ..Setup::default()
+        ..setup
     })
     .await
 }
@@ -274,5 +284,45 @@ fn bad_tls_files_stop_the_start_with_the_key_named() {
         let e = minigate::config::Config::from_toml(&format!("{base}\n{section}"), &test_env)
             .unwrap_err();
         assert!(e.to_string().starts_with(key), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed_and_others_are_served() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        server: "login_per_minute = 0\nheader_timeout = \"500ms\"\n".into(),
+        ..Setup::default()
+    };
+    let gw = tls_gateway_with(&pki, dir.path(), None, setup).await;
+    let port = gw.running.addr.port();
+    // One says nothing at all; one sends a few bytes of a ClientHello and
+    // stops.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut partial = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    // Meanwhile a real client is served.
+    let res = pki
+        .client(false)
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for stalled in [&mut silent, &mut partial] {
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "a stalled handshake was kept open");
     }
 }
