@@ -197,6 +197,20 @@ pub struct Conn {
     pub addr: ClientAddr,
     /// Its connection slot, handed on to any tunnel it opens.
     pub lease: Arc<Lease>,
+    /// Requests started on it so far: an HTTP/2 connection on which this
+    /// stops moving is idle.
+    pub requests: AtomicU64,
+}
+
+impl Conn {
+    /// A new connection from `addr` holding `lease`.
+    pub fn new(addr: ClientAddr, lease: Arc<Lease>) -> Conn {
+        Conn {
+            addr,
+            lease,
+            requests: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The request id of a request: the client's, if it sent a sane one, else a

@@ -14,6 +14,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -332,6 +333,7 @@ fn service(
     Future = impl std::future::Future<Output = Result<Response<Body>, Infallible>> + Send,
 > + Clone {
     service_fn(move |req| {
+        conn.requests.fetch_add(1, Ordering::Relaxed);
         let (gw, conn) = (gw.clone(), conn.clone());
         async move { Ok::<_, Infallible>(handle(gw, req, &conn).await) }
     })
@@ -340,16 +342,26 @@ fn service(
 /// Drives one connection to its end. When the gateway stops accepting, the
 /// connection is asked to finish gracefully (`drain`: answer what is in
 /// flight, then close); when the shutdown deadline passes, it is dropped.
+///
+/// With `idle`, the connection is also drained once a whole period passes
+/// without a new request on it (so after one to two periods of silence).
+/// hyper closes idle HTTP/1.1 connections by itself (`header_read_timeout`);
+/// an HTTP/2 client that answers pings would otherwise hold its connection
+/// slot for ever.
 async fn drive<C>(
     conn: C,
     drain: impl FnOnce(Pin<&mut C>),
     mut stopping: watch::Receiver<bool>,
     lease: &Lease,
+    idle: Option<(Duration, &Conn)>,
 ) where
     C: std::future::Future<Output = Result<(), hyper::Error>>,
 {
     let mut conn = std::pin::pin!(conn);
     let mut drain = Some(drain);
+    let period = idle.map_or(Duration::from_secs(3600), |(d, _)| d);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut seen = 0;
     let result = loop {
         tokio::select! {
             result = conn.as_mut() => break result,
@@ -358,6 +370,16 @@ async fn drive<C>(
                 if let Some(drain) = drain.take() {
                     drain(conn.as_mut());
                 }
+            }
+            _ = tick.tick(), if idle.is_some() && drain.is_some() => {
+                let now = idle.map_or(0, |(_, c)| c.requests.load(Ordering::Relaxed));
+                if now == seen {
+                    if let Some(drain) = drain.take() {
+                        tracing::debug!("idle HTTP/2 connection closed");
+                        drain(conn.as_mut());
+                    }
+                }
+                seen = now;
             }
             () = lease.cut() => break Ok(()),
         }
@@ -410,14 +432,11 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
             tokio::spawn(async move {
                 let addr = ClientAddr::new(peer.ip());
                 let Some(tls) = gw.tls.as_ref().map(Tls::acceptor) else {
-                    let conn = Arc::new(Conn {
-                        addr,
-                        lease: lease.clone(),
-                    });
+                    let conn = Arc::new(Conn::new(addr, lease.clone()));
                     let served = builder
                         .serve_connection(TokioIo::new(stream), service(gw, conn))
                         .with_upgrades();
-                    return drive(served, |c| c.graceful_shutdown(), stopping, &lease).await;
+                    return drive(served, |c| c.graceful_shutdown(), stopping, &lease, None).await;
                 };
                 // The handshake is bounded like a request head.
                 let Ok(Ok(stream)) =
@@ -426,17 +445,15 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
                     return;
                 };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                let conn = Arc::new(Conn {
-                    addr: addr.over_tls(),
-                    lease: lease.clone(),
-                });
-                let (io, service) = (TokioIo::new(stream), service(gw, conn));
+                let conn = Arc::new(Conn::new(addr.over_tls(), lease.clone()));
+                let (io, service) = (TokioIo::new(stream), service(gw, conn.clone()));
                 if h2 {
                     let served = http2_builder(&limits).serve_connection(io, service);
-                    drive(served, |c| c.graceful_shutdown(), stopping, &lease).await;
+                    let idle = Some((limits.header_timeout, &*conn));
+                    drive(served, |c| c.graceful_shutdown(), stopping, &lease, idle).await;
                 } else {
                     let served = builder.serve_connection(io, service).with_upgrades();
-                    drive(served, |c| c.graceful_shutdown(), stopping, &lease).await;
+                    drive(served, |c| c.graceful_shutdown(), stopping, &lease, None).await;
                 }
             });
         }

@@ -137,11 +137,21 @@ async fn tls_connect(
     pki: &Pki,
     port: u16,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_connect_alpn(pki, port, &[]).await
+}
+
+/// The same, offering `alpn`.
+async fn tls_connect_alpn(
+    pki: &Pki,
+    port: u16,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca.der().clone()).unwrap();
-    let config = rustls::ClientConfig::builder()
+    let mut config = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -325,4 +335,54 @@ async fn a_stalled_tls_handshake_is_closed_and_others_are_served() {
             tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest)).await;
         assert!(closed.is_ok(), "a stalled handshake was kept open");
     }
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_kept() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let setup = Setup {
+        server: "login_per_minute = 0\nheader_timeout = \"1s\"\n".into(),
+        ..Setup::default()
+    };
+    let gw = tls_gateway_with(&pki, dir.path(), None, setup).await;
+    let port = gw.running.addr.port();
+    let pki = &pki;
+    let open = |port| async move {
+        let tls = tls_connect_alpn(pki, port, &[b"h2"]).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        (sender, tokio::spawn(conn))
+    };
+    let get = |sender: &mut hyper::client::conn::http2::SendRequest<
+        http_body_util::Empty<bytes::Bytes>,
+    >| {
+        let req = http::Request::get(format!("https://localhost:{port}/public/h2"))
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        sender.send_request(req)
+    };
+    let (mut idle, idle_conn) = open(port).await;
+    let (mut busy, busy_conn) = open(port).await;
+    assert_eq!(get(&mut idle).await.unwrap().status(), 200);
+    // One keeps asking every 100 ms for 3.2 s (three idle periods); the
+    // other says nothing after its first request, and is closed after one
+    // to two periods.
+    for _ in 0..32 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(get(&mut busy).await.unwrap().status(), 200);
+    }
+    assert!(
+        idle_conn.is_finished(),
+        "the idle HTTP/2 connection is still open"
+    );
+    assert!(
+        !busy_conn.is_finished(),
+        "the busy HTTP/2 connection was closed"
+    );
 }
