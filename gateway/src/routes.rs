@@ -3,7 +3,7 @@
 //! Routes are sorted longest first once, at start-up, so matching is a scan
 //! that stops at the first hit; with the handful of routes a gateway has,
 //! that beats any tree. The upstream's scheme and authority are split out of
-//! the config here so that forwarding clones two cheap handles per request.
+//! the config here so that forwarding clones cheap handles per request.
 //!
 //! Routes that name the same upstream share one set of upstream connection
 //! slots: the cap protects the upstream (and the gateway's descriptors),

@@ -99,9 +99,7 @@ impl Gateway {
                 .map_err(|e| e.to_string())?,
         })
     }
-}
 
-impl Gateway {
     /// Re-reads the TLS certificate pair if its files changed, and counts
     /// the outcome. Runs on the key set's reload tick and on SIGHUP.
     pub fn reload_tls(&self) -> TlsReload {
@@ -349,43 +347,54 @@ fn service(
 /// an HTTP/2 client that answers pings would otherwise hold its connection
 /// slot for ever.
 async fn drive<C>(
-    conn: C,
+    served: C,
     drain: impl FnOnce(Pin<&mut C>),
     mut stopping: watch::Receiver<bool>,
-    lease: &Lease,
-    idle: Option<(Duration, &Conn)>,
+    conn: &Conn,
+    idle: Option<Duration>,
 ) where
     C: std::future::Future<Output = Result<(), hyper::Error>>,
 {
-    let mut conn = std::pin::pin!(conn);
+    let mut served = std::pin::pin!(served);
     let mut drain = Some(drain);
-    let period = idle.map_or(Duration::from_secs(3600), |(d, _)| d);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // Only HTTP/2 connections pay for a timer.
+    let mut tick = idle.map(|d| tokio::time::interval_at(tokio::time::Instant::now() + d, d));
     let mut seen = 0;
     let result = loop {
         tokio::select! {
-            result = conn.as_mut() => break result,
+            result = served.as_mut() => break result,
             // An error is a dropped sender: the gateway is stopping too.
             _ = stopping.wait_for(|s| *s), if drain.is_some() => {
                 if let Some(drain) = drain.take() {
-                    drain(conn.as_mut());
+                    drain(served.as_mut());
                 }
             }
-            _ = tick.tick(), if idle.is_some() && drain.is_some() => {
-                let now = idle.map_or(0, |(_, c)| c.requests.load(Ordering::Relaxed));
+            Some(_) = next_tick(&mut tick), if drain.is_some() => {
+                let now = conn.requests.load(Ordering::Relaxed);
                 if now == seen {
                     if let Some(drain) = drain.take() {
                         tracing::debug!("idle HTTP/2 connection closed");
-                        drain(conn.as_mut());
+                        drain(served.as_mut());
                     }
                 }
                 seen = now;
             }
-            () = lease.cut() => break Ok(()),
+            () = conn.lease.cut() => break Ok(()),
         }
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// The next tick of `tick`, or `None` at once when there is no timer.
+async fn next_tick(tick: &mut Option<tokio::time::Interval>) -> Option<()> {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+            Some(())
+        }
+        None => None,
     }
 }
 
@@ -432,11 +441,11 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
             tokio::spawn(async move {
                 let addr = ClientAddr::new(peer.ip());
                 let Some(tls) = gw.tls.as_ref().map(Tls::acceptor) else {
-                    let conn = Arc::new(Conn::new(addr, lease.clone()));
+                    let conn = Arc::new(Conn::new(addr, lease));
                     let served = builder
-                        .serve_connection(TokioIo::new(stream), service(gw, conn))
+                        .serve_connection(TokioIo::new(stream), service(gw, conn.clone()))
                         .with_upgrades();
-                    return drive(served, |c| c.graceful_shutdown(), stopping, &lease, None).await;
+                    return drive(served, |c| c.graceful_shutdown(), stopping, &conn, None).await;
                 };
                 // The handshake is bounded like a request head.
                 let Ok(Ok(stream)) =
@@ -445,15 +454,15 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
                     return;
                 };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                let conn = Arc::new(Conn::new(addr.over_tls(), lease.clone()));
+                let conn = Arc::new(Conn::new(addr.over_tls(), lease));
                 let (io, service) = (TokioIo::new(stream), service(gw, conn.clone()));
                 if h2 {
                     let served = http2_builder(&limits).serve_connection(io, service);
-                    let idle = Some((limits.header_timeout, &*conn));
-                    drive(served, |c| c.graceful_shutdown(), stopping, &lease, idle).await;
+                    let idle = Some(limits.header_timeout);
+                    drive(served, |c| c.graceful_shutdown(), stopping, &conn, idle).await;
                 } else {
                     let served = builder.serve_connection(io, service).with_upgrades();
-                    drive(served, |c| c.graceful_shutdown(), stopping, &lease, None).await;
+                    drive(served, |c| c.graceful_shutdown(), stopping, &conn, None).await;
                 }
             });
         }
