@@ -99,7 +99,7 @@ fn rewrite(c: &mut Criterion) {
             client_headers,
             |h| {
                 let id = request_id(h, &ids);
-                rewrite_request_headers(h, identity.as_deref(), &ip, &id);
+                rewrite_request_headers(h, identity.as_deref(), &ip, None, &id);
                 black_box(h.len())
             },
             BatchSize::SmallInput,
@@ -115,7 +115,7 @@ fn rewrite(c: &mut Criterion) {
             },
             |h| {
                 let id = request_id(h, &ids);
-                rewrite_request_headers(h, identity.as_deref(), &ip, &id);
+                rewrite_request_headers(h, identity.as_deref(), &ip, None, &id);
                 black_box(h.len())
             },
             BatchSize::SmallInput,

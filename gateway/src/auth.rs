@@ -2,10 +2,13 @@
 //! bearer token.
 //!
 //! The token is read from `Authorization: Bearer …` only (RFC 6750 section
-//! 2.1): never from a query parameter or a cookie, where it would end up in
-//! logs and caches. What a route requires decides whether a missing token is
-//! an error; a token that is present is always checked, unless the route is
-//! public.
+//! 2.1): never from a query parameter, where it would end up in logs and
+//! caches. What a route requires decides whether a missing token is an
+//! error; a token that is present is always checked, unless the route is
+//! public. An `Authorization` header that is there but is not a well-formed
+//! `Bearer <token>` is a bad token, never an anonymous request: a service
+//! behind an optional route may parse it more loosely than the gateway did
+//! (split on any whitespace, say) and believe what it finds.
 
 use std::sync::Arc;
 
@@ -14,24 +17,53 @@ use http::HeaderMap;
 
 use crate::config::AuthMode;
 use crate::error::ApiError;
-use crate::tokens::{Identity, Tokens};
+use crate::tokens::{Identity, TokenError, Tokens};
 
-/// The bearer token of a request, if it sent one. `Some("")` for a Bearer
-/// scheme with no token, for an `Authorization` value that is not visible
-/// ASCII, and for a request with several `Authorization` headers: each is a
-/// bad token, not a missing one, so an optional route cannot be passed
-/// anonymously with a token the gateway did not understand.
+/// What a request's `Authorization` header holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// No `Authorization` header.
+    None,
+    /// `Bearer <token>`, the token in RFC 6750's `b64token` alphabet.
+    Bearer(&'a str),
+    /// Anything else: another scheme, a tab or comma for the space, an
+    /// empty token, characters outside the alphabet, several headers, a
+    /// value that is not visible ASCII.
+    Malformed,
+}
+
+/// Reads the request's credentials.
 #[inline]
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     let mut all = headers.get_all(AUTHORIZATION).iter();
-    let first = all.next()?;
-    let Some(value) = first.to_str().ok().filter(|_| all.next().is_none()) else {
-        return Some("");
+    let Some(first) = all.next() else {
+        return Credentials::None;
     };
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_matches(' '))
+    if all.next().is_some() {
+        return Credentials::Malformed;
+    }
+    let Ok(value) = first.to_str() else {
+        return Credentials::Malformed;
+    };
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return Credentials::Malformed;
+    };
+    let token = token.trim_start_matches(' ');
+    if scheme.eq_ignore_ascii_case("bearer") && is_b64token(token) {
+        Credentials::Bearer(token)
+    } else {
+        Credentials::Malformed
+    }
+}
+
+/// RFC 6750 section 2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" /
+/// "/" ) *"="`.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// Applies `mode` to the request's headers: the caller's identity, `None`
@@ -45,11 +77,11 @@ pub fn authenticate(
     if mode == AuthMode::Public {
         return Ok(None);
     }
-    match bearer(headers) {
-        None if mode == AuthMode::Optional => Ok(None),
-        None => Err(ApiError::MissingToken),
-        Some("") => Err(ApiError::InvalidToken("malformed token")),
-        Some(token) => tokens
+    match credentials(headers) {
+        Credentials::None if mode == AuthMode::Optional => Ok(None),
+        Credentials::None => Err(ApiError::MissingToken),
+        Credentials::Malformed => Err(ApiError::InvalidToken(TokenError::MALFORMED)),
+        Credentials::Bearer(token) => tokens
             .verify_access(token)
             .map(Some)
             .map_err(ApiError::InvalidToken),
@@ -60,31 +92,51 @@ pub fn authenticate(
 mod tests {
     use super::*;
 
-    fn headers(auth: &str) -> HeaderMap {
+    fn headers(auth: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(AUTHORIZATION, auth.parse().unwrap());
+        h.insert(AUTHORIZATION, http::HeaderValue::from_bytes(auth).unwrap());
         h
     }
 
     #[test]
-    fn bearer_scheme_is_case_insensitive_and_others_are_ignored() {
-        assert_eq!(bearer(&headers("Bearer abc")), Some("abc"));
-        assert_eq!(bearer(&headers("bEaReR abc")), Some("abc"));
-        assert_eq!(bearer(&headers("Bearer")), Some(""));
-        assert_eq!(bearer(&headers("Basic dXNlcjpw")), None);
-        assert_eq!(bearer(&HeaderMap::new()), None);
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(
+            credentials(&headers(b"Bearer abc")),
+            Credentials::Bearer("abc")
+        );
+        assert_eq!(
+            credentials(&headers(b"bEaReR a.b-c_d~e+f/g==")),
+            Credentials::Bearer("a.b-c_d~e+f/g==")
+        );
+        assert_eq!(
+            credentials(&headers(b"Bearer  abc")),
+            Credentials::Bearer("abc")
+        );
+        assert_eq!(credentials(&HeaderMap::new()), Credentials::None);
     }
 
     #[test]
-    fn ambiguous_or_undecodable_authorization_is_a_bad_token() {
-        let mut h = headers("Bearer abc");
+    fn anything_but_a_well_formed_bearer_is_malformed() {
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer\tabc",
+            b"Bearer,abc",
+            b"Bearer abc def",
+            b"Bearer abc\t",
+            b"Bearer ==",
+            b"Bearer a=b",
+            b"Basic dXNlcjpw",
+            b"Bearer \xff\xfe",
+        ] {
+            assert_eq!(
+                credentials(&headers(bad)),
+                Credentials::Malformed,
+                "{bad:?}"
+            );
+        }
+        let mut h = headers(b"Bearer abc");
         h.append(AUTHORIZATION, "Bearer def".parse().unwrap());
-        assert_eq!(bearer(&h), Some(""));
-        let mut h = HeaderMap::new();
-        h.insert(
-            AUTHORIZATION,
-            http::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap(),
-        );
-        assert_eq!(bearer(&h), Some(""));
+        assert_eq!(credentials(&h), Credentials::Malformed);
     }
 }

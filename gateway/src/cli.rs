@@ -12,8 +12,9 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand};
 use jwks::{Alg, KeySet};
 
-use crate::config::{parse_duration, Config, LogFormat};
+use crate::config::{parse_duration, redacted_url, Config, LogFormat};
 use crate::keys::KeyStore;
+use crate::server::shutdown_signal;
 
 /// minigate: an auth gateway for mini-program backends.
 #[derive(Debug, Parser)]
@@ -128,7 +129,6 @@ macro_rules! say {
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
-pub(crate) use say;
 
 /// A failure to report: the line to print and the exit code.
 struct Failure(u8, String);
@@ -185,11 +185,29 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure(1, format!("cannot start the runtime: {e}")))
 }
 
+/// A config or key set that did not load; the text names the file or key.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The config file.
+    #[error("config {path}: {error}")]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        error: crate::config::ConfigError,
+    },
+    /// The key set the config names.
+    #[error("keys: {0}")]
+    Keys(#[from] jwks::KeySetError),
+}
+
 /// Loads a config and its key set; errors name the file or key.
-pub fn load(path: &Path) -> Result<(Config, KeyStore), String> {
-    let config = Config::load(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-    let keys = KeyStore::open(config.keys.dir.clone(), &config.tokens.issuer)
-        .map_err(|e| format!("keys: {e}"))?;
+pub fn load(path: &Path) -> Result<(Config, KeyStore), LoadError> {
+    let config = Config::load(path).map_err(|error| LoadError::Config {
+        path: path.to_owned(),
+        error,
+    })?;
+    let keys = KeyStore::open(config.keys.dir.clone(), &config.tokens.issuer)?;
     Ok((config, keys))
 }
 
@@ -200,9 +218,16 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let listen = args
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        return runtime()?
-            .block_on(crate::dev::run(listen))
-            .map_err(|e| Failure(1, e));
+        return runtime()?.block_on(async {
+            let running = crate::dev::start(listen)
+                .await
+                .map_err(|e| Failure(1, e.to_string()))?;
+            say!("{}", crate::dev::walkthrough(running.addr));
+            tracing::info!(addr = %running.addr, "minigate dev mode listening");
+            shutdown_signal().await;
+            running.stop().await;
+            Ok(())
+        });
     }
     let Some(path) = args.config else {
         return Err(bad(
@@ -217,7 +242,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     runtime()?.block_on(async {
         let running = crate::server::start(&config, keys)
             .await
-            .map_err(|e| Failure(1, e))?;
+            .map_err(|e| Failure(1, e.to_string()))?;
         tracing::info!(
             addr = %running.addr,
             routes = config.routes.len(),
@@ -236,22 +261,6 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         tracing::info!(cut_off = cut, "stopped");
         Ok(())
     })
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
 }
 
 fn keys(cmd: KeysCommand) -> Result<(), Failure> {
@@ -290,7 +299,7 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
                 (Some(d), _) => parse_duration("--older-than", &d).map_err(bad)?,
                 (None, Some(path)) => crate::config::refresh_ttl_of(&path)
                     .map_err(|e| bad(format!("config {}: {e}", path.display())))?,
-                (None, None) => Duration::from_secs(30 * 24 * 3600),
+                (None, None) => crate::config::defaults::REFRESH_TTL,
             };
             let _lock = KeySet::lock(&dir.dir).map_err(bad)?;
             let mut set = KeySet::load(&dir.dir).map_err(bad)?;
@@ -353,17 +362,6 @@ fn print_list(set: &KeySet) {
     }
 }
 
-/// The Redis URL with any password taken out, for display.
-fn redacted_redis_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_, host)) => format!("{scheme}://[credentials redacted]@{host}"),
-            None => url.to_owned(),
-        },
-        None => "(unparsable)".to_owned(),
-    }
-}
-
 fn check(path: &Path) -> Result<(), Failure> {
     let (config, store) = load(path).map_err(bad)?;
     let loaded = store.load();
@@ -413,7 +411,7 @@ fn check(path: &Path) -> Result<(), Failure> {
             "provider  {} {} via {} (timeout {}), secret from {}",
             p.platform.name(),
             p.appid,
-            p.base_url,
+            redacted_url(&p.base_url),
             d(p.timeout),
             p.secret_source
         );
@@ -431,7 +429,7 @@ fn check(path: &Path) -> Result<(), Failure> {
     match &config.sessions.redis_url {
         Some(url) => say!(
             "sessions  Redis at {} (shared by every replica)",
-            redacted_redis_url(url.expose())
+            redacted_url(url.expose())
         ),
         None => say!(
             "sessions  in-process, up to {} (one replica only: run Redis with several)",

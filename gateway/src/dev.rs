@@ -9,7 +9,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
@@ -23,9 +22,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    AuthMode, Config, KeysConfig, Platform, ProviderConfig, RouteConfig, Secret, ServerConfig,
-    SessionsConfig, TokensConfig,
+    defaults, AuthMode, Config, KeysConfig, Platform, ProviderConfig, RouteConfig, Secret,
+    ServerConfig, SessionsConfig, TokensConfig,
 };
+use crate::gateway::{Gateway, StartError};
+use crate::server::Running;
 
 /// The appid of the dev mini-program.
 pub const DEV_APPID: &str = "wxdev000000000000";
@@ -127,33 +128,33 @@ async fn demo_upstream(req: Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// The dev config: routes to the demo upstream, one dev mini-program.
-fn dev_config(
-    listen: SocketAddr,
-    wechat: SocketAddr,
-    upstream: SocketAddr,
-) -> Result<Config, String> {
-    let upstream_uri = format!("http://{upstream}")
-        .parse()
-        .map_err(|_| "bad upstream address".to_owned())?;
+fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> Config {
+    // A socket address is always a valid authority.
+    let upstream_uri = http::Uri::builder()
+        .scheme("http")
+        .authority(upstream.to_string())
+        .path_and_query("/")
+        .build()
+        .unwrap_or_default();
     let route = |prefix: &str, auth| RouteConfig {
         prefix: prefix.into(),
         upstream: http::Uri::clone(&upstream_uri),
         auth,
-        timeout: Duration::from_secs(30),
+        timeout: defaults::ROUTE_TIMEOUT,
     };
-    Ok(Config {
+    Config {
         listen,
         tokens: TokensConfig {
             issuer: format!("http://{listen}"),
             audience: vec!["minigate-dev".into()],
-            access_ttl: Duration::from_secs(15 * 60),
-            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
-            leeway: Duration::from_secs(30),
+            access_ttl: defaults::ACCESS_TTL,
+            refresh_ttl: defaults::REFRESH_TTL,
+            leeway: defaults::LEEWAY,
             cache_capacity: 10_000,
         },
         keys: KeysConfig {
             dir: "(in memory)".into(),
-            reload_interval: Duration::from_secs(10),
+            reload_interval: defaults::KEYS_RELOAD_INTERVAL,
         },
         providers: vec![ProviderConfig {
             platform: Platform::WeChat,
@@ -161,7 +162,7 @@ fn dev_config(
             secret: Secret::new(DEV_SECRET.into()),
             secret_source: "built in (dev)".into(),
             base_url: format!("http://{wechat}"),
-            timeout: Duration::from_secs(5),
+            timeout: defaults::PROVIDER_TIMEOUT,
         }],
         routes: vec![
             route("/api/", AuthMode::Required),
@@ -175,7 +176,7 @@ fn dev_config(
         server: ServerConfig::default(),
         tls: None,
         log: Default::default(),
-    })
+    }
 }
 
 /// The copy-paste walkthrough for a gateway at `addr`.
@@ -205,37 +206,55 @@ token stops working too. POST /auth/logout with a refresh token ends a session t
     )
 }
 
-/// Runs dev mode on `listen` (a loopback address) until Ctrl-C or SIGTERM.
-pub async fn run(listen: SocketAddr) -> Result<(), String> {
+/// Why dev mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    /// Dev mode is for this machine only.
+    #[error("--dev listens on loopback only, not {0}")]
+    NotLoopback(SocketAddr),
+    /// A socket could not be bound.
+    #[error("listen {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The in-memory keys could not be made.
+    #[error(transparent)]
+    Keys(#[from] jwks::KeySetError),
+    /// The gateway did not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// Starts dev mode on `listen` (a loopback address): the stand-ins, then
+/// the gateway. The caller prints [`walkthrough`] and stops it.
+pub async fn start(listen: SocketAddr) -> Result<Running, DevError> {
     if !listen.ip().is_loopback() {
-        return Err(format!("--dev listens on loopback only, not {listen}"));
+        return Err(DevError::NotLoopback(listen));
     }
     let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
     let bind = |addr| async move {
-        TcpListener::bind(addr)
+        let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("listen {addr}: {e}"))
+            .map_err(|source| DevError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| DevError::Bind { addr, source })?;
+        Ok::<_, DevError>((listener, local))
     };
-    let wechat = bind(loopback(0)).await?;
-    let upstream = bind(loopback(0)).await?;
-    let gateway_listener = bind(listen).await?;
-    let listen = gateway_listener.local_addr().map_err(|e| e.to_string())?;
-    let config = dev_config(
-        listen,
-        wechat.local_addr().map_err(|e| e.to_string())?,
-        upstream.local_addr().map_err(|e| e.to_string())?,
-    )?;
+    let (wechat, wechat_addr) = bind(loopback(0)).await?;
+    let (upstream, upstream_addr) = bind(loopback(0)).await?;
+    let (gateway_listener, listen) = bind(listen).await?;
+    let config = dev_config(listen, wechat_addr, upstream_addr);
     spawn_http(wechat, stand_in_wechat);
     spawn_http(upstream, demo_upstream);
-    let keys = jwks::KeySet::generate(jwks::Alg::ES256, std::time::SystemTime::now())
-        .map_err(|e| e.to_string())?;
+    let keys = jwks::KeySet::generate(jwks::Alg::ES256, std::time::SystemTime::now())?;
     let store = crate::keys::KeyStore::new(keys, &config.tokens.issuer);
-    let gateway = std::sync::Arc::new(crate::server::Gateway::new(&config, store)?);
-    let running = crate::server::serve(gateway_listener, gateway)?;
-    // A closed stdout must not take the gateway down with it.
-    crate::cli::say!("{}", walkthrough(running.addr));
-    tracing::info!(addr = %running.addr, "minigate dev mode listening");
-    crate::cli::shutdown_signal().await;
-    running.stop().await;
-    Ok(())
+    let gateway = std::sync::Arc::new(Gateway::new(&config, store).map_err(DevError::Start)?);
+    crate::server::serve(gateway_listener, gateway).map_err(|source| DevError::Bind {
+        addr: listen,
+        source,
+    })
 }

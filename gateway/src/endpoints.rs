@@ -20,9 +20,11 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::net::IpAddr;
 
+use crate::body::{full, json, Body};
 use crate::config::is_header_safe;
-use crate::error::{full, json, ApiError, Body};
-use crate::server::Gateway;
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::metrics::{Own, SessionOp};
 use crate::sessions::{Redeemed, SessionStore as _};
 use crate::tokens::{random_id, Subject, TokenPair};
 
@@ -32,6 +34,77 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub const MAX_CODE: usize = 256;
 /// `max-age` of the JWKS document: verifiers re-fetch at least this often.
 pub const JWKS_MAX_AGE: u64 = 300;
+
+/// The gateway's own endpoints, matched by exact path before any route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /auth/login`.
+    Login,
+    /// `POST /auth/refresh`.
+    Refresh,
+    /// `POST /auth/logout`.
+    Logout,
+    /// `GET /.well-known/jwks.json`.
+    Jwks,
+    /// `GET /.well-known/openid-configuration`.
+    Discovery,
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET /readyz`.
+    Readyz,
+    /// `GET /metrics`.
+    Metrics,
+}
+
+impl Endpoint {
+    /// The endpoint at exactly `path`, if any.
+    #[inline]
+    pub fn of(path: &str) -> Option<Endpoint> {
+        Some(match path {
+            "/auth/login" => Endpoint::Login,
+            "/auth/refresh" => Endpoint::Refresh,
+            "/auth/logout" => Endpoint::Logout,
+            "/.well-known/jwks.json" => Endpoint::Jwks,
+            "/.well-known/openid-configuration" => Endpoint::Discovery,
+            "/healthz" => Endpoint::Healthz,
+            "/readyz" => Endpoint::Readyz,
+            "/metrics" => Endpoint::Metrics,
+            _ => return None,
+        })
+    }
+
+    /// What its responses are counted under.
+    pub fn counted(self) -> Own {
+        match self {
+            Endpoint::Login => Own::Login,
+            Endpoint::Refresh => Own::Refresh,
+            Endpoint::Logout => Own::Logout,
+            Endpoint::Jwks | Endpoint::Discovery => Own::WellKnown,
+            Endpoint::Healthz | Endpoint::Readyz => Own::Health,
+            Endpoint::Metrics => Own::Metrics,
+        }
+    }
+}
+
+/// Serves one of the gateway's own endpoints; `client` is the request's
+/// client address.
+pub async fn serve(
+    endpoint: Endpoint,
+    gw: &Gateway,
+    req: Request<Incoming>,
+    client: IpAddr,
+) -> Result<Response<Body>, ApiError> {
+    match endpoint {
+        Endpoint::Login => login(gw, req, client).await,
+        Endpoint::Refresh => refresh(gw, req).await,
+        Endpoint::Logout => logout(gw, req).await,
+        Endpoint::Jwks => jwks(gw, &req),
+        Endpoint::Discovery => discovery(gw, &req),
+        Endpoint::Healthz => Ok(healthz()),
+        Endpoint::Readyz => Ok(readyz(gw)),
+        Endpoint::Metrics => metrics(gw, &req),
+    }
+}
 
 fn require(req: &Request<Incoming>, method: Method, allow: &'static str) -> Result<(), ApiError> {
     if req.method() == method {
@@ -73,8 +146,8 @@ fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 /// The session store failed during `op`: counted, and 503.
-fn store_down(gw: &Gateway, op: &str) -> ApiError {
-    gw.metrics.session_error(op);
+fn store_down(gw: &Gateway, op: SessionOp) -> ApiError {
+    gw.metrics.session_errors.increment(op);
     ApiError::SessionsUnavailable
 }
 
@@ -144,16 +217,15 @@ pub async fn login(
     let provider = gw.providers.pick(body.appid.as_deref())?;
     let started = std::time::Instant::now();
     let exchanged = provider.exchange(&code).await;
-    let metrics = gw.metrics.exchange(provider.platform.name());
+    let metrics = gw.metrics.exchange(provider.platform);
     if let Some(m) = metrics {
         m.latency.record(started.elapsed().as_secs_f64());
     }
     let session = exchanged.map_err(|e| {
-        let e = ApiError::from(e);
         if let Some(m) = metrics {
-            m.error(e.code());
+            m.errors.increment(e);
         }
-        e
+        ApiError::from(e)
     })?;
     let subject = Subject {
         openid: session.openid,
@@ -167,7 +239,7 @@ pub async fn login(
     gw.sessions
         .begin(&sid, &refresh_jti, gw.tokens.refresh_ttl())
         .await
-        .map_err(|_| store_down(gw, "login"))?;
+        .map_err(|_| store_down(gw, SessionOp::Login))?;
     let pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
     tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, "login");
     Ok(token_response(&pair))
@@ -197,7 +269,7 @@ async fn refresh_token_of(
     let token = parse_refresh(&read_body(gw, req).await?)?;
     gw.tokens
         .verify_refresh(&token)
-        .map_err(ApiError::InvalidGrant)
+        .map_err(|e| ApiError::InvalidGrant(e.message()))
 }
 
 /// `POST /auth/refresh`: a verified refresh token, redeemed once, buys a new
@@ -209,7 +281,7 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
         .sessions
         .redeem(&old.sid, &old.jti, &next_jti, gw.tokens.refresh_ttl())
         .await
-        .map_err(|_| store_down(gw, "refresh"))?;
+        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
     match outcome {
         Redeemed::Rotated => {
             let pair = gw.tokens.issue(&old.subject, &old.sid, next_jti)?;
@@ -235,7 +307,7 @@ pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
     gw.sessions
         .revoke(&old.sid, gw.tokens.refresh_ttl())
         .await
-        .map_err(|_| store_down(gw, "logout"))?;
+        .map_err(|_| store_down(gw, SessionOp::Logout))?;
     tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "logout");
     let mut res = full(StatusCode::NO_CONTENT, "application/json", Bytes::new());
     res.headers_mut().remove(http::header::CONTENT_TYPE);
@@ -244,14 +316,21 @@ pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
     Ok(res)
 }
 
+/// GET or HEAD only, for the documents and metrics.
+fn require_get(req: &Request<Incoming>) -> Result<(), ApiError> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed("GET, HEAD"))
+    }
+}
+
 fn document(
     req: &Request<Incoming>,
     body: Bytes,
     max_age: u64,
 ) -> Result<Response<Body>, ApiError> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Err(ApiError::MethodNotAllowed("GET, HEAD"));
-    }
+    require_get(req)?;
     let mut res = full(StatusCode::OK, "application/json", body);
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         res.headers_mut().insert(CACHE_CONTROL, v);
@@ -275,9 +354,7 @@ pub fn discovery(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>
 
 /// `GET /metrics`: the Prometheus text exposition.
 pub fn metrics(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Err(ApiError::MethodNotAllowed("GET, HEAD"));
-    }
+    require_get(req)?;
     let body = gw.metrics.render(gw.tokens.keys());
     let mut res = full(StatusCode::OK, "text/plain; version=0.0.4", body);
     res.headers_mut()

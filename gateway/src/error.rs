@@ -5,35 +5,11 @@
 //! the same JSON `{"error", "error_description"}`. Descriptions are fixed text
 //! chosen here: nothing a client or a provider sent is echoed back.
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
-use http_body_util::{Either, Full};
 
-use crate::proxy::UpstreamBody;
-
-/// The body of every response: an upstream's streamed body, or one of ours.
-pub type Body = Either<UpstreamBody, Full<Bytes>>;
-
-/// A response made by the gateway itself.
-pub fn full(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
-    let mut res = Response::new(Either::Right(Full::new(body.into())));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    res
-}
-
-/// A JSON response made by the gateway itself.
-pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
-    // Serializing our own response structs cannot fail.
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    full(status, "application/json", body)
-}
+use crate::body::{json, Body};
+use crate::tokens::TokenError;
 
 /// An error from the contract's table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +45,10 @@ pub enum ApiError {
     /// 401 without a token on a route that needs one.
     MissingToken,
     /// 401 invalid_token: a bad access token.
-    InvalidToken(&'static str),
+    InvalidToken(TokenError),
+    /// 429 rate_limited: this client address has too many requests (or
+    /// tunnels) open at once.
+    TooManyInFlight,
     /// 404 not_found: no route.
     NotFound,
     /// 502 bad_gateway: the upstream is unreachable or broke off.
@@ -92,7 +71,9 @@ impl ApiError {
             }
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::RateLimited(_) | ApiError::TooManyLogins(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::TooManyLogins(_) | ApiError::TooManyInFlight => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RiskyUser => StatusCode::FORBIDDEN,
@@ -113,7 +94,9 @@ impl ApiError {
             | ApiError::MethodNotAllowed(_)
             | ApiError::BodyTimeout => "invalid_request",
             ApiError::InvalidCode => "invalid_code",
-            ApiError::RateLimited(_) | ApiError::TooManyLogins(_) => "rate_limited",
+            ApiError::RateLimited(_) | ApiError::TooManyLogins(_) | ApiError::TooManyInFlight => {
+                "rate_limited"
+            }
             ApiError::SessionsUnavailable => "temporarily_unavailable",
             ApiError::RiskyUser => "risky_user",
             ApiError::ProviderUnavailable => "provider_unavailable",
@@ -132,9 +115,9 @@ impl ApiError {
     /// The human-readable `error_description`.
     pub fn description(&self) -> &'static str {
         match self {
-            ApiError::InvalidRequest(d) | ApiError::InvalidGrant(d) | ApiError::InvalidToken(d) => {
-                d
-            }
+            ApiError::InvalidRequest(d) | ApiError::InvalidGrant(d) => d,
+            ApiError::InvalidToken(e) => e.message(),
+            ApiError::TooManyInFlight => "too many requests open from this client, retry later",
             ApiError::MethodNotAllowed(_) => "method not allowed on this endpoint",
             ApiError::TooLarge => "request body too large",
             ApiError::InvalidCode => "the login code is invalid or was already used",
@@ -173,10 +156,12 @@ impl ApiError {
             ApiError::MissingToken => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
             }
-            ApiError::InvalidToken(d) => {
+            ApiError::InvalidToken(e) => {
                 // Descriptions are our own constants: plain ASCII without quotes.
-                let challenge =
-                    format!("{REALM}, error=\"invalid_token\", error_description=\"{d}\"");
+                let challenge = format!(
+                    "{REALM}, error=\"invalid_token\", error_description=\"{}\"",
+                    e.message()
+                );
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     headers.insert(WWW_AUTHENTICATE, v);
                 }
@@ -184,7 +169,7 @@ impl ApiError {
             ApiError::RateLimited(secs) | ApiError::TooManyLogins(secs) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(secs));
             }
-            ApiError::SessionsUnavailable => {
+            ApiError::SessionsUnavailable | ApiError::TooManyInFlight => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::MethodNotAllowed(allow) => {

@@ -181,10 +181,12 @@ impl KeyStore {
                 Reload::Replaced
             }
             Err(e) => {
-                let reason = e.to_string();
+                // The path is for the operator's log; readiness shows the
+                // reason alone.
+                let reason = e.reason();
                 if source.last_error.as_deref() != Some(reason.as_str()) {
                     self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %reason, "key set reload refused; still serving the previous set");
+                    tracing::error!(error = %e, "key set reload refused; still serving the previous set");
                     source.last_error = Some(reason.clone());
                 }
                 Reload::Refused(reason)

@@ -1,24 +1,35 @@
 //! minigate: the auth gateway for mini-program backends.
 //!
-//! A request's path through the gateway reads top to bottom through these
-//! modules: [`server`] accepts and dispatches; [`routes`] picks the upstream;
-//! [`auth`] applies the route's policy using [`tokens`]; [`proxy`] rewrites
-//! headers, forwards and streams back. Logins, refreshes and logouts are
-//! served by [`endpoints`], with [`providers`] doing the code exchange,
-//! [`sessions`] remembering which refresh token may be redeemed next, and
-//! [`limits`] keeping one client from burning the app's login quota.
-//! [`config`] turns the TOML file into checked values, [`keys`] holds the key
-//! set, and [`cli`] and [`dev`] are the two ways to start it all.
+//! The path of a request reads top to bottom in [`pipeline`]: classify →
+//! admit → authenticate → rewrite → forward → log. [`server`] is the
+//! listener that feeds it (accept, TLS, HTTP/1 or 2, drain), and
+//! [`gateway`] the shared state it reads. Along the way [`routes`] picks
+//! the upstream and refuses paths an upstream could misread, [`auth`]
+//! applies the route's policy using [`tokens`], [`proxy`] rewrites headers
+//! and forwards, [`body`] watches the bodies that stream both ways and
+//! [`tunnel`] relays WebSockets.
+//!
+//! Logins, refreshes and logouts are served by [`endpoints`], with
+//! [`providers`] doing the code exchange, [`sessions`] remembering which
+//! refresh token may be redeemed next, and [`limits`] keeping one client
+//! from burning the app's login quota or holding every slot. [`config`]
+//! turns the TOML file into checked values, [`keys`] holds the key set,
+//! [`tls`] the certificate, [`metrics`] every series, [`error`] the
+//! contract's error table, and [`cli`] and [`dev`] are the two ways to
+//! start it all.
 
 pub mod auth;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod endpoints;
 pub mod error;
+pub mod gateway;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod pipeline;
 pub mod providers;
 pub mod proxy;
 pub mod routes;

@@ -8,14 +8,16 @@
 //! rendered fresh from the key store at each scrape instead of being kept
 //! as series that would go stale.
 
+use metrics::{Counter, Gauge, Histogram, Key, Level, Metadata, Recorder as _};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder as _};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-
+use crate::config::Platform;
 use crate::keys::KeyStore;
+use crate::providers::ExchangeError;
+use crate::tls::TlsReload;
+use crate::tokens::TokenError;
 
 static META: Metadata<'static> = Metadata::new("minigate", Level::INFO, Some("minigate"));
 
@@ -24,37 +26,214 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Why an access token was refused, as a label. The verifier's messages are
-/// fixed sentences; each maps to one short reason.
-pub const AUTH_REASONS: [(&str, &str); 15] = [
-    ("a bearer token is required", "missing"),
-    ("token expired", "expired"),
-    ("bad signature", "bad_signature"),
-    ("wrong audience", "wrong_audience"),
-    ("wrong issuer", "wrong_issuer"),
-    ("unknown signing key", "unknown_kid"),
-    ("algorithm not allowed", "bad_alg"),
-    ("malformed token", "malformed"),
-    ("wrong token type", "wrong_type"),
-    ("unsupported token header", "forbidden_header"),
-    ("token too large", "too_large"),
-    ("invalid claims", "invalid_claims"),
-    ("token not yet valid", "not_yet_valid"),
-    ("token issued in the future", "issued_in_future"),
-    ("", "other"),
-];
+/// A closed set of label values: every metric keyed by one registers a
+/// series per value at start-up, and counting is an index into them. No
+/// label is ever made from a string at run time.
+pub trait Label: Copy + Eq + 'static {
+    /// Every value that is counted.
+    const ALL: &'static [Self];
+    /// The label value.
+    fn label(self) -> &'static str;
+}
+
+/// One counter per value of `L`.
+pub struct Counters<L> {
+    by: Vec<Counter>,
+    _label: std::marker::PhantomData<L>,
+}
+
+impl<L: Label> Counters<L> {
+    /// The counter of `value`; values outside `L::ALL` are not counted.
+    #[inline]
+    pub fn get(&self, value: L) -> Option<&Counter> {
+        L::ALL
+            .iter()
+            .position(|v| *v == value)
+            .and_then(|i| self.by.get(i))
+    }
+
+    /// Counts one `value`.
+    #[inline]
+    pub fn increment(&self, value: L) {
+        if let Some(c) = self.get(value) {
+            c.increment(1);
+        }
+    }
+}
 
 /// The gateway's own endpoints, as route labels.
-pub const ENDPOINTS: [&str; 8] = [
-    "/auth/login",
-    "/auth/refresh",
-    "/auth/logout",
-    "/.well-known/*",
-    "/healthz+readyz",
-    "/metrics",
-    "unmatched",
-    "refused-path",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Own {
+    /// `/auth/login`.
+    Login,
+    /// `/auth/refresh`.
+    Refresh,
+    /// `/auth/logout`.
+    Logout,
+    /// The JWKS and discovery documents.
+    WellKnown,
+    /// `/healthz` and `/readyz`.
+    Health,
+    /// `/metrics`.
+    Metrics,
+    /// A path no route matches.
+    Unmatched,
+    /// A path refused before routing (dot segments, encoded separators).
+    RefusedPath,
+    /// A request refused before routing for its head (Host, target) or its
+    /// client (too many in flight).
+    RefusedRequest,
+}
+
+impl Label for Own {
+    const ALL: &'static [Own] = &[
+        Own::Login,
+        Own::Refresh,
+        Own::Logout,
+        Own::WellKnown,
+        Own::Health,
+        Own::Metrics,
+        Own::Unmatched,
+        Own::RefusedPath,
+        Own::RefusedRequest,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Own::Login => "/auth/login",
+            Own::Refresh => "/auth/refresh",
+            Own::Logout => "/auth/logout",
+            Own::WellKnown => "/.well-known/*",
+            Own::Health => "/healthz+readyz",
+            Own::Metrics => "/metrics",
+            Own::Unmatched => "unmatched",
+            Own::RefusedPath => "refused-path",
+            Own::RefusedRequest => "refused-request",
+        }
+    }
+}
+
+/// Why authentication failed: no token, or the token's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No bearer token on a route that needs one.
+    Missing,
+    /// A token that did not verify.
+    Token(TokenError),
+}
+
+impl Label for AuthFailure {
+    const ALL: &'static [AuthFailure] = &{
+        let mut all = [AuthFailure::Missing; 1 + TokenError::ALL.len()];
+        let mut i = 0;
+        while i < TokenError::ALL.len() {
+            all[i + 1] = AuthFailure::Token(TokenError::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+    fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Token(e) => e.reason(),
+        }
+    }
+}
+
+/// Requests or connections the gateway refused or ended to protect itself
+/// or an upstream, by what it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A request header dropped for the `_` in its name.
+    HeaderDropped,
+    /// A path refused (dot segments, encoded separators, `..;`).
+    PathRefused,
+    /// A request refused for its head (not one Host, userinfo in the target).
+    BadRequestHead,
+    /// A proxied request body that stalled past `proxy_body_timeout`.
+    SlowBody,
+    /// A client that stopped reading its response for `send_timeout`.
+    SlowReader,
+    /// A client over `max_requests_per_ip`.
+    PerIpCap,
+    /// A WebSocket tunnel closed after `tunnel_idle_timeout`.
+    TunnelIdle,
+    /// A WebSocket handshake over `max_tunnels_per_user`.
+    TunnelCap,
+}
+
+impl Label for Refusal {
+    const ALL: &'static [Refusal] = &[
+        Refusal::HeaderDropped,
+        Refusal::PathRefused,
+        Refusal::BadRequestHead,
+        Refusal::SlowBody,
+        Refusal::SlowReader,
+        Refusal::PerIpCap,
+        Refusal::TunnelIdle,
+        Refusal::TunnelCap,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::HeaderDropped => "header_dropped",
+            Refusal::PathRefused => "path_refused",
+            Refusal::BadRequestHead => "bad_request_head",
+            Refusal::SlowBody => "slow_body",
+            Refusal::SlowReader => "slow_reader",
+            Refusal::PerIpCap => "per_ip_cap",
+            Refusal::TunnelIdle => "tunnel_idle",
+            Refusal::TunnelCap => "tunnel_cap",
+        }
+    }
+}
+
+/// The session store operations whose failures are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionOp {
+    /// Recording a new session.
+    Login,
+    /// Redeeming a refresh token.
+    Refresh,
+    /// Revoking a session.
+    Logout,
+}
+
+impl Label for SessionOp {
+    const ALL: &'static [SessionOp] = &[SessionOp::Login, SessionOp::Refresh, SessionOp::Logout];
+    fn label(self) -> &'static str {
+        match self {
+            SessionOp::Login => "login",
+            SessionOp::Refresh => "refresh",
+            SessionOp::Logout => "logout",
+        }
+    }
+}
+
+impl Label for TlsReload {
+    // Unchanged is the common case and not counted.
+    const ALL: &'static [TlsReload] = &[TlsReload::Replaced, TlsReload::Refused];
+    fn label(self) -> &'static str {
+        match self {
+            TlsReload::Replaced => "replaced",
+            TlsReload::Refused => "refused",
+            TlsReload::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl Label for ExchangeError {
+    const ALL: &'static [ExchangeError] = &[
+        ExchangeError::InvalidCode,
+        ExchangeError::RateLimited,
+        ExchangeError::RiskyUser,
+        ExchangeError::Unavailable,
+        ExchangeError::Timeout,
+        ExchangeError::Unusable,
+    ];
+    /// The contract's error code.
+    fn label(self) -> &'static str {
+        crate::error::ApiError::from(self).code()
+    }
+}
 
 /// Counters of one route: responses by status class (1xx..5xx), and the
 /// upstream's time to response head.
@@ -81,38 +260,39 @@ impl RouteMetrics {
 pub struct ExchangeMetrics {
     /// Time of each exchange, whatever its outcome.
     pub latency: Histogram,
-    errors: Vec<(&'static str, Counter)>,
+    /// Failed exchanges, by the contract's error code.
+    pub errors: Counters<ExchangeError>,
 }
 
-impl ExchangeMetrics {
-    /// Counts a failed exchange by the contract's error code.
-    pub fn error(&self, code: &str) {
-        if let Some((_, c)) = self.errors.iter().find(|(k, _)| *k == code) {
-            c.increment(1);
-        }
+impl<L> std::fmt::Debug for Counters<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters").finish_non_exhaustive()
     }
 }
 
 /// Every series of one gateway.
 pub struct Metrics {
-    recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     /// By proxied route, in the order of the route table's config.
-    pub routes: Vec<RouteMetrics>,
-    /// By own endpoint, in the order of [`ENDPOINTS`].
-    pub endpoints: Vec<RouteMetrics>,
-    auth_failures: Vec<Counter>,
+    routes: Vec<RouteMetrics>,
+    /// By own endpoint, in the order of [`Own::ALL`].
+    endpoints: Vec<RouteMetrics>,
+    /// Refused access tokens, by reason.
+    pub auth_failures: Counters<AuthFailure>,
+    /// What the gateway refused or ended to protect itself.
+    pub refusals: Counters<Refusal>,
     /// Requests that passed authentication with a token.
     pub auth_ok: Counter,
     /// Verified-token cache hits.
     pub cache_hits: Counter,
     /// Verified-token cache misses (full verifications).
     pub cache_misses: Counter,
-    /// By platform name.
-    pub exchanges: Vec<(&'static str, ExchangeMetrics)>,
-    session_errors: [Counter; 3],
-    /// TLS certificate reloads: replaced, refused.
-    pub tls_reloads: [Counter; 2],
+    /// By platform.
+    exchanges: Vec<(Platform, ExchangeMetrics)>,
+    /// Session store failures, by operation.
+    pub session_errors: Counters<SessionOp>,
+    /// TLS certificate reloads, by outcome.
+    pub tls_reloads: Counters<TlsReload>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,28 +301,18 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// The contract's provider error codes, as exchange error labels.
-const EXCHANGE_ERRORS: [&str; 6] = [
-    "invalid_code",
-    "rate_limited",
-    "risky_user",
-    "provider_unavailable",
-    "provider_timeout",
-    "provider_error",
-];
-
 impl Metrics {
     /// Registers every series for these route prefixes and platforms.
-    pub fn new(route_prefixes: &[&str], platforms: &[&'static str]) -> Metrics {
+    pub fn new(route_prefixes: &[&str], platforms: &[Platform]) -> Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&BUCKETS)
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
-        let counter = |name: &'static str, labels: Vec<Label>| {
+        let counter = |name: &'static str, labels: Vec<metrics::Label>| {
             recorder.register_counter(&Key::from_parts(name, labels), &META)
         };
-        let histogram = |name: &'static str, labels: Vec<Label>| {
+        let histogram = |name: &'static str, labels: Vec<metrics::Label>| {
             recorder.register_histogram(&Key::from_parts(name, labels), &META)
         };
         let route = |label: &str, proxied: bool| RouteMetrics {
@@ -150,15 +320,15 @@ impl Metrics {
                 counter(
                     "minigate_requests_total",
                     vec![
-                        Label::new("route", label.to_owned()),
-                        Label::new("class", class),
+                        metrics::Label::new("route", label.to_owned()),
+                        metrics::Label::new("class", class),
                     ],
                 )
             }),
             upstream: if proxied {
                 histogram(
                     "minigate_upstream_duration_seconds",
-                    vec![Label::new("route", label.to_owned())],
+                    vec![metrics::Label::new("route", label.to_owned())],
                 )
             } else {
                 Histogram::noop()
@@ -167,7 +337,7 @@ impl Metrics {
                 recorder.register_gauge(
                     &Key::from_parts(
                         "minigate_websocket_tunnels",
-                        vec![Label::new("route", label.to_owned())],
+                        vec![metrics::Label::new("route", label.to_owned())],
                     ),
                     &META,
                 )
@@ -175,92 +345,91 @@ impl Metrics {
                 Gauge::noop()
             },
         };
+        fn by<L: Label>(
+            counter: impl Fn(&'static str, Vec<metrics::Label>) -> Counter,
+            name: &'static str,
+            key: &'static str,
+            extra: &[metrics::Label],
+        ) -> Counters<L> {
+            let by = L::ALL
+                .iter()
+                .map(|v| {
+                    let mut labels = extra.to_vec();
+                    labels.push(metrics::Label::new(key, v.label()));
+                    counter(name, labels)
+                })
+                .collect();
+            Counters {
+                by,
+                _label: std::marker::PhantomData,
+            }
+        }
         let routes = route_prefixes.iter().map(|p| route(p, true)).collect();
-        let endpoints = ENDPOINTS.iter().map(|e| route(e, false)).collect();
-        let auth_failures = AUTH_REASONS
-            .iter()
-            .map(|(_, reason)| {
-                counter(
-                    "minigate_auth_failures_total",
-                    vec![Label::new("reason", *reason)],
-                )
-            })
-            .collect();
+        let endpoints = Own::ALL.iter().map(|e| route(e.label(), false)).collect();
+        let auth_failures = by(counter, "minigate_auth_failures_total", "reason", &[]);
+        let refusals = by(counter, "minigate_refused_total", "reason", &[]);
         let exchanges = platforms
             .iter()
             .map(|p| {
-                let platform = || Label::new("platform", *p);
+                let platform = metrics::Label::new("platform", p.name());
                 let m = ExchangeMetrics {
-                    latency: histogram("minigate_code_exchange_duration_seconds", vec![platform()]),
-                    errors: EXCHANGE_ERRORS
-                        .iter()
-                        .map(|e| {
-                            let labels = vec![platform(), Label::new("error", *e)];
-                            (*e, counter("minigate_code_exchange_errors_total", labels))
-                        })
-                        .collect(),
+                    latency: histogram(
+                        "minigate_code_exchange_duration_seconds",
+                        vec![platform.clone()],
+                    ),
+                    errors: by(
+                        counter,
+                        "minigate_code_exchange_errors_total",
+                        "error",
+                        &[platform],
+                    ),
                 };
                 (*p, m)
             })
             .collect();
-        let session_errors = ["login", "refresh", "logout"].map(|op| {
-            counter(
-                "minigate_session_store_errors_total",
-                vec![Label::new("op", op)],
-            )
-        });
-        let tls_reloads = ["replaced", "refused"].map(|outcome| {
-            counter(
-                "minigate_tls_reloads_total",
-                vec![Label::new("outcome", outcome)],
-            )
-        });
+        let session_errors = by(counter, "minigate_session_store_errors_total", "op", &[]);
+        let tls_reloads = by(counter, "minigate_tls_reloads_total", "outcome", &[]);
         Metrics {
             tls_reloads,
             auth_ok: counter("minigate_auth_success_total", vec![]),
             cache_hits: counter("minigate_token_cache_hits_total", vec![]),
             cache_misses: counter("minigate_token_cache_misses_total", vec![]),
-            recorder,
             handle,
             routes,
             endpoints,
             auth_failures,
+            refusals,
             exchanges,
             session_errors,
         }
     }
 
-    /// Counts a refused access token by the verifier's message.
-    pub fn auth_failure(&self, message: &str) {
-        let i = AUTH_REASONS
-            .iter()
-            .position(|(m, _)| *m == message)
-            .unwrap_or(AUTH_REASONS.len() - 1);
-        self.auth_failures[i].increment(1);
+    /// The counters of the route at `index` of the route table's config.
+    #[inline]
+    pub fn route(&self, index: usize) -> &RouteMetrics {
+        self.routes
+            .get(index)
+            .unwrap_or_else(|| self.own(Own::Unmatched))
+    }
+
+    /// The counters of one of the gateway's own endpoints.
+    #[inline]
+    pub fn own(&self, endpoint: Own) -> &RouteMetrics {
+        let i = Own::ALL.iter().position(|e| *e == endpoint).unwrap_or(0);
+        &self.endpoints[i]
     }
 
     /// The exchange metrics of `platform`.
-    pub fn exchange(&self, platform: &str) -> Option<&ExchangeMetrics> {
+    pub fn exchange(&self, platform: Platform) -> Option<&ExchangeMetrics> {
         self.exchanges
             .iter()
             .find(|(p, _)| *p == platform)
             .map(|(_, m)| m)
     }
 
-    /// Counts a session store failure during `op` (login, refresh, logout).
-    pub fn session_error(&self, op: &str) {
-        let i = match op {
-            "login" => 0,
-            "refresh" => 1,
-            _ => 2,
-        };
-        self.session_errors[i].increment(1);
-    }
-
     /// The whole exposition: every registered series, then the key set as
     /// it is loaded now.
     pub fn render(&self, keys: &KeyStore) -> String {
-        let _ = &self.recorder;
         let mut out = self.handle.render();
         let loaded = keys.load();
         let _ = writeln!(
@@ -285,10 +454,4 @@ impl Metrics {
         }
         out
     }
-}
-
-/// Seconds, for histograms.
-#[inline]
-pub fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
 }

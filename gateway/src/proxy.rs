@@ -3,39 +3,48 @@
 //!
 //! Upstreams trust the `X-Auth-*` headers, so every incoming header with that
 //! prefix is removed on every route before the gateway adds its own, and
-//! nothing a client sends can pose as an identity. Bodies are never buffered:
-//! the request body is handed to the upstream connection as a stream and the
-//! upstream's body is handed back to the client the same way, so memory stays
-//! flat whatever the size of an upload or download.
+//! nothing a client sends can pose as an identity. Servers built on CGI's
+//! conventions (WSGI, Rack) read `_` and `-` in a header name as the same
+//! character, so a name with `_` is dropped too ([`drop_underscored`]):
+//! `X_Auth_Subject` would otherwise reach them as `HTTP_X_AUTH_SUBJECT`.
+//! The same goes for what says where a request came from: `X-Forwarded-For`
+//! is believed only from `trusted_proxies`, and `X-Real-IP` and `Forwarded`
+//! are the gateway's to set.
+//!
+//! Bodies are never buffered: the request body is handed to the upstream
+//! connection as a stream and the upstream's body is handed back to the
+//! client the same way, so memory stays flat whatever the size of an upload
+//! or download. Both are watched ([`crate::body`]) so that a client that
+//! stalls either one frees the upstream slot it holds.
 
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::error::{ApiError, Body};
-use crate::metrics::RouteMetrics;
+use crate::body::{Body, ClientBodyError, RequestBody, UpstreamBody};
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::limits::InFlight;
+use crate::metrics::{Counters, Refusal, RouteMetrics};
 use crate::routes::Route;
 use crate::tokens::Identity;
-use crate::tunnel::{self, Lease};
+use crate::tunnel::{self, Lease, TunnelPlace};
 
 /// `X-Request-Id`: kept if the client's is sane, else generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -157,11 +166,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// The client's address, with its `X-Forwarded-For` form made once per
-/// connection rather than formatted on every request.
+/// A client's address, with its header form made once rather than
+/// formatted on every request.
 #[derive(Debug, Clone)]
 pub struct ClientAddr {
-    /// The TCP peer's IP.
+    /// The IP.
     pub ip: IpAddr,
     /// The same, as a header value.
     pub header: HeaderValue,
@@ -181,6 +190,14 @@ impl ClientAddr {
         }
     }
 
+    /// The client behind a trusted proxy, on this connection's scheme.
+    fn forwarded(&self, ip: IpAddr) -> ClientAddr {
+        ClientAddr {
+            proto: self.proto.clone(),
+            ..ClientAddr::new(ip)
+        }
+    }
+
     /// The same, for a connection that came over TLS.
     pub fn over_tls(self) -> ClientAddr {
         ClientAddr {
@@ -193,7 +210,7 @@ impl ClientAddr {
 /// One client connection, as each of its requests sees it.
 #[derive(Debug)]
 pub struct Conn {
-    /// Who is at the other end.
+    /// The TCP peer.
     pub addr: ClientAddr,
     /// Its connection slot, handed on to any tunnel it opens.
     pub lease: Arc<Lease>,
@@ -223,19 +240,86 @@ pub fn request_id(headers: &HeaderMap, ids: &RequestIds) -> HeaderValue {
     }
 }
 
+/// The client address of a request (the contract's rule): the TCP peer,
+/// unless the peer is a trusted proxy; then the right-most address of
+/// `X-Forwarded-For` that is not itself trusted. `None` means the peer.
+pub fn client_behind(
+    peer: &ClientAddr,
+    headers: &HeaderMap,
+    server: &ServerConfig,
+) -> Option<ClientAddr> {
+    if !server.is_trusted(peer.ip) {
+        return None;
+    }
+    let mut client = None;
+    // Fields are read right to left across every X-Forwarded-For line.
+    let lines: Vec<&HeaderValue> = headers.get_all(FORWARDED_FOR).iter().collect();
+    for line in lines.into_iter().rev() {
+        let Ok(line) = line.to_str() else { break };
+        for hop in line.rsplit(',') {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                // Not an address: the hop to its right is as far as the
+                // chain can be believed.
+                return client;
+            };
+            client = Some(peer.forwarded(ip));
+            if !server.is_trusted(ip) {
+                return client;
+            }
+        }
+    }
+    client
+}
+
+/// Drops every request header whose name holds `_` (with
+/// `underscores_in_headers`, only those that read, `_` as `-`, as a header
+/// the gateway owns). Returns how many were dropped.
+pub fn drop_underscored(headers: &mut HeaderMap, allow_underscores: bool) -> usize {
+    if !headers.keys().any(|k| k.as_str().contains('_')) {
+        return 0;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_') && (!allow_underscores || owned_as_dashed(k.as_str())))
+        .cloned()
+        .collect();
+    let n = doomed.len();
+    for name in doomed {
+        headers.remove(name);
+    }
+    n
+}
+
+/// Is `name`, read with `_` as `-`, one of the headers the gateway owns?
+fn owned_as_dashed(name: &str) -> bool {
+    let dashed = name.replace('_', "-");
+    dashed.starts_with("x-auth-")
+        || dashed.starts_with("x-forwarded-")
+        || matches!(dashed.as_str(), "x-request-id" | "x-real-ip" | "forwarded")
+}
+
 /// Rewrites a request's headers for the upstream: drops hop-by-hop and every
-/// `x-auth-*` header, adds the identity, `X-Request-Id` and `X-Forwarded-*`.
+/// `x-auth-*` header, `X-Real-IP` and `Forwarded`; adds the identity,
+/// `X-Request-Id`, `X-Forwarded-*` and `X-Real-IP`. `client` is the request's
+/// client address, `None` when it is the peer itself.
 pub fn rewrite_request_headers(
     headers: &mut HeaderMap,
     identity: Option<&Identity>,
-    client: &ClientAddr,
+    peer: &ClientAddr,
+    client: Option<&ClientAddr>,
     request_id: &HeaderValue,
 ) {
     remove_hop_by_hop(headers);
-    if headers.keys().any(|k| k.as_str().starts_with("x-auth-")) {
+    if headers.keys().any(|k| {
+        let k = k.as_str();
+        k.starts_with("x-auth-") || k == "x-real-ip" || k == "forwarded"
+    }) {
         let spoofed: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| k.as_str().starts_with("x-auth-"))
+            .filter(|k| {
+                let k = k.as_str();
+                k.starts_with("x-auth-") || k == "x-real-ip" || k == "forwarded"
+            })
             .cloned()
             .collect();
         for name in spoofed {
@@ -248,16 +332,23 @@ pub fn rewrite_request_headers(
         }
     }
     headers.insert(REQUEST_ID, request_id.clone());
-    let forwarded_for = match headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => {
-            HeaderValue::from_str(&format!("{prior}, {}", client.ip)).ok()
+    // From a trusted proxy the chain goes on with the peer appended; from
+    // anyone else it starts here, with the client alone.
+    let forwarded_for = match client {
+        Some(_) => {
+            let prior: Vec<&str> = headers
+                .get_all(FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let chain = format!("{}, {}", prior.join(", "), peer.ip);
+            HeaderValue::from_str(&chain).unwrap_or_else(|_| peer.header.clone())
         }
-        _ => Some(client.header.clone()),
+        None => peer.header.clone(),
     };
-    if let Some(v) = forwarded_for {
-        headers.insert(FORWARDED_FOR, v);
-    }
-    headers.insert(FORWARDED_PROTO, client.proto.clone());
+    headers.insert(FORWARDED_FOR, forwarded_for);
+    headers.insert(REAL_IP, client.unwrap_or(peer).header.clone());
+    headers.insert(FORWARDED_PROTO, peer.proto.clone());
     match headers.get(header::HOST).cloned() {
         Some(host) => {
             headers.insert(FORWARDED_HOST, host);
@@ -268,43 +359,50 @@ pub fn rewrite_request_headers(
     }
 }
 
-/// An upstream's response body, streamed to the client as it comes. It
-/// holds one of its upstream's connection slots until hyper drops it (read
-/// to the end, or abandoned by a client that went away): the upstream
-/// connection is busy until then.
-#[derive(Debug)]
-pub struct UpstreamBody {
-    inner: Incoming,
-    _slot: Option<OwnedSemaphorePermit>,
+/// HTTP/2 lets a client split `cookie` into several fields; an HTTP/1.1
+/// upstream must get them as one, joined with `; ` (RFC 9113 8.2.3).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut all = headers.get_all(header::COOKIE).iter();
+    if all.next().is_none() || all.next().is_none() {
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for v in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
 }
 
-impl hyper::body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    #[inline]
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    #[inline]
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    #[inline]
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+/// What a proxied request holds besides itself, handed to [`Proxy::forward`].
+#[derive(Debug)]
+pub struct Forward<'a> {
+    /// The route.
+    pub route: &'a Route,
+    /// The connection's slot, handed on to a tunnel.
+    pub lease: &'a Arc<Lease>,
+    /// The client's in-flight place, held until the response body is done.
+    pub in_flight: Option<InFlight>,
+    /// A WebSocket handshake's `Upgrade` value and its tunnel place.
+    pub upgrade: Option<(HeaderValue, Option<TunnelPlace>)>,
+    /// The route's counters.
+    pub metrics: &'a RouteMetrics,
+    /// Where a stalled or broken client body is counted.
+    pub refusals: &'a Counters<Refusal>,
+    /// `proxy_body_timeout`.
+    pub body_gap: Duration,
+    /// `tunnel_idle_timeout`.
+    pub tunnel_idle: Duration,
 }
 
 /// The upstream client: pooled keep-alive HTTP/1.1 connections.
 #[derive(Debug)]
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, RequestBody>,
     ids: RequestIds,
 }
 
@@ -330,43 +428,25 @@ impl Proxy {
         &self.ids
     }
 
-    /// Forwards `req` to `route`'s upstream and streams the answer back.
-    pub async fn forward(
-        &self,
-        route: &Route,
-        mut req: Request<Incoming>,
-        identity: Option<&Identity>,
-        conn: &Conn,
-        request_id: &HeaderValue,
-        metrics: &RouteMetrics,
-    ) -> Response<Body> {
-        // HTTP/2 carries the host as :authority; the HTTP/1.1 upstream
-        // gets it as Host, as a client speaking HTTP/1.1 would have sent.
-        if !req.headers().contains_key(header::HOST) {
-            if let Some(host) = req
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                req.headers_mut().insert(header::HOST, host);
-            }
+    /// Forwards `req` (its headers already rewritten) to the route's
+    /// upstream and streams the answer back.
+    pub async fn forward(&self, req: Request<Incoming>, f: Forward<'_>) -> Response<Body> {
+        let route = f.route;
+        let (mut parts, body) = req.into_parts();
+        if let Some((upgrade, _)) = &f.upgrade {
+            tunnel::mark_upgrade(&mut parts.headers, upgrade.clone());
         }
-        // Taken before the rewrite drops `Upgrade` as hop-by-hop.
-        let upgrade = tunnel::websocket_upgrade(req.version(), req.headers());
-        rewrite_request_headers(req.headers_mut(), identity, &conn.addr, request_id);
-        let client_side = upgrade.as_ref().map(|upgrade| {
-            tunnel::mark_upgrade(req.headers_mut(), upgrade.clone());
-            hyper::upgrade::on(&mut req)
-        });
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(route.scheme.clone());
-        parts.authority = Some(route.authority.clone());
-        parts.path_and_query = req.uri().path_and_query().cloned();
-        match Uri::from_parts(parts) {
-            Ok(uri) => *req.uri_mut() = uri,
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(route.scheme.clone());
+        uri.authority = Some(route.authority.clone());
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        match Uri::from_parts(uri) {
+            Ok(uri) => parts.uri = uri,
             Err(_) => return ApiError::InvalidRequest("bad request target").into_response(),
         }
-        *req.version_mut() = Version::HTTP_11;
+        parts.version = Version::HTTP_11;
+        let mut req = Request::from_parts(parts, RequestBody::new(body, f.body_gap));
+        let client_side = f.upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let start = std::time::Instant::now();
         // Waiting for a slot counts against the route's timeout, like the
         // wait for the answer. (The slots are never closed: `ok()` is
@@ -379,29 +459,44 @@ impl Proxy {
         let (slot, mut res) = match sent {
             Ok(Ok(sent)) => sent,
             Ok(Err(e)) => {
-                tracing::warn!(upstream = %route.authority, error = %e, "upstream request failed");
-                return ApiError::BadGateway.into_response();
+                return match ClientBodyError::find(&e) {
+                    Some(ClientBodyError::Stalled) => {
+                        f.refusals.increment(Refusal::SlowBody);
+                        tracing::info!(upstream = %route.authority, "client stopped sending the request body");
+                        ApiError::BodyTimeout.into_response()
+                    }
+                    Some(ClientBodyError::Broken) => {
+                        ApiError::InvalidRequest("the request body is malformed").into_response()
+                    }
+                    None => {
+                        tracing::warn!(upstream = %route.authority, error = %e, "upstream request failed");
+                        ApiError::BadGateway.into_response()
+                    }
+                };
             }
             Err(_) => {
                 tracing::warn!(upstream = %route.authority, "upstream did not answer in time");
                 return ApiError::GatewayTimeout.into_response();
             }
         };
-        metrics.upstream.record(start.elapsed().as_secs_f64());
+        f.metrics.upstream.record(start.elapsed().as_secs_f64());
         remove_hop_by_hop(res.headers_mut());
-        if let (Some(client_side), Some(upgrade), StatusCode::SWITCHING_PROTOCOLS) =
-            (client_side, upgrade, res.status())
+        if let (Some(client_side), Some((upgrade, place)), StatusCode::SWITCHING_PROTOCOLS) =
+            (client_side, f.upgrade, res.status())
         {
             let upstream_side = hyper::upgrade::on(&mut res);
-            tunnel::spawn_relay(
-                client_side,
-                upstream_side,
-                conn.lease.clone(),
-                metrics.tunnels.clone(),
-            );
+            tunnel::spawn_relay(tunnel::Relay {
+                client: client_side,
+                upstream: upstream_side,
+                lease: f.lease.clone(),
+                open: f.metrics.tunnels.clone(),
+                idle: f.tunnel_idle,
+                place,
+                closed_idle: f.refusals.get(Refusal::TunnelIdle).cloned(),
+            });
             tunnel::mark_upgrade(res.headers_mut(), upgrade);
         }
-        res.map(|inner| Either::Left(UpstreamBody { inner, _slot: slot }))
+        res.map(|inner| Either::Left(UpstreamBody::new(inner, slot, f.in_flight)))
     }
 }
 
@@ -451,24 +546,98 @@ mod tests {
         h.insert("te", "trailers".parse().unwrap());
         h.insert("x-request-id", "bad id with spaces".parse().unwrap());
         h.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        h.insert("x-real-ip", "10.0.0.2".parse().unwrap());
+        h.insert("forwarded", "for=10.0.0.3".parse().unwrap());
         h.insert("host", "gw.example".parse().unwrap());
         h.insert("accept", "text/plain".parse().unwrap());
         let id = request_id(&h, &RequestIds::new());
-        rewrite_request_headers(
-            &mut h,
-            None,
-            &ClientAddr::new("127.0.0.9".parse().unwrap()),
-            &id,
-        );
+        let peer = ClientAddr::new("127.0.0.9".parse().unwrap());
+        rewrite_request_headers(&mut h, None, &peer, None, &id);
         assert!(h.keys().all(|k| !k.as_str().starts_with("x-auth-")));
         assert!(h.get("x-secret-hop").is_none() && h.get("te").is_none());
-        assert!(h.get("connection").is_none());
+        assert!(h.get("connection").is_none() && h.get("forwarded").is_none());
         assert_eq!(h.get("x-request-id"), Some(&id));
         assert_eq!(id.len(), 32);
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
+        // An untrusted peer's X-Forwarded-For is replaced, not appended to.
+        assert_eq!(h["x-forwarded-for"], "127.0.0.9");
+        assert_eq!(h["x-real-ip"], "127.0.0.9");
         assert_eq!(h["x-forwarded-host"], "gw.example");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["accept"], "text/plain");
+    }
+
+    fn server(trusted: &[&str]) -> ServerConfig {
+        ServerConfig {
+            trusted_proxies: trusted.iter().map(|t| t.parse().unwrap()).collect(),
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_client_behind_trusted_proxies_is_the_rightmost_untrusted_hop() {
+        let peer = ClientAddr::new("10.0.0.5".parse().unwrap());
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.4".parse().unwrap());
+        // Not trusted: the peer, whatever the header says.
+        assert!(client_behind(&peer, &h, &server(&[])).is_none());
+        let s = server(&["10.0.0.0/8"]);
+        let client = client_behind(&peer, &h, &s).unwrap();
+        assert_eq!(client.ip.to_string(), "203.0.113.7");
+        assert_eq!(client.header, "203.0.113.7");
+        let id = request_id(&h, &RequestIds::new());
+        rewrite_request_headers(&mut h, None, &peer, Some(&client), &id);
+        assert_eq!(
+            h["x-forwarded-for"],
+            "6.6.6.6, 203.0.113.7, 10.0.0.4, 10.0.0.5"
+        );
+        assert_eq!(h["x-real-ip"], "203.0.113.7");
+        // Garbage stops the walk at the last hop that can be believed.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "junk, 10.0.0.9".parse().unwrap());
+        assert_eq!(
+            client_behind(&peer, &h, &s).unwrap().ip.to_string(),
+            "10.0.0.9"
+        );
+        // A trusted peer with no header is the client itself.
+        assert!(client_behind(&peer, &HeaderMap::new(), &s).is_none());
+    }
+
+    #[test]
+    fn underscored_names_are_dropped_or_only_the_owned_ones() {
+        let make = || {
+            let mut h = HeaderMap::new();
+            for n in [
+                "x_auth_subject",
+                "X_Forwarded_For",
+                "x_request_id",
+                "x_real_ip",
+                "my_header",
+                "plain",
+            ] {
+                h.insert(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    "v".parse().unwrap(),
+                );
+            }
+            h
+        };
+        let mut h = make();
+        assert_eq!(drop_underscored(&mut h, false), 5);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["plain"]);
+        let mut h = make();
+        assert_eq!(drop_underscored(&mut h, true), 4);
+        assert!(h.contains_key("my_header") && h.contains_key("plain"));
+    }
+
+    #[test]
+    fn h2_cookie_fields_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append("cookie", "b=2".parse().unwrap());
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
     }
 
     #[test]
@@ -476,7 +645,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", "abc-123_x.y:z".parse().unwrap());
         let id = request_id(&h, &RequestIds::new());
-        rewrite_request_headers(&mut h, None, &ClientAddr::new("::1".parse().unwrap()), &id);
+        let peer = ClientAddr::new("::1".parse().unwrap());
+        rewrite_request_headers(&mut h, None, &peer, None, &id);
         assert_eq!(id, "abc-123_x.y:z");
     }
 }

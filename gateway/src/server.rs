@@ -1,234 +1,45 @@
-//! Wiring: accept connections and send each request down its path.
-//!
-//! The whole path of a proxied request reads top to bottom in [`handle`]:
-//! the gateway's own endpoints first, then route match, authenticate,
-//! rewrite and forward, stream back. Everything a request needs is built
-//! once at start-up into one [`Gateway`] shared by every connection.
+//! The listener: accept connections, speak TLS and HTTP/1 or HTTP/2 on
+//! them, and drain them at shutdown. Each request is handed to
+//! [`crate::pipeline::handle`].
 //!
 //! The accept loop is where hostile clients are held off: a cap on open
 //! connections (a semaphore; beyond it clients wait in the listen backlog),
 //! hyper's limits on the request head (431) and a deadline for it
-//! (slow-loris). It also owns graceful shutdown: stop accepting, let every
-//! in-flight request finish up to a deadline, close idle connections.
+//! (slow-loris), a deadline for the TLS handshake, and a write deadline on
+//! every connection ([`SendTimeout`]): a client that stops reading its
+//! response is disconnected after `send_timeout`, which frees the upstream
+//! slot its response held. It also owns graceful shutdown: stop accepting,
+//! let every in-flight request finish up to a deadline, close idle
+//! connections.
 
 use std::convert::Infallible;
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use http::HeaderValue;
-use tracing::Instrument as _;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::auth::authenticate;
+use crate::body::Body;
 use crate::config::{Config, ServerConfig};
-use crate::endpoints;
-use crate::error::{ApiError, Body};
-use crate::keys::{KeyStore, Reload};
-use crate::limits::LoginLimiter;
-use crate::metrics::{Metrics, ENDPOINTS};
-use crate::providers::Providers;
-use crate::proxy::{request_id, ClientAddr, Conn, Proxy, REQUEST_ID};
-use crate::routes::Routes;
-use crate::sessions::Store;
-use crate::tls::{Tls, TlsReload};
-use crate::tokens::Identity;
-use crate::tokens::Tokens;
+use crate::gateway::{spawn_reloader, Gateway, StartError};
+use crate::keys::KeyStore;
+use crate::metrics::Refusal;
+use crate::pipeline::handle;
+use crate::proxy::{ClientAddr, Conn};
+use crate::tls::Tls;
 use crate::tunnel::Lease;
-
-/// Everything the request path needs, built once.
-#[derive(Debug)]
-pub struct Gateway {
-    /// Token issuing and verification.
-    pub tokens: Tokens,
-    /// Code exchange, by appid.
-    pub providers: Providers,
-    /// The route table.
-    pub routes: Routes,
-    /// The upstream client.
-    pub proxy: Proxy,
-    /// Login-session state, for refresh and logout.
-    pub sessions: Store,
-    /// Per-client-IP limit on logins.
-    pub login_limiter: LoginLimiter,
-    /// Connection and request limits.
-    pub server: ServerConfig,
-    /// Every Prometheus series.
-    pub metrics: Metrics,
-    /// Inbound TLS, when configured.
-    pub tls: Option<Tls>,
-}
-
-impl Gateway {
-    /// Builds the gateway of `config` around its key store.
-    pub fn new(config: &Config, store: KeyStore) -> Result<Gateway, String> {
-        let store = Arc::new(store);
-        let prefixes: Vec<&str> = config.routes.iter().map(|r| r.prefix.as_str()).collect();
-        let mut platforms: Vec<&'static str> =
-            config.providers.iter().map(|p| p.platform.name()).collect();
-        platforms.dedup();
-        let metrics = Metrics::new(&prefixes, &platforms);
-        Ok(Gateway {
-            tokens: Tokens::new(config.tokens.clone(), store)
-                .with_cache_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone()),
-            providers: Providers::new(&config.providers)?,
-            routes: Routes::new(&config.routes, config.server.upstream_max_connections),
-            proxy: Proxy::new(),
-            sessions: Store::new(&config.sessions)?,
-            login_limiter: LoginLimiter::new(
-                config.server.login_per_minute,
-                config.server.login_burst,
-            ),
-            server: config.server.clone(),
-            metrics,
-            tls: config
-                .tls
-                .as_ref()
-                .map(Tls::new)
-                .transpose()
-                .map_err(|e| e.to_string())?,
-        })
-    }
-
-    /// Re-reads the TLS certificate pair if its files changed, and counts
-    /// the outcome. Runs on the key set's reload tick and on SIGHUP.
-    pub fn reload_tls(&self) -> TlsReload {
-        let Some(tls) = &self.tls else {
-            return TlsReload::Unchanged;
-        };
-        let outcome = tls.reload_if_changed();
-        match outcome {
-            TlsReload::Replaced => self.metrics.tls_reloads[0].increment(1),
-            TlsReload::Refused => self.metrics.tls_reloads[1].increment(1),
-            TlsReload::Unchanged => {}
-        }
-        outcome
-    }
-}
-
-/// Refuses paths with dot segments (`/api/../admin`), plain or
-/// percent-encoded: an upstream that normalises them would otherwise be
-/// reached under a route whose auth policy was not the one applied.
-fn has_dot_segment(path: &str) -> bool {
-    if !path.contains('.') && !path.contains('%') {
-        return false;
-    }
-    path.split('/').any(|seg| {
-        let lower = seg.to_ascii_lowercase();
-        let dots = lower.replace("%2e", ".");
-        dots == "." || dots == ".."
-    })
-}
-
-/// Which counters a request is counted under, and what its access line says.
-enum Counted<'a> {
-    Endpoint(usize),
-    Route(&'a crate::routes::Route),
-}
-
-/// One request, from route match to response.
-pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: &Conn) -> Response<Body> {
-    let peer = &conn.addr;
-    let start = Instant::now();
-    let request_id = request_id(req.headers(), gw.proxy.ids());
-    // The access line's fields, gathered only when it will be written.
-    let access = tracing::enabled!(target: "minigate::access", tracing::Level::INFO)
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
-    let span = tracing::info_span!("request", id = request_id.to_str().unwrap_or("-"));
-    let (mut res, counted, subject) = dispatch(&gw, req, conn, &request_id)
-        .instrument(span.clone())
-        .await;
-    let status = res.status().as_u16();
-    let (metrics, label) = match counted {
-        Counted::Endpoint(i) => (&gw.metrics.endpoints[i], ENDPOINTS[i]),
-        Counted::Route(r) => (&gw.metrics.routes[r.index], r.prefix.as_str()),
-    };
-    metrics.count(status);
-    res.headers_mut().insert(REQUEST_ID, request_id);
-    if let Some((method, path)) = access {
-        let _entered = span.enter();
-        tracing::info!(
-            target: "minigate::access",
-            %method,
-            path,
-            route = label,
-            status,
-            ms = start.elapsed().as_secs_f64() * 1000.0,
-            sub = subject.as_ref().map_or("-", |id| id.subject.as_str()),
-            client = %peer.ip,
-        );
-    }
-    res
-}
-
-/// Routes a request to an endpoint or an upstream; returns the response,
-/// what to count it under, and the verified identity if there was one.
-async fn dispatch<'g>(
-    gw: &'g Gateway,
-    req: Request<Incoming>,
-    conn: &Conn,
-    request_id: &HeaderValue,
-) -> (Response<Body>, Counted<'g>, Option<Arc<Identity>>) {
-    let own = |i: usize, r: Result<Response<Body>, ApiError>| {
-        (
-            r.unwrap_or_else(ApiError::into_response),
-            Counted::Endpoint(i),
-            None,
-        )
-    };
-    match req.uri().path() {
-        "/auth/login" => own(0, endpoints::login(gw, req, conn.addr.ip).await),
-        "/auth/refresh" => own(1, endpoints::refresh(gw, req).await),
-        "/auth/logout" => own(2, endpoints::logout(gw, req).await),
-        "/.well-known/jwks.json" => own(3, endpoints::jwks(gw, &req)),
-        "/.well-known/openid-configuration" => own(3, endpoints::discovery(gw, &req)),
-        "/healthz" => own(4, Ok(endpoints::healthz())),
-        "/readyz" => own(4, Ok(endpoints::readyz(gw))),
-        "/metrics" => own(5, endpoints::metrics(gw, &req)),
-        path if has_dot_segment(path) => own(
-            7,
-            Err(ApiError::InvalidRequest(
-                "dot segments are not allowed in paths",
-            )),
-        ),
-        path => match gw.routes.find(path) {
-            None => own(6, Err(ApiError::NotFound)),
-            Some(route) => match authenticate(route.auth, req.headers(), &gw.tokens) {
-                Err(e) => {
-                    gw.metrics.auth_failure(e.description());
-                    (e.into_response(), Counted::Route(route), None)
-                }
-                Ok(identity) => {
-                    if identity.is_some() {
-                        gw.metrics.auth_ok.increment(1);
-                    }
-                    let res = gw
-                        .proxy
-                        .forward(
-                            route,
-                            req,
-                            identity.as_deref(),
-                            conn,
-                            request_id,
-                            &gw.metrics.routes[route.index],
-                        )
-                        .await;
-                    (res, Counted::Route(route), identity)
-                }
-            },
-        },
-    }
-}
 
 /// A gateway serving on a socket.
 #[derive(Debug)]
@@ -251,44 +62,16 @@ impl Running {
     }
 }
 
-/// Re-reads the key set every `every` and at once on SIGHUP, until the
-/// gateway stops. Verification results of a replaced set are dropped. The
-/// same tick forgets idle clients of the login limiter.
-fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receiver<bool>) {
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            let hup = async {
-                match hangup.as_mut() {
-                    Some(h) => h.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = stopped.changed() => break,
-                _ = tick.tick() => {}
-                _ = hup => tracing::info!("SIGHUP: reloading the key set"),
-            }
-            if gw.tokens.keys().reload() == Reload::Replaced {
-                gw.tokens.clear_cache();
-            }
-            gw.login_limiter.forget_idle();
-            gw.reload_tls();
-        }
-    });
-}
-
 /// Binds `config.listen`, serves until stopped, and reloads the key set
 /// every `keys.reload_interval` and on SIGHUP.
-pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, String> {
+pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartError> {
     let gateway = Arc::new(Gateway::new(config, keys)?);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("listen {}: {e}", config.listen))?;
-    let running = serve(listener, gateway)?;
+    let bind = |source| StartError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
+    let running = serve(listener, gateway).map_err(bind)?;
     spawn_reloader(
         running.gateway.clone(),
         config.keys.reload_interval,
@@ -399,8 +182,8 @@ async fn next_tick(tick: &mut Option<tokio::time::Interval>) -> Option<()> {
 }
 
 /// Serves `gateway` on an already bound listener.
-pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, String> {
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
     let gw = gateway.clone();
     let task = tokio::spawn(async move {
@@ -433,6 +216,11 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
                 },
             };
             let _ = stream.set_nodelay(true);
+            let stream = SendTimeout::new(
+                stream,
+                limits.send_timeout,
+                gw.metrics.refusals.get(Refusal::SlowReader).cloned(),
+            );
             let gw = gw.clone();
             let lease = Arc::new(Lease::new(slot, cut_rx.clone()));
             let stopping = stopped.clone();
@@ -498,23 +286,139 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> Result<Running, St
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::has_dot_segment;
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
 
-    #[test]
-    fn dot_segments_are_found_plain_and_encoded() {
-        for bad in [
-            "/api/../admin",
-            "/api/./x",
-            "/api/%2e%2E/admin",
-            "/a/.%2e",
-            "/..",
-        ] {
-            assert!(has_dot_segment(bad), "{bad}");
+/// A client connection with a write deadline: a write (or flush) that
+/// cannot make progress for `limit` fails with `TimedOut`, which ends the
+/// connection and drops the response it was sending, and with it the
+/// upstream slot that response held. The timer is made on the first write
+/// that has to wait and reset when a wait begins, so a client that reads
+/// promptly costs nothing.
+pub struct SendTimeout {
+    io: TcpStream,
+    limit: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    waiting: bool,
+    counter: Option<metrics::Counter>,
+}
+
+impl SendTimeout {
+    /// `io` with writes bounded by `limit`; timeouts counted in `counter`.
+    pub fn new(io: TcpStream, limit: Duration, counter: Option<metrics::Counter>) -> SendTimeout {
+        SendTimeout {
+            io,
+            limit,
+            timer: None,
+            waiting: false,
+            counter,
         }
-        for ok in ["/api/v1.2/file.txt", "/api/...", "/api/%41", "/"] {
-            assert!(!has_dot_segment(ok), "{ok}");
+    }
+
+    /// Called when a write returned `Pending`: starts or checks the deadline.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let timer = match self.timer.as_mut() {
+            Some(t) => {
+                if !self.waiting {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        self.waiting = true;
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                if let Some(c) = &self.counter {
+                    c.increment(1);
+                }
+                tracing::debug!("client stopped reading; connection closed");
+                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+            }
+            Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+impl AsyncRead for SendTimeout {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendTimeout {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write(cx, buf) {
+            Poll::Pending => this.pending(cx),
+            ready => {
+                this.waiting = false;
+                ready
+            }
+        }
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Pending => this.pending(cx),
+            ready => {
+                this.waiting = false;
+                ready
+            }
+        }
+    }
+
+    #[inline]
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    #[inline]
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Pending => this.pending(cx),
+            ready => {
+                this.waiting = false;
+                ready
+            }
+        }
+    }
+
+    #[inline]
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

@@ -17,61 +17,15 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 
+use crate::config::files::load_tls as load;
 use crate::config::{ConfigError, TlsConfig};
 
 /// Installs ring as rustls' process-wide crypto provider. Idempotent: a
 /// provider already installed is left in place.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-fn problem(key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key: key.into(),
-        problem: problem.into(),
-    }
-}
-
-/// Reads the pair into a server config offering h2 and http/1.1. Errors
-/// name `tls.cert` or `tls.key`; they never quote the key file.
-pub fn load(files: &TlsConfig) -> Result<ServerConfig, ConfigError> {
-    install_crypto_provider();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| problem("tls.cert", format!("{}: {e}", files.cert.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|_| {
-            problem(
-                "tls.cert",
-                format!("{}: not a PEM certificate chain", files.cert.display()),
-            )
-        })?;
-    if certs.is_empty() {
-        return Err(problem(
-            "tls.cert",
-            format!("{}: no certificate in it", files.cert.display()),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|_| {
-        problem(
-            "tls.key",
-            format!("{}: no readable PEM private key", files.key.display()),
-        )
-    })?;
-    let mut config = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|_| {
-            problem(
-                "tls.key",
-                "does not match the certificate, or is of an unsupported kind",
-            )
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

@@ -89,6 +89,8 @@ pub struct Identity {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// `sub`, for logs.
     pub subject: String,
+    /// The user: see [`user_key`].
+    pub user: Box<str>,
     exp: u64,
     /// The key-set generation that verified it: a reload makes it stale.
     generation: u64,
@@ -175,6 +177,106 @@ impl moka::Expiry<Box<str>, Arc<Identity>> for UntilExp {
     ) -> Option<Duration> {
         Some(until(id.exp))
     }
+}
+
+/// Why a token was refused: the verifier's reasons, then the claims'.
+///
+/// The `message` is a fixed sentence fit for an `error_description` and the
+/// `reason` a short stable label for metrics; neither ever holds any part of
+/// the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Signature, header or framing: see [`jwks::VerifyError`].
+    Verify(jwks::VerifyError),
+    /// A required claim is missing, empty or cannot travel in a header.
+    InvalidClaims,
+    /// `iss` is not this gateway.
+    WrongIssuer,
+    /// `aud` names none of the accepted audiences.
+    WrongAudience,
+    /// Past `exp` (beyond the leeway).
+    Expired,
+    /// Before `nbf` (beyond the leeway).
+    NotYetValid,
+    /// `iat` in the future (beyond the leeway).
+    IssuedInFuture,
+}
+
+impl TokenError {
+    /// Every reason, for metrics.
+    pub const ALL: [TokenError; 13] = [
+        TokenError::Verify(jwks::VerifyError::TooLarge),
+        TokenError::Verify(jwks::VerifyError::Malformed),
+        TokenError::Verify(jwks::VerifyError::WrongType),
+        TokenError::Verify(jwks::VerifyError::ForbiddenHeader),
+        TokenError::Verify(jwks::VerifyError::UnknownKey),
+        TokenError::Verify(jwks::VerifyError::AlgorithmMismatch),
+        TokenError::Verify(jwks::VerifyError::BadSignature),
+        TokenError::InvalidClaims,
+        TokenError::WrongIssuer,
+        TokenError::WrongAudience,
+        TokenError::Expired,
+        TokenError::NotYetValid,
+        TokenError::IssuedInFuture,
+    ];
+
+    /// A malformed token: also what an `Authorization` header that is not
+    /// `Bearer <token>` counts as.
+    pub const MALFORMED: TokenError = TokenError::Verify(jwks::VerifyError::Malformed);
+
+    /// The fixed sentence for `error_description`.
+    pub const fn message(self) -> &'static str {
+        match self {
+            TokenError::Verify(e) => e.message(),
+            TokenError::InvalidClaims => "invalid claims",
+            TokenError::WrongIssuer => "wrong issuer",
+            TokenError::WrongAudience => "wrong audience",
+            TokenError::Expired => "token expired",
+            TokenError::NotYetValid => "token not yet valid",
+            TokenError::IssuedInFuture => "token issued in the future",
+        }
+    }
+
+    /// The metric label.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            TokenError::Verify(e) => e.reason(),
+            TokenError::InvalidClaims => "invalid_claims",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+        }
+    }
+
+    /// Its place in [`TokenError::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            TokenError::Verify(e) => e as usize,
+            TokenError::InvalidClaims => 7,
+            TokenError::WrongIssuer => 8,
+            TokenError::WrongAudience => 9,
+            TokenError::Expired => 10,
+            TokenError::NotYetValid => 11,
+            TokenError::IssuedInFuture => 12,
+        }
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// The key that identifies a person across sessions, devices and apps:
+/// the unionid when the platform gave one, else the openid. Every per-user
+/// decision (tunnel caps today) goes through this one function.
+pub fn user_key<'a>(unionid: Option<&'a str>, openid: &'a str) -> &'a str {
+    unionid.unwrap_or(openid)
 }
 
 /// Seconds since the epoch, now.
@@ -290,7 +392,7 @@ impl Tokens {
     }
 
     /// Verifies an access token; the hot path of every authenticated request.
-    pub fn verify_access(&self, token: &str) -> Result<Arc<Identity>, &'static str> {
+    pub fn verify_access(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
         if let Some(id) = self.cache.get(token) {
             if now_secs() < id.exp && id.generation == self.keys.generation() {
                 self.hits.increment(1);
@@ -312,15 +414,15 @@ impl Tokens {
 
     /// The full check of an access token, without the cache: what a cache
     /// miss costs.
-    pub fn check_access(&self, token: &str) -> Result<Identity, &'static str> {
+    pub fn check_access(&self, token: &str) -> Result<Identity, TokenError> {
         let (claims, generation) = self.check(token, ACCESS_TYP, |aud| {
             aud.contains_any(&self.config.audience)
         })?;
-        identity(&claims, generation).ok_or("invalid claims")
+        identity(&claims, generation).ok_or(TokenError::InvalidClaims)
     }
 
     /// Verifies a refresh token.
-    pub fn verify_refresh(&self, token: &str) -> Result<Refresh, &'static str> {
+    pub fn verify_refresh(&self, token: &str) -> Result<Refresh, TokenError> {
         let issuer = &self.config.issuer;
         let (c, _) = self.check(
             token,
@@ -342,39 +444,38 @@ impl Tokens {
     }
 
     /// Signature, type and the registered claims, with the generation of the
-    /// key set that verified them; the error is a fixed sentence fit for an
-    /// `error_description`.
+    /// key set that verified them.
     fn check(
         &self,
         token: &str,
         typ: &str,
         aud_ok: impl Fn(&Audience) -> bool,
-    ) -> Result<(Claims, u64), &'static str> {
+    ) -> Result<(Claims, u64), TokenError> {
         let keys = self.keys.load();
-        let payload = keys.set.verify(token, typ).map_err(|e| e.message())?;
-        let c: Claims = serde_json::from_slice(&payload).map_err(|_| "invalid claims")?;
+        let payload = keys.set.verify(token, typ).map_err(TokenError::Verify)?;
+        let c: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::InvalidClaims)?;
         if [&c.sub, &c.client_id, &c.jti, &c.sid, &c.platform]
             .iter()
             .any(|s| s.is_empty())
         {
-            return Err("invalid claims");
+            return Err(TokenError::InvalidClaims);
         }
         let now = now_secs();
         let leeway = self.config.leeway.as_secs();
         if c.iss != self.config.issuer {
-            return Err("wrong issuer");
+            return Err(TokenError::WrongIssuer);
         }
         if !aud_ok(&c.aud) {
-            return Err("wrong audience");
+            return Err(TokenError::WrongAudience);
         }
         if now >= c.exp.saturating_add(leeway) {
-            return Err("token expired");
+            return Err(TokenError::Expired);
         }
         if c.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
-            return Err("token not yet valid");
+            return Err(TokenError::NotYetValid);
         }
         if c.iat > now.saturating_add(leeway) {
-            return Err("token issued in the future");
+            return Err(TokenError::IssuedInFuture);
         }
         Ok((c, keys.generation))
     }
@@ -400,6 +501,7 @@ fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     Some(Identity {
         headers,
         subject: c.sub.clone(),
+        user: user_key(c.unionid.as_deref(), &c.sub).into(),
         exp: c.exp,
         generation,
     })
@@ -468,7 +570,7 @@ mod tests {
         while now_secs() < exp {
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert_eq!(t.verify_access(&tok).unwrap_err(), "token expired");
+        assert_eq!(t.verify_access(&tok).unwrap_err(), TokenError::Expired);
         assert_eq!(t.cached(), 0);
     }
 
@@ -488,6 +590,9 @@ mod tests {
         t.keys()
             .replace(jwks::KeySet::generate(jwks::Alg::ES256, SystemTime::now()).unwrap());
         t.clear_cache();
-        assert_eq!(t.verify_access(&tok).unwrap_err(), "unknown signing key");
+        assert_eq!(
+            t.verify_access(&tok).unwrap_err(),
+            TokenError::Verify(jwks::VerifyError::UnknownKey)
+        );
     }
 }

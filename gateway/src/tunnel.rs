@@ -12,14 +12,32 @@
 //! its client connection held: a [`Lease`] on one of the gateway's
 //! connection slots (tunnels count against `max_connections`), and the
 //! signal that cuts every connection when the shutdown deadline passes.
+//! Because a tunnel holds a connection slot for as long as it lives, an idle
+//! one is closed after `tunnel_idle_timeout` (no byte either way), and one
+//! user (an anonymous client: one address) may hold at most
+//! `max_tunnels_per_user` at once: otherwise one token could open idle
+//! tunnels until nobody else, health probes included, gets a connection.
 //! Upgrades other than `websocket` (`h2c`, say) are not tunnelled: their
 //! headers are dropped as hop-by-hop, as before.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::Version;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::time::Instant;
+
+use crate::limits::Held;
+
+/// A place in a user's count of open tunnels, held for the tunnel's life.
+pub type TunnelPlace = Held<Box<str>>;
 
 /// A client connection's hold on its slot, shared with any tunnel it opens.
 #[derive(Debug)]
@@ -68,16 +86,98 @@ pub fn mark_upgrade(headers: &mut HeaderMap, upgrade: HeaderValue) {
     headers.insert(header::UPGRADE, upgrade);
 }
 
+/// One tunnel to relay, with what it holds.
+#[derive(Debug)]
+pub struct Relay {
+    /// The client's side, once hyper hands it over.
+    pub client: OnUpgrade,
+    /// The upstream's side.
+    pub upstream: OnUpgrade,
+    /// The client connection's slot.
+    pub lease: Arc<Lease>,
+    /// Counts live tunnels.
+    pub open: metrics::Gauge,
+    /// How long both sides may be silent.
+    pub idle: Duration,
+    /// The user's tunnel place.
+    pub place: Option<TunnelPlace>,
+    /// Counts tunnels closed for idleness.
+    pub closed_idle: Option<metrics::Counter>,
+}
+
+/// An upgraded connection that notes when bytes last moved through it.
+struct Stamped<T> {
+    io: T,
+    base: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl<T> Stamped<T> {
+    fn stamp(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Stamped<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.stamp();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Stamped<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Resolves once neither side has sent a byte for `idle`.
+async fn idle_for(base: Instant, last: &AtomicU64, idle: Duration) {
+    loop {
+        let at = base + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+        if Instant::now() >= at {
+            return;
+        }
+        tokio::time::sleep_until(at).await;
+    }
+}
+
 /// Relays bytes between the client's and the upstream's upgraded
-/// connections until either side closes or the lease is cut. `open` counts
-/// live tunnels.
-pub fn spawn_relay(
-    client: OnUpgrade,
-    upstream: OnUpgrade,
-    lease: std::sync::Arc<Lease>,
-    open: metrics::Gauge,
-) {
+/// connections until either side closes, both stay silent for `idle`, or
+/// the lease is cut.
+pub fn spawn_relay(relay: Relay) {
     tokio::spawn(async move {
+        let Relay {
+            client,
+            upstream,
+            lease,
+            open,
+            idle,
+            place,
+            closed_idle,
+        } = relay;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(e) => {
@@ -85,7 +185,17 @@ pub fn spawn_relay(
                 return;
             }
         };
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let base = Instant::now();
+        let last = Arc::new(AtomicU64::new(0));
+        let stamped = |io| Stamped {
+            io,
+            base,
+            last: last.clone(),
+        };
+        let (mut client, mut upstream) = (
+            stamped(TokioIo::new(client)),
+            stamped(TokioIo::new(upstream)),
+        );
         open.increment(1.0);
         tokio::select! {
             copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
@@ -93,9 +203,16 @@ pub fn spawn_relay(
                     tracing::debug!(error = %e, "tunnel ended with an error");
                 }
             }
+            () = idle_for(base, &last, idle) => {
+                if let Some(c) = &closed_idle {
+                    c.increment(1);
+                }
+                tracing::debug!("idle tunnel closed");
+            }
             () = lease.cut() => tracing::debug!("tunnel cut at the shutdown deadline"),
         }
         open.decrement(1.0);
+        drop(place);
     });
 }
 

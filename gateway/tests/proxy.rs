@@ -366,7 +366,9 @@ async fn method_path_query_headers_and_body_pass_through() {
         format!("Bearer {}", t.access_token).as_str()
     );
     assert_eq!(seen.headers["x-request-id"], "client-req-1");
-    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    // Not from a trusted proxy: the chain starts here.
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-real-ip"], "127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(
         seen.headers["x-forwarded-host"],

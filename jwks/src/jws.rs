@@ -48,6 +48,17 @@ impl std::fmt::Display for VerifyError {
 }
 
 impl VerifyError {
+    /// Every variant, so a metric can register one series per reason.
+    pub const ALL: [VerifyError; 7] = [
+        VerifyError::TooLarge,
+        VerifyError::Malformed,
+        VerifyError::WrongType,
+        VerifyError::ForbiddenHeader,
+        VerifyError::UnknownKey,
+        VerifyError::AlgorithmMismatch,
+        VerifyError::BadSignature,
+    ];
+
     /// A short fixed sentence, safe for an `error_description`.
     pub const fn message(self) -> &'static str {
         match self {

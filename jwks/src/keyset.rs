@@ -115,6 +115,18 @@ pub enum KeySetError {
     Key(#[from] KeyError),
 }
 
+impl KeySetError {
+    /// What is wrong, without the file's path: for readiness documents and
+    /// other output that must not describe the file system.
+    pub fn reason(&self) -> String {
+        match self {
+            KeySetError::Io { source, .. } => source.to_string(),
+            KeySetError::Invalid { reason, .. } => reason.clone(),
+            KeySetError::Key(e) => e.to_string(),
+        }
+    }
+}
+
 /// The exclusive lock of a key directory; released when dropped.
 #[derive(Debug)]
 pub struct DirLock {

@@ -63,6 +63,20 @@ impl From<ExchangeError> for ApiError {
     }
 }
 
+/// A provider that could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// The shared HTTPS client could not be made.
+    #[error("could not build the HTTP client for code exchange")]
+    Client,
+    /// A base URL that does not make an endpoint URL.
+    #[error("providers: base_url of {appid} is not a URL")]
+    BaseUrl {
+        /// The provider's appid.
+        appid: String,
+    },
+}
+
 /// One configured mini-program and the client for its platform.
 #[derive(Debug)]
 pub struct Provider {
@@ -80,7 +94,7 @@ enum Exchange {
 
 impl Provider {
     /// Builds the provider's client. `http` is shared by all providers.
-    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Provider, String> {
+    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Provider, SetupError> {
         let exchange = match config.platform {
             Platform::WeChat => Exchange::WeChat(wechat::WeChat::new(config, http)?),
         };
@@ -110,6 +124,20 @@ impl Provider {
     }
 }
 
+/// The HTTPS client of every outbound call the gateway makes: rustls over
+/// ring, and no redirects followed. A platform that answers 3xx is broken
+/// or impersonated; following it would send the next request (and, with
+/// reqwest's `Referer`, the URL holding the app secret) wherever it points.
+pub fn outbound_client() -> Result<reqwest::Client, SetupError> {
+    crate::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .build()
+        .map_err(|_| SetupError::Client)
+}
+
 /// The configured providers, looked up by appid.
 #[derive(Debug, Default)]
 pub struct Providers {
@@ -118,12 +146,8 @@ pub struct Providers {
 
 impl Providers {
     /// Builds every configured provider over one shared HTTP client.
-    pub fn new(configs: &[ProviderConfig]) -> Result<Providers, String> {
-        crate::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|_| "could not build the HTTP client for code exchange".to_owned())?;
+    pub fn new(configs: &[ProviderConfig]) -> Result<Providers, SetupError> {
+        let http = outbound_client()?;
         let list = configs
             .iter()
             .map(|c| Provider::new(c, http.clone()))
@@ -149,15 +173,5 @@ impl Providers {
                 )),
             },
         }
-    }
-
-    /// How many providers there are.
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    /// Whether no provider is configured.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
     }
 }

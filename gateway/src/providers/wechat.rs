@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{ExchangeError, Session};
+use super::{ExchangeError, Session, SetupError};
 use crate::config::{ProviderConfig, Secret};
 
 /// The largest answer read from WeChat; real answers are under 200 bytes.
@@ -48,9 +48,13 @@ struct Answer {
 
 impl WeChat {
     /// A client for the provider in `config`.
-    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<WeChat, String> {
-        let endpoint = Url::parse(&format!("{}/sns/jscode2session", config.base_url))
-            .map_err(|_| format!("providers: base_url of {} is not a URL", config.appid))?;
+    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<WeChat, SetupError> {
+        let endpoint =
+            Url::parse(&format!("{}/sns/jscode2session", config.base_url)).map_err(|_| {
+                SetupError::BaseUrl {
+                    appid: config.appid.clone(),
+                }
+            })?;
         Ok(WeChat {
             appid: config.appid.clone(),
             secret: config.secret.clone(),
@@ -92,6 +96,7 @@ impl WeChat {
             return Err(ExchangeError::Unavailable);
         }
         if !status.is_success() {
+            // 3xx included: redirects are never followed.
             tracing::warn!(appid = %self.appid, status = status.as_u16(), "WeChat answered with an HTTP error");
             return Err(ExchangeError::Unusable);
         }

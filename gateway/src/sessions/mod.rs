@@ -32,6 +32,12 @@ pub enum Redeemed {
     Unknown,
 }
 
+/// The store could not be set up (a Redis URL the client refuses). The
+/// text is the client's kind of error only: the URL may hold a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sessions.redis_url: {0}")]
+pub struct SetupError(pub String);
+
 /// The store cannot be reached: refresh and logout fail closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
@@ -76,7 +82,7 @@ pub enum Store {
 impl Store {
     /// The store `config` asks for. Redis connects lazily: the gateway starts
     /// (and verifies access tokens) while Redis is still down.
-    pub fn new(config: &crate::config::SessionsConfig) -> Result<Store, String> {
+    pub fn new(config: &crate::config::SessionsConfig) -> Result<Store, SetupError> {
         Ok(match &config.redis_url {
             Some(url) => Store::Redis(redis::RedisStore::new(url.expose())?),
             None => Store::Memory(memory::MemoryStore::new(config.max_sessions)),

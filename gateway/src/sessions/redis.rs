@@ -13,24 +13,25 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands as _, Script};
 
-use super::{Redeemed, SessionStore, Unavailable};
+use super::{Redeemed, SessionStore, SetupError, Unavailable};
 
 const PREFIX: &str = "minigate:session:";
 const REVOKED: &str = "!revoked";
 /// The longest any one store call may take before it counts as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// KEYS[1] session; ARGV[1] presented jti, ARGV[2] successor, ARGV[3] ttl ms.
+/// KEYS[1] session; ARGV[1] presented jti, ARGV[2] successor, ARGV[3] ttl ms,
+/// ARGV[4] the revocation marker ([`REVOKED`]).
 /// Returns 0 unknown, 1 revoked, 2 rotated, 3 reused (and now revoked).
 const REDEEM: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
-if cur == '!revoked' then return 1 end
+if cur == ARGV[4] then return 1 end
 if cur == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 2
 end
-redis.call('SET', KEYS[1], '!revoked', 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3])
 return 3
 ";
 
@@ -57,17 +58,16 @@ fn ms(ttl: Duration) -> u64 {
 impl RedisStore {
     /// A store for `url` (`redis://host:port/db`). Connects lazily, so the
     /// gateway starts, and verifies access tokens, while Redis is down.
-    pub fn new(url: &str) -> Result<RedisStore, String> {
+    pub fn new(url: &str) -> Result<RedisStore, SetupError> {
         // Errors are named by kind only: the URL may hold a password.
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("sessions.redis_url: {}", e.kind_str()))?;
+        let client = redis::Client::open(url).map_err(|e| SetupError(e.kind_str()))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(CALL_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("sessions.redis_url: {}", e.kind_str()))?;
+            .map_err(|e| SetupError(e.kind_str()))?;
         Ok(RedisStore {
             manager,
             redeem: Script::new(REDEEM),
@@ -123,7 +123,7 @@ impl SessionStore for RedisStore {
     ) -> Result<Redeemed, Unavailable> {
         let mut con = self.manager.clone();
         let mut invocation = self.redeem.key(key(sid));
-        invocation.arg(jti).arg(next).arg(ms(ttl));
+        invocation.arg(jti).arg(next).arg(ms(ttl)).arg(REVOKED);
         let code: i64 = self
             .call("redeem", invocation.invoke_async(&mut con))
             .await?;

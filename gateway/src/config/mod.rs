@@ -1,0 +1,473 @@
+//! The gateway's configuration: TOML in, validated values out.
+//!
+//! Parsing happens in two steps so that every error can name the key it is
+//! about: first the TOML is read into plain strings and numbers ([`raw`],
+//! unknown keys refused), then each value is checked and converted
+//! ([`parse`]). Reading files the config names (secrets, the TLS pair) is
+//! [`files`]' job, and every default is named once in [`defaults`]. The
+//! result holds only valid values (durations, socket addresses, URIs,
+//! resolved secrets), so no other module re-parses or re-checks
+//! configuration on a request path.
+
+pub mod defaults;
+pub mod files;
+mod parse;
+mod raw;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+
+pub use files::refresh_ttl_of;
+
+/// A validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the gateway listens.
+    pub listen: SocketAddr,
+    /// Token issuing and verification.
+    pub tokens: TokensConfig,
+    /// Where the signing keys live.
+    pub keys: KeysConfig,
+    /// One code exchange per mini-program.
+    pub providers: Vec<ProviderConfig>,
+    /// Proxied prefixes.
+    pub routes: Vec<RouteConfig>,
+    /// Where login-session state lives.
+    pub sessions: SessionsConfig,
+    /// Limits that protect the gateway from its clients.
+    pub server: ServerConfig,
+    /// Inbound TLS, if configured; plain HTTP otherwise.
+    pub tls: Option<TlsConfig>,
+    /// `[log]`: how log lines are written.
+    pub log: LogConfig,
+}
+
+/// `[log]`: the format of log lines on stderr; the level is `RUST_LOG`'s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers (Loki, Elasticsearch,
+    /// Cloud Logging).
+    Json,
+}
+
+/// `[tls]`: the certificate chain and key, PEM files, re-read when they change.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// The PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[sessions]`.
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    /// A shared Redis store, if set; else the in-process store. The URL may
+    /// hold a password, so it is a [`Secret`].
+    pub redis_url: Option<Secret>,
+    /// Most sessions the in-process store keeps.
+    pub max_sessions: u64,
+}
+
+/// `[server]`: limits that keep hostile or broken clients from hurting others.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Most client connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head (slow-loris), and
+    /// how long an idle keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes: 431 beyond.
+    pub max_header_bytes: usize,
+    /// Most request headers: 431 beyond.
+    pub max_headers: usize,
+    /// How long the body of a login, refresh or logout may take to arrive.
+    pub body_timeout: Duration,
+    /// Logins per minute allowed to one client IP (token bucket); 0 = no limit.
+    pub login_per_minute: u32,
+    /// Logins one client IP may make at once before the rate applies.
+    pub login_burst: u32,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    pub shutdown_timeout: Duration,
+    /// Most requests in flight to one upstream (`host:port`) at once, so
+    /// most connections open to it; more wait, within their route's
+    /// timeout.
+    pub upstream_max_connections: usize,
+    /// Whether request headers whose names hold `_` pass (those that read
+    /// as a header the gateway owns never do).
+    pub underscores_in_headers: bool,
+    /// Load balancers in front, whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Longest gap between two reads of a proxied request body.
+    pub proxy_body_timeout: Duration,
+    /// Longest time a client may leave a response unread.
+    pub send_timeout: Duration,
+    /// Requests in flight from one client address; 0 = no limit.
+    pub max_requests_per_ip: u32,
+    /// A WebSocket tunnel idle both ways this long is closed.
+    pub tunnel_idle_timeout: Duration,
+    /// Open tunnels per user (anonymous: per client address); 0 = no limit.
+    pub max_tunnels_per_user: u32,
+}
+
+impl ServerConfig {
+    /// Is `ip` one of the trusted proxies?
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        !self.trusted_proxies.is_empty() && self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        use defaults as d;
+        ServerConfig {
+            max_connections: d::MAX_CONNECTIONS,
+            header_timeout: d::HEADER_TIMEOUT,
+            max_header_bytes: d::MAX_HEADER_BYTES,
+            max_headers: d::MAX_HEADERS,
+            body_timeout: d::BODY_TIMEOUT,
+            login_per_minute: d::LOGIN_PER_MINUTE,
+            login_burst: d::LOGIN_BURST,
+            shutdown_timeout: d::SHUTDOWN_TIMEOUT,
+            upstream_max_connections: d::UPSTREAM_MAX_CONNECTIONS,
+            underscores_in_headers: false,
+            trusted_proxies: Vec::new(),
+            proxy_body_timeout: d::PROXY_BODY_TIMEOUT,
+            send_timeout: d::SEND_TIMEOUT,
+            max_requests_per_ip: d::MAX_REQUESTS_PER_IP,
+            tunnel_idle_timeout: d::TUNNEL_IDLE_TIMEOUT,
+            max_tunnels_per_user: d::MAX_TUNNELS_PER_USER,
+        }
+    }
+}
+
+/// `[tokens]`.
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// `iss` of every token, and the base of the discovery document.
+    pub issuer: String,
+    /// `aud` of access tokens; a token is accepted if it names any of these.
+    pub audience: Vec<String>,
+    /// Lifetime of access tokens.
+    pub access_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl: Duration,
+    /// Clock skew allowed on exp, nbf and iat.
+    pub leeway: Duration,
+    /// Most verified access tokens kept in the cache.
+    pub cache_capacity: u64,
+}
+
+/// `[keys]`.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// The directory made by `minigate keys init`.
+    pub dir: PathBuf,
+    /// How often the key set is re-read.
+    pub reload_interval: Duration,
+}
+
+/// The mini-program platforms minigate can exchange codes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// WeChat mini-programs (`jscode2session`).
+    WeChat,
+}
+
+impl Platform {
+    /// The name used in config, tokens and headers.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Platform::WeChat => "wechat",
+        }
+    }
+
+    /// The platform API's base URL when the config names none.
+    pub const fn default_base_url(self) -> &'static str {
+        match self {
+            Platform::WeChat => "https://api.weixin.qq.com",
+        }
+    }
+}
+
+/// A secret value. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// `[[providers]]`: one mini-program's code exchange.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Which platform's API.
+    pub platform: Platform,
+    /// The mini-program's appid; `client_id` of its tokens.
+    pub appid: String,
+    /// The app secret, resolved from `secret_env` or `secret_file`.
+    pub secret: Secret,
+    /// Where the secret came from (`env NAME` or `file PATH`), never the
+    /// secret itself: what `config check` shows.
+    pub secret_source: String,
+    /// The platform API's base URL.
+    pub base_url: String,
+    /// How long one code exchange may take.
+    pub timeout: Duration,
+}
+
+/// How a route treats bearer tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid access token is needed.
+    Required,
+    /// Anonymous passes; a token, if sent, must be valid.
+    Optional,
+    /// No check at all (identity headers are still stripped).
+    Public,
+}
+
+/// `[[routes]]`: a proxied prefix.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// The path prefix; the longest matching prefix wins.
+    pub prefix: String,
+    /// `http://host:port` of the upstream; the request path is kept.
+    pub upstream: Uri,
+    /// Token policy.
+    pub auth: AuthMode,
+    /// How long the upstream may take to send its response head.
+    pub timeout: Duration,
+}
+
+/// A configuration error: one line naming the key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, as `section.key` or `routes[1].upstream`, or the file.
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub(crate) fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Parses a duration such as `30s`, `15m`, `12h` or `30d`.
+pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value.trim()).map_err(|_| {
+        err(
+            key,
+            format!("{value:?} is not a duration (e.g. \"30s\", \"15m\", \"12h\", \"30d\")"),
+        )
+    })
+}
+
+/// Is `s` usable as an HTTP header value and short: ids that end up in
+/// `X-Auth-*` headers must be.
+pub fn is_header_safe(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// A URL with any `user:password@` taken out, for display: what operators
+/// see of a URL never holds a credential.
+pub fn redacted_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rsplit_once('@') {
+                Some((_, host)) => {
+                    format!("{scheme}://[credentials redacted]@{host}{}", &rest[end..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        None => "(unparsable)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:9000"
+[tokens]
+issuer = "https://auth.example.com"
+audience = ["api", "admin"]
+access_ttl = "15m"
+refresh_ttl = "30d"
+[keys]
+dir = "/tmp/keys"
+[[providers]]
+platform = "wechat"
+appid = "wx0123456789abcdef"
+secret_env = "WECHAT_APP_SECRET"
+[[routes]]
+prefix = "/api/"
+upstream = "http://orders:8080"
+auth = "optional"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "WECHAT_APP_SECRET").then(|| "s3cr3t".to_owned())
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = Config::from_toml(GOOD, &env).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.tokens.audience, ["api", "admin"]);
+        assert_eq!(c.tokens.leeway, Duration::from_secs(30));
+        assert_eq!(c.keys.reload_interval, Duration::from_secs(10));
+        assert_eq!(c.providers[0].base_url, "https://api.weixin.qq.com");
+        assert_eq!(c.providers[0].secret.expose(), "s3cr3t");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert_eq!(c.routes[0].auth, AuthMode::Optional);
+    }
+
+    #[test]
+    fn secret_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-a-file\n").unwrap();
+        let text = GOOD.replace(
+            "secret_env = \"WECHAT_APP_SECRET\"",
+            &format!("secret_file = {:?}", path.display().to_string()),
+        );
+        let c = Config::from_toml(&text, &env).unwrap();
+        assert_eq!(c.providers[0].secret.expose(), "from-a-file");
+        std::fs::write(&path, "\n").unwrap();
+        let e = Config::from_toml(&text, &env).unwrap_err();
+        assert_eq!(e.key, "providers[0].secret_file");
+        let both = GOOD.replace(
+            "secret_env = \"WECHAT_APP_SECRET\"",
+            "secret_env = \"WECHAT_APP_SECRET\"\nsecret_file = \"/x\"",
+        );
+        assert!(Config::from_toml(&both, &env)
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (GOOD.replace("\"15m\"", "\"15x\""), "tokens.access_ttl"),
+            (GOOD.replace("\"30d\"", "\"1m\""), "tokens.refresh_ttl"),
+            (GOOD.replace("127.0.0.1:9000", "nowhere"), "listen"),
+            (
+                GOOD.replace("http://orders:8080", "ftp://orders"),
+                "routes[0].upstream",
+            ),
+            (
+                GOOD.replace("http://orders:8080", "http://orders:8080/v1"),
+                "routes[0].upstream",
+            ),
+            (GOOD.replace("\"optional\"", "\"maybe\""), "routes[0].auth"),
+            (GOOD.replace("\"/api/\"", "\"api\""), "routes[0].prefix"),
+            (
+                GOOD.replace("WECHAT_APP_SECRET", "NOT_SET_ANYWHERE"),
+                "providers[0].secret_env",
+            ),
+            (
+                GOOD.replace("\"wechat\"", "\"alipay\""),
+                "providers[0].platform",
+            ),
+            (
+                GOOD.replace("https://auth.example.com", "auth"),
+                "tokens.issuer",
+            ),
+            (
+                GOOD.replace("[\"api\", \"admin\"]", "[]"),
+                "tokens.audience",
+            ),
+            (GOOD.replace("dir = \"/tmp/keys\"", ""), "keys.dir"),
+            (
+                GOOD.replace("auth = \"optional\"", "auth = \"optional\"\nfoo = 1"),
+                "line ",
+            ),
+            (GOOD.replace("listen", "listen = 1\nlisten"), "line 2"),
+            (
+                format!("{GOOD}[sessions]\nredis_url = \"http://u:pw@x\"\n"),
+                "sessions.redis_url",
+            ),
+            (
+                format!("{GOOD}[server]\nmax_header_bytes = 100\n"),
+                "server.max_header_bytes",
+            ),
+            (
+                format!("{GOOD}[server]\nheader_timeout = \"0s\"\n"),
+                "server.header_timeout",
+            ),
+            (
+                format!("{GOOD}[server]\nlogin_burst = 0\n"),
+                "server.login_burst",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::from_toml(&text, &env).unwrap_err();
+            assert!(e.to_string().starts_with(key), "{e} should name {key}");
+            assert!(!e.to_string().contains('\n'), "{e} is not one line");
+            assert!(!e.to_string().contains("s3cr3t"));
+            assert!(
+                !e.to_string().contains("pw"),
+                "{e} shows the redis password"
+            );
+        }
+    }
+
+    #[test]
+    fn sessions_and_server_sections() {
+        let c = Config::from_toml(GOOD, &env).unwrap();
+        assert!(c.sessions.redis_url.is_none());
+        assert_eq!(c.server.max_connections, 10_000);
+        let text = format!(
+            "{GOOD}[sessions]\nredis_url = \"redis://:hunter2@127.0.0.1:6379/0\"\n[server]\nlogin_per_minute = 0\nshutdown_timeout = \"5s\"\n"
+        );
+        let c = Config::from_toml(&text, &env).unwrap();
+        assert!(c.sessions.redis_url.is_some());
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.server.login_per_minute, 0);
+        assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
+    }
+}

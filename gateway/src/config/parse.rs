@@ -1,0 +1,405 @@
+//! From the serde mirror to validated values: every check, every error
+//! naming its key.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::Uri;
+
+use super::raw::{Raw, RawAudience, RawProvider, RawRoute, RawServer, RawSessions, RawTokens};
+use super::{
+    defaults, err, files, is_header_safe, parse_duration, AuthMode, Config, ConfigError,
+    KeysConfig, LogConfig, LogFormat, Platform, ProviderConfig, RouteConfig, Secret, ServerConfig,
+    SessionsConfig, TlsConfig, TokensConfig,
+};
+
+fn trusted_proxies(list: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let s = s.trim();
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| {
+                    err(
+                        format!("server.trusted_proxies[{i}]"),
+                        format!("{s:?} is not an address or CIDR like \"10.0.0.0/8\""),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// A duration of at least a second's worth of anything: `default` when absent.
+pub(super) fn duration_or(
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let d = parse_duration(key, value)?;
+    if d.is_zero() {
+        return Err(err(key, "must be more than zero"));
+    }
+    Ok(d)
+}
+
+fn required<T>(key: &str, value: Option<T>) -> Result<T, ConfigError> {
+    value.ok_or_else(|| err(key, "is required"))
+}
+
+impl Config {
+    /// Parses and validates TOML text; `env` resolves `secret_env` names.
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let message = e.message().replace('\n', " ");
+            match line {
+                Some(line) => err(format!("line {line}"), message),
+                None => err("config", message),
+            }
+        })?;
+        let tls = match raw.tls {
+            None => None,
+            Some(t) => {
+                let tls = TlsConfig {
+                    cert: required("tls.cert", t.cert)?,
+                    key: required("tls.key", t.key)?,
+                };
+                // Read once here, so a bad file stops the start with its key named.
+                files::load_tls(&tls)?;
+                Some(tls)
+            }
+        };
+        let listen = raw.listen.as_deref().unwrap_or(defaults::LISTEN);
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            err(
+                "listen",
+                format!("{listen:?} is not an address like \"0.0.0.0:8080\""),
+            )
+        })?;
+        let tokens = Self::tokens(required("tokens", raw.tokens)?)?;
+        let keys = required("keys", raw.keys)?;
+        let keys = KeysConfig {
+            dir: required("keys.dir", keys.dir)?,
+            reload_interval: duration_or(
+                "keys.reload_interval",
+                keys.reload_interval.as_deref(),
+                defaults::KEYS_RELOAD_INTERVAL,
+            )?,
+        };
+        let mut providers = Vec::with_capacity(raw.providers.len());
+        for (i, p) in raw.providers.into_iter().enumerate() {
+            let p = Self::provider(i, p, env)?;
+            if providers
+                .iter()
+                .any(|o: &ProviderConfig| o.appid == p.appid)
+            {
+                return Err(err(
+                    format!("providers[{i}].appid"),
+                    format!("{:?} appears twice", p.appid),
+                ));
+            }
+            providers.push(p);
+        }
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let r = Self::route(i, r)?;
+            if routes.iter().any(|o: &RouteConfig| o.prefix == r.prefix) {
+                return Err(err(
+                    format!("routes[{i}].prefix"),
+                    format!("{:?} appears twice", r.prefix),
+                ));
+            }
+            routes.push(r);
+        }
+        let sessions = Self::sessions(raw.sessions)?;
+        let server = Self::server(raw.server)?;
+        let log = LogConfig {
+            format: match raw.log.and_then(|l| l.format).as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(err(
+                        "log.format",
+                        format!("{other:?} is not a log format (text, json)"),
+                    ))
+                }
+            },
+        };
+        Ok(Config {
+            listen,
+            tokens,
+            keys,
+            providers,
+            routes,
+            sessions,
+            server,
+            tls,
+            log,
+        })
+    }
+
+    fn sessions(s: Option<RawSessions>) -> Result<SessionsConfig, ConfigError> {
+        let s = s.unwrap_or_default();
+        if let Some(url) = &s.redis_url {
+            // Checked here so a typo fails at start, not at the first refresh.
+            // The message never repeats the URL: it may hold a password.
+            let ok = (url.starts_with("redis://") || url.starts_with("rediss://"))
+                && redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_ok();
+            if !ok {
+                return Err(err(
+                    "sessions.redis_url",
+                    "is not a URL like \"redis://host:6379/0\"",
+                ));
+            }
+        }
+        let max_sessions = s.max_sessions.unwrap_or(defaults::MAX_SESSIONS);
+        if max_sessions == 0 {
+            return Err(err("sessions.max_sessions", "must be more than zero"));
+        }
+        Ok(SessionsConfig {
+            redis_url: s.redis_url.map(Secret::new),
+            max_sessions,
+        })
+    }
+
+    fn server(s: Option<RawServer>) -> Result<ServerConfig, ConfigError> {
+        let d = ServerConfig::default();
+        let Some(s) = s else { return Ok(d) };
+        let at_least = |key: &str, v: Option<usize>, min: usize, default: usize| {
+            let v = v.unwrap_or(default);
+            if v < min {
+                return Err(err(key, format!("must be at least {min}")));
+            }
+            Ok(v)
+        };
+        let dur = |key: &str, v: Option<String>, default: Duration| {
+            duration_or(key, v.as_deref(), default)
+        };
+        let login_burst = s.login_burst.unwrap_or(d.login_burst);
+        if login_burst == 0 {
+            return Err(err("server.login_burst", "must be more than zero"));
+        }
+        Ok(ServerConfig {
+            max_connections: at_least(
+                "server.max_connections",
+                s.max_connections,
+                1,
+                d.max_connections,
+            )?,
+            header_timeout: dur("server.header_timeout", s.header_timeout, d.header_timeout)?,
+            // hyper cannot read a head into less than 8 KiB of buffer.
+            max_header_bytes: at_least(
+                "server.max_header_bytes",
+                s.max_header_bytes,
+                8192,
+                d.max_header_bytes,
+            )?,
+            max_headers: at_least("server.max_headers", s.max_headers, 8, d.max_headers)?,
+            body_timeout: dur("server.body_timeout", s.body_timeout, d.body_timeout)?,
+            login_per_minute: s.login_per_minute.unwrap_or(d.login_per_minute),
+            login_burst,
+            shutdown_timeout: dur(
+                "server.shutdown_timeout",
+                s.shutdown_timeout,
+                d.shutdown_timeout,
+            )?,
+            upstream_max_connections: at_least(
+                "server.upstream_max_connections",
+                s.upstream_max_connections,
+                1,
+                d.upstream_max_connections,
+            )?,
+            underscores_in_headers: s.underscores_in_headers.unwrap_or(d.underscores_in_headers),
+            trusted_proxies: trusted_proxies(s.trusted_proxies.unwrap_or_default())?,
+            proxy_body_timeout: dur(
+                "server.proxy_body_timeout",
+                s.proxy_body_timeout,
+                d.proxy_body_timeout,
+            )?,
+            send_timeout: dur("server.send_timeout", s.send_timeout, d.send_timeout)?,
+            max_requests_per_ip: s.max_requests_per_ip.unwrap_or(d.max_requests_per_ip),
+            tunnel_idle_timeout: dur(
+                "server.tunnel_idle_timeout",
+                s.tunnel_idle_timeout,
+                d.tunnel_idle_timeout,
+            )?,
+            max_tunnels_per_user: s.max_tunnels_per_user.unwrap_or(d.max_tunnels_per_user),
+        })
+    }
+
+    fn tokens(t: RawTokens) -> Result<TokensConfig, ConfigError> {
+        let issuer = required("tokens.issuer", t.issuer)?;
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+            || issuer.parse::<Uri>().is_err()
+            || !is_header_safe(&issuer, 512)
+        {
+            return Err(err(
+                "tokens.issuer",
+                format!("{issuer:?} is not an http(s) URL"),
+            ));
+        }
+        let audience = match required("tokens.audience", t.audience)? {
+            RawAudience::One(a) => vec![a],
+            RawAudience::Many(list) => list,
+        };
+        if audience.is_empty() || audience.iter().any(|a| a.trim().is_empty()) {
+            return Err(err(
+                "tokens.audience",
+                "must be a non-empty string or list of non-empty strings",
+            ));
+        }
+        let access_ttl = duration_or(
+            "tokens.access_ttl",
+            t.access_ttl.as_deref(),
+            defaults::ACCESS_TTL,
+        )?;
+        let refresh_ttl = duration_or(
+            "tokens.refresh_ttl",
+            t.refresh_ttl.as_deref(),
+            defaults::REFRESH_TTL,
+        )?;
+        if refresh_ttl < access_ttl {
+            return Err(err(
+                "tokens.refresh_ttl",
+                "must not be shorter than tokens.access_ttl",
+            ));
+        }
+        let leeway = match t.leeway.as_deref() {
+            Some(v) => parse_duration("tokens.leeway", v)?,
+            None => defaults::LEEWAY,
+        };
+        let cache_capacity = t.cache_capacity.unwrap_or(defaults::TOKEN_CACHE_CAPACITY);
+        Ok(TokensConfig {
+            issuer,
+            audience,
+            access_ttl,
+            refresh_ttl,
+            leeway,
+            cache_capacity,
+        })
+    }
+
+    fn provider(
+        i: usize,
+        p: RawProvider,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ProviderConfig, ConfigError> {
+        let key = |k: &str| format!("providers[{i}].{k}");
+        let platform = match required(&key("platform"), p.platform)?.as_str() {
+            "wechat" => Platform::WeChat,
+            other => {
+                return Err(err(
+                    key("platform"),
+                    format!("{other:?} is not a known platform (wechat)"),
+                ))
+            }
+        };
+        let appid = required(&key("appid"), p.appid)?;
+        if !is_header_safe(&appid, 64) {
+            return Err(err(key("appid"), "must be 1-64 visible ASCII characters"));
+        }
+        let (secret, secret_source) = match (p.secret_env, p.secret_file) {
+            (Some(name), None) => (
+                env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    err(
+                        key("secret_env"),
+                        format!("environment variable {name} is not set"),
+                    )
+                })?,
+                format!("env {name}"),
+            ),
+            (None, Some(path)) => (
+                files::read_secret(&key("secret_file"), &path)?,
+                format!("file {}", path.display()),
+            ),
+            _ => {
+                return Err(err(
+                    key("secret_env"),
+                    "exactly one of secret_env and secret_file is required",
+                ))
+            }
+        };
+        if secret.is_empty() {
+            return Err(err(key("secret_file"), "the secret is empty"));
+        }
+        let base_url = p
+            .base_url
+            .unwrap_or_else(|| platform.default_base_url().to_owned());
+        let base_ok = base_url.parse::<Uri>().ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+        });
+        if !base_ok {
+            return Err(err(
+                key("base_url"),
+                format!("{base_url:?} is not an http(s) URL"),
+            ));
+        }
+        Ok(ProviderConfig {
+            platform,
+            appid,
+            secret: Secret::new(secret),
+            secret_source,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout: duration_or(
+                &key("timeout"),
+                p.timeout.as_deref(),
+                defaults::PROVIDER_TIMEOUT,
+            )?,
+        })
+    }
+
+    fn route(i: usize, r: RawRoute) -> Result<RouteConfig, ConfigError> {
+        let key = |k: &str| format!("routes[{i}].{k}");
+        let prefix = required(&key("prefix"), r.prefix)?;
+        if !prefix.starts_with('/') {
+            return Err(err(key("prefix"), format!("{prefix:?} must start with /")));
+        }
+        let upstream_text = required(&key("upstream"), r.upstream)?;
+        let upstream: Uri = upstream_text
+            .parse()
+            .map_err(|_| err(key("upstream"), format!("{upstream_text:?} is not a URL")))?;
+        if upstream.scheme_str() != Some("http") || upstream.authority().is_none() {
+            return Err(err(
+                key("upstream"),
+                format!("{upstream_text:?} must be http://host:port"),
+            ));
+        }
+        if !matches!(upstream.path(), "" | "/") || upstream.query().is_some() {
+            return Err(err(
+                key("upstream"),
+                format!("{upstream_text:?} must have no path: the request path is forwarded as is"),
+            ));
+        }
+        let auth = match r.auth.as_deref().unwrap_or("required") {
+            "required" => AuthMode::Required,
+            "optional" => AuthMode::Optional,
+            "public" => AuthMode::Public,
+            other => {
+                return Err(err(
+                    key("auth"),
+                    format!("{other:?} is not required, optional or public"),
+                ))
+            }
+        };
+        Ok(RouteConfig {
+            prefix,
+            upstream,
+            auth,
+            timeout: duration_or(
+                &key("timeout"),
+                r.timeout.as_deref(),
+                defaults::ROUTE_TIMEOUT,
+            )?,
+        })
+    }
+}

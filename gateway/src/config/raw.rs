@@ -1,0 +1,109 @@
+//! The serde mirror of the TOML file: plain strings and numbers, unknown
+//! keys refused. Nothing here is checked; [`super::parse`] turns it into the
+//! validated types, naming the key of every error.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    pub listen: Option<String>,
+    pub tokens: Option<RawTokens>,
+    pub keys: Option<RawKeys>,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub tls: Option<RawTls>,
+    pub sessions: Option<RawSessions>,
+    pub server: Option<RawServer>,
+    pub log: Option<RawLog>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub format: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSessions {
+    pub redis_url: Option<String>,
+    pub max_sessions: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub max_connections: Option<usize>,
+    pub header_timeout: Option<String>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub body_timeout: Option<String>,
+    pub login_per_minute: Option<u32>,
+    pub login_burst: Option<u32>,
+    pub shutdown_timeout: Option<String>,
+    pub upstream_max_connections: Option<usize>,
+    pub underscores_in_headers: Option<bool>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub proxy_body_timeout: Option<String>,
+    pub send_timeout: Option<String>,
+    pub max_requests_per_ip: Option<u32>,
+    pub tunnel_idle_timeout: Option<String>,
+    pub max_tunnels_per_user: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawAudience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokens {
+    pub issuer: Option<String>,
+    pub audience: Option<RawAudience>,
+    pub access_ttl: Option<String>,
+    pub refresh_ttl: Option<String>,
+    pub leeway: Option<String>,
+    pub cache_capacity: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeys {
+    pub dir: Option<PathBuf>,
+    pub reload_interval: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    pub platform: Option<String>,
+    pub appid: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub base_url: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub prefix: Option<String>,
+    pub upstream: Option<String>,
+    pub auth: Option<String>,
+    pub timeout: Option<String>,
+}

@@ -1,0 +1,145 @@
+//! The shared state of a running gateway, built once from the config.
+//!
+//! Everything a request needs (tokens, routes, providers, the session
+//! store, limits, metrics) hangs off one [`Gateway`], shared by every
+//! connection behind an `Arc`. What changes while it runs (the key set,
+//! the TLS pair) is swapped atomically inside its owner and re-read by the
+//! reloader here, on a tick and on SIGHUP.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigError, ServerConfig};
+use crate::keys::{KeyStore, Reload};
+use crate::limits::{LoginLimiter, Occupancy};
+use crate::metrics::Metrics;
+use crate::providers::{self, Providers};
+use crate::proxy::Proxy;
+use crate::routes::Routes;
+use crate::sessions::{self, Store};
+use crate::tls::{Tls, TlsReload};
+use crate::tokens::Tokens;
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A provider's client could not be built.
+    #[error(transparent)]
+    Providers(#[from] providers::SetupError),
+    /// The session store could not be set up.
+    #[error(transparent)]
+    Sessions(#[from] sessions::SetupError),
+    /// The TLS pair did not load.
+    #[error(transparent)]
+    Tls(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error("listen {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+/// Everything the request path needs, built once.
+#[derive(Debug)]
+pub struct Gateway {
+    /// Token issuing and verification.
+    pub tokens: Tokens,
+    /// Code exchange, by appid.
+    pub providers: Providers,
+    /// The route table.
+    pub routes: Routes,
+    /// The upstream client.
+    pub proxy: Proxy,
+    /// Login-session state, for refresh and logout.
+    pub sessions: Store,
+    /// Per-client-IP limit on logins.
+    pub login_limiter: LoginLimiter,
+    /// Requests in flight per client address.
+    pub in_flight: Occupancy<IpAddr>,
+    /// Open WebSocket tunnels per user (or anonymous client address).
+    pub tunnels: Occupancy<Box<str>>,
+    /// Connection and request limits.
+    pub server: ServerConfig,
+    /// Every Prometheus series.
+    pub metrics: Metrics,
+    /// Inbound TLS, when configured.
+    pub tls: Option<Tls>,
+}
+
+impl Gateway {
+    /// Builds the gateway of `config` around its key store.
+    pub fn new(config: &Config, store: KeyStore) -> Result<Gateway, StartError> {
+        let store = Arc::new(store);
+        let prefixes: Vec<&str> = config.routes.iter().map(|r| r.prefix.as_str()).collect();
+        let mut platforms: Vec<_> = config.providers.iter().map(|p| p.platform).collect();
+        platforms.dedup();
+        let metrics = Metrics::new(&prefixes, &platforms);
+        let server = &config.server;
+        Ok(Gateway {
+            tokens: Tokens::new(config.tokens.clone(), store)
+                .with_cache_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone()),
+            providers: Providers::new(&config.providers)?,
+            routes: Routes::new(&config.routes, server.upstream_max_connections),
+            proxy: Proxy::new(),
+            sessions: Store::new(&config.sessions)?,
+            login_limiter: LoginLimiter::new(server.login_per_minute, server.login_burst),
+            in_flight: Occupancy::new(server.max_requests_per_ip),
+            tunnels: Occupancy::new(server.max_tunnels_per_user),
+            server: server.clone(),
+            metrics,
+            tls: config.tls.as_ref().map(Tls::new).transpose()?,
+        })
+    }
+
+    /// Re-reads the TLS certificate pair if its files changed, and counts
+    /// the outcome. Runs on the key set's reload tick and on SIGHUP.
+    pub fn reload_tls(&self) -> TlsReload {
+        let Some(tls) = &self.tls else {
+            return TlsReload::Unchanged;
+        };
+        let outcome = tls.reload_if_changed();
+        self.metrics.tls_reloads.increment(outcome);
+        outcome
+    }
+
+    /// One reload: the key set (dropping verifications of a replaced set),
+    /// idle login-limiter entries, the TLS pair.
+    fn reload(&self) {
+        if self.tokens.keys().reload() == Reload::Replaced {
+            self.tokens.clear_cache();
+        }
+        self.login_limiter.forget_idle();
+        self.reload_tls();
+    }
+}
+
+/// Re-reads the key set every `every` and at once on SIGHUP, until
+/// `stopped` turns true.
+pub fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stopped.changed() => break,
+                _ = tick.tick() => {}
+                _ = hup => tracing::info!("SIGHUP: reloading the key set"),
+            }
+            gw.reload();
+        }
+    });
+}

@@ -1,0 +1,309 @@
+//! The path of one request, top to bottom:
+//!
+//! ```text
+//! classify -> admit -> authenticate -> rewrite -> forward -> log
+//! ```
+//!
+//! - **classify** reads the request head before anything else does: header
+//!   names with `_` are dropped, a head that is not HTTP as the contract
+//!   wants it (not exactly one `Host`, userinfo in the target) and paths an
+//!   upstream could read as another path are refused, and what is left is
+//!   one of the gateway's own endpoints, a route, or nothing (404);
+//! - **admit** holds a place in the client address's count of requests in
+//!   flight (`max_requests_per_ip`), kept until the response body is done;
+//! - **authenticate** applies the route's `auth` to the bearer token;
+//! - **rewrite** makes the upstream's headers: identity, client address,
+//!   request id; a WebSocket handshake also takes a tunnel place here;
+//! - **forward** sends it upstream and streams the answer back;
+//! - **log** counts the response under its route or endpoint and writes the
+//!   access line.
+//!
+//! One [`Ctx`] per request carries what the phases learn (the client
+//! address, the request id, the identity, what to count the response
+//! under) to the log phase. The connection handling that calls [`handle`]
+//! is in [`crate::server`]; the shared state it reads is
+//! [`crate::gateway::Gateway`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, Version};
+use hyper::body::Incoming;
+use tracing::Instrument as _;
+
+use crate::auth::authenticate;
+use crate::body::Body;
+use crate::endpoints::{self, Endpoint};
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::limits::{bucket, InFlight};
+use crate::metrics::{AuthFailure, Own, Refusal};
+use crate::proxy::{self, client_behind, request_id, ClientAddr, Conn, Forward, REQUEST_ID};
+use crate::routes::{check_path, Route};
+use crate::tokens::Identity;
+use crate::tunnel::{self, TunnelPlace};
+
+/// What one request has learnt on its way, for the phases after.
+struct Ctx<'g> {
+    gw: &'g Gateway,
+    conn: &'g Conn,
+    /// The client address when it is not the TCP peer (a trusted proxy's
+    /// `X-Forwarded-For`).
+    forwarded: Option<ClientAddr>,
+    request_id: HeaderValue,
+    counted: Counted<'g>,
+    identity: Option<Arc<Identity>>,
+}
+
+impl Ctx<'_> {
+    /// The request's client address.
+    fn client(&self) -> &ClientAddr {
+        self.forwarded.as_ref().unwrap_or(&self.conn.addr)
+    }
+}
+
+/// What a response is counted under.
+#[derive(Clone, Copy)]
+enum Counted<'g> {
+    Own(Own),
+    Route(&'g Route),
+}
+
+/// What classification found a request to be.
+enum Target<'g> {
+    Endpoint(Endpoint),
+    Route(&'g Route),
+}
+
+/// One request, from its head to its access line.
+pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+    let start = Instant::now();
+    let mut ctx = Ctx {
+        gw: &gw,
+        conn,
+        forwarded: client_behind(&conn.addr, req.headers(), &gw.server),
+        request_id: request_id(req.headers(), gw.proxy.ids()),
+        counted: Counted::Own(Own::Unmatched),
+        identity: None,
+    };
+    // The access line's fields, gathered only when it will be written.
+    let access = tracing::enabled!(target: "minigate::access", tracing::Level::INFO)
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let span = tracing::info_span!("request", id = ctx.request_id.to_str().unwrap_or("-"));
+    let dropped = proxy::drop_underscored(req.headers_mut(), gw.server.underscores_in_headers);
+    if let Some(c) = gw.metrics.refusals.get(Refusal::HeaderDropped) {
+        c.increment(dropped as u64);
+    }
+    let res = run(&mut ctx, req).instrument(span.clone()).await;
+    log(&ctx, res, start, access, &span)
+}
+
+/// classify → admit → the endpoint, or authenticate → rewrite → forward.
+async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body> {
+    let gw = ctx.gw;
+    let target = match classify(gw, &req) {
+        Ok(target) => target,
+        Err((own, refusal, e)) => {
+            ctx.counted = Counted::Own(own);
+            if let Some(refusal) = refusal {
+                gw.metrics.refusals.increment(refusal);
+            }
+            return e.into_response();
+        }
+    };
+    ctx.counted = match target {
+        Target::Endpoint(e) => Counted::Own(e.counted()),
+        Target::Route(r) => Counted::Route(r),
+    };
+    let in_flight = match admit(ctx) {
+        Ok(held) => held,
+        Err(e) => return e.into_response(),
+    };
+    let route = match target {
+        Target::Endpoint(e) => {
+            let client = ctx.client().ip;
+            let res = endpoints::serve(e, gw, req, client).await;
+            drop(in_flight);
+            return res.unwrap_or_else(ApiError::into_response);
+        }
+        Target::Route(route) => route,
+    };
+    let identity = match authenticate(route.auth, req.headers(), &gw.tokens) {
+        Ok(identity) => identity,
+        Err(e) => {
+            if let Some(reason) = auth_failure(&e) {
+                gw.metrics.auth_failures.increment(reason);
+            }
+            return e.into_response();
+        }
+    };
+    if identity.is_some() {
+        gw.metrics.auth_ok.increment(1);
+    }
+    ctx.identity = identity;
+    let upgrade = match tunnel_place(ctx, &req) {
+        Ok(upgrade) => upgrade,
+        Err(e) => return e.into_response(),
+    };
+    rewrite(ctx, &mut req);
+    gw.proxy
+        .forward(
+            req,
+            Forward {
+                route,
+                lease: &ctx.conn.lease,
+                in_flight,
+                upgrade,
+                metrics: gw.metrics.route(route.index),
+                refusals: &gw.metrics.refusals,
+                body_gap: gw.server.proxy_body_timeout,
+                tunnel_idle: gw.server.tunnel_idle_timeout,
+            },
+        )
+        .await
+}
+
+/// A refusal before routing: what to count it under, and the answer.
+type Refused = (Own, Option<Refusal>, ApiError);
+
+/// Checks the request head and finds its target.
+fn classify<'g>(gw: &'g Gateway, req: &Request<Incoming>) -> Result<Target<'g>, Refused> {
+    let bad_head = |why| {
+        (
+            Own::RefusedRequest,
+            Some(Refusal::BadRequestHead),
+            ApiError::InvalidRequest(why),
+        )
+    };
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first_host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(bad_head("a request must have exactly one Host header"));
+    }
+    if first_host.is_none() && req.version() == Version::HTTP_11 {
+        return Err(bad_head("a request must have exactly one Host header"));
+    }
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(bad_head("a request target must not hold credentials"));
+    }
+    let path = req.uri().path();
+    if let Some(endpoint) = Endpoint::of(path) {
+        return Ok(Target::Endpoint(endpoint));
+    }
+    if let Err(bad) = check_path(path) {
+        return Err((
+            Own::RefusedPath,
+            Some(Refusal::PathRefused),
+            ApiError::InvalidRequest(bad.message()),
+        ));
+    }
+    match gw.routes.find(path) {
+        Some(route) => Ok(Target::Route(route)),
+        None => Err((Own::Unmatched, None, ApiError::NotFound)),
+    }
+}
+
+/// A place in the client address's count of requests in flight.
+fn admit(ctx: &Ctx<'_>) -> Result<Option<InFlight>, ApiError> {
+    ctx.gw
+        .in_flight
+        .enter(&bucket(ctx.client().ip))
+        .map_err(|_| {
+            ctx.gw.metrics.refusals.increment(Refusal::PerIpCap);
+            ApiError::TooManyInFlight
+        })
+}
+
+/// The metric label of an authentication failure.
+fn auth_failure(e: &ApiError) -> Option<AuthFailure> {
+    match e {
+        ApiError::MissingToken => Some(AuthFailure::Missing),
+        ApiError::InvalidToken(t) => Some(AuthFailure::Token(*t)),
+        _ => None,
+    }
+}
+
+/// For a WebSocket handshake, its `Upgrade` value and a place in its user's
+/// (or, anonymous, its client address's) count of open tunnels.
+#[allow(clippy::type_complexity)]
+fn tunnel_place(
+    ctx: &Ctx<'_>,
+    req: &Request<Incoming>,
+) -> Result<Option<(HeaderValue, Option<TunnelPlace>)>, ApiError> {
+    let Some(upgrade) = tunnel::websocket_upgrade(req.version(), req.headers()) else {
+        return Ok(None);
+    };
+    let key: Box<str> = match &ctx.identity {
+        Some(id) => format!("user:{}", id.user).into(),
+        None => format!("addr:{}", ctx.client().ip).into(),
+    };
+    match ctx.gw.tunnels.enter(&key) {
+        Ok(place) => Ok(Some((upgrade, place))),
+        Err(_) => {
+            ctx.gw.metrics.refusals.increment(Refusal::TunnelCap);
+            Err(ApiError::TooManyInFlight)
+        }
+    }
+}
+
+/// The upstream's headers: identity, client address, request id.
+fn rewrite(ctx: &Ctx<'_>, req: &mut Request<Incoming>) {
+    // HTTP/2 carries the host as :authority; the HTTP/1.1 upstream gets it
+    // as Host, as a client speaking HTTP/1.1 would have sent.
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+    }
+    if req.version() == Version::HTTP_2 {
+        proxy::join_cookies(req.headers_mut());
+    }
+    proxy::rewrite_request_headers(
+        req.headers_mut(),
+        ctx.identity.as_deref(),
+        &ctx.conn.addr,
+        ctx.forwarded.as_ref(),
+        &ctx.request_id,
+    );
+}
+
+/// Counts the response, returns the request id with it, and writes the
+/// access line.
+fn log(
+    ctx: &Ctx<'_>,
+    mut res: Response<Body>,
+    start: Instant,
+    access: Option<(Method, String)>,
+    span: &tracing::Span,
+) -> Response<Body> {
+    let status = res.status().as_u16();
+    let (metrics, label) = match ctx.counted {
+        Counted::Own(own) => (ctx.gw.metrics.own(own), crate::metrics::Label::label(own)),
+        Counted::Route(r) => (ctx.gw.metrics.route(r.index), r.prefix.as_str()),
+    };
+    metrics.count(status);
+    res.headers_mut().insert(REQUEST_ID, ctx.request_id.clone());
+    if let Some((method, path)) = access {
+        let _entered = span.enter();
+        tracing::info!(
+            target: "minigate::access",
+            %method,
+            path,
+            route = label,
+            status,
+            ms = start.elapsed().as_secs_f64() * 1000.0,
+            sub = ctx.identity.as_ref().map_or("-", |id| id.subject.as_str()),
+            client = %ctx.client().ip,
+        );
+    }
+    res
+}
