@@ -1,11 +1,8 @@
 //! Interoperability: the served JWKS and tokens verify with a stock verifier
 //! from another ecosystem (PyJWT and its JWK support), which is the point of
-//! publishing a JWKS. `.ci/run` installs PyJWT; run it with
-//! `pip install 'pyjwt[crypto]'` locally.
+//! publishing a JWKS. `./test` installs PyJWT (or `pip install 'pyjwt[crypto]'`).
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 async fn verify_with_pyjwt(alg: jwks::Alg) {
     let gw = start(Setup {
@@ -16,7 +13,7 @@ async fn verify_with_pyjwt(alg: jwks::Alg) {
     let t = gw.login("interop").await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/verify_with_pyjwt.py"
+        "/tests/it/interop/verify_with_pyjwt.py"
     );
     let out = tokio::process::Command::new("python3")
         .args([
@@ -34,7 +31,7 @@ async fn verify_with_pyjwt(alg: jwks::Alg) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("No module named 'jwt'"),
-        "PyJWT is missing: pip install 'pyjwt[crypto]' (.ci/run does)"
+        "PyJWT is missing: pip install 'pyjwt[crypto]' (./test does)"
     );
     assert!(
         out.status.success(),

@@ -2,15 +2,13 @@
 //! upstream, with a certificate authority made by the test, and the
 //! certificate replaced on disk while the gateway serves.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
-use common::*;
+use crate::support::*;
 use minigate::tls::TlsReload;
 
 struct Pki {

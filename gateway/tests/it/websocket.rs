@@ -3,15 +3,13 @@
 //! closes. The upstream is a real WebSocket server (tungstenite) that
 //! reports the handshake headers it got.
 
-mod common;
-
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use common::*;
+use crate::support::*;
 
 async fn ws_gateway(server: &str) -> (Gateway, WsEcho) {
     let echo = ws_echo().await;

@@ -1,9 +1,7 @@
 //! Every row of the contract's error table that login, refresh and the proxy
 //! can produce, against the real gateway and a stand-in WeChat.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 fn code(c: &str) -> String {
     serde_json::json!({ "code": c }).to_string()

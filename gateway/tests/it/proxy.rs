@@ -2,11 +2,9 @@
 //! tampered and confused tokens, a second gateway sharing the keys, and
 //! pass-through of everything else.
 
-mod common;
-
+use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use common::*;
 
 const SPOOFS: [(&str, &str); 4] = [
     ("X-Auth-Subject", "admin"),

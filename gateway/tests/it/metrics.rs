@@ -1,9 +1,7 @@
 //! `/metrics`: scraped before and after traffic, every family moves by what
 //! the traffic did.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 /// The value of one series in a Prometheus text exposition, 0 if absent.
 fn value(text: &str, series: &str) -> f64 {

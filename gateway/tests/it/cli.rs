@@ -1,13 +1,11 @@
 //! The `minigate` binary: key commands, config errors, dev mode's walkthrough
 //! run as pasted, and logs free of secrets.
 
-mod common;
-
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 
 fn minigate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_minigate"))

@@ -2,8 +2,6 @@
 //! connection cap, login rate limiting, slow bodies, SIGTERM with requests in
 //! flight, and an upstream that dies and comes back under load.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use common::*;
+use crate::support::*;
 
 fn hostile_setup(server: &str) -> Setup {
     Setup {

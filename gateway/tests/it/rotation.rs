@@ -2,14 +2,12 @@
 //! zero failures, replicas agreeing, pruning, refused broken sets, SIGHUP,
 //! Kubernetes' `..data` symlink swap, and concurrent CLI writers.
 
-mod common;
-
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 
 fn cli(args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))

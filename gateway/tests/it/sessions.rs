@@ -1,11 +1,9 @@
 //! Refresh-token rotation with reuse detection, and logout: on the
 //! in-process store and on a real Redis shared by two gateway processes.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 
 async fn login_at(http: &reqwest::Client, base: &str, code: &str) -> Tokens {
     let res = http

@@ -1,13 +1,11 @@
 //! examples/: the mini-program client under node's test runner, and the two
 //! service examples against a real gateway.
 
-mod common;
-
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 
 fn examples() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")

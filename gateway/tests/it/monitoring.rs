@@ -1,9 +1,7 @@
 //! deploy/monitoring: every metric the alert rules and the Grafana dashboard
 //! name is one the gateway exports, so neither can silently watch nothing.
 
-mod common;
-
-use common::*;
+use crate::support::*;
 
 fn metric_names(text: &str) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();

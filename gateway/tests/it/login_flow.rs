@@ -1,11 +1,9 @@
 //! Login → call → refresh → call through the real gateway, and the secrets
 //! that must never come out of it.
 
-mod common;
-
+use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use common::*;
 
 fn claims(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).unwrap();

@@ -5,15 +5,13 @@
 //! claims can be anything at all, including validly signed by the gateway's
 //! own key: a refusal then proves the check, not a bad signature.
 
-mod common;
-
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use base64::Engine as _;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
 
-use common::*;
+use crate::support::*;
 
 /// The gateway's current signing key, as ring sees it, and its kid.
 fn our_key(gw: &Gateway) -> (EcdsaKeyPair, String) {

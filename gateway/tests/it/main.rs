@@ -1,0 +1,22 @@
+//! minigate's integration tests, as one test binary: one module per area,
+//! sharing the harness in `support` (built and linked once).
+//!
+//! Run one area with a filter, e.g. `cargo test -p minigate --test it sessions::`.
+
+mod support;
+
+mod adversarial;
+mod cli;
+mod deploy;
+mod errors;
+mod examples;
+mod hostile;
+mod interop;
+mod login_flow;
+mod metrics;
+mod monitoring;
+mod proxy;
+mod rotation;
+mod sessions;
+mod tls;
+mod websocket;

@@ -1,0 +1,289 @@
+//! The real gateway, in process on a real port, with its neighbours; and the
+//! client-side helpers that talk to it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+
+use minigate::config::Config;
+use minigate::server::Running;
+
+use super::{upstream, wechat, Upstream, WeChat, APPID, APPID2, SECRET};
+
+/// How to set a gateway up.
+#[derive(Clone)]
+pub struct Setup {
+    pub issuer: String,
+    pub audience: String,
+    pub alg: jwks::Alg,
+    pub access_ttl: &'static str,
+    pub wechat_timeout: &'static str,
+    pub upstream_timeout: &'static str,
+    pub reload_interval: &'static str,
+    pub two_providers: bool,
+    /// Share an existing key directory instead of making one.
+    pub keys_dir: Option<PathBuf>,
+    /// Point routes here instead of at the harness upstream.
+    pub upstream_addr: Option<SocketAddr>,
+    pub wechat_addr: Option<SocketAddr>,
+    /// The body of the `[server]` section. Login rate limiting is off by
+    /// default here: tests log in far faster than any one client should.
+    pub server: String,
+    /// Appended to the config, e.g. a `[sessions]` section.
+    pub extra: String,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            issuer: "https://auth.test".into(),
+            audience: "\"api\"".into(),
+            alg: jwks::Alg::ES256,
+            access_ttl: "15m",
+            wechat_timeout: "1s",
+            upstream_timeout: "1s",
+            reload_interval: "10s",
+            two_providers: false,
+            keys_dir: None,
+            upstream_addr: None,
+            wechat_addr: None,
+            server: "login_per_minute = 0\n".into(),
+            extra: String::new(),
+        }
+    }
+}
+
+/// A running gateway with its neighbours.
+pub struct Gateway {
+    pub running: Running,
+    pub url: String,
+    pub wechat: WeChat,
+    pub upstream: Upstream,
+    pub keys_dir: PathBuf,
+    pub http: reqwest::Client,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn client() -> reqwest::Client {
+    minigate::tls::install_crypto_provider();
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// The config TOML for a gateway with these neighbours.
+pub fn config_text(
+    setup: &Setup,
+    keys_dir: &Path,
+    wechat: SocketAddr,
+    upstream: SocketAddr,
+    listen: &str,
+) -> String {
+    let second = if setup.two_providers {
+        format!(
+            "[[providers]]\nplatform = \"wechat\"\nappid = \"{APPID2}\"\nsecret_env = \"TEST_WECHAT_SECRET\"\nbase_url = \"http://{wechat}\"\ntimeout = \"{}\"\n",
+            setup.wechat_timeout
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"listen = "{listen}"
+
+[tokens]
+issuer = "{issuer}"
+audience = {audience}
+access_ttl = "{access_ttl}"
+refresh_ttl = "30d"
+leeway = "5s"
+
+[keys]
+dir = "{keys}"
+reload_interval = "{ri}"
+
+[[providers]]
+platform = "wechat"
+appid = "{APPID}"
+secret_env = "TEST_WECHAT_SECRET"
+base_url = "http://{wechat}"
+timeout = "{wt}"
+
+{second}
+[[routes]]
+prefix = "/api/"
+upstream = "http://{upstream}"
+auth = "required"
+timeout = "{ut}"
+
+[[routes]]
+prefix = "/api/admin/"
+upstream = "http://{upstream}"
+auth = "required"
+timeout = "{ut}"
+
+[[routes]]
+prefix = "/maybe/"
+upstream = "http://{upstream}"
+auth = "optional"
+timeout = "{ut}"
+
+[[routes]]
+prefix = "/public/"
+upstream = "http://{upstream}"
+auth = "public"
+timeout = "{ut}"
+
+[server]
+{server}
+{extra}
+"#,
+        server = setup.server,
+        extra = setup.extra,
+        issuer = setup.issuer,
+        audience = setup.audience,
+        access_ttl = setup.access_ttl,
+        keys = keys_dir.display(),
+        wt = setup.wechat_timeout,
+        ut = setup.upstream_timeout,
+        ri = setup.reload_interval,
+    )
+}
+
+pub fn test_env(name: &str) -> Option<String> {
+    (name == "TEST_WECHAT_SECRET").then(|| SECRET.to_owned())
+}
+
+/// Makes a key directory with a fresh set.
+pub fn key_dir(alg: jwks::Alg) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    jwks::KeySet::generate(alg, SystemTime::now())
+        .unwrap()
+        .save(tmp.path())
+        .unwrap();
+    tmp
+}
+
+pub async fn start(setup: Setup) -> Gateway {
+    let wechat = match setup.wechat_addr {
+        Some(addr) => WeChat {
+            addr,
+            queries: Default::default(),
+        },
+        None => wechat().await,
+    };
+    let upstream = upstream().await;
+    let (tmp, keys_dir) = match &setup.keys_dir {
+        Some(dir) => (None, dir.clone()),
+        None => {
+            let tmp = key_dir(setup.alg);
+            let dir = tmp.path().to_path_buf();
+            (Some(tmp), dir)
+        }
+    };
+    let up = setup.upstream_addr.unwrap_or(upstream.addr);
+    let text = config_text(&setup, &keys_dir, wechat.addr, up, "127.0.0.1:0");
+    let config = Config::from_toml(&text, &test_env).unwrap();
+    let keys = minigate::keys::KeyStore::open(keys_dir.clone(), &config.tokens.issuer).unwrap();
+    let running = minigate::server::start(&config, keys).await.unwrap();
+    Gateway {
+        url: format!("http://{}", running.addr),
+        running,
+        wechat,
+        upstream,
+        keys_dir,
+        http: client(),
+        _tmp: tmp,
+    }
+}
+
+/// The login response.
+#[derive(Debug, serde::Deserialize)]
+pub struct Tokens {
+    pub token_type: String,
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+    pub openid: String,
+    pub unionid: Option<String>,
+}
+
+impl Gateway {
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, code: &str) -> Tokens {
+        let res = self
+            .post("/auth/login", &format!("{{\"code\":\"{code}\"}}"))
+            .await;
+        assert_eq!(res.status(), 200, "login failed");
+        res.json().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Signs arbitrary claims with this gateway's current key.
+    pub fn sign(&self, typ: &str, claims: serde_json::Value) -> String {
+        jwks::KeySet::load(&self.keys_dir)
+            .unwrap()
+            .sign(typ, &claims)
+            .unwrap()
+    }
+}
+
+/// Asserts an error response: status and `error` code.
+pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> HeaderMap {
+    let got = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        (got, body["error"].as_str().unwrap_or("")),
+        (status, code),
+        "{body}"
+    );
+    assert!(body["error_description"].is_string());
+    headers
+}
+
+pub fn now() -> u64 {
+    minigate::tokens::now_secs()
+}
+
+/// Sends raw bytes on a fresh connection and returns what came back until
+/// the server closed it (requests should say `Connection: close`).
+pub async fn raw(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Posts `{"refresh_token": token}` to `path` (refresh or logout) at `base`.
+pub async fn post_refresh(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: &str,
+) -> reqwest::Response {
+    http.post(format!("{base}{path}"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"refresh_token\":\"{token}\"}}"))
+        .send()
+        .await
+        .unwrap()
+}

@@ -1,0 +1,25 @@
+//! Test harness: the real gateway on a real port, with a stand-in WeChat that
+//! speaks `jscode2session`'s wire format and a real hyper upstream that
+//! reports what reached it.
+
+mod gateway;
+mod process;
+mod redis;
+mod upstream;
+mod wechat;
+
+pub use gateway::*;
+pub use process::*;
+pub use redis::*;
+pub use upstream::*;
+pub use wechat::*;
+
+/// A loopback port that was free a moment ago, for a server that must be
+/// told its port up front.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
