@@ -3,6 +3,9 @@
 //!
 //! Run one area with a filter, e.g. `cargo test -p minigate --test it sessions::`.
 
+// The harness is test code: a fixture that cannot be built fails the test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod adversarial;
