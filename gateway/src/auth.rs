@@ -15,8 +15,13 @@ use std::sync::Arc;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
+use http::Method;
+
 use crate::config::AuthMode;
 use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::metrics::AuthFailure;
+use crate::routes::{Decision, Route};
 use crate::tokens::{Identity, TokenError, Tokens};
 
 /// What a request's `Authorization` header holds.
@@ -86,6 +91,41 @@ pub fn authenticate(
             .map(Some)
             .map_err(ApiError::InvalidToken),
     }
+}
+
+/// Authenticate, then authorize: the route's `auth` applied to the token,
+/// then its `allow` rules to the caller's roles and the method, each
+/// outcome counted. What a proxied request and a forward-auth check share.
+#[inline]
+pub fn check(
+    gw: &Gateway,
+    route: &Route,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<Identity>>, ApiError> {
+    let identity = authenticate(route.auth, headers, &gw.tokens).inspect_err(|e| {
+        let reason = match e {
+            ApiError::MissingToken => Some(AuthFailure::Missing),
+            ApiError::InvalidToken(t) => Some(AuthFailure::Token(*t)),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            gw.metrics.auth_failures.increment(reason);
+        }
+    })?;
+    if identity.is_some() {
+        gw.metrics.auth_ok.increment(1);
+    }
+    if route.has_rules() {
+        // An anonymous caller (on an optional route) holds no roles.
+        let roles = identity.as_deref().map_or(&[][..], |id| &id.roles[..]);
+        let decision = route.decide(method, roles);
+        gw.metrics.route(route.index).decisions.increment(decision);
+        if decision != Decision::Allowed {
+            return Err(ApiError::InsufficientScope);
+        }
+    }
+    Ok(identity)
 }
 
 #[cfg(test)]

@@ -141,6 +141,7 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
         upstream: http::Uri::clone(&upstream_uri),
         auth,
         timeout: defaults::ROUTE_TIMEOUT,
+        allow: None,
     };
     Config {
         listen,
@@ -176,6 +177,9 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
         server: ServerConfig::default(),
         tls: None,
         log: Default::default(),
+        roles: Vec::new(),
+        enrich: None,
+        source: None,
     }
 }
 

@@ -18,13 +18,16 @@ use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::body::{full, json, Body};
 use crate::config::is_header_safe;
+use crate::enrich::{merge_roles, Ask, Event, Refused};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::metrics::{Own, SessionOp};
+use crate::metrics::{Own, Refusal, SessionOp};
+use crate::routes::check_path;
 use crate::sessions::{Redeemed, SessionStore as _};
 use crate::tokens::{random_id, Subject, TokenPair};
 
@@ -54,6 +57,8 @@ pub enum Endpoint {
     Readyz,
     /// `GET /metrics`.
     Metrics,
+    /// `/auth/verify` and below, any method: forward-auth.
+    Verify,
 }
 
 impl Endpoint {
@@ -69,6 +74,7 @@ impl Endpoint {
             "/healthz" => Endpoint::Healthz,
             "/readyz" => Endpoint::Readyz,
             "/metrics" => Endpoint::Metrics,
+            _ if path == VERIFY || path.starts_with("/auth/verify/") => Endpoint::Verify,
             _ => return None,
         })
     }
@@ -82,6 +88,7 @@ impl Endpoint {
             Endpoint::Jwks | Endpoint::Discovery => Own::WellKnown,
             Endpoint::Healthz | Endpoint::Readyz => Own::Health,
             Endpoint::Metrics => Own::Metrics,
+            Endpoint::Verify => Own::Verify,
         }
     }
 }
@@ -103,6 +110,7 @@ pub async fn serve(
         Endpoint::Healthz => Ok(healthz()),
         Endpoint::Readyz => Ok(readyz(gw)),
         Endpoint::Metrics => metrics(gw, &req),
+        Endpoint::Verify => verify(gw, &req),
     }
 }
 
@@ -233,8 +241,12 @@ pub async fn login(
         appid: provider.appid.clone(),
         platform: provider.platform.name().to_owned(),
         device_id: body.device_id,
+        uid: None,
+        roles: Vec::new(),
+        ext: BTreeMap::new(),
     };
     let sid = random_id()?;
+    let subject = identify(gw, subject, Event::Login, &sid).await?;
     let refresh_jti = random_id()?;
     gw.sessions
         .begin(&sid, &refresh_jti, gw.tokens.refresh_ttl())
@@ -276,6 +288,24 @@ async fn refresh_token_of(
 /// pair in the same login session.
 pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let old = refresh_token_of(gw, req).await?;
+    // Asked before the token is redeemed: a user service that is down must
+    // not cost the client its refresh token.
+    let subject = match identify(gw, old.subject.clone(), Event::Refresh, &old.sid).await {
+        Err(ApiError::AccessDenied) => {
+            // A banned user's session ends here, not at its refresh TTL.
+            if gw
+                .sessions
+                .revoke(&old.sid, gw.tokens.refresh_ttl())
+                .await
+                .is_err()
+            {
+                gw.metrics.session_errors.increment(SessionOp::Logout);
+            }
+            tracing::info!(appid = %old.subject.appid, sid = %old.sid, "refresh refused by the user service: session ended");
+            return Err(ApiError::AccessDenied);
+        }
+        other => other?,
+    };
     let next_jti = random_id()?;
     let outcome = gw
         .sessions
@@ -284,7 +314,7 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
         .map_err(|_| store_down(gw, SessionOp::Refresh))?;
     match outcome {
         Redeemed::Rotated => {
-            let pair = gw.tokens.issue(&old.subject, &old.sid, next_jti)?;
+            let pair = gw.tokens.issue(&subject, &old.sid, next_jti)?;
             tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "refresh");
             Ok(token_response(&pair))
         }
@@ -315,6 +345,107 @@ pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
+
+/// The subject's roles, uid and claims, from the static grants and, when
+/// `[enrich]` is configured, the user service (which may refuse the user).
+async fn identify(
+    gw: &Gateway,
+    mut subject: Subject,
+    event: Event,
+    sid: &str,
+) -> Result<Subject, ApiError> {
+    let mut extra = Vec::new();
+    if let Some(enricher) = &gw.enricher {
+        let ask = Ask {
+            event,
+            platform: &subject.platform,
+            appid: &subject.appid,
+            openid: &subject.openid,
+            unionid: subject.unionid.as_deref(),
+            device_type: DEVICE_TYPE,
+            device_id: subject.device_id.as_deref(),
+            sid,
+        };
+        let enriched =
+            enricher
+                .ask(&ask, &gw.metrics.enrich)
+                .await
+                .map_err(|refused| match refused {
+                    Refused::Denied => ApiError::AccessDenied,
+                    Refused::Failed(_) => ApiError::EnrichUnavailable,
+                })?;
+        subject.uid = enriched.uid;
+        subject.ext = enriched.claims;
+        extra = enriched.roles;
+    }
+    subject.roles = merge_roles(&gw.grants.load(), subject.user(), &extra);
+    Ok(subject)
+}
+
+/// The device class sessions are of: every mini-program login is a phone's.
+const DEVICE_TYPE: &str = "phone";
+
+/// The original request a forward-auth check is about: Traefik's
+/// `X-Forwarded-Method`/`X-Forwarded-Uri`, else nginx's
+/// `X-Original-Method`/`X-Original-URI`, else the request itself with the
+/// `/auth/verify` prefix taken off (Envoy's `path_prefix`).
+fn original_request(req: &Request<Incoming>) -> Result<(Method, &str), ApiError> {
+    let header = |name: &str| req.headers().get(name);
+    let (method, uri) = match (
+        header("x-forwarded-method").or(header("x-original-method")),
+        header("x-forwarded-uri").or(header("x-original-uri")),
+    ) {
+        (method, Some(uri)) => {
+            let method = match method {
+                Some(m) => Method::from_bytes(m.as_bytes())
+                    .map_err(|_| ApiError::InvalidRequest("the original method is not a method"))?,
+                None => req.method().clone(),
+            };
+            let uri = uri
+                .to_str()
+                .map_err(|_| ApiError::InvalidRequest("the original URI is not visible ASCII"))?;
+            (method, uri)
+        }
+        (_, None) => {
+            let rest = req.uri().path().strip_prefix(VERIFY).unwrap_or("");
+            (req.method().clone(), rest)
+        }
+    };
+    let path = uri.split(['?', '#']).next().unwrap_or("");
+    if !path.starts_with('/') {
+        return Err(ApiError::InvalidRequest(
+            "no original request: send X-Forwarded-Uri or X-Original-URI, or a path after /auth/verify",
+        ));
+    }
+    Ok((method, path))
+}
+
+/// `/auth/verify`: may the original request pass? 200 with the identity
+/// headers, or the 401/403 a proxied request would get. No body is read and
+/// the token goes through the same verified-token cache as a proxied one.
+pub fn verify(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let (method, path) = original_request(req)?;
+    if let Err(bad) = check_path(path) {
+        gw.metrics.refusals.increment(Refusal::PathRefused);
+        return Err(ApiError::InvalidRequest(bad.message()));
+    }
+    // Every path must be someone's: one no route claims is nobody's to pass.
+    let route = gw.routes.find(path).ok_or(ApiError::InsufficientScope)?;
+    let identity = crate::auth::check(gw, route, &method, req.headers())?;
+    let mut res = full(StatusCode::OK, "text/plain", Bytes::new());
+    res.headers_mut().remove(http::header::CONTENT_TYPE);
+    if let Some(id) = identity {
+        for (name, value) in &id.headers {
+            res.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// The prefix of the forward-auth endpoint.
+pub const VERIFY: &str = "/auth/verify";
 
 /// GET or HEAD only, for the documents and metrics.
 fn require_get(req: &Request<Incoming>) -> Result<(), ApiError> {

@@ -49,6 +49,13 @@ pub enum ApiError {
     /// 429 rate_limited: this client address has too many requests (or
     /// tunnels) open at once.
     TooManyInFlight,
+    /// 403 insufficient_scope: the route's `allow` rules refuse the caller.
+    InsufficientScope,
+    /// 403 access_denied: the user service refused the user (banned).
+    AccessDenied,
+    /// 503 temporarily_unavailable: the user service gave no usable answer,
+    /// so no token is issued.
+    EnrichUnavailable,
     /// 404 not_found: no route.
     NotFound,
     /// 502 bad_gateway: the upstream is unreachable or broke off.
@@ -76,7 +83,10 @@ impl ApiError {
             }
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::RiskyUser => StatusCode::FORBIDDEN,
+            ApiError::RiskyUser | ApiError::InsufficientScope | ApiError::AccessDenied => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::EnrichUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderTimeout | ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ProviderError | ApiError::BadGateway => StatusCode::BAD_GATEWAY,
@@ -97,7 +107,11 @@ impl ApiError {
             ApiError::RateLimited(_) | ApiError::TooManyLogins(_) | ApiError::TooManyInFlight => {
                 "rate_limited"
             }
-            ApiError::SessionsUnavailable => "temporarily_unavailable",
+            ApiError::SessionsUnavailable | ApiError::EnrichUnavailable => {
+                "temporarily_unavailable"
+            }
+            ApiError::InsufficientScope => "insufficient_scope",
+            ApiError::AccessDenied => "access_denied",
             ApiError::RiskyUser => "risky_user",
             ApiError::ProviderUnavailable => "provider_unavailable",
             ApiError::ProviderTimeout => "provider_timeout",
@@ -118,6 +132,9 @@ impl ApiError {
             ApiError::InvalidRequest(d) | ApiError::InvalidGrant(d) => d,
             ApiError::InvalidToken(e) => e.message(),
             ApiError::TooManyInFlight => "too many requests open from this client, retry later",
+            ApiError::InsufficientScope => "the caller's roles do not allow this request",
+            ApiError::AccessDenied => "the user service refused this user",
+            ApiError::EnrichUnavailable => "the user service is unavailable, retry later",
             ApiError::MethodNotAllowed(_) => "method not allowed on this endpoint",
             ApiError::TooLarge => "request body too large",
             ApiError::InvalidCode => "the login code is invalid or was already used",
@@ -169,7 +186,17 @@ impl ApiError {
             ApiError::RateLimited(secs) | ApiError::TooManyLogins(secs) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(secs));
             }
-            ApiError::SessionsUnavailable | ApiError::TooManyInFlight => {
+            ApiError::InsufficientScope => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"minigate\", error=\"insufficient_scope\"",
+                    ),
+                );
+            }
+            ApiError::SessionsUnavailable
+            | ApiError::TooManyInFlight
+            | ApiError::EnrichUnavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::MethodNotAllowed(allow) => {

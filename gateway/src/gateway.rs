@@ -7,12 +7,16 @@
 //! reloader here, on a tick and on SIGHUP.
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
 
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError, ServerConfig};
+use crate::enrich::{Enricher, Grants};
 use crate::keys::{KeyStore, Reload};
 use crate::limits::{LoginLimiter, Occupancy};
 use crate::metrics::Metrics;
@@ -45,6 +49,17 @@ pub enum StartError {
     },
 }
 
+/// The config file static grants are re-read from, and when it last changed.
+#[derive(Debug)]
+struct GrantsSource {
+    path: PathBuf,
+    stamp: Mutex<Option<SystemTime>>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 /// Everything the request path needs, built once.
 #[derive(Debug)]
 pub struct Gateway {
@@ -52,6 +67,11 @@ pub struct Gateway {
     pub tokens: Tokens,
     /// Code exchange, by appid.
     pub providers: Providers,
+    /// The user service, when `[enrich]` is configured.
+    pub enricher: Option<Enricher>,
+    /// Static role grants, replaced when the config file's change.
+    pub grants: ArcSwap<Grants>,
+    grants_source: Option<GrantsSource>,
     /// The route table.
     pub routes: Routes,
     /// The upstream client.
@@ -76,15 +96,23 @@ impl Gateway {
     /// Builds the gateway of `config` around its key store.
     pub fn new(config: &Config, store: KeyStore) -> Result<Gateway, StartError> {
         let store = Arc::new(store);
-        let prefixes: Vec<&str> = config.routes.iter().map(|r| r.prefix.as_str()).collect();
         let mut platforms: Vec<_> = config.providers.iter().map(|p| p.platform).collect();
         platforms.dedup();
-        let metrics = Metrics::new(&prefixes, &platforms);
+        let metrics = Metrics::new(&config.routes, &platforms);
         let server = &config.server;
         Ok(Gateway {
             tokens: Tokens::new(config.tokens.clone(), store)
                 .with_cache_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone()),
             providers: Providers::new(&config.providers)?,
+            enricher: match &config.enrich {
+                Some(e) => Some(Enricher::new(e.clone(), providers::outbound_client()?)),
+                None => None,
+            },
+            grants: ArcSwap::from_pointee(Grants::new(&config.roles)),
+            grants_source: config.source.clone().map(|path| GrantsSource {
+                stamp: Mutex::new(modified(&path)),
+                path,
+            }),
             routes: Routes::new(&config.routes, server.upstream_max_connections),
             proxy: Proxy::new(),
             sessions: Store::new(&config.sessions)?,
@@ -108,14 +136,43 @@ impl Gateway {
         outcome
     }
 
+    /// Re-reads the static role grants if the config file changed. A file
+    /// that does not parse is refused whole and logged; the grants in force
+    /// stay. Returns whether the grants were replaced.
+    pub fn reload_grants(&self) -> bool {
+        let Some(source) = &self.grants_source else {
+            return false;
+        };
+        let now = modified(&source.path);
+        let Ok(mut stamp) = source.stamp.lock() else {
+            return false;
+        };
+        if *stamp == now {
+            return false;
+        }
+        *stamp = now;
+        match crate::config::files::grants_of(&source.path) {
+            Ok(grants) => {
+                self.grants.store(Arc::new(Grants::new(&grants)));
+                tracing::info!(grants = grants.len(), "static role grants reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "static role grants refused; the previous ones stay");
+                false
+            }
+        }
+    }
+
     /// One reload: the key set (dropping verifications of a replaced set),
-    /// idle login-limiter entries, the TLS pair.
+    /// idle login-limiter entries, the TLS pair, the static role grants.
     fn reload(&self) {
         if self.tokens.keys().reload() == Reload::Replaced {
             self.tokens.clear_cache();
         }
         self.login_limiter.forget_idle();
         self.reload_tls();
+        self.reload_grants();
     }
 }
 

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod endpoints;
+pub mod enrich;
 pub mod error;
 pub mod gateway;
 pub mod keys;

@@ -13,9 +13,11 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::config::Platform;
+use crate::config::{Platform, RouteConfig};
+use crate::enrich::EnrichMetrics;
 use crate::keys::KeyStore;
 use crate::providers::ExchangeError;
+use crate::routes::Decision;
 use crate::tls::TlsReload;
 use crate::tokens::TokenError;
 
@@ -83,6 +85,8 @@ pub enum Own {
     /// A request refused before routing for its head (Host, target) or its
     /// client (too many in flight).
     RefusedRequest,
+    /// `/auth/verify`, the forward-auth decision.
+    Verify,
 }
 
 impl Label for Own {
@@ -96,6 +100,7 @@ impl Label for Own {
         Own::Unmatched,
         Own::RefusedPath,
         Own::RefusedRequest,
+        Own::Verify,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -108,6 +113,7 @@ impl Label for Own {
             Own::Unmatched => "unmatched",
             Own::RefusedPath => "refused-path",
             Own::RefusedRequest => "refused-request",
+            Own::Verify => "/auth/verify",
         }
     }
 }
@@ -220,6 +226,21 @@ impl Label for TlsReload {
     }
 }
 
+impl Label for Decision {
+    const ALL: &'static [Decision] = &[
+        Decision::Allowed,
+        Decision::DeniedRole,
+        Decision::DeniedMethod,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::DeniedRole => "denied_role",
+            Decision::DeniedMethod => "denied_method",
+        }
+    }
+}
+
 impl Label for ExchangeError {
     const ALL: &'static [ExchangeError] = &[
         ExchangeError::InvalidCode,
@@ -244,6 +265,8 @@ pub struct RouteMetrics {
     pub upstream: Histogram,
     /// WebSocket tunnels open now (proxied routes only).
     pub tunnels: Gauge,
+    /// `allow` decisions, proxied and forward-auth (routes with rules only).
+    pub decisions: Counters<Decision>,
 }
 
 impl RouteMetrics {
@@ -289,6 +312,8 @@ pub struct Metrics {
     pub cache_misses: Counter,
     /// By platform.
     exchanges: Vec<(Platform, ExchangeMetrics)>,
+    /// The user service's answers.
+    pub enrich: EnrichMetrics,
     /// Session store failures, by operation.
     pub session_errors: Counters<SessionOp>,
     /// TLS certificate reloads, by outcome.
@@ -301,9 +326,40 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// A counter per value of `L`, named `name`, labelled `key` (after `extra`).
+fn by<L: Label>(
+    counter: impl Fn(&'static str, Vec<metrics::Label>) -> Counter,
+    name: &'static str,
+    key: &'static str,
+    extra: &[metrics::Label],
+) -> Counters<L> {
+    let by = L::ALL
+        .iter()
+        .map(|v| {
+            let mut labels = extra.to_vec();
+            labels.push(metrics::Label::new(key, v.label()));
+            counter(name, labels)
+        })
+        .collect();
+    Counters {
+        by,
+        _label: std::marker::PhantomData,
+    }
+}
+
+impl<L: Label> Counters<L> {
+    /// Counters that count nothing, for series a route does not have.
+    fn noop() -> Counters<L> {
+        Counters {
+            by: L::ALL.iter().map(|_| Counter::noop()).collect(),
+            _label: std::marker::PhantomData,
+        }
+    }
+}
+
 impl Metrics {
-    /// Registers every series for these route prefixes and platforms.
-    pub fn new(route_prefixes: &[&str], platforms: &[Platform]) -> Metrics {
+    /// Registers every series for these routes and platforms.
+    pub fn new(routes: &[RouteConfig], platforms: &[Platform]) -> Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&BUCKETS)
             .map(PrometheusBuilder::build_recorder)
@@ -315,7 +371,7 @@ impl Metrics {
         let histogram = |name: &'static str, labels: Vec<metrics::Label>| {
             recorder.register_histogram(&Key::from_parts(name, labels), &META)
         };
-        let route = |label: &str, proxied: bool| RouteMetrics {
+        let route = |label: &str, proxied: bool, rules: bool| RouteMetrics {
             classes: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
                 counter(
                     "minigate_requests_total",
@@ -344,28 +400,30 @@ impl Metrics {
             } else {
                 Gauge::noop()
             },
+            decisions: if rules {
+                by(
+                    counter,
+                    "minigate_authz_decisions_total",
+                    "outcome",
+                    &[metrics::Label::new("route", label.to_owned())],
+                )
+            } else {
+                Counters::noop()
+            },
         };
-        fn by<L: Label>(
-            counter: impl Fn(&'static str, Vec<metrics::Label>) -> Counter,
-            name: &'static str,
-            key: &'static str,
-            extra: &[metrics::Label],
-        ) -> Counters<L> {
-            let by = L::ALL
-                .iter()
-                .map(|v| {
-                    let mut labels = extra.to_vec();
-                    labels.push(metrics::Label::new(key, v.label()));
-                    counter(name, labels)
-                })
-                .collect();
-            Counters {
-                by,
-                _label: std::marker::PhantomData,
-            }
-        }
-        let routes = route_prefixes.iter().map(|p| route(p, true)).collect();
-        let endpoints = Own::ALL.iter().map(|e| route(e.label(), false)).collect();
+        let routes = routes
+            .iter()
+            .map(|r| route(&r.prefix, true, r.allow.is_some()))
+            .collect();
+        let endpoints = Own::ALL
+            .iter()
+            .map(|e| route(e.label(), false, false))
+            .collect();
+        let enrich = EnrichMetrics {
+            latency: histogram("minigate_enrich_duration_seconds", vec![]),
+            failures: by(counter, "minigate_enrich_failures_total", "kind", &[]),
+            denied: counter("minigate_enrich_denied_total", vec![]),
+        };
         let auth_failures = by(counter, "minigate_auth_failures_total", "reason", &[]);
         let refusals = by(counter, "minigate_refused_total", "reason", &[]);
         let exchanges = platforms
@@ -400,6 +458,7 @@ impl Metrics {
             auth_failures,
             refusals,
             exchanges,
+            enrich,
             session_errors,
         }
     }

@@ -1,7 +1,7 @@
 //! The path of one request, top to bottom:
 //!
 //! ```text
-//! classify -> admit -> authenticate -> rewrite -> forward -> log
+//! classify -> admit -> authenticate -> authorize -> rewrite -> forward -> log
 //! ```
 //!
 //! - **classify** reads the request head before anything else does: header
@@ -11,7 +11,9 @@
 //!   one of the gateway's own endpoints, a route, or nothing (404);
 //! - **admit** holds a place in the client address's count of requests in
 //!   flight (`max_requests_per_ip`), kept until the response body is done;
-//! - **authenticate** applies the route's `auth` to the bearer token;
+//! - **authenticate** applies the route's `auth` to the bearer token, and
+//!   **authorize** its `allow` rules to the caller's roles and the method
+//!   (both in [`crate::auth::check`], which forward-auth shares);
 //! - **rewrite** makes the upstream's headers: identity, client address,
 //!   request id; a WebSocket handshake also takes a tunnel place here;
 //! - **forward** sends it upstream and streams the answer back;
@@ -32,13 +34,13 @@ use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 use tracing::Instrument as _;
 
-use crate::auth::authenticate;
+use crate::auth::check;
 use crate::body::Body;
 use crate::endpoints::{self, Endpoint};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::limits::{bucket, InFlight};
-use crate::metrics::{AuthFailure, Own, Refusal};
+use crate::metrics::{Own, Refusal};
 use crate::proxy::{self, client_behind, request_id, ClientAddr, Conn, Forward, REQUEST_ID};
 use crate::routes::{check_path, Route};
 use crate::tokens::Identity;
@@ -129,19 +131,11 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
         }
         Target::Route(route) => route,
     };
-    let identity = match authenticate(route.auth, req.headers(), &gw.tokens) {
+    // authenticate, then authorize (the route's `allow` rules).
+    ctx.identity = match check(gw, route, req.method(), req.headers()) {
         Ok(identity) => identity,
-        Err(e) => {
-            if let Some(reason) = auth_failure(&e) {
-                gw.metrics.auth_failures.increment(reason);
-            }
-            return e.into_response();
-        }
+        Err(e) => return e.into_response(),
     };
-    if identity.is_some() {
-        gw.metrics.auth_ok.increment(1);
-    }
-    ctx.identity = identity;
     let upgrade = match tunnel_place(ctx, &req) {
         Ok(upgrade) => upgrade,
         Err(e) => return e.into_response(),
@@ -217,15 +211,6 @@ fn admit(ctx: &Ctx<'_>) -> Result<Option<InFlight>, ApiError> {
             ctx.gw.metrics.refusals.increment(Refusal::PerIpCap);
             ApiError::TooManyInFlight
         })
-}
-
-/// The metric label of an authentication failure.
-fn auth_failure(e: &ApiError) -> Option<AuthFailure> {
-    match e {
-        ApiError::MissingToken => Some(AuthFailure::Missing),
-        ApiError::InvalidToken(t) => Some(AuthFailure::Token(*t)),
-        _ => None,
-    }
 }
 
 /// For a WebSocket handshake, its `Upgrade` value and a place in its user's

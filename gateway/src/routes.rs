@@ -17,6 +17,11 @@
 //! Routes that name the same upstream share one set of upstream connection
 //! slots: the cap protects the upstream (and the gateway's descriptors),
 //! not the route.
+//!
+//! A route's `allow` rules decide, after authentication, whether the caller
+//! may use it ([`Route::decide`]). They are compiled once: methods into a
+//! bit set, roles into a short list; a decision is a few comparisons with
+//! no allocation, on every proxied request and every forward-auth check.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +30,64 @@ use tokio::sync::Semaphore;
 
 use http::uri::{Authority, Scheme};
 
-use crate::config::{AuthMode, RouteConfig};
+use http::Method;
+
+use crate::config::{AllowRule, AuthMode, RouteConfig};
+
+/// What the `allow` rules say of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// An entry matches (or the route has no rules).
+    Allowed,
+    /// No entry names a role the caller holds.
+    DeniedRole,
+    /// The caller's roles match an entry, but not with this method.
+    DeniedMethod,
+}
+
+/// One compiled `allow` entry.
+#[derive(Debug, Clone)]
+struct Rule {
+    /// Any of these; `None` is any caller.
+    roles: Option<Box<[Box<str>]>>,
+    /// A bit per standard method; [`ANY_METHOD`] when absent.
+    methods: u16,
+}
+
+const ANY_METHOD: u16 = u16::MAX;
+
+/// The bit of a standard method; 0 for an extension method, which only an
+/// entry without `methods` matches.
+#[inline]
+fn method_bit(m: &Method) -> u16 {
+    let i = match *m {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => return 0,
+    };
+    1 << i
+}
+
+impl Rule {
+    fn compile(rule: &AllowRule) -> Rule {
+        Rule {
+            roles: rule
+                .roles
+                .as_ref()
+                .map(|r| r.iter().map(|r| r.as_str().into()).collect()),
+            methods: rule.methods.as_ref().map_or(ANY_METHOD, |m| {
+                m.iter().fold(0, |bits, m| bits | method_bit(m))
+            }),
+        }
+    }
+}
 
 /// Why a path is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +157,43 @@ pub struct Route {
     pub index: usize,
     /// Requests in flight to its upstream, shared by every route to it.
     pub upstream_slots: Arc<Semaphore>,
+    /// The compiled `allow` rules; `None` lets every authenticated caller in.
+    allow: Option<Box<[Rule]>>,
+}
+
+impl Route {
+    /// Whether a caller holding `roles` may use this route with `method`.
+    #[inline]
+    pub fn decide(&self, method: &Method, roles: &[Box<str>]) -> Decision {
+        let Some(rules) = &self.allow else {
+            return Decision::Allowed;
+        };
+        let bit = method_bit(method);
+        let mut role_matched = false;
+        for rule in rules.iter() {
+            let holds = rule
+                .roles
+                .as_ref()
+                .is_none_or(|want| want.iter().any(|w| roles.contains(w)));
+            if !holds {
+                continue;
+            }
+            role_matched = true;
+            if rule.methods == ANY_METHOD || rule.methods & bit != 0 {
+                return Decision::Allowed;
+            }
+        }
+        if role_matched {
+            Decision::DeniedMethod
+        } else {
+            Decision::DeniedRole
+        }
+    }
+
+    /// Whether the route has `allow` rules at all.
+    pub fn has_rules(&self) -> bool {
+        self.allow.is_some()
+    }
 }
 
 /// The route table.
@@ -129,6 +228,10 @@ impl Routes {
                     authority,
                     timeout: c.timeout,
                     upstream_slots,
+                    allow: c
+                        .allow
+                        .as_ref()
+                        .map(|rules| rules.iter().map(Rule::compile).collect()),
                 })
             })
             .collect();
@@ -194,7 +297,64 @@ mod tests {
             upstream: upstream.parse().unwrap(),
             auth: AuthMode::Required,
             timeout: Duration::from_secs(1),
+            allow: None,
         }
+    }
+
+    #[test]
+    fn the_seeds_role_table_decides_as_written() {
+        let rule = |roles: Option<&[&str]>, methods: Option<&[Method]>| AllowRule {
+            roles: roles.map(|r| r.iter().map(|s| s.to_string()).collect()),
+            methods: methods.map(|m| m.to_vec()),
+        };
+        let mut logs = route("/api/logs", "http://logs:1");
+        logs.allow = Some(vec![
+            rule(Some(&["auditor"]), Some(&[Method::GET])),
+            rule(Some(&["admin"]), None),
+        ]);
+        let mut profile = route("/api/profile", "http://p:1");
+        profile.allow = Some(vec![rule(
+            Some(&["user"]),
+            Some(&[Method::GET, Method::POST]),
+        )]);
+        let routes = Routes::new(&[logs, profile, route("/api/", "http://api:1")], 8);
+        let decide = |path: &str, m: Method, roles: &[&str]| {
+            let roles: Vec<Box<str>> = roles.iter().map(|r| (*r).into()).collect();
+            routes.find(path).unwrap().decide(&m, &roles)
+        };
+        assert_eq!(
+            decide("/api/logs", Method::GET, &["auditor"]),
+            Decision::Allowed
+        );
+        assert_eq!(
+            decide("/api/logs", Method::DELETE, &["auditor"]),
+            Decision::DeniedMethod
+        );
+        assert_eq!(
+            decide("/api/logs", Method::DELETE, &["x", "admin"]),
+            Decision::Allowed
+        );
+        assert_eq!(decide("/api/logs", Method::GET, &[]), Decision::DeniedRole);
+        assert_eq!(
+            decide("/api/logs", Method::GET, &["user"]),
+            Decision::DeniedRole
+        );
+        assert_eq!(
+            decide("/api/profile", Method::POST, &["user"]),
+            Decision::Allowed
+        );
+        assert_eq!(
+            decide("/api/profile", Method::PUT, &["user"]),
+            Decision::DeniedMethod
+        );
+        let ext = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(
+            decide("/api/profile", ext.clone(), &["user"]),
+            Decision::DeniedMethod
+        );
+        assert_eq!(decide("/api/logs", ext, &["admin"]), Decision::Allowed);
+        // No rules: everyone who passed auth.
+        assert_eq!(decide("/api/other", Method::DELETE, &[]), Decision::Allowed);
     }
 
     #[test]

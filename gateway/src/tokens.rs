@@ -8,6 +8,7 @@
 //! in entries. Refresh tokens are checked in full every time: they are used
 //! rarely, and their redemption touches session state anyway.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +46,12 @@ pub mod header {
     pub const UNIONID: HeaderName = HeaderName::from_static("x-auth-unionid");
     /// `did` (device id), when known.
     pub const DEVICE: HeaderName = HeaderName::from_static("x-auth-device");
+    /// `roles`, joined with `,`, when there are any.
+    pub const ROLES: HeaderName = HeaderName::from_static("x-auth-roles");
+    /// `uid`, the user service's own id, when enrichment gave one.
+    pub const USER: HeaderName = HeaderName::from_static("x-auth-user");
+    /// The prefix of one header per `ext` claim: `x-auth-claim-<name>`.
+    pub const CLAIM_PREFIX: &str = "x-auth-claim-";
 }
 
 /// Who a token pair is for.
@@ -60,6 +67,19 @@ pub struct Subject {
     pub platform: String,
     /// The device id the client sent at login, if any.
     pub device_id: Option<String>,
+    /// The user service's id for the person, from enrichment.
+    pub uid: Option<String>,
+    /// Roles: static grants and enrichment's, sorted, no duplicates.
+    pub roles: Vec<String>,
+    /// Short custom claims from enrichment (`ext`).
+    pub ext: BTreeMap<String, String>,
+}
+
+impl Subject {
+    /// The user: see [`user_key`].
+    pub fn user(&self) -> &str {
+        user_key(self.uid.as_deref(), self.unionid.as_deref(), &self.openid)
+    }
 }
 
 /// A freshly issued access and refresh token.
@@ -91,6 +111,8 @@ pub struct Identity {
     pub subject: String,
     /// The user: see [`user_key`].
     pub user: Box<str>,
+    /// `roles`, for the route's `allow` rules.
+    pub roles: Box<[Box<str>]>,
     exp: u64,
     /// The key-set generation that verified it: a reload makes it stale.
     generation: u64,
@@ -130,6 +152,12 @@ struct Claims {
     unionid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     did: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    ext: BTreeMap<String, String>,
 }
 
 /// A verified refresh token's contents.
@@ -273,10 +301,11 @@ impl std::fmt::Display for TokenError {
 impl std::error::Error for TokenError {}
 
 /// The key that identifies a person across sessions, devices and apps:
-/// the unionid when the platform gave one, else the openid. Every per-user
-/// decision (tunnel caps today) goes through this one function.
-pub fn user_key<'a>(unionid: Option<&'a str>, openid: &'a str) -> &'a str {
-    unionid.unwrap_or(openid)
+/// the user service's `uid` when enrichment gave one, else the unionid when
+/// the platform gave one, else the openid. Role grants, tunnel caps and
+/// everything else per user go through this one function.
+pub fn user_key<'a>(uid: Option<&'a str>, unionid: Option<&'a str>, openid: &'a str) -> &'a str {
+    uid.or(unionid).unwrap_or(openid)
 }
 
 /// Seconds since the epoch, now.
@@ -374,6 +403,9 @@ impl Tokens {
             platform: who.platform.clone(),
             unionid: who.unionid.clone(),
             did: who.device_id.clone(),
+            roles: who.roles.clone(),
+            uid: who.uid.clone(),
+            ext: who.ext.clone(),
         };
         let keys = self.keys.load();
         let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| ApiError::Internal);
@@ -436,6 +468,9 @@ impl Tokens {
                 appid: c.client_id,
                 platform: c.platform,
                 device_id: c.did,
+                uid: c.uid,
+                roles: c.roles,
+                ext: c.ext,
             },
             sid: c.sid,
             jti: c.jti,
@@ -485,7 +520,7 @@ impl Tokens {
 /// be a header (never true of tokens this gateway issued).
 fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     let v = |s: &str| HeaderValue::from_str(s).ok();
-    let mut headers = Vec::with_capacity(8);
+    let mut headers = Vec::with_capacity(9 + c.ext.len());
     headers.push((header::SUBJECT, v(&c.sub)?));
     headers.push((header::OPENID, v(&c.sub)?));
     headers.push((header::APPID, v(&c.client_id)?));
@@ -498,10 +533,28 @@ fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     if let Some(d) = &c.did {
         headers.push((header::DEVICE, v(d)?));
     }
+    if !c.roles.is_empty() {
+        if !c.roles.iter().all(|r| crate::config::is_role_name(r)) {
+            return None;
+        }
+        headers.push((header::ROLES, v(&c.roles.join(","))?));
+    }
+    if let Some(u) = &c.uid {
+        headers.push((header::USER, v(u)?));
+    }
+    for (name, value) in &c.ext {
+        if !crate::enrich::is_claim_name(name) {
+            return None;
+        }
+        let name =
+            HeaderName::from_bytes(format!("{}{name}", header::CLAIM_PREFIX).as_bytes()).ok()?;
+        headers.push((name, v(value)?));
+    }
     Some(Identity {
         headers,
         subject: c.sub.clone(),
-        user: user_key(c.unionid.as_deref(), &c.sub).into(),
+        user: user_key(c.uid.as_deref(), c.unionid.as_deref(), &c.sub).into(),
+        roles: c.roles.iter().map(|r| r.as_str().into()).collect(),
         exp: c.exp,
         generation,
     })

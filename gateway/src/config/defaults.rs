@@ -26,6 +26,8 @@ pub const KEYS_RELOAD_INTERVAL: Duration = secs(10);
 pub const PROVIDER_TIMEOUT: Duration = secs(5);
 /// `routes[].timeout`.
 pub const ROUTE_TIMEOUT: Duration = secs(30);
+/// `enrich.timeout`.
+pub const ENRICH_TIMEOUT: Duration = secs(2);
 /// `sessions.max_sessions`.
 pub const MAX_SESSIONS: u64 = 200_000;
 

@@ -13,15 +13,29 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::parse::duration_or;
-use super::{defaults, err, Config, ConfigError, TlsConfig};
+use super::raw::RawRolesOnly;
+use super::{defaults, err, Config, ConfigError, RoleGrant, TlsConfig};
 
 impl Config {
     /// Reads and validates a config file. Errors name the file or the key.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(path.display().to_string(), e.to_string()))?;
-        Self::from_toml(&text, &|name| std::env::var(name).ok())
+        let mut config = Self::from_toml(&text, &|name| std::env::var(name).ok())?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
+}
+
+/// The `[[roles]]` of a config file, checked like at start: what a reload
+/// of static grants reads. Nothing else of the file is resolved (no secret
+/// is read again).
+pub fn grants_of(path: &Path) -> Result<Vec<RoleGrant>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+    let raw: RawRolesOnly =
+        toml::from_str(&text).map_err(|e| err("config", e.message().replace('\n', " ")))?;
+    super::parse::grants(raw.roles)
 }
 
 /// The refresh TTL of a config file, read without resolving anything else:

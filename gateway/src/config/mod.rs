@@ -44,6 +44,47 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `[log]`: how log lines are written.
     pub log: LogConfig,
+    /// `[[roles]]`: static role grants, by user key.
+    pub roles: Vec<RoleGrant>,
+    /// `[enrich]`: the team's user service, asked at login and refresh.
+    pub enrich: Option<EnrichConfig>,
+    /// The file it was read from, when it was: static grants are re-read
+    /// from it on reload.
+    pub source: Option<PathBuf>,
+}
+
+/// `[[roles]]`: one role granted to listed users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleGrant {
+    /// The role: 1-64 visible ASCII characters without commas.
+    pub role: String,
+    /// User keys (uid, else unionid, else openid) that hold it.
+    pub users: Vec<String>,
+}
+
+/// `[enrich]`: where to ask for a user's uid, roles and claims.
+#[derive(Debug, Clone)]
+pub struct EnrichConfig {
+    /// The endpoint (http or https), POSTed JSON at login and refresh. May
+    /// hold credentials, so it is shown only redacted.
+    pub url: reqwest::Url,
+    /// How long one call may take; past it the login or refresh is 503.
+    pub timeout: Duration,
+}
+
+/// One entry of a route's `allow` list: a request matches when it holds one
+/// of `roles` (absent: any caller) and uses one of `methods` (absent: any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowRule {
+    /// Roles, any of which is enough.
+    pub roles: Option<Vec<String>>,
+    /// Methods, any of which is enough.
+    pub methods: Option<Vec<http::Method>>,
+}
+
+/// Is `role` a role name the contract allows (1-64 visible ASCII, no comma)?
+pub fn is_role_name(role: &str) -> bool {
+    is_header_safe(role, 64) && !role.contains(',')
 }
 
 /// `[log]`: the format of log lines on stderr; the level is `RUST_LOG`'s.
@@ -266,6 +307,8 @@ pub struct RouteConfig {
     pub auth: AuthMode,
     /// How long the upstream may take to send its response head.
     pub timeout: Duration,
+    /// Who may use it; `None` is every caller that passes `auth`.
+    pub allow: Option<Vec<AllowRule>>,
 }
 
 /// A configuration error: one line naming the key and what is wrong.

@@ -6,12 +6,119 @@ use std::time::Duration;
 
 use http::Uri;
 
-use super::raw::{Raw, RawAudience, RawProvider, RawRoute, RawServer, RawSessions, RawTokens};
-use super::{
-    defaults, err, files, is_header_safe, parse_duration, AuthMode, Config, ConfigError,
-    KeysConfig, LogConfig, LogFormat, Platform, ProviderConfig, RouteConfig, Secret, ServerConfig,
-    SessionsConfig, TlsConfig, TokensConfig,
+use super::raw::{
+    Raw, RawAllow, RawAudience, RawEnrich, RawProvider, RawRole, RawRoute, RawServer, RawSessions,
+    RawTokens,
 };
+use super::{
+    defaults, err, files, is_header_safe, is_role_name, parse_duration, AllowRule, AuthMode,
+    Config, ConfigError, EnrichConfig, KeysConfig, LogConfig, LogFormat, Platform, ProviderConfig,
+    RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig, TokensConfig,
+};
+
+/// `[[roles]]`, checked: every role a valid name, every user a user key.
+pub(super) fn grants(raw: Vec<RawRole>) -> Result<Vec<RoleGrant>, ConfigError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = |k: &str| format!("roles[{i}].{k}");
+            let role = required(&key("role"), r.role)?;
+            if !is_role_name(&role) {
+                return Err(err(
+                    key("role"),
+                    "must be 1-64 visible ASCII characters without commas",
+                ));
+            }
+            let users = required(&key("users"), r.users)?;
+            if let Some(bad) = users.iter().position(|u| !is_header_safe(u, 128)) {
+                return Err(err(
+                    format!("roles[{i}].users[{bad}]"),
+                    "must be a user key of 1-128 visible ASCII characters",
+                ));
+            }
+            Ok(RoleGrant { role, users })
+        })
+        .collect()
+}
+
+fn enrich(e: RawEnrich) -> Result<EnrichConfig, ConfigError> {
+    let url = required("enrich.url", e.url)?;
+    let parsed = reqwest::Url::parse(&url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    let Some(url) = parsed else {
+        // Not repeated: it may hold credentials.
+        return Err(err("enrich.url", "is not an http(s) URL"));
+    };
+    Ok(EnrichConfig {
+        url,
+        timeout: duration_or(
+            "enrich.timeout",
+            e.timeout.as_deref(),
+            defaults::ENRICH_TIMEOUT,
+        )?,
+    })
+}
+
+/// A route's `allow` list: not empty, and every entry one that can match.
+fn allow(i: usize, list: Vec<RawAllow>) -> Result<Vec<AllowRule>, ConfigError> {
+    if list.is_empty() {
+        return Err(err(
+            format!("routes[{i}].allow"),
+            "is empty, so nobody could use the route; remove it to allow every caller",
+        ));
+    }
+    list.into_iter()
+        .enumerate()
+        .map(|(j, a)| {
+            let key = |k: &str| format!("routes[{i}].allow[{j}].{k}");
+            let roles = match a.roles {
+                None => None,
+                Some(r) if r.is_empty() => {
+                    return Err(err(key("roles"), "is empty: no caller could match it"))
+                }
+                Some(r) => {
+                    if let Some(bad) = r.iter().find(|r| !is_role_name(r)) {
+                        return Err(err(
+                            key("roles"),
+                            format!("{bad:?} is not a role (1-64 visible ASCII, no commas)"),
+                        ));
+                    }
+                    Some(r)
+                }
+            };
+            let methods = match a.methods {
+                None => None,
+                Some(m) if m.is_empty() => {
+                    return Err(err(key("methods"), "is empty: no request could match it"))
+                }
+                Some(m) => Some(
+                    m.iter()
+                        .map(|name| method(name).ok_or_else(|| {
+                            err(
+                                key("methods"),
+                                format!("{name:?} is not an HTTP method (GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE)"),
+                            )
+                        }))
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            Ok(AllowRule { roles, methods })
+        })
+        .collect()
+}
+
+/// A standard method by name, any case.
+fn method(name: &str) -> Option<http::Method> {
+    let upper = name.to_ascii_uppercase();
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .contains(&upper.as_str())
+        .then(|| http::Method::from_bytes(upper.as_bytes()).ok())
+        .flatten()
+}
 
 fn trusted_proxies(list: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
     list.iter()
@@ -121,6 +228,8 @@ impl Config {
             }
             routes.push(r);
         }
+        let roles = grants(raw.roles)?;
+        let enrich = raw.enrich.map(enrich).transpose()?;
         let sessions = Self::sessions(raw.sessions)?;
         let server = Self::server(raw.server)?;
         let log = LogConfig {
@@ -145,6 +254,9 @@ impl Config {
             server,
             tls,
             log,
+            roles,
+            enrich,
+            source: None,
         })
     }
 
@@ -391,6 +503,16 @@ impl Config {
                 ))
             }
         };
+        let allow = match r.allow {
+            None => None,
+            Some(_) if auth == AuthMode::Public => {
+                return Err(err(
+                    key("allow"),
+                    "a public route checks no token, so it cannot check roles; make it required or optional",
+                ))
+            }
+            Some(list) => Some(allow(i, list)?),
+        };
         Ok(RouteConfig {
             prefix,
             upstream,
@@ -400,6 +522,7 @@ impl Config {
                 r.timeout.as_deref(),
                 defaults::ROUTE_TIMEOUT,
             )?,
+            allow,
         })
     }
 }

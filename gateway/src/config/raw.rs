@@ -20,6 +20,38 @@ pub(super) struct Raw {
     pub sessions: Option<RawSessions>,
     pub server: Option<RawServer>,
     pub log: Option<RawLog>,
+    #[serde(default)]
+    pub roles: Vec<RawRole>,
+    pub enrich: Option<RawEnrich>,
+}
+
+/// Only the `[[roles]]` of a file, for the reload of static grants: the
+/// rest of the file is not looked at.
+#[derive(Deserialize)]
+pub(super) struct RawRolesOnly {
+    #[serde(default)]
+    pub roles: Vec<RawRole>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRole {
+    pub role: Option<String>,
+    pub users: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnrich {
+    pub url: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAllow {
+    pub roles: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -106,4 +138,5 @@ pub(super) struct RawRoute {
     pub upstream: Option<String>,
     pub auth: Option<String>,
     pub timeout: Option<String>,
+    pub allow: Option<Vec<RawAllow>>,
 }
