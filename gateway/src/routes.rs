@@ -211,7 +211,7 @@ impl Routes {
             .iter()
             .enumerate()
             .filter_map(|(index, c)| {
-                let authority = c.upstream.authority()?.clone();
+                let authority = host_port(c.upstream.authority()?)?;
                 let upstream_slots = match slots.iter().find(|(a, _)| *a == authority) {
                     Some((_, s)) => s.clone(),
                     None => {
@@ -250,6 +250,17 @@ impl Routes {
     /// Every route, longest prefix first.
     pub fn iter(&self) -> impl Iterator<Item = &Route> {
         self.longest_first.iter()
+    }
+}
+
+/// An upstream's `host:port`, without any `user:password@` the config
+/// wrote before it. The gateway never sends such credentials (it adds no
+/// `Authorization` of its own), and the authority is what `config check`
+/// and the proxy's log lines show, which must hold no credentials.
+fn host_port(authority: &Authority) -> Option<Authority> {
+    match authority.as_str().rsplit_once('@') {
+        Some((_, host)) => host.parse().ok(),
+        None => Some(authority.clone()),
     }
 }
 
@@ -391,5 +402,11 @@ mod tests {
         assert!(Arc::ptr_eq(&slots("/a/"), &slots("/b/")));
         assert!(!Arc::ptr_eq(&slots("/a/"), &slots("/c/")));
         assert_eq!(slots("/c/").available_permits(), 3);
+    }
+
+    #[test]
+    fn upstream_credentials_are_not_kept() {
+        let routes = Routes::new(&[route("/a/", "http://svc:hunter2@one:1")], 1);
+        assert_eq!(routes.find("/a/x").unwrap().authority.as_str(), "one:1");
     }
 }

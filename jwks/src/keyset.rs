@@ -244,8 +244,7 @@ impl KeySet {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err("file is empty".into());
         }
-        let repr: FileRepr =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a key set: {e}"))?;
+        let repr: FileRepr = serde_json::from_slice(bytes).map_err(|e| not_a_key_set(&e))?;
         if repr.format != FORMAT {
             return Err(format!(
                 "format {:?} is not {FORMAT:?}",
@@ -482,6 +481,26 @@ fn short(kid: &str) -> String {
     kid.chars().take(12).collect()
 }
 
+/// Why a document is not a key set, by serde_json's error class and
+/// position only. Its message would quote the file (``unknown variant
+/// `…` ``, `invalid type: string "…"`), and a key set's values are private
+/// keys: a key pasted into the wrong field would reach every place that
+/// shows this reason, `/readyz` included.
+fn not_a_key_set(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "not JSON",
+        Category::Eof => "JSON that ends too soon",
+        Category::Data => "a field is missing, unknown, or has the wrong type or value",
+        Category::Io => "unreadable",
+    };
+    format!(
+        "not a key set: {what} at line {} column {}",
+        e.line(),
+        e.column()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,6 +540,15 @@ mod tests {
             (good.replace("EdDSA", "HS256"), "unknown algorithm"),
             (good.replace("EdDSA", "ES256"), "not a valid ES256"),
             (good[..good.len() / 2].to_string(), "not a key set"),
+            // A private key pasted into another field is not quoted back.
+            (
+                good.replacen(
+                    "\"current\"",
+                    &format!("\"{}\"", B64.encode(set.current().pkcs8())),
+                    1,
+                ),
+                "wrong type or value at line",
+            ),
         ];
         for (doc, want) in cases {
             let err = KeySet::from_json(doc.as_bytes()).unwrap_err();

@@ -13,6 +13,7 @@ mod cli;
 mod deploy;
 mod errors;
 mod examples;
+mod hardening;
 mod hostile;
 mod interop;
 mod login_flow;

@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
 
@@ -20,44 +19,6 @@ async fn ws_gateway(server: &str) -> (Gateway, WsEcho) {
     })
     .await;
     (gw, echo)
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Opens a WebSocket to `path` on the gateway with `headers`.
-async fn connect(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Result<Ws, WsError> {
-    let url = format!("ws://{}{path}", gw.running.addr);
-    let mut req = url.into_client_request().unwrap();
-    for (k, v) in headers {
-        req.headers_mut().insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    tokio_tungstenite::connect_async(req)
-        .await
-        .map(|(ws, _)| ws)
-}
-
-async fn next_data(ws: &mut Ws) -> Message {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("no frame in 5 s")
-            .expect("the stream ended")
-            .expect("a frame");
-        if msg.is_text() || msg.is_binary() || msg.is_close() {
-            return msg;
-        }
-    }
-}
-
-fn status_of(e: WsError) -> u16 {
-    match e {
-        WsError::Http(res) => res.status().as_u16(),
-        other => panic!("expected an HTTP refusal, got {other}"),
-    }
 }
 
 #[tokio::test]
@@ -75,14 +36,14 @@ async fn a_websocket_is_echoed_with_auth_and_refused_without() {
         &[("authorization", tampered.as_str())],
         &[("authorization", refresh.as_str())],
     ] {
-        let refused = connect(&gw, "/api/ws", headers).await.unwrap_err();
-        assert_eq!(status_of(refused), 401, "{headers:?}");
+        let refused = ws_connect(&gw, "/api/ws", headers).await.unwrap_err();
+        assert_eq!(ws_status(refused), 401, "{headers:?}");
     }
     assert!(echo.handshakes.lock().unwrap().is_empty());
 
     // With a token: the handshake reaches the upstream with the identity
     // (and not the client's spoofed one), and frames flow both ways.
-    let mut ws = connect(
+    let mut ws = ws_connect(
         &gw,
         "/api/ws?room=1",
         &[
@@ -107,14 +68,14 @@ async fn a_websocket_is_echoed_with_auth_and_refused_without() {
         assert!(h.get("sec-websocket-key").is_some());
     }
     assert_eq!(
-        next_data(&mut ws).await,
+        ws_next_data(&mut ws).await,
         Message::text("hello from upstream")
     );
     ws.send(Message::text("ping 1")).await.unwrap();
-    assert_eq!(next_data(&mut ws).await, Message::text("ping 1"));
+    assert_eq!(ws_next_data(&mut ws).await, Message::text("ping 1"));
     let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
     ws.send(Message::binary(big.clone())).await.unwrap();
-    assert_eq!(next_data(&mut ws).await, Message::binary(big));
+    assert_eq!(ws_next_data(&mut ws).await, Message::binary(big));
 
     // Counted as one open tunnel on its route while it lives.
     let scrape = gw.get("/metrics", None).await.text().await.unwrap();
@@ -126,15 +87,15 @@ async fn a_websocket_is_echoed_with_auth_and_refused_without() {
 
     // The upstream closes: the client sees the close frame.
     ws.send(Message::text("bye")).await.unwrap();
-    assert!(next_data(&mut ws).await.is_close());
+    assert!(ws_next_data(&mut ws).await.is_close());
     drop(ws);
 
     // A second tunnel, closed by the client this time.
-    let mut ws = connect(&gw, "/api/ws", &[("authorization", &bearer)])
+    let mut ws = ws_connect(&gw, "/api/ws", &[("authorization", &bearer)])
         .await
         .unwrap();
     assert_eq!(
-        next_data(&mut ws).await,
+        ws_next_data(&mut ws).await,
         Message::text("hello from upstream")
     );
     ws.close(None).await.unwrap();
@@ -161,11 +122,11 @@ async fn a_websocket_is_echoed_with_auth_and_refused_without() {
 #[tokio::test]
 async fn a_public_route_tunnels_without_a_token_and_never_passes_a_spoofed_identity() {
     let (gw, echo) = ws_gateway("login_per_minute = 0\n").await;
-    let mut ws = connect(&gw, "/public/ws", &[("x-auth-subject", "admin")])
+    let mut ws = ws_connect(&gw, "/public/ws", &[("x-auth-subject", "admin")])
         .await
         .unwrap();
     assert_eq!(
-        next_data(&mut ws).await,
+        ws_next_data(&mut ws).await,
         Message::text("hello from upstream")
     );
     let seen = echo.handshakes.lock().unwrap();
@@ -179,20 +140,23 @@ async fn open_tunnels_hold_connection_slots_and_are_cut_at_the_shutdown_deadline
             .await;
     // A public route: no login, so the test's HTTP client holds no
     // pooled connection, and the tunnels are all there is.
-    let mut first = connect(&gw, "/public/ws", &[]).await.unwrap();
-    let mut second = connect(&gw, "/public/ws", &[]).await.unwrap();
+    let mut first = ws_connect(&gw, "/public/ws", &[]).await.unwrap();
+    let mut second = ws_connect(&gw, "/public/ws", &[]).await.unwrap();
     assert_eq!(
-        next_data(&mut first).await,
+        ws_next_data(&mut first).await,
         Message::text("hello from upstream")
     );
     assert_eq!(
-        next_data(&mut second).await,
+        ws_next_data(&mut second).await,
         Message::text("hello from upstream")
     );
     // Both slots are held by tunnels: a third connection waits in the
     // backlog.
-    let third =
-        tokio::time::timeout(Duration::from_millis(300), connect(&gw, "/public/ws", &[])).await;
+    let third = tokio::time::timeout(
+        Duration::from_millis(300),
+        ws_connect(&gw, "/public/ws", &[]),
+    )
+    .await;
     assert!(
         third.is_err(),
         "a third connection was served at a cap of 2"
@@ -200,12 +164,13 @@ async fn open_tunnels_hold_connection_slots_and_are_cut_at_the_shutdown_deadline
     // One tunnel closes: its slot is free again.
     first.close(None).await.unwrap();
     drop(first);
-    let mut third = tokio::time::timeout(Duration::from_secs(5), connect(&gw, "/public/ws", &[]))
-        .await
-        .expect("the freed slot was not reused")
-        .unwrap();
+    let mut third =
+        tokio::time::timeout(Duration::from_secs(5), ws_connect(&gw, "/public/ws", &[]))
+            .await
+            .expect("the freed slot was not reused")
+            .unwrap();
     assert_eq!(
-        next_data(&mut third).await,
+        ws_next_data(&mut third).await,
         Message::text("hello from upstream")
     );
 

@@ -31,6 +31,8 @@ pub struct Setup {
     /// The body of the `[server]` section. Login rate limiting is off by
     /// default here: tests log in far faster than any one client should.
     pub server: String,
+    /// More `[[routes]]` tables, after the harness's own four.
+    pub routes: String,
     /// Appended to the config, e.g. a `[sessions]` section.
     pub extra: String,
 }
@@ -50,6 +52,7 @@ impl Default for Setup {
             upstream_addr: None,
             wechat_addr: None,
             server: "login_per_minute = 0\n".into(),
+            routes: String::new(),
             extra: String::new(),
         }
     }
@@ -133,11 +136,13 @@ upstream = "http://{upstream}"
 auth = "public"
 timeout = "{ut}"
 
+{routes}
 [server]
 {server}
 {extra}
 "#,
         server = setup.server,
+        routes = setup.routes,
         extra = setup.extra,
         issuer = setup.issuer,
         audience = setup.audience,
@@ -235,6 +240,13 @@ impl Gateway {
         req.send().await.unwrap()
     }
 
+    /// The `/metrics` exposition now.
+    pub async fn scrape(&self) -> String {
+        let res = self.get("/metrics", None).await;
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
+    }
+
     /// Signs arbitrary claims with this gateway's current key.
     pub fn sign(&self, typ: &str, claims: serde_json::Value) -> String {
         jwks::KeySet::load(&self.keys_dir)
@@ -256,6 +268,20 @@ pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> He
     );
     assert!(body["error_description"].is_string());
     headers
+}
+
+/// The value of one series (`name{labels}`) in a Prometheus exposition;
+/// 0 when absent.
+pub fn series(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
 
 pub fn now() -> u64 {

@@ -3,16 +3,22 @@
 //! reports what reached it.
 
 mod gateway;
+mod nginx;
+mod pki;
 mod process;
 mod redis;
 mod upstream;
 mod wechat;
+mod wsgi;
 
 pub use gateway::*;
+pub use nginx::*;
+pub use pki::*;
 pub use process::*;
 pub use redis::*;
 pub use upstream::*;
 pub use wechat::*;
+pub use wsgi::*;
 
 /// A loopback port that was free a moment ago, for a server that must be
 /// told its port up front.

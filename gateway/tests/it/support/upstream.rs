@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Either, Full};
 use hyper::body::{Body, Frame, Incoming};
@@ -15,6 +16,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::Gateway;
 
 /// Serves `f` on a fresh loopback port; returns the address.
 pub async fn serve<F, Fut, B>(f: F) -> SocketAddr
@@ -235,4 +240,45 @@ pub async fn ws_echo() -> WsEcho {
         }
     });
     WsEcho { addr, handshakes }
+}
+
+/// A WebSocket client connection.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to `path` on the gateway with `headers`.
+pub async fn ws_connect(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Result<Ws, WsError> {
+    let url = format!("ws://{}{path}", gw.running.addr);
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The next data or close frame (pings are skipped), within 5 s.
+pub async fn ws_next_data(ws: &mut Ws) -> Message {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("no frame in 5 s")
+            .expect("the stream ended")
+            .expect("a frame");
+        if msg.is_text() || msg.is_binary() || msg.is_close() {
+            return msg;
+        }
+    }
+}
+
+/// The status of a refused handshake.
+pub fn ws_status(e: WsError) -> u16 {
+    match e {
+        WsError::Http(res) => res.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
 }

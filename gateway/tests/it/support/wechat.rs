@@ -108,3 +108,39 @@ pub async fn wechat() -> WeChat {
     .await;
     WeChat { addr, queries }
 }
+
+/// A stand-in WeChat that answers every call with a redirect to the same
+/// call at `to` (the query, app secret included, carried along): status
+/// `N` for the code `redirect:N`, else 302. What a hijacked or
+/// impersonated platform endpoint would do.
+pub async fn wechat_redirecting(to: SocketAddr) -> WeChat {
+    let queries = Arc::new(Mutex::new(Vec::new()));
+    let seen = queries.clone();
+    let addr = serve(move |req: Request<Incoming>| {
+        let seen = seen.clone();
+        async move {
+            let query = req.uri().query().unwrap_or("").to_owned();
+            seen.lock().unwrap().push(query.clone());
+            let url = reqwest::Url::parse(&format!("http://x/?{query}")).unwrap();
+            let status = url
+                .query_pairs()
+                .find(|(k, _)| k == "js_code")
+                .and_then(|(_, v)| v.strip_prefix("redirect:")?.parse().ok())
+                .unwrap_or(302);
+            let mut res = plain(
+                StatusCode::from_u16(status).unwrap(),
+                "text/html",
+                "<html>moved</html>",
+            );
+            res.headers_mut().insert(
+                "location",
+                format!("http://{to}{}?{query}", req.uri().path())
+                    .parse()
+                    .unwrap(),
+            );
+            res
+        }
+    })
+    .await;
+    WeChat { addr, queries }
+}
