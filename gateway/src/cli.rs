@@ -425,6 +425,32 @@ fn check(path: &Path) -> Result<(), Failure> {
             r.auth,
             d(r.timeout)
         );
+        let rules = config
+            .routes
+            .get(r.index)
+            .and_then(|c| c.allow.as_deref())
+            .unwrap_or_default();
+        for rule in rules {
+            let roles = rule.roles.as_ref().map_or("any caller".to_owned(), |r| {
+                format!("roles {}", r.join("|"))
+            });
+            let methods = rule.methods.as_ref().map_or("any method".to_owned(), |m| {
+                let names: Vec<&str> = m.iter().map(http::Method::as_str).collect();
+                names.join("|")
+            });
+            say!("          allow {roles}, {methods}");
+        }
+    }
+    for g in &config.roles {
+        say!("role      {} granted to {} user(s)", g.role, g.users.len());
+    }
+    match &config.enrich {
+        Some(e) => say!(
+            "enrich    POST {} at login and refresh (timeout {}; fails closed)",
+            redacted_url(e.url.as_str()),
+            d(e.timeout)
+        ),
+        None => say!("enrich    off (roles from [[roles]] only)"),
     }
     match &config.sessions.redis_url {
         Some(url) => say!(
@@ -453,6 +479,35 @@ fn check(path: &Path) -> Result<(), Failure> {
             format!("{}/min, burst {}", s.login_per_minute, s.login_burst)
         },
         d(s.shutdown_timeout)
+    );
+    let trusted: Vec<String> = s.trusted_proxies.iter().map(ToString::to_string).collect();
+    let limit = |n: u32| match n {
+        0 => "unlimited".to_owned(),
+        n => n.to_string(),
+    };
+    say!(
+        "          client address: {}; headers with '_': {}",
+        if trusted.is_empty() {
+            "the TCP peer (no trusted proxies)".to_owned()
+        } else {
+            format!("X-Forwarded-For behind {}", trusted.join(", "))
+        },
+        if s.underscores_in_headers {
+            "kept, except ones that read as minigate's"
+        } else {
+            "dropped"
+        }
+    );
+    say!(
+        "          proxied bodies: a read every {}, a write every {}; in flight per client address: {}",
+        d(s.proxy_body_timeout),
+        d(s.send_timeout),
+        limit(s.max_requests_per_ip)
+    );
+    say!(
+        "          WebSocket tunnels: closed after {} idle, {} per user",
+        d(s.tunnel_idle_timeout),
+        limit(s.max_tunnels_per_user)
     );
     say!(
         "log       {} lines on stderr, level from RUST_LOG (default info)",

@@ -487,7 +487,59 @@ auth = "optional"
                 "server.login_burst",
             ),
         ];
-        for (text, key) in cases {
+        let allow = |auth: &str, allow: &str| {
+            GOOD.replace(
+                "auth = \"optional\"",
+                &format!("auth = \"{auth}\"\nallow = {allow}"),
+            )
+        };
+        let more = [
+            (allow("public", "[{ roles = [\"a\"] }]"), "routes[0].allow"),
+            (allow("required", "[]"), "routes[0].allow"),
+            (
+                allow("required", "[{ methods = [\"FETCH\"] }]"),
+                "routes[0].allow[0].methods",
+            ),
+            (
+                allow("required", "[{ roles = [\"a\"] }, { roles = [] }]"),
+                "routes[0].allow[1].roles",
+            ),
+            (
+                allow("optional", "[{ methods = [] }]"),
+                "routes[0].allow[0].methods",
+            ),
+            (
+                allow("required", "[{ roles = [\"a,b\"] }]"),
+                "routes[0].allow[0].roles",
+            ),
+            (allow("required", "[{ role = [\"a\"] }]"), "line "),
+            (
+                format!("{GOOD}[[roles]]\nrole = \"a b\"\nusers = [\"u\"]\n"),
+                "roles[0].role",
+            ),
+            (
+                format!("{GOOD}[[roles]]\nrole = \"a\"\nusers = [\"\"]\n"),
+                "roles[0].users[0]",
+            ),
+            (format!("{GOOD}[[roles]]\nrole = \"a\"\n"), "roles[0].users"),
+            (
+                format!("{GOOD}[enrich]\nurl = \"ftp://u:pw@x/\"\n"),
+                "enrich.url",
+            ),
+            (
+                format!("{GOOD}[enrich]\nurl = \"http://x/\"\ntimeout = \"0s\"\n"),
+                "enrich.timeout",
+            ),
+            (
+                format!("{GOOD}[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n"),
+                "server.trusted_proxies[0]",
+            ),
+            (
+                format!("{GOOD}[server]\nproxy_body_timeout = \"soon\"\n"),
+                "server.proxy_body_timeout",
+            ),
+        ];
+        for (text, key) in cases.into_iter().chain(more) {
             let e = Config::from_toml(&text, &env).unwrap_err();
             assert!(e.to_string().starts_with(key), "{e} should name {key}");
             assert!(!e.to_string().contains('\n'), "{e} is not one line");
@@ -497,6 +549,29 @@ auth = "optional"
                 "{e} shows the redis password"
             );
         }
+    }
+
+    #[test]
+    fn rules_grants_and_enrichment_parse() {
+        let text = GOOD.replace(
+            "auth = \"optional\"",
+            "auth = \"required\"\nallow = [ { roles = [\"auditor\"], methods = [\"get\"] }, { roles = [\"admin\"] } ]",
+        ) + "[[roles]]\nrole = \"admin\"\nusers = [\"u_1024\", \"o_2b9f\"]\n[enrich]\nurl = \"https://users.svc/minigate/enrich\"\n[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n";
+        let c = Config::from_toml(&text, &env).unwrap();
+        let allow = c.routes[0].allow.as_ref().unwrap();
+        assert_eq!(allow[0].methods.as_deref(), Some(&[http::Method::GET][..]));
+        assert_eq!(allow[1].methods, None);
+        assert_eq!(c.roles[0].users, ["u_1024", "o_2b9f"]);
+        let enrich = c.enrich.unwrap();
+        assert_eq!(enrich.timeout, defaults::ENRICH_TIMEOUT);
+        assert!(c.server.is_trusted("10.1.2.3".parse().unwrap()));
+        assert!(c.server.is_trusted("192.0.2.7".parse().unwrap()));
+        assert!(!c.server.is_trusted("192.0.2.8".parse().unwrap()));
+        assert_eq!(c.server.proxy_body_timeout, defaults::PROXY_BODY_TIMEOUT);
+        assert_eq!(
+            redacted_url("https://user:hunter2@api.example.com/x?y=@"),
+            "https://[credentials redacted]@api.example.com/x?y=@"
+        );
     }
 
     #[test]

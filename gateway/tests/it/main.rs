@@ -9,6 +9,7 @@
 mod support;
 
 mod adversarial;
+mod authz;
 mod cli;
 mod deploy;
 mod errors;

@@ -31,7 +31,8 @@ pub struct Setup {
     /// The body of the `[server]` section. Login rate limiting is off by
     /// default here: tests log in far faster than any one client should.
     pub server: String,
-    /// More `[[routes]]` tables, after the harness's own four.
+    /// More `[[routes]]` tables, after the harness's own four; `{upstream}`
+    /// in them is the upstream's address.
     pub routes: String,
     /// Appended to the config, e.g. a `[sessions]` section.
     pub extra: String,
@@ -142,7 +143,8 @@ timeout = "{ut}"
 {extra}
 "#,
         server = setup.server,
-        routes = setup.routes,
+        // `{upstream}` in extra routes is the harness upstream's address.
+        routes = setup.routes.replace("{upstream}", &upstream.to_string()),
         extra = setup.extra,
         issuer = setup.issuer,
         audience = setup.audience,

@@ -8,6 +8,7 @@ mod pki;
 mod process;
 mod redis;
 mod upstream;
+mod users;
 mod wechat;
 mod wsgi;
 
@@ -17,6 +18,7 @@ pub use pki::*;
 pub use process::*;
 pub use redis::*;
 pub use upstream::*;
+pub use users::*;
 pub use wechat::*;
 pub use wsgi::*;
 

@@ -29,6 +29,16 @@ impl Nginx {
     /// (its temporary directory) and `{target}` (an upstream address) are
     /// filled in; waits until it accepts connections.
     pub async fn start(fixture: &str, target: SocketAddr) -> Nginx {
+        Nginx::start_with(fixture, target, &[]).await
+    }
+
+    /// Like [`Nginx::start`], filling in more `{name}` placeholders with
+    /// addresses.
+    pub async fn start_with(
+        fixture: &str,
+        target: SocketAddr,
+        vars: &[(&str, SocketAddr)],
+    ) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let site = std::fs::read_to_string(
@@ -40,6 +50,9 @@ impl Nginx {
         .replace("{port}", &port.to_string())
         .replace("{dir}", &dir.path().display().to_string())
         .replace("{target}", &target.to_string());
+        let site = vars.iter().fold(site, |site, (name, addr)| {
+            site.replace(&format!("{{{name}}}"), &addr.to_string())
+        });
         std::fs::write(dir.path().join("site.conf"), site).unwrap();
         let d = dir.path().display();
         let main = format!(
