@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 
 use tokio::sync::watch;
 
-use crate::config::{Config, ConfigError, ServerConfig};
+use crate::config::{Config, ConfigError, Platform, ServerConfig};
 use crate::enrich::{Enricher, Grants};
 use crate::keys::{KeyStore, Reload};
 use crate::limits::{LoginLimiter, Occupancy};
@@ -26,6 +26,8 @@ use crate::routes::Routes;
 use crate::sessions::{self, Store};
 use crate::tls::{Tls, TlsReload};
 use crate::tokens::Tokens;
+use crate::wechat::token::{AccessTokens, AppConfig, Share, TokenMetrics};
+use crate::wechat::WxClient;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,8 @@ pub struct Gateway {
     pub enricher: Option<Enricher>,
     /// Static role grants, replaced when the config file's change.
     pub grants: ArcSwap<Grants>,
+    /// The WeChat access token of each WeChat app.
+    pub wechat: AccessTokens,
     grants_source: Option<GrantsSource>,
     /// The route table.
     pub routes: Routes,
@@ -96,9 +100,8 @@ impl Gateway {
     /// Builds the gateway of `config` around its key store.
     pub fn new(config: &Config, store: KeyStore) -> Result<Gateway, StartError> {
         let store = Arc::new(store);
-        let mut platforms: Vec<_> = config.providers.iter().map(|p| p.platform).collect();
-        platforms.dedup();
-        let metrics = Metrics::new(&config.routes, &platforms);
+        let mut metrics = Metrics::new(config);
+        let wechat = wechat_tokens(config, std::mem::take(&mut metrics.wechat_tokens))?;
         let server = &config.server;
         Ok(Gateway {
             tokens: Tokens::new(config.tokens.clone(), store)
@@ -109,6 +112,7 @@ impl Gateway {
                 None => None,
             },
             grants: ArcSwap::from_pointee(Grants::new(&config.roles)),
+            wechat,
             grants_source: config.source.clone().map(|path| GrantsSource {
                 stamp: Mutex::new(modified(&path)),
                 path,
@@ -174,6 +178,40 @@ impl Gateway {
         self.reload_tls();
         self.reload_grants();
     }
+}
+
+/// The token keeper of every WeChat app, sharing through the session
+/// store's Redis when there is one.
+fn wechat_tokens(
+    config: &Config,
+    mut metrics: Vec<(String, TokenMetrics)>,
+) -> Result<AccessTokens, StartError> {
+    let apps = config
+        .providers
+        .iter()
+        .filter(|p| p.platform == Platform::WeChat)
+        .filter_map(|p| {
+            let i = metrics.iter().position(|(appid, _)| *appid == p.appid)?;
+            let (_, m) = metrics.swap_remove(i);
+            let app = AppConfig {
+                appid: &p.appid,
+                secret: &p.secret,
+                base_url: &p.base_url,
+                timeout: p.timeout,
+            };
+            Some((app, m))
+        })
+        .collect();
+    let share = config
+        .sessions
+        .redis_url
+        .as_ref()
+        .and_then(|url| Share::new(url.expose()));
+    Ok(AccessTokens::new(
+        apps,
+        WxClient::new(providers::outbound_client()?),
+        share,
+    ))
 }
 
 /// Re-reads the key set every `every` and at once on SIGHUP, until

@@ -39,3 +39,4 @@ pub mod sessions;
 pub mod tls;
 pub mod tokens;
 pub mod tunnel;
+pub mod wechat;

@@ -13,13 +13,14 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::config::{Platform, RouteConfig};
+use crate::config::{Config, Platform};
 use crate::enrich::EnrichMetrics;
 use crate::keys::KeyStore;
 use crate::providers::ExchangeError;
 use crate::routes::Decision;
 use crate::tls::TlsReload;
 use crate::tokens::TokenError;
+use crate::wechat::token::TokenMetrics;
 
 static META: Metadata<'static> = Metadata::new("minigate", Level::INFO, Some("minigate"));
 
@@ -314,6 +315,9 @@ pub struct Metrics {
     exchanges: Vec<(Platform, ExchangeMetrics)>,
     /// The user service's answers.
     pub enrich: EnrichMetrics,
+    /// The WeChat access token of each WeChat app, by appid; taken by the
+    /// token keeper when the gateway is built.
+    pub wechat_tokens: Vec<(String, TokenMetrics)>,
     /// Session store failures, by operation.
     pub session_errors: Counters<SessionOp>,
     /// TLS certificate reloads, by outcome.
@@ -358,8 +362,11 @@ impl<L: Label> Counters<L> {
 }
 
 impl Metrics {
-    /// Registers every series for these routes and platforms.
-    pub fn new(routes: &[RouteConfig], platforms: &[Platform]) -> Metrics {
+    /// Registers every series of a gateway with this config.
+    pub fn new(config: &Config) -> Metrics {
+        let routes = &config.routes;
+        let mut platforms: Vec<Platform> = config.providers.iter().map(|p| p.platform).collect();
+        platforms.dedup();
         let recorder = PrometheusBuilder::new()
             .set_buckets(&BUCKETS)
             .map(PrometheusBuilder::build_recorder)
@@ -426,6 +433,31 @@ impl Metrics {
         };
         let auth_failures = by(counter, "minigate_auth_failures_total", "reason", &[]);
         let refusals = by(counter, "minigate_refused_total", "reason", &[]);
+        let wechat_tokens = config
+            .providers
+            .iter()
+            .filter(|p| p.platform == Platform::WeChat)
+            .map(|p| {
+                let app = metrics::Label::new("appid", p.appid.clone());
+                let m = TokenMetrics {
+                    renewals: counter("minigate_wechat_token_renewals_total", vec![app.clone()]),
+                    failures: by(
+                        counter,
+                        "minigate_wechat_token_failures_total",
+                        "kind",
+                        std::slice::from_ref(&app),
+                    ),
+                    expiry: recorder.register_gauge(
+                        &Key::from_parts(
+                            "minigate_wechat_token_expiry_timestamp_seconds",
+                            vec![app],
+                        ),
+                        &META,
+                    ),
+                };
+                (p.appid.clone(), m)
+            })
+            .collect();
         let exchanges = platforms
             .iter()
             .map(|p| {
@@ -459,6 +491,7 @@ impl Metrics {
             refusals,
             exchanges,
             enrich,
+            wechat_tokens,
             session_errors,
         }
     }

@@ -1,0 +1,172 @@
+//! The one client of every WeChat call after the login: the phone-number
+//! exchange, `stable_token`, and whatever comes next.
+//!
+//! WeChat's APIs share their failure modes, so they are handled once here:
+//! URLs carry an access token or a secret and are never logged or
+//! formatted (reqwest errors hold their URL, so they are classified and
+//! dropped); answers are read up to a bound whatever their Content-Type
+//! (WeChat sends JSON as `text/plain`); every call has a deadline; and
+//! `errcode`s map to one enum in one place.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// The largest answer read from WeChat; real answers are well under it.
+pub const MAX_ANSWER: usize = 64 * 1024;
+
+/// What went wrong with a WeChat call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WxError {
+    /// 40029 / 40163: the code is invalid or was used.
+    InvalidCode,
+    /// 45011: the app is rate-limited.
+    RateLimited,
+    /// 40226: the user is flagged as risky.
+    RiskyUser,
+    /// -1, an HTTP 5xx, or no connection: busy or unreachable.
+    Busy,
+    /// 40001 / 42001 / 40014: the access token was refused (expired, or
+    /// replaced by another caller).
+    TokenRejected,
+    /// No answer within the call's deadline.
+    Timeout,
+    /// Anything else: not JSON, another errcode, a 3xx or 4xx.
+    Unusable,
+}
+
+impl WxError {
+    /// The error a WeChat `errcode` means.
+    pub fn from_errcode(code: i64) -> WxError {
+        match code {
+            40029 | 40163 => WxError::InvalidCode,
+            45011 => WxError::RateLimited,
+            40226 => WxError::RiskyUser,
+            -1 => WxError::Busy,
+            40001 | 42001 | 40014 => WxError::TokenRejected,
+            _ => WxError::Unusable,
+        }
+    }
+
+    /// A short stable name, for logs and metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            WxError::InvalidCode => "invalid_code",
+            WxError::RateLimited => "rate_limited",
+            WxError::RiskyUser => "risky_user",
+            WxError::Busy => "busy",
+            WxError::TokenRejected => "token_rejected",
+            WxError::Timeout => "timeout",
+            WxError::Unusable => "unusable",
+        }
+    }
+}
+
+/// The client; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WxClient {
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct Errcode {
+    errcode: Option<i64>,
+}
+
+impl WxClient {
+    /// A client over the gateway's outbound HTTPS client (no redirects).
+    pub fn new(http: reqwest::Client) -> WxClient {
+        WxClient { http }
+    }
+
+    /// POSTs `body` as JSON to `url` and reads the answer as `T`, after
+    /// mapping a non-zero `errcode`.
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        body: &impl serde::Serialize,
+        deadline: Duration,
+    ) -> Result<T, WxError> {
+        let body = serde_json::to_vec(body).map_err(|_| WxError::Unusable)?;
+        let req = self
+            .http
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(deadline);
+        let answer = read(req).await?;
+        parse(&answer)
+    }
+}
+
+/// Sends `req` and reads its body, bounded.
+async fn read(req: reqwest::RequestBuilder) -> Result<Vec<u8>, WxError> {
+    let mut res = req.send().await.map_err(classify)?;
+    let status = res.status();
+    if status.is_server_error() {
+        return Err(WxError::Busy);
+    }
+    if !status.is_success() {
+        return Err(WxError::Unusable);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(WxError::Unusable);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An answer as `T`, or the error its `errcode` means.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, WxError> {
+    let code: Errcode = serde_json::from_slice(body).map_err(|_| WxError::Unusable)?;
+    match code.errcode {
+        None | Some(0) => serde_json::from_slice(body).map_err(|_| WxError::Unusable),
+        Some(code) => Err(WxError::from_errcode(code)),
+    }
+}
+
+/// Classifies a reqwest error without ever formatting it (it holds the URL).
+fn classify(e: reqwest::Error) -> WxError {
+    if e.is_timeout() {
+        WxError::Timeout
+    } else if e.is_connect() {
+        WxError::Busy
+    } else {
+        WxError::Unusable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errcodes_map_in_one_place() {
+        #[derive(Deserialize, Debug)]
+        struct Ok {
+            v: u8,
+        }
+        assert_eq!(parse::<Ok>(br#"{"v":1}"#).unwrap().v, 1);
+        assert_eq!(parse::<Ok>(br#"{"errcode":0,"v":2}"#).unwrap().v, 2);
+        for (code, want) in [
+            (40029, WxError::InvalidCode),
+            (40163, WxError::InvalidCode),
+            (45011, WxError::RateLimited),
+            (40226, WxError::RiskyUser),
+            (-1, WxError::Busy),
+            (40001, WxError::TokenRejected),
+            (42001, WxError::TokenRejected),
+            (99999, WxError::Unusable),
+        ] {
+            let body = format!(r#"{{"errcode":{code},"errmsg":"x"}}"#);
+            assert_eq!(parse::<Ok>(body.as_bytes()).unwrap_err(), want);
+        }
+        assert_eq!(parse::<Ok>(b"<html>").unwrap_err(), WxError::Unusable);
+        assert_eq!(parse::<Ok>(b"{}").unwrap_err(), WxError::Unusable);
+    }
+}

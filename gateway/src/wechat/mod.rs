@@ -1,0 +1,14 @@
+//! WeChat's services after the login: the phone number, the app's access
+//! token, and the legacy `encryptedData`.
+//!
+//! [`client`] is the one HTTP client every one of these calls goes
+//! through; [`token`] keeps the app's access token (one source of truth per
+//! cluster); [`crypt`] decrypts with the session's `session_key`, which
+//! never leaves the gateway.
+
+pub mod client;
+pub mod crypt;
+pub mod phone;
+pub mod token;
+
+pub use client::{WxClient, WxError};
