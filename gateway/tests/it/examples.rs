@@ -1,9 +1,13 @@
-//! examples/: the mini-program client under node's test runner, and the two
-//! service examples against a real gateway.
+//! examples/: the mini-program client under node's test runner, the
+//! service examples against a real gateway, and the forward-auth set-ups
+//! (nginx's run with a real nginx, Traefik's and Istio's read as YAML).
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use serde_json::json;
 
 use crate::support::*;
 
@@ -144,4 +148,409 @@ fn every_config_example_is_valid() {
         n += 1;
     }
     assert_eq!(n, 4);
+}
+
+/// One of `examples/services/*.py`, serving on a free loopback port;
+/// killed when dropped.
+struct PyService {
+    addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl PyService {
+    async fn start(script: &str) -> PyService {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let child = Command::new("python3")
+            .arg(examples().join("services").join(script))
+            .arg(addr.to_string())
+            .spawn()
+            .expect("python3 is needed for the service examples");
+        let mut service = PyService { addr, child };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return service;
+            }
+            if let Some(status) = service.child.try_wait().unwrap() {
+                panic!("{script} exited: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{script} did not listen on {addr}");
+    }
+}
+
+impl Drop for PyService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn send(
+    http: &reqwest::Client,
+    method: &str,
+    url: String,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = http.request(method.parse().unwrap(), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_example_user_service_gives_uid_roles_and_claims_and_refuses_a_banned_user() {
+    let users = PyService::start("user_service.py").await;
+    let gw = start(Setup {
+        routes: r#"
+[[routes]]
+prefix = "/team/admin/"
+upstream = "http://{upstream}"
+allow = [ { roles = ["admin"] } ]
+
+[[routes]]
+prefix = "/team/logs"
+upstream = "http://{upstream}"
+allow = [ { roles = ["auditor"], methods = ["GET"] }, { roles = ["admin"] } ]
+"#
+        .into(),
+        extra: format!(
+            "[enrich]\nurl = \"http://{}/minigate/enrich\"\ntimeout = \"2s\"\n",
+            users.addr
+        ),
+        ..Setup::default()
+    })
+    .await;
+    let call = |method: &'static str, path: &'static str, token: String| {
+        let url = format!("{}{path}", gw.url);
+        let http = gw.http.clone();
+        async move { send(&http, method, url, Some(&token), &[]).await }
+    };
+    // The table's users: by unionid (the stand-in WeChat gives unionid X
+    // for the code `union:X`), and one by openid.
+    let bob = gw.login("union:unionid-bob").await;
+    assert_eq!(
+        call("PUT", "/team/admin/x", bob.access_token.clone())
+            .await
+            .status(),
+        200
+    );
+    let seen = gw.upstream.last();
+    assert_eq!(seen.headers["x-auth-user"], "u_1002");
+    assert_eq!(seen.headers["x-auth-roles"], "admin,user");
+    assert_eq!(seen.headers["x-auth-claim-tier"], "staff");
+    assert_eq!(seen.headers["x-auth-unionid"], "unionid-bob");
+    assert_eq!(
+        seen.headers["x-auth-subject"],
+        openid_for("union:unionid-bob").as_str()
+    );
+
+    let alice = gw.login("union:unionid-alice").await;
+    assert_error(
+        call("GET", "/team/admin/x", alice.access_token.clone()).await,
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    assert_eq!(
+        call("GET", "/api/me", alice.access_token.clone())
+            .await
+            .status(),
+        200
+    );
+    let seen = gw.upstream.last();
+    assert_eq!(seen.headers["x-auth-user"], "u_1001");
+    assert_eq!(seen.headers["x-auth-roles"], "user");
+    assert_eq!(seen.headers["x-auth-claim-tier"], "gold");
+
+    let carol = gw.login("carol").await;
+    assert_eq!(carol.openid, "openid-4c26d9074c27d89e", "the table's key");
+    assert_eq!(
+        call("GET", "/team/logs", carol.access_token.clone())
+            .await
+            .status(),
+        200
+    );
+    let seen = gw.upstream.last();
+    assert_eq!(seen.headers["x-auth-user"], "u_1003");
+    assert_eq!(seen.headers["x-auth-roles"], "auditor");
+    assert!(seen.headers.get("x-auth-claim-tier").is_none());
+    assert_eq!(
+        call("DELETE", "/team/logs", carol.access_token.clone())
+            .await
+            .status(),
+        403
+    );
+
+    // Someone the table does not know is an ordinary user, without a uid.
+    let new = gw.login("someone-new").await;
+    assert_eq!(
+        call("GET", "/api/me", new.access_token.clone())
+            .await
+            .status(),
+        200
+    );
+    let seen = gw.upstream.last();
+    assert_eq!(seen.headers["x-auth-roles"], "user");
+    assert_eq!(seen.headers["x-auth-claim-tier"], "free");
+    assert!(seen.headers.get("x-auth-user").is_none());
+
+    // A refresh asks again and gets the same answer.
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &bob.refresh_token).await;
+    assert_eq!(res.status(), 200);
+    let next: Tokens = res.json().await.unwrap();
+    assert_eq!(
+        call("DELETE", "/team/logs", next.access_token)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(gw.upstream.last().headers["x-auth-user"], "u_1002");
+
+    // A banned user gets no token.
+    assert_error(
+        gw.post("/auth/login", r#"{"code":"union:unionid-mallory"}"#)
+            .await,
+        403,
+        "access_denied",
+    )
+    .await;
+
+    // Every answer was within the contract's limits: no failure of any kind.
+    let m = gw.scrape().await;
+    assert_eq!(series(&m, "minigate_enrich_denied_total"), 1.0);
+    let failures: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("minigate_enrich_failures_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+/// `examples/forward-auth/nginx.conf` with its three addresses swapped for
+/// the placeholders of [`Nginx::start_site`]; each must be there once.
+fn nginx_example() -> String {
+    let text = std::fs::read_to_string(examples().join("forward-auth/nginx.conf")).unwrap();
+    [
+        ("listen 80;", "listen 127.0.0.1:{port};"),
+        ("server minigate:8080;", "server {target};"),
+        ("server app:8080;", "server {upstream};"),
+    ]
+    .iter()
+    .fold(text, |text, (from, to)| {
+        assert_eq!(text.matches(from).count(), 1, "{from}");
+        text.replace(from, to)
+    })
+}
+
+#[tokio::test]
+async fn the_nginx_forward_auth_example_lets_minigate_decide_and_passes_the_identity() {
+    let users = user_service(Answer::Json(json!({
+        "uid": "u_7", "roles": ["auditor"], "claims": {"tier": "gold"}
+    })))
+    .await;
+    let gw = start(Setup {
+        routes: r#"
+[[routes]]
+prefix = "/api/logs"
+upstream = "http://{upstream}"
+allow = [ { roles = ["auditor"], methods = ["GET"] }, { roles = ["admin"] } ]
+"#
+        .into(),
+        extra: format!("[enrich]\nurl = \"{}\"\n", users.url()),
+        ..Setup::default()
+    })
+    .await;
+    let nginx = Nginx::start_site(
+        &nginx_example(),
+        gw.running.addr,
+        &[("upstream", gw.upstream.addr)],
+    )
+    .await;
+    let http = gw.http.clone();
+    let at = |path: &str| format!("{}{path}", nginx.url());
+    // Clients log in through nginx, at minigate.
+    let login = |code: &'static str| {
+        let (http, url) = (http.clone(), at("/auth/login"));
+        async move {
+            let res = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(format!("{{\"code\":\"{code}\"}}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<Tokens>().await.unwrap()
+        }
+    };
+    let auditor = login("fa-auditor").await.access_token;
+    users.answer(Answer::Json(json!({})));
+    let plain = login("fa-plain").await.access_token;
+    let before = gw.upstream.count();
+    let spoofed = [
+        ("x-auth-roles", "admin"),
+        ("x-auth-user", "u_root"),
+        ("x-auth-claim-tier", "platinum"),
+    ];
+
+    // Allowed: the identity of minigate's answer reaches the service, the
+    // client's own X-Auth-* headers do not.
+    let res = send(
+        &http,
+        "GET",
+        at("/api/logs?day=1"),
+        Some(&auditor),
+        &spoofed,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", nginx.errors());
+    let seen = gw.upstream.last();
+    assert_eq!(seen.uri, "/api/logs?day=1");
+    assert_eq!(
+        seen.headers["x-auth-subject"],
+        openid_for("fa-auditor").as_str()
+    );
+    assert_eq!(seen.headers["x-auth-appid"], APPID);
+    assert_eq!(seen.headers["x-auth-roles"], "auditor");
+    assert_eq!(seen.headers["x-auth-user"], "u_7");
+    assert_eq!(seen.headers["x-auth-claim-tier"], "gold");
+    assert!(seen.headers.get("x-auth-session").is_some());
+    let res = send(&http, "GET", at("/api/x"), Some(&plain), &spoofed).await;
+    assert_eq!(res.status(), 200);
+    let seen = gw.upstream.last();
+    assert_eq!(
+        seen.headers["x-auth-subject"],
+        openid_for("fa-plain").as_str()
+    );
+    for (name, _) in spoofed {
+        assert!(seen.headers.get(name).is_none(), "{name} passed");
+    }
+
+    // 401 with minigate's challenge; 403 for a method or a role the rules
+    // refuse.
+    let res = send(&http, "GET", at("/api/logs"), None, &[]).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer realm=\"minigate\""
+    );
+    let res = send(&http, "GET", at("/api/logs"), Some("x.y.z"), &[]).await;
+    assert_eq!(res.status(), 401);
+    let res = send(&http, "DELETE", at("/api/logs"), Some(&auditor), &[]).await;
+    assert_eq!(res.status(), 403);
+    let res = send(&http, "GET", at("/api/logs"), Some(&plain), &[]).await;
+    assert_eq!(res.status(), 403);
+
+    // A client cannot have minigate judge another request than this one.
+    let forged = [
+        ("x-forwarded-method", "GET"),
+        ("x-forwarded-uri", "/public/x"),
+    ];
+    let res = send(&http, "GET", at("/api/logs"), None, &forged).await;
+    assert_eq!(res.status(), 401);
+    let res = send(&http, "DELETE", at("/api/logs"), Some(&auditor), &forged).await;
+    assert_eq!(res.status(), 403);
+
+    assert_eq!(
+        gw.upstream.count(),
+        before + 2,
+        "a denied request reached the upstream"
+    );
+    let m = gw.scrape().await;
+    assert_eq!(
+        series(
+            &m,
+            "minigate_requests_total{route=\"/auth/verify\",class=\"2xx\"}"
+        ),
+        2.0
+    );
+}
+
+/// Every document of a YAML text, as JSON, read by PyYAML's safe loader.
+fn yaml_documents(text: &str) -> Vec<serde_json::Value> {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(sys.stdin))))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "not YAML (or PyYAML is missing: ./test installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn strings(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_traefik_and_istio_examples_are_yaml_with_the_forward_auth_settings() {
+    let read = |name: &str| std::fs::read_to_string(examples().join("forward-auth").join(name));
+    let identity = ["x-auth-subject", "x-auth-roles", "x-auth-user"];
+
+    let traefik = yaml_documents(&read("traefik.yml").unwrap());
+    assert_eq!(traefik.len(), 1);
+    let http = &traefik[0]["http"];
+    let auth = &http["middlewares"]["minigate"]["forwardAuth"];
+    assert_eq!(auth["address"], "http://minigate:8080/auth/verify");
+    assert_eq!(auth["trustForwardHeader"], false);
+    let passed: Vec<String> = strings(&auth["authResponseHeaders"])
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    for h in identity {
+        assert!(passed.iter().any(|p| p == h), "{h}");
+    }
+    assert_eq!(auth["authResponseHeadersRegex"], "^X-Auth-");
+    let api = &http["routers"]["api"];
+    assert_eq!(strings(&api["middlewares"]), ["minigate"]);
+    let service = api["service"].as_str().unwrap();
+    assert!(http["services"][service]["loadBalancer"]["servers"][0]["url"].is_string());
+    let own = &http["routers"]["minigate-endpoints"];
+    assert!(own["rule"].as_str().unwrap().contains("/auth/"));
+    assert!(own.get("middlewares").is_none());
+
+    let istio = yaml_documents(&read("istio.yaml").unwrap());
+    assert_eq!(istio.len(), 2);
+    assert_eq!(istio[0]["kind"], "ConfigMap");
+    let mesh = yaml_documents(istio[0]["data"]["mesh"].as_str().unwrap());
+    let provider = &mesh[0]["extensionProviders"][0];
+    let ext = &provider["envoyExtAuthzHttp"];
+    assert!(ext["service"].as_str().unwrap().starts_with("minigate."));
+    assert_eq!(ext["pathPrefix"], "/auth/verify");
+    assert_eq!(
+        strings(&ext["includeRequestHeadersInCheck"]),
+        ["authorization"]
+    );
+    let upstream = strings(&ext["headersToUpstreamOnAllow"]);
+    for h in identity.iter().chain(&["x-auth-claim-*"]) {
+        assert!(upstream.contains(h), "{h}");
+    }
+    let policy = &istio[1];
+    assert_eq!(policy["kind"], "AuthorizationPolicy");
+    assert_eq!(policy["spec"]["action"], "CUSTOM");
+    assert_eq!(policy["spec"]["provider"]["name"], provider["name"]);
 }

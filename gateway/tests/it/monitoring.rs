@@ -27,9 +27,28 @@ fn metric_names(text: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn alerts_and_dashboard_use_only_exported_metrics() {
-    let gw = start(Setup::default()).await;
+    // Decisions are exported only for routes with `allow` rules; the user
+    // service's series always are, but are watched for `[enrich]`: a
+    // gateway with both, exercised, as the alerts and dashboard expect.
+    let users = user_service(Answer::Json(serde_json::json!({"roles": ["user"]}))).await;
+    let gw = start(Setup {
+        routes: r#"
+[[routes]]
+prefix = "/ruled/"
+upstream = "http://{upstream}"
+allow = [ { roles = ["user"] } ]
+"#
+        .into(),
+        extra: format!("[enrich]\nurl = \"{}\"\n", users.url()),
+        ..Setup::default()
+    })
+    .await;
     let t = gw.login("monitoring").await;
     assert_eq!(gw.get("/api/x", Some(&t.access_token)).await.status(), 200);
+    assert_eq!(
+        gw.get("/ruled/x", Some(&t.access_token)).await.status(),
+        200
+    );
     let exposition = gw.get("/metrics", None).await.text().await.unwrap();
     let exported: Vec<&str> = exposition
         .lines()

@@ -39,17 +39,25 @@ impl Nginx {
         target: SocketAddr,
         vars: &[(&str, SocketAddr)],
     ) -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let site = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("tests/it/fixtures")
                 .join(fixture),
         )
-        .unwrap()
-        .replace("{port}", &port.to_string())
-        .replace("{dir}", &dir.path().display().to_string())
-        .replace("{target}", &target.to_string());
+        .unwrap();
+        Nginx::start_site(&site, target, vars).await
+    }
+
+    /// Like [`Nginx::start_with`], with the server block's text itself
+    /// (say a file of `examples/` with its addresses swapped for
+    /// placeholders).
+    pub async fn start_site(site: &str, target: SocketAddr, vars: &[(&str, SocketAddr)]) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let site = site
+            .replace("{port}", &port.to_string())
+            .replace("{dir}", &dir.path().display().to_string())
+            .replace("{target}", &target.to_string());
         let site = vars.iter().fold(site, |site, (name, addr)| {
             site.replace(&format!("{{{name}}}"), &addr.to_string())
         });
