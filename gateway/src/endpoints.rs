@@ -434,15 +434,33 @@ pub fn verify(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, A
     let identity = crate::auth::check(gw, route, &method, req.headers())?;
     let mut res = full(StatusCode::OK, "text/plain", Bytes::new());
     res.headers_mut().remove(http::header::CONTENT_TYPE);
-    if let Some(id) = identity {
+    if let Some(id) = &identity {
         for (name, value) in &id.headers {
             res.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    // A proxy copies the identity headers it is told to onto the original
+    // request, but keeps any other `x-auth-*` the client sent. Envoy removes
+    // those named here (its ext_authz HTTP service protocol).
+    let spoofed: Vec<&str> = req
+        .headers()
+        .keys()
+        .map(http::HeaderName::as_str)
+        .filter(|k| k.starts_with("x-auth-") && !res.headers().contains_key(*k))
+        .collect();
+    if !spoofed.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&spoofed.join(",")) {
+            res.headers_mut().insert(ENVOY_REMOVE, v);
         }
     }
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
+
+/// Envoy's ext_authz response header naming request headers to remove.
+const ENVOY_REMOVE: http::HeaderName =
+    http::HeaderName::from_static("x-envoy-auth-headers-to-remove");
 
 /// The prefix of the forward-auth endpoint.
 pub const VERIFY: &str = "/auth/verify";

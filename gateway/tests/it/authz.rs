@@ -470,7 +470,31 @@ async fn forward_auth_answers_traefik_nginx_and_envoy_styles() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-auth-subject"], openid_for("code-f"));
     assert_eq!(res.headers()["x-auth-roles"], "auditor");
+    assert!(res
+        .headers()
+        .get("x-envoy-auth-headers-to-remove")
+        .is_none());
     assert!(res.text().await.unwrap().is_empty());
+    // Spoofed identity headers the answer does not set are named for
+    // removal (Envoy's ext_authz protocol).
+    let res = verify(
+        "/auth/verify/api/logs",
+        "GET",
+        vec![
+            ("x-auth-user", "u_root"),
+            ("x-auth-claim-tier", "gold"),
+            ("x-auth-roles", "admin"),
+        ],
+        Some(&t),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-auth-roles"], "auditor");
+    assert_eq!(
+        res.headers()["x-envoy-auth-headers-to-remove"],
+        "x-auth-user,x-auth-claim-tier"
+    );
     let res = verify(
         "/auth/verify",
         "GET",

@@ -175,6 +175,8 @@ pub async fn start(setup: Setup) -> Gateway {
         Some(addr) => WeChat {
             addr,
             queries: Default::default(),
+            token_calls: Default::default(),
+            generation: Default::default(),
         },
         None => wechat().await,
     };

@@ -29,15 +29,48 @@ fn plain(
     res
 }
 
-/// The stand-in WeChat. Codes choose the answer:
+/// The stand-in WeChat. Login codes choose the answer:
 /// `err:N` errcode N; `slow` answers after 3 s; `notjson`; `noopenid`;
-/// `http500`; `badopenid`; `union:X` adds unionid X; anything else logs in
-/// with an openid derived from the code.
+/// `http500`; `badopenid`; `union:X` adds unionid X; `aes:...` hands out
+/// a real AES-128 session_key ([`session_key_for`]); anything else logs in
+/// with an openid derived from the code and [`SESSION_KEY`].
+///
+/// It also serves `cgi-bin/stable_token` (counting calls; tokens are
+/// `AT-{appid}-{n}`, a new `n` on `force_refresh` or after
+/// [`WeChat::drop_token`]) and `wxa/business/getuserphonenumber` (codes:
+/// `phone:NUMBER` answers that number with this app's watermark,
+/// `phone-other-app` another app's watermark, `err:N` errcode N; a token
+/// that is not the current one gets 40001).
 #[derive(Clone)]
 pub struct WeChat {
     pub addr: SocketAddr,
     /// Every raw query string received.
     pub queries: Arc<Mutex<Vec<String>>>,
+    /// `stable_token` calls so far.
+    pub token_calls: Arc<std::sync::atomic::AtomicUsize>,
+    /// The current access token generation.
+    pub generation: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl WeChat {
+    /// Makes WeChat forget the current access token, as when another
+    /// caller forced a new one: calls with it get 40001.
+    pub fn drop_token(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn stable_token_calls(&self) -> usize {
+        self.token_calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The AES-128 session_key the stand-in hands out for an `aes:` code,
+/// base64.
+pub fn session_key_for(code: &str) -> String {
+    use base64::Engine as _;
+    let d = ring::digest::digest(&ring::digest::SHA256, format!("key:{code}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(&d.as_ref()[..16])
 }
 
 pub fn openid_for(code: &str) -> String {
@@ -52,10 +85,13 @@ pub fn openid_for(code: &str) -> String {
 }
 
 pub async fn wechat() -> WeChat {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let queries = Arc::new(Mutex::new(Vec::new()));
-    let seen = queries.clone();
+    let token_calls = Arc::new(AtomicUsize::new(0));
+    let generation = Arc::new(AtomicUsize::new(1));
+    let (seen, calls, gen) = (queries.clone(), token_calls.clone(), generation.clone());
     let addr = serve(move |req: Request<Incoming>| {
-        let seen = seen.clone();
+        let (seen, calls, gen) = (seen.clone(), calls.clone(), gen.clone());
         async move {
             let query = req.uri().query().unwrap_or("").to_owned();
             seen.lock().unwrap().push(query.clone());
@@ -66,7 +102,58 @@ pub async fn wechat() -> WeChat {
                     .map(|(_, v)| v.into_owned())
             };
             let json = |v: serde_json::Value| plain(StatusCode::OK, "text/plain", v.to_string());
-            if req.method() != http::Method::GET || req.uri().path() != "/sns/jscode2session" {
+            let path = req.uri().path().to_owned();
+            if req.method() == http::Method::POST && path == "/cgi-bin/stable_token" {
+                let body = http_body_util::BodyExt::collect(req.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                let ask: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                calls.fetch_add(1, Ordering::SeqCst);
+                let appid = ask["appid"].as_str().unwrap_or_default().to_owned();
+                if !matches!(appid.as_str(), APPID | APPID2)
+                    || ask["secret"] != SECRET
+                    || ask["grant_type"] != "client_credential"
+                {
+                    return json(serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}));
+                }
+                if ask["force_refresh"] == true {
+                    gen.fetch_add(1, Ordering::SeqCst);
+                }
+                let n = gen.load(Ordering::SeqCst);
+                return json(serde_json::json!({"access_token": format!("AT-{appid}-{n}"), "expires_in": 7200}));
+            }
+            if req.method() == http::Method::POST && path == "/wxa/business/getuserphonenumber" {
+                let token = param("access_token").unwrap_or_default();
+                let n = gen.load(Ordering::SeqCst);
+                let Some(appid) = [APPID, APPID2]
+                    .into_iter()
+                    .find(|a| token == format!("AT-{a}-{n}"))
+                else {
+                    return json(serde_json::json!({"errcode": 40001, "errmsg": "invalid credential"}));
+                };
+                let body = http_body_util::BodyExt::collect(req.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                let ask: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let code = ask["code"].as_str().unwrap_or_default().to_owned();
+                let info = |number: &str, watermark: &str| {
+                    json(serde_json::json!({"errcode": 0, "errmsg": "ok", "phone_info": {
+                        "phoneNumber": format!("+86 {number}"), "purePhoneNumber": number,
+                        "countryCode": "86", "watermark": {"timestamp": 1, "appid": watermark}}}))
+                };
+                return match code.as_str() {
+                    c if c.starts_with("phone:") => info(&c[6..], appid),
+                    "phone-other-app" => info("13800000000", "wx-some-other-app"),
+                    c if c.starts_with("err:") => {
+                        let n: i64 = c[4..].parse().unwrap();
+                        json(serde_json::json!({"errcode": n, "errmsg": "stand-in error"}))
+                    }
+                    _ => json(serde_json::json!({"errcode": 40029, "errmsg": "invalid code"})),
+                };
+            }
+            if req.method() != http::Method::GET || path != "/sns/jscode2session" {
                 return plain(StatusCode::NOT_FOUND, "text/html", "<html>404</html>");
             }
             let app_ok = matches!(param("appid").as_deref(), Some(APPID | APPID2));
@@ -78,8 +165,12 @@ pub async fn wechat() -> WeChat {
             }
             let code = param("js_code").unwrap_or_default();
             let ok = |unionid: Option<&str>| {
-                let mut v =
-                    serde_json::json!({"openid": openid_for(&code), "session_key": SESSION_KEY});
+                let key = if code.starts_with("aes:") {
+                    session_key_for(&code)
+                } else {
+                    SESSION_KEY.to_owned()
+                };
+                let mut v = serde_json::json!({"openid": openid_for(&code), "session_key": key});
                 if let Some(u) = unionid {
                     v["unionid"] = u.into();
                 }
@@ -106,7 +197,12 @@ pub async fn wechat() -> WeChat {
         }
     })
     .await;
-    WeChat { addr, queries }
+    WeChat {
+        addr,
+        queries,
+        token_calls,
+        generation,
+    }
 }
 
 /// A stand-in WeChat that answers every call with a redirect to the same
@@ -142,5 +238,10 @@ pub async fn wechat_redirecting(to: SocketAddr) -> WeChat {
         }
     })
     .await;
-    WeChat { addr, queries }
+    WeChat {
+        addr,
+        queries,
+        token_calls: Default::default(),
+        generation: Default::default(),
+    }
 }
