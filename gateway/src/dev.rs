@@ -170,12 +170,13 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
             route("/public/", AuthMode::Public),
         ],
         sessions: SessionsConfig {
-            redis_url: None,
             max_sessions: 10_000,
+            ..SessionsConfig::default()
         },
         server: ServerConfig::default(),
         tls: None,
         log: Default::default(),
+        admin: None,
     }
 }
 

@@ -11,7 +11,8 @@
 //!   one of the gateway's own endpoints, a route, or nothing (404);
 //! - **admit** holds a place in the client address's count of requests in
 //!   flight (`max_requests_per_ip`), kept until the response body is done;
-//! - **authenticate** applies the route's `auth` to the bearer token;
+//! - **authenticate** applies the route's `auth` to the bearer token, then
+//!   refuses a token whose session has ended (the revoked-session set);
 //! - **rewrite** makes the upstream's headers: identity, client address,
 //!   request id; a WebSocket handshake also takes a tunnel place here;
 //! - **forward** sends it upstream and streams the answer back;
@@ -129,7 +130,9 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
         }
         Target::Route(route) => route,
     };
-    let identity = match authenticate(route.auth, req.headers(), &gw.tokens) {
+    let identity = match authenticate(route.auth, req.headers(), &gw.tokens)
+        .and_then(|id| not_revoked(gw, id))
+    {
         Ok(identity) => identity,
         Err(e) => {
             if let Some(reason) = auth_failure(&e) {
@@ -217,6 +220,19 @@ fn admit(ctx: &Ctx<'_>) -> Result<Option<InFlight>, ApiError> {
             ctx.gw.metrics.refusals.increment(Refusal::PerIpCap);
             ApiError::TooManyInFlight
         })
+}
+
+/// Refuses a verified token whose session has ended: checked after the
+/// verified-token cache too, which knows nothing of sessions.
+#[inline]
+fn not_revoked(
+    gw: &Gateway,
+    identity: Option<Arc<Identity>>,
+) -> Result<Option<Arc<Identity>>, ApiError> {
+    if let Some(id) = &identity {
+        gw.revoked.check(id).map_err(ApiError::InvalidToken)?;
+    }
+    Ok(identity)
 }
 
 /// The metric label of an authentication failure.

@@ -185,6 +185,7 @@ async fn next_tick(tick: &mut Option<tokio::time::Interval>) -> Option<()> {
 pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
+    crate::sessions::redis::spawn_sync(gateway.clone(), stop.subscribe());
     let gw = gateway.clone();
     let task = tokio::spawn(async move {
         let limits = gw.server.clone();

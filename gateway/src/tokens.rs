@@ -45,6 +45,8 @@ pub mod header {
     pub const UNIONID: HeaderName = HeaderName::from_static("x-auth-unionid");
     /// `did` (device id), when known.
     pub const DEVICE: HeaderName = HeaderName::from_static("x-auth-device");
+    /// `dvt` (device class: phone, pc, web...), when the token has one.
+    pub const DEVICE_TYPE: HeaderName = HeaderName::from_static("x-auth-device-type");
 }
 
 /// Who a token pair is for.
@@ -60,6 +62,24 @@ pub struct Subject {
     pub platform: String,
     /// The device id the client sent at login, if any.
     pub device_id: Option<String>,
+    /// The device class of the login (`dvt`).
+    pub device_type: String,
+    /// The user the login session was begun under (`usr` of its refresh
+    /// token), once there is one; see [`Subject::user`].
+    pub session_user: Option<String>,
+}
+
+impl Subject {
+    /// The user (see [`user_key`]) whose session this is: the one the
+    /// session was begun under, else the one these claims name. Device
+    /// limits, the session list and the admin API key on it; every caller
+    /// goes through here.
+    pub fn user(&self) -> &str {
+        match &self.session_user {
+            Some(u) => u,
+            None => user_key(self.unionid.as_deref(), &self.openid),
+        }
+    }
 }
 
 /// A freshly issued access and refresh token.
@@ -91,6 +111,8 @@ pub struct Identity {
     pub subject: String,
     /// The user: see [`user_key`].
     pub user: Box<str>,
+    /// `sid`: the login session, checked against the revoked sessions.
+    pub sid: Box<str>,
     exp: u64,
     /// The key-set generation that verified it: a reload makes it stale.
     generation: u64,
@@ -130,6 +152,13 @@ struct Claims {
     unionid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     did: Option<String>,
+    /// The device class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dvt: Option<String>,
+    /// Refresh tokens only: the user key the session is stored under, so a
+    /// refresh finds its session from the token alone (Redis Cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usr: Option<String>,
 }
 
 /// A verified refresh token's contents.
@@ -200,11 +229,14 @@ pub enum TokenError {
     NotYetValid,
     /// `iat` in the future (beyond the leeway).
     IssuedInFuture,
+    /// The token's login session has ended (logout, `DELETE`, a device
+    /// limit, reuse detection, the admin API).
+    Revoked,
 }
 
 impl TokenError {
     /// Every reason, for metrics.
-    pub const ALL: [TokenError; 13] = [
+    pub const ALL: [TokenError; 14] = [
         TokenError::Verify(jwks::VerifyError::TooLarge),
         TokenError::Verify(jwks::VerifyError::Malformed),
         TokenError::Verify(jwks::VerifyError::WrongType),
@@ -218,6 +250,7 @@ impl TokenError {
         TokenError::Expired,
         TokenError::NotYetValid,
         TokenError::IssuedInFuture,
+        TokenError::Revoked,
     ];
 
     /// A malformed token: also what an `Authorization` header that is not
@@ -234,6 +267,7 @@ impl TokenError {
             TokenError::Expired => "token expired",
             TokenError::NotYetValid => "token not yet valid",
             TokenError::IssuedInFuture => "token issued in the future",
+            TokenError::Revoked => "session revoked",
         }
     }
 
@@ -247,6 +281,7 @@ impl TokenError {
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
             TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::Revoked => "revoked",
         }
     }
 
@@ -260,6 +295,7 @@ impl TokenError {
             TokenError::Expired => 10,
             TokenError::NotYetValid => 11,
             TokenError::IssuedInFuture => 12,
+            TokenError::Revoked => 13,
         }
     }
 }
@@ -374,12 +410,16 @@ impl Tokens {
             platform: who.platform.clone(),
             unionid: who.unionid.clone(),
             did: who.device_id.clone(),
+            dvt: Some(who.device_type.clone()),
+            usr: None,
         };
         let keys = self.keys.load();
         let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| ApiError::Internal);
         let access = sign(ACCESS_TYP, &claims(aud, access_ttl, random_id()?))?;
         let refresh_aud = Audience::One(self.config.issuer.clone());
-        let refresh = sign(REFRESH_TYP, &claims(refresh_aud, refresh_ttl, refresh_jti))?;
+        let mut refresh_claims = claims(refresh_aud, refresh_ttl, refresh_jti);
+        refresh_claims.usr = Some(who.user().to_owned());
+        let refresh = sign(REFRESH_TYP, &refresh_claims)?;
         Ok(TokenPair {
             token_type: "Bearer",
             access_token: access,
@@ -436,6 +476,10 @@ impl Tokens {
                 appid: c.client_id,
                 platform: c.platform,
                 device_id: c.did,
+                device_type: c
+                    .dvt
+                    .unwrap_or_else(|| crate::config::defaults::DEVICE_TYPE.to_owned()),
+                session_user: c.usr,
             },
             sid: c.sid,
             jti: c.jti,
@@ -485,7 +529,7 @@ impl Tokens {
 /// be a header (never true of tokens this gateway issued).
 fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     let v = |s: &str| HeaderValue::from_str(s).ok();
-    let mut headers = Vec::with_capacity(8);
+    let mut headers = Vec::with_capacity(9);
     headers.push((header::SUBJECT, v(&c.sub)?));
     headers.push((header::OPENID, v(&c.sub)?));
     headers.push((header::APPID, v(&c.client_id)?));
@@ -498,10 +542,14 @@ fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     if let Some(d) = &c.did {
         headers.push((header::DEVICE, v(d)?));
     }
+    if let Some(d) = &c.dvt {
+        headers.push((header::DEVICE_TYPE, v(d)?));
+    }
     Some(Identity {
         headers,
         subject: c.sub.clone(),
         user: user_key(c.unionid.as_deref(), &c.sub).into(),
+        sid: c.sid.as_str().into(),
         exp: c.exp,
         generation,
     })

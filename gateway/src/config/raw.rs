@@ -20,6 +20,15 @@ pub(super) struct Raw {
     pub sessions: Option<RawSessions>,
     pub server: Option<RawServer>,
     pub log: Option<RawLog>,
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -39,7 +48,11 @@ pub(super) struct RawTls {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSessions {
     pub redis_url: Option<String>,
+    pub redis_cluster: Option<Vec<String>>,
     pub max_sessions: Option<u64>,
+    pub reuse_grace: Option<String>,
+    pub on_limit: Option<String>,
+    pub devices: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 #[derive(Deserialize, Default)]
