@@ -48,6 +48,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a replica re-reads the recent revocations, in case a
 /// published one was missed.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(5);
+/// How soon a full resync that failed is tried again.
+const FULL_RETRY: Duration = Duration::from_millis(200);
 /// What the periodic resync re-reads: revocations of the last this long.
 const RESYNC_WINDOW: Duration = Duration::from_secs(120);
 /// Most entries one resync reads.
@@ -539,18 +541,23 @@ impl SessionStore for RedisStore {
         inv.key(&keys.index);
         inv.arg(now_ms()).arg(&keys.session_prefix).arg(MAX_LISTED);
         let flat: Vec<String> = self.call("list", inv.invoke_async(&mut con)).await?;
-        let mut list: Vec<SessionInfo> = flat
+        let mut list: Vec<(u64, SessionInfo)> = flat
             .chunks_exact(5)
-            .map(|c| SessionInfo {
-                sid: c[0].clone(),
-                device_type: c[1].clone(),
-                device_id: (!c[2].is_empty()).then(|| c[2].clone()),
-                created_at: c[3].parse::<u64>().unwrap_or(0) / 1000,
-                refreshed_at: c[4].parse::<u64>().unwrap_or(0) / 1000,
+            .map(|c| {
+                let created_ms = c[3].parse::<u64>().unwrap_or(0);
+                let info = SessionInfo {
+                    sid: c[0].clone(),
+                    device_type: c[1].clone(),
+                    device_id: (!c[2].is_empty()).then(|| c[2].clone()),
+                    created_at: created_ms / 1000,
+                    refreshed_at: c[4].parse::<u64>().unwrap_or(0) / 1000,
+                };
+                (created_ms, info)
             })
             .collect();
-        // Newest first; the milliseconds are gone, the sid breaks ties.
-        list.sort_by(|a, b| (b.created_at, &b.sid).cmp(&(a.created_at, &a.sid)));
+        // Newest first, by the login's millisecond.
+        list.sort_by(|a, b| (b.0, &b.1.sid).cmp(&(a.0, &a.1.sid)));
+        let mut list: Vec<SessionInfo> = list.into_iter().map(|(_, i)| i).collect();
         list.truncate(MAX_LISTED);
         Ok(list)
     }
@@ -612,11 +619,16 @@ pub fn spawn_sync(gw: Arc<crate::gateway::Gateway>, mut stopped: watch::Receiver
             };
             backoff = Duration::from_millis(100);
             // Subscribed first, then read: nothing falls between the two.
-            resync(redis, revoked, true).await;
+            // The command connection may come back later than this one:
+            // the full read is retried until it succeeds.
+            let mut full_pending = !resync(redis, revoked, true).await;
             let mut tick = tokio::time::interval(RESYNC_EVERY);
             tick.tick().await;
             loop {
                 tokio::select! {
+                    () = tokio::time::sleep(FULL_RETRY), if full_pending => {
+                        full_pending = !resync(redis, revoked, true).await;
+                    }
                     _ = stopped.changed() => return,
                     msg = messages.next() => {
                         let Some(msg) = msg else {
@@ -639,13 +651,18 @@ pub fn spawn_sync(gw: Arc<crate::gateway::Gateway>, mut stopped: watch::Receiver
     });
 }
 
-async fn resync(redis: &RedisStore, revoked: &RevokedSet, full: bool) {
+/// One resync; whether it succeeded.
+async fn resync(redis: &RedisStore, revoked: &RevokedSet, full: bool) -> bool {
     match redis.read_revoked(revoked.lifetime_ms(), full).await {
         Ok(entries) => {
             revoked.insert_all(entries.iter().map(|(s, u)| (s.as_str(), *u)));
             revoked.resynced(if full { Resync::Full } else { Resync::Periodic });
+            true
         }
-        Err(Unavailable) => revoked.resynced(Resync::Failed),
+        Err(Unavailable) => {
+            revoked.resynced(Resync::Failed);
+            false
+        }
     }
 }
 
