@@ -11,6 +11,7 @@ mod support;
 mod adversarial;
 mod cli;
 mod deploy;
+mod devices;
 mod errors;
 mod examples;
 mod hostile;
