@@ -451,7 +451,12 @@ auth = "optional"
 "#;
 
     fn env(name: &str) -> Option<String> {
-        (name == "WECHAT_APP_SECRET").then(|| "s3cr3t".to_owned())
+        match name {
+            "WECHAT_APP_SECRET" => Some("s3cr3t".to_owned()),
+            "ADMIN" => Some("an-admin-token-long-enough".to_owned()),
+            "SHORT" => Some("short".to_owned()),
+            _ => None,
+        }
     }
 
     #[test]
@@ -545,6 +550,48 @@ auth = "optional"
                 format!("{GOOD}[server]\nlogin_burst = 0\n"),
                 "server.login_burst",
             ),
+            (
+                format!("{GOOD}[sessions]\non_limit = \"kick\"\n"),
+                "sessions.on_limit",
+            ),
+            (
+                format!("{GOOD}[sessions]\nreuse_grace = \"soon\"\n"),
+                "sessions.reuse_grace",
+            ),
+            (
+                format!("{GOOD}[sessions.devices]\npc = -1\n"),
+                "sessions.devices.pc",
+            ),
+            (
+                format!("{GOOD}[sessions.devices]\nPC = 1\n"),
+                "sessions.devices.PC",
+            ),
+            (
+                format!("{GOOD}[sessions]\nredis_cluster = [\"http://u:pw@x\"]\n"),
+                "sessions.redis_cluster[0]",
+            ),
+            (
+                format!(
+                    "{GOOD}[sessions]\nredis_url = \"redis://x\"\nredis_cluster = [\"redis://y\"]\n"
+                ),
+                "sessions.redis_cluster",
+            ),
+            (
+                format!("{GOOD}[admin]\nlisten = \"127.0.0.1:9000\"\ntoken_env = \"ADMIN\"\n"),
+                "admin.listen",
+            ),
+            (
+                format!("{GOOD}[admin]\nlisten = \"127.0.0.1:9901\"\n"),
+                "admin.token_env",
+            ),
+            (
+                format!("{GOOD}[admin]\nlisten = \"127.0.0.1:9901\"\ntoken_env = \"SHORT\"\n"),
+                "admin.token_env",
+            ),
+            (
+                format!("{GOOD}[admin]\ntoken_env = \"ADMIN\"\n"),
+                "admin.listen",
+            ),
         ];
         for (text, key) in cases {
             let e = Config::from_toml(&text, &env).unwrap_err();
@@ -556,6 +603,32 @@ auth = "optional"
                 "{e} shows the redis password"
             );
         }
+    }
+
+    #[test]
+    fn devices_and_admin() {
+        let c = Config::from_toml(GOOD, &env).unwrap();
+        assert_eq!(c.sessions.devices, DeviceClasses::default());
+        assert_eq!(c.sessions.on_limit, OnLimit::EvictOldest);
+        assert!(c.sessions.reuse_grace.is_zero());
+        assert!(c.admin.is_none());
+        let text = format!(
+            "{GOOD}[sessions]\non_limit = \"refuse\"\nreuse_grace = \"10s\"\n[sessions.devices]\npc = 2\ntablet = 1\n[admin]\nlisten = \"127.0.0.1:9901\"\ntoken_env = \"ADMIN\"\n"
+        );
+        let c = Config::from_toml(&text, &env).unwrap();
+        assert_eq!(c.sessions.on_limit, OnLimit::Refuse);
+        assert_eq!(c.sessions.reuse_grace, Duration::from_secs(10));
+        let limits: Vec<(&str, u32)> = c
+            .sessions
+            .devices
+            .0
+            .iter()
+            .map(|d| (d.name.as_str(), d.limit))
+            .collect();
+        assert_eq!(limits, [("phone", 0), ("pc", 2), ("web", 2), ("tablet", 1)]);
+        let admin = c.admin.unwrap();
+        assert_eq!(admin.listen.port(), 9901);
+        assert!(!format!("{admin:?}").contains("an-admin-token"));
     }
 
     #[test]
