@@ -375,8 +375,15 @@ fn admin_target(args: &AdminArgs) -> Result<(String, String), Failure> {
     let base = match (&args.admin, &args.config) {
         (Some(url), _) => url.trim_end_matches('/').to_owned(),
         (None, Some(path)) => {
-            let listen = crate::config::admin_listen_of(path)
+            let mut listen = crate::config::admin_listen_of(path)
                 .map_err(|e| bad(format!("config {}: {e}", path.display())))?;
+            // A listener on every address is reached on this machine's loopback.
+            if listen.ip().is_unspecified() {
+                listen.set_ip(match listen {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
             format!("http://{listen}")
         }
         (None, None) => {

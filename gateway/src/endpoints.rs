@@ -437,6 +437,7 @@ pub fn readyz(gw: &Gateway) -> Response<Body> {
         "reload_failures": store.stats.refused.load(Relaxed),
         "last_reload_error": store.last_error(),
         "sessions": gw.sessions.kind(),
+        "revoked_sessions": gw.revoked.len(),
     });
     json(StatusCode::OK, &body)
 }
