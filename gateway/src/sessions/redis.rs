@@ -8,18 +8,23 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `minigate:{u:USER}:sessions` | sorted set | the user's live sessions: sid → expiry (unix ms) |
-//! | `minigate:{u:USER}:class:CLASS` | sorted set | the user's sessions of one device class: sid → login time (unix ms) |
-//! | `minigate:{u:USER}:s:SID` | hash | one session: `jti` (redeemable next), `state` (`live`/`revoked`), `dvt`, `did`, `created`, `refreshed`, `prev`/`prev_at` (reuse grace) |
+//! | `minigate:{u:USER}:class:CLASS` | sorted set | the user's sessions of one limited device class: sid → login time (unix µs) |
+//! | `minigate:{u:USER}:s:SID` | hash | one session: `jti` (redeemable next), `state` (`live`/`revoked`), `dvt`, `did`, `created` (unix µs), `refreshed` (unix ms), `prev`/`prev_at` (reuse grace) |
 //! | `minigate:revoked` | sorted set | ended sessions: sid → when its last access token expires (unix ms), for replicas' resyncs |
 //!
-//! Each key expires with the refresh TTL past its last write, and the
-//! scripts drop index entries past their expiry, at most 1024 a call, so a
-//! user with thousands of sessions costs a login O(log n) more, not O(n).
-//! A login (limit check and record), a redemption and ending sessions are
-//! each one Lua script, atomic on the server whatever the number of
-//! replicas racing. Ended sessions are then added to `minigate:revoked`
-//! and published on the channel `minigate:revoked`; that second step is
-//! separate (in a cluster it is another slot).
+//! Every time in these keys is the Redis server's (`TIME`): one user's keys
+//! are on one server, so replicas with skewed clocks agree on expiry, the
+//! reuse grace and the order of logins. Each key expires with the refresh
+//! TTL past its last write. A login drops index entries past their expiry
+//! (at most 1024 a call) and, for a class with a limit, the class set's
+//! entries that are no longer live (that set holds at most the limit plus
+//! what expired since), then counts it: a user with thousands of phone
+//! sessions costs a PC login nothing more. A login (limit check and record),
+//! a redemption and ending sessions are each one Lua script, atomic on the
+//! server whatever the number of replicas racing. Ended sessions are then
+//! added to `minigate:revoked` and published on the channel
+//! `minigate:revoked`; that second step is separate (in a cluster it is
+//! another slot).
 //!
 //! The connection reconnects by itself; while Redis is unreachable every
 //! call fails fast with [`Unavailable`] (login, refresh and logout answer
@@ -56,29 +61,40 @@ const RESYNC_WINDOW: Duration = Duration::from_secs(120);
 const RESYNC_MAX: usize = 1_000_000;
 
 /// KEYS[1] index, KEYS[2] class set, KEYS[3] session.
-/// ARGV: 1 sid, 2 jti, 3 class, 4 device id ('' none), 5 now ms, 6 ttl ms,
-/// 7 limit (0 none), 8 '1' to refuse, 9 session key prefix, 10 class key
-/// prefix, 11.. every class name (to drop expired sids from their sets).
+/// ARGV: 1 sid, 2 jti, 3 class, 4 device id ('' none), 5 ttl ms, 6 limit
+/// (0 none), 7 '1' to refuse, 8 session key prefix.
 /// Returns {0} refused, or {1, evicted sid...}.
+///
+/// Expired sessions leave the index here (at most 1024 a call) and leave a
+/// limited class's set when that class is counted: a class set holds only
+/// sessions of its class, so for a limited class it is small.
 const BEGIN: &str = r"
-local now = tonumber(ARGV[5])
-local ttl = tonumber(ARGV[6])
-local limit = tonumber(ARGV[7])
+-- Every time here is the server's: one user's keys are on one server, so
+-- logins and refreshes from replicas with skewed clocks still agree, and
+-- logins order by the microsecond.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local created = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl = tonumber(ARGV[5])
+local limit = tonumber(ARGV[6])
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1024)
 for _, sid in ipairs(gone) do
   redis.call('ZREM', KEYS[1], sid)
-  for i = 11, #ARGV do redis.call('ZREM', ARGV[10] .. ARGV[i], sid) end
 end
 local out = {1}
 if limit > 0 then
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local exp = redis.call('ZSCORE', KEYS[1], sid)
+    if not exp or tonumber(exp) <= now then redis.call('ZREM', KEYS[2], sid) end
+  end
   local n = redis.call('ZCARD', KEYS[2])
   if n >= limit then
-    if ARGV[8] == '1' then return {0} end
+    if ARGV[7] == '1' then return {0} end
     local old = redis.call('ZRANGE', KEYS[2], 0, n - limit)
     for _, sid in ipairs(old) do
       redis.call('ZREM', KEYS[2], sid)
       redis.call('ZREM', KEYS[1], sid)
-      local h = ARGV[9] .. sid
+      local h = ARGV[8] .. sid
       if redis.call('EXISTS', h) == 1 then
         redis.call('HSET', h, 'state', 'revoked')
         redis.call('PEXPIRE', h, ttl)
@@ -89,27 +105,30 @@ if limit > 0 then
 end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[3], 'jti', ARGV[2], 'state', 'live', 'dvt', ARGV[3], 'did', ARGV[4],
-  'created', now, 'refreshed', now)
+  'created', created, 'refreshed', now)
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
+if limit > 0 then
+  redis.call('ZADD', KEYS[2], created, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
 return out
 ";
 
 /// KEYS[1] index, KEYS[2] session.
-/// ARGV: 1 sid, 2 presented jti, 3 successor, 4 now ms, 5 ttl ms, 6 grace
-/// ms, 7 class key prefix.
+/// ARGV: 1 sid, 2 presented jti, 3 successor, 4 ttl ms, 5 grace ms, 6 class
+/// key prefix.
 /// Returns 0 unknown, 1 revoked, 2 rotated, 3 reused (and now revoked).
 const REDEEM: &str = r"
 local h = redis.call('HMGET', KEYS[2], 'state', 'jti', 'prev', 'prev_at', 'dvt')
 if not h[1] then return 0 end
 if h[1] == 'revoked' then return 1 end
-local now = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[5])
-local grace = tonumber(ARGV[6])
-local class = ARGV[7] .. (h[5] or '')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[4])
+local grace = tonumber(ARGV[5])
+local class = ARGV[6] .. (h[5] or '')
 local in_grace = grace > 0 and h[3] and h[3] == ARGV[2] and h[4] and now - tonumber(h[4]) < grace
 if h[2] == ARGV[2] or in_grace then
   if in_grace then
@@ -131,11 +150,12 @@ redis.call('ZREM', class, ARGV[1])
 return 3
 ";
 
-/// KEYS[1] index. ARGV: 1 sid ('' for all), 2 now ms, 3 ttl ms, 4 session
-/// key prefix, 5 class key prefix. Returns the sids ended.
+/// KEYS[1] index. ARGV: 1 sid ('' for all), 2 ttl ms, 3 session key
+/// prefix, 4 class key prefix. Returns the sids ended.
 const END: &str = r"
-local now = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
 local sids
 if ARGV[1] ~= '' then
   local exp = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -145,10 +165,10 @@ else
   sids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 end
 for _, sid in ipairs(sids) do
-  local h = ARGV[4] .. sid
+  local h = ARGV[3] .. sid
   local dvt = redis.call('HGET', h, 'dvt')
   if dvt then
-    redis.call('ZREM', ARGV[5] .. dvt, sid)
+    redis.call('ZREM', ARGV[4] .. dvt, sid)
     redis.call('HSET', h, 'state', 'revoked')
     redis.call('PEXPIRE', h, ttl)
   end
@@ -157,13 +177,15 @@ end
 return sids
 ";
 
-/// KEYS[1] index. ARGV: 1 now ms, 2 session key prefix, 3 most listed.
+/// KEYS[1] index. ARGV: 1 session key prefix.
 /// Returns sid, dvt, did, created, refreshed for each live session.
 const LIST: &str = r"
-local sids = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local sids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 local out = {}
 for _, sid in ipairs(sids) do
-  local h = redis.call('HMGET', ARGV[2] .. sid, 'dvt', 'did', 'created', 'refreshed', 'state')
+  local h = redis.call('HMGET', ARGV[1] .. sid, 'dvt', 'did', 'created', 'refreshed', 'state')
   if h[1] and h[5] == 'live' then
     out[#out + 1] = sid
     out[#out + 1] = h[1]
@@ -465,7 +487,6 @@ impl SessionStore for RedisStore {
             .arg(new.jti)
             .arg(new.device_type)
             .arg(new.device_id.unwrap_or(""))
-            .arg(now_ms())
             .arg(ms(ttl))
             .arg(new.limit)
             .arg(if new.on_limit == OnLimit::Refuse {
@@ -473,9 +494,7 @@ impl SessionStore for RedisStore {
             } else {
                 "0"
             })
-            .arg(&keys.session_prefix)
-            .arg(&keys.class_prefix)
-            .arg(new.device_type);
+            .arg(&keys.session_prefix);
         let out: Vec<Value> = self.call("begin", inv.invoke_async(&mut con)).await?;
         let mut out = out.into_iter();
         match out.next() {
@@ -503,7 +522,6 @@ impl SessionStore for RedisStore {
         inv.arg(sid)
             .arg(jti)
             .arg(next)
-            .arg(now_ms())
             .arg(ms(ttl))
             .arg(self.grace_ms)
             .arg(&keys.class_prefix);
@@ -527,7 +545,6 @@ impl SessionStore for RedisStore {
         let mut inv = self.end.prepare_invoke();
         inv.key(&keys.index);
         inv.arg(sid.unwrap_or(""))
-            .arg(now_ms())
             .arg(ms(ttl))
             .arg(&keys.session_prefix)
             .arg(&keys.class_prefix);
@@ -539,23 +556,23 @@ impl SessionStore for RedisStore {
         let mut con = self.con().await?;
         let mut inv = self.list.prepare_invoke();
         inv.key(&keys.index);
-        inv.arg(now_ms()).arg(&keys.session_prefix).arg(MAX_LISTED);
+        inv.arg(&keys.session_prefix);
         let flat: Vec<String> = self.call("list", inv.invoke_async(&mut con)).await?;
         let mut list: Vec<(u64, SessionInfo)> = flat
             .chunks_exact(5)
             .map(|c| {
-                let created_ms = c[3].parse::<u64>().unwrap_or(0);
+                let created_us = c[3].parse::<u64>().unwrap_or(0);
                 let info = SessionInfo {
                     sid: c[0].clone(),
                     device_type: c[1].clone(),
                     device_id: (!c[2].is_empty()).then(|| c[2].clone()),
-                    created_at: created_ms / 1000,
+                    created_at: created_us / 1_000_000,
                     refreshed_at: c[4].parse::<u64>().unwrap_or(0) / 1000,
                 };
-                (created_ms, info)
+                (created_us, info)
             })
             .collect();
-        // Newest first, by the login's millisecond.
+        // Newest first, by the login's microsecond.
         list.sort_by(|a, b| (b.0, &b.1.sid).cmp(&(a.0, &a.1.sid)));
         let mut list: Vec<SessionInfo> = list.into_iter().map(|(_, i)| i).collect();
         list.truncate(MAX_LISTED);

@@ -9,6 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use minigate::config::OnLimit;
+use minigate::sessions::{Begun, NewSession, SessionStore as _};
+
 use crate::support::*;
 
 /// The contract's bound on revocation reaching every replica.
@@ -746,4 +749,54 @@ async fn redis_cluster_login_refresh_reuse_limits_and_listing() {
 
     // And the PC race, on the cluster.
     thirty_two_pc_logins(&both).await;
+}
+
+/// A PC session that expired does not hold a PC slot, even when another
+/// class's login dropped it from the user's index first.
+#[tokio::test]
+async fn an_expired_session_frees_its_slot_on_redis() {
+    let redis = Redis::start().await;
+    let store = minigate::sessions::redis::RedisStore::new(&redis.url(), Duration::ZERO).unwrap();
+    let new = |sid: &'static str, device_type: &'static str, limit| NewSession {
+        user: "kim",
+        sid,
+        jti: "j",
+        device_type,
+        device_id: None,
+        limit,
+        on_limit: OnLimit::Refuse,
+    };
+    let short = Duration::from_millis(300);
+    let long = Duration::from_secs(60);
+    let started = Begun::Started { evicted: vec![] };
+    assert_eq!(
+        store.begin(&new("pc1", "pc", 2), short).await,
+        Ok(started.clone())
+    );
+    assert_eq!(
+        store.begin(&new("pc2", "pc", 2), long).await,
+        Ok(started.clone())
+    );
+    assert_eq!(
+        store.begin(&new("pc3", "pc", 2), long).await,
+        Ok(Begun::Refused)
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A phone login drops pc1 from the index...
+    assert_eq!(
+        store.begin(&new("ph1", "phone", 0), long).await,
+        Ok(started.clone())
+    );
+    // ...and its PC slot is free.
+    assert_eq!(store.begin(&new("pc3", "pc", 2), long).await, Ok(started));
+    let sids: Vec<String> = store
+        .list("kim")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.sid)
+        .collect();
+    let mut sids = sids;
+    sids.sort();
+    assert_eq!(sids, ["pc2", "pc3", "ph1"]);
 }
