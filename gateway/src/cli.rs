@@ -42,7 +42,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct AdminArgs {
     /// The user key: uid, else unionid, else openid.
-    #[arg(long, value_name = "USER")]
+    #[arg(long, value_name = "USER", allow_hyphen_values = true)]
     user: String,
     /// The admin listener, e.g. http://127.0.0.1:9901. Default: `[admin]
     /// listen` of --config. The token is read from MINIGATE_ADMIN_TOKEN.
@@ -64,8 +64,8 @@ enum SessionsCommand {
     Revoke {
         #[command(flatten)]
         admin: AdminArgs,
-        /// Only this session.
-        #[arg(long, value_name = "SID")]
+        /// Only this session (a sid may start with `-`).
+        #[arg(long, value_name = "SID", allow_hyphen_values = true)]
         sid: Option<String>,
     },
 }

@@ -451,6 +451,7 @@ async fn the_cli_lists_and_revokes_through_the_admin_listener() {
     assert_eq!(code, 0);
     assert!(out.contains(&sid(&pc)), "{out}");
 
+    // A sid may start with "-": it is still a value, not a flag.
     let pc_sid = sid(&pc);
     let one = [
         "sessions", "revoke", "--user", &user, "--sid", &pc_sid, "--admin", &url,
@@ -458,6 +459,12 @@ async fn the_cli_lists_and_revokes_through_the_admin_listener() {
     let (code, out, err) = cli(&one, Some(ADMIN_TOKEN)).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ended session"), "{out}");
+    let dashed = [
+        "sessions", "revoke", "--user", &user, "--sid", "-x", "--admin", &url,
+    ];
+    let (code, _, err) = cli(&dashed, Some(ADMIN_TOKEN)).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no live session -x"), "{err}");
     assert_eq!(status(&gw, &pc.access_token).await, 401);
     assert_eq!(status(&gw, &phone.access_token).await, 200);
     let (code, _, err) = cli(&one, Some(ADMIN_TOKEN)).await;
