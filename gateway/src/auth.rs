@@ -93,8 +93,21 @@ pub fn authenticate(
     }
 }
 
-/// Authenticate, then authorize: the route's `auth` applied to the token,
-/// then its `allow` rules to the caller's roles and the method, each
+/// Refuses a verified token whose session has ended: checked after the
+/// verified-token cache too, which knows nothing of sessions.
+#[inline]
+fn not_revoked(
+    gw: &Gateway,
+    identity: Option<Arc<Identity>>,
+) -> Result<Option<Arc<Identity>>, ApiError> {
+    if let Some(id) = &identity {
+        gw.revoked.check(id).map_err(ApiError::InvalidToken)?;
+    }
+    Ok(identity)
+}
+
+/// Authenticate, then authorize: the route's `auth` applied to the token
+/// (and its session, which must not have ended), then its `allow` rules to the caller's roles and the method, each
 /// outcome counted. What a proxied request and a forward-auth check share.
 #[inline]
 pub fn check(
@@ -103,16 +116,18 @@ pub fn check(
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Option<Arc<Identity>>, ApiError> {
-    let identity = authenticate(route.auth, headers, &gw.tokens).inspect_err(|e| {
-        let reason = match e {
-            ApiError::MissingToken => Some(AuthFailure::Missing),
-            ApiError::InvalidToken(t) => Some(AuthFailure::Token(*t)),
-            _ => None,
-        };
-        if let Some(reason) = reason {
-            gw.metrics.auth_failures.increment(reason);
-        }
-    })?;
+    let identity = authenticate(route.auth, headers, &gw.tokens)
+        .and_then(|id| not_revoked(gw, id))
+        .inspect_err(|e| {
+            let reason = match e {
+                ApiError::MissingToken => Some(AuthFailure::Missing),
+                ApiError::InvalidToken(t) => Some(AuthFailure::Token(*t)),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                gw.metrics.auth_failures.increment(reason);
+            }
+        })?;
     if identity.is_some() {
         gw.metrics.auth_ok.increment(1);
     }

@@ -34,6 +34,40 @@ enum Command {
     /// Inspect a config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// List or end a user's sessions, through the admin listener.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+#[derive(Debug, Args)]
+struct AdminArgs {
+    /// The user key: uid, else unionid, else openid.
+    #[arg(long, value_name = "USER", allow_hyphen_values = true)]
+    user: String,
+    /// The admin listener, e.g. http://127.0.0.1:9901. Default: `[admin]
+    /// listen` of --config. The token is read from MINIGATE_ADMIN_TOKEN.
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// The gateway's config, for its admin listener's address.
+    #[arg(long, env = "MINIGATE_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// The user's live sessions, newest first.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// End one session of the user (--sid), or all of them, on every replica.
+    Revoke {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// Only this session (a sid may start with `-`).
+        #[arg(long, value_name = "SID", allow_hyphen_values = true)]
+        sid: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +188,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(args) => serve(args),
         Command::Keys(cmd) => keys(cmd),
         Command::Config(ConfigCommand::Check { config }) => check(&config),
+        Command::Sessions(cmd) => sessions(cmd),
     }
 }
 
@@ -335,6 +370,142 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The admin listener's base URL and token for `args`.
+fn admin_target(args: &AdminArgs) -> Result<(String, String), Failure> {
+    let base = match (&args.admin, &args.config) {
+        (Some(url), _) => url.trim_end_matches('/').to_owned(),
+        (None, Some(path)) => {
+            let mut listen = crate::config::admin_listen_of(path)
+                .map_err(|e| bad(format!("config {}: {e}", path.display())))?;
+            // A listener on every address is reached on this machine's loopback.
+            if listen.ip().is_unspecified() {
+                listen.set_ip(match listen {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{listen}")
+        }
+        (None, None) => {
+            return Err(bad(
+                "name the admin listener with --admin URL or --config PATH",
+            ))
+        }
+    };
+    let token = std::env::var("MINIGATE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("MINIGATE_ADMIN_TOKEN is not set: the admin API needs its token"))?;
+    Ok((base, token))
+}
+
+/// `%XX` for everything but unreserved characters: a user key as one path
+/// segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
+    let (args, sid, method) = match &cmd {
+        SessionsCommand::List { admin } => (admin, None, reqwest::Method::GET),
+        SessionsCommand::Revoke { admin, sid } => (admin, sid.as_deref(), reqwest::Method::DELETE),
+    };
+    let (base, token) = admin_target(args)?;
+    let mut url = format!("{base}/admin/users/{}/sessions", path_segment(&args.user));
+    if let Some(sid) = sid {
+        url = format!("{url}/{}", path_segment(sid));
+    }
+    crate::tls::install_crypto_provider();
+    let fail = |e: reqwest::Error| {
+        // The URL is the operator's own; the token is never in it.
+        Failure(1, format!("admin API at {base}: {}", e.without_url()))
+    };
+    let (status, body) = runtime()?.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(fail)?;
+        let res = client
+            .request(method, &url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(fail)?;
+        let status = res.status();
+        let body = res.bytes().await.map_err(fail)?;
+        Ok::<_, Failure>((status, body))
+    })?;
+    match status.as_u16() {
+        200 => {
+            let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+                Failure(
+                    1,
+                    "the admin API answered something that is not JSON".into(),
+                )
+            })?;
+            let time = |v: &serde_json::Value| {
+                let t = std::time::UNIX_EPOCH + Duration::from_secs(v.as_u64().unwrap_or(0));
+                humantime::format_rfc3339_seconds(t).to_string()
+            };
+            let list = doc["sessions"].as_array().cloned().unwrap_or_default();
+            say!(
+                "{:<24} {:<8} {:<21} {:<21} DEVICE_ID",
+                "SID",
+                "TYPE",
+                "CREATED",
+                "REFRESHED"
+            );
+            for s in &list {
+                say!(
+                    "{:<24} {:<8} {:<21} {:<21} {}",
+                    s["sid"].as_str().unwrap_or("-"),
+                    s["device_type"].as_str().unwrap_or("-"),
+                    time(&s["created_at"]),
+                    time(&s["refreshed_at"]),
+                    s["device_id"].as_str().unwrap_or("-")
+                );
+            }
+            say!("{} live session(s) of {}", list.len(), args.user);
+            Ok(())
+        }
+        204 => {
+            match sid {
+                Some(sid) => say!("ended session {sid} of {}", args.user),
+                None => say!("ended every session of {}", args.user),
+            }
+            Ok(())
+        }
+        401 => Err(Failure(
+            1,
+            "the admin API refused the token in MINIGATE_ADMIN_TOKEN".into(),
+        )),
+        404 if sid.is_some() => Err(Failure(
+            1,
+            format!("{} has no live session {}", args.user, sid.unwrap_or("")),
+        )),
+        other => {
+            let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            Err(Failure(
+                1,
+                format!(
+                    "the admin API answered {other}: {}",
+                    doc["error_description"]
+                        .as_str()
+                        .unwrap_or("(no description)")
+                ),
+            ))
+        }
+    }
+}
+
 fn print_list(set: &KeySet) {
     let time = |t: Option<SystemTime>| {
         t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
@@ -452,15 +623,50 @@ fn check(path: &Path) -> Result<(), Failure> {
         ),
         None => say!("enrich    off (roles from [[roles]] only)"),
     }
-    match &config.sessions.redis_url {
+    let sc = &config.sessions;
+    match &sc.redis_url {
         Some(url) => say!(
             "sessions  Redis at {} (shared by every replica)",
             redacted_url(url.expose())
         ),
+        None if !sc.redis_cluster.is_empty() => say!(
+            "sessions  Redis Cluster, seeds {} (shared by every replica)",
+            sc.redis_cluster
+                .iter()
+                .map(|u| redacted_url(u.expose()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         None => say!(
             "sessions  in-process, up to {} (one replica only: run Redis with several)",
-            config.sessions.max_sessions
+            sc.max_sessions
         ),
+    }
+    say!(
+        "          devices {}; past a limit: {}; reuse grace {}",
+        sc.devices
+            .0
+            .iter()
+            .map(|c| match c.limit {
+                0 => format!("{} unlimited", c.name),
+                n => format!("{} {n}", c.name),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        sc.on_limit.name(),
+        if sc.reuse_grace.is_zero() {
+            "off".to_owned()
+        } else {
+            d(sc.reuse_grace)
+        }
+    );
+    match &config.admin {
+        Some(a) => say!(
+            "admin     {} (its own listener), token from {}",
+            a.listen,
+            a.token_source
+        ),
+        None => say!("admin     none"),
     }
     say!(
         "server    max {} connections; request head {} bytes / {} headers within {}; bodies within {}",

@@ -171,8 +171,8 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
             route("/public/", AuthMode::Public),
         ],
         sessions: SessionsConfig {
-            redis_url: None,
             max_sessions: 10_000,
+            ..SessionsConfig::default()
         },
         server: ServerConfig::default(),
         tls: None,
@@ -180,6 +180,7 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
         roles: Vec::new(),
         enrich: None,
         source: None,
+        admin: None,
     }
 }
 

@@ -28,7 +28,7 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::metrics::{Own, Refusal, SessionOp};
 use crate::routes::check_path;
-use crate::sessions::{Redeemed, SessionStore as _};
+use crate::sessions::{Begun, NewSession, Redeemed, SessionInfo, SessionStore as _};
 use crate::tokens::{random_id, Subject, TokenPair};
 
 /// The largest body accepted on `/auth/*`.
@@ -37,6 +37,8 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub const MAX_CODE: usize = 256;
 /// `max-age` of the JWKS document: verifiers re-fetch at least this often.
 pub const JWKS_MAX_AGE: u64 = 300;
+/// `DELETE /auth/sessions/{sid}` is this followed by the sid.
+pub const SESSIONS_PREFIX: &str = "/auth/sessions/";
 
 /// The gateway's own endpoints, matched by exact path before any route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,10 @@ pub enum Endpoint {
     Refresh,
     /// `POST /auth/logout`.
     Logout,
+    /// `GET /auth/sessions`.
+    Sessions,
+    /// `DELETE /auth/sessions/{sid}`.
+    Session,
     /// `GET /.well-known/jwks.json`.
     Jwks,
     /// `GET /.well-known/openid-configuration`.
@@ -62,10 +68,18 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint at exactly `path`, if any.
+    /// The endpoint at exactly `path` (or under `/auth/sessions/`), if any.
     #[inline]
     pub fn of(path: &str) -> Option<Endpoint> {
+        if let Some(rest) = path.strip_prefix(SESSIONS_PREFIX) {
+            return Some(if rest.is_empty() {
+                Endpoint::Sessions
+            } else {
+                Endpoint::Session
+            });
+        }
         Some(match path {
+            "/auth/sessions" => Endpoint::Sessions,
             "/auth/login" => Endpoint::Login,
             "/auth/refresh" => Endpoint::Refresh,
             "/auth/logout" => Endpoint::Logout,
@@ -85,6 +99,7 @@ impl Endpoint {
             Endpoint::Login => Own::Login,
             Endpoint::Refresh => Own::Refresh,
             Endpoint::Logout => Own::Logout,
+            Endpoint::Sessions | Endpoint::Session => Own::Sessions,
             Endpoint::Jwks | Endpoint::Discovery => Own::WellKnown,
             Endpoint::Healthz | Endpoint::Readyz => Own::Health,
             Endpoint::Metrics => Own::Metrics,
@@ -105,6 +120,8 @@ pub async fn serve(
         Endpoint::Login => login(gw, req, client).await,
         Endpoint::Refresh => refresh(gw, req).await,
         Endpoint::Logout => logout(gw, req).await,
+        Endpoint::Sessions => list_sessions(gw, &req).await,
+        Endpoint::Session => end_session(gw, &req).await,
         Endpoint::Jwks => jwks(gw, &req),
         Endpoint::Discovery => discovery(gw, &req),
         Endpoint::Healthz => Ok(healthz()),
@@ -173,6 +190,7 @@ struct LoginBody {
     code: Option<String>,
     appid: Option<String>,
     device_id: Option<String>,
+    device_type: Option<String>,
 }
 
 /// A checked login request.
@@ -184,6 +202,9 @@ pub struct LoginRequest {
     pub appid: Option<String>,
     /// A device id fit for a header, if sent.
     pub device_id: Option<String>,
+    /// The device class named, if any: shaped like one (whether it is
+    /// configured is the login's to check).
+    pub device_type: Option<String>,
 }
 
 /// Parses and checks a login body.
@@ -203,10 +224,16 @@ pub fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
             ));
         }
     }
+    if let Some(t) = &body.device_type {
+        if !crate::config::is_class_name(t) {
+            return Err(ApiError::InvalidRequest("device_type is not a device type"));
+        }
+    }
     Ok(LoginRequest {
         code,
         appid: body.appid,
         device_id: body.device_id,
+        device_type: body.device_type,
     })
 }
 
@@ -221,6 +248,7 @@ pub async fn login(
         .check(client)
         .map_err(ApiError::TooManyLogins)?;
     let body = parse_login(&read_body(gw, req).await?)?;
+    let (device_type, limit) = device_class(gw, body.device_type.as_deref())?;
     let code = body.code;
     let provider = gw.providers.pick(body.appid.as_deref())?;
     let started = std::time::Instant::now();
@@ -244,14 +272,13 @@ pub async fn login(
         uid: None,
         roles: Vec::new(),
         ext: BTreeMap::new(),
+        device_type,
+        session_user: None,
     };
     let sid = random_id()?;
     let subject = identify(gw, subject, Event::Login, &sid).await?;
     let refresh_jti = random_id()?;
-    gw.sessions
-        .begin(&sid, &refresh_jti, gw.tokens.refresh_ttl())
-        .await
-        .map_err(|_| store_down(gw, SessionOp::Login))?;
+    begin_session(gw, &subject, &sid, &refresh_jti, limit).await?;
     let pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
     tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, "login");
     Ok(token_response(&pair))
@@ -293,13 +320,17 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
     let subject = match identify(gw, old.subject.clone(), Event::Refresh, &old.sid).await {
         Err(ApiError::AccessDenied) => {
             // A banned user's session ends here, not at its refresh TTL.
-            if gw
+            match gw
                 .sessions
-                .revoke(&old.sid, gw.tokens.refresh_ttl())
+                .end(old.subject.user(), Some(&old.sid), gw.tokens.refresh_ttl())
                 .await
-                .is_err()
             {
-                gw.metrics.session_errors.increment(SessionOp::Logout);
+                Ok(_) => {
+                    gw.sessions
+                        .announce(&gw.revoked, std::slice::from_ref(&old.sid))
+                        .await
+                }
+                Err(_) => gw.metrics.session_errors.increment(SessionOp::Logout),
             }
             tracing::info!(appid = %old.subject.appid, sid = %old.sid, "refresh refused by the user service: session ended");
             return Err(ApiError::AccessDenied);
@@ -309,7 +340,13 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
     let next_jti = random_id()?;
     let outcome = gw
         .sessions
-        .redeem(&old.sid, &old.jti, &next_jti, gw.tokens.refresh_ttl())
+        .redeem(
+            old.subject.user(),
+            &old.sid,
+            &old.jti,
+            &next_jti,
+            gw.tokens.refresh_ttl(),
+        )
         .await
         .map_err(|_| store_down(gw, SessionOp::Refresh))?;
     match outcome {
@@ -319,6 +356,9 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
             Ok(token_response(&pair))
         }
         Redeemed::Reused => {
+            gw.sessions
+                .announce(&gw.revoked, std::slice::from_ref(&old.sid))
+                .await;
             tracing::warn!(
                 appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid,
                 "refresh token reused: session revoked"
@@ -330,15 +370,28 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
     }
 }
 
-/// `POST /auth/logout`: revokes the login session of a valid refresh token.
-/// Idempotent: logging out of a revoked or forgotten session is still 204.
+/// `POST /auth/logout`: revokes the login session of a valid refresh token,
+/// or with `"everywhere": true` every session of its user. Idempotent:
+/// logging out of a revoked or forgotten session is still 204.
 pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let old = refresh_token_of(gw, req).await?;
-    gw.sessions
-        .revoke(&old.sid, gw.tokens.refresh_ttl())
+    require(&req, Method::POST, "POST")?;
+    let (token, everywhere) = parse_logout(&read_body(gw, req).await?)?;
+    let old = gw
+        .tokens
+        .verify_refresh(&token)
+        .map_err(|e| ApiError::InvalidGrant(e.message()))?;
+    let which = (!everywhere).then_some(old.sid.as_str());
+    let mut ended = gw
+        .sessions
+        .end(old.subject.user(), which, gw.tokens.refresh_ttl())
         .await
         .map_err(|_| store_down(gw, SessionOp::Logout))?;
-    tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "logout");
+    // This token's session ends whether or not the store still knew it.
+    if !ended.contains(&old.sid) {
+        ended.push(old.sid.clone());
+    }
+    gw.sessions.announce(&gw.revoked, &ended).await;
+    tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, sessions = ended.len(), "logout");
     let mut res = full(StatusCode::NO_CONTENT, "application/json", Bytes::new());
     res.headers_mut().remove(http::header::CONTENT_TYPE);
     res.headers_mut()
@@ -362,7 +415,7 @@ async fn identify(
             appid: &subject.appid,
             openid: &subject.openid,
             unionid: subject.unionid.as_deref(),
-            device_type: DEVICE_TYPE,
+            device_type: &subject.device_type,
             device_id: subject.device_id.as_deref(),
             sid,
         };
@@ -374,16 +427,22 @@ async fn identify(
                     Refused::Denied => ApiError::AccessDenied,
                     Refused::Failed(_) => ApiError::EnrichUnavailable,
                 })?;
-        subject.uid = enriched.uid;
+        // The uid is fixed at login: it is part of the user key the session
+        // is kept under, which a refresh must not move.
+        if event == Event::Login {
+            subject.uid = enriched.uid;
+        } else if enriched.uid != subject.uid {
+            tracing::warn!(
+                sid,
+                "the user service gave another uid at refresh; the session keeps its own"
+            );
+        }
         subject.ext = enriched.claims;
         extra = enriched.roles;
     }
     subject.roles = merge_roles(&gw.grants.load(), subject.user(), &extra);
     Ok(subject)
 }
-
-/// The device class sessions are of: every mini-program login is a phone's.
-const DEVICE_TYPE: &str = "phone";
 
 /// The original request a forward-auth check is about: Traefik's
 /// `X-Forwarded-Method`/`X-Forwarded-Uri`, else nginx's
@@ -537,6 +596,163 @@ pub fn readyz(gw: &Gateway) -> Response<Body> {
         "reload_failures": store.stats.refused.load(Relaxed),
         "last_reload_error": store.last_error(),
         "sessions": gw.sessions.kind(),
+        "revoked_sessions": gw.revoked.len(),
     });
     json(StatusCode::OK, &body)
+}
+
+// Device classes and the user's sessions: the login's class and limit,
+// recording a session within it, logout's body, and `/auth/sessions`.
+
+/// The login's device class (absent: `phone`) and its limit; a class the
+/// config does not name is 400.
+fn device_class(gw: &Gateway, named: Option<&str>) -> Result<(String, u32), ApiError> {
+    let name = named.unwrap_or(crate::config::defaults::DEVICE_TYPE);
+    gw.sessions_config
+        .devices
+        .get(name)
+        .map(|c| (c.name.clone(), c.limit))
+        .ok_or(ApiError::InvalidRequest(
+            "device_type is not one of the configured device types",
+        ))
+}
+
+/// Records a new session of `who` within its class's limit: the sessions
+/// it evicts end everywhere; a full class under `refuse` is 409.
+async fn begin_session(
+    gw: &Gateway,
+    who: &Subject,
+    sid: &str,
+    jti: &str,
+    limit: u32,
+) -> Result<(), ApiError> {
+    let new = NewSession {
+        user: who.user(),
+        sid,
+        jti,
+        device_type: &who.device_type,
+        device_id: who.device_id.as_deref(),
+        limit,
+        on_limit: gw.sessions_config.on_limit,
+    };
+    let begun = gw
+        .sessions
+        .begin(&new, gw.tokens.refresh_ttl())
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Login))?;
+    match begun {
+        Begun::Started { evicted } => {
+            if !evicted.is_empty() {
+                tracing::info!(
+                    sid = %sid, device_type = %who.device_type, evicted = evicted.len(),
+                    "device limit: oldest session ended"
+                );
+                gw.sessions.announce(&gw.revoked, &evicted).await;
+            }
+            Ok(())
+        }
+        Begun::Refused => Err(ApiError::SessionLimit),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutBody {
+    refresh_token: Option<String>,
+    #[serde(default)]
+    everywhere: bool,
+}
+
+/// Parses a logout body: the refresh token (not yet verified) and whether
+/// to end every session of its user.
+pub fn parse_logout(body: &[u8]) -> Result<(String, bool), ApiError> {
+    let body: LogoutBody = from_json(body)?;
+    let token = body.refresh_token.unwrap_or_default();
+    if token.is_empty() {
+        return Err(ApiError::InvalidRequest("refresh_token is required"));
+    }
+    Ok((token, body.everywhere))
+}
+
+/// The caller of a session endpoint: a valid access token of a session
+/// that has not ended.
+fn caller(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+) -> Result<std::sync::Arc<crate::tokens::Identity>, ApiError> {
+    let id =
+        crate::auth::authenticate(crate::config::AuthMode::Required, req.headers(), &gw.tokens)?
+            .ok_or(ApiError::MissingToken)?;
+    gw.revoked.check(&id).map_err(ApiError::InvalidToken)?;
+    Ok(id)
+}
+
+/// A session as the user sees it: with whether it is the caller's own.
+#[derive(serde::Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    info: SessionInfo,
+    current: bool,
+}
+
+/// `GET /auth/sessions`: the caller's user's live sessions, newest first.
+pub async fn list_sessions(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed("GET, HEAD"));
+    }
+    let id = caller(gw, req)?;
+    let list = gw
+        .sessions
+        .list(&id.user)
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Sessions))?;
+    let sessions: Vec<Listed> = list
+        .into_iter()
+        .map(|info| Listed {
+            current: *info.sid == *id.sid,
+            info,
+        })
+        .collect();
+    let mut res = json(StatusCode::OK, &serde_json::json!({ "sessions": sessions }));
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// `DELETE /auth/sessions/{sid}`: ends one session of the caller's user
+/// (204), everywhere; a sid that is not one is 404.
+pub async fn end_session(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    require(req, Method::DELETE, "DELETE")?;
+    let id = caller(gw, req)?;
+    let sid = req
+        .uri()
+        .path()
+        .strip_prefix(SESSIONS_PREFIX)
+        .filter(|s| is_header_safe(s, 128) && !s.contains('/'))
+        .ok_or(ApiError::SessionNotFound)?;
+    let ended = gw
+        .sessions
+        .end(&id.user, Some(sid), gw.tokens.refresh_ttl())
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Sessions))?;
+    if ended.is_empty() {
+        return Err(ApiError::SessionNotFound);
+    }
+    gw.sessions.announce(&gw.revoked, &ended).await;
+    tracing::info!(sid = %sid, by = %id.sid, "session ended by its user");
+    Ok(no_content())
+}
+
+/// 204 with `Cache-Control: no-store` and no body.
+pub fn no_content() -> Response<Body> {
+    let mut res = full(StatusCode::NO_CONTENT, "application/json", Bytes::new());
+    res.headers_mut().remove(http::header::CONTENT_TYPE);
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
 }

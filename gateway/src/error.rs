@@ -58,6 +58,13 @@ pub enum ApiError {
     EnrichUnavailable,
     /// 404 not_found: no route.
     NotFound,
+    /// 404 not_found: no live session of this id for the caller's user.
+    SessionNotFound,
+    /// 409 session_limit: the login's device class is full and
+    /// `sessions.on_limit` is `refuse`.
+    SessionLimit,
+    /// 401 for the admin API: a missing or wrong admin token.
+    AdminUnauthorized,
     /// 502 bad_gateway: the upstream is unreachable or broke off.
     BadGateway,
     /// 504 gateway_timeout: the upstream is too slow.
@@ -91,7 +98,9 @@ impl ApiError {
             ApiError::ProviderTimeout | ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::ProviderError | ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::MissingToken | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::SessionNotFound => StatusCode::NOT_FOUND,
+            ApiError::SessionLimit => StatusCode::CONFLICT,
+            ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -119,7 +128,9 @@ impl ApiError {
             ApiError::InvalidGrant(_) => "invalid_grant",
             ApiError::MissingToken => "unauthorized",
             ApiError::InvalidToken(_) => "invalid_token",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::SessionNotFound => "not_found",
+            ApiError::SessionLimit => "session_limit",
+            ApiError::AdminUnauthorized => "unauthorized",
             ApiError::BadGateway => "bad_gateway",
             ApiError::GatewayTimeout => "gateway_timeout",
             ApiError::Internal => "server_error",
@@ -148,6 +159,11 @@ impl ApiError {
             ApiError::ProviderError => "the platform's login service gave an unusable answer",
             ApiError::MissingToken => "a bearer token is required",
             ApiError::NotFound => "no route for this path",
+            ApiError::SessionNotFound => "no such session of this user",
+            ApiError::SessionLimit => {
+                "this user holds the most sessions allowed for this device type"
+            }
+            ApiError::AdminUnauthorized => "a valid admin token is required",
             ApiError::BadGateway => "the upstream service is unreachable",
             ApiError::GatewayTimeout => "the upstream service did not answer in time",
             ApiError::Internal => "internal error",
@@ -172,6 +188,12 @@ impl ApiError {
         match self {
             ApiError::MissingToken => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
+            }
+            ApiError::AdminUnauthorized => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"minigate-admin\""),
+                );
             }
             ApiError::InvalidToken(e) => {
                 // Descriptions are our own constants: plain ASCII without quotes.

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 
 use tokio::sync::watch;
 
-use crate::config::{Config, ConfigError, Platform, ServerConfig};
+use crate::config::{Config, ConfigError, Platform, ServerConfig, SessionsConfig};
 use crate::enrich::{Enricher, Grants};
 use crate::keys::{KeyStore, Reload};
 use crate::limits::{LoginLimiter, Occupancy};
@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::providers::{self, Providers};
 use crate::proxy::Proxy;
 use crate::routes::Routes;
+use crate::sessions::revoked::RevokedSet;
 use crate::sessions::{self, Store};
 use crate::tls::{Tls, TlsReload};
 use crate::tokens::Tokens;
@@ -82,6 +83,11 @@ pub struct Gateway {
     pub proxy: Proxy,
     /// Login-session state, for refresh and logout.
     pub sessions: Store,
+    /// Sessions ended while their access tokens may live: checked on every
+    /// authenticated request.
+    pub revoked: Arc<RevokedSet>,
+    /// `[sessions]` as configured: device classes, limits.
+    pub sessions_config: SessionsConfig,
     /// Per-client-IP limit on logins.
     pub login_limiter: LoginLimiter,
     /// Requests in flight per client address.
@@ -120,6 +126,11 @@ impl Gateway {
             routes: Routes::new(&config.routes, server.upstream_max_connections),
             proxy: Proxy::new(),
             sessions: Store::new(&config.sessions)?,
+            revoked: Arc::new(RevokedSet::new(
+                config.tokens.access_ttl + config.tokens.leeway,
+                metrics.revoked.clone(),
+            )),
+            sessions_config: config.sessions.clone(),
             login_limiter: LoginLimiter::new(server.login_per_minute, server.login_burst),
             in_flight: Occupancy::new(server.max_requests_per_ip),
             tunnels: Occupancy::new(server.max_tunnels_per_user),
@@ -175,6 +186,7 @@ impl Gateway {
             self.tokens.clear_cache();
         }
         self.login_limiter.forget_idle();
+        self.revoked.sweep();
         self.reload_tls();
         self.reload_grants();
     }

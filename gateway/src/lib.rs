@@ -16,8 +16,9 @@
 //! turns the TOML file into checked values, [`keys`] holds the key set,
 //! [`tls`] the certificate, [`metrics`] every series, [`error`] the
 //! contract's error table, and [`cli`] and [`dev`] are the two ways to
-//! start it all.
+//! start it all. [`admin`] is the operators' listener, on its own socket.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod cli;

@@ -73,6 +73,10 @@ pub enum Own {
     Refresh,
     /// `/auth/logout`.
     Logout,
+    /// `/auth/sessions` and `/auth/sessions/{sid}`.
+    Sessions,
+    /// The admin listener's endpoints.
+    Admin,
     /// The JWKS and discovery documents.
     WellKnown,
     /// `/healthz` and `/readyz`.
@@ -95,6 +99,8 @@ impl Label for Own {
         Own::Login,
         Own::Refresh,
         Own::Logout,
+        Own::Sessions,
+        Own::Admin,
         Own::WellKnown,
         Own::Health,
         Own::Metrics,
@@ -108,6 +114,8 @@ impl Label for Own {
             Own::Login => "/auth/login",
             Own::Refresh => "/auth/refresh",
             Own::Logout => "/auth/logout",
+            Own::Sessions => "/auth/sessions",
+            Own::Admin => "admin",
             Own::WellKnown => "/.well-known/*",
             Own::Health => "/healthz+readyz",
             Own::Metrics => "/metrics",
@@ -115,6 +123,53 @@ impl Label for Own {
             Own::RefusedPath => "refused-path",
             Own::RefusedRequest => "refused-request",
             Own::Verify => "/auth/verify",
+        }
+    }
+}
+
+/// How the revoked-session set was brought in step with Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resync {
+    /// The whole set, after (re)connecting.
+    Full,
+    /// The recent entries, on the periodic tick.
+    Periodic,
+    /// A resync that Redis did not answer.
+    Failed,
+}
+
+impl Label for Resync {
+    const ALL: &'static [Resync] = &[Resync::Full, Resync::Periodic, Resync::Failed];
+    fn label(self) -> &'static str {
+        match self {
+            Resync::Full => "full",
+            Resync::Periodic => "periodic",
+            Resync::Failed => "failed",
+        }
+    }
+}
+
+/// The revoked-session set's series, handed to the set itself.
+#[derive(Debug, Clone)]
+pub struct RevokedMetrics {
+    /// Entries now.
+    pub size: Gauge,
+    /// From a revocation on one replica to its arrival on this one.
+    pub lag: Histogram,
+    /// Resyncs, by kind.
+    pub resyncs: Counters<Resync>,
+}
+
+impl RevokedMetrics {
+    /// Series that record nothing (tests, benchmarks).
+    pub fn noop() -> RevokedMetrics {
+        RevokedMetrics {
+            size: Gauge::noop(),
+            lag: Histogram::noop(),
+            resyncs: Counters {
+                by: Resync::ALL.iter().map(|_| Counter::noop()).collect(),
+                _label: std::marker::PhantomData,
+            },
         }
     }
 }
@@ -202,15 +257,23 @@ pub enum SessionOp {
     Refresh,
     /// Revoking a session.
     Logout,
+    /// Listing or ending sessions (`/auth/sessions`, the admin API).
+    Sessions,
 }
 
 impl Label for SessionOp {
-    const ALL: &'static [SessionOp] = &[SessionOp::Login, SessionOp::Refresh, SessionOp::Logout];
+    const ALL: &'static [SessionOp] = &[
+        SessionOp::Login,
+        SessionOp::Refresh,
+        SessionOp::Logout,
+        SessionOp::Sessions,
+    ];
     fn label(self) -> &'static str {
         match self {
             SessionOp::Login => "login",
             SessionOp::Refresh => "refresh",
             SessionOp::Logout => "logout",
+            SessionOp::Sessions => "sessions",
         }
     }
 }
@@ -288,6 +351,15 @@ pub struct ExchangeMetrics {
     pub errors: Counters<ExchangeError>,
 }
 
+impl<L> Clone for Counters<L> {
+    fn clone(&self) -> Self {
+        Counters {
+            by: self.by.clone(),
+            _label: std::marker::PhantomData,
+        }
+    }
+}
+
 impl<L> std::fmt::Debug for Counters<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Counters").finish_non_exhaustive()
@@ -322,6 +394,8 @@ pub struct Metrics {
     pub session_errors: Counters<SessionOp>,
     /// TLS certificate reloads, by outcome.
     pub tls_reloads: Counters<TlsReload>,
+    /// The revoked-session set.
+    pub revoked: RevokedMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -479,7 +553,16 @@ impl Metrics {
             .collect();
         let session_errors = by(counter, "minigate_session_store_errors_total", "op", &[]);
         let tls_reloads = by(counter, "minigate_tls_reloads_total", "outcome", &[]);
+        let revoked = RevokedMetrics {
+            size: recorder.register_gauge(
+                &Key::from_parts("minigate_revoked_sessions", Vec::<metrics::Label>::new()),
+                &META,
+            ),
+            lag: histogram("minigate_revocation_lag_seconds", vec![]),
+            resyncs: by(counter, "minigate_revoked_resyncs_total", "kind", &[]),
+        };
         Metrics {
+            revoked,
             tls_reloads,
             auth_ok: counter("minigate_auth_success_total", vec![]),
             cache_hits: counter("minigate_token_cache_hits_total", vec![]),

@@ -11,9 +11,10 @@
 //!   one of the gateway's own endpoints, a route, or nothing (404);
 //! - **admit** holds a place in the client address's count of requests in
 //!   flight (`max_requests_per_ip`), kept until the response body is done;
-//! - **authenticate** applies the route's `auth` to the bearer token, and
-//!   **authorize** its `allow` rules to the caller's roles and the method
-//!   (both in [`crate::auth::check`], which forward-auth shares);
+//! - **authenticate** applies the route's `auth` to the bearer token and
+//!   refuses a token whose session has ended (the revoked-session set);
+//!   **authorize** applies its `allow` rules to the caller's roles and the
+//!   method (both in [`crate::auth::check`], which forward-auth shares);
 //! - **rewrite** makes the upstream's headers: identity, client address,
 //!   request id; a WebSocket handshake also takes a tunnel place here;
 //! - **forward** sends it upstream and streams the answer back;

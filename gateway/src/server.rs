@@ -46,6 +46,8 @@ use crate::tunnel::Lease;
 pub struct Running {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The admin listener's address, when `[admin]` is configured.
+    pub admin: Option<SocketAddr>,
     /// The shared state, for inspection.
     pub gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
@@ -71,7 +73,17 @@ pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartErro
         source,
     };
     let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
-    let running = serve(listener, gateway).map_err(bind)?;
+    let mut running = serve(listener, gateway).map_err(bind)?;
+    if let Some(admin) = &config.admin {
+        // Its own socket, never the public one; stopped with it.
+        let bound = crate::admin::start(running.gateway.clone(), admin, running.stop.subscribe())
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: admin.listen,
+                source,
+            })?;
+        running.admin = Some(bound.addr);
+    }
     spawn_reloader(
         running.gateway.clone(),
         config.keys.reload_interval,
@@ -81,7 +93,7 @@ pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartErro
 }
 
 /// The HTTP/1 settings of every client connection.
-fn http1_builder(limits: &ServerConfig) -> http1::Builder {
+pub(crate) fn http1_builder(limits: &ServerConfig) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.keep_alive(true)
         .timer(TokioTimer::new())
@@ -185,6 +197,7 @@ async fn next_tick(tick: &mut Option<tokio::time::Interval>) -> Option<()> {
 pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
+    crate::sessions::redis::spawn_sync(gateway.clone(), stop.subscribe());
     let gw = gateway.clone();
     let task = tokio::spawn(async move {
         let limits = gw.server.clone();
@@ -280,6 +293,7 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Ru
     });
     Ok(Running {
         addr,
+        admin: None,
         gateway,
         stop,
         task,

@@ -52,6 +52,8 @@ pub mod header {
     pub const USER: HeaderName = HeaderName::from_static("x-auth-user");
     /// The prefix of one header per `ext` claim: `x-auth-claim-<name>`.
     pub const CLAIM_PREFIX: &str = "x-auth-claim-";
+    /// `dvt` (device class: phone, pc, web...), when the token has one.
+    pub const DEVICE_TYPE: HeaderName = HeaderName::from_static("x-auth-device-type");
 }
 
 /// Who a token pair is for.
@@ -73,12 +75,23 @@ pub struct Subject {
     pub roles: Vec<String>,
     /// Short custom claims from enrichment (`ext`).
     pub ext: BTreeMap<String, String>,
+    /// The device class of the login (`dvt`).
+    pub device_type: String,
+    /// The user the login session was begun under (`usr` of its refresh
+    /// token), once there is one; see [`Subject::user`].
+    pub session_user: Option<String>,
 }
 
 impl Subject {
-    /// The user: see [`user_key`].
+    /// The user (see [`user_key`]) whose session this is: the one the
+    /// session was begun under (`usr` of its refresh token), else the one
+    /// these claims name. Role grants, device limits, the session list and
+    /// the admin API key on it; every caller goes through here.
     pub fn user(&self) -> &str {
-        user_key(self.uid.as_deref(), self.unionid.as_deref(), &self.openid)
+        match &self.session_user {
+            Some(u) => u,
+            None => user_key(self.uid.as_deref(), self.unionid.as_deref(), &self.openid),
+        }
     }
 }
 
@@ -113,6 +126,8 @@ pub struct Identity {
     pub user: Box<str>,
     /// `roles`, for the route's `allow` rules.
     pub roles: Box<[Box<str>]>,
+    /// `sid`: the login session, checked against the revoked sessions.
+    pub sid: Box<str>,
     exp: u64,
     /// The key-set generation that verified it: a reload makes it stale.
     generation: u64,
@@ -158,6 +173,13 @@ struct Claims {
     uid: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     ext: BTreeMap<String, String>,
+    /// The device class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dvt: Option<String>,
+    /// Refresh tokens only: the user key the session is stored under, so a
+    /// refresh finds its session from the token alone (Redis Cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usr: Option<String>,
 }
 
 /// A verified refresh token's contents.
@@ -228,11 +250,14 @@ pub enum TokenError {
     NotYetValid,
     /// `iat` in the future (beyond the leeway).
     IssuedInFuture,
+    /// The token's login session has ended (logout, `DELETE`, a device
+    /// limit, reuse detection, the admin API).
+    Revoked,
 }
 
 impl TokenError {
     /// Every reason, for metrics.
-    pub const ALL: [TokenError; 13] = [
+    pub const ALL: [TokenError; 14] = [
         TokenError::Verify(jwks::VerifyError::TooLarge),
         TokenError::Verify(jwks::VerifyError::Malformed),
         TokenError::Verify(jwks::VerifyError::WrongType),
@@ -246,6 +271,7 @@ impl TokenError {
         TokenError::Expired,
         TokenError::NotYetValid,
         TokenError::IssuedInFuture,
+        TokenError::Revoked,
     ];
 
     /// A malformed token: also what an `Authorization` header that is not
@@ -262,6 +288,7 @@ impl TokenError {
             TokenError::Expired => "token expired",
             TokenError::NotYetValid => "token not yet valid",
             TokenError::IssuedInFuture => "token issued in the future",
+            TokenError::Revoked => "session revoked",
         }
     }
 
@@ -275,6 +302,7 @@ impl TokenError {
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
             TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::Revoked => "revoked",
         }
     }
 
@@ -288,6 +316,7 @@ impl TokenError {
             TokenError::Expired => 10,
             TokenError::NotYetValid => 11,
             TokenError::IssuedInFuture => 12,
+            TokenError::Revoked => 13,
         }
     }
 }
@@ -406,12 +435,16 @@ impl Tokens {
             roles: who.roles.clone(),
             uid: who.uid.clone(),
             ext: who.ext.clone(),
+            dvt: Some(who.device_type.clone()),
+            usr: None,
         };
         let keys = self.keys.load();
         let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| ApiError::Internal);
         let access = sign(ACCESS_TYP, &claims(aud, access_ttl, random_id()?))?;
         let refresh_aud = Audience::One(self.config.issuer.clone());
-        let refresh = sign(REFRESH_TYP, &claims(refresh_aud, refresh_ttl, refresh_jti))?;
+        let mut refresh_claims = claims(refresh_aud, refresh_ttl, refresh_jti);
+        refresh_claims.usr = Some(who.user().to_owned());
+        let refresh = sign(REFRESH_TYP, &refresh_claims)?;
         Ok(TokenPair {
             token_type: "Bearer",
             access_token: access,
@@ -471,6 +504,10 @@ impl Tokens {
                 uid: c.uid,
                 roles: c.roles,
                 ext: c.ext,
+                device_type: c
+                    .dvt
+                    .unwrap_or_else(|| crate::config::defaults::DEVICE_TYPE.to_owned()),
+                session_user: c.usr,
             },
             sid: c.sid,
             jti: c.jti,
@@ -520,7 +557,7 @@ impl Tokens {
 /// be a header (never true of tokens this gateway issued).
 fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     let v = |s: &str| HeaderValue::from_str(s).ok();
-    let mut headers = Vec::with_capacity(9 + c.ext.len());
+    let mut headers = Vec::with_capacity(10 + c.ext.len());
     headers.push((header::SUBJECT, v(&c.sub)?));
     headers.push((header::OPENID, v(&c.sub)?));
     headers.push((header::APPID, v(&c.client_id)?));
@@ -532,6 +569,9 @@ fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     }
     if let Some(d) = &c.did {
         headers.push((header::DEVICE, v(d)?));
+    }
+    if let Some(d) = &c.dvt {
+        headers.push((header::DEVICE_TYPE, v(d)?));
     }
     if !c.roles.is_empty() {
         if !c.roles.iter().all(|r| crate::config::is_role_name(r)) {
@@ -555,6 +595,7 @@ fn identity(c: &Claims, generation: u64) -> Option<Identity> {
         subject: c.sub.clone(),
         user: user_key(c.uid.as_deref(), c.unionid.as_deref(), &c.sub).into(),
         roles: c.roles.iter().map(|r| r.as_str().into()).collect(),
+        sid: c.sid.as_str().into(),
         exp: c.exp,
         generation,
     })

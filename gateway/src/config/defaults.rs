@@ -30,6 +30,12 @@ pub const ROUTE_TIMEOUT: Duration = secs(30);
 pub const ENRICH_TIMEOUT: Duration = secs(2);
 /// `sessions.max_sessions`.
 pub const MAX_SESSIONS: u64 = 200_000;
+/// `[sessions.devices]`: the device classes and their limits (0 = no
+/// limit), after the mini-program article's table: phones many, PC one,
+/// web two. A login without `device_type` is a `phone` login.
+pub const DEVICE_CLASSES: [(&str, u32); 3] = [("phone", 0), ("pc", 1), ("web", 2)];
+/// The device class of a login that names none.
+pub const DEVICE_TYPE: &str = "phone";
 
 /// `server.max_connections`.
 pub const MAX_CONNECTIONS: usize = 10_000;

@@ -52,6 +52,23 @@ pub fn refresh_ttl_of(path: &Path) -> Result<Duration, ConfigError> {
     duration_or("tokens.refresh_ttl", ttl, defaults::REFRESH_TTL)
 }
 
+/// `[admin] listen` of a config file, read without resolving anything
+/// else: `minigate sessions` needs only that, not the app secrets.
+pub fn admin_listen_of(path: &Path) -> Result<std::net::SocketAddr, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(path.display().to_string(), e.to_string()))?;
+    let value: toml::Table =
+        toml::from_str(&text).map_err(|e| err("config", e.message().replace('\n', " ")))?;
+    let listen = value
+        .get("admin")
+        .and_then(|t| t.get("listen"))
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| err("admin.listen", "is not set: there is no admin listener"))?;
+    listen
+        .parse()
+        .map_err(|_| err("admin.listen", format!("{listen:?} is not an address")))
+}
+
 /// A secret file's value, without its trailing newline.
 pub(super) fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError> {
     Ok(std::fs::read_to_string(path)

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use http::Uri;
 
-pub use files::refresh_ttl_of;
+pub use files::{admin_listen_of, refresh_ttl_of};
 
 /// A validated gateway configuration.
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub struct Config {
     /// The file it was read from, when it was: static grants are re-read
     /// from it on reload.
     pub source: Option<PathBuf>,
+    /// `[admin]`: the admin listener, if configured.
+    pub admin: Option<AdminConfig>,
 }
 
 /// `[[roles]]`: one role granted to listed users.
@@ -87,6 +89,17 @@ pub fn is_role_name(role: &str) -> bool {
     is_header_safe(role, 64) && !role.contains(',')
 }
 
+/// `[admin]`: the operators' listener, on its own socket.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Where it listens; never the public `listen`.
+    pub listen: SocketAddr,
+    /// The bearer token every call needs.
+    pub token: Secret,
+    /// Where the token came from (`env NAME` or `file PATH`), for `config check`.
+    pub token_source: String,
+}
+
 /// `[log]`: the format of log lines on stderr; the level is `RUST_LOG`'s.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogConfig {
@@ -120,8 +133,97 @@ pub struct SessionsConfig {
     /// A shared Redis store, if set; else the in-process store. The URL may
     /// hold a password, so it is a [`Secret`].
     pub redis_url: Option<Secret>,
+    /// Redis Cluster seed URLs, if set (never together with `redis_url`).
+    pub redis_cluster: Vec<Secret>,
     /// Most sessions the in-process store keeps.
     pub max_sessions: u64,
+    /// How long a refresh token just redeemed may be redeemed once more
+    /// (zero: never).
+    pub reuse_grace: Duration,
+    /// What a login past its device class's limit does.
+    pub on_limit: OnLimit,
+    /// The device classes and their limits.
+    pub devices: DeviceClasses,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig {
+            redis_url: None,
+            redis_cluster: Vec::new(),
+            max_sessions: defaults::MAX_SESSIONS,
+            reuse_grace: Duration::ZERO,
+            on_limit: OnLimit::EvictOldest,
+            devices: DeviceClasses::default(),
+        }
+    }
+}
+
+/// `sessions.on_limit`: what a login that would pass its class's limit does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnLimit {
+    /// End the user's oldest session of the class.
+    #[default]
+    EvictOldest,
+    /// Refuse the login (409 `session_limit`).
+    Refuse,
+}
+
+impl OnLimit {
+    /// The config name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OnLimit::EvictOldest => "evict_oldest",
+            OnLimit::Refuse => "refuse",
+        }
+    }
+}
+
+/// One device class and the most sessions a user may hold in it (0: no limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceClass {
+    /// Its name, as a login's `device_type` and the `dvt` claim.
+    pub name: String,
+    /// Most live sessions of one user in this class; 0 = no limit.
+    pub limit: u32,
+}
+
+/// `[sessions.devices]`: the defaults, with the config's values over them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceClasses(pub Vec<DeviceClass>);
+
+impl Default for DeviceClasses {
+    fn default() -> Self {
+        DeviceClasses(
+            defaults::DEVICE_CLASSES
+                .iter()
+                .map(|(name, limit)| DeviceClass {
+                    name: (*name).to_owned(),
+                    limit: *limit,
+                })
+                .collect(),
+        )
+    }
+}
+
+impl DeviceClasses {
+    /// The class named `name`, if configured.
+    pub fn get(&self, name: &str) -> Option<&DeviceClass> {
+        self.0.iter().find(|c| c.name == name)
+    }
+
+    /// Every class name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|c| c.name.as_str())
+    }
+}
+
+/// Is `s` a device class name: 1-32 of `a-z`, `0-9`, `_`, `-`.
+pub fn is_class_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// `[server]`: limits that keep hostile or broken clients from hurting others.
@@ -392,7 +494,12 @@ auth = "optional"
 "#;
 
     fn env(name: &str) -> Option<String> {
-        (name == "WECHAT_APP_SECRET").then(|| "s3cr3t".to_owned())
+        match name {
+            "WECHAT_APP_SECRET" => Some("s3cr3t".to_owned()),
+            "ADMIN" => Some("an-admin-token-long-enough".to_owned()),
+            "SHORT" => Some("short".to_owned()),
+            _ => None,
+        }
     }
 
     #[test]
@@ -486,6 +593,48 @@ auth = "optional"
                 format!("{GOOD}[server]\nlogin_burst = 0\n"),
                 "server.login_burst",
             ),
+            (
+                format!("{GOOD}[sessions]\non_limit = \"kick\"\n"),
+                "sessions.on_limit",
+            ),
+            (
+                format!("{GOOD}[sessions]\nreuse_grace = \"soon\"\n"),
+                "sessions.reuse_grace",
+            ),
+            (
+                format!("{GOOD}[sessions.devices]\npc = -1\n"),
+                "sessions.devices.pc",
+            ),
+            (
+                format!("{GOOD}[sessions.devices]\nPC = 1\n"),
+                "sessions.devices.PC",
+            ),
+            (
+                format!("{GOOD}[sessions]\nredis_cluster = [\"http://u:pw@x\"]\n"),
+                "sessions.redis_cluster[0]",
+            ),
+            (
+                format!(
+                    "{GOOD}[sessions]\nredis_url = \"redis://x\"\nredis_cluster = [\"redis://y\"]\n"
+                ),
+                "sessions.redis_cluster",
+            ),
+            (
+                format!("{GOOD}[admin]\nlisten = \"127.0.0.1:9000\"\ntoken_env = \"ADMIN\"\n"),
+                "admin.listen",
+            ),
+            (
+                format!("{GOOD}[admin]\nlisten = \"127.0.0.1:9901\"\n"),
+                "admin.token_env",
+            ),
+            (
+                format!("{GOOD}[admin]\nlisten = \"127.0.0.1:9901\"\ntoken_env = \"SHORT\"\n"),
+                "admin.token_env",
+            ),
+            (
+                format!("{GOOD}[admin]\ntoken_env = \"ADMIN\"\n"),
+                "admin.listen",
+            ),
         ];
         let allow = |auth: &str, allow: &str| {
             GOOD.replace(
@@ -572,6 +721,32 @@ auth = "optional"
             redacted_url("https://user:hunter2@api.example.com/x?y=@"),
             "https://[credentials redacted]@api.example.com/x?y=@"
         );
+    }
+
+    #[test]
+    fn devices_and_admin() {
+        let c = Config::from_toml(GOOD, &env).unwrap();
+        assert_eq!(c.sessions.devices, DeviceClasses::default());
+        assert_eq!(c.sessions.on_limit, OnLimit::EvictOldest);
+        assert!(c.sessions.reuse_grace.is_zero());
+        assert!(c.admin.is_none());
+        let text = format!(
+            "{GOOD}[sessions]\non_limit = \"refuse\"\nreuse_grace = \"10s\"\n[sessions.devices]\npc = 2\ntablet = 1\n[admin]\nlisten = \"127.0.0.1:9901\"\ntoken_env = \"ADMIN\"\n"
+        );
+        let c = Config::from_toml(&text, &env).unwrap();
+        assert_eq!(c.sessions.on_limit, OnLimit::Refuse);
+        assert_eq!(c.sessions.reuse_grace, Duration::from_secs(10));
+        let limits: Vec<(&str, u32)> = c
+            .sessions
+            .devices
+            .0
+            .iter()
+            .map(|d| (d.name.as_str(), d.limit))
+            .collect();
+        assert_eq!(limits, [("phone", 0), ("pc", 2), ("web", 2), ("tablet", 1)]);
+        let admin = c.admin.unwrap();
+        assert_eq!(admin.listen.port(), 9901);
+        assert!(!format!("{admin:?}").contains("an-admin-token"));
     }
 
     #[test]

@@ -7,13 +7,14 @@ use std::time::Duration;
 use http::Uri;
 
 use super::raw::{
-    Raw, RawAllow, RawAudience, RawEnrich, RawProvider, RawRole, RawRoute, RawServer, RawSessions,
-    RawTokens,
+    Raw, RawAdmin, RawAllow, RawAudience, RawEnrich, RawProvider, RawRole, RawRoute, RawServer,
+    RawSessions, RawTokens,
 };
 use super::{
-    defaults, err, files, is_header_safe, is_role_name, parse_duration, AllowRule, AuthMode,
-    Config, ConfigError, EnrichConfig, KeysConfig, LogConfig, LogFormat, Platform, ProviderConfig,
-    RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig, TokensConfig,
+    defaults, err, files, is_class_name, is_header_safe, is_role_name, parse_duration, AdminConfig,
+    AllowRule, AuthMode, Config, ConfigError, DeviceClass, DeviceClasses, EnrichConfig, KeysConfig,
+    LogConfig, LogFormat, OnLimit, Platform, ProviderConfig, RoleGrant, RouteConfig, Secret,
+    ServerConfig, SessionsConfig, TlsConfig, TokensConfig,
 };
 
 /// `[[roles]]`, checked: every role a valid name, every user a user key.
@@ -118,6 +119,17 @@ fn method(name: &str) -> Option<http::Method> {
         .contains(&upper.as_str())
         .then(|| http::Method::from_bytes(upper.as_bytes()).ok())
         .flatten()
+}
+
+/// The shortest admin token accepted: a guessable token would open every
+/// user's sessions to whoever reaches the admin port.
+const MIN_ADMIN_TOKEN: usize = 16;
+
+/// Is `url` a Redis URL the client accepts? Never repeated in an error: it
+/// may hold a password.
+fn is_redis_url(url: &str) -> bool {
+    (url.starts_with("redis://") || url.starts_with("rediss://"))
+        && redis::IntoConnectionInfo::into_connection_info(url).is_ok()
 }
 
 fn trusted_proxies(list: Vec<String>) -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -244,6 +256,7 @@ impl Config {
                 }
             },
         };
+        let admin = raw.admin.map(|a| Self::admin(a, listen, env)).transpose()?;
         Ok(Config {
             listen,
             tokens,
@@ -257,20 +270,34 @@ impl Config {
             roles,
             enrich,
             source: None,
+            admin,
         })
     }
 
     fn sessions(s: Option<RawSessions>) -> Result<SessionsConfig, ConfigError> {
         let s = s.unwrap_or_default();
+        // Checked here so a typo fails at start, not at the first refresh.
+        // The message never repeats the URL: it may hold a password.
         if let Some(url) = &s.redis_url {
-            // Checked here so a typo fails at start, not at the first refresh.
-            // The message never repeats the URL: it may hold a password.
-            let ok = (url.starts_with("redis://") || url.starts_with("rediss://"))
-                && redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_ok();
-            if !ok {
+            if !is_redis_url(url) {
                 return Err(err(
                     "sessions.redis_url",
                     "is not a URL like \"redis://host:6379/0\"",
+                ));
+            }
+        }
+        let redis_cluster = s.redis_cluster.unwrap_or_default();
+        if s.redis_url.is_some() && !redis_cluster.is_empty() {
+            return Err(err(
+                "sessions.redis_cluster",
+                "give either redis_url (one Redis) or redis_cluster (its seeds), not both",
+            ));
+        }
+        for (i, url) in redis_cluster.iter().enumerate() {
+            if !is_redis_url(url) {
+                return Err(err(
+                    format!("sessions.redis_cluster[{i}]"),
+                    "is not a URL like \"redis://10.0.0.1:6379\"",
                 ));
             }
         }
@@ -278,9 +305,106 @@ impl Config {
         if max_sessions == 0 {
             return Err(err("sessions.max_sessions", "must be more than zero"));
         }
+        let reuse_grace = match s.reuse_grace.as_deref() {
+            Some(v) => parse_duration("sessions.reuse_grace", v)?,
+            None => Duration::ZERO,
+        };
+        if reuse_grace > Duration::from_secs(300) {
+            return Err(err(
+                "sessions.reuse_grace",
+                "must be at most 5m: it is for a client that lost one answer",
+            ));
+        }
+        let on_limit = match s.on_limit.as_deref() {
+            None | Some("evict_oldest") => OnLimit::EvictOldest,
+            Some("refuse") => OnLimit::Refuse,
+            Some(other) => {
+                return Err(err(
+                    "sessions.on_limit",
+                    format!("{other:?} is not evict_oldest or refuse"),
+                ))
+            }
+        };
+        let mut devices = DeviceClasses::default();
+        for (name, limit) in s.devices.unwrap_or_default() {
+            let key = format!("sessions.devices.{name}");
+            if !is_class_name(&name) {
+                return Err(err(key, "a device class is 1-32 of a-z, 0-9, _ and -"));
+            }
+            let limit = u32::try_from(limit)
+                .map_err(|_| err(&key, "must be a number of sessions, 0 for no limit"))?;
+            match devices.0.iter_mut().find(|c| c.name == name) {
+                Some(c) => c.limit = limit,
+                None => devices.0.push(DeviceClass { name, limit }),
+            }
+        }
         Ok(SessionsConfig {
             redis_url: s.redis_url.map(Secret::new),
+            redis_cluster: redis_cluster.into_iter().map(Secret::new).collect(),
             max_sessions,
+            reuse_grace,
+            on_limit,
+            devices,
+        })
+    }
+
+    fn admin(
+        a: RawAdmin,
+        public: SocketAddr,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AdminConfig, ConfigError> {
+        let listen = required("admin.listen", a.listen)?;
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            err(
+                "admin.listen",
+                format!("{listen:?} is not an address like \"127.0.0.1:9901\""),
+            )
+        })?;
+        if listen.port() != 0 && listen.port() == public.port() {
+            return Err(err(
+                "admin.listen",
+                "must be another port than listen: the admin API is never served on the public one",
+            ));
+        }
+        let (token, source) = match (a.token_env, a.token_file) {
+            (Some(name), None) => (
+                env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    err(
+                        "admin.token_env",
+                        format!("environment variable {name} is not set"),
+                    )
+                })?,
+                format!("env {name}"),
+            ),
+            (None, Some(path)) => (
+                files::read_secret("admin.token_file", &path)?,
+                format!("file {}", path.display()),
+            ),
+            _ => {
+                return Err(err(
+                    "admin.token_env",
+                    "exactly one of token_env and token_file is required",
+                ))
+            }
+        };
+        let key = if source.starts_with("env") {
+            "admin.token_env"
+        } else {
+            "admin.token_file"
+        };
+        if token.len() < MIN_ADMIN_TOKEN {
+            return Err(err(
+                key,
+                format!("the admin token must be at least {MIN_ADMIN_TOKEN} characters"),
+            ));
+        }
+        if !is_header_safe(&token, 4096) {
+            return Err(err(key, "the admin token must be visible ASCII"));
+        }
+        Ok(AdminConfig {
+            listen,
+            token: Secret::new(token),
+            token_source: source,
         })
     }
 

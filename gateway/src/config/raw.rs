@@ -23,6 +23,7 @@ pub(super) struct Raw {
     #[serde(default)]
     pub roles: Vec<RawRole>,
     pub enrich: Option<RawEnrich>,
+    pub admin: Option<RawAdmin>,
 }
 
 /// Only the `[[roles]]` of a file, for the reload of static grants: the
@@ -56,6 +57,14 @@ pub(super) struct RawAllow {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
     pub format: Option<String>,
 }
@@ -71,7 +80,11 @@ pub(super) struct RawTls {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSessions {
     pub redis_url: Option<String>,
+    pub redis_cluster: Option<Vec<String>>,
     pub max_sessions: Option<u64>,
+    pub reuse_grace: Option<String>,
+    pub on_limit: Option<String>,
+    pub devices: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -1,73 +1,158 @@
-//! Login-session state: refresh-token rotation with reuse detection, and logout.
+//! Login-session state: device classes and their limits, the per-user list
+//! of live sessions, refresh-token rotation with reuse detection, ending
+//! sessions, and telling every replica which sessions ended.
 //!
-//! Access tokens are verified without state; only refresh and logout touch
-//! this. Each login session (`sid`) remembers the one refresh token (`jti`)
-//! that may be redeemed next (RFC 9700 section 4.14). Redeeming it swaps in
-//! its successor atomically, so of many concurrent redemptions exactly one
-//! wins. Redeeming any other token of the session (an already used one) is
-//! theft or a replay: the whole session is revoked, so the thief's and the
+//! Access tokens are verified without state; only login, refresh, logout
+//! and the session endpoints touch this. Each login session (`sid`) belongs
+//! to a user (see [`crate::tokens::Subject::user`]) and a device class, and
+//! remembers the one refresh token (`jti`) that may be redeemed next (RFC
+//! 9700 section 4.14). Redeeming it swaps in its successor atomically, so of
+//! many concurrent redemptions exactly one wins (two with `reuse_grace`).
+//! Redeeming any other token of the session (an already used one) is theft
+//! or a replay: the whole session is revoked, so the thief's and the
 //! victim's successors both stop working. A session the store does not know
 //! (expired, evicted, or from before a restart of the in-process store) is
 //! refused, never adopted: the store fails closed.
 //!
+//! A login is admitted against its class's limit in the same atomic step
+//! that records it (one Lua script in Redis, one critical section in
+//! process), so two logins racing for the last slot cannot both win.
+//!
+//! A session that ends (logout, `DELETE`, a device limit, reuse detection,
+//! the admin API) goes into the [`revoked::RevokedSet`], checked on every
+//! proxied request; with Redis it is also published to every replica
+//! ([`redis::spawn_sync`]).
+//!
 //! Two stores sit behind one small trait: [`memory`] (the default, bounded,
-//! one process) and [`redis`] (shared by every replica). [`Store`] picks one
-//! from the config without boxing.
+//! one process) and [`redis`] (one Redis or a Redis Cluster, shared by
+//! every replica). [`Store`] picks one from the config without boxing.
 
 pub mod memory;
 pub mod redis;
+pub mod revoked;
 
 use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::OnLimit;
 
 /// What redeeming a refresh token did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redeemed {
-    /// It was the session's current token; its successor is now current.
+    /// It was the session's current token (or, within `reuse_grace`, the
+    /// one just before it); its successor is now current.
     Rotated,
     /// It was already used: the session is now revoked.
     Reused,
-    /// The session was revoked earlier (logout or reuse).
+    /// The session was revoked earlier.
     Revoked,
     /// The store does not know the session.
     Unknown,
 }
 
+/// What a login did to its user's sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    /// Recorded; `evicted` are the sessions it ended to stay in the limit.
+    Started {
+        /// The sids ended (`evict_oldest`), oldest first.
+        evicted: Vec<String>,
+    },
+    /// The class is full and `on_limit` is `refuse`: nothing recorded.
+    Refused,
+}
+
+/// A login to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession<'a> {
+    /// The user (see [`crate::tokens::Subject::user`]).
+    pub user: &'a str,
+    /// The new session's id.
+    pub sid: &'a str,
+    /// Its first redeemable refresh token.
+    pub jti: &'a str,
+    /// Its device class.
+    pub device_type: &'a str,
+    /// The device id the client sent, if any.
+    pub device_id: Option<&'a str>,
+    /// Most live sessions of the user in the class; 0 = no limit.
+    pub limit: u32,
+    /// What to do when the class is full.
+    pub on_limit: OnLimit,
+}
+
+/// One live session, as `GET /auth/sessions` and the admin API list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// The session id (`sid` of its tokens).
+    pub sid: String,
+    /// Its device class.
+    pub device_type: String,
+    /// The device id sent at login, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Login time, unix seconds.
+    pub created_at: u64,
+    /// Last refresh (or the login), unix seconds.
+    pub refreshed_at: u64,
+}
+
+/// The most sessions one listing returns: a user with more sees the
+/// newest ones.
+pub const MAX_LISTED: usize = 1000;
+
 /// The store could not be set up (a Redis URL the client refuses). The
 /// text is the client's kind of error only: the URL may hold a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("sessions.redis_url: {0}")]
-pub struct SetupError(pub String);
+#[error("{key}: {kind}")]
+pub struct SetupError {
+    /// The config key.
+    pub key: &'static str,
+    /// The client's kind of error.
+    pub kind: String,
+}
 
-/// The store cannot be reached: refresh and logout fail closed.
+/// The store cannot be reached: login, refresh and logout fail closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
 
 /// Session state: one record per login session, living `ttl` (the refresh
-/// TTL) past its last change.
+/// TTL) past its last change, and an index of each user's live sessions.
 pub trait SessionStore: Send + Sync {
-    /// Records a new session whose next redeemable token is `jti`.
+    /// Records a new session, within its class's limit.
     fn begin(
         &self,
-        sid: &str,
-        jti: &str,
+        new: &NewSession<'_>,
         ttl: Duration,
-    ) -> impl std::future::Future<Output = Result<(), Unavailable>> + Send;
+    ) -> impl std::future::Future<Output = Result<Begun, Unavailable>> + Send;
 
-    /// Redeems `jti` of session `sid`, making `next` the redeemable one.
+    /// Redeems `jti` of `user`'s session `sid`, making `next` the
+    /// redeemable one.
     fn redeem(
         &self,
+        user: &str,
         sid: &str,
         jti: &str,
         next: &str,
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Redeemed, Unavailable>> + Send;
 
-    /// Revokes session `sid`: none of its refresh tokens redeem again.
-    fn revoke(
+    /// Ends `user`'s live session `sid`, or all of them: none of their
+    /// refresh tokens redeem again. Returns the sids it ended (empty: `sid`
+    /// is not a live session of `user`).
+    fn end(
         &self,
-        sid: &str,
+        user: &str,
+        sid: Option<&str>,
         ttl: Duration,
-    ) -> impl std::future::Future<Output = Result<(), Unavailable>> + Send;
+    ) -> impl std::future::Future<Output = Result<Vec<String>, Unavailable>> + Send;
+
+    /// `user`'s live sessions, newest first, at most [`MAX_LISTED`].
+    fn list(
+        &self,
+        user: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<SessionInfo>, Unavailable>> + Send;
 }
 
 /// The configured store.
@@ -75,7 +160,7 @@ pub trait SessionStore: Send + Sync {
 pub enum Store {
     /// In-process.
     Memory(memory::MemoryStore),
-    /// Redis, shared by replicas.
+    /// Redis or Redis Cluster, shared by replicas.
     Redis(redis::RedisStore),
 }
 
@@ -83,46 +168,90 @@ impl Store {
     /// The store `config` asks for. Redis connects lazily: the gateway starts
     /// (and verifies access tokens) while Redis is still down.
     pub fn new(config: &crate::config::SessionsConfig) -> Result<Store, SetupError> {
-        Ok(match &config.redis_url {
-            Some(url) => Store::Redis(redis::RedisStore::new(url.expose())?),
-            None => Store::Memory(memory::MemoryStore::new(config.max_sessions)),
-        })
+        if let Some(url) = &config.redis_url {
+            return Ok(Store::Redis(redis::RedisStore::new(
+                url.expose(),
+                config.reuse_grace,
+            )?));
+        }
+        if !config.redis_cluster.is_empty() {
+            let seeds: Vec<&str> = config.redis_cluster.iter().map(|s| s.expose()).collect();
+            return Ok(Store::Redis(redis::RedisStore::cluster(
+                &seeds,
+                config.reuse_grace,
+            )?));
+        }
+        Ok(Store::Memory(memory::MemoryStore::new(
+            config.max_sessions,
+            config.reuse_grace,
+        )))
     }
 
-    /// `memory` or `redis`, for logs and readiness.
+    /// `memory`, `redis` or `redis-cluster`, for logs and readiness.
     pub fn kind(&self) -> &'static str {
         match self {
             Store::Memory(_) => "memory",
-            Store::Redis(_) => "redis",
+            Store::Redis(r) => r.kind(),
+        }
+    }
+
+    /// Tells every replica that `sids` ended: into the local revoked set at
+    /// once, and with Redis published and recorded for the others' resyncs
+    /// (best effort: the sessions themselves are already ended in the
+    /// store, so at worst an access token lives out its short life).
+    pub async fn announce(&self, revoked: &revoked::RevokedSet, sids: &[String]) {
+        if sids.is_empty() {
+            return;
+        }
+        let at = revoked::now_ms();
+        let until = at.saturating_add(revoked.lifetime_ms());
+        for sid in sids {
+            revoked.insert(sid, until);
+        }
+        if let Store::Redis(r) = self {
+            r.publish(sids, at, until).await;
         }
     }
 }
 
 impl SessionStore for Store {
-    async fn begin(&self, sid: &str, jti: &str, ttl: Duration) -> Result<(), Unavailable> {
+    async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Begun, Unavailable> {
         match self {
-            Store::Memory(s) => s.begin(sid, jti, ttl).await,
-            Store::Redis(s) => s.begin(sid, jti, ttl).await,
+            Store::Memory(s) => s.begin(new, ttl).await,
+            Store::Redis(s) => s.begin(new, ttl).await,
         }
     }
 
     async fn redeem(
         &self,
+        user: &str,
         sid: &str,
         jti: &str,
         next: &str,
         ttl: Duration,
     ) -> Result<Redeemed, Unavailable> {
         match self {
-            Store::Memory(s) => s.redeem(sid, jti, next, ttl).await,
-            Store::Redis(s) => s.redeem(sid, jti, next, ttl).await,
+            Store::Memory(s) => s.redeem(user, sid, jti, next, ttl).await,
+            Store::Redis(s) => s.redeem(user, sid, jti, next, ttl).await,
         }
     }
 
-    async fn revoke(&self, sid: &str, ttl: Duration) -> Result<(), Unavailable> {
+    async fn end(
+        &self,
+        user: &str,
+        sid: Option<&str>,
+        ttl: Duration,
+    ) -> Result<Vec<String>, Unavailable> {
         match self {
-            Store::Memory(s) => s.revoke(sid, ttl).await,
-            Store::Redis(s) => s.revoke(sid, ttl).await,
+            Store::Memory(s) => s.end(user, sid, ttl).await,
+            Store::Redis(s) => s.end(user, sid, ttl).await,
+        }
+    }
+
+    async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, Unavailable> {
+        match self {
+            Store::Memory(s) => s.list(user).await,
+            Store::Redis(s) => s.list(user).await,
         }
     }
 }

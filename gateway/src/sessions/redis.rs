@@ -1,77 +1,398 @@
-//! The Redis session store, shared by every replica.
+//! The Redis session store, shared by every replica: one Redis
+//! (`redis_url`) or a Redis Cluster (`redis_cluster`).
 //!
-//! A session is one string key, `minigate:session:{sid}`, holding the
-//! redeemable jti or the revocation marker, with the refresh TTL as its
-//! expiry. Redemption is one Lua script, so the compare-and-swap is atomic on
-//! the server whatever the number of replicas racing. The connection manager
-//! reconnects by itself; while Redis is unreachable every call fails fast with
-//! [`Unavailable`] (refresh and logout answer 503), and nothing on the access
-//! token path ever waits for Redis.
+//! Every key of one user carries the hash tag `{u:USER}`, so each of the
+//! scripts below touches one cluster slot (USER is the user key with `%`,
+//! `{` and `}` percent-encoded, so no user can close the tag early):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `minigate:{u:USER}:sessions` | sorted set | the user's live sessions: sid → expiry (unix ms) |
+//! | `minigate:{u:USER}:class:CLASS` | sorted set | the user's sessions of one limited device class: sid → login time (unix µs) |
+//! | `minigate:{u:USER}:s:SID` | hash | one session: `jti` (redeemable next), `state` (`live`/`revoked`), `dvt`, `did`, `created` (unix µs), `refreshed` (unix ms), `prev`/`prev_at` (reuse grace) |
+//! | `minigate:revoked` | sorted set | ended sessions: sid → when its last access token expires (unix ms), for replicas' resyncs |
+//!
+//! Every time in these keys is the Redis server's (`TIME`): one user's keys
+//! are on one server, so replicas with skewed clocks agree on expiry, the
+//! reuse grace and the order of logins. Each key expires with the refresh
+//! TTL past its last write. A login drops index entries past their expiry
+//! (at most 1024 a call) and, for a class with a limit, the class set's
+//! entries that are no longer live (that set holds at most the limit plus
+//! what expired since), then counts it: a user with thousands of phone
+//! sessions costs a PC login nothing more. A login (limit check and record),
+//! a redemption and ending sessions are each one Lua script, atomic on the
+//! server whatever the number of replicas racing. Ended sessions are then
+//! added to `minigate:revoked` and published on the channel
+//! `minigate:revoked`; that second step is separate (in a cluster it is
+//! another slot).
+//!
+//! The connection reconnects by itself; while Redis is unreachable every
+//! call fails fast with [`Unavailable`] (login, refresh and logout answer
+//! 503), and nothing on the access-token path ever waits for Redis.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands as _, Script};
+use futures_util::StreamExt as _;
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use tokio::sync::{watch, OnceCell};
 
-use super::{Redeemed, SessionStore, SetupError, Unavailable};
+use super::revoked::{now_ms, RevokedSet};
+use super::{
+    Begun, NewSession, Redeemed, SessionInfo, SessionStore, SetupError, Unavailable, MAX_LISTED,
+};
+use crate::config::OnLimit;
+use crate::metrics::Resync;
 
-const PREFIX: &str = "minigate:session:";
-const REVOKED: &str = "!revoked";
+/// The sorted set of ended sessions, and the channel announcing them.
+pub const REVOKED_KEY: &str = "minigate:revoked";
 /// The longest any one store call may take before it counts as unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a replica re-reads the recent revocations, in case a
+/// published one was missed.
+pub const RESYNC_EVERY: Duration = Duration::from_secs(5);
+/// How soon a full resync that failed is tried again.
+const FULL_RETRY: Duration = Duration::from_millis(200);
+/// What the periodic resync re-reads: revocations of the last this long.
+const RESYNC_WINDOW: Duration = Duration::from_secs(120);
+/// Most entries one resync reads.
+const RESYNC_MAX: usize = 1_000_000;
 
-/// KEYS[1] session; ARGV[1] presented jti, ARGV[2] successor, ARGV[3] ttl ms,
-/// ARGV[4] the revocation marker ([`REVOKED`]).
+/// KEYS[1] index, KEYS[2] class set, KEYS[3] session.
+/// ARGV: 1 sid, 2 jti, 3 class, 4 device id ('' none), 5 ttl ms, 6 limit
+/// (0 none), 7 '1' to refuse, 8 session key prefix.
+/// Returns {0} refused, or {1, evicted sid...}.
+///
+/// Expired sessions leave the index here (at most 1024 a call) and leave a
+/// limited class's set when that class is counted: a class set holds only
+/// sessions of its class, so for a limited class it is small.
+const BEGIN: &str = r"
+-- Every time here is the server's: one user's keys are on one server, so
+-- logins and refreshes from replicas with skewed clocks still agree, and
+-- logins order by the microsecond.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local created = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl = tonumber(ARGV[5])
+local limit = tonumber(ARGV[6])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1024)
+for _, sid in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], sid)
+end
+local out = {1}
+if limit > 0 then
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local exp = redis.call('ZSCORE', KEYS[1], sid)
+    if not exp or tonumber(exp) <= now then redis.call('ZREM', KEYS[2], sid) end
+  end
+  local n = redis.call('ZCARD', KEYS[2])
+  if n >= limit then
+    if ARGV[7] == '1' then return {0} end
+    local old = redis.call('ZRANGE', KEYS[2], 0, n - limit)
+    for _, sid in ipairs(old) do
+      redis.call('ZREM', KEYS[2], sid)
+      redis.call('ZREM', KEYS[1], sid)
+      local h = ARGV[8] .. sid
+      if redis.call('EXISTS', h) == 1 then
+        redis.call('HSET', h, 'state', 'revoked')
+        redis.call('PEXPIRE', h, ttl)
+      end
+      out[#out + 1] = sid
+    end
+  end
+end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[3], 'jti', ARGV[2], 'state', 'live', 'dvt', ARGV[3], 'did', ARGV[4],
+  'created', created, 'refreshed', now)
+redis.call('PEXPIRE', KEYS[3], ttl)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+if limit > 0 then
+  redis.call('ZADD', KEYS[2], created, ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+return out
+";
+
+/// KEYS[1] index, KEYS[2] session.
+/// ARGV: 1 sid, 2 presented jti, 3 successor, 4 ttl ms, 5 grace ms, 6 class
+/// key prefix.
 /// Returns 0 unknown, 1 revoked, 2 rotated, 3 reused (and now revoked).
 const REDEEM: &str = r"
-local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-if cur == ARGV[4] then return 1 end
-if cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+local h = redis.call('HMGET', KEYS[2], 'state', 'jti', 'prev', 'prev_at', 'dvt')
+if not h[1] then return 0 end
+if h[1] == 'revoked' then return 1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[4])
+local grace = tonumber(ARGV[5])
+local class = ARGV[6] .. (h[5] or '')
+local in_grace = grace > 0 and h[3] and h[3] == ARGV[2] and h[4] and now - tonumber(h[4]) < grace
+if h[2] == ARGV[2] or in_grace then
+  if in_grace then
+    redis.call('HDEL', KEYS[2], 'prev', 'prev_at')
+  else
+    redis.call('HSET', KEYS[2], 'prev', ARGV[2], 'prev_at', now)
+  end
+  redis.call('HSET', KEYS[2], 'jti', ARGV[3], 'refreshed', now)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', class, ttl)
   return 2
 end
-redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3])
+redis.call('HSET', KEYS[2], 'state', 'revoked')
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', class, ARGV[1])
 return 3
 ";
 
+/// KEYS[1] index. ARGV: 1 sid ('' for all), 2 ttl ms, 3 session key
+/// prefix, 4 class key prefix. Returns the sids ended.
+const END: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local sids
+if ARGV[1] ~= '' then
+  local exp = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if not exp or tonumber(exp) <= now then return {} end
+  sids = {ARGV[1]}
+else
+  sids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+end
+for _, sid in ipairs(sids) do
+  local h = ARGV[3] .. sid
+  local dvt = redis.call('HGET', h, 'dvt')
+  if dvt then
+    redis.call('ZREM', ARGV[4] .. dvt, sid)
+    redis.call('HSET', h, 'state', 'revoked')
+    redis.call('PEXPIRE', h, ttl)
+  end
+  redis.call('ZREM', KEYS[1], sid)
+end
+return sids
+";
+
+/// KEYS[1] index. ARGV: 1 session key prefix.
+/// Returns sid, dvt, did, created, refreshed for each live session.
+const LIST: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local sids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+local out = {}
+for _, sid in ipairs(sids) do
+  local h = redis.call('HMGET', ARGV[1] .. sid, 'dvt', 'did', 'created', 'refreshed', 'state')
+  if h[1] and h[5] == 'live' then
+    out[#out + 1] = sid
+    out[#out + 1] = h[1]
+    out[#out + 1] = h[2] or ''
+    out[#out + 1] = h[3] or '0'
+    out[#out + 1] = h[4] or '0'
+  end
+end
+return out
+";
+
+/// One Redis or a cluster, behind one [`ConnectionLike`].
+#[derive(Clone)]
+enum Con {
+    One(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Con {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Con::One(c) => c.req_packed_command(cmd),
+            Con::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Con::One(c) => c.req_packed_commands(pipeline, offset, count),
+            Con::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Con::One(c) => c.get_db(),
+            Con::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+enum Backend {
+    One(ConnectionManager),
+    /// Connected on first use: the gateway starts while the cluster is down.
+    Cluster(Box<(redis::cluster::ClusterClient, OnceCell<ClusterConnection>)>),
+}
+
 /// Sessions in Redis.
 pub struct RedisStore {
-    manager: ConnectionManager,
+    backend: Backend,
+    /// Where the revocation subscriber connects: the URL, or each seed in
+    /// turn. Never shown: they may hold a password.
+    subscribe: Arc<Vec<redis::Client>>,
+    grace_ms: u64,
+    begin: Script,
     redeem: Script,
+    end: Script,
+    list: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").finish_non_exhaustive()
+        f.debug_struct("RedisStore")
+            .field("kind", &self.kind())
+            .finish_non_exhaustive()
     }
 }
 
-fn key(sid: &str) -> String {
-    format!("{PREFIX}{sid}")
+/// The user's part of a key, hash tag included.
+pub fn user_tag(user: &str) -> String {
+    let mut out = String::with_capacity(user.len() + 8);
+    out.push_str("minigate:{u:");
+    for c in user.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            c => out.push(c),
+        }
+    }
+    out.push('}');
+    out
 }
 
-fn ms(ttl: Duration) -> u64 {
-    ttl.as_millis().clamp(1, u64::MAX as u128) as u64
+/// The keys of one user.
+struct Keys {
+    index: String,
+    session_prefix: String,
+    class_prefix: String,
+}
+
+impl Keys {
+    fn of(user: &str) -> Keys {
+        let tag = user_tag(user);
+        Keys {
+            index: format!("{tag}:sessions"),
+            session_prefix: format!("{tag}:s:"),
+            class_prefix: format!("{tag}:class:"),
+        }
+    }
+
+    fn session(&self, sid: &str) -> String {
+        format!("{}{sid}", self.session_prefix)
+    }
+
+    fn class(&self, class: &str) -> String {
+        format!("{}{class}", self.class_prefix)
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn setup(key: &'static str) -> impl Fn(redis::RedisError) -> SetupError {
+    move |e| SetupError {
+        key,
+        kind: e.kind_str(),
+    }
 }
 
 impl RedisStore {
-    /// A store for `url` (`redis://host:port/db`). Connects lazily, so the
-    /// gateway starts, and verifies access tokens, while Redis is down.
-    pub fn new(url: &str) -> Result<RedisStore, SetupError> {
+    /// A store on one Redis at `url` (`redis://host:port/db`). Connects
+    /// lazily, so the gateway starts, and verifies access tokens, while
+    /// Redis is down.
+    pub fn new(url: &str, grace: Duration) -> Result<RedisStore, SetupError> {
         // Errors are named by kind only: the URL may hold a password.
-        let client = redis::Client::open(url).map_err(|e| SetupError(e.kind_str()))?;
+        let client = redis::Client::open(url).map_err(setup("sessions.redis_url"))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(CALL_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| SetupError(e.kind_str()))?;
-        Ok(RedisStore {
-            manager,
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(setup("sessions.redis_url"))?;
+        Ok(Self::with(Backend::One(manager), vec![client], grace))
+    }
+
+    /// A store on the Redis Cluster of these seed URLs.
+    pub fn cluster(seeds: &[&str], grace: Duration) -> Result<RedisStore, SetupError> {
+        let client = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(Duration::from_secs(1))
+            .response_timeout(CALL_TIMEOUT)
+            .retries(2)
+            .build()
+            .map_err(setup("sessions.redis_cluster"))?;
+        let subscribe = seeds
+            .iter()
+            .map(|s| redis::Client::open(*s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(setup("sessions.redis_cluster"))?;
+        Ok(Self::with(
+            Backend::Cluster(Box::new((client, OnceCell::new()))),
+            subscribe,
+            grace,
+        ))
+    }
+
+    fn with(backend: Backend, subscribe: Vec<redis::Client>, grace: Duration) -> RedisStore {
+        RedisStore {
+            backend,
+            subscribe: Arc::new(subscribe),
+            grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+            begin: Script::new(BEGIN),
             redeem: Script::new(REDEEM),
-        })
+            end: Script::new(END),
+            list: Script::new(LIST),
+        }
+    }
+
+    /// `redis` or `redis-cluster`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::One(_) => "redis",
+            Backend::Cluster(_) => "redis-cluster",
+        }
+    }
+
+    async fn con(&self) -> Result<Con, Unavailable> {
+        match &self.backend {
+            Backend::One(m) => Ok(Con::One(m.clone())),
+            Backend::Cluster(cluster) => {
+                let (client, cell) = &**cluster;
+                let connect = || async {
+                    match tokio::time::timeout(CALL_TIMEOUT, client.get_async_connection()).await {
+                        Ok(Ok(c)) => Ok(c),
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e.kind_str(), "redis cluster unreachable");
+                            Err(Unavailable)
+                        }
+                        Err(_) => {
+                            tracing::warn!("redis cluster did not answer");
+                            Err(Unavailable)
+                        }
+                    }
+                };
+                cell.get_or_try_init(connect)
+                    .await
+                    .cloned()
+                    .map(Con::Cluster)
+            }
+        }
     }
 
     async fn call<T>(
@@ -91,6 +412,56 @@ impl RedisStore {
             }
         }
     }
+
+    /// Records ended sessions for the other replicas' resyncs and publishes
+    /// them. Best effort: a failure is logged, and the others still learn
+    /// it at their next full resync only if the record made it.
+    pub async fn publish(&self, sids: &[String], at: u64, until: u64) {
+        let Ok(mut con) = self.con().await else {
+            return;
+        };
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(REVOKED_KEY);
+        for sid in sids {
+            zadd.arg(until).arg(sid);
+        }
+        let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+        trim.arg(REVOKED_KEY).arg("-inf").arg(at);
+        let message = format!("{at} {until} {}", sids.join(" "));
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(REVOKED_KEY).arg(message);
+        let _ = self.call("revoke", zadd.query_async::<()>(&mut con)).await;
+        let _ = self.call("revoke", trim.query_async::<()>(&mut con)).await;
+        let _ = self
+            .call("revoke", publish.query_async::<()>(&mut con))
+            .await;
+    }
+
+    /// The revocations whose tokens may still live, or (periodic) only
+    /// those made in the last [`RESYNC_WINDOW`].
+    async fn read_revoked(
+        &self,
+        lifetime_ms: u64,
+        full: bool,
+    ) -> Result<Vec<(String, u64)>, Unavailable> {
+        let mut con = self.con().await?;
+        let now = now_ms();
+        let from = if full {
+            now
+        } else {
+            (now + lifetime_ms).saturating_sub(ms(RESYNC_WINDOW))
+        };
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(REVOKED_KEY)
+            .arg(from)
+            .arg("+inf")
+            .arg("WITHSCORES")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(RESYNC_MAX);
+        self.call("resync", cmd.query_async::<Vec<(String, u64)>>(&mut con))
+            .await
+    }
 }
 
 /// A short name for an error kind, with nothing from the server's reply.
@@ -105,28 +476,56 @@ impl KindStr for redis::RedisError {
 }
 
 impl SessionStore for RedisStore {
-    async fn begin(&self, sid: &str, jti: &str, ttl: Duration) -> Result<(), Unavailable> {
-        let mut con = self.manager.clone();
-        self.call(
-            "begin",
-            con.set_ex::<_, _, ()>(key(sid), jti, ttl.as_secs().max(1)),
-        )
-        .await
+    async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Begun, Unavailable> {
+        let keys = Keys::of(new.user);
+        let mut con = self.con().await?;
+        let mut inv = self.begin.prepare_invoke();
+        inv.key(&keys.index)
+            .key(keys.class(new.device_type))
+            .key(keys.session(new.sid));
+        inv.arg(new.sid)
+            .arg(new.jti)
+            .arg(new.device_type)
+            .arg(new.device_id.unwrap_or(""))
+            .arg(ms(ttl))
+            .arg(new.limit)
+            .arg(if new.on_limit == OnLimit::Refuse {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(&keys.session_prefix);
+        let out: Vec<Value> = self.call("begin", inv.invoke_async(&mut con)).await?;
+        let mut out = out.into_iter();
+        match out.next() {
+            Some(Value::Int(1)) => Ok(Begun::Started {
+                evicted: out
+                    .filter_map(|v| redis::from_redis_value::<String>(v).ok())
+                    .collect(),
+            }),
+            _ => Ok(Begun::Refused),
+        }
     }
 
     async fn redeem(
         &self,
+        user: &str,
         sid: &str,
         jti: &str,
         next: &str,
         ttl: Duration,
     ) -> Result<Redeemed, Unavailable> {
-        let mut con = self.manager.clone();
-        let mut invocation = self.redeem.key(key(sid));
-        invocation.arg(jti).arg(next).arg(ms(ttl)).arg(REVOKED);
-        let code: i64 = self
-            .call("redeem", invocation.invoke_async(&mut con))
-            .await?;
+        let keys = Keys::of(user);
+        let mut con = self.con().await?;
+        let mut inv = self.redeem.prepare_invoke();
+        inv.key(&keys.index).key(keys.session(sid));
+        inv.arg(sid)
+            .arg(jti)
+            .arg(next)
+            .arg(ms(ttl))
+            .arg(self.grace_ms)
+            .arg(&keys.class_prefix);
+        let code: i64 = self.call("redeem", inv.invoke_async(&mut con)).await?;
         Ok(match code {
             2 => Redeemed::Rotated,
             3 => Redeemed::Reused,
@@ -135,12 +534,169 @@ impl SessionStore for RedisStore {
         })
     }
 
-    async fn revoke(&self, sid: &str, ttl: Duration) -> Result<(), Unavailable> {
-        let mut con = self.manager.clone();
-        self.call(
-            "revoke",
-            con.set_ex::<_, _, ()>(key(sid), REVOKED, ttl.as_secs().max(1)),
-        )
-        .await
+    async fn end(
+        &self,
+        user: &str,
+        sid: Option<&str>,
+        ttl: Duration,
+    ) -> Result<Vec<String>, Unavailable> {
+        let keys = Keys::of(user);
+        let mut con = self.con().await?;
+        let mut inv = self.end.prepare_invoke();
+        inv.key(&keys.index);
+        inv.arg(sid.unwrap_or(""))
+            .arg(ms(ttl))
+            .arg(&keys.session_prefix)
+            .arg(&keys.class_prefix);
+        self.call("end", inv.invoke_async(&mut con)).await
+    }
+
+    async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, Unavailable> {
+        let keys = Keys::of(user);
+        let mut con = self.con().await?;
+        let mut inv = self.list.prepare_invoke();
+        inv.key(&keys.index);
+        inv.arg(&keys.session_prefix);
+        let flat: Vec<String> = self.call("list", inv.invoke_async(&mut con)).await?;
+        let mut list: Vec<(u64, SessionInfo)> = flat
+            .chunks_exact(5)
+            .map(|c| {
+                let created_us = c[3].parse::<u64>().unwrap_or(0);
+                let info = SessionInfo {
+                    sid: c[0].clone(),
+                    device_type: c[1].clone(),
+                    device_id: (!c[2].is_empty()).then(|| c[2].clone()),
+                    created_at: created_us / 1_000_000,
+                    refreshed_at: c[4].parse::<u64>().unwrap_or(0) / 1000,
+                };
+                (created_us, info)
+            })
+            .collect();
+        // Newest first, by the login's microsecond.
+        list.sort_by(|a, b| (b.0, &b.1.sid).cmp(&(a.0, &a.1.sid)));
+        let mut list: Vec<SessionInfo> = list.into_iter().map(|(_, i)| i).collect();
+        list.truncate(MAX_LISTED);
+        Ok(list)
+    }
+}
+
+/// Parses a published revocation: `AT UNTIL SID...`.
+fn parse_message(payload: &str) -> Option<(u64, u64, Vec<&str>)> {
+    let mut parts = payload.split(' ');
+    let at = parts.next()?.parse().ok()?;
+    let until = parts.next()?.parse().ok()?;
+    let sids: Vec<&str> = parts
+        .filter(|s| crate::config::is_header_safe(s, 128))
+        .collect();
+    Some((at, until, sids))
+}
+
+/// Keeps `revoked` in step with the other replicas until `stopped`: a
+/// subscription to `minigate:revoked` (its own connection, reconnected
+/// with a backoff), a full resync after every (re)subscription, and a
+/// resync of the recent entries every [`RESYNC_EVERY`]. While Redis is
+/// unreachable the set keeps what it knows; entries only ever leave it by
+/// expiring.
+pub fn spawn_sync(gw: Arc<crate::gateway::Gateway>, mut stopped: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let crate::sessions::Store::Redis(redis) = &gw.sessions else {
+            return;
+        };
+        let revoked = &gw.revoked;
+        let mut backoff = Duration::from_millis(100);
+        let mut seed = 0usize;
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            let Some(client) = redis.subscribe.get(seed % redis.subscribe.len().max(1)) else {
+                return;
+            };
+            seed = seed.wrapping_add(1);
+            let subscribed = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(REVOKED_KEY).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let pubsub = tokio::select! {
+                _ = stopped.changed() => return,
+                r = tokio::time::timeout(CALL_TIMEOUT, subscribed) => r,
+            };
+            let mut messages = match pubsub {
+                Ok(Ok(p)) => p.into_on_message(),
+                _ => {
+                    revoked.resynced(Resync::Failed);
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            // Subscribed first, then read: nothing falls between the two.
+            // The command connection may come back later than this one:
+            // the full read is retried until it succeeds.
+            let mut full_pending = !resync(redis, revoked, true).await;
+            let mut tick = tokio::time::interval(RESYNC_EVERY);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(FULL_RETRY), if full_pending => {
+                        full_pending = !resync(redis, revoked, true).await;
+                    }
+                    _ = stopped.changed() => return,
+                    msg = messages.next() => {
+                        let Some(msg) = msg else {
+                            tracing::warn!("revocation subscription lost; reconnecting");
+                            break;
+                        };
+                        let Ok(payload) = msg.get_payload::<String>() else { continue };
+                        if let Some((at, until, sids)) = parse_message(&payload) {
+                            revoked.insert_all(sids.into_iter().map(|s| (s, until)));
+                            revoked.arrived(at);
+                        }
+                    }
+                    _ = tick.tick() => {
+                        revoked.sweep();
+                        resync(redis, revoked, false).await;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// One resync; whether it succeeded.
+async fn resync(redis: &RedisStore, revoked: &RevokedSet, full: bool) -> bool {
+    match redis.read_revoked(revoked.lifetime_ms(), full).await {
+        Ok(entries) => {
+            revoked.insert_all(entries.iter().map(|(s, u)| (s.as_str(), *u)));
+            revoked.resynced(if full { Resync::Full } else { Resync::Periodic });
+            true
+        }
+        Err(Unavailable) => {
+            revoked.resynced(Resync::Failed);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_tags_cannot_be_closed_early() {
+        assert_eq!(user_tag("o_1"), "minigate:{u:o_1}");
+        assert_eq!(user_tag("a}b{c%"), "minigate:{u:a%7Db%7Bc%25}");
+        assert_ne!(user_tag("a}"), user_tag("a%7D"));
+    }
+
+    #[test]
+    fn messages_parse() {
+        assert_eq!(parse_message("1 2 a b"), Some((1, 2, vec!["a", "b"])));
+        assert_eq!(parse_message("x 2 a"), None);
     }
 }

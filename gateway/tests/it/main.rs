@@ -12,6 +12,7 @@ mod adversarial;
 mod authz;
 mod cli;
 mod deploy;
+mod devices;
 mod errors;
 mod examples;
 mod hardening;

@@ -156,8 +156,16 @@ timeout = "{ut}"
     )
 }
 
+/// The admin token of gateways whose config has `[admin] token_env =
+/// "TEST_ADMIN_TOKEN"`.
+pub const ADMIN_TOKEN: &str = "test-admin-token-must-not-leak-41b7";
+
 pub fn test_env(name: &str) -> Option<String> {
-    (name == "TEST_WECHAT_SECRET").then(|| SECRET.to_owned())
+    match name {
+        "TEST_WECHAT_SECRET" => Some(SECRET.to_owned()),
+        "TEST_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
+        _ => None,
+    }
 }
 
 /// Makes a key directory with a fresh set.
@@ -226,6 +234,11 @@ impl Gateway {
             .send()
             .await
             .unwrap()
+    }
+
+    /// The admin listener's base URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.running.admin.expect("no [admin] section"))
     }
 
     pub async fn login(&self, code: &str) -> Tokens {

@@ -89,3 +89,139 @@ impl Drop for Redis {
         self.kill();
     }
 }
+
+/// A real three-node Redis Cluster (three masters, no replicas), started by
+/// the test on free ports with `redis-server --cluster-enabled yes` and
+/// `redis-cli --cluster create`, killed when dropped.
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    children: Vec<std::process::Child>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// A port that is free, and whose cluster bus port (+10000) is free too.
+fn free_cluster_port() -> u16 {
+    for _ in 0..1000 {
+        let port = free_port();
+        let Some(bus) = port.checked_add(10000) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free port pair for a cluster node");
+}
+
+impl RedisCluster {
+    pub async fn start() -> RedisCluster {
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 3 {
+            let p = free_cluster_port();
+            if !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+        let mut children = Vec::new();
+        let mut dirs = Vec::new();
+        for port in &ports {
+            let dir = tempfile::tempdir().unwrap();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", "2000"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect(
+                    "redis-server is not installed (apt-get install redis-server; ./test does)",
+                );
+            children.push(child);
+            dirs.push(dir);
+        }
+        let cluster = RedisCluster {
+            ports,
+            children,
+            _dirs: dirs,
+        };
+        for port in &cluster.ports {
+            cluster.wait_for(*port, "PING", "PONG").await;
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let out = tokio::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .await
+            .expect("redis-cli is not installed");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for port in &cluster.ports {
+            cluster
+                .wait_for(*port, "CLUSTER INFO", "cluster_state:ok")
+                .await;
+        }
+        cluster
+    }
+
+    /// Waits until `redis-cli -p PORT COMMAND` answers something holding `want`.
+    async fn wait_for(&self, port: u16, command: &str, want: &str) {
+        for _ in 0..400 {
+            let out = tokio::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string()])
+                .args(command.split(' '))
+                .output()
+                .await
+                .expect("redis-cli is not installed");
+            if String::from_utf8_lossy(&out.stdout).contains(want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis cluster node {port} never answered {want} to {command}");
+    }
+
+    /// The `[sessions]` section pointing at this cluster's nodes.
+    pub fn sessions_section(&self) -> String {
+        let seeds: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("\"redis://127.0.0.1:{p}\""))
+            .collect();
+        format!("[sessions]\nredis_cluster = [{}]\n", seeds.join(", "))
+    }
+
+    /// `redis-cli -c` (following redirections) on the first node.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let out = tokio::process::Command::new("redis-cli")
+            .args(["-c", "-p", &self.ports[0].to_string()])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

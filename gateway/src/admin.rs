@@ -1,0 +1,274 @@
+//! The admin listener (`[admin]`): the operators' API, on its own socket.
+//!
+//! It is never the public listener: nothing of it is routed from the
+//! gateway's port, and the public endpoints are not served here. Every call
+//! needs `Authorization: Bearer <admin token>`, compared in constant time
+//! (both sides hashed first, so neither the content nor the length of the
+//! token leaks through timing); a missing or wrong token is 401.
+//!
+//! | method, path | what |
+//! |---|---|
+//! | `GET /admin/users/{user}/sessions` | the user's live sessions, newest first |
+//! | `DELETE /admin/users/{user}/sessions` | ends every session of the user |
+//! | `DELETE /admin/users/{user}/sessions/{sid}` | ends one (404 if not the user's) |
+//!
+//! `{user}` is the user key (see [`crate::tokens::Subject::user`]),
+//! percent-encoded where it must be. Sessions ended here are revoked on
+//! every replica like any other. More admin endpoints join [`Admin::of`]
+//! and [`serve`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{json, Body};
+use crate::config::{AdminConfig, Secret};
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::metrics::{Own, SessionOp};
+use crate::sessions::SessionStore as _;
+
+/// The admin API's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admin {
+    /// `/admin/users/{user}/sessions`: list (GET) or end all (DELETE).
+    UserSessions {
+        /// The user key, decoded.
+        user: String,
+    },
+    /// `/admin/users/{user}/sessions/{sid}`: end one (DELETE).
+    UserSession {
+        /// The user key, decoded.
+        user: String,
+        /// The session.
+        sid: String,
+    },
+}
+
+impl Admin {
+    /// The endpoint at `path`, if any.
+    pub fn of(path: &str) -> Option<Admin> {
+        let rest = path.strip_prefix("/admin/users/")?;
+        let mut parts = rest.split('/');
+        let user = percent_decode(parts.next()?)?;
+        if user.is_empty() || parts.next()? != "sessions" {
+            return None;
+        }
+        let found = match parts.next() {
+            None | Some("") => Admin::UserSessions { user },
+            Some(sid) => Admin::UserSession {
+                user,
+                sid: percent_decode(sid)?,
+            },
+        };
+        parts.next().is_none().then_some(found)
+    }
+}
+
+/// `%XX` decoded; `None` if malformed or not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = (bytes.next()? as char).to_digit(16)?;
+            let lo = (bytes.next()? as char).to_digit(16)?;
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Does `header` (an `Authorization` value) hold the admin token? Constant
+/// time in both values: each is hashed, and the digests compared by xor.
+pub fn authorized(header: Option<&HeaderValue>, token: &Secret) -> bool {
+    let presented = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, t)| t.trim());
+    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    let (a, b) = (digest(presented), digest(token.expose()));
+    let diff = a
+        .as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0 && !presented.is_empty()
+}
+
+/// The admin listener, bound.
+#[derive(Debug)]
+pub struct AdminListener {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// Binds `config.listen` and serves the admin API until `stopped`.
+pub async fn start(
+    gw: Arc<Gateway>,
+    config: &AdminConfig,
+    stopped: watch::Receiver<bool>,
+) -> std::io::Result<AdminListener> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let token = Arc::new(config.token.clone());
+    let builder = crate::server::http1_builder(&gw.server);
+    let mut stopping = stopped.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                () = until_stopped(&mut stopping) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "admin accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let (gw, token, builder) = (gw.clone(), token.clone(), builder.clone());
+            let mut stop = stopped.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let (gw, token) = (gw.clone(), token.clone());
+                    async move { Ok::<_, Infallible>(handle(&gw, &token, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    () = until_stopped(&mut stop) => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+        }
+    });
+    Ok(AdminListener { addr })
+}
+
+/// Resolves once the gateway stops (or its stop signal is gone).
+async fn until_stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// One admin request: the token, then the endpoint.
+async fn handle(gw: &Gateway, token: &Secret, req: Request<Incoming>) -> Response<Body> {
+    let res = if authorized(req.headers().get(AUTHORIZATION), token) {
+        serve(gw, &req)
+            .await
+            .unwrap_or_else(ApiError::into_response)
+    } else {
+        ApiError::AdminUnauthorized.into_response()
+    };
+    gw.metrics.own(Own::Admin).count(res.status().as_u16());
+    res
+}
+
+/// Serves one authorized admin request.
+pub async fn serve(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let Some(endpoint) = Admin::of(req.uri().path()) else {
+        return Err(ApiError::NotFound);
+    };
+    let ttl = gw.tokens.refresh_ttl();
+    let down = |_| {
+        gw.metrics.session_errors.increment(SessionOp::Sessions);
+        ApiError::SessionsUnavailable
+    };
+    match (endpoint, req.method()) {
+        (Admin::UserSessions { user }, &Method::GET) => {
+            let list = gw.sessions.list(&user).await.map_err(down)?;
+            let mut res = json(StatusCode::OK, &serde_json::json!({ "sessions": list }));
+            res.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(res)
+        }
+        (Admin::UserSessions { user }, &Method::DELETE) => {
+            let ended = gw.sessions.end(&user, None, ttl).await.map_err(down)?;
+            gw.sessions.announce(&gw.revoked, &ended).await;
+            tracing::info!(user = %user, sessions = ended.len(), "admin: every session ended");
+            Ok(crate::endpoints::no_content())
+        }
+        (Admin::UserSession { user, sid }, &Method::DELETE) => {
+            let ended = gw
+                .sessions
+                .end(&user, Some(&sid), ttl)
+                .await
+                .map_err(down)?;
+            if ended.is_empty() {
+                return Err(ApiError::SessionNotFound);
+            }
+            gw.sessions.announce(&gw.revoked, &ended).await;
+            tracing::info!(user = %user, sid = %sid, "admin: session ended");
+            Ok(crate::endpoints::no_content())
+        }
+        (Admin::UserSessions { .. }, _) => Err(ApiError::MethodNotAllowed("GET, DELETE")),
+        (Admin::UserSession { .. }, _) => Err(ApiError::MethodNotAllowed("DELETE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            Admin::of("/admin/users/o_1/sessions"),
+            Some(Admin::UserSessions { user: "o_1".into() })
+        );
+        assert_eq!(
+            Admin::of("/admin/users/a%2Fb/sessions/s1"),
+            Some(Admin::UserSession {
+                user: "a/b".into(),
+                sid: "s1".into()
+            })
+        );
+        for bad in [
+            "/admin/users//sessions",
+            "/admin/users/u/other",
+            "/admin/users/u/sessions/s/x",
+            "/admin/users/%zz/sessions",
+            "/admin/wechat/access_token",
+        ] {
+            assert_eq!(Admin::of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_must_match_exactly() {
+        let token = Secret::new("0123456789abcdef-admin".into());
+        let h = |v: &str| HeaderValue::from_str(v).unwrap();
+        assert!(authorized(
+            Some(&h("Bearer 0123456789abcdef-admin")),
+            &token
+        ));
+        assert!(authorized(
+            Some(&h("bearer 0123456789abcdef-admin")),
+            &token
+        ));
+        assert!(!authorized(
+            Some(&h("Bearer 0123456789abcdef-admiN")),
+            &token
+        ));
+        assert!(!authorized(Some(&h("Bearer 0123456789abcdef")), &token));
+        assert!(!authorized(
+            Some(&h("Basic 0123456789abcdef-admin")),
+            &token
+        ));
+        assert!(!authorized(None, &token));
+    }
+}
