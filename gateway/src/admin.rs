@@ -51,11 +51,17 @@ pub enum Admin {
         /// The session.
         sid: String,
     },
+    /// `/admin/wechat/access_token?appid=...`: the app's WeChat access
+    /// token, for backend services (GET).
+    WeChatAccessToken,
 }
 
 impl Admin {
     /// The endpoint at `path`, if any.
     pub fn of(path: &str) -> Option<Admin> {
+        if path == "/admin/wechat/access_token" {
+            return Some(Admin::WeChatAccessToken);
+        }
         let rest = path.strip_prefix("/admin/users/")?;
         let mut parts = rest.split('/');
         let user = percent_decode(parts.next()?)?;
@@ -215,9 +221,43 @@ pub async fn serve(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Bod
             tracing::info!(user = %user, sid = %sid, "admin: session ended");
             Ok(crate::endpoints::no_content())
         }
+        (Admin::WeChatAccessToken, &Method::GET) => wechat_access_token(gw, req).await,
         (Admin::UserSessions { .. }, _) => Err(ApiError::MethodNotAllowed("GET, DELETE")),
         (Admin::UserSession { .. }, _) => Err(ApiError::MethodNotAllowed("DELETE")),
+        (Admin::WeChatAccessToken, _) => Err(ApiError::MethodNotAllowed("GET")),
     }
+}
+
+/// `GET /admin/wechat/access_token?appid=...`: the one access token of the
+/// app, shared by the whole cluster, so that backend services sending
+/// subscription messages never fetch (and so invalidate) their own.
+async fn wechat_access_token(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let appid = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("appid="))
+        .and_then(percent_decode)
+        .ok_or(ApiError::InvalidRequest("appid is required"))?;
+    if !gw.wechat.knows(&appid) {
+        return Err(ApiError::InvalidRequest("no WeChat app with that appid"));
+    }
+    let token = gw
+        .wechat
+        .get(&appid)
+        .await
+        .map_err(crate::wechat::WxError::into_api)?;
+    let mut res = json(
+        StatusCode::OK,
+        &serde_json::json!({ "access_token": token.expose(), "expires_in": token.expires_in() }),
+    );
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }
 
 #[cfg(test)]

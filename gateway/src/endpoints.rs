@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::body::{full, json, Body};
+use crate::codes::Began;
 use crate::config::is_header_safe;
 use crate::enrich::{merge_roles, Ask, Event, Refused};
 use crate::error::ApiError;
@@ -29,7 +30,10 @@ use crate::gateway::Gateway;
 use crate::metrics::{Own, Refusal, SessionOp};
 use crate::routes::check_path;
 use crate::sessions::{Begun, NewSession, Redeemed, SessionInfo, SessionStore as _};
+use crate::tokens::TokenError;
 use crate::tokens::{random_id, Subject, TokenPair};
+use crate::wechat::crypt::DecryptError;
+use crate::wechat::phone::PhoneError;
 
 /// The largest body accepted on `/auth/*`.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -49,6 +53,10 @@ pub enum Endpoint {
     Refresh,
     /// `POST /auth/logout`.
     Logout,
+    /// `POST /auth/phone`: the user's phone number, from WeChat.
+    Phone,
+    /// `POST /auth/wechat/decrypt`: WeChat's legacy `encryptedData`.
+    Decrypt,
     /// `GET /auth/sessions`.
     Sessions,
     /// `DELETE /auth/sessions/{sid}`.
@@ -83,6 +91,8 @@ impl Endpoint {
             "/auth/login" => Endpoint::Login,
             "/auth/refresh" => Endpoint::Refresh,
             "/auth/logout" => Endpoint::Logout,
+            "/auth/phone" => Endpoint::Phone,
+            "/auth/wechat/decrypt" => Endpoint::Decrypt,
             "/.well-known/jwks.json" => Endpoint::Jwks,
             "/.well-known/openid-configuration" => Endpoint::Discovery,
             "/healthz" => Endpoint::Healthz,
@@ -99,6 +109,7 @@ impl Endpoint {
             Endpoint::Login => Own::Login,
             Endpoint::Refresh => Own::Refresh,
             Endpoint::Logout => Own::Logout,
+            Endpoint::Phone | Endpoint::Decrypt => Own::WeChat,
             Endpoint::Sessions | Endpoint::Session => Own::Sessions,
             Endpoint::Jwks | Endpoint::Discovery => Own::WellKnown,
             Endpoint::Healthz | Endpoint::Readyz => Own::Health,
@@ -120,6 +131,8 @@ pub async fn serve(
         Endpoint::Login => login(gw, req, client).await,
         Endpoint::Refresh => refresh(gw, req).await,
         Endpoint::Logout => logout(gw, req).await,
+        Endpoint::Phone => phone(gw, req).await,
+        Endpoint::Decrypt => decrypt(gw, req).await,
         Endpoint::Sessions => list_sessions(gw, &req).await,
         Endpoint::Session => end_session(gw, &req).await,
         Endpoint::Jwks => jwks(gw, &req),
@@ -251,36 +264,79 @@ pub async fn login(
     let (device_type, limit) = device_class(gw, body.device_type.as_deref())?;
     let code = body.code;
     let provider = gw.providers.pick(body.appid.as_deref())?;
-    let started = std::time::Instant::now();
-    let exchanged = provider.exchange(&code).await;
     let metrics = gw.metrics.exchange(provider.platform);
-    if let Some(m) = metrics {
-        m.latency.record(started.elapsed().as_secs_f64());
-    }
-    let session = exchanged.map_err(|e| {
-        if let Some(m) = metrics {
-            m.errors.increment(e);
+    // One platform call for concurrent logins with this code.
+    let (used, session) = gw
+        .codes
+        .exchange(&provider.appid, &code, || async {
+            let started = std::time::Instant::now();
+            let exchanged = provider.exchange(&code).await;
+            if let Some(m) = metrics {
+                m.latency.record(started.elapsed().as_secs_f64());
+            }
+            exchanged
+        })
+        .await
+        .map_err(|e| {
+            if let Some(m) = metrics {
+                m.errors.increment(e);
+            }
+            ApiError::from(e)
+        })?;
+    let device_id = body.device_id;
+    let (began, mine) = used
+        .began(|| async {
+            let subject = Subject {
+                openid: session.openid.clone(),
+                unionid: session.unionid.clone(),
+                appid: provider.appid.clone(),
+                platform: provider.platform.name().to_owned(),
+                device_id: device_id.clone(),
+                uid: None,
+                roles: Vec::new(),
+                ext: BTreeMap::new(),
+                device_type,
+                session_user: None,
+                phone: None,
+            };
+            let sid = random_id()?;
+            let subject = identify(gw, subject, Event::Login, &sid).await?;
+            let refresh_jti = random_id()?;
+            begin_session(
+                gw,
+                &subject,
+                &sid,
+                &refresh_jti,
+                limit,
+                Some(session.session_key.expose()),
+            )
+            .await?;
+            Ok::<_, ApiError>(Began {
+                subject,
+                sid,
+                client,
+                device_id: device_id.clone(),
+                first_jti: refresh_jti,
+            })
+        })
+        .await?;
+    let pair = if mine {
+        tracing::info!(appid = %began.subject.appid, sub = %began.subject.openid, sid = %began.sid, "login");
+        gw.tokens
+            .issue(&began.subject, &began.sid, began.first_jti.clone())?
+    } else {
+        // The code already began a session: only its own client and device
+        // may have a pair in it again; to anyone else the code is spent.
+        if began.client != client || began.device_id != device_id {
+            if let Some(m) = metrics {
+                m.errors
+                    .increment(crate::providers::ExchangeError::InvalidCode);
+            }
+            return Err(ApiError::InvalidCode);
         }
-        ApiError::from(e)
-    })?;
-    let subject = Subject {
-        openid: session.openid,
-        unionid: session.unionid,
-        appid: provider.appid.clone(),
-        platform: provider.platform.name().to_owned(),
-        device_id: body.device_id,
-        uid: None,
-        roles: Vec::new(),
-        ext: BTreeMap::new(),
-        device_type,
-        session_user: None,
+        tracing::info!(appid = %began.subject.appid, sid = %began.sid, "login code retried: a new pair in its session");
+        new_pair(gw, &began.subject, &began.sid).await?
     };
-    let sid = random_id()?;
-    let subject = identify(gw, subject, Event::Login, &sid).await?;
-    let refresh_jti = random_id()?;
-    begin_session(gw, &subject, &sid, &refresh_jti, limit).await?;
-    let pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
-    tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, "login");
     Ok(token_response(&pair))
 }
 
@@ -397,6 +453,136 @@ pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
+}
+
+/// The caller of one of the endpoints that act on its own session, with all
+/// its token says of it: a valid access token (checked in full, not from
+/// the cache, which keeps only headers) whose session has not ended.
+fn caller_subject(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+) -> Result<crate::tokens::Refresh, ApiError> {
+    let token = match crate::auth::credentials(req.headers()) {
+        crate::auth::Credentials::Bearer(t) => t,
+        crate::auth::Credentials::None => return Err(ApiError::MissingToken),
+        crate::auth::Credentials::Malformed => {
+            return Err(ApiError::InvalidToken(TokenError::MALFORMED))
+        }
+    };
+    let who = gw
+        .tokens
+        .access_subject(token)
+        .map_err(ApiError::InvalidToken)?;
+    if gw.revoked.contains(&who.sid) {
+        return Err(ApiError::InvalidToken(TokenError::Revoked));
+    }
+    Ok(who)
+}
+
+#[derive(Deserialize)]
+struct CodeBody {
+    code: Option<String>,
+}
+
+/// `POST /auth/phone` `{"code"}`: the phone number the user agreed to share
+/// (the `getPhoneNumber` button's code), verified with WeChat, and a new
+/// token pair in the same session whose tokens carry it.
+pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    require(&req, Method::POST, "POST")?;
+    let who = caller_subject(gw, &req)?;
+    let body: CodeBody = from_json(&read_body(gw, req).await?)?;
+    let code = body.code.unwrap_or_default();
+    if code.is_empty() || code.len() > MAX_CODE {
+        return Err(ApiError::InvalidRequest(
+            "code is required (at most 256 bytes)",
+        ));
+    }
+    if !gw.wechat.knows(&who.subject.appid) {
+        return Err(ApiError::InvalidRequest(
+            "phone numbers come from WeChat: this session is not a WeChat app's",
+        ));
+    }
+    let number = crate::wechat::phone::phone_number(&gw.wechat, &who.subject.appid, &code)
+        .await
+        .map_err(|e| match e {
+            // A code of another app is no code of this one.
+            PhoneError::WrongWatermark => ApiError::InvalidCode,
+            PhoneError::Wx(e) => e.into_api(),
+        })?;
+    let mut subject = who.subject;
+    subject.phone = Some(number.phone_number.clone());
+    let pair = new_pair(gw, &subject, &who.sid).await?;
+    tracing::info!(appid = %subject.appid, sid = %who.sid, "phone number verified");
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        #[serde(flatten)]
+        phone: &'a crate::wechat::phone::Phone,
+        #[serde(flatten)]
+        pair: &'a TokenPair,
+    }
+    let mut res = json(
+        StatusCode::OK,
+        &Answer {
+            phone: &number,
+            pair: &pair,
+        },
+    );
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+struct DecryptBody {
+    encrypted_data: Option<String>,
+    iv: Option<String>,
+}
+
+/// `POST /auth/wechat/decrypt` `{"encrypted_data", "iv"}`: WeChat's legacy
+/// encrypted user data, decrypted with the session's `session_key`, which
+/// never leaves the gateway.
+pub async fn decrypt(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    require(&req, Method::POST, "POST")?;
+    let who = caller_subject(gw, &req)?;
+    let body: DecryptBody = from_json(&read_body(gw, req).await?)?;
+    let (Some(data), Some(iv)) = (body.encrypted_data, body.iv) else {
+        return Err(ApiError::InvalidRequest(
+            "encrypted_data and iv are required",
+        ));
+    };
+    let key = gw
+        .sessions
+        .session_key(who.subject.user(), &who.sid)
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Refresh))?
+        .ok_or(ApiError::SessionKeyExpired)?;
+    let object = crate::wechat::crypt::decrypt(key.expose(), &data, &iv, &who.subject.appid)
+        .map_err(|e| match e {
+            DecryptError::Malformed(why) => ApiError::InvalidRequest(why),
+            DecryptError::WrongWatermark => {
+                ApiError::InvalidRequest("the data's watermark names another app")
+            }
+            DecryptError::StaleKey => ApiError::SessionKeyExpired,
+        })?;
+    let mut res = json(StatusCode::OK, &object);
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// A new pair in the live session `sid` of `who`, without a refresh token
+/// presented: the session's refresh token is replaced by the new one.
+async fn new_pair(gw: &Gateway, who: &Subject, sid: &str) -> Result<TokenPair, ApiError> {
+    let jti = random_id()?;
+    let live = gw
+        .sessions
+        .reissue(who.user(), sid, &jti, gw.tokens.refresh_ttl())
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+    if !live {
+        return Err(ApiError::InvalidGrant("session revoked"));
+    }
+    gw.tokens.issue(who, sid, jti)
 }
 
 /// The subject's roles, uid and claims, from the static grants and, when
@@ -625,8 +811,10 @@ async fn begin_session(
     sid: &str,
     jti: &str,
     limit: u32,
+    session_key: Option<&str>,
 ) -> Result<(), ApiError> {
     let new = NewSession {
+        session_key,
         user: who.user(),
         sid,
         jti,

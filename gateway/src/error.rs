@@ -49,6 +49,9 @@ pub enum ApiError {
     /// 429 rate_limited: this client address has too many requests (or
     /// tunnels) open at once.
     TooManyInFlight,
+    /// 409 session_key_expired: the session's platform key does not decrypt
+    /// the data (the user logged in again since), or there is none.
+    SessionKeyExpired,
     /// 403 insufficient_scope: the route's `allow` rules refuse the caller.
     InsufficientScope,
     /// 403 access_denied: the user service refused the user (banned).
@@ -99,7 +102,7 @@ impl ApiError {
             ApiError::ProviderError | ApiError::BadGateway => StatusCode::BAD_GATEWAY,
             ApiError::MissingToken | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound | ApiError::SessionNotFound => StatusCode::NOT_FOUND,
-            ApiError::SessionLimit => StatusCode::CONFLICT,
+            ApiError::SessionLimit | ApiError::SessionKeyExpired => StatusCode::CONFLICT,
             ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -130,6 +133,7 @@ impl ApiError {
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::NotFound | ApiError::SessionNotFound => "not_found",
             ApiError::SessionLimit => "session_limit",
+            ApiError::SessionKeyExpired => "session_key_expired",
             ApiError::AdminUnauthorized => "unauthorized",
             ApiError::BadGateway => "bad_gateway",
             ApiError::GatewayTimeout => "gateway_timeout",
@@ -162,6 +166,9 @@ impl ApiError {
             ApiError::SessionNotFound => "no such session of this user",
             ApiError::SessionLimit => {
                 "this user holds the most sessions allowed for this device type"
+            }
+            ApiError::SessionKeyExpired => {
+                "the session's key does not decrypt this data; log in again (wx.login) and retry"
             }
             ApiError::AdminUnauthorized => "a valid admin token is required",
             ApiError::BadGateway => "the upstream service is unreachable",

@@ -76,6 +76,8 @@ pub struct Gateway {
     pub grants: ArcSwap<Grants>,
     /// The WeChat access token of each WeChat app.
     pub wechat: AccessTokens,
+    /// Login codes of the last minute: one exchange each, retries.
+    pub codes: crate::codes::Codes,
     grants_source: Option<GrantsSource>,
     /// The route table.
     pub routes: Routes,
@@ -119,6 +121,7 @@ impl Gateway {
             },
             grants: ArcSwap::from_pointee(Grants::new(&config.roles)),
             wechat,
+            codes: crate::codes::Codes::new(),
             grants_source: config.source.clone().map(|path| GrantsSource {
                 stamp: Mutex::new(modified(&path)),
                 path,

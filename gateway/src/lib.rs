@@ -22,6 +22,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod cli;
+pub mod codes;
 pub mod config;
 pub mod dev;
 pub mod endpoints;

@@ -92,6 +92,8 @@ pub enum Own {
     RefusedRequest,
     /// `/auth/verify`, the forward-auth decision.
     Verify,
+    /// `/auth/phone` and `/auth/wechat/decrypt`: WeChat's services.
+    WeChat,
 }
 
 impl Label for Own {
@@ -108,6 +110,7 @@ impl Label for Own {
         Own::RefusedPath,
         Own::RefusedRequest,
         Own::Verify,
+        Own::WeChat,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -123,6 +126,7 @@ impl Label for Own {
             Own::RefusedPath => "refused-path",
             Own::RefusedRequest => "refused-request",
             Own::Verify => "/auth/verify",
+            Own::WeChat => "/auth/wechat",
         }
     }
 }

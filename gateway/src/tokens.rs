@@ -52,6 +52,8 @@ pub mod header {
     pub const USER: HeaderName = HeaderName::from_static("x-auth-user");
     /// The prefix of one header per `ext` claim: `x-auth-claim-<name>`.
     pub const CLAIM_PREFIX: &str = "x-auth-claim-";
+    /// `phone_number`, once the user shared it.
+    pub const PHONE: HeaderName = HeaderName::from_static("x-auth-phone");
     /// `dvt` (device class: phone, pc, web...), when the token has one.
     pub const DEVICE_TYPE: HeaderName = HeaderName::from_static("x-auth-device-type");
 }
@@ -77,6 +79,8 @@ pub struct Subject {
     pub ext: BTreeMap<String, String>,
     /// The device class of the login (`dvt`).
     pub device_type: String,
+    /// The phone number WeChat verified for this session (`phone_number`).
+    pub phone: Option<String>,
     /// The user the login session was begun under (`usr` of its refresh
     /// token), once there is one; see [`Subject::user`].
     pub session_user: Option<String>,
@@ -176,6 +180,9 @@ struct Claims {
     /// The device class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dvt: Option<String>,
+    /// The verified phone number, once shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phone_number: Option<String>,
     /// Refresh tokens only: the user key the session is stored under, so a
     /// refresh finds its session from the token alone (Redis Cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -436,6 +443,7 @@ impl Tokens {
             uid: who.uid.clone(),
             ext: who.ext.clone(),
             dvt: Some(who.device_type.clone()),
+            phone_number: who.phone.clone(),
             usr: None,
         };
         let keys = self.keys.load();
@@ -494,27 +502,18 @@ impl Tokens {
             REFRESH_TYP,
             |aud| matches!(aud, Audience::One(a) if a == issuer),
         )?;
-        Ok(Refresh {
-            subject: Subject {
-                openid: c.sub,
-                unionid: c.unionid,
-                appid: c.client_id,
-                platform: c.platform,
-                device_id: c.did,
-                uid: c.uid,
-                roles: c.roles,
-                ext: c.ext,
-                device_type: c
-                    .dvt
-                    .unwrap_or_else(|| crate::config::defaults::DEVICE_TYPE.to_owned()),
-                session_user: c.usr,
-            },
-            sid: c.sid,
-            jti: c.jti,
-            exp: c.exp,
-        })
+        Ok(into_refresh(c))
     }
 
+    /// Verifies an access token in full (no cache) and gives what it says
+    /// of its subject and session: for the endpoints that act on the
+    /// caller's session (phone number, decrypt), which are rare.
+    pub fn access_subject(&self, token: &str) -> Result<Refresh, TokenError> {
+        let (c, _) = self.check(token, ACCESS_TYP, |aud| {
+            aud.contains_any(&self.config.audience)
+        })?;
+        Ok(into_refresh(c))
+    }
     /// Signature, type and the registered claims, with the generation of the
     /// key set that verified them.
     fn check(
@@ -553,6 +552,30 @@ impl Tokens {
     }
 }
 
+/// The subject and session of verified claims.
+fn into_refresh(c: Claims) -> Refresh {
+    Refresh {
+        subject: Subject {
+            openid: c.sub,
+            unionid: c.unionid,
+            appid: c.client_id,
+            platform: c.platform,
+            device_id: c.did,
+            uid: c.uid,
+            roles: c.roles,
+            ext: c.ext,
+            device_type: c
+                .dvt
+                .unwrap_or_else(|| crate::config::defaults::DEVICE_TYPE.to_owned()),
+            session_user: c.usr,
+            phone: c.phone_number,
+        },
+        sid: c.sid,
+        jti: c.jti,
+        exp: c.exp,
+    }
+}
+
 /// Builds the identity headers of verified claims; `None` if a value cannot
 /// be a header (never true of tokens this gateway issued).
 fn identity(c: &Claims, generation: u64) -> Option<Identity> {
@@ -572,6 +595,9 @@ fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     }
     if let Some(d) = &c.dvt {
         headers.push((header::DEVICE_TYPE, v(d)?));
+    }
+    if let Some(p) = &c.phone_number {
+        headers.push((header::PHONE, v(p)?));
     }
     if !c.roles.is_empty() {
         if !c.roles.iter().all(|r| crate::config::is_role_name(r)) {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use super::{Begun, NewSession, Redeemed, SessionInfo, SessionStore, Unavailable, MAX_LISTED};
-use crate::config::OnLimit;
+use crate::config::{OnLimit, Secret};
 use crate::tokens::now_secs;
 
 /// Revoked sessions remembered per user, to answer "session revoked".
@@ -40,6 +40,7 @@ struct Session {
     prev: Option<(Box<str>, Instant)>,
     device_type: Box<str>,
     device_id: Option<Box<str>>,
+    session_key: Option<Secret>,
     created: u64,
     refreshed: u64,
     /// Wall-clock order of logins within one second.
@@ -205,6 +206,7 @@ impl SessionStore for MemoryStore {
                     prev: None,
                     device_type: new.device_type.into(),
                     device_id: new.device_id.map(Into::into),
+                    session_key: new.session_key.map(|k| Secret::new(k.to_owned())),
                     created: secs,
                     refreshed: secs,
                     seq,
@@ -252,6 +254,38 @@ impl SessionStore for MemoryStore {
             u.revoke(sid, now + ttl);
             (Redeemed::Reused, true)
         }))
+    }
+
+    async fn reissue(
+        &self,
+        user: &str,
+        sid: &str,
+        next: &str,
+        ttl: Duration,
+    ) -> Result<bool, Unavailable> {
+        Ok(self.with_user(user, ttl, |u| {
+            let now = Instant::now();
+            let Some(s) = u.live.get_mut(sid) else {
+                return (false, false);
+            };
+            let current = std::mem::replace(&mut s.jti, next.into());
+            s.prev = Some((current, now));
+            s.refreshed = now_secs();
+            s.expires = now + ttl;
+            (true, true)
+        }))
+    }
+
+    async fn session_key(&self, user: &str, sid: &str) -> Result<Option<Secret>, Unavailable> {
+        let Some(slot) = self.users.get(user) else {
+            return Ok(None);
+        };
+        let u = lock(&slot.user);
+        let now = Instant::now();
+        Ok(u.live
+            .get(sid)
+            .filter(|s| s.expires > now)
+            .and_then(|s| s.session_key.clone()))
     }
 
     async fn end(

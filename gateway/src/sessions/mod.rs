@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::OnLimit;
+use crate::config::{OnLimit, Secret};
 
 /// What redeeming a refresh token did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,10 @@ pub struct NewSession<'a> {
     pub limit: u32,
     /// What to do when the class is full.
     pub on_limit: OnLimit,
+    /// The platform's session key (WeChat's `session_key`), kept with the
+    /// session for decrypting the user's data; it never leaves the store
+    /// but for that.
+    pub session_key: Option<&'a str>,
 }
 
 /// One live session, as `GET /auth/sessions` and the admin API list it.
@@ -147,6 +151,26 @@ pub trait SessionStore: Send + Sync {
         sid: Option<&str>,
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Vec<String>, Unavailable>> + Send;
+
+    /// Makes `next` the redeemable refresh token of `user`'s live session
+    /// `sid`, without a refresh token presented: for a new pair in the same
+    /// session (a phone number verified, a login code retried). The token
+    /// it replaces counts as just redeemed (so `reuse_grace` covers a client
+    /// that lost the answer). `false`: the session is not live.
+    fn reissue(
+        &self,
+        user: &str,
+        sid: &str,
+        next: &str,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<bool, Unavailable>> + Send;
+
+    /// The platform session key kept with `user`'s live session `sid`.
+    fn session_key(
+        &self,
+        user: &str,
+        sid: &str,
+    ) -> impl std::future::Future<Output = Result<Option<Secret>, Unavailable>> + Send;
 
     /// `user`'s live sessions, newest first, at most [`MAX_LISTED`].
     fn list(
@@ -245,6 +269,26 @@ impl SessionStore for Store {
         match self {
             Store::Memory(s) => s.end(user, sid, ttl).await,
             Store::Redis(s) => s.end(user, sid, ttl).await,
+        }
+    }
+
+    async fn reissue(
+        &self,
+        user: &str,
+        sid: &str,
+        next: &str,
+        ttl: Duration,
+    ) -> Result<bool, Unavailable> {
+        match self {
+            Store::Memory(s) => s.reissue(user, sid, next, ttl).await,
+            Store::Redis(s) => s.reissue(user, sid, next, ttl).await,
+        }
+    }
+
+    async fn session_key(&self, user: &str, sid: &str) -> Result<Option<Secret>, Unavailable> {
+        match self {
+            Store::Memory(s) => s.session_key(user, sid).await,
+            Store::Redis(s) => s.session_key(user, sid).await,
         }
     }
 

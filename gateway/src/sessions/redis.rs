@@ -43,7 +43,7 @@ use super::revoked::{now_ms, RevokedSet};
 use super::{
     Begun, NewSession, Redeemed, SessionInfo, SessionStore, SetupError, Unavailable, MAX_LISTED,
 };
-use crate::config::OnLimit;
+use crate::config::{OnLimit, Secret};
 use crate::metrics::Resync;
 
 /// The sorted set of ended sessions, and the channel announcing them.
@@ -106,6 +106,7 @@ end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[3], 'jti', ARGV[2], 'state', 'live', 'dvt', ARGV[3], 'did', ARGV[4],
   'created', created, 'refreshed', now)
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[3], 'sk', ARGV[9]) end
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
@@ -114,6 +115,23 @@ if limit > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 return out
+";
+
+/// A new redeemable token for a live session, the current one counting as
+/// just redeemed. KEYS[1] index, KEYS[2] session. ARGV: 1 sid, 2
+/// successor, 3 ttl ms, 4 class key prefix. Returns 1, or 0 if not live.
+const REISSUE: &str = r"
+local h = redis.call('HMGET', KEYS[2], 'state', 'jti', 'dvt')
+if h[1] ~= 'live' then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('HSET', KEYS[2], 'prev', h[2], 'prev_at', now, 'jti', ARGV[2], 'refreshed', now)
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', ARGV[4] .. (h[3] or ''), ttl)
+return 1
 ";
 
 /// KEYS[1] index, KEYS[2] session.
@@ -247,6 +265,7 @@ pub struct RedisStore {
     grace_ms: u64,
     begin: Script,
     redeem: Script,
+    reissue: Script,
     end: Script,
     list: Script,
 }
@@ -356,6 +375,7 @@ impl RedisStore {
             grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
             begin: Script::new(BEGIN),
             redeem: Script::new(REDEEM),
+            reissue: Script::new(REISSUE),
             end: Script::new(END),
             list: Script::new(LIST),
         }
@@ -494,7 +514,8 @@ impl SessionStore for RedisStore {
             } else {
                 "0"
             })
-            .arg(&keys.session_prefix);
+            .arg(&keys.session_prefix)
+            .arg(new.session_key.unwrap_or(""));
         let out: Vec<Value> = self.call("begin", inv.invoke_async(&mut con)).await?;
         let mut out = out.into_iter();
         match out.next() {
@@ -531,6 +552,35 @@ impl SessionStore for RedisStore {
             3 => Redeemed::Reused,
             1 => Redeemed::Revoked,
             _ => Redeemed::Unknown,
+        })
+    }
+
+    async fn reissue(
+        &self,
+        user: &str,
+        sid: &str,
+        next: &str,
+        ttl: Duration,
+    ) -> Result<bool, Unavailable> {
+        let keys = Keys::of(user);
+        let mut con = self.con().await?;
+        let mut inv = self.reissue.prepare_invoke();
+        inv.key(&keys.index).key(keys.session(sid));
+        inv.arg(sid).arg(next).arg(ms(ttl)).arg(&keys.class_prefix);
+        let done: i64 = self.call("reissue", inv.invoke_async(&mut con)).await?;
+        Ok(done == 1)
+    }
+
+    async fn session_key(&self, user: &str, sid: &str) -> Result<Option<Secret>, Unavailable> {
+        let keys = Keys::of(user);
+        let mut con = self.con().await?;
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(keys.session(sid)).arg("state").arg("sk");
+        let (state, key): (Option<String>, Option<String>) =
+            self.call("session_key", cmd.query_async(&mut con)).await?;
+        Ok(match (state.as_deref(), key) {
+            (Some("live"), Some(k)) if !k.is_empty() => Some(Secret::new(k)),
+            _ => None,
         })
     }
 

@@ -50,6 +50,20 @@ impl WxError {
         }
     }
 
+    /// The contract's error for a failed WeChat call: a refused code is the
+    /// client's, the rest are the platform's.
+    pub fn into_api(self) -> crate::error::ApiError {
+        use crate::error::ApiError;
+        match self {
+            WxError::InvalidCode => ApiError::InvalidCode,
+            WxError::RateLimited => ApiError::RateLimited(60),
+            WxError::RiskyUser => ApiError::RiskyUser,
+            WxError::Busy => ApiError::ProviderUnavailable,
+            WxError::Timeout => ApiError::ProviderTimeout,
+            WxError::TokenRejected | WxError::Unusable => ApiError::ProviderError,
+        }
+    }
+
     /// A short stable name, for logs and metric labels.
     pub fn label(self) -> &'static str {
         match self {
