@@ -27,6 +27,7 @@ use crate::enrich::{merge_roles, Ask, Event, Refused};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::metrics::{Own, Refusal, SessionOp};
+use crate::providers::Login;
 use crate::routes::check_path;
 use crate::sessions::{Redeemed, SessionStore as _};
 use crate::tokens::{random_id, Subject, TokenPair};
@@ -173,17 +174,32 @@ struct LoginBody {
     code: Option<String>,
     appid: Option<String>,
     device_id: Option<String>,
+    anonymous_code: Option<String>,
 }
 
 /// A checked login request.
 #[derive(Debug)]
 pub struct LoginRequest {
-    /// The `wx.login()` code: 1 to [`MAX_CODE`] bytes.
+    /// The login code (`wx.login()`'s, `my.getAuthCode()`'s `authCode`…):
+    /// 1 to [`MAX_CODE`] bytes.
     pub code: String,
     /// Which provider, when several are configured.
     pub appid: Option<String>,
     /// A device id fit for a header, if sent.
     pub device_id: Option<String>,
+    /// Douyin's `anonymousCode` (1 to [`MAX_CODE`] bytes), if sent; other
+    /// platforms ignore it.
+    pub anonymous_code: Option<String>,
+}
+
+impl LoginRequest {
+    /// What the provider is asked to trade.
+    pub fn login(&self) -> Login<'_> {
+        Login {
+            code: &self.code,
+            anonymous_code: self.anonymous_code.as_deref(),
+        }
+    }
 }
 
 /// Parses and checks a login body.
@@ -196,6 +212,15 @@ pub fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
     if code.len() > MAX_CODE {
         return Err(ApiError::InvalidRequest("code is too long"));
     }
+    if body
+        .anonymous_code
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > MAX_CODE)
+    {
+        return Err(ApiError::InvalidRequest(
+            "anonymous_code must be 1-256 bytes when sent",
+        ));
+    }
     if let Some(d) = &body.device_id {
         if !is_header_safe(d, 128) {
             return Err(ApiError::InvalidRequest(
@@ -207,6 +232,7 @@ pub fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
         code,
         appid: body.appid,
         device_id: body.device_id,
+        anonymous_code: body.anonymous_code,
     })
 }
 
@@ -221,10 +247,9 @@ pub async fn login(
         .check(client)
         .map_err(ApiError::TooManyLogins)?;
     let body = parse_login(&read_body(gw, req).await?)?;
-    let code = body.code;
     let provider = gw.providers.pick(body.appid.as_deref())?;
     let started = std::time::Instant::now();
-    let exchanged = provider.exchange(&code).await;
+    let exchanged = provider.exchange(&body.login()).await;
     let metrics = gw.metrics.exchange(provider.platform);
     if let Some(m) = metrics {
         m.latency.record(started.elapsed().as_secs_f64());
@@ -252,8 +277,9 @@ pub async fn login(
         .begin(&sid, &refresh_jti, gw.tokens.refresh_ttl())
         .await
         .map_err(|_| store_down(gw, SessionOp::Login))?;
-    let pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
-    tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, "login");
+    let mut pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
+    pair.anonymous_openid = session.anonymous_openid;
+    tracing::info!(appid = %subject.appid, platform = %subject.platform, sub = %subject.openid, sid = %sid, "login");
     Ok(token_response(&pair))
 }
 

@@ -96,8 +96,12 @@ impl Gateway {
     /// Builds the gateway of `config` around its key store.
     pub fn new(config: &Config, store: KeyStore) -> Result<Gateway, StartError> {
         let store = Arc::new(store);
-        let mut platforms: Vec<_> = config.providers.iter().map(|p| p.platform).collect();
-        platforms.dedup();
+        let mut platforms = Vec::new();
+        for p in &config.providers {
+            if !platforms.contains(&p.platform) {
+                platforms.push(p.platform);
+            }
+        }
         let metrics = Metrics::new(&config.routes, &platforms);
         let server = &config.server;
         Ok(Gateway {
