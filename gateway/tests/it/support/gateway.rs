@@ -21,6 +21,8 @@ pub struct Setup {
     pub access_ttl: &'static str,
     pub wechat_timeout: &'static str,
     pub upstream_timeout: &'static str,
+    /// `[tokens] leeway`.
+    pub leeway: &'static str,
     pub reload_interval: &'static str,
     pub two_providers: bool,
     /// Share an existing key directory instead of making one.
@@ -47,6 +49,7 @@ impl Default for Setup {
             access_ttl: "15m",
             wechat_timeout: "1s",
             upstream_timeout: "1s",
+            leeway: "5s",
             reload_interval: "10s",
             two_providers: false,
             keys_dir: None,
@@ -99,7 +102,7 @@ issuer = "{issuer}"
 audience = {audience}
 access_ttl = "{access_ttl}"
 refresh_ttl = "30d"
-leeway = "5s"
+leeway = "{leeway}"
 
 [keys]
 dir = "{keys}"
@@ -149,6 +152,7 @@ timeout = "{ut}"
         issuer = setup.issuer,
         audience = setup.audience,
         access_ttl = setup.access_ttl,
+        leeway = setup.leeway,
         keys = keys_dir.display(),
         wt = setup.wechat_timeout,
         ut = setup.upstream_timeout,
@@ -156,8 +160,19 @@ timeout = "{ut}"
     )
 }
 
+/// The secrets the test configs name in `secret_env`.
+pub const TEST_SECRETS: [(&str, &str); 4] = [
+    ("TEST_WECHAT_SECRET", SECRET),
+    ("TEST_QQ_SECRET", super::QQ_SECRET),
+    ("TEST_DOUYIN_SECRET", super::DOUYIN_SECRET),
+    ("TEST_BAIDU_SECRET", super::BAIDU_SECRET),
+];
+
 pub fn test_env(name: &str) -> Option<String> {
-    (name == "TEST_WECHAT_SECRET").then(|| SECRET.to_owned())
+    TEST_SECRETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| (*s).to_owned())
 }
 
 /// Makes a key directory with a fresh set.

@@ -29,7 +29,7 @@ fn plain(
     res
 }
 
-/// The stand-in WeChat. Codes choose the answer:
+/// The stand-in WeChat (and QQ, for `QQ_APPID`). Codes choose the answer:
 /// `err:N` errcode N; `slow` answers after 3 s; `notjson`; `noopenid`;
 /// `http500`; `badopenid`; `union:X` adds unionid X; anything else logs in
 /// with an openid derived from the code.
@@ -69,9 +69,14 @@ pub async fn wechat() -> WeChat {
             if req.method() != http::Method::GET || req.uri().path() != "/sns/jscode2session" {
                 return plain(StatusCode::NOT_FOUND, "text/html", "<html>404</html>");
             }
-            let app_ok = matches!(param("appid").as_deref(), Some(APPID | APPID2));
-            if !app_ok
-                || param("secret").as_deref() != Some(SECRET)
+            // QQ speaks this wire too, with its own app and secret.
+            let secret = match param("appid").as_deref() {
+                Some(APPID | APPID2) => Some(SECRET),
+                Some(super::QQ_APPID) => Some(super::QQ_SECRET),
+                _ => None,
+            };
+            if secret.is_none()
+                || param("secret").as_deref() != secret
                 || param("grant_type").as_deref() != Some("authorization_code")
             {
                 return json(serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}));
