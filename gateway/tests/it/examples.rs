@@ -77,11 +77,20 @@ async fn the_miniprogram_client_works_through_a_real_gateway() {
     for s in &seen {
         assert_eq!(s.headers["x-auth-platform"], "wechat");
         assert_eq!(s.headers["x-auth-openid"], seen[0].headers["x-auth-openid"]);
-        assert_eq!(s.headers["x-auth-session"], seen[0].headers["x-auth-session"]);
+        assert_eq!(
+            s.headers["x-auth-session"],
+            seen[0].headers["x-auth-session"]
+        );
     }
-    let tokens: std::collections::HashSet<_> =
-        seen.iter().map(|s| s.headers["x-auth-token-id"].clone()).collect();
-    assert_eq!(tokens.len(), 3, "three access tokens: the login's and two refreshes'");
+    let tokens: std::collections::HashSet<_> = seen
+        .iter()
+        .map(|s| s.headers["x-auth-token-id"].clone())
+        .collect();
+    assert_eq!(
+        tokens.len(),
+        3,
+        "three access tokens: the login's and two refreshes'"
+    );
 }
 
 #[test]
@@ -107,7 +116,12 @@ fn the_miniprogram_client_packs_and_installs_as_a_package() {
     std::fs::create_dir(&packs).unwrap();
     let listing = npm(
         &examples().join("miniprogram"),
-        &["pack", "--json", "--pack-destination", packs.to_str().unwrap()],
+        &[
+            "pack",
+            "--json",
+            "--pack-destination",
+            packs.to_str().unwrap(),
+        ],
     );
     let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
     let pack = &listing[0];
@@ -121,7 +135,13 @@ fn the_miniprogram_client_packs_and_installs_as_a_package() {
     files.sort();
     assert_eq!(
         files,
-        ["README.md", "minigate.d.ts", "minigate.js", "minigate.mjs", "package.json"],
+        [
+            "README.md",
+            "minigate.d.ts",
+            "minigate.js",
+            "minigate.mjs",
+            "package.json"
+        ],
         "only the client, its types and its README are shipped"
     );
     let tarball = packs.join(pack["filename"].as_str().unwrap());
@@ -133,7 +153,13 @@ fn the_miniprogram_client_packs_and_installs_as_a_package() {
     std::fs::write(app.join("package.json"), r#"{"name":"app","private":true}"#).unwrap();
     npm(
         &app,
-        &["install", "--offline", "--no-audit", "--no-fund", tarball.to_str().unwrap()],
+        &[
+            "install",
+            "--offline",
+            "--no-audit",
+            "--no-fund",
+            tarball.to_str().unwrap(),
+        ],
     );
     let installed = app.join("node_modules/minigate-client");
     assert!(installed.join("minigate.d.ts").exists());
@@ -256,21 +282,38 @@ async fn the_jwks_verifying_service_accepts_exactly_the_gateways_tokens() {
 
 #[test]
 fn every_config_example_is_valid() {
+    use std::os::unix::fs::PermissionsExt as _;
     let env = |name: &str| Some(format!("secret-of-{name}"));
     let dir = examples().join("config");
+    // Key files of the Alipay example, from the TEST-ONLY fixtures.
+    let keys = tempfile::tempdir().unwrap();
+    let private = keys.path().join("app.pem");
+    std::fs::copy(alipay_fixtures().join("app.pk8.pem"), &private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let public = alipay_fixtures().join("alipay.spki.pem");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        // secret_file paths do not exist here: swap them for an env secret.
-        let text = text.replace(
-            "secret_file = \"/run/secrets/games-app-secret\"",
-            "secret_env = \"GAMES_APP_SECRET\"",
-        );
+        // secret_file and key paths do not exist here: swap them for an env
+        // secret and the fixtures.
+        let text = text
+            .replace(
+                "secret_file = \"/run/secrets/games-app-secret\"",
+                "secret_env = \"GAMES_APP_SECRET\"",
+            )
+            .replace(
+                "/run/secrets/alipay/app-private-key.pem",
+                private.to_str().unwrap(),
+            )
+            .replace(
+                "/etc/minigate/alipay-public-key.pem",
+                public.to_str().unwrap(),
+            );
         if let Err(e) = minigate::config::Config::from_toml(&text, &env) {
             panic!("{}: {e}", path.display());
         }
         n += 1;
     }
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
 }
