@@ -121,3 +121,43 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Session
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_map_onto_the_error_table() {
+        let ok = StatusCode::OK;
+        for body in [
+            &br#"{"openid":"o","session_key":"k"}"#[..],
+            br#"{"errno":0,"error":"","openid":"o","session_key":"k"}"#,
+            br#"{"errno":"0","openid":"o","session_key":"k"}"#,
+        ] {
+            let s = interpret("a", ok, body).unwrap();
+            assert_eq!((s.openid.as_str(), s.unionid), ("o", None));
+        }
+        use ExchangeError::*;
+        for (status, body, want) in [
+            (
+                StatusCode::BAD_REQUEST,
+                &br#"{"errno":40001,"error":"invalid_grant","error_description":"x"}"#[..],
+                InvalidCode,
+            ),
+            (ok, br#"{"error":"invalid_grant"}"#, InvalidCode),
+            (ok, br#"{"errno":1,"error":"invalid_client"}"#, Unusable),
+            (ok, br#"{"errno":2,"openid":"o","session_key":"k"}"#, Unusable),
+            (ok, br#"{"errno":[],"openid":"o","session_key":"k"}"#, Unusable),
+            (StatusCode::BAD_REQUEST, br#"{"openid":"o","session_key":"k"}"#, Unusable),
+            (ok, br#"{"openid":"o"}"#, Unusable),
+            (ok, b"", Unusable),
+        ] {
+            assert_eq!(
+                interpret("a", status, body).unwrap_err(),
+                want,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

@@ -126,3 +126,41 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Session
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_map_onto_the_error_table() {
+        let ok = StatusCode::OK;
+        let s = interpret(
+            "a",
+            ok,
+            br#"{"err_no":0,"err_tips":"success","data":{"openid":"o","session_key":"k","unionid":"","anonymous_openid":"an"}}"#,
+        )
+        .unwrap();
+        assert_eq!((s.openid.as_str(), s.unionid), ("o", None));
+        assert_eq!(s.anonymous_openid.as_deref(), Some("an"));
+        use ExchangeError::*;
+        for (status, body, want) in [
+            (ok, &br#"{"err_no":40018,"err_tips":"bad code","data":null}"#[..], InvalidCode),
+            (ok, br#"{"err_no":40019,"data":{}}"#, InvalidCode),
+            (StatusCode::BAD_REQUEST, br#"{"err_no":40018}"#, InvalidCode),
+            (ok, br#"{"err_no":-1}"#, Unavailable),
+            (ok, br#"{"err_no":40014}"#, Unusable),
+            (ok, br#"{"err_no":0,"data":{"openid":"","session_key":"k"}}"#, Unusable),
+            (ok, br#"{"err_no":0}"#, Unusable),
+            (StatusCode::BAD_REQUEST, br#"{"err_no":0,"data":{"openid":"o","session_key":"k"}}"#, Unusable),
+            (ok, br#"{"data":{"openid":"o","session_key":"k"}}"#, Unusable),
+            (ok, b"<html>", Unusable),
+        ] {
+            assert_eq!(
+                interpret("a", status, body).unwrap_err(),
+                want,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
