@@ -3,7 +3,7 @@
 //! Dev mode runs the real gateway (real platform client, real token code,
 //! real proxy) against two built-in neighbours on 127.0.0.1: a stand-in for
 //! the code exchange of one platform (`--platform`, WeChat by default) that
-//! speaks its wire format and accepts any code ([`standins`]), and a demo
+//! speaks its wire format and accepts any code (`standins`), and a demo
 //! upstream that echoes the identity headers it received. Keys are generated
 //! in memory and gone at exit. None of this is reachable without `--dev`:
 //! the stand-ins exist only inside [`start`].

@@ -6,7 +6,7 @@
 //! request it sends, and how its answer maps onto a [`Session`] or an
 //! [`ExchangeError`]). The registry below lists the files; config parsing,
 //! metrics, the error table and `config check` read the platform from it, so
-//! adding a platform is its file plus one name in [`platforms!`].
+//! adding a platform is its file plus one name in `platforms!` below.
 //!
 //! What every platform shares is done once here, by [`Provider`]: the
 //! timeout, redirects refused, transport errors classified without ever
