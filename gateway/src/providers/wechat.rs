@@ -24,7 +24,7 @@ pub static PLATFORM: PlatformSpec = PlatformSpec {
     build: |config| Ok(Box::new(WeChat::new(config)?)),
 };
 
-/// A client for one mini-program's code exchange.
+/// A client for one mini-program's code exchange (QQ's too: same wire).
 pub struct WeChat {
     appid: String,
     secret: Secret,
@@ -75,7 +75,7 @@ impl Exchange for WeChat {
 
     fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError> {
         if !status.is_success() {
-            tracing::warn!(appid = %self.appid, status = status.as_u16(), "WeChat answered with an HTTP error");
+            tracing::warn!(appid = %self.appid, status = status.as_u16(), "jscode2session answered with an HTTP error");
             return Err(ExchangeError::Unusable);
         }
         interpret(&self.appid, body)
