@@ -65,6 +65,7 @@ fn issue(c: &mut Criterion) {
         ext: Default::default(),
         device_type: "phone".into(),
         session_user: None,
+        phone: None,
     };
     for (alg, name) in ALGS {
         let t = tokens(key_set(alg), 16);

@@ -1,21 +1,27 @@
-// minigate client for WeChat mini-programs: copy this file into your
-// mini-program and call every API through `client.request`.
+// minigate-client: the mini-program side of minigate, for every super-app
+// minigate speaks to (WeChat, QQ, Douyin, Baidu, Alipay) and for Taro and
+// uni-app. Call every API through `client.request`.
 //
-//   const { createClient } = require('./minigate.js');
-//   const client = createClient({ baseUrl: 'https://api.example.com', appid: 'wx0123456789abcdef' });
+//   const { createClient } = require('minigate-client');   // or import
+//   const client = createClient({ baseUrl: 'https://api.example.com', appid: 'wx0123456789abcdef', api: wx });
 //   const res = await client.request({ url: '/api/orders', method: 'GET' });
 //
+// `api` is the platform's API object: `wx`, `qq`, `tt` (Douyin), `swan`
+// (Baidu), `my` (Alipay), or Taro / uni (`Taro`, `uni`). Left out, the
+// first of those found as a global is used.
+//
 // What it does:
-// - logs in with wx.login() -> POST /auth/login when it has no tokens;
-// - keeps the tokens with wx.setStorageSync, so they survive restarts;
+// - logs in when it has no tokens: a login code from the platform (`login()`,
+//   or Alipay's `my.getAuthCode()`, whose `authCode` is the code; Douyin's
+//   `anonymousCode` goes along) -> POST /auth/login;
+// - keeps the tokens in the platform's storage, so they survive restarts;
 // - sends `Authorization: Bearer <access token>` on every request;
 // - on a 401, runs ONE refresh (POST /auth/refresh) shared by every request
 //   in flight, then retries each of them once with the new token;
 // - when the refresh is refused (expired, revoked, reused: 400
 //   invalid_grant), logs in afresh and retries;
-// - opens WebSockets (client.connectSocket, wx.connectSocket underneath) with
-//   the same Authorization header, renewing first if the access token is
-//   about to expire.
+// - opens WebSockets (client.connectSocket) with the same Authorization
+//   header, renewing first if the access token is about to expire.
 // Refresh tokens are single-use on the gateway: two refreshes of one token
 // would revoke the session, which is why refreshing is shared, never
 // concurrent.
@@ -26,41 +32,96 @@ const DEFAULT_STORAGE_KEY = 'minigate.tokens';
 // A socket's token is checked once, at the handshake: renew before opening
 // one if the access token has less than this left.
 const SOCKET_MARGIN_MS = 30 * 1000;
+// The platforms' API objects, in the order they are looked for as globals.
+const GLOBALS = ['wx', 'qq', 'tt', 'swan', 'my', 'Taro', 'uni'];
+
+function findApi() {
+  for (const name of GLOBALS) {
+    if (typeof globalThis[name] === 'object' && globalThis[name]) return globalThis[name];
+  }
+  throw new Error('minigate: pass the platform API object as `api` (wx, qq, tt, swan, my, Taro or uni)');
+}
+
+// Alipay's own `my` differs: a login code comes from getAuthCode as
+// `authCode`, requests take `headers` and answer `status`/`headers` (and
+// call `fail` for an HTTP error status), and storage takes `{ key, data }`.
+// Taro and uni-app smooth this over, so they are used like `wx` everywhere.
+function isAlipay(api, platform) {
+  if (platform) return platform === 'alipay';
+  return typeof api.getAuthCode === 'function' && typeof api.login !== 'function';
+}
+
+function adapt(api, alipay) {
+  const call = (fn, opts) =>
+    new Promise((resolve, reject) => {
+      api[fn]({ ...opts, success: resolve, fail: reject });
+    });
+  // A failure that carries an HTTP status is an answer, not a network error.
+  const answer = (res) => ({
+    statusCode: res.statusCode !== undefined ? res.statusCode : res.status,
+    data: res.data,
+    header: res.header || res.headers || {},
+  });
+  return {
+    async code() {
+      if (alipay) {
+        const res = await call('getAuthCode', { scopes: 'auth_base' });
+        return { code: res.authCode || res.code };
+      }
+      const res = await call('login', {});
+      return { code: res.code, anonymousCode: res.anonymousCode };
+    },
+    request(opts) {
+      const { header, ...rest } = opts;
+      const req = alipay ? { ...rest, headers: header } : opts;
+      if (alipay && req.data !== undefined && typeof req.data !== 'string') {
+        req.data = JSON.stringify(req.data);
+      }
+      return call('request', req).then(answer, (err) => {
+        if (err && (typeof err.status === 'number' || typeof err.statusCode === 'number')) return answer(err);
+        throw err;
+      });
+    },
+    load(key) {
+      return alipay ? (api.getStorageSync({ key }) || {}).data : api.getStorageSync(key);
+    },
+    save(key, value) {
+      if (alipay) api.setStorageSync({ key, data: value });
+      else api.setStorageSync(key, value);
+    },
+    remove(key) {
+      if (alipay) api.removeStorageSync({ key });
+      else api.removeStorageSync(key);
+    },
+    connectSocket(opts) {
+      return api.connectSocket(opts);
+    },
+  };
+}
 
 function createClient(options) {
-  const wx = options.wx || globalThis.wx;
+  const api = options.api || options.wx || findApi();
+  const platform = adapt(api, isAlipay(api, options.platform));
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
   const appid = options.appid;
   const storageKey = options.storageKey || DEFAULT_STORAGE_KEY;
+  const JSON_HEADER = { 'content-type': 'application/json' };
   let renewing = null; // the one login or refresh in flight, shared
 
   function raw(opts) {
-    return new Promise((resolve, reject) => {
-      wx.request({
-        ...opts,
-        url: opts.url.startsWith('http') ? opts.url : baseUrl + opts.url,
-        success: resolve,
-        fail: reject,
-      });
-    });
-  }
-
-  function wxLogin() {
-    return new Promise((resolve, reject) => {
-      wx.login({
-        success: (res) => (res.code ? resolve(res.code) : reject(new Error('wx.login gave no code'))),
-        fail: reject,
-      });
+    return platform.request({
+      ...opts,
+      url: /^https?:/.test(opts.url) ? opts.url : baseUrl + opts.url,
     });
   }
 
   function load() {
-    const stored = wx.getStorageSync(storageKey);
+    const stored = platform.load(storageKey);
     return stored && stored.access_token ? stored : null;
   }
 
   function save(tokens) {
-    wx.setStorageSync(storageKey, {
+    platform.save(storageKey, {
       access_token: tokens.access_token,
       refresh_token: tokens.refresh_token,
       openid: tokens.openid,
@@ -70,9 +131,12 @@ function createClient(options) {
   }
 
   async function login() {
-    const code = await wxLogin();
-    const data = appid ? { code, appid } : { code };
-    const res = await raw({ url: '/auth/login', method: 'POST', data, header: { 'content-type': 'application/json' } });
+    const { code, anonymousCode } = await platform.code();
+    if (!code) throw new Error('minigate: the platform gave no login code');
+    const data = { code };
+    if (appid) data.appid = appid;
+    if (anonymousCode) data.anonymous_code = anonymousCode;
+    const res = await raw({ url: '/auth/login', method: 'POST', data, header: JSON_HEADER });
     if (res.statusCode !== 200) {
       const err = new Error(`login failed: ${res.statusCode} ${res.data && res.data.error}`);
       err.response = res;
@@ -88,7 +152,7 @@ function createClient(options) {
         url: '/auth/refresh',
         method: 'POST',
         data: { refresh_token: tokens.refresh_token },
-        header: { 'content-type': 'application/json' },
+        header: JSON_HEADER,
       });
       if (res.statusCode === 200) return save(res.data);
       if (res.statusCode !== 400) {
@@ -125,28 +189,28 @@ function createClient(options) {
     return raw(withToken(opts, tokens));
   }
 
-  // wx.connectSocket sends headers, so the gateway authenticates the
-  // handshake like any request. A refused handshake does not tell the
-  // mini-program its status code, so rather than retry on 401 the token is
-  // renewed first when it is close to expiring. Returns wx's SocketTask.
+  // connectSocket sends headers, so the gateway authenticates the handshake
+  // like any request. A refused handshake does not tell the mini-program its
+  // status code, so rather than retry on 401 the token is renewed first when
+  // it is close to expiring. Returns the platform's SocketTask.
   async function connectSocket(opts) {
     let tokens = load();
     if (!tokens || (tokens.expires_at && tokens.expires_at - Date.now() < SOCKET_MARGIN_MS)) {
       tokens = await renew();
     }
     const url = /^wss?:/.test(opts.url) ? opts.url : baseUrl.replace(/^http/, 'ws') + opts.url;
-    return wx.connectSocket({ ...withToken(opts, tokens), url });
+    return platform.connectSocket({ ...withToken(opts, tokens), url });
   }
 
   async function logout() {
     const tokens = load();
-    wx.removeStorageSync(storageKey);
+    platform.remove(storageKey);
     if (tokens && tokens.refresh_token) {
       await raw({
         url: '/auth/logout',
         method: 'POST',
         data: { refresh_token: tokens.refresh_token },
-        header: { 'content-type': 'application/json' },
+        header: JSON_HEADER,
       });
     }
   }

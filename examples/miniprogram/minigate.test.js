@@ -1,6 +1,8 @@
 // Tests of minigate.js under node's test runner (`node --test`), with a
-// stubbed `wx` whose request() is served by a small fake of the gateway's
-// contract: single-use refresh tokens, 401 for stale access tokens.
+// stubbed platform API (`wx`, and below every other shape: qq, tt, swan,
+// Alipay's my, Taro, uni) whose request() is served by a small fake of the
+// gateway's contract: single-use refresh tokens, 401 for stale access
+// tokens. real-gateway.test.js drives the same client through a real one.
 'use strict';
 
 const test = require('node:test');
@@ -8,7 +10,7 @@ const assert = require('node:assert/strict');
 const { createClient } = require('./minigate.js');
 
 function fakeGateway() {
-  const state = { n: 0, logins: 0, refreshes: 0, validAccess: new Set(), validRefresh: new Set(), seen: [] };
+  const state = { n: 0, logins: 0, refreshes: 0, validAccess: new Set(), validRefresh: new Set(), seen: [], loginBodies: [] };
   const issue = () => {
     state.n += 1;
     const pair = { access_token: `at-${state.n}`, refresh_token: `rt-${state.n}`, openid: 'o-1', expires_in: 900 };
@@ -21,6 +23,7 @@ function fakeGateway() {
     state.seen.push(`${method || 'GET'} ${path}`);
     if (path === '/auth/login') {
       state.logins += 1;
+      state.loginBodies.push(data);
       return data.code ? { statusCode: 200, data: issue() } : { statusCode: 400, data: { error: 'invalid_request' } };
     }
     if (path === '/auth/refresh') {
@@ -137,4 +140,108 @@ test('a socket renews an access token about to expire before the handshake', asy
   assert.equal(gateway.state.refreshes, 1);
   assert.equal(task.opts.header.Authorization, 'Bearer at-2');
   assert.equal(task.opts.header['X-Room'], '7');
+});
+
+// The other platforms' API objects, each with its own calling conventions.
+function stubPlatform(gateway, shape) {
+  const storage = new Map();
+  let codes = 0;
+  const later = (fn) => setTimeout(fn, 5);
+  const wxLike = {
+    storage,
+    login: ({ success }) => setImmediate(() => success({ code: `${shape}-code-${++codes}` })),
+    request: (opts) => later(() => opts.success(gateway.handle(opts))),
+    getStorageSync: (k) => (storage.has(k) ? structuredClone(storage.get(k)) : ''),
+    setStorageSync: (k, v) => storage.set(k, structuredClone(v)),
+    removeStorageSync: (k) => storage.delete(k),
+  };
+  switch (shape) {
+    case 'tt':
+      // Douyin: an anonymousCode with every login.
+      return {
+        ...wxLike,
+        login: ({ success }) => setImmediate(() => success({ code: `tt-code-${++codes}`, anonymousCode: `tt-anon-${codes}`, isLogin: true })),
+      };
+    case 'my':
+      // Alipay: getAuthCode's authCode, `headers` and `status`, fail() on an
+      // HTTP error status, and storage taking { key, data }.
+      return {
+        storage,
+        scopes: [],
+        getAuthCode(opts) {
+          this.scopes.push(opts.scopes);
+          setImmediate(() => opts.success({ authCode: `my-code-${++codes}` }));
+        },
+        request: (opts) =>
+          later(() => {
+            assert.equal(opts.header, undefined, 'Alipay takes headers, not header');
+            const data = typeof opts.data === 'string' ? JSON.parse(opts.data) : opts.data;
+            const res = gateway.handle({ ...opts, data, header: opts.headers });
+            const answer = { status: res.statusCode, data: res.data, headers: {} };
+            if (res.statusCode >= 400) opts.fail({ error: 19, errorMessage: 'http status error', ...answer });
+            else opts.success(answer);
+          }),
+        getStorageSync: ({ key }) => ({ data: storage.has(key) ? structuredClone(storage.get(key)) : null }),
+        setStorageSync: ({ key, data }) => storage.set(key, structuredClone(data)),
+        removeStorageSync: ({ key }) => storage.delete(key),
+      };
+    case 'Taro':
+      // Taro: every call also returns a promise.
+      return {
+        ...wxLike,
+        login: (opts) => {
+          const p = Promise.resolve({ code: `taro-code-${++codes}`, errMsg: 'login:ok' });
+          p.then(opts.success);
+          return p;
+        },
+        request: (opts) => {
+          const p = new Promise((resolve) => later(() => resolve(gateway.handle(opts))));
+          p.then(opts.success);
+          return p;
+        },
+      };
+    default:
+      // wx, qq, swan, uni: wx's conventions.
+      return wxLike;
+  }
+}
+
+for (const shape of ['qq', 'tt', 'swan', 'my', 'Taro', 'uni']) {
+  test(`${shape}: login, bearer token, one shared refresh on 401, logout`, async () => {
+    const gateway = fakeGateway();
+    const api = stubPlatform(gateway, shape);
+    const client = createClient({ baseUrl: 'https://gw.test', appid: 'app-1', api });
+    const first = await client.request({ url: '/api/one' });
+    assert.equal(first.statusCode, 200);
+    assert.equal(first.data.auth, 'Bearer at-1');
+    assert.equal(gateway.state.logins, 1);
+    const body = gateway.state.loginBodies[0];
+    assert.match(body.code, /-code-1$/);
+    assert.equal(body.appid, 'app-1');
+    assert.equal(body.anonymous_code, shape === 'tt' ? 'tt-anon-1' : undefined);
+    if (shape === 'my') assert.deepEqual(api.scopes, ['auth_base']);
+    assert.equal(client.tokens().refresh_token, 'rt-1');
+
+    gateway.state.validAccess.clear();
+    const all = await Promise.all([1, 2, 3, 4].map((i) => client.request({ url: `/api/${i}` })));
+    assert.ok(all.every((r) => r.statusCode === 200 && r.data.auth === 'Bearer at-2'));
+    assert.equal(gateway.state.refreshes, 1, 'exactly one refresh');
+
+    await client.logout();
+    assert.equal(client.tokens(), null);
+    assert.ok(gateway.state.seen.includes('POST /auth/logout'));
+    assert.equal(gateway.state.validRefresh.size, 0);
+  });
+}
+
+test('a global platform object is found when none is passed', async () => {
+  const gateway = fakeGateway();
+  globalThis.swan = stubPlatform(gateway, 'swan');
+  try {
+    const client = createClient({ baseUrl: 'https://gw.test' });
+    assert.equal((await client.request({ url: '/api/x' })).statusCode, 200);
+    assert.match(gateway.state.loginBodies[0].code, /^swan-code-/);
+  } finally {
+    delete globalThis.swan;
+  }
 });

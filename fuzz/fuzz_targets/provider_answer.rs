@@ -1,5 +1,6 @@
-//! WeChat's `jscode2session` answer, from a hostile or broken upstream: any
-//! body maps to a session or a contract error, never a panic.
+//! WeChat's `jscode2session` answer (QQ's too: same shape, same parser), from
+//! a hostile or broken upstream: any body maps to a session or a contract
+//! error, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

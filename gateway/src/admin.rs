@@ -282,10 +282,14 @@ mod tests {
             "/admin/users/u/other",
             "/admin/users/u/sessions/s/x",
             "/admin/users/%zz/sessions",
-            "/admin/wechat/access_token",
+            "/admin/wechat/access_token/x",
         ] {
             assert_eq!(Admin::of(bad), None, "{bad}");
         }
+        assert_eq!(
+            Admin::of("/admin/wechat/access_token"),
+            Some(Admin::WeChatAccessToken)
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, Parser, Subcommand};
 use jwks::{Alg, KeySet};
 
-use crate::config::{parse_duration, redacted_url, Config, LogFormat};
+use crate::config::{parse_duration, redacted_url, Config, LogFormat, Platform};
 use crate::keys::KeyStore;
 use crate::server::shutdown_signal;
 
@@ -80,13 +80,26 @@ struct ServeArgs {
         conflicts_with = "dev"
     )]
     config: Option<PathBuf>,
-    /// Run on an embedded default: in-memory keys, a stand-in WeChat and a
-    /// demo upstream, all on 127.0.0.1. Not for production.
+    /// Run on an embedded default: in-memory keys, a stand-in platform
+    /// (WeChat unless --platform) and a demo upstream, all on 127.0.0.1.
+    /// Not for production.
     #[arg(long)]
     dev: bool,
     /// Listen here instead of the config's `listen` (dev: 127.0.0.1:8080).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// With --dev: the platform whose stand-in the demo mini-program logs
+    /// in at (wechat, qq, douyin, baidu, alipay). Default: wechat.
+    #[arg(long, value_name = "NAME", requires = "dev", value_parser = platform)]
+    platform: Option<Platform>,
+}
+
+/// A platform of the registry, by name.
+fn platform(name: &str) -> Result<Platform, String> {
+    Platform::named(name).ok_or_else(|| {
+        let known: Vec<&str> = Platform::all().map(Platform::name).collect();
+        format!("not a platform ({})", known.join(", "))
+    })
 }
 
 #[derive(Debug, Args)]
@@ -254,10 +267,14 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         return runtime()?.block_on(async {
-            let running = crate::dev::start(listen)
+            let platform = args
+                .platform
+                .or_else(|| Platform::named("wechat"))
+                .ok_or_else(|| bad("no platform"))?;
+            let running = crate::dev::start(listen, platform)
                 .await
                 .map_err(|e| Failure(1, e.to_string()))?;
-            say!("{}", crate::dev::walkthrough(running.addr));
+            say!("{}", crate::dev::walkthrough(running.addr, platform));
             tracing::info!(addr = %running.addr, "minigate dev mode listening");
             shutdown_signal().await;
             running.stop().await;
@@ -579,12 +596,12 @@ fn check(path: &Path) -> Result<(), Failure> {
     }
     for p in &config.providers {
         say!(
-            "provider  {} {} via {} (timeout {}), secret from {}",
+            "provider  {} {} via {} (timeout {}), {}",
             p.platform.name(),
             p.appid,
             redacted_url(&p.base_url),
             d(p.timeout),
-            p.secret_source
+            p.credentials
         );
     }
     for r in crate::routes::Routes::new(&config.routes, s.upstream_max_connections).iter() {

@@ -149,7 +149,8 @@ mod tests {
         Session {
             openid: "o1".into(),
             unionid: None,
-            session_key: Secret::new("k".into()),
+            session_key: Some(Secret::new("k".into())),
+            anonymous_openid: None,
         }
     }
 

@@ -28,6 +28,7 @@ use crate::enrich::{merge_roles, Ask, Event, Refused};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::metrics::{Own, Refusal, SessionOp};
+use crate::providers::Login;
 use crate::routes::check_path;
 use crate::sessions::{Begun, NewSession, Redeemed, SessionInfo, SessionStore as _};
 use crate::tokens::TokenError;
@@ -204,12 +205,14 @@ struct LoginBody {
     appid: Option<String>,
     device_id: Option<String>,
     device_type: Option<String>,
+    anonymous_code: Option<String>,
 }
 
 /// A checked login request.
 #[derive(Debug)]
 pub struct LoginRequest {
-    /// The `wx.login()` code: 1 to [`MAX_CODE`] bytes.
+    /// The login code (`wx.login()`'s, `my.getAuthCode()`'s `authCode`…):
+    /// 1 to [`MAX_CODE`] bytes.
     pub code: String,
     /// Which provider, when several are configured.
     pub appid: Option<String>,
@@ -218,6 +221,19 @@ pub struct LoginRequest {
     /// The device class named, if any: shaped like one (whether it is
     /// configured is the login's to check).
     pub device_type: Option<String>,
+    /// Douyin's `anonymousCode` (1 to [`MAX_CODE`] bytes), if sent; other
+    /// platforms ignore it.
+    pub anonymous_code: Option<String>,
+}
+
+impl LoginRequest {
+    /// What the provider is asked to trade.
+    pub fn login(&self) -> Login<'_> {
+        Login {
+            code: &self.code,
+            anonymous_code: self.anonymous_code.as_deref(),
+        }
+    }
 }
 
 /// Parses and checks a login body.
@@ -229,6 +245,15 @@ pub fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
     }
     if code.len() > MAX_CODE {
         return Err(ApiError::InvalidRequest("code is too long"));
+    }
+    if body
+        .anonymous_code
+        .as_ref()
+        .is_some_and(|c| c.is_empty() || c.len() > MAX_CODE)
+    {
+        return Err(ApiError::InvalidRequest(
+            "anonymous_code must be 1-256 bytes when sent",
+        ));
     }
     if let Some(d) = &body.device_id {
         if !is_header_safe(d, 128) {
@@ -247,6 +272,7 @@ pub fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
         appid: body.appid,
         device_id: body.device_id,
         device_type: body.device_type,
+        anonymous_code: body.anonymous_code,
     })
 }
 
@@ -262,15 +288,14 @@ pub async fn login(
         .map_err(ApiError::TooManyLogins)?;
     let body = parse_login(&read_body(gw, req).await?)?;
     let (device_type, limit) = device_class(gw, body.device_type.as_deref())?;
-    let code = body.code;
     let provider = gw.providers.pick(body.appid.as_deref())?;
     let metrics = gw.metrics.exchange(provider.platform);
     // One platform call for concurrent logins with this code.
     let (used, session) = gw
         .codes
-        .exchange(&provider.appid, &code, || async {
+        .exchange(&provider.appid, &body.code, || async {
             let started = std::time::Instant::now();
-            let exchanged = provider.exchange(&code).await;
+            let exchanged = provider.exchange(&body.login()).await;
             if let Some(m) = metrics {
                 m.latency.record(started.elapsed().as_secs_f64());
             }
@@ -308,7 +333,10 @@ pub async fn login(
                 &sid,
                 &refresh_jti,
                 limit,
-                Some(session.session_key.expose()),
+                session
+                    .session_key
+                    .as_ref()
+                    .map(crate::config::Secret::expose),
             )
             .await?;
             Ok::<_, ApiError>(Began {
@@ -337,6 +365,8 @@ pub async fn login(
         tracing::info!(appid = %began.subject.appid, sid = %began.sid, "login code retried: a new pair in its session");
         new_pair(gw, &began.subject, &began.sid).await?
     };
+    let mut pair = pair;
+    pair.anonymous_openid = session.anonymous_openid.clone();
     Ok(token_response(&pair))
 }
 

@@ -204,13 +204,13 @@ fn wechat_tokens(
     let apps = config
         .providers
         .iter()
-        .filter(|p| p.platform == Platform::WeChat)
+        .filter(|p| p.platform == Platform::wechat())
         .filter_map(|p| {
             let i = metrics.iter().position(|(appid, _)| *appid == p.appid)?;
             let (_, m) = metrics.swap_remove(i);
             let app = AppConfig {
                 appid: &p.appid,
-                secret: &p.secret,
+                secret: p.secret()?,
                 base_url: &p.base_url,
                 timeout: p.timeout,
             };

@@ -10,7 +10,8 @@
 //! [`tunnel`] relays WebSockets.
 //!
 //! Logins, refreshes and logouts are served by [`endpoints`], with
-//! [`providers`] doing the code exchange, [`sessions`] remembering which
+//! [`providers`] doing the code exchange (one file per platform, [`rsa2`]
+//! signing Alipay's calls), [`sessions`] remembering which
 //! refresh token may be redeemed next, and [`limits`] keeping one client
 //! from burning the app's login quota or holding every slot. [`config`]
 //! turns the TOML file into checked values, [`keys`] holds the key set,
@@ -36,6 +37,7 @@ pub mod pipeline;
 pub mod providers;
 pub mod proxy;
 pub mod routes;
+pub mod rsa2;
 pub mod server;
 pub mod sessions;
 pub mod tls;

@@ -443,8 +443,12 @@ impl Metrics {
     /// Registers every series of a gateway with this config.
     pub fn new(config: &Config) -> Metrics {
         let routes = &config.routes;
-        let mut platforms: Vec<Platform> = config.providers.iter().map(|p| p.platform).collect();
-        platforms.dedup();
+        let mut platforms: Vec<Platform> = Vec::new();
+        for p in &config.providers {
+            if !platforms.contains(&p.platform) {
+                platforms.push(p.platform);
+            }
+        }
         let recorder = PrometheusBuilder::new()
             .set_buckets(&BUCKETS)
             .map(PrometheusBuilder::build_recorder)
@@ -514,7 +518,7 @@ impl Metrics {
         let wechat_tokens = config
             .providers
             .iter()
-            .filter(|p| p.platform == Platform::WeChat)
+            .filter(|p| p.platform == Platform::wechat())
             .map(|p| {
                 let app = metrics::Label::new("appid", p.appid.clone());
                 let m = TokenMetrics {

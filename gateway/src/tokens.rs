@@ -117,6 +117,10 @@ pub struct TokenPair {
     /// The user's unionid, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unionid: Option<String>,
+    /// At a Douyin login that sent `anonymous_code`: Douyin's id of the
+    /// anonymous user it names, so the app can carry that user's data over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous_openid: Option<String>,
 }
 
 /// A verified access token, as the proxy needs it.
@@ -461,6 +465,7 @@ impl Tokens {
             refresh_expires_in: refresh_ttl,
             openid: who.openid.clone(),
             unionid: who.unionid.clone(),
+            anonymous_openid: None,
         })
     }
 

@@ -119,6 +119,49 @@ fn pkcs1_of_pkcs8(pkcs8: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// The DER of the OID rsaEncryption (1.2.840.113549.1.1.1).
+const RSA_ENCRYPTION: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// The PKCS#1 `RSAPublicKey` inside an X.509 `SubjectPublicKeyInfo` (RFC
+/// 5280; a PEM `PUBLIC KEY`): SEQUENCE { SEQUENCE { OID rsaEncryption, NULL },
+/// BIT STRING }. ring verifies RSA signatures with the inner key only. `None`
+/// for anything else: another algorithm, trailing bytes, unused bits.
+pub fn rsa_public_key_of_spki(spki: &[u8]) -> Option<&[u8]> {
+    let (0x30, info, []) = der_element(spki)? else {
+        return None;
+    };
+    let (0x30, algorithm, rest) = der_element(info)? else {
+        return None;
+    };
+    let (0x06, oid, params) = der_element(algorithm)? else {
+        return None;
+    };
+    if oid != RSA_ENCRYPTION || !matches!(params, [] | [0x05, 0x00]) {
+        return None;
+    }
+    match der_element(rest)? {
+        (0x03, [0x00, key @ ..], []) => Some(key),
+        _ => None,
+    }
+}
+
+/// The size in bits of the modulus of a PKCS#1 `RSAPublicKey`
+/// (SEQUENCE { INTEGER n, INTEGER e }), or `None` if it is not one.
+pub fn rsa_modulus_bits(rsa_public_key: &[u8]) -> Option<usize> {
+    let (0x30, key, []) = der_element(rsa_public_key)? else {
+        return None;
+    };
+    let (0x02, n, rest) = der_element(key)? else {
+        return None;
+    };
+    let (0x02, _, []) = der_element(rest)? else {
+        return None;
+    };
+    let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+    let first = *n.first()?;
+    Some(n.len() * 8 - first.leading_zeros() as usize)
+}
+
 impl Key {
     /// Makes a new key pair with ring's system random source.
     pub fn generate(alg: Alg) -> Result<Key, KeyError> {
@@ -304,6 +347,50 @@ mod tests {
         assert!(pkcs1_of_pkcs8(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
         assert!(pkcs1_of_pkcs8(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_none());
         assert!(Key::from_pkcs8(Alg::RS256, vec![0x30, 0x00]).is_err());
+    }
+
+    #[test]
+    fn the_rsa_public_key_inside_an_spki() {
+        // The SPKI of the test key, built around ring's RSAPublicKey.
+        let pkcs8 = B64.decode(RS256_PKCS8.trim()).unwrap();
+        let pair = signature::RsaKeyPair::from_pkcs8(&pkcs8).unwrap();
+        let inner = pair.public().as_ref();
+        let der = |tag: u8, body: &[u8]| {
+            let mut out = vec![tag];
+            match body.len() {
+                n if n < 0x80 => out.push(n as u8),
+                n if n < 0x100 => out.extend([0x81, n as u8]),
+                n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+            }
+            out.extend_from_slice(body);
+            out
+        };
+        let algorithm = [der(0x06, &RSA_ENCRYPTION), vec![0x05, 0x00]].concat();
+        let bits = [&[0x00][..], inner].concat();
+        let spki = der(0x30, &[der(0x30, &algorithm), der(0x03, &bits)].concat());
+        assert_eq!(rsa_public_key_of_spki(&spki), Some(inner));
+        assert_eq!(rsa_modulus_bits(inner), Some(2048));
+        assert_eq!(rsa_modulus_bits(&spki), None);
+        // Trailing bytes, unused bits, another algorithm: refused.
+        assert!(rsa_public_key_of_spki(&[spki.clone(), vec![0]].concat()).is_none());
+        let odd = der(
+            0x30,
+            &[
+                der(0x30, &algorithm),
+                der(0x03, &[&[0x01][..], inner].concat()),
+            ]
+            .concat(),
+        );
+        assert!(rsa_public_key_of_spki(&odd).is_none());
+        let ec = [
+            der(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]),
+            vec![0x05, 0x00],
+        ]
+        .concat();
+        let ec = der(0x30, &[der(0x30, &ec), der(0x03, &bits)].concat());
+        assert!(rsa_public_key_of_spki(&ec).is_none());
+        assert!(rsa_public_key_of_spki(&[]).is_none());
+        assert!(rsa_public_key_of_spki(&pkcs8).is_none());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The files a config names: the config itself, secret files, the TLS pair.
+//! The files a config names: the config itself, secret files, RSA key
+//! files, the TLS pair.
 //!
 //! Each read names the key and the path in its error and never the file's
 //! content, which may be a secret. The TLS pair is read here (not in the
@@ -15,6 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::parse::duration_or;
 use super::raw::RawRolesOnly;
 use super::{defaults, err, Config, ConfigError, RoleGrant, TlsConfig};
+use crate::rsa2::{SigningKey, VerifyingKey};
 
 impl Config {
     /// Reads and validates a config file. Errors name the file or the key.
@@ -75,6 +77,58 @@ pub(super) fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError>
         .map_err(|e| err(key, format!("{}: {e}", path.display())))?
         .trim_end_matches(['\r', '\n'])
         .to_owned())
+}
+
+/// The largest key file read: a 4096-bit RSA key in PEM is about 3.3 KiB.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// Reads a key file of at most [`MAX_KEY_FILE`] bytes. A private key that
+/// others may read is refused, as `keys` refuses such a key set: whoever
+/// else can read it can sign as the app. Errors name `key` and the path,
+/// never the content.
+fn read_key_file(key: &str, path: &Path, private: bool) -> Result<Vec<u8>, ConfigError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let io = |e: std::io::Error| err(key, format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if private && mode & 0o007 != 0 {
+        return Err(err(
+            key,
+            format!(
+                "{}: holds a private key but is accessible to others (mode {mode:04o}); chmod 600 it",
+                path.display()
+            ),
+        ));
+    }
+    if meta.len() > MAX_KEY_FILE {
+        return Err(err(
+            key,
+            format!(
+                "{}: {} bytes, more than a key file can be",
+                path.display(),
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(bytes)
+}
+
+/// An RSA private key file (PEM PKCS#8 or PKCS#1, or their bare base64).
+pub(super) fn read_private_key(key: &str, path: &Path) -> Result<SigningKey, ConfigError> {
+    let text = read_key_file(key, path, true)?;
+    SigningKey::parse(&text).map_err(|what| err(key, format!("{}: {what}", path.display())))
+}
+
+/// An RSA public key file (PEM `PUBLIC KEY`, or its bare base64).
+pub(super) fn read_public_key(key: &str, path: &Path) -> Result<VerifyingKey, ConfigError> {
+    let text = read_key_file(key, path, false)?;
+    VerifyingKey::parse(&text).map_err(|what| err(key, format!("{}: {what}", path.display())))
 }
 
 /// Reads the TLS pair into a server config offering h2 and http/1.1, with

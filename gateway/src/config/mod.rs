@@ -324,28 +324,9 @@ pub struct KeysConfig {
     pub reload_interval: Duration,
 }
 
-/// The mini-program platforms minigate can exchange codes with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Platform {
-    /// WeChat mini-programs (`jscode2session`).
-    WeChat,
-}
-
-impl Platform {
-    /// The name used in config, tokens and headers.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Platform::WeChat => "wechat",
-        }
-    }
-
-    /// The platform API's base URL when the config names none.
-    pub const fn default_base_url(self) -> &'static str {
-        match self {
-            Platform::WeChat => "https://api.weixin.qq.com",
-        }
-    }
-}
+/// The mini-program platforms: named by the registry in
+/// [`crate::providers`], so a new platform needs no change here.
+pub use crate::providers::Platform;
 
 /// A secret value. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -376,15 +357,74 @@ pub struct ProviderConfig {
     pub platform: Platform,
     /// The mini-program's appid; `client_id` of its tokens.
     pub appid: String,
-    /// The app secret, resolved from `secret_env` or `secret_file`.
-    pub secret: Secret,
-    /// Where the secret came from (`env NAME` or `file PATH`), never the
-    /// secret itself: what `config check` shows.
-    pub secret_source: String,
+    /// What the gateway proves itself to the platform with: the kind its
+    /// platform names (see [`crate::providers::CredentialKind`]).
+    pub credentials: Credentials,
     /// The platform API's base URL.
     pub base_url: String,
     /// How long one code exchange may take.
     pub timeout: Duration,
+}
+
+impl ProviderConfig {
+    /// The app secret, for platforms that use one.
+    pub fn secret(&self) -> Option<&Secret> {
+        match &self.credentials {
+            Credentials::Secret { secret, .. } => Some(secret),
+            Credentials::KeyPair(_) => None,
+        }
+    }
+
+    /// The RSA key pair, for platforms that sign their calls (Alipay).
+    pub fn key_pair(&self) -> Option<&KeyPair> {
+        match &self.credentials {
+            Credentials::Secret { .. } => None,
+            Credentials::KeyPair(keys) => Some(keys),
+        }
+    }
+}
+
+/// A provider's credentials, resolved at start. `Display` says where they
+/// came from, never what they are: what `config check` shows.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// An app secret, from `secret_env` or `secret_file`.
+    Secret {
+        /// The secret.
+        secret: Secret,
+        /// Where it came from: `env NAME` or `file PATH`.
+        source: String,
+    },
+    /// An RSA2 key pair, from `private_key_file` and `alipay_public_key_file`.
+    KeyPair(KeyPair),
+}
+
+impl fmt::Display for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Secret { source, .. } => write!(f, "secret from {source}"),
+            Credentials::KeyPair(k) => write!(
+                f,
+                "requests signed RSA2 with the key in {}, answers verified with the platform key in {}",
+                k.private_key_file.display(),
+                k.platform_key_file.display()
+            ),
+        }
+    }
+}
+
+/// The app's private key, which signs each call, and the platform's public
+/// key, which every answer must be signed with.
+#[derive(Debug, Clone)]
+pub struct KeyPair {
+    /// The app's private key.
+    pub private_key: crate::rsa2::SigningKey,
+    /// The file it was read from.
+    pub private_key_file: PathBuf,
+    /// The platform's public key.
+    pub platform_key: crate::rsa2::VerifyingKey,
+    /// The file it was read from.
+    pub platform_key_file: PathBuf,
 }
 
 /// How a route treats bearer tokens.
@@ -510,7 +550,7 @@ auth = "optional"
         assert_eq!(c.tokens.leeway, Duration::from_secs(30));
         assert_eq!(c.keys.reload_interval, Duration::from_secs(10));
         assert_eq!(c.providers[0].base_url, "https://api.weixin.qq.com");
-        assert_eq!(c.providers[0].secret.expose(), "s3cr3t");
+        assert_eq!(c.providers[0].secret().unwrap().expose(), "s3cr3t");
         assert!(!format!("{c:?}").contains("s3cr3t"));
         assert_eq!(c.routes[0].auth, AuthMode::Optional);
     }
@@ -525,7 +565,7 @@ auth = "optional"
             &format!("secret_file = {:?}", path.display().to_string()),
         );
         let c = Config::from_toml(&text, &env).unwrap();
-        assert_eq!(c.providers[0].secret.expose(), "from-a-file");
+        assert_eq!(c.providers[0].secret().unwrap().expose(), "from-a-file");
         std::fs::write(&path, "\n").unwrap();
         let e = Config::from_toml(&text, &env).unwrap_err();
         assert_eq!(e.key, "providers[0].secret_file");
@@ -560,8 +600,12 @@ auth = "optional"
                 "providers[0].secret_env",
             ),
             (
-                GOOD.replace("\"wechat\"", "\"alipay\""),
+                GOOD.replace("\"wechat\"", "\"line\""),
                 "providers[0].platform",
+            ),
+            (
+                GOOD.replace("\"wechat\"", "\"alipay\""),
+                "providers[0].secret_env",
             ),
             (
                 GOOD.replace("https://auth.example.com", "auth"),
@@ -720,6 +764,141 @@ auth = "optional"
         assert_eq!(
             redacted_url("https://user:hunter2@api.example.com/x?y=@"),
             "https://[credentials redacted]@api.example.com/x?y=@"
+        );
+    }
+
+    /// A `[[providers]]` table of `platform` with these credential keys.
+    fn with_provider(platform: &str, keys: &str) -> String {
+        format!(
+            "{GOOD}[[providers]]\nplatform = \"{platform}\"\nappid = \"2021000000000001\"\n{keys}\n"
+        )
+    }
+
+    #[test]
+    fn alipay_is_configured_with_key_files_and_nothing_else() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/alipay");
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("app.pem");
+        std::fs::copy(fixtures.join("app.pkcs1.pem"), &private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let public = fixtures.join("alipay.spki.pem");
+        let keys = format!(
+            "private_key_file = {:?}\nalipay_public_key_file = {:?}",
+            private.display().to_string(),
+            public.display().to_string()
+        );
+        let c = Config::from_toml(&with_provider("alipay", &keys), &env).unwrap();
+        let p = &c.providers[1];
+        assert_eq!(p.platform.name(), "alipay");
+        assert_eq!(p.base_url, "https://openapi.alipay.com/gateway.do");
+        assert!(p.secret().is_none() && p.key_pair().is_some());
+        let shown = p.credentials.to_string();
+        assert!(
+            shown.contains(&private.display().to_string()) && shown.contains("alipay.spki.pem"),
+            "{shown}"
+        );
+        let pem = std::fs::read_to_string(&private).unwrap();
+        let body = pem.lines().nth(1).unwrap();
+        assert!(!format!("{c:?}").contains(body));
+
+        let refused = |text: String, key: &str, says: &str| {
+            let e = Config::from_toml(&text, &env).unwrap_err().to_string();
+            assert!(
+                e.starts_with(key) && e.contains(says),
+                "{e} should name {key} and say {says:?}"
+            );
+            assert!(!e.contains(body) && !e.contains('\n'), "{e}");
+        };
+        let k = "providers[1]";
+        refused(
+            with_provider(
+                "alipay",
+                &format!("{keys}\nsecret_env = \"WECHAT_APP_SECRET\""),
+            ),
+            &format!("{k}.secret_env"),
+            "no app secret",
+        );
+        refused(
+            with_provider("alipay", "secret_env = \"WECHAT_APP_SECRET\""),
+            &format!("{k}.secret_env"),
+            "no app secret",
+        );
+        refused(
+            with_provider("alipay", &keys.replace("alipay_public_key_file", "#")),
+            &format!("{k}.alipay_public_key_file"),
+            "required",
+        );
+        refused(
+            with_provider("qq", &format!("secret_env = \"WECHAT_APP_SECRET\"\n{keys}")),
+            &format!("{k}.private_key_file"),
+            "(alipay)",
+        );
+        // Others may read the private key: refused, the path named.
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).unwrap();
+        refused(
+            with_provider("alipay", &keys),
+            &format!("{k}.private_key_file"),
+            "mode 0644",
+        );
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // A file of the wrong kind under each key.
+        let public_as_private = dir.path().join("public-as-private.pem");
+        std::fs::copy(&public, &public_as_private).unwrap();
+        std::fs::set_permissions(&public_as_private, std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        refused(
+            with_provider(
+                "alipay",
+                &keys.replace(
+                    &private.display().to_string(),
+                    &public_as_private.display().to_string(),
+                ),
+            ),
+            &format!("{k}.private_key_file"),
+            "not an RSA private key",
+        );
+        refused(
+            with_provider(
+                "alipay",
+                &keys.replace(
+                    &public.display().to_string(),
+                    &private.display().to_string(),
+                ),
+            ),
+            &format!("{k}.alipay_public_key_file"),
+            "not an RSA public key",
+        );
+        refused(
+            with_provider(
+                "alipay",
+                &keys.replace(&public.display().to_string(), "/nonexistent/alipay.pem"),
+            ),
+            &format!("{k}.alipay_public_key_file"),
+            "/nonexistent/alipay.pem",
+        );
+    }
+
+    #[test]
+    fn every_platform_has_its_default_base_url() {
+        for (platform, url) in [
+            ("qq", "https://api.q.qq.com"),
+            ("douyin", "https://developer.toutiao.com"),
+            ("baidu", "https://spapi.baidu.com"),
+        ] {
+            let c = Config::from_toml(
+                &with_provider(platform, "secret_env = \"WECHAT_APP_SECRET\""),
+                &env,
+            )
+            .unwrap();
+            assert_eq!(c.providers[1].platform.name(), platform);
+            assert_eq!(c.providers[1].base_url, url);
+        }
+        let e = Config::from_toml(&GOOD.replace("\"wechat\"", "\"line\""), &env).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "providers[0].platform: \"line\" is not a known platform (wechat, qq, douyin, baidu, alipay)"
         );
     }
 

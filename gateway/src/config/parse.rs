@@ -12,10 +12,11 @@ use super::raw::{
 };
 use super::{
     defaults, err, files, is_class_name, is_header_safe, is_role_name, parse_duration, AdminConfig,
-    AllowRule, AuthMode, Config, ConfigError, DeviceClass, DeviceClasses, EnrichConfig, KeysConfig,
-    LogConfig, LogFormat, OnLimit, Platform, ProviderConfig, RoleGrant, RouteConfig, Secret,
-    ServerConfig, SessionsConfig, TlsConfig, TokensConfig,
+    AllowRule, AuthMode, Config, ConfigError, Credentials, DeviceClass, DeviceClasses,
+    EnrichConfig, KeyPair, KeysConfig, LogConfig, LogFormat, OnLimit, Platform, ProviderConfig,
+    RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig, TokensConfig,
 };
+use crate::providers::CredentialKind;
 
 /// `[[roles]]`, checked: every role a valid name, every user a user key.
 pub(super) fn grants(raw: Vec<RawRole>) -> Result<Vec<RoleGrant>, ConfigError> {
@@ -531,20 +532,104 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ProviderConfig, ConfigError> {
         let key = |k: &str| format!("providers[{i}].{k}");
-        let platform = match required(&key("platform"), p.platform)?.as_str() {
-            "wechat" => Platform::WeChat,
-            other => {
-                return Err(err(
-                    key("platform"),
-                    format!("{other:?} is not a known platform (wechat)"),
-                ))
-            }
-        };
+        let name = required(&key("platform"), p.platform)?;
+        let platform = Platform::named(&name).ok_or_else(|| {
+            let known: Vec<&str> = Platform::all().map(Platform::name).collect();
+            err(
+                key("platform"),
+                format!("{name:?} is not a known platform ({})", known.join(", ")),
+            )
+        })?;
         let appid = required(&key("appid"), p.appid)?;
         if !is_header_safe(&appid, 64) {
             return Err(err(key("appid"), "must be 1-64 visible ASCII characters"));
         }
-        let (secret, secret_source) = match (p.secret_env, p.secret_file) {
+        // The first of two keys that is set.
+        let first_set = |keys: [(&'static str, bool); 2]| {
+            keys.into_iter().find_map(|(k, set)| set.then_some(k))
+        };
+        let secret_keys = [
+            ("secret_env", p.secret_env.is_some()),
+            ("secret_file", p.secret_file.is_some()),
+        ];
+        let key_files = [
+            ("private_key_file", p.private_key_file.is_some()),
+            ("alipay_public_key_file", p.alipay_public_key_file.is_some()),
+        ];
+        let credentials = match platform.credentials() {
+            CredentialKind::AppSecret => {
+                if let Some(k) = first_set(key_files) {
+                    let signed: Vec<&str> = Platform::all()
+                        .filter(|p| p.credentials() == CredentialKind::KeyPair)
+                        .map(Platform::name)
+                        .collect();
+                    return Err(err(
+                        key(k),
+                        format!(
+                            "is only for platforms whose calls are signed ({}); {name} uses an app secret (secret_env or secret_file)",
+                            signed.join(", ")
+                        ),
+                    ));
+                }
+                Self::secret(&key, p.secret_env, p.secret_file, env)?
+            }
+            CredentialKind::KeyPair => {
+                if let Some(k) = first_set(secret_keys) {
+                    return Err(err(
+                        key(k),
+                        format!("{name} has no app secret: its calls are signed with private_key_file and its answers checked with alipay_public_key_file"),
+                    ));
+                }
+                let private_key_file = required(&key("private_key_file"), p.private_key_file)?;
+                let platform_key_file =
+                    required(&key("alipay_public_key_file"), p.alipay_public_key_file)?;
+                Credentials::KeyPair(KeyPair {
+                    private_key: files::read_private_key(
+                        &key("private_key_file"),
+                        &private_key_file,
+                    )?,
+                    private_key_file,
+                    platform_key: files::read_public_key(
+                        &key("alipay_public_key_file"),
+                        &platform_key_file,
+                    )?,
+                    platform_key_file,
+                })
+            }
+        };
+        let base_url = p
+            .base_url
+            .unwrap_or_else(|| platform.default_base_url().to_owned());
+        let base_ok = base_url.parse::<Uri>().ok().is_some_and(|u| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+        });
+        if !base_ok {
+            return Err(err(
+                key("base_url"),
+                format!("{base_url:?} is not an http(s) URL"),
+            ));
+        }
+        Ok(ProviderConfig {
+            platform,
+            appid,
+            credentials,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout: duration_or(
+                &key("timeout"),
+                p.timeout.as_deref(),
+                defaults::PROVIDER_TIMEOUT,
+            )?,
+        })
+    }
+
+    /// An app secret from exactly one of `secret_env` and `secret_file`.
+    fn secret(
+        key: &dyn Fn(&str) -> String,
+        secret_env: Option<String>,
+        secret_file: Option<std::path::PathBuf>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Credentials, ConfigError> {
+        let (secret, source) = match (secret_env, secret_file) {
             (Some(name), None) => (
                 env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
                     err(
@@ -568,29 +653,9 @@ impl Config {
         if secret.is_empty() {
             return Err(err(key("secret_file"), "the secret is empty"));
         }
-        let base_url = p
-            .base_url
-            .unwrap_or_else(|| platform.default_base_url().to_owned());
-        let base_ok = base_url.parse::<Uri>().ok().is_some_and(|u| {
-            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-        });
-        if !base_ok {
-            return Err(err(
-                key("base_url"),
-                format!("{base_url:?} is not an http(s) URL"),
-            ));
-        }
-        Ok(ProviderConfig {
-            platform,
-            appid,
+        Ok(Credentials::Secret {
             secret: Secret::new(secret),
-            secret_source,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            timeout: duration_or(
-                &key("timeout"),
-                p.timeout.as_deref(),
-                defaults::PROVIDER_TIMEOUT,
-            )?,
+            source,
         })
     }
 

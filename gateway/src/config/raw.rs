@@ -140,6 +140,8 @@ pub(super) struct RawProvider {
     pub appid: Option<String>,
     pub secret_env: Option<String>,
     pub secret_file: Option<PathBuf>,
+    pub private_key_file: Option<PathBuf>,
+    pub alipay_public_key_file: Option<PathBuf>,
     pub base_url: Option<String>,
     pub timeout: Option<String>,
 }

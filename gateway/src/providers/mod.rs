@@ -1,17 +1,137 @@
 //! Code exchange: trading a mini-program login code for the user's identity.
 //!
 //! Each platform speaks its own wire format and error codes, so each has one
-//! file here; what comes out is the same [`Session`] or [`ExchangeError`], and
-//! the rest of the gateway knows nothing of any platform's API. Dispatch is a
-//! plain enum rather than a trait object: the set of platforms is closed and
-//! known at compile time.
-
-pub mod wechat;
+//! file here holding all it knows: a [`PlatformSpec`] (its name, default
+//! base URL and the kind of credentials it needs) and an [`Exchange`] (the
+//! request it sends, and how its answer maps onto a [`Session`] or an
+//! [`ExchangeError`]). The registry below lists the files; config parsing,
+//! metrics, the error table and `config check` read the platform from it, so
+//! adding a platform is its file plus one name in `platforms!` below.
+//!
+//! What every platform shares is done once here, by [`Provider`]: the
+//! timeout, redirects refused, transport errors classified without ever
+//! being formatted (their URL may hold a secret), HTTP 5xx as busy, the
+//! answer read within a size limit, the ids checked fit for headers, and
+//! one log line per exchange.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
-use crate::config::{is_header_safe, Platform, ProviderConfig, Secret};
+use http::StatusCode;
+
+use crate::config::{is_header_safe, ProviderConfig, Secret};
 use crate::error::ApiError;
+
+/// Declares the platform modules and the registry of their specs, in the
+/// order they are listed to operators.
+macro_rules! platforms {
+    ($($module:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+        /// Every platform minigate can exchange codes with.
+        static PLATFORMS: &[&PlatformSpec] = &[$(&$module::PLATFORM),+];
+    };
+}
+
+platforms!(wechat, qq, douyin, baidu, alipay);
+
+/// What a platform needs of the config to prove the app to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// An app secret sent with each call: `secret_env` or `secret_file`.
+    AppSecret,
+    /// An RSA2 key pair: `private_key_file` signs each call,
+    /// `alipay_public_key_file` verifies each answer.
+    KeyPair,
+}
+
+/// A platform's entry in the registry.
+pub struct PlatformSpec {
+    /// The name in config, in the `platform` claim and in `X-Auth-Platform`.
+    pub name: &'static str,
+    /// The API's base URL when the config names none.
+    pub default_base_url: &'static str,
+    /// Which credentials its providers are configured with.
+    pub credentials: CredentialKind,
+    /// Builds the client of one configured mini-program.
+    pub build: fn(&ProviderConfig) -> Result<Box<dyn Exchange>, SetupError>,
+}
+
+/// A platform of the registry. Cheap to copy and compare.
+#[derive(Clone, Copy)]
+pub struct Platform(&'static PlatformSpec);
+
+impl Platform {
+    /// The platform named `name` in config.
+    pub fn named(name: &str) -> Option<Platform> {
+        Self::all().find(|p| p.name() == name)
+    }
+
+    /// WeChat, whose services after the login (the app's access token, the
+    /// phone number, decryption) the gateway also speaks.
+    pub fn wechat() -> Platform {
+        Platform(&wechat::PLATFORM)
+    }
+
+    /// Every platform, in registry order.
+    pub fn all() -> impl Iterator<Item = Platform> {
+        PLATFORMS.iter().map(|spec| Platform(spec))
+    }
+
+    /// The name used in config, tokens and headers.
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// The platform API's base URL when the config names none.
+    pub fn default_base_url(self) -> &'static str {
+        self.0.default_base_url
+    }
+
+    /// What its providers are configured with.
+    pub fn credentials(self) -> CredentialKind {
+        self.0.credentials
+    }
+}
+
+impl PartialEq for Platform {
+    fn eq(&self, other: &Platform) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Platform {}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One platform's code exchange: the call, and the reading of its answer.
+/// The HTTP around them (timeout, status, size limit) is [`Provider`]'s.
+pub trait Exchange: Send + Sync {
+    /// The call that trades `login`'s code. It may hold the app secret or
+    /// a signature: it is never logged.
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        login: &Login<'_>,
+    ) -> Result<reqwest::RequestBuilder, ExchangeError>;
+
+    /// Maps the platform's answer (any status but 3xx and 5xx, which are
+    /// decided before; the body whatever its Content-Type) onto a session
+    /// or one of the contract's errors.
+    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError>;
+}
+
+/// What a client sends to log in.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// The login code (`wx.login`'s `code`, `my.getAuthCode`'s `authCode`…).
+    pub code: &'a str,
+    /// Douyin's `anonymousCode`, when the client sent one.
+    pub anonymous_code: Option<&'a str>,
+}
 
 /// What a successful exchange yields.
 pub struct Session {
@@ -19,8 +139,12 @@ pub struct Session {
     pub openid: String,
     /// The user's id across the developer's apps, when the platform gives one.
     pub unionid: Option<String>,
-    /// The platform's session key. It never leaves the gateway.
-    pub session_key: Secret,
+    /// The platform's session key, on the platforms that have one (Alipay
+    /// has none). It never leaves the gateway.
+    pub session_key: Option<Secret>,
+    /// Douyin's id of the anonymous user behind `anonymous_code`, when the
+    /// login sent one.
+    pub anonymous_openid: Option<String>,
 }
 
 impl fmt::Debug for Session {
@@ -28,6 +152,7 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("openid", &self.openid)
             .field("unionid", &self.unionid)
+            .field("anonymous_openid", &self.anonymous_openid)
             .finish_non_exhaustive()
     }
 }
@@ -45,7 +170,8 @@ pub enum ExchangeError {
     Unavailable,
     /// The platform did not answer within the provider's timeout.
     Timeout,
-    /// The answer cannot be used (not JSON, no openid, unknown errcode…).
+    /// The answer cannot be used (not JSON, no openid, unknown errcode, a
+    /// signature that does not verify…).
     Unusable,
 }
 
@@ -75,52 +201,161 @@ pub enum SetupError {
         /// The provider's appid.
         appid: String,
     },
+    /// Credentials of another kind than the platform's.
+    #[error("providers: {appid} lacks the credentials its platform needs")]
+    Credentials {
+        /// The provider's appid.
+        appid: String,
+    },
 }
 
+/// The endpoint `base` + `path`, or the setup error naming `appid`.
+pub fn endpoint(config: &ProviderConfig, path: &str) -> Result<reqwest::Url, SetupError> {
+    reqwest::Url::parse(&format!("{}{path}", config.base_url)).map_err(|_| SetupError::BaseUrl {
+        appid: config.appid.clone(),
+    })
+}
+
+/// The app secret of `config`, for platforms that use one.
+pub fn secret_of(config: &ProviderConfig) -> Result<Secret, SetupError> {
+    config
+        .secret()
+        .cloned()
+        .ok_or_else(|| SetupError::Credentials {
+            appid: config.appid.clone(),
+        })
+}
+
+/// `application/x-www-form-urlencoded` text of `pairs` (the WHATWG
+/// serializer: `*-._` and alphanumerics kept, space as `+`).
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        for (j, part) in [k, v].into_iter().enumerate() {
+            if j > 0 {
+                out.push('=');
+            }
+            for b in part.bytes() {
+                match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                        out.push(char::from(b))
+                    }
+                    b' ' => out.push('+'),
+                    _ => {
+                        let _ = write!(out, "%{b:02X}");
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The largest answer read from a platform; real answers are under 2 KiB.
+const MAX_ANSWER: usize = 64 * 1024;
+
 /// One configured mini-program and the client for its platform.
-#[derive(Debug)]
 pub struct Provider {
     /// The mini-program's appid (`client_id` of its tokens).
     pub appid: String,
     /// Its platform.
     pub platform: Platform,
-    exchange: Exchange,
+    timeout: Duration,
+    http: reqwest::Client,
+    wire: Box<dyn Exchange>,
 }
 
-#[derive(Debug)]
-enum Exchange {
-    WeChat(wechat::WeChat),
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("appid", &self.appid)
+            .field("platform", &self.platform)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Provider {
     /// Builds the provider's client. `http` is shared by all providers.
     pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Provider, SetupError> {
-        let exchange = match config.platform {
-            Platform::WeChat => Exchange::WeChat(wechat::WeChat::new(config, http)?),
-        };
         Ok(Provider {
             appid: config.appid.clone(),
             platform: config.platform,
-            exchange,
+            timeout: config.timeout,
+            http,
+            wire: (config.platform.0.build)(config)?,
         })
     }
 
     /// Trades a login code for the user's session.
-    pub async fn exchange(&self, code: &str) -> Result<Session, ExchangeError> {
-        let session = match &self.exchange {
-            Exchange::WeChat(w) => w.exchange(code).await?,
-        };
-        // Ids travel in headers and tokens: refuse anything that cannot.
-        let ok = is_header_safe(&session.openid, 128)
-            && session
-                .unionid
-                .as_deref()
-                .is_none_or(|u| is_header_safe(u, 128));
-        if !ok {
-            tracing::warn!(appid = %self.appid, "code exchange returned an unusable openid or unionid");
-            return Err(ExchangeError::Unusable);
+    pub async fn exchange(&self, login: &Login<'_>) -> Result<Session, ExchangeError> {
+        let started = Instant::now();
+        let result = self.call(login).await.and_then(|session| {
+            // Ids travel in headers and tokens: refuse anything that cannot.
+            let fits = |id: Option<&str>| id.is_none_or(|id| is_header_safe(id, 128));
+            if is_header_safe(&session.openid, 128)
+                && fits(session.unionid.as_deref())
+                && fits(session.anonymous_openid.as_deref())
+            {
+                Ok(session)
+            } else {
+                tracing::warn!(appid = %self.appid, "code exchange returned an unusable openid or unionid");
+                Err(ExchangeError::Unusable)
+            }
+        });
+        let ms = started.elapsed().as_millis() as u64;
+        let platform = self.platform.name();
+        match &result {
+            Ok(_) => tracing::debug!(appid = %self.appid, platform, ms, "code exchange succeeded"),
+            Err(e) => {
+                tracing::warn!(appid = %self.appid, platform, ms, error = ?e, "code exchange failed")
+            }
         }
-        Ok(session)
+        result
+    }
+
+    async fn call(&self, login: &Login<'_>) -> Result<Session, ExchangeError> {
+        let mut res = self
+            .wire
+            .request(&self.http, login)?
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = res.status();
+        if status.is_server_error() || status.is_redirection() {
+            // 3xx included: redirects are never followed.
+            tracing::warn!(appid = %self.appid, status = status.as_u16(), "the platform answered with an HTTP error");
+            return Err(if status.is_server_error() {
+                ExchangeError::Unavailable
+            } else {
+                ExchangeError::Unusable
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                tracing::warn!(appid = %self.appid, "the platform's answer is over 64 KiB");
+                return Err(ExchangeError::Unusable);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        self.wire.interpret(status, &body)
+    }
+}
+
+/// Classifies a reqwest error without ever formatting it (it holds the URL).
+fn classify(e: reqwest::Error) -> ExchangeError {
+    if e.is_timeout() {
+        ExchangeError::Timeout
+    } else if e.is_connect() {
+        ExchangeError::Unavailable
+    } else {
+        ExchangeError::Unusable
     }
 }
 
@@ -173,5 +408,33 @@ impl Providers {
                 )),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_names_each_platform_once() {
+        let names: Vec<&str> = Platform::all().map(Platform::name).collect();
+        assert_eq!(names, ["wechat", "qq", "douyin", "baidu", "alipay"]);
+        for p in Platform::all() {
+            assert_eq!(Platform::named(p.name()), Some(p));
+            assert!(p.default_base_url().starts_with("https://"));
+        }
+        assert_eq!(Platform::named("line"), None);
+        assert_eq!(
+            Platform::named("alipay").map(Platform::credentials),
+            Some(CredentialKind::KeyPair)
+        );
+    }
+
+    #[test]
+    fn forms_are_url_encoded() {
+        assert_eq!(
+            form(&[("a b", "c&d=e"), ("t", "2024-01-02 03:04:05"), ("u", "é+")]),
+            "a+b=c%26d%3De&t=2024-01-02+03%3A04%3A05&u=%C3%A9%2B"
+        );
     }
 }

@@ -6,34 +6,35 @@
 //! `errcode` and `errmsg`.
 //!
 //! The request URL contains the app secret, so it never reaches a log line or
-//! an error: reqwest errors carry their URL, so they are classified here and
-//! dropped, never formatted.
+//! an error: [`super::Provider`] classifies reqwest errors (which carry
+//! their URL) and drops them, never formatting them.
 
-use std::time::Duration;
-
+use http::StatusCode;
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{ExchangeError, Session, SetupError};
+use super::{CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError};
 use crate::config::{ProviderConfig, Secret};
 
-/// The largest answer read from WeChat; real answers are under 200 bytes.
-const MAX_ANSWER: usize = 64 * 1024;
+/// WeChat in the registry.
+pub static PLATFORM: PlatformSpec = PlatformSpec {
+    name: "wechat",
+    default_base_url: "https://api.weixin.qq.com",
+    credentials: CredentialKind::AppSecret,
+    build: |config| Ok(Box::new(WeChat::new(config)?)),
+};
 
-/// A client for one mini-program's code exchange.
+/// A client for one mini-program's code exchange (QQ's too: same wire).
 pub struct WeChat {
     appid: String,
     secret: Secret,
     endpoint: Url,
-    timeout: Duration,
-    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for WeChat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WeChat")
             .field("appid", &self.appid)
-            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
@@ -48,80 +49,51 @@ struct Answer {
 
 impl WeChat {
     /// A client for the provider in `config`.
-    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<WeChat, SetupError> {
-        let endpoint =
-            Url::parse(&format!("{}/sns/jscode2session", config.base_url)).map_err(|_| {
-                SetupError::BaseUrl {
-                    appid: config.appid.clone(),
-                }
-            })?;
+    pub fn new(config: &ProviderConfig) -> Result<WeChat, SetupError> {
         Ok(WeChat {
             appid: config.appid.clone(),
-            secret: config.secret.clone(),
-            endpoint,
-            timeout: config.timeout,
-            http,
+            secret: super::secret_of(config)?,
+            endpoint: super::endpoint(config, "/sns/jscode2session")?,
         })
     }
+}
 
-    /// Trades `code` for the user's session.
-    pub async fn exchange(&self, code: &str) -> Result<Session, ExchangeError> {
+impl Exchange for WeChat {
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        login: &Login<'_>,
+    ) -> Result<reqwest::RequestBuilder, ExchangeError> {
         let mut url = self.endpoint.clone();
         url.query_pairs_mut()
             .append_pair("appid", &self.appid)
             .append_pair("secret", self.secret.expose())
-            .append_pair("js_code", code)
+            .append_pair("js_code", login.code)
             .append_pair("grant_type", "authorization_code");
-        let started = std::time::Instant::now();
-        let result = self.call(url).await;
-        let ms = started.elapsed().as_millis() as u64;
-        match &result {
-            Ok(_) => tracing::debug!(appid = %self.appid, ms, "code exchange succeeded"),
-            Err(e) => tracing::warn!(appid = %self.appid, ms, error = ?e, "code exchange failed"),
-        }
-        result
+        Ok(http.get(url))
     }
 
-    async fn call(&self, url: Url) -> Result<Session, ExchangeError> {
-        let mut res = self
-            .http
-            .get(url)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(classify)?;
-        let status = res.status();
-        if status.is_server_error() {
-            tracing::warn!(appid = %self.appid, status = status.as_u16(), "WeChat answered with an HTTP error");
-            return Err(ExchangeError::Unavailable);
-        }
+    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError> {
         if !status.is_success() {
-            // 3xx included: redirects are never followed.
-            tracing::warn!(appid = %self.appid, status = status.as_u16(), "WeChat answered with an HTTP error");
+            tracing::warn!(appid = %self.appid, status = status.as_u16(), "jscode2session answered with an HTTP error");
             return Err(ExchangeError::Unusable);
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(ExchangeError::Unusable);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        interpret(&self.appid, &body)
+        interpret(&self.appid, body)
     }
 }
 
 /// Maps a `jscode2session` answer body, whatever its Content-Type, to a
-/// session or error. `appid` is only for log lines.
+/// session or error. `appid` is only for log lines. QQ answers in the same
+/// shape and is read by this too.
 pub fn interpret(appid: &str, body: &[u8]) -> Result<Session, ExchangeError> {
     let answer: Answer = serde_json::from_slice(body).map_err(|_| {
-        tracing::warn!(appid = %appid, "WeChat's answer is not JSON");
+        tracing::warn!(appid = %appid, "the jscode2session answer is not JSON");
         ExchangeError::Unusable
     })?;
     match answer.errcode {
         None | Some(0) => {}
         Some(code) => {
-            tracing::warn!(appid = %appid, errcode = code, "WeChat refused the code");
+            tracing::warn!(appid = %appid, errcode = code, "jscode2session refused the code");
             return Err(match code {
                 40029 | 40163 => ExchangeError::InvalidCode,
                 45011 => ExchangeError::RateLimited,
@@ -135,22 +107,12 @@ pub fn interpret(appid: &str, body: &[u8]) -> Result<Session, ExchangeError> {
         (Some(openid), Some(session_key)) if !openid.is_empty() => Ok(Session {
             openid,
             unionid: answer.unionid.filter(|u| !u.is_empty()),
-            session_key: Secret::new(session_key),
+            session_key: Some(Secret::new(session_key)),
+            anonymous_openid: None,
         }),
         _ => {
-            tracing::warn!(appid = %appid, "WeChat's answer has no openid or session_key");
+            tracing::warn!(appid = %appid, "the jscode2session answer has no openid or session_key");
             Err(ExchangeError::Unusable)
         }
-    }
-}
-
-/// Classifies a reqwest error without ever formatting it (it holds the URL).
-fn classify(e: reqwest::Error) -> ExchangeError {
-    if e.is_timeout() {
-        ExchangeError::Timeout
-    } else if e.is_connect() {
-        ExchangeError::Unavailable
-    } else {
-        ExchangeError::Unusable
     }
 }

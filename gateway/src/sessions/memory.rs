@@ -338,6 +338,7 @@ mod tests {
             device_id: None,
             limit,
             on_limit: OnLimit::EvictOldest,
+            session_key: None,
         }
     }
 

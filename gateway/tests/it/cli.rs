@@ -236,9 +236,10 @@ fn help_exists_on_every_command() {
 
 /// Starts `minigate serve --dev` on a free port and returns the child with
 /// its printed walkthrough; stderr goes to `log`.
-fn dev_mode(log: &std::path::Path) -> (std::process::Child, String) {
+fn dev_mode(log: &std::path::Path, more: &[&str]) -> (std::process::Child, String) {
     let mut child = minigate()
         .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .args(more)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
@@ -268,7 +269,7 @@ fn dev_mode(log: &std::path::Path) -> (std::process::Child, String) {
 fn dev_mode_walkthrough_works_as_pasted() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("stderr.log");
-    let (mut child, script) = dev_mode(&log);
+    let (mut child, script) = dev_mode(&log, &[]);
     assert!(script.contains("/auth/login"), "no walkthrough printed");
     let out = Command::new("bash")
         .arg("-c")
@@ -302,6 +303,52 @@ fn dev_mode_walkthrough_works_as_pasted() {
     assert!(!stderr.contains("session_key"), "session_key in logs");
     assert!(!stderr.contains("eyJ"), "a token in logs");
     assert!(!stderr.contains("js_code"), "the request URL in logs");
+}
+
+#[test]
+fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
+    let runs: Vec<_> = ["qq", "douyin", "baidu", "alipay"]
+        .into_iter()
+        .map(|platform| {
+            std::thread::spawn(move || {
+                let tmp = tempfile::tempdir().unwrap();
+                let log = tmp.path().join("stderr.log");
+                let (mut child, script) = dev_mode(&log, &["--platform", platform]);
+                let out = Command::new("bash")
+                    .arg("-c")
+                    .arg(&script)
+                    .output()
+                    .unwrap();
+                child.kill().unwrap();
+                let _ = child.wait();
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                (platform, text, std::fs::read_to_string(&log).unwrap())
+            })
+        })
+        .collect();
+    for run in runs {
+        let (platform, text, stderr) = run.join().unwrap();
+        assert_eq!(
+            text.matches("\"access_token\"").count(),
+            2,
+            "{platform}: {text}"
+        );
+        assert!(
+            text.contains(&format!("\"x-auth-platform\": \"{platform}\"")),
+            "{platform}: {text}"
+        );
+        assert!(text.contains("\"x-auth-openid\": \"dev-openid-"), "{text}");
+        assert!(text.contains("HTTP/1.1 401"), "{text}");
+        assert!(!stderr.contains("dev-mode-app-secret") && !stderr.contains("eyJ"));
+        assert!(!stderr.contains("code exchange failed"), "{stderr}");
+    }
+    // An unknown platform, or --platform without --dev, is refused.
+    let (code, _, err) = run(&["serve", "--dev", "--platform", "line"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("wechat, qq, douyin, baidu, alipay"), "{err}");
+    let (code, _, err) = run(&["serve", "--platform", "qq"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--dev"), "{err}");
 }
 
 #[tokio::test]

@@ -47,8 +47,8 @@ async fn replicas(extra: &str) -> (Gateway, Gateway) {
 
 async fn try_login(gw: &Gateway, code: &str, device_type: Option<&str>) -> reqwest::Response {
     let body = match device_type {
-        Some(t) => json!({"code": code, "device_type": t}),
-        None => json!({"code": code}),
+        Some(t) => json!({"code": fresh(code), "device_type": t}),
+        None => json!({"code": fresh(code)}),
     };
     gw.post("/auth/login", &body.to_string()).await
 }
@@ -630,7 +630,7 @@ async fn thirty_two_pc_logins(gws: &[&Gateway]) {
                 barrier.wait().await;
                 let res = http
                     .post(format!("{url}/auth/login"))
-                    .body(json!({"code": "ivan", "device_type": "pc"}).to_string())
+                    .body(json!({"code": fresh("ivan"), "device_type": "pc"}).to_string())
                     .send()
                     .await
                     .unwrap();
@@ -772,6 +772,7 @@ async fn an_expired_session_frees_its_slot_on_redis() {
         device_id: None,
         limit,
         on_limit: OnLimit::Refuse,
+        session_key: None,
     };
     let short = Duration::from_millis(300);
     let long = Duration::from_secs(60);

@@ -21,6 +21,7 @@ mod interop;
 mod login_flow;
 mod metrics;
 mod monitoring;
+mod platforms;
 mod proxy;
 mod rotation;
 mod sessions;

@@ -21,6 +21,8 @@ pub struct Setup {
     pub access_ttl: &'static str,
     pub wechat_timeout: &'static str,
     pub upstream_timeout: &'static str,
+    /// `[tokens] leeway`.
+    pub leeway: &'static str,
     pub reload_interval: &'static str,
     pub two_providers: bool,
     /// Share an existing key directory instead of making one.
@@ -47,6 +49,7 @@ impl Default for Setup {
             access_ttl: "15m",
             wechat_timeout: "1s",
             upstream_timeout: "1s",
+            leeway: "5s",
             reload_interval: "10s",
             two_providers: false,
             keys_dir: None,
@@ -99,7 +102,7 @@ issuer = "{issuer}"
 audience = {audience}
 access_ttl = "{access_ttl}"
 refresh_ttl = "30d"
-leeway = "5s"
+leeway = "{leeway}"
 
 [keys]
 dir = "{keys}"
@@ -149,6 +152,7 @@ timeout = "{ut}"
         issuer = setup.issuer,
         audience = setup.audience,
         access_ttl = setup.access_ttl,
+        leeway = setup.leeway,
         keys = keys_dir.display(),
         wt = setup.wechat_timeout,
         ut = setup.upstream_timeout,
@@ -160,12 +164,20 @@ timeout = "{ut}"
 /// "TEST_ADMIN_TOKEN"`.
 pub const ADMIN_TOKEN: &str = "test-admin-token-must-not-leak-41b7";
 
+/// The secrets the test configs name in `secret_env` or `token_env`.
+pub const TEST_SECRETS: [(&str, &str); 5] = [
+    ("TEST_WECHAT_SECRET", SECRET),
+    ("TEST_QQ_SECRET", super::QQ_SECRET),
+    ("TEST_DOUYIN_SECRET", super::DOUYIN_SECRET),
+    ("TEST_BAIDU_SECRET", super::BAIDU_SECRET),
+    ("TEST_ADMIN_TOKEN", ADMIN_TOKEN),
+];
+
 pub fn test_env(name: &str) -> Option<String> {
-    match name {
-        "TEST_WECHAT_SECRET" => Some(SECRET.to_owned()),
-        "TEST_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
-        _ => None,
-    }
+    TEST_SECRETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| (*s).to_owned())
 }
 
 /// Makes a key directory with a fresh set.
@@ -213,6 +225,15 @@ pub async fn start(setup: Setup) -> Gateway {
     }
 }
 
+/// A code of the same user as `code`, never sent before: login codes are
+/// single-use, and the gateway treats a code seen again as a retry of the
+/// login that used it.
+pub fn fresh(code: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{code}#{n}")
+}
+
 /// The login response.
 #[derive(Debug, serde::Deserialize)]
 pub struct Tokens {
@@ -243,7 +264,7 @@ impl Gateway {
 
     pub async fn login(&self, code: &str) -> Tokens {
         let res = self
-            .post("/auth/login", &format!("{{\"code\":\"{code}\"}}"))
+            .post("/auth/login", &format!("{{\"code\":\"{}\"}}", fresh(code)))
             .await;
         assert_eq!(res.status(), 200, "login failed");
         res.json().await.unwrap()

@@ -1,10 +1,11 @@
 //! Test harness: the real gateway on a real port, with a stand-in WeChat that
-//! speaks `jscode2session`'s wire format and a real hyper upstream that
-//! reports what reached it.
+//! speaks `jscode2session`'s wire format (and stand-ins for the other
+//! platforms) and a real hyper upstream that reports what reached it.
 
 mod gateway;
 mod nginx;
 mod pki;
+mod platforms;
 mod process;
 mod redis;
 mod upstream;
@@ -15,6 +16,7 @@ mod wsgi;
 pub use gateway::*;
 pub use nginx::*;
 pub use pki::*;
+pub use platforms::*;
 pub use process::*;
 pub use redis::*;
 pub use upstream::*;

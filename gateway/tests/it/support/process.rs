@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{client, config_text, free_port, key_dir, Setup, SECRET};
+use super::{client, config_text, free_port, key_dir, Setup};
 
 /// The real `minigate` binary serving a config for these neighbours.
 pub struct Process {
@@ -81,7 +81,7 @@ pub async fn spawn_binary_with(
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
         .args(["serve", "--config"])
         .arg(&cfg)
-        .env("TEST_WECHAT_SECRET", SECRET)
+        .envs(super::TEST_SECRETS)
         .env("RUST_LOG", log)
         .stdout(std::process::Stdio::null())
         // A file, not a pipe: a full pipe would block the gateway's logging.

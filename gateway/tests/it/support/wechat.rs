@@ -29,7 +29,7 @@ fn plain(
     res
 }
 
-/// The stand-in WeChat. Login codes choose the answer:
+/// The stand-in WeChat (and QQ, for `QQ_APPID`). Login codes choose the answer:
 /// `err:N` errcode N; `slow` answers after 3 s; `notjson`; `noopenid`;
 /// `http500`; `badopenid`; `union:X` adds unionid X; `aes:...` hands out
 /// a real AES-128 session_key ([`session_key_for`]); anything else logs in
@@ -73,8 +73,13 @@ pub fn session_key_for(code: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(&d.as_ref()[..16])
 }
 
+/// The openid the stand-in gives a code. Everything from a `#` on is not
+/// part of the user: `kim#1` and `kim#2` are two codes of one user (login
+/// codes are single-use, and the gateway treats a code seen again as a
+/// retry).
 pub fn openid_for(code: &str) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, code.as_bytes());
+    let user = code.split('#').next().unwrap_or(code);
+    let d = ring::digest::digest(&ring::digest::SHA256, user.as_bytes());
     format!(
         "openid-{}",
         d.as_ref()[..8]
@@ -156,14 +161,20 @@ pub async fn wechat() -> WeChat {
             if req.method() != http::Method::GET || path != "/sns/jscode2session" {
                 return plain(StatusCode::NOT_FOUND, "text/html", "<html>404</html>");
             }
-            let app_ok = matches!(param("appid").as_deref(), Some(APPID | APPID2));
-            if !app_ok
-                || param("secret").as_deref() != Some(SECRET)
+            // QQ speaks this wire too, with its own app and secret.
+            let secret = match param("appid").as_deref() {
+                Some(APPID | APPID2) => Some(SECRET),
+                Some(super::QQ_APPID) => Some(super::QQ_SECRET),
+                _ => None,
+            };
+            if secret.is_none()
+                || param("secret").as_deref() != secret
                 || param("grant_type").as_deref() != Some("authorization_code")
             {
                 return json(serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}));
             }
             let code = param("js_code").unwrap_or_default();
+            let code = code.split('#').next().unwrap_or_default().to_owned();
             let ok = |unionid: Option<&str>| {
                 let key = if code.starts_with("aes:") {
                     session_key_for(&code)

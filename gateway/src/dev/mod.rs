@@ -1,17 +1,18 @@
 //! `minigate serve --dev`: the whole gateway on one machine with nothing to set up.
 //!
-//! Dev mode runs the real gateway (real WeChat client, real token code, real
-//! proxy) against two built-in neighbours on 127.0.0.1: a stand-in for
-//! WeChat's `jscode2session` that speaks its wire format and accepts any
-//! code, and a demo upstream that echoes the identity headers it received.
-//! Keys are generated in memory and gone at exit. None of this is reachable
-//! without `--dev`: the stand-ins exist only inside [`run`].
+//! Dev mode runs the real gateway (real platform client, real token code,
+//! real proxy) against two built-in neighbours on 127.0.0.1: a stand-in for
+//! the code exchange of one platform (`--platform`, WeChat by default) that
+//! speaks its wire format and accepts any code (`standins`), and a demo
+//! upstream that echoes the identity headers it received. Keys are generated
+//! in memory and gone at exit. None of this is reachable without `--dev`:
+//! the stand-ins exist only inside [`start`].
+
+mod standins;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -22,15 +23,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::{
-    defaults, AuthMode, Config, KeysConfig, Platform, ProviderConfig, RouteConfig, Secret,
-    ServerConfig, SessionsConfig, TokensConfig,
+    defaults, AuthMode, Config, KeysConfig, Platform, RouteConfig, ServerConfig, SessionsConfig,
+    TokensConfig,
 };
 use crate::gateway::{Gateway, StartError};
 use crate::server::Running;
 
-/// The appid of the dev mini-program.
-pub const DEV_APPID: &str = "wxdev000000000000";
-const DEV_SECRET: &str = "dev-mode-app-secret";
+pub use standins::DEV_APPID;
 
 /// Serves `service` on `listener` until the process ends.
 fn spawn_http<F, Fut>(listener: TcpListener, service: F)
@@ -64,41 +63,6 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     res
 }
 
-/// The stand-in `jscode2session`: any code of the dev app logs in, and the
-/// openid is derived from the code, so the same code gives the same user.
-async fn stand_in_wechat(req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let query = req.uri().query().unwrap_or("");
-    let param = |name: &str| {
-        reqwest::Url::parse(&format!("http://x/?{query}"))
-            .ok()
-            .and_then(|u| {
-                u.query_pairs()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.into_owned())
-            })
-    };
-    // WeChat answers JSON as text/plain.
-    let answer = |body: serde_json::Value| text(StatusCode::OK, "text/plain", body.to_string());
-    if req.uri().path() != "/sns/jscode2session" {
-        return text(StatusCode::NOT_FOUND, "text/plain", "not found".into());
-    }
-    if param("appid").as_deref() != Some(DEV_APPID)
-        || param("secret").as_deref() != Some(DEV_SECRET)
-    {
-        return answer(serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}));
-    }
-    let Some(code) = param("js_code").filter(|c| !c.is_empty()) else {
-        return answer(serde_json::json!({"errcode": 40029, "errmsg": "invalid code"}));
-    };
-    let digest = ring::digest::digest(&ring::digest::SHA256, code.as_bytes());
-    let id = B64.encode(&digest.as_ref()[..12]);
-    answer(serde_json::json!({
-        "openid": format!("dev-openid-{id}"),
-        "unionid": format!("dev-unionid-{id}"),
-        "session_key": B64.encode(&digest.as_ref()[12..28]),
-    }))
-}
-
 /// The demo upstream: echoes what reached it, identity headers first.
 async fn demo_upstream(req: Request<Incoming>) -> Response<Full<Bytes>> {
     let header = |name: &str| {
@@ -127,8 +91,14 @@ async fn demo_upstream(req: Request<Incoming>) -> Response<Full<Bytes>> {
     text(StatusCode::OK, "application/json", pretty)
 }
 
-/// The dev config: routes to the demo upstream, one dev mini-program.
-fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> Config {
+/// The dev config: routes to the demo upstream, one dev mini-program of
+/// `platform` whose stand-in listens at `stand_in`.
+fn dev_config(
+    listen: SocketAddr,
+    platform: Platform,
+    stand_in: SocketAddr,
+    upstream: SocketAddr,
+) -> Result<Config, DevError> {
     // A socket address is always a valid authority.
     let upstream_uri = http::Uri::builder()
         .scheme("http")
@@ -143,7 +113,7 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
         timeout: defaults::ROUTE_TIMEOUT,
         allow: None,
     };
-    Config {
+    Ok(Config {
         listen,
         tokens: TokensConfig {
             issuer: format!("http://{listen}"),
@@ -157,14 +127,7 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
             dir: "(in memory)".into(),
             reload_interval: defaults::KEYS_RELOAD_INTERVAL,
         },
-        providers: vec![ProviderConfig {
-            platform: Platform::WeChat,
-            appid: DEV_APPID.into(),
-            secret: Secret::new(DEV_SECRET.into()),
-            secret_source: "built in (dev)".into(),
-            base_url: format!("http://{wechat}"),
-            timeout: defaults::PROVIDER_TIMEOUT,
-        }],
+        providers: vec![standins::provider(platform, stand_in)?],
         routes: vec![
             route("/api/", AuthMode::Required),
             route("/maybe/", AuthMode::Optional),
@@ -181,22 +144,25 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
         enrich: None,
         source: None,
         admin: None,
-    }
+    })
 }
 
-/// The copy-paste walkthrough for a gateway at `addr`.
-pub fn walkthrough(addr: SocketAddr) -> String {
+/// The copy-paste walkthrough for a gateway at `addr` whose dev
+/// mini-program is of `platform`.
+pub fn walkthrough(addr: SocketAddr, platform: Platform) -> String {
     let base = format!("http://{addr}");
+    let name = platform.name();
+    let call = standins::client_call(platform);
     format!(
-        r#"minigate dev mode: NOT FOR PRODUCTION (in-memory keys, stand-in WeChat, demo upstream)
-gateway on {base}
+        r#"minigate dev mode: NOT FOR PRODUCTION (in-memory keys, stand-in {name}, demo upstream)
+gateway on {base}, one {name} mini-program (appid {appid}) logging in at a stand-in {name}
   /api/     -> demo upstream, token required
   /maybe/   -> demo upstream, token optional
   /public/  -> demo upstream, no check
 
-Try it in another terminal (bash); any code logs in:
+Try it in another terminal (bash); any code logs in, as a code from {call} would:
 ### walkthrough
-LOGIN=$(curl -s -X POST {base}/auth/login -H 'content-type: application/json' -d '{{"code":"any-code-from-wx.login"}}'); echo "$LOGIN"
+LOGIN=$(curl -s -X POST {base}/auth/login -H 'content-type: application/json' -d '{{"code":"any-code-from-{code}"}}'); echo "$LOGIN"
 ACCESS=$(printf '%s' "$LOGIN" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 REFRESH=$(printf '%s' "$LOGIN" | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/')
 curl -s {base}/api/hello -H "Authorization: Bearer $ACCESS"
@@ -206,8 +172,15 @@ curl -s -X POST {base}/auth/refresh -H 'content-type: application/json' -d "{{\"
 curl -s {base}/.well-known/jwks.json; echo
 ### end
 (The second refresh reuses a spent refresh token: the session is revoked and NEXT's refresh
-token stops working too. POST /auth/logout with a refresh token ends a session the same way.)
-"#
+token stops working too. POST /auth/logout with a refresh token ends a session the same way.
+Other platforms: serve --dev --platform {platforms}.)
+"#,
+        appid = standins::appid(platform),
+        code = call.trim_end_matches("()"),
+        platforms = Platform::all()
+            .map(Platform::name)
+            .collect::<Vec<_>>()
+            .join("|"),
     )
 }
 
@@ -231,11 +204,15 @@ pub enum DevError {
     /// The gateway did not start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The platform has no stand-in, or its dev key did not load.
+    #[error("--platform {0}: {1}")]
+    Platform(&'static str, &'static str),
 }
 
-/// Starts dev mode on `listen` (a loopback address): the stand-ins, then
-/// the gateway. The caller prints [`walkthrough`] and stops it.
-pub async fn start(listen: SocketAddr) -> Result<Running, DevError> {
+/// Starts dev mode on `listen` (a loopback address): the stand-ins of
+/// `platform` and the demo upstream, then the gateway. The caller prints
+/// [`walkthrough`] and stops it.
+pub async fn start(listen: SocketAddr, platform: Platform) -> Result<Running, DevError> {
     if !listen.ip().is_loopback() {
         return Err(DevError::NotLoopback(listen));
     }
@@ -249,11 +226,11 @@ pub async fn start(listen: SocketAddr) -> Result<Running, DevError> {
             .map_err(|source| DevError::Bind { addr, source })?;
         Ok::<_, DevError>((listener, local))
     };
-    let (wechat, wechat_addr) = bind(loopback(0)).await?;
+    let (stand_in, stand_in_addr) = bind(loopback(0)).await?;
     let (upstream, upstream_addr) = bind(loopback(0)).await?;
     let (gateway_listener, listen) = bind(listen).await?;
-    let config = dev_config(listen, wechat_addr, upstream_addr);
-    spawn_http(wechat, stand_in_wechat);
+    let config = dev_config(listen, platform, stand_in_addr, upstream_addr)?;
+    standins::spawn(stand_in, platform)?;
     spawn_http(upstream, demo_upstream);
     let keys = jwks::KeySet::generate(jwks::Alg::ES256, std::time::SystemTime::now())?;
     let store = crate::keys::KeyStore::new(keys, &config.tokens.issuer);

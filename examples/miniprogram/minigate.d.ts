@@ -1,0 +1,82 @@
+// Types of minigate-client (minigate.js / minigate.mjs).
+
+/** The answer of a request, as the platform's `request` gives it (Alipay's `status`/`headers` renamed). */
+export interface Response<T = any> {
+  statusCode: number;
+  data: T;
+  header: Record<string, string>;
+}
+
+/** A request: the platform's `request` options, with `url` a path on `baseUrl` or a whole URL. */
+export interface RequestOptions {
+  url: string;
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'OPTIONS';
+  data?: unknown;
+  header?: Record<string, string>;
+  [option: string]: unknown;
+}
+
+/** A WebSocket to open: `url` a path on `baseUrl` (ws/wss from http/https) or a whole ws(s) URL. */
+export interface SocketOptions {
+  url: string;
+  header?: Record<string, string>;
+  protocols?: string[];
+  [option: string]: unknown;
+}
+
+/** The tokens kept in the platform's storage. */
+export interface StoredTokens {
+  access_token: string;
+  refresh_token: string;
+  openid: string;
+  /** When the access token expires, in milliseconds since the epoch. */
+  expires_at?: number;
+}
+
+/**
+ * The platform's API object: `wx`, `qq`, `tt` (Douyin), `swan` (Baidu), `my` (Alipay),
+ * or Taro / uni. Only what the client calls is listed.
+ */
+export interface PlatformApi {
+  login?(options: object): unknown;
+  /** Alipay: the login code is `authCode`. */
+  getAuthCode?(options: object): unknown;
+  request(options: object): unknown;
+  getStorageSync(key: any): any;
+  setStorageSync(key: any, value?: any): unknown;
+  removeStorageSync(key: any): unknown;
+  connectSocket?(options: object): any;
+}
+
+export interface ClientOptions {
+  /** The gateway, e.g. `https://api.example.com`. */
+  baseUrl: string;
+  /** The mini-program's appid: needed when the gateway serves several. */
+  appid?: string;
+  /** The platform's API object; default: the first of wx, qq, tt, swan, my, Taro, uni found as a global. */
+  api?: PlatformApi;
+  /** @deprecated use `api`. */
+  wx?: PlatformApi;
+  /** Force Alipay's calling conventions (`my.getAuthCode`, `headers`, `{ key, data }` storage), or not; detected when absent. */
+  platform?: 'wechat' | 'qq' | 'douyin' | 'baidu' | 'alipay';
+  /** The storage key of the tokens; default `minigate.tokens`. */
+  storageKey?: string;
+}
+
+export interface Client {
+  /** A request with the access token; one shared refresh (or login) and one retry on 401. */
+  request<T = any>(options: RequestOptions): Promise<Response<T>>;
+  /** Opens the platform's WebSocket with the access token, renewed first if about to expire. */
+  connectSocket(options: SocketOptions): Promise<any>;
+  /** Logs in now (a new login session), whatever is stored. */
+  login(): Promise<StoredTokens>;
+  /** Forgets the tokens and ends the login session at the gateway. */
+  logout(): Promise<void>;
+  /** The stored tokens, or null. */
+  tokens(): StoredTokens | null;
+}
+
+export function createClient(options: ClientOptions): Client;
+
+declare const client: { createClient: typeof createClient };
+export default client;

@@ -1,0 +1,271 @@
+//! Dev mode's stand-in platforms: each speaks its platform's wire format
+//! (the call's method, path and encoding, the secret or the RSA2 signature
+//! checked, the answer's shape) and lets any code of the dev app log in,
+//! with an openid derived from the code, so the same code gives the same
+//! user. Reachable only through [`super::start`].
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+use super::{spawn_http, text, DevError};
+use crate::config::{defaults, Credentials, KeyPair, Platform, ProviderConfig, Secret};
+use crate::providers::alipay::{sign_content, ERROR_RESPONSE, RESPONSE};
+use crate::providers::CredentialKind;
+use crate::rsa2::SigningKey;
+
+/// The appid of the dev WeChat mini-program.
+pub const DEV_APPID: &str = "wxdev000000000000";
+const DOUYIN_APPID: &str = "ttdev0000000000000";
+const BAIDU_APPID: &str = "devAppKey000000000000000";
+const ALIPAY_APPID: &str = "2021000000000000";
+const DEV_SECRET: &str = "dev-mode-app-secret";
+/// A throwaway 2048-bit RSA key, PKCS#8 base64, made for dev mode only: it
+/// signs the gateway's Alipay calls and the stand-in's answers alike (ring
+/// cannot generate RSA keys). It protects nothing.
+const DEV_RSA_KEY: &str = include_str!("alipay-dev-key.pk8.b64");
+
+/// The dev mini-program's appid on `platform`, shaped like that platform's.
+pub(super) fn appid(platform: Platform) -> &'static str {
+    match platform.name() {
+        "wechat" => DEV_APPID,
+        "qq" => "1100000000",
+        "douyin" => DOUYIN_APPID,
+        "baidu" => BAIDU_APPID,
+        "alipay" => ALIPAY_APPID,
+        _ => "dev-app",
+    }
+}
+
+/// What a mini-program calls on `platform` to get a code.
+pub(super) fn client_call(platform: Platform) -> &'static str {
+    match platform.name() {
+        "wechat" => "wx.login()",
+        "qq" => "qq.login()",
+        "douyin" => "tt.login()",
+        "baidu" => "swan.login()",
+        "alipay" => "my.getAuthCode()",
+        _ => "the platform's login",
+    }
+}
+
+fn dev_key() -> Result<SigningKey, DevError> {
+    let bad = |_| DevError::Platform("alipay", "the built-in dev key did not load");
+    let der = STANDARD.decode(DEV_RSA_KEY.trim()).map_err(|_| bad(()))?;
+    SigningKey::from_pkcs8(&der).map_err(|_| bad(()))
+}
+
+/// The dev mini-program's provider, calling the stand-in at `addr`.
+pub(super) fn provider(platform: Platform, addr: SocketAddr) -> Result<ProviderConfig, DevError> {
+    let credentials = match platform.credentials() {
+        CredentialKind::AppSecret => Credentials::Secret {
+            secret: Secret::new(DEV_SECRET.into()),
+            source: "built in (dev)".into(),
+        },
+        CredentialKind::KeyPair => {
+            let key = dev_key()?;
+            Credentials::KeyPair(KeyPair {
+                platform_key: key.verifying_key(),
+                private_key: key,
+                private_key_file: "(built in, dev)".into(),
+                platform_key_file: "(built in, dev)".into(),
+            })
+        }
+    };
+    // Alipay's base_url is the whole gateway URL.
+    let path = if platform.name() == "alipay" {
+        "/gateway.do"
+    } else {
+        ""
+    };
+    Ok(ProviderConfig {
+        platform,
+        appid: appid(platform).into(),
+        credentials,
+        base_url: format!("http://{addr}{path}"),
+        timeout: defaults::PROVIDER_TIMEOUT,
+    })
+}
+
+/// Serves `platform`'s stand-in on `listener`.
+pub(super) fn spawn(listener: TcpListener, platform: Platform) -> Result<(), DevError> {
+    match platform.name() {
+        "wechat" | "qq" => spawn_http(listener, move |req| jscode2session(req, platform)),
+        "douyin" => spawn_http(listener, douyin),
+        "baidu" => spawn_http(listener, baidu),
+        "alipay" => {
+            let key = dev_key()?;
+            spawn_http(listener, move |req| alipay(req, key.clone()))
+        }
+        other => return Err(DevError::Platform(other, "has no dev stand-in")),
+    }
+    Ok(())
+}
+
+/// The dev user of `code`: openid, unionid and session key, derived from it.
+fn user(code: &str) -> (String, String, String) {
+    let digest = ring::digest::digest(&ring::digest::SHA256, code.as_bytes());
+    let id = B64.encode(&digest.as_ref()[..12]);
+    (
+        format!("dev-openid-{id}"),
+        format!("dev-unionid-{id}"),
+        B64.encode(&digest.as_ref()[12..28]),
+    )
+}
+
+/// JSON answered as the platforms do: WeChat and QQ as text/plain.
+fn answer(content_type: &'static str, body: serde_json::Value) -> Response<Full<Bytes>> {
+    text(StatusCode::OK, content_type, body.to_string())
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    text(StatusCode::NOT_FOUND, "text/plain", "not found".into())
+}
+
+/// The parameters of a query string or form body.
+fn params(encoded: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://x/?{encoded}"))
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+async fn body(req: Request<Incoming>) -> Bytes {
+    Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
+/// WeChat's and QQ's `GET /sns/jscode2session`.
+async fn jscode2session(req: Request<Incoming>, platform: Platform) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/sns/jscode2session" {
+        return not_found();
+    }
+    let p = params(req.uri().query().unwrap_or(""));
+    let answer = |v| answer("text/plain", v);
+    if param(&p, "appid") != Some(appid(platform)) || param(&p, "secret") != Some(DEV_SECRET) {
+        return answer(serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}));
+    }
+    let Some(code) = param(&p, "js_code") else {
+        return answer(serde_json::json!({"errcode": 40029, "errmsg": "invalid code"}));
+    };
+    let (openid, unionid, session_key) = user(code);
+    answer(serde_json::json!({"openid": openid, "unionid": unionid, "session_key": session_key}))
+}
+
+/// Douyin's `POST /api/apps/v2/jscode2session`, JSON both ways.
+async fn douyin(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/api/apps/v2/jscode2session" {
+        return not_found();
+    }
+    let call: serde_json::Value = serde_json::from_slice(&body(req).await).unwrap_or_default();
+    let field = |k: &str| call[k].as_str().filter(|v| !v.is_empty());
+    let error = |no: i64, tips: &str| {
+        answer(
+            "application/json",
+            serde_json::json!({"err_no": no, "err_tips": tips, "data": null}),
+        )
+    };
+    if field("appid") != Some(DOUYIN_APPID) || field("secret") != Some(DEV_SECRET) {
+        return error(40017, "bad secret");
+    }
+    let Some(code) = field("code") else {
+        return error(40018, "bad code");
+    };
+    let (openid, unionid, session_key) = user(code);
+    let anonymous = field("anonymous_code").map(|a| user(a).0.replace("openid", "anonymous"));
+    answer(
+        "application/json",
+        serde_json::json!({"err_no": 0, "err_tips": "success", "data": {
+            "openid": openid, "unionid": unionid, "session_key": session_key,
+            "anonymous_openid": anonymous.unwrap_or_default(),
+        }}),
+    )
+}
+
+/// Baidu's `POST /oauth/jscode2sessionkey`, a form in, JSON out.
+async fn baidu(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/oauth/jscode2sessionkey" {
+        return not_found();
+    }
+    let p = params(&String::from_utf8_lossy(&body(req).await));
+    let error = |e: &str| {
+        answer(
+            "application/json",
+            serde_json::json!({"errno": 1, "error": e, "error_description": "dev stand-in"}),
+        )
+    };
+    if param(&p, "client_id") != Some(BAIDU_APPID) || param(&p, "sk") != Some(DEV_SECRET) {
+        return error("invalid_client");
+    }
+    let Some(code) = param(&p, "code") else {
+        return error("invalid_grant");
+    };
+    let (openid, _, session_key) = user(code);
+    answer(
+        "application/json",
+        serde_json::json!({"openid": openid, "session_key": session_key}),
+    )
+}
+
+/// Alipay's open gateway: the call's RSA2 signature checked, the answer
+/// signed over the exact text of its object.
+async fn alipay(req: Request<Incoming>, key: SigningKey) -> Response<Full<Bytes>> {
+    if req.uri().path() != "/gateway.do" {
+        return not_found();
+    }
+    let p = params(&String::from_utf8_lossy(&body(req).await));
+    let pairs: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let signed = |root: &str, content: serde_json::Value| {
+        let content = content.to_string();
+        let sign = key.sign(content.as_bytes()).unwrap_or_default();
+        text(
+            StatusCode::OK,
+            "text/html;charset=utf-8",
+            format!(r#"{{"{root}":{content},"sign":"{sign}"}}"#),
+        )
+    };
+    let error = |sub_code: &str| {
+        signed(
+            ERROR_RESPONSE,
+            serde_json::json!({"code": "40002", "msg": "Invalid Arguments", "sub_code": sub_code, "sub_msg": "dev stand-in"}),
+        )
+    };
+    let sign_ok = param(&p, "sign").is_some_and(|sign| {
+        key.verifying_key()
+            .verify(sign_content(&pairs).as_bytes(), sign)
+    });
+    if !sign_ok {
+        return error("isv.invalid-signature");
+    }
+    if param(&p, "app_id") != Some(ALIPAY_APPID)
+        || param(&p, "method") != Some("alipay.system.oauth.token")
+    {
+        return error("isv.invalid-app-id");
+    }
+    let Some(code) = param(&p, "code") else {
+        return error("isv.code-invalid");
+    };
+    let (openid, _, token) = user(code);
+    signed(
+        RESPONSE,
+        serde_json::json!({
+            "open_id": openid, "access_token": format!("authusrB{token}"),
+            "expires_in": 1_296_000, "re_expires_in": 2_592_000,
+        }),
+    )
+}
