@@ -27,3 +27,4 @@ mod rotation;
 mod sessions;
 mod tls;
 mod websocket;
+mod wechat;
