@@ -250,6 +250,7 @@ pub fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Rec
                 _ = hup => tracing::info!("SIGHUP: reloading the key set"),
             }
             gw.reload();
+            gw.wechat.renew_due().await;
         }
     });
 }

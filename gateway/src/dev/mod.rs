@@ -167,7 +167,7 @@ ACCESS=$(printf '%s' "$LOGIN" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 REFRESH=$(printf '%s' "$LOGIN" | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/')
 curl -s {base}/api/hello -H "Authorization: Bearer $ACCESS"
 curl -s -i {base}/api/hello; echo
-NEXT=$(curl -s -X POST {base}/auth/refresh -H 'content-type: application/json' -d "{{\"refresh_token\":\"$REFRESH\"}}"); echo "$NEXT"
+{phone}NEXT=$(curl -s -X POST {base}/auth/refresh -H 'content-type: application/json' -d "{{\"refresh_token\":\"$REFRESH\"}}"); echo "$NEXT"
 curl -s -X POST {base}/auth/refresh -H 'content-type: application/json' -d "{{\"refresh_token\":\"$REFRESH\"}}"; echo
 curl -s {base}/.well-known/jwks.json; echo
 ### end
@@ -177,6 +177,17 @@ Other platforms: serve --dev --platform {platforms}.)
 "#,
         appid = standins::appid(platform),
         code = call.trim_end_matches("()"),
+        // The phone number: a new pair in the same session, whose refresh
+        // token the walkthrough goes on with.
+        phone = if platform == Platform::wechat() {
+            format!(
+                r#"PHONE=$(curl -s -X POST {base}/auth/phone -H "Authorization: Bearer $ACCESS" -H 'content-type: application/json' -d '{{"code":"any-code-from-getPhoneNumber"}}'); echo "$PHONE"
+REFRESH=$(printf '%s' "$PHONE" | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/')
+"#
+            )
+        } else {
+            String::new()
+        },
         platforms = Platform::all()
             .map(Platform::name)
             .collect::<Vec<_>>()

@@ -18,6 +18,7 @@ use crate::config::{defaults, Credentials, KeyPair, Platform, ProviderConfig, Se
 use crate::providers::alipay::{sign_content, ERROR_RESPONSE, RESPONSE};
 use crate::providers::CredentialKind;
 use crate::rsa2::SigningKey;
+use crate::tokens::now_secs;
 
 /// The appid of the dev WeChat mini-program.
 pub const DEV_APPID: &str = "wxdev000000000000";
@@ -114,7 +115,8 @@ fn user(code: &str) -> (String, String, String) {
     (
         format!("dev-openid-{id}"),
         format!("dev-unionid-{id}"),
-        B64.encode(&digest.as_ref()[12..28]),
+        // WeChat's session_key is standard base64 of 16 bytes.
+        base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[12..28]),
     )
 }
 
@@ -150,8 +152,16 @@ async fn body(req: Request<Incoming>) -> Bytes {
         .unwrap_or_default()
 }
 
-/// WeChat's and QQ's `GET /sns/jscode2session`.
+/// WeChat's and QQ's `GET /sns/jscode2session`; for WeChat also the
+/// app's `stable_token` and the phone-number exchange.
 async fn jscode2session(req: Request<Incoming>, platform: Platform) -> Response<Full<Bytes>> {
+    if platform == Platform::wechat() {
+        match req.uri().path() {
+            "/cgi-bin/stable_token" => return stable_token(req, platform).await,
+            "/wxa/business/getuserphonenumber" => return phone_number(req, platform).await,
+            _ => {}
+        }
+    }
     if req.uri().path() != "/sns/jscode2session" {
         return not_found();
     }
@@ -165,6 +175,45 @@ async fn jscode2session(req: Request<Incoming>, platform: Platform) -> Response<
     };
     let (openid, unionid, session_key) = user(code);
     answer(serde_json::json!({"openid": openid, "unionid": unionid, "session_key": session_key}))
+}
+
+/// The dev app's access token, from WeChat's `POST /cgi-bin/stable_token`.
+const DEV_ACCESS_TOKEN: &str = "dev-access-token";
+
+async fn stable_token(req: Request<Incoming>, platform: Platform) -> Response<Full<Bytes>> {
+    let ask: serde_json::Value = serde_json::from_slice(&body(req).await).unwrap_or_default();
+    let answer = |v| answer("text/plain", v);
+    if ask["appid"] != appid(platform) || ask["secret"] != DEV_SECRET {
+        return answer(serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}));
+    }
+    answer(serde_json::json!({"access_token": DEV_ACCESS_TOKEN, "expires_in": 7200}))
+}
+
+/// `POST /wxa/business/getuserphonenumber`: any code gives a number derived
+/// from it, with the dev app's watermark.
+async fn phone_number(req: Request<Incoming>, platform: Platform) -> Response<Full<Bytes>> {
+    let token_ok = params(req.uri().query().unwrap_or(""))
+        .iter()
+        .any(|(k, v)| k == "access_token" && v == DEV_ACCESS_TOKEN);
+    let ask: serde_json::Value = serde_json::from_slice(&body(req).await).unwrap_or_default();
+    let answer = |v| answer("text/plain", v);
+    if !token_ok {
+        return answer(serde_json::json!({"errcode": 40001, "errmsg": "invalid credential"}));
+    }
+    let Some(code) = ask["code"].as_str().filter(|c| !c.is_empty()) else {
+        return answer(serde_json::json!({"errcode": 40029, "errmsg": "invalid code"}));
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, code.as_bytes());
+    let digits: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| char::from(b'0' + b % 10))
+        .collect();
+    let pure = format!("138{digits}");
+    answer(
+        serde_json::json!({"errcode": 0, "errmsg": "ok", "phone_info": {
+        "phoneNumber": format!("+86 {pure}"), "purePhoneNumber": pure, "countryCode": "86",
+        "watermark": {"timestamp": now_secs(), "appid": appid(platform)}}}),
+    )
 }
 
 /// Douyin's `POST /api/apps/v2/jscode2session`, JSON both ways.

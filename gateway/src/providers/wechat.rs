@@ -14,6 +14,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::{CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError};
+use crate::wechat::WxError;
 use crate::config::{ProviderConfig, Secret};
 
 /// WeChat in the registry.
@@ -94,13 +95,8 @@ pub fn interpret(appid: &str, body: &[u8]) -> Result<Session, ExchangeError> {
         None | Some(0) => {}
         Some(code) => {
             tracing::warn!(appid = %appid, errcode = code, "jscode2session refused the code");
-            return Err(match code {
-                40029 | 40163 => ExchangeError::InvalidCode,
-                45011 => ExchangeError::RateLimited,
-                40226 => ExchangeError::RiskyUser,
-                -1 => ExchangeError::Unavailable,
-                _ => ExchangeError::Unusable,
-            });
+            // WeChat's errcodes are mapped in one place, for every call.
+            return Err(WxError::from_errcode(code).into());
         }
     }
     match (answer.openid, answer.session_key) {

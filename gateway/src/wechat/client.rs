@@ -78,6 +78,20 @@ impl WxError {
     }
 }
 
+impl From<WxError> for crate::providers::ExchangeError {
+    fn from(e: WxError) -> Self {
+        use crate::providers::ExchangeError;
+        match e {
+            WxError::InvalidCode => ExchangeError::InvalidCode,
+            WxError::RateLimited => ExchangeError::RateLimited,
+            WxError::RiskyUser => ExchangeError::RiskyUser,
+            WxError::Busy => ExchangeError::Unavailable,
+            WxError::Timeout => ExchangeError::Timeout,
+            WxError::TokenRejected | WxError::Unusable => ExchangeError::Unusable,
+        }
+    }
+}
+
 /// The client; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WxClient {

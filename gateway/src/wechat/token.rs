@@ -11,6 +11,8 @@
 //! an expiry, and the token stored for the others, who wait for it. A call
 //! WeChat refuses with 40001/42001 renews the token once; if `stable_token`
 //! answers with the very token just refused, the renewal forces a new one.
+//! A token in use is renewed ahead of its expiry on the reload tick, so a
+//! caller rarely waits for WeChat.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -297,6 +299,20 @@ impl AccessTokens {
             }
         }
         Err(WxError::TokenRejected)
+    }
+
+    /// Renews every token in use that is within [`MARGIN`] of its expiry,
+    /// so callers (and backend services on the admin listener) find a fresh
+    /// one in hand. Apps whose token nobody has asked for are left alone.
+    pub async fn renew_due(&self) {
+        for (app, m) in &self.apps {
+            let due = app.cached().is_some_and(|t| !t.fresh());
+            if due {
+                // A failure is counted and logged inside; the next caller
+                // or tick tries again.
+                let _ = self.renew(app, m, None).await;
+            }
+        }
     }
 
     /// A new token after WeChat refused `rejected`.
