@@ -68,6 +68,13 @@ export interface Client {
   request<T = any>(options: RequestOptions): Promise<Response<T>>;
   /** Opens the platform's WebSocket with the access token, renewed first if about to expire. */
   connectSocket(options: SocketOptions): Promise<any>;
+  /**
+   * WeChat's phone number from the getPhoneNumber button's `e.detail.code`: verified by the
+   * gateway, which answers a new token pair (stored) whose tokens carry it.
+   */
+  getPhoneNumber(code: string): Promise<{ phone_number: string; pure_phone_number: string; country_code: string }>;
+  /** WeChat's legacy `encryptedData`, decrypted by the gateway with the session's `session_key`. */
+  decrypt<T = any>(data: { encryptedData: string; iv: string }): Promise<T>;
   /** Logs in now (a new login session), whatever is stored. */
   login(): Promise<StoredTokens>;
   /** Forgets the tokens and ends the login session at the gateway. */

@@ -215,7 +215,43 @@ function createClient(options) {
     }
   }
 
-  return { request, connectSocket, login, logout, tokens: load };
+  // WeChat's phone number: pass the code of the getPhoneNumber button's
+  // event (e.detail.code). The gateway verifies it with WeChat and answers
+  // the number and a new token pair in the same session, whose tokens carry
+  // it; the pair is stored, so later requests and refreshes keep it.
+  async function getPhoneNumber(code) {
+    if (!code) throw new Error('minigate: getPhoneNumber needs the button event\'s code');
+    const res = await request({ url: '/auth/phone', method: 'POST', data: { code }, header: JSON_HEADER });
+    if (res.statusCode !== 200) {
+      const err = new Error(`phone number failed: ${res.statusCode} ${res.data && res.data.error}`);
+      err.response = res;
+      throw err;
+    }
+    save(res.data);
+    const { phone_number, pure_phone_number, country_code } = res.data;
+    return { phone_number, pure_phone_number, country_code };
+  }
+
+  // WeChat's legacy encryptedData (e.g. from wx.getWeRunData): decrypted by
+  // the gateway with this session's session_key, which never reaches the
+  // mini-program. A 409 session_key_expired means the user logged in again
+  // since: log in once more and fetch the data again.
+  async function decrypt({ encryptedData, iv }) {
+    const res = await request({
+      url: '/auth/wechat/decrypt',
+      method: 'POST',
+      data: { encrypted_data: encryptedData, iv },
+      header: JSON_HEADER,
+    });
+    if (res.statusCode !== 200) {
+      const err = new Error(`decrypt failed: ${res.statusCode} ${res.data && res.data.error}`);
+      err.response = res;
+      throw err;
+    }
+    return res.data;
+  }
+
+  return { request, connectSocket, login, logout, getPhoneNumber, decrypt, tokens: load };
 }
 
 module.exports = { createClient };

@@ -41,6 +41,20 @@ function fakeGateway() {
     if (!state.validAccess.has(auth.replace(/^Bearer /, ''))) {
       return { statusCode: 401, data: { error: 'invalid_token' } };
     }
+    if (path === '/auth/phone') {
+      if (!data.code) return { statusCode: 400, data: { error: 'invalid_request' } };
+      // A new pair in the session: the old refresh token is spent.
+      state.validRefresh.clear();
+      return {
+        statusCode: 200,
+        data: { phone_number: '+86 13800001111', pure_phone_number: '13800001111', country_code: '86', ...issue() },
+      };
+    }
+    if (path === '/auth/wechat/decrypt') {
+      return data.encrypted_data === 'stale'
+        ? { statusCode: 409, data: { error: 'session_key_expired' } }
+        : { statusCode: 200, data: { openId: 'o-1', watermark: { appid: 'wx0123456789abcdef' } } };
+    }
     return { statusCode: 200, data: { path, auth } };
   };
   return { state, handle };
@@ -233,6 +247,29 @@ for (const shape of ['qq', 'tt', 'swan', 'my', 'Taro', 'uni']) {
     assert.equal(gateway.state.validRefresh.size, 0);
   });
 }
+
+test('getPhoneNumber sends the button code and keeps the new pair', async () => {
+  const { gateway, client } = setup();
+  await client.request({ url: '/api/x' });
+  const before = client.tokens();
+  const phone = await client.getPhoneNumber('button-code');
+  assert.deepEqual(phone, { phone_number: '+86 13800001111', pure_phone_number: '13800001111', country_code: '86' });
+  const after = client.tokens();
+  assert.notEqual(after.refresh_token, before.refresh_token);
+  assert.ok(gateway.state.validRefresh.has(after.refresh_token));
+  await assert.rejects(client.getPhoneNumber(''), /needs the button/);
+});
+
+test('decrypt sends the data and iv, and a stale key is an error with its response', async () => {
+  const { client } = setup();
+  const data = await client.decrypt({ encryptedData: 'ok', iv: 'iv' });
+  assert.equal(data.openId, 'o-1');
+  await assert.rejects(client.decrypt({ encryptedData: 'stale', iv: 'iv' }), (err) => {
+    assert.equal(err.response.statusCode, 409);
+    assert.equal(err.response.data.error, 'session_key_expired');
+    return true;
+  });
+});
 
 test('a global platform object is found when none is passed', async () => {
   const gateway = fakeGateway();

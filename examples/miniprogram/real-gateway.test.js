@@ -105,3 +105,19 @@ test('logout ends the session at the gateway', { skip }, async () => {
   assert.equal(res.status, 400);
   assert.equal((await res.json()).error, 'invalid_grant');
 });
+
+test('a phone number comes back verified, and the new pair carries it', { skip }, async () => {
+  await client.login();
+  const phone = await client.getPhoneNumber('phone:13800002222');
+  assert.equal(phone.phone_number, '+86 13800002222');
+  const payload = JSON.parse(Buffer.from(client.tokens().access_token.split('.')[1], 'base64url'));
+  assert.equal(payload.phone_number, '+86 13800002222');
+});
+
+test('decrypt of data the session key does not decrypt is 409 session_key_expired', { skip }, async () => {
+  await assert.rejects(client.decrypt({ encryptedData: Buffer.alloc(32).toString('base64'), iv: Buffer.alloc(16).toString('base64') }), (err) => {
+    assert.equal(err.response.statusCode, 409);
+    assert.equal(err.response.data.error, 'session_key_expired');
+    return true;
+  });
+});
