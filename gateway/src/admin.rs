@@ -120,16 +120,17 @@ pub struct AdminListener {
     pub addr: SocketAddr,
 }
 
-/// Binds `config.listen` and serves the admin API until `stopped`.
+/// Binds `config.listen` and serves the admin API until `stopped`, each
+/// connection with `builder` (the public listener's HTTP/1 settings).
 pub async fn start(
     gw: Arc<Gateway>,
     config: &AdminConfig,
+    builder: hyper::server::conn::http1::Builder,
     stopped: watch::Receiver<bool>,
 ) -> std::io::Result<AdminListener> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let token = Arc::new(config.token.clone());
-    let builder = crate::server::http1_builder(&gw.server);
     let mut stopping = stopped.clone();
     tokio::spawn(async move {
         loop {

@@ -260,7 +260,7 @@ pub fn load(path: &Path) -> Result<(Config, KeyStore), LoadError> {
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
-    crate::tls::install_crypto_provider();
+    crate::crypto::install_crypto_provider();
     if args.dev {
         init_logging(LogFormat::Text);
         let listen = args
@@ -440,7 +440,7 @@ fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
     if let Some(sid) = sid {
         url = format!("{url}/{}", path_segment(sid));
     }
-    crate::tls::install_crypto_provider();
+    crate::crypto::install_crypto_provider();
     let fail = |e: reqwest::Error| {
         // The URL is the operator's own; the token is never in it.
         Failure(1, format!("admin API at {base}: {}", e.without_url()))

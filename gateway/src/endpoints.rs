@@ -612,7 +612,7 @@ async fn new_pair(gw: &Gateway, who: &Subject, sid: &str) -> Result<TokenPair, A
     if !live {
         return Err(ApiError::InvalidGrant("session revoked"));
     }
-    gw.tokens.issue(who, sid, jti)
+    Ok(gw.tokens.issue(who, sid, jti)?)
 }
 
 /// The subject's roles, uid and claims, from the static grants and, when

@@ -237,6 +237,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::tokens::Internal> for ApiError {
+    fn from(_: crate::tokens::Internal) -> ApiError {
+        ApiError::Internal
+    }
+}
+
 impl From<ApiError> for Response<Body> {
     fn from(e: ApiError) -> Self {
         e.into_response()

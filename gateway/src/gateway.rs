@@ -169,7 +169,7 @@ impl Gateway {
             return false;
         }
         *stamp = now;
-        match crate::config::files::grants_of(&source.path) {
+        match crate::config::grants_of(&source.path) {
             Ok(grants) => {
                 self.grants.store(Arc::new(Grants::new(&grants)));
                 tracing::info!(grants = grants.len(), "static role grants reloaded");
@@ -192,6 +192,16 @@ impl Gateway {
         self.revoked.sweep();
         self.reload_tls();
         self.reload_grants();
+    }
+}
+
+impl crate::sessions::redis::Synced for Gateway {
+    fn store(&self) -> &Store {
+        &self.sessions
+    }
+
+    fn revoked(&self) -> &crate::sessions::revoked::RevokedSet {
+        &self.revoked
     }
 }
 

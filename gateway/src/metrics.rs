@@ -13,6 +13,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
+pub use crate::labels::{Counters, Label};
+
 use crate::config::{Config, Platform};
 use crate::enrich::EnrichMetrics;
 use crate::keys::KeyStore;
@@ -28,41 +30,6 @@ static META: Metadata<'static> = Metadata::new("minigate", Level::INFO, Some("mi
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// A closed set of label values: every metric keyed by one registers a
-/// series per value at start-up, and counting is an index into them. No
-/// label is ever made from a string at run time.
-pub trait Label: Copy + Eq + 'static {
-    /// Every value that is counted.
-    const ALL: &'static [Self];
-    /// The label value.
-    fn label(self) -> &'static str;
-}
-
-/// One counter per value of `L`.
-pub struct Counters<L> {
-    by: Vec<Counter>,
-    _label: std::marker::PhantomData<L>,
-}
-
-impl<L: Label> Counters<L> {
-    /// The counter of `value`; values outside `L::ALL` are not counted.
-    #[inline]
-    pub fn get(&self, value: L) -> Option<&Counter> {
-        L::ALL
-            .iter()
-            .position(|v| *v == value)
-            .and_then(|i| self.by.get(i))
-    }
-
-    /// Counts one `value`.
-    #[inline]
-    pub fn increment(&self, value: L) {
-        if let Some(c) = self.get(value) {
-            c.increment(1);
-        }
-    }
-}
 
 /// The gateway's own endpoints, as route labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,10 +137,7 @@ impl RevokedMetrics {
         RevokedMetrics {
             size: Gauge::noop(),
             lag: Histogram::noop(),
-            resyncs: Counters {
-                by: Resync::ALL.iter().map(|_| Counter::noop()).collect(),
-                _label: std::marker::PhantomData,
-            },
+            resyncs: Counters::noop(),
         }
     }
 }
@@ -355,21 +319,6 @@ pub struct ExchangeMetrics {
     pub errors: Counters<ExchangeError>,
 }
 
-impl<L> Clone for Counters<L> {
-    fn clone(&self) -> Self {
-        Counters {
-            by: self.by.clone(),
-            _label: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<L> std::fmt::Debug for Counters<L> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Counters").finish_non_exhaustive()
-    }
-}
-
 /// Every series of one gateway.
 pub struct Metrics {
     handle: PrometheusHandle,
@@ -423,20 +372,7 @@ fn by<L: Label>(
             counter(name, labels)
         })
         .collect();
-    Counters {
-        by,
-        _label: std::marker::PhantomData,
-    }
-}
-
-impl<L: Label> Counters<L> {
-    /// Counters that count nothing, for series a route does not have.
-    fn noop() -> Counters<L> {
-        Counters {
-            by: L::ALL.iter().map(|_| Counter::noop()).collect(),
-            _label: std::marker::PhantomData,
-        }
-    }
+    Counters::new(by)
 }
 
 impl Metrics {

@@ -76,12 +76,18 @@ pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartErro
     let mut running = serve(listener, gateway).map_err(bind)?;
     if let Some(admin) = &config.admin {
         // Its own socket, never the public one; stopped with it.
-        let bound = crate::admin::start(running.gateway.clone(), admin, running.stop.subscribe())
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: admin.listen,
-                source,
-            })?;
+        let builder = http1_builder(&running.gateway.server);
+        let bound = crate::admin::start(
+            running.gateway.clone(),
+            admin,
+            builder,
+            running.stop.subscribe(),
+        )
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: admin.listen,
+            source,
+        })?;
         running.admin = Some(bound.addr);
     }
     spawn_reloader(
@@ -93,7 +99,7 @@ pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartErro
 }
 
 /// The HTTP/1 settings of every client connection.
-pub(crate) fn http1_builder(limits: &ServerConfig) -> http1::Builder {
+fn http1_builder(limits: &ServerConfig) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.keep_alive(true)
         .timer(TokioTimer::new())

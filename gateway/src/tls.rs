@@ -1,5 +1,5 @@
-//! TLS: the one crypto library (ring, also under rustls), and inbound TLS
-//! with HTTP/2 and HTTP/1.1 chosen by ALPN.
+//! Inbound TLS (rustls over ring, see [`crate::crypto`]) with HTTP/2 and
+//! HTTP/1.1 chosen by ALPN.
 //!
 //! WeChat requires HTTPS of mini-program servers, so the gateway can
 //! terminate TLS itself. Certificates are short-lived (ACME, cert-manager):
@@ -7,10 +7,6 @@
 //! on the key set's reload tick and on SIGHUP, and a new pair replaces the
 //! old for new connections only when it loads whole. A broken pair is
 //! refused and logged; the old one keeps serving.
-//!
-//! reqwest is built with `rustls-no-provider` so that aws-lc-rs never enters
-//! the build; rustls then needs its process-wide provider installed before
-//! the first client or server config is made.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -22,11 +18,7 @@ use rustls::ServerConfig;
 use crate::config::files::load_tls as load;
 use crate::config::{ConfigError, TlsConfig};
 
-/// Installs ring as rustls' process-wide crypto provider. Idempotent: a
-/// provider already installed is left in place.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use crate::crypto::install_crypto_provider;
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()

@@ -19,7 +19,6 @@ use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TokensConfig;
-use crate::error::ApiError;
 use crate::keys::KeyStore;
 
 /// `typ` of access tokens (RFC 9068).
@@ -240,6 +239,11 @@ impl moka::Expiry<Box<str>, Arc<Identity>> for UntilExp {
     }
 }
 
+/// The system failed the gateway (no randomness, a key that would not
+/// sign): a fault of the gateway itself, never of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Internal;
+
 /// Why a token was refused: the verifier's reasons, then the claims'.
 ///
 /// The `message` is a fixed sentence fit for an `error_description` and the
@@ -368,10 +372,10 @@ fn until(exp: u64) -> Duration {
 }
 
 /// A random 128-bit id, base64url: for `jti` and `sid`.
-pub fn random_id() -> Result<String, ApiError> {
+pub fn random_id() -> Result<String, Internal> {
     let mut bytes = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| ApiError::Internal)?;
+        .map_err(|_| Internal)?;
     Ok(B64.encode(bytes))
 }
 
@@ -422,7 +426,7 @@ impl Tokens {
         who: &Subject,
         sid: &str,
         refresh_jti: String,
-    ) -> Result<TokenPair, ApiError> {
+    ) -> Result<TokenPair, Internal> {
         let now = now_secs();
         let access_ttl = self.config.access_ttl.as_secs();
         let refresh_ttl = self.config.refresh_ttl.as_secs();
@@ -451,7 +455,7 @@ impl Tokens {
             usr: None,
         };
         let keys = self.keys.load();
-        let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| ApiError::Internal);
+        let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| Internal);
         let access = sign(ACCESS_TYP, &claims(aud, access_ttl, random_id()?))?;
         let refresh_aud = Audience::One(self.config.issuer.clone());
         let mut refresh_claims = claims(refresh_aud, refresh_ttl, refresh_jti);

@@ -1,5 +1,4 @@
-//! The files a config names: the config itself, secret files, RSA key
-//! files, the TLS pair.
+//! The files a config names: secret files, RSA key files, the TLS pair.
 //!
 //! Each read names the key and the path in its error and never the file's
 //! content, which may be a secret. The TLS pair is read here (not in the
@@ -8,68 +7,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::parse::duration_or;
-use super::raw::RawRolesOnly;
-use super::{defaults, err, Config, ConfigError, RoleGrant, TlsConfig};
+use super::{err, ConfigError, TlsConfig};
 use crate::rsa2::{SigningKey, VerifyingKey};
-
-impl Config {
-    /// Reads and validates a config file. Errors name the file or the key.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(path.display().to_string(), e.to_string()))?;
-        let mut config = Self::from_toml(&text, &|name| std::env::var(name).ok())?;
-        config.source = Some(path.to_owned());
-        Ok(config)
-    }
-}
-
-/// The `[[roles]]` of a config file, checked like at start: what a reload
-/// of static grants reads. Nothing else of the file is resolved (no secret
-/// is read again).
-pub fn grants_of(path: &Path) -> Result<Vec<RoleGrant>, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err(path.display().to_string(), e.to_string()))?;
-    let raw: RawRolesOnly =
-        toml::from_str(&text).map_err(|e| err("config", e.message().replace('\n', " ")))?;
-    super::parse::grants(raw.roles)
-}
-
-/// The refresh TTL of a config file, read without resolving anything else:
-/// key pruning needs only that, and must not need the app secrets.
-pub fn refresh_ttl_of(path: &Path) -> Result<Duration, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err(path.display().to_string(), e.to_string()))?;
-    let value: toml::Table =
-        toml::from_str(&text).map_err(|e| err("config", e.message().replace('\n', " ")))?;
-    let ttl = value
-        .get("tokens")
-        .and_then(|t| t.get("refresh_ttl"))
-        .and_then(|v| v.as_str());
-    duration_or("tokens.refresh_ttl", ttl, defaults::REFRESH_TTL)
-}
-
-/// `[admin] listen` of a config file, read without resolving anything
-/// else: `minigate sessions` needs only that, not the app secrets.
-pub fn admin_listen_of(path: &Path) -> Result<std::net::SocketAddr, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err(path.display().to_string(), e.to_string()))?;
-    let value: toml::Table =
-        toml::from_str(&text).map_err(|e| err("config", e.message().replace('\n', " ")))?;
-    let listen = value
-        .get("admin")
-        .and_then(|t| t.get("listen"))
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| err("admin.listen", "is not set: there is no admin listener"))?;
-    listen
-        .parse()
-        .map_err(|_| err("admin.listen", format!("{listen:?} is not an address")))
-}
 
 /// A secret file's value, without its trailing newline.
 pub(super) fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError> {

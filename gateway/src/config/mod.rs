@@ -11,6 +11,7 @@
 
 pub mod defaults;
 pub mod files;
+mod load;
 mod parse;
 mod raw;
 
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use http::Uri;
 
-pub use files::{admin_listen_of, refresh_ttl_of};
+pub use load::{admin_listen_of, grants_of, refresh_ttl_of};
 
 /// A validated gateway configuration.
 #[derive(Debug, Clone)]

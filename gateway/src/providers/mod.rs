@@ -364,7 +364,7 @@ fn classify(e: reqwest::Error) -> ExchangeError {
 /// or impersonated; following it would send the next request (and, with
 /// reqwest's `Referer`, the URL holding the app secret) wherever it points.
 pub fn outbound_client() -> Result<reqwest::Client, SetupError> {
-    crate::tls::install_crypto_provider();
+    crate::crypto::install_crypto_provider();
     reqwest::Client::builder()
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())

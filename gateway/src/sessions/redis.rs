@@ -643,18 +643,27 @@ fn parse_message(payload: &str) -> Option<(u64, u64, Vec<&str>)> {
     Some((at, until, sids))
 }
 
+/// What holds a store and the revoked set that [`spawn_sync`] keeps in step
+/// (the gateway's shared state).
+pub trait Synced: Send + Sync + 'static {
+    /// The session store.
+    fn store(&self) -> &crate::sessions::Store;
+    /// The revoked-session set.
+    fn revoked(&self) -> &RevokedSet;
+}
+
 /// Keeps `revoked` in step with the other replicas until `stopped`: a
 /// subscription to `minigate:revoked` (its own connection, reconnected
 /// with a backoff), a full resync after every (re)subscription, and a
 /// resync of the recent entries every [`RESYNC_EVERY`]. While Redis is
 /// unreachable the set keeps what it knows; entries only ever leave it by
 /// expiring.
-pub fn spawn_sync(gw: Arc<crate::gateway::Gateway>, mut stopped: watch::Receiver<bool>) {
+pub fn spawn_sync<S: Synced>(shared: Arc<S>, mut stopped: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let crate::sessions::Store::Redis(redis) = &gw.sessions else {
+        let crate::sessions::Store::Redis(redis) = shared.store() else {
             return;
         };
-        let revoked = &gw.revoked;
+        let revoked = shared.revoked();
         let mut backoff = Duration::from_millis(100);
         let mut seed = 0usize;
         loop {
