@@ -3,19 +3,6 @@
 
 use crate::support::*;
 
-/// The value of one series in a Prometheus text exposition, 0 if absent.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
 async fn scrape(gw: &Gateway) -> String {
     let res = gw.get("/metrics", None).await;
     assert_eq!(res.status(), 200);
@@ -53,7 +40,7 @@ async fn metrics_move_as_requests_flow() {
     assert_eq!(res.status(), 400);
     let after = scrape(&gw).await;
 
-    let delta = |series: &str| value(&after, series) - value(&before, series);
+    let delta = |name: &str| series(&after, name) - series(&before, name);
     let api = |class: &str| format!("minigate_requests_total{{route=\"/api/\",class=\"{class}\"}}");
     assert_eq!(delta(&api("2xx")), 3.0, "{after}");
     assert_eq!(delta(&api("4xx")), 3.0, "{after}");
