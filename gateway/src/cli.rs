@@ -94,11 +94,16 @@ struct ServeArgs {
     platform: Option<Platform>,
 }
 
+/// A `--platform` that is not in the registry; the text lists those that are.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("not a platform ({0})")]
+struct UnknownPlatform(String);
+
 /// A platform of the registry, by name.
-fn platform(name: &str) -> Result<Platform, String> {
+fn platform(name: &str) -> Result<Platform, UnknownPlatform> {
     Platform::named(name).ok_or_else(|| {
         let known: Vec<&str> = Platform::all().map(Platform::name).collect();
-        format!("not a platform ({})", known.join(", "))
+        UnknownPlatform(known.join(", "))
     })
 }
 

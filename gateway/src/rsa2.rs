@@ -56,6 +56,21 @@ fn bare_base64(text: &[u8]) -> Option<Vec<u8>> {
     B64.decode(compact).ok().filter(|der| !der.is_empty())
 }
 
+/// Why a key file's content is not a key this module can use. The text
+/// says what was expected, never what was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Not a private key in a format read here.
+    #[error("not an RSA private key of 2048 bits or more (PEM PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`, or the bare base64 of either)")]
+    NotPrivateKey,
+    /// Not a public key in a format read here.
+    #[error("not an RSA public key (PEM `PUBLIC KEY`, or its bare base64)")]
+    NotPublicKey,
+    /// An RSA key, but too short to be trusted (or verified by ring).
+    #[error("an RSA key shorter than 2048 bits")]
+    TooShort,
+}
+
 fn has_pem_block(text: &[u8]) -> bool {
     text.windows(11).any(|w| w == b"-----BEGIN ")
 }
@@ -63,9 +78,8 @@ fn has_pem_block(text: &[u8]) -> bool {
 impl SigningKey {
     /// Reads a private key file's content. The error says what was expected,
     /// never what was found.
-    pub fn parse(text: &[u8]) -> Result<SigningKey, &'static str> {
-        const WHAT: &str = "not an RSA private key of 2048 bits or more (PEM PKCS#8 \
-                            `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`, or the bare base64 of either)";
+    pub fn parse(text: &[u8]) -> Result<SigningKey, KeyError> {
+        const WHAT: KeyError = KeyError::NotPrivateKey;
         let pair = if has_pem_block(text) {
             match PrivateKeyDer::from_pem_slice(text).map_err(|_| WHAT)? {
                 PrivateKeyDer::Pkcs8(der) => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()),
@@ -80,13 +94,13 @@ impl SigningKey {
     }
 
     /// A key from the DER of a PKCS#8 `PrivateKeyInfo`.
-    pub fn from_pkcs8(der: &[u8]) -> Result<SigningKey, &'static str> {
-        Self::from_pair(RsaKeyPair::from_pkcs8(der).map_err(|_| "not an RSA PKCS#8 key")?)
+    pub fn from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyError> {
+        Self::from_pair(RsaKeyPair::from_pkcs8(der).map_err(|_| KeyError::NotPrivateKey)?)
     }
 
-    fn from_pair(pair: RsaKeyPair) -> Result<SigningKey, &'static str> {
+    fn from_pair(pair: RsaKeyPair) -> Result<SigningKey, KeyError> {
         if pair.public().modulus_len() < 256 {
-            return Err("an RSA key shorter than 2048 bits");
+            return Err(KeyError::TooShort);
         }
         Ok(SigningKey {
             pair: Arc::new(pair),
@@ -119,8 +133,8 @@ impl SigningKey {
 impl VerifyingKey {
     /// Reads a public key file's content: a PEM `PUBLIC KEY`, or the bare
     /// base64 of its DER (what Alipay's console shows).
-    pub fn parse(text: &[u8]) -> Result<VerifyingKey, &'static str> {
-        const WHAT: &str = "not an RSA public key (PEM `PUBLIC KEY`, or its bare base64)";
+    pub fn parse(text: &[u8]) -> Result<VerifyingKey, KeyError> {
+        const WHAT: KeyError = KeyError::NotPublicKey;
         let spki = if has_pem_block(text) {
             SubjectPublicKeyInfoDer::from_pem_slice(text)
                 .map_err(|_| WHAT)?
@@ -133,7 +147,7 @@ impl VerifyingKey {
         // ring refuses short keys when verifying; refuse them here too, so a
         // key that could never verify fails at start, not at every login.
         if jwks::key::rsa_modulus_bits(inner).ok_or(WHAT)? < 2048 {
-            return Err("an RSA public key shorter than 2048 bits");
+            return Err(KeyError::TooShort);
         }
         Ok(VerifyingKey {
             rsa_public_key: inner.into(),
@@ -204,11 +218,11 @@ mod tests {
             "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
         ] {
             let e = SigningKey::parse(text.as_bytes()).unwrap_err();
-            assert!(e.starts_with("not an RSA private key"), "{e}");
+            assert!(e.to_string().starts_with("not an RSA private key"), "{e}");
         }
         for text in ["", "garbage", APP_PK8, &bare(APP_PK8)] {
             let e = VerifyingKey::parse(text.as_bytes()).unwrap_err();
-            assert!(e.starts_with("not an RSA public key"), "{e}");
+            assert!(e.to_string().starts_with("not an RSA public key"), "{e}");
         }
         assert!(!format!("{:?}", SigningKey::parse(APP_PK8.as_bytes()).unwrap()).contains("MII"));
     }
