@@ -4,6 +4,10 @@
 //! proxy) against two built-in neighbours on 127.0.0.1: a stand-in for
 //! WeChat's `jscode2session` that speaks its wire format and accepts any
 //! code, and a demo upstream that echoes the identity headers it received.
+//! The stand-in also plays WeChat's web authorization (an authorize page
+//! that sends the browser back with a code and the state, and
+//! `sns/oauth2/access_token`), so the browser sign-in can be clicked
+//! through on `http://127.0.0.1` (a `wechat_web` app, `[web] cookies = true`).
 //! Keys are generated in memory and gone at exit. None of this is reachable
 //! without `--dev`: the stand-ins exist only inside [`run`].
 
@@ -23,7 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{
     defaults, AuthMode, Config, KeysConfig, Platform, ProviderConfig, RouteConfig, Secret,
-    ServerConfig, SessionsConfig, TokensConfig,
+    ServerConfig, SessionsConfig, TokensConfig, WebConfig,
 };
 use crate::gateway::{Gateway, StartError};
 use crate::server::Running;
@@ -31,6 +35,9 @@ use crate::server::Running;
 /// The appid of the dev mini-program.
 pub const DEV_APPID: &str = "wxdev000000000000";
 const DEV_SECRET: &str = "dev-mode-app-secret";
+/// The appid of the dev web sign-in (`wechat_web`).
+pub const DEV_WEB_APPID: &str = "wxdevweb000000000";
+const DEV_WEB_SECRET: &str = "dev-mode-web-secret";
 
 /// Serves `service` on `listener` until the process ends.
 fn spawn_http<F, Fut>(listener: TcpListener, service: F)
@@ -64,8 +71,71 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     res
 }
 
+/// The ids the stand-in gives a code: the same code is the same person
+/// (the same unionid) in the mini-program and on the web.
+fn dev_ids(code: &str) -> (String, String, String) {
+    let digest = ring::digest::digest(&ring::digest::SHA256, code.as_bytes());
+    let id = B64.encode(&digest.as_ref()[..12]);
+    (
+        id.clone(),
+        format!("dev-unionid-{id}"),
+        B64.encode(&digest.as_ref()[12..28]),
+    )
+}
+
+/// Escapes text for an HTML attribute or element.
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The stand-in authorize page: a form that sends the browser back to
+/// `redirect_uri` with the code typed in (the user it signs in as) and the
+/// state, as WeChat does once the user allows.
+fn stand_in_authorize(param: &dyn Fn(&str) -> Option<String>) -> Response<Full<Bytes>> {
+    let (Some(redirect_uri), Some(state)) = (param("redirect_uri"), param("state")) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "redirect_uri and state are required\n".into(),
+        );
+    };
+    if param("appid").as_deref() != Some(DEV_WEB_APPID)
+        || !redirect_uri.starts_with("http://127.0.0.1:")
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "unknown appid or redirect_uri\n".into(),
+        );
+    }
+    let page = format!(
+        r#"<!doctype html><meta charset="utf-8"><title>WeChat sign-in (minigate dev stand-in)</title>
+<h1>WeChat sign-in: dev stand-in</h1>
+<p>In production this is WeChat's page ({scope}). Here any name signs in; the same name is the
+same person (the same unionid) as a mini-program login with that code.</p>
+<form method="get" action="{action}">
+<input type="hidden" name="state" value="{state}">
+<label>Sign in as <input id="code" name="code" value="dev-user"></label>
+<button id="allow" type="submit">Allow</button>
+</form>
+<form method="get" action="{action}"><input type="hidden" name="state" value="{state}">
+<button id="deny" type="submit">Deny</button></form>
+"#,
+        scope = html_escape(&param("scope").unwrap_or_default()),
+        action = html_escape(&redirect_uri),
+        state = html_escape(&state),
+    );
+    text(StatusCode::OK, "text/html; charset=utf-8", page)
+}
+
 /// The stand-in `jscode2session`: any code of the dev app logs in, and the
 /// openid is derived from the code, so the same code gives the same user.
+/// Also WeChat's web authorization: [`stand_in_authorize`] and
+/// `sns/oauth2/access_token`.
 async fn stand_in_wechat(req: Request<Incoming>) -> Response<Full<Bytes>> {
     let query = req.uri().query().unwrap_or("");
     let param = |name: &str| {
@@ -79,8 +149,28 @@ async fn stand_in_wechat(req: Request<Incoming>) -> Response<Full<Bytes>> {
     };
     // WeChat answers JSON as text/plain.
     let answer = |body: serde_json::Value| text(StatusCode::OK, "text/plain", body.to_string());
-    if req.uri().path() != "/sns/jscode2session" {
-        return text(StatusCode::NOT_FOUND, "text/plain", "not found".into());
+    match req.uri().path() {
+        "/sns/jscode2session" => {}
+        "/connect/oauth2/authorize" | "/connect/qrconnect" => return stand_in_authorize(&param),
+        "/sns/oauth2/access_token" => {
+            if param("appid").as_deref() != Some(DEV_WEB_APPID)
+                || param("secret").as_deref() != Some(DEV_WEB_SECRET)
+            {
+                return answer(
+                    serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}),
+                );
+            }
+            let Some(code) = param("code").filter(|c| !c.is_empty()) else {
+                return answer(serde_json::json!({"errcode": 40029, "errmsg": "invalid code"}));
+            };
+            let (id, unionid, _) = dev_ids(&code);
+            return answer(serde_json::json!({
+                "access_token": "dev-web-access-token", "expires_in": 7200,
+                "refresh_token": "dev-web-refresh-token", "scope": "snsapi_base",
+                "openid": format!("dev-web-openid-{id}"), "unionid": unionid,
+            }));
+        }
+        _ => return text(StatusCode::NOT_FOUND, "text/plain", "not found".into()),
     }
     if param("appid").as_deref() != Some(DEV_APPID)
         || param("secret").as_deref() != Some(DEV_SECRET)
@@ -90,12 +180,11 @@ async fn stand_in_wechat(req: Request<Incoming>) -> Response<Full<Bytes>> {
     let Some(code) = param("js_code").filter(|c| !c.is_empty()) else {
         return answer(serde_json::json!({"errcode": 40029, "errmsg": "invalid code"}));
     };
-    let digest = ring::digest::digest(&ring::digest::SHA256, code.as_bytes());
-    let id = B64.encode(&digest.as_ref()[..12]);
+    let (id, unionid, session_key) = dev_ids(&code);
     answer(serde_json::json!({
         "openid": format!("dev-openid-{id}"),
-        "unionid": format!("dev-unionid-{id}"),
-        "session_key": B64.encode(&digest.as_ref()[12..28]),
+        "unionid": unionid,
+        "session_key": session_key,
     }))
 }
 
@@ -157,14 +246,26 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
             dir: "(in memory)".into(),
             reload_interval: defaults::KEYS_RELOAD_INTERVAL,
         },
-        providers: vec![ProviderConfig {
-            platform: Platform::WeChat,
-            appid: DEV_APPID.into(),
-            secret: Secret::new(DEV_SECRET.into()),
-            secret_source: "built in (dev)".into(),
-            base_url: format!("http://{wechat}"),
-            timeout: defaults::PROVIDER_TIMEOUT,
-        }],
+        providers: vec![
+            ProviderConfig {
+                platform: Platform::WeChat,
+                appid: DEV_APPID.into(),
+                secret: Secret::new(DEV_SECRET.into()),
+                secret_source: "built in (dev)".into(),
+                base_url: format!("http://{wechat}"),
+                timeout: defaults::PROVIDER_TIMEOUT,
+                authorize_url: None,
+            },
+            ProviderConfig {
+                platform: Platform::WeChatWeb,
+                appid: DEV_WEB_APPID.into(),
+                secret: Secret::new(DEV_WEB_SECRET.into()),
+                secret_source: "built in (dev)".into(),
+                base_url: format!("http://{wechat}"),
+                timeout: defaults::PROVIDER_TIMEOUT,
+                authorize_url: Some(format!("http://{wechat}")),
+            },
+        ],
         routes: vec![
             route("/api/", AuthMode::Required),
             route("/maybe/", AuthMode::Optional),
@@ -181,6 +282,10 @@ fn dev_config(listen: SocketAddr, wechat: SocketAddr, upstream: SocketAddr) -> C
         enrich: None,
         source: None,
         admin: None,
+        web: Some(WebConfig {
+            public_url: format!("http://{listen}"),
+            cookies: true,
+        }),
     }
 }
 
@@ -207,6 +312,13 @@ curl -s {base}/.well-known/jwks.json; echo
 ### end
 (The second refresh reuses a spent refresh token: the session is revoked and NEXT's refresh
 token stops working too. POST /auth/logout with a refresh token ends a session the same way.)
+
+In a browser (Chromium or Firefox: they keep Secure cookies for http://127.0.0.1, Safari does not),
+sign in on the web as WeChat's H5 sign-in would, through the stand-in's authorize page:
+  {base}/auth/web/login?redirect=/api/hello
+The page that opens is the demo upstream, reached with the HttpOnly access cookie; from its
+console, fetch('/auth/refresh', {{method: 'POST'}}) renews the cookies and
+fetch('/auth/logout', {{method: 'POST'}}) ends the session.
 "#
     )
 }

@@ -75,6 +75,12 @@ pub enum SetupError {
         /// The provider's appid.
         appid: String,
     },
+    /// A web sign-in given where a mini-program's exchange was expected.
+    #[error("providers: {appid} is a web sign-in, not a mini-program")]
+    NotMiniProgram {
+        /// The provider's appid.
+        appid: String,
+    },
 }
 
 /// One configured mini-program and the client for its platform.
@@ -97,6 +103,12 @@ impl Provider {
     pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Provider, SetupError> {
         let exchange = match config.platform {
             Platform::WeChat => Exchange::WeChat(wechat::WeChat::new(config, http)?),
+            // Browser sign-ins are crate::web's; Providers::new skips them.
+            Platform::WeChatWeb | Platform::WeChatPc => {
+                return Err(SetupError::NotMiniProgram {
+                    appid: config.appid.clone(),
+                })
+            }
         };
         Ok(Provider {
             appid: config.appid.clone(),
@@ -145,11 +157,13 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Builds every configured provider over one shared HTTP client.
+    /// Builds every configured mini-program provider over one shared HTTP
+    /// client (web sign-ins are [`crate::web`]'s).
     pub fn new(configs: &[ProviderConfig]) -> Result<Providers, SetupError> {
         let http = outbound_client()?;
         let list = configs
             .iter()
+            .filter(|c| !c.platform.is_web())
             .map(|c| Provider::new(c, http.clone()))
             .collect::<Result<_, _>>()?;
         Ok(Providers { list })
