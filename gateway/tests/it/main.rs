@@ -25,4 +25,5 @@ mod proxy;
 mod rotation;
 mod sessions;
 mod tls;
+mod web;
 mod websocket;

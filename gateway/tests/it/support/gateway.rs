@@ -36,6 +36,9 @@ pub struct Setup {
     pub routes: String,
     /// Appended to the config, e.g. a `[sessions]` section.
     pub extra: String,
+    /// Where the gateway listens (a port chosen up front when the config
+    /// must name it, as `[web] public_url` does).
+    pub listen: String,
 }
 
 impl Default for Setup {
@@ -55,6 +58,7 @@ impl Default for Setup {
             server: "login_per_minute = 0\n".into(),
             routes: String::new(),
             extra: String::new(),
+            listen: "127.0.0.1:0".into(),
         }
     }
 }
@@ -164,6 +168,7 @@ pub fn test_env(name: &str) -> Option<String> {
     match name {
         "TEST_WECHAT_SECRET" => Some(SECRET.to_owned()),
         "TEST_ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
+        "TEST_WEB_SECRET" => Some(super::WEB_SECRET.to_owned()),
         _ => None,
     }
 }
@@ -198,7 +203,7 @@ pub async fn start(setup: Setup) -> Gateway {
         }
     };
     let up = setup.upstream_addr.unwrap_or(upstream.addr);
-    let text = config_text(&setup, &keys_dir, wechat.addr, up, "127.0.0.1:0");
+    let text = config_text(&setup, &keys_dir, wechat.addr, up, &setup.listen);
     let config = Config::from_toml(&text, &test_env).unwrap();
     let keys = minigate::keys::KeyStore::open(keys_dir.clone(), &config.tokens.issuer).unwrap();
     let running = minigate::server::start(&config, keys).await.unwrap();

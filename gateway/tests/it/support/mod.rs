@@ -1,7 +1,9 @@
 //! Test harness: the real gateway on a real port, with a stand-in WeChat that
 //! speaks `jscode2session`'s wire format and a real hyper upstream that
-//! reports what reached it.
+//! reports what reached it; for the browser sign-in, a stand-in for
+//! WeChat's web authorization, an upstream of pages, and headless Chromium.
 
+mod browser;
 mod gateway;
 mod nginx;
 mod pki;
@@ -9,9 +11,11 @@ mod process;
 mod redis;
 mod upstream;
 mod users;
+mod web;
 mod wechat;
 mod wsgi;
 
+pub use browser::*;
 pub use gateway::*;
 pub use nginx::*;
 pub use pki::*;
@@ -19,6 +23,7 @@ pub use process::*;
 pub use redis::*;
 pub use upstream::*;
 pub use users::*;
+pub use web::*;
 pub use wechat::*;
 pub use wsgi::*;
 
