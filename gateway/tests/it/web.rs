@@ -1074,3 +1074,66 @@ async fn a_real_browser_signs_in_and_only_its_own_origin_may_post() {
     assert_eq!(status, 401);
     eprintln!("browser flow took {:?}", started.elapsed());
 }
+
+/// `serve --dev` on plain http://127.0.0.1, clicked through in Chromium:
+/// its stand-in's authorize page, the `Allow` button, the demo upstream
+/// reached with the access cookie. Chromium keeps `Secure` and `__Host-`
+/// cookies for http://127.0.0.1 (a potentially trustworthy origin), which
+/// is what makes the contract's cookies work in development without TLS.
+#[tokio::test]
+async fn serve_dev_offers_the_web_sign_in_on_loopback_http() {
+    use std::io::BufRead as _;
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
+        .args(["serve", "--dev", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let walkthrough: String = lines
+        .by_ref()
+        .take_while(|l| !l.as_ref().unwrap().starts_with("### end"))
+        .map(|l| l.unwrap() + "\n")
+        .collect();
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(walkthrough.contains("### walkthrough"), "{walkthrough}");
+    let base = format!("http://127.0.0.1:{port}");
+    let b = browser("").await;
+    let c = &b.client;
+    c.goto(&format!("{base}/auth/web/login?redirect=/api/hello"))
+        .await
+        .unwrap();
+    let code = c.find(fantoccini::Locator::Id("code")).await.unwrap();
+    code.clear().await.unwrap();
+    code.send_keys("alice").await.unwrap();
+    c.find(fantoccini::Locator::Id("allow"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_url(&reqwest::Url::parse(&format!("{base}/api/hello#")).unwrap())
+        .await
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_str(
+        &c.find(fantoccini::Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(shown["authenticated"], true, "{shown}");
+    assert_eq!(shown["identity"]["x-auth-platform"], "wechat_web");
+    assert_eq!(shown["identity"]["x-auth-device-type"], "web");
+    assert!(shown["identity"]["x-auth-unionid"]
+        .as_str()
+        .unwrap()
+        .starts_with("dev-unionid-"));
+}

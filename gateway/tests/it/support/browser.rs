@@ -49,7 +49,7 @@ pub async fn browser(spki: &str) -> Browser {
         .spawn()
         .expect("chromedriver did not start");
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = super::client();
     let mut ready = false;
     for _ in 0..100 {
         if let Ok(res) = http.get(format!("{url}/status")).send().await {
