@@ -134,14 +134,17 @@ pub fn is_safe(method: &Method) -> bool {
 /// The CSRF rule for a request authenticated by minigate's cookies: an
 /// unsafe method must come with an `Origin` of `public_url`'s origin, or,
 /// with no `Origin`, a `Referer` on it. `Origin: null` (a sandboxed frame, a
-/// `data:` page, some redirects) is no origin. Refusals are counted.
+/// `data:` page, some redirects) is no origin. A WebSocket handshake is a
+/// GET, but opens a channel both ways: any request asking for an `Upgrade`
+/// is held to the rule too (cross-site WebSocket hijacking). Refusals are
+/// counted.
 pub fn check_origin(
     gw: &Gateway,
     web: &Web,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    if is_safe(method) {
+    if is_safe(method) && !headers.contains_key(http::header::UPGRADE) {
         return Ok(());
     }
     let verdict = match (one(headers, ORIGIN), one(headers, REFERER)) {

@@ -573,6 +573,33 @@ async fn cookie_requests_from_another_origin_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // A WebSocket handshake is a GET, but by cookie it must come from the
+    // gateway's origin too (cross-site WebSocket hijacking).
+    let root = reqwest::Certificate::from_pem(pki.ca.pem().as_bytes()).unwrap();
+    let h1 = reqwest::Client::builder()
+        .tls_certs_only([root])
+        .resolve("localhost", "127.0.0.1:0".parse().unwrap())
+        .http1_only()
+        .build()
+        .unwrap();
+    let handshake = |origin: String| {
+        h1.get(format!("{}/app/socket", w.base))
+            .header("cookie", s.access())
+            .header("origin", origin)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+    };
+    let res = handshake(format!("https://localhost:{}", port + 1))
+        .await
+        .unwrap();
+    assert_error(res, 403, "csrf_rejected").await;
+    assert!(w.pages.seen("GET", "/app/socket").is_empty());
+    let res = handshake(w.base.clone()).await.unwrap();
+    assert_ne!(res.status(), 403);
+    assert_eq!(w.pages.seen("GET", "/app/socket").len(), 1);
     // A cookie that is no token is a bad token; twice, malformed.
     let res = post(Some(w.base.clone()), None, "__Host-minigate_at=nope".into())
         .await
