@@ -1164,3 +1164,96 @@ async fn serve_dev_offers_the_web_sign_in_on_loopback_http() {
         .unwrap()
         .starts_with("dev-unionid-"));
 }
+
+/// The binary at `RUST_LOG=trace` through a whole web sign-in, a cookie
+/// request, a refresh and a logout by cookie: its logs hold neither the web
+/// app's secret, nor WeChat's access token, nor a token or the signed state
+/// of the gateway's own, nor the state or the code.
+#[tokio::test]
+async fn logs_carry_no_web_secret_token_or_state_even_at_trace_level() {
+    let wx = web_wechat().await;
+    let mini = wechat().await;
+    let up = upstream().await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("web-secret");
+    std::fs::write(&secret_file, WEB_SECRET).unwrap();
+    let public = "http://127.0.0.1:1";
+    let setup = Setup {
+        extra: format!(
+            "[web]\npublic_url = \"{public}\"\ncookies = true\n\n[[providers]]\nplatform = \"wechat_web\"\nappid = \"{WEB_APPID}\"\nsecret_file = \"{}\"\nbase_url = \"{u}\"\nauthorize_url = \"{u}\"\n",
+            secret_file.display(),
+            u = wx.url()
+        ),
+        ..Setup::default()
+    };
+    let gw = spawn_binary_with(&setup, mini.addr, up.addr, "trace").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    wx.next_code("union:trace-person");
+    let res = http
+        .get(format!("{}/auth/web/login?redirect=/api/x", gw.url))
+        .send()
+        .await
+        .unwrap();
+    let state_cookie = cookie_of(&set_cookies(&res), "__Host-minigate_state")
+        .unwrap()
+        .0;
+    let back = http.get(location(&res)).send().await.unwrap();
+    let back = location(&back);
+    // The callback as public_url names it, on the port the binary serves.
+    let back = back.replace(public, &gw.url);
+    let state = query_param(&back, "state").unwrap();
+    let res = http
+        .get(&back)
+        .header("cookie", format!("__Host-minigate_state={state_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let set = set_cookies(&res);
+    let s = Session {
+        at: cookie_of(&set, "__Host-minigate_at").unwrap().0,
+        rt: cookie_of(&set, "__Secure-minigate_rt").unwrap().0,
+    };
+    let res = http
+        .post(format!("{}/api/x", gw.url))
+        .header("cookie", s.access())
+        .header("origin", public)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = http
+        .post(format!("{}/auth/refresh", gw.url))
+        .header("cookie", s.refresh())
+        .header("origin", public)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let rt = cookie_of(&set_cookies(&res), "__Secure-minigate_rt")
+        .unwrap()
+        .0;
+    let res = http
+        .post(format!("{}/auth/logout", gw.url))
+        .header("cookie", format!("__Secure-minigate_rt={rt}"))
+        .header("origin", public)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let logs = gw.stop();
+    assert!(logs.contains("web sign-in"), "the trace logs are empty?");
+    for (secret, what) in [
+        (WEB_SECRET, "the web app secret"),
+        (WX_WEB_TOKEN, "WeChat's access token"),
+        ("eyJ", "a token or the signed state"),
+        (state.as_str(), "the state"),
+        ("union:trace-person", "the code"),
+        ("access_token?", "the exchange URL"),
+    ] {
+        assert!(!logs.contains(secret), "{what} in the logs");
+    }
+}
