@@ -1257,3 +1257,40 @@ async fn logs_carry_no_web_secret_token_or_state_even_at_trace_level() {
         assert!(!logs.contains(secret), "{what} in the logs");
     }
 }
+
+/// `config check` says what `[web]` and a web provider mean.
+#[test]
+fn config_check_shows_the_web_sign_in() {
+    let keys = key_dir(jwks::Alg::ES256);
+    let setup = Setup {
+        extra: "[web]\npublic_url = \"https://App.Example.com\"\ncookies = true\n\n[[providers]]\nplatform = \"wechat_pc\"\nappid = \"wxpc\"\nsecret_env = \"TEST_WEB_SECRET\"\n".into(),
+        ..Setup::default()
+    };
+    let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let text = config_text(&setup, keys.path(), addr, addr, "127.0.0.1:8080");
+    let cfg = keys.path().join("minigate.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
+        .args(["config", "check", "--config"])
+        .arg(&cfg)
+        .env("TEST_WECHAT_SECRET", SECRET)
+        .env("TEST_WEB_SECRET", WEB_SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("provider  wechat_pc wxpc via https://api.weixin.qq.com"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("browser sign-in, authorize page at https://open.weixin.qq.com"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("web       public origin https://app.example.com; callback https://app.example.com/auth/web/callback; access cookie on proxied routes: accepted"), "{stdout}");
+    assert!(!stdout.contains(WEB_SECRET));
+}
