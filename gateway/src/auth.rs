@@ -9,6 +9,13 @@
 //! `Bearer <token>` is a bad token, never an anonymous request: a service
 //! behind an optional route may parse it more loosely than the gateway did
 //! (split on any whitespace, say) and believe what it finds.
+//!
+//! With `[web] cookies = true`, a request that sends no `Authorization` at
+//! all is authenticated by the access cookie `__Host-minigate_at` instead
+//! ([`authenticate_request`]). A browser sends that cookie by itself, so a
+//! request it authenticates with an unsafe method must come from the
+//! gateway's own origin ([`crate::web::check_origin`], 403
+//! `csrf_rejected`), checked before the token.
 
 use std::sync::Arc;
 
@@ -93,6 +100,42 @@ pub fn authenticate(
     }
 }
 
+/// [`authenticate`], and with `[web] cookies = true` the access cookie of
+/// a request without `Authorization`: the same verification (and a bad
+/// cookie is a bad token), after the origin check of an unsafe method. A
+/// cookie sent twice is a malformed token.
+#[inline]
+pub fn authenticate_request(
+    gw: &Gateway,
+    mode: AuthMode,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<Identity>>, ApiError> {
+    if mode != AuthMode::Public {
+        if let Some(web) = gw.web.as_ref().filter(|w| w.cookies()) {
+            if credentials(headers) == Credentials::None {
+                use crate::web::cookies::{find, Found, ACCESS};
+                match find(headers, ACCESS) {
+                    Found::None => {}
+                    Found::Many => {
+                        crate::web::check_origin(gw, web, method, headers)?;
+                        return Err(ApiError::InvalidToken(TokenError::MALFORMED));
+                    }
+                    Found::One(token) => {
+                        crate::web::check_origin(gw, web, method, headers)?;
+                        return gw
+                            .tokens
+                            .verify_access(token)
+                            .map(Some)
+                            .map_err(ApiError::InvalidToken);
+                    }
+                }
+            }
+        }
+    }
+    authenticate(mode, headers, &gw.tokens)
+}
+
 /// Refuses a verified token whose session has ended: checked after the
 /// verified-token cache too, which knows nothing of sessions.
 #[inline]
@@ -116,7 +159,7 @@ pub fn check(
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Option<Arc<Identity>>, ApiError> {
-    let identity = authenticate(route.auth, headers, &gw.tokens)
+    let identity = authenticate_request(gw, route.auth, method, headers)
         .and_then(|id| not_revoked(gw, id))
         .inspect_err(|e| {
             let reason = match e {

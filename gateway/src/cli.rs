@@ -608,6 +608,26 @@ fn check(path: &Path) -> Result<(), Failure> {
             d(p.timeout),
             p.credentials
         );
+        if let Some(page) = &p.authorize_url {
+            say!(
+                "          browser sign-in, authorize page at {}",
+                redacted_url(page)
+            );
+        }
+    }
+    match &config.web {
+        Some(w) => say!(
+            "web       public origin {}; callback {}{}; access cookie on proxied routes: {}",
+            w.public_url,
+            w.public_url,
+            crate::web::CALLBACK,
+            if w.cookies {
+                "accepted"
+            } else {
+                "not accepted (cookies = false)"
+            }
+        ),
+        None => say!("web       off (no browser sign-in)"),
     }
     for r in crate::routes::Routes::new(&config.routes, s.upstream_max_connections).iter() {
         say!(

@@ -38,8 +38,6 @@ pub struct Began {
     pub client: IpAddr,
     /// With which device id.
     pub device_id: Option<String>,
-    /// The session's first refresh token id, for the login that began it.
-    pub first_jti: String,
 }
 
 /// One code: its exchange, then the session it began.

@@ -74,6 +74,10 @@ pub enum Endpoint {
     Metrics,
     /// `/auth/verify` and below, any method: forward-auth.
     Verify,
+    /// `GET /auth/web/login`: a browser sign-in's start.
+    WebLogin,
+    /// `GET /auth/web/callback`: its return from the authorize page.
+    WebCallback,
 }
 
 impl Endpoint {
@@ -99,6 +103,8 @@ impl Endpoint {
             "/healthz" => Endpoint::Healthz,
             "/readyz" => Endpoint::Readyz,
             "/metrics" => Endpoint::Metrics,
+            crate::web::LOGIN => Endpoint::WebLogin,
+            crate::web::CALLBACK => Endpoint::WebCallback,
             _ if path == VERIFY || path.starts_with("/auth/verify/") => Endpoint::Verify,
             _ => return None,
         })
@@ -116,6 +122,8 @@ impl Endpoint {
             Endpoint::Healthz | Endpoint::Readyz => Own::Health,
             Endpoint::Metrics => Own::Metrics,
             Endpoint::Verify => Own::Verify,
+            Endpoint::WebLogin => Own::WebLogin,
+            Endpoint::WebCallback => Own::WebCallback,
         }
     }
 }
@@ -142,6 +150,8 @@ pub async fn serve(
         Endpoint::Readyz => Ok(readyz(gw)),
         Endpoint::Metrics => metrics(gw, &req),
         Endpoint::Verify => verify(gw, &req),
+        Endpoint::WebLogin => crate::web::login(gw, &req),
+        Endpoint::WebCallback => crate::web::callback(gw, &req, client).await,
     }
 }
 
@@ -309,6 +319,8 @@ pub async fn login(
             ApiError::from(e)
         })?;
     let device_id = body.device_id;
+    // The pair of the login that begins the session; retries get their own.
+    let first_pair = std::sync::Mutex::new(None);
     let (began, mine) = used
         .began(|| async {
             let subject = Subject {
@@ -324,34 +336,29 @@ pub async fn login(
                 session_user: None,
                 phone: None,
             };
-            let sid = random_id()?;
-            let subject = identify(gw, subject, Event::Login, &sid).await?;
-            let refresh_jti = random_id()?;
-            begin_session(
-                gw,
-                &subject,
-                &sid,
-                &refresh_jti,
-                limit,
-                session
-                    .session_key
-                    .as_ref()
-                    .map(crate::config::Secret::expose),
-            )
-            .await?;
+            let key = session
+                .session_key
+                .as_ref()
+                .map(crate::config::Secret::expose);
+            let (subject, sid, pair) = open_session(gw, subject, limit, key).await?;
+            if let Ok(mut first) = first_pair.lock() {
+                *first = Some(pair);
+            }
             Ok::<_, ApiError>(Began {
                 subject,
                 sid,
                 client,
                 device_id: device_id.clone(),
-                first_jti: refresh_jti,
             })
         })
         .await?;
     let pair = if mine {
         tracing::info!(appid = %began.subject.appid, sub = %began.subject.openid, sid = %began.sid, "login");
-        gw.tokens
-            .issue(&began.subject, &began.sid, began.first_jti.clone())?
+        first_pair
+            .into_inner()
+            .ok()
+            .flatten()
+            .ok_or(ApiError::Internal)?
     } else {
         // The code already began a session: only its own client and device
         // may have a pair in it again; to anyone else the code is spent.
@@ -370,6 +377,25 @@ pub async fn login(
     Ok(token_response(&pair))
 }
 
+/// A new login session for `subject`, whoever signed in (a mini-program's
+/// code, a browser's web sign-in): enrichment (which may refuse the user),
+/// the session recorded within its device class's `limit` with the
+/// platform's `session_key` if it gave one, and its tokens. Returns the
+/// enriched subject, the sid and the pair.
+pub(crate) async fn open_session(
+    gw: &Gateway,
+    subject: Subject,
+    limit: u32,
+    session_key: Option<&str>,
+) -> Result<(Subject, String, TokenPair), ApiError> {
+    let sid = random_id()?;
+    let subject = identify(gw, subject, Event::Login, &sid).await?;
+    let refresh_jti = random_id()?;
+    begin_session(gw, &subject, &sid, &refresh_jti, limit, session_key).await?;
+    let pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
+    Ok((subject, sid, pair))
+}
+
 #[derive(Deserialize)]
 struct RefreshBody {
     refresh_token: Option<String>,
@@ -385,22 +411,52 @@ pub fn parse_refresh(body: &[u8]) -> Result<String, ApiError> {
     Ok(token)
 }
 
-/// Reads and verifies the refresh token of a refresh or logout body.
-async fn refresh_token_of(
+/// The body of a refresh or logout, and the refresh token of its request:
+/// the body's `refresh_token`, else (`[web]`) the refresh cookie, with
+/// whether it came from the cookie.
+async fn presented_refresh(
     gw: &Gateway,
     req: Request<Incoming>,
-) -> Result<crate::tokens::Refresh, ApiError> {
+) -> Result<(Bytes, String, bool), ApiError> {
     require(&req, Method::POST, "POST")?;
-    let token = parse_refresh(&read_body(gw, req).await?)?;
-    gw.tokens
-        .verify_refresh(&token)
-        .map_err(|e| ApiError::InvalidGrant(e.message()))
+    let (method, headers) = (req.method().clone(), req.headers().clone());
+    let body = read_body(gw, req).await?;
+    if !has_refresh_token(&body) {
+        if let Some(token) = crate::web::refresh_cookie(gw, &method, &headers)? {
+            return Ok((body, token, true));
+        }
+    }
+    let token = parse_refresh(&body)?;
+    Ok((body, token, false))
+}
+
+/// Does a body name a `refresh_token` (as far as a lenient look tells)?
+/// One that does not may use the refresh cookie.
+fn has_refresh_token(body: &[u8]) -> bool {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return false;
+    }
+    serde_json::from_slice::<RefreshBody>(body).map_or(true, |b| b.refresh_token.is_some())
 }
 
 /// `POST /auth/refresh`: a verified refresh token, redeemed once, buys a new
-/// pair in the same login session.
+/// pair in the same login session. Sent in the body, the pair is answered
+/// as JSON; from the refresh cookie, as new cookies.
 pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let old = refresh_token_of(gw, req).await?;
+    let (_, token, by_cookie) = presented_refresh(gw, req).await?;
+    let rotated = rotate(gw, &token).await;
+    if by_cookie {
+        return Ok(crate::web::cookie_answer(rotated));
+    }
+    rotated.map(|pair| token_response(&pair))
+}
+
+/// Verifies and redeems a refresh token: the new pair.
+async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
+    let old = gw
+        .tokens
+        .verify_refresh(token)
+        .map_err(|e| ApiError::InvalidGrant(e.message()))?;
     // Asked before the token is redeemed: a user service that is down must
     // not cost the client its refresh token.
     let subject = match identify(gw, old.subject.clone(), Event::Refresh, &old.sid).await {
@@ -439,7 +495,7 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
         Redeemed::Rotated => {
             let pair = gw.tokens.issue(&subject, &old.sid, next_jti)?;
             tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "refresh");
-            Ok(token_response(&pair))
+            Ok(pair)
         }
         Redeemed::Reused => {
             gw.sessions
@@ -459,12 +515,23 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
 /// `POST /auth/logout`: revokes the login session of a valid refresh token,
 /// or with `"everywhere": true` every session of its user. Idempotent:
 /// logging out of a revoked or forgotten session is still 204.
+/// From the refresh cookie (a body without `refresh_token`, which may still
+/// say `"everywhere": true`), the answer also clears the session cookies.
 pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    require(&req, Method::POST, "POST")?;
-    let (token, everywhere) = parse_logout(&read_body(gw, req).await?)?;
+    let (body, token, by_cookie) = presented_refresh(gw, req).await?;
+    if by_cookie {
+        let everywhere = serde_json::from_slice::<LogoutBody>(&body).is_ok_and(|b| b.everywhere);
+        return Ok(crate::web::logged_out(end_by(gw, &token, everywhere).await));
+    }
+    let (token, everywhere) = parse_logout(&body)?;
+    end_by(gw, &token, everywhere).await
+}
+
+/// Ends the session of refresh token `token` (or every session of its user).
+async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<Body>, ApiError> {
     let old = gw
         .tokens
-        .verify_refresh(&token)
+        .verify_refresh(token)
         .map_err(|e| ApiError::InvalidGrant(e.message()))?;
     let which = (!everywhere).then_some(old.sid.as_str());
     let mut ended = gw
@@ -822,7 +889,7 @@ pub fn readyz(gw: &Gateway) -> Response<Body> {
 
 /// The login's device class (absent: `phone`) and its limit; a class the
 /// config does not name is 400.
-fn device_class(gw: &Gateway, named: Option<&str>) -> Result<(String, u32), ApiError> {
+pub(crate) fn device_class(gw: &Gateway, named: Option<&str>) -> Result<(String, u32), ApiError> {
     let name = named.unwrap_or(crate::config::defaults::DEVICE_TYPE);
     gw.sessions_config
         .devices
@@ -897,9 +964,13 @@ fn caller(
     gw: &Gateway,
     req: &Request<Incoming>,
 ) -> Result<std::sync::Arc<crate::tokens::Identity>, ApiError> {
-    let id =
-        crate::auth::authenticate(crate::config::AuthMode::Required, req.headers(), &gw.tokens)?
-            .ok_or(ApiError::MissingToken)?;
+    let id = crate::auth::authenticate_request(
+        gw,
+        crate::config::AuthMode::Required,
+        req.method(),
+        req.headers(),
+    )?
+    .ok_or(ApiError::MissingToken)?;
     gw.revoked.check(&id).map_err(ApiError::InvalidToken)?;
     Ok(id)
 }

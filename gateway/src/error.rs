@@ -56,6 +56,10 @@ pub enum ApiError {
     InsufficientScope,
     /// 403 access_denied: the user service refused the user (banned).
     AccessDenied,
+    /// 403 csrf_rejected: a request authenticated by minigate's cookies,
+    /// with an unsafe method, whose `Origin` (or `Referer`) is not the
+    /// `[web] public_url` origin.
+    CsrfRejected,
     /// 503 temporarily_unavailable: the user service gave no usable answer,
     /// so no token is issued.
     EnrichUnavailable,
@@ -93,9 +97,10 @@ impl ApiError {
             }
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::RiskyUser | ApiError::InsufficientScope | ApiError::AccessDenied => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::RiskyUser
+            | ApiError::InsufficientScope
+            | ApiError::AccessDenied
+            | ApiError::CsrfRejected => StatusCode::FORBIDDEN,
             ApiError::EnrichUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::ProviderTimeout | ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -124,6 +129,7 @@ impl ApiError {
             }
             ApiError::InsufficientScope => "insufficient_scope",
             ApiError::AccessDenied => "access_denied",
+            ApiError::CsrfRejected => "csrf_rejected",
             ApiError::RiskyUser => "risky_user",
             ApiError::ProviderUnavailable => "provider_unavailable",
             ApiError::ProviderTimeout => "provider_timeout",
@@ -149,6 +155,9 @@ impl ApiError {
             ApiError::TooManyInFlight => "too many requests open from this client, retry later",
             ApiError::InsufficientScope => "the caller's roles do not allow this request",
             ApiError::AccessDenied => "the user service refused this user",
+            ApiError::CsrfRejected => {
+                "a cookie-authenticated request must come from the gateway's own origin"
+            }
             ApiError::EnrichUnavailable => "the user service is unavailable, retry later",
             ApiError::MethodNotAllowed(_) => "method not allowed on this endpoint",
             ApiError::TooLarge => "request body too large",

@@ -102,6 +102,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Inbound TLS, when configured.
     pub tls: Option<Tls>,
+    /// `[web]`: browser sign-in and cookie sessions, when configured.
+    pub web: Option<crate::web::Web>,
 }
 
 impl Gateway {
@@ -140,6 +142,11 @@ impl Gateway {
             server: server.clone(),
             metrics,
             tls: config.tls.as_ref().map(Tls::new).transpose()?,
+            web: config
+                .web
+                .as_ref()
+                .map(|w| crate::web::Web::new(w, &config.providers))
+                .transpose()?,
         })
     }
 

@@ -18,6 +18,7 @@
 //! [`tls`] the certificate, [`metrics`] every series, [`error`] the
 //! contract's error table, and [`cli`] and [`dev`] are the two ways to
 //! start it all. [`admin`] is the operators' listener, on its own socket.
+//! [`web`] is the browser sign-in (WeChat web and PC) and its cookies.
 
 pub mod admin;
 pub mod auth;
@@ -45,4 +46,5 @@ pub mod sessions;
 pub mod tls;
 pub mod tokens;
 pub mod tunnel;
+pub mod web;
 pub mod wechat;

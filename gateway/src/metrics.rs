@@ -61,6 +61,10 @@ pub enum Own {
     Verify,
     /// `/auth/phone` and `/auth/wechat/decrypt`: WeChat's services.
     WeChat,
+    /// `/auth/web/login`: the redirect to the authorize page.
+    WebLogin,
+    /// `/auth/web/callback`: the browser's return from it.
+    WebCallback,
 }
 
 impl Label for Own {
@@ -78,6 +82,8 @@ impl Label for Own {
         Own::RefusedRequest,
         Own::Verify,
         Own::WeChat,
+        Own::WebLogin,
+        Own::WebCallback,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -94,6 +100,8 @@ impl Label for Own {
             Own::RefusedRequest => "refused-request",
             Own::Verify => "/auth/verify",
             Own::WeChat => "/auth/wechat",
+            Own::WebLogin => "/auth/web/login",
+            Own::WebCallback => "/auth/web/callback",
         }
     }
 }
@@ -212,6 +220,60 @@ impl Label for Refusal {
             Refusal::PerIpCap => "per_ip_cap",
             Refusal::TunnelIdle => "tunnel_idle",
             Refusal::TunnelCap => "tunnel_cap",
+        }
+    }
+}
+
+/// How a browser's return to `/auth/web/callback` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebLogin {
+    /// Signed in: cookies set, redirected.
+    Ok,
+    /// No state cookie, a state that does not match it, or one expired.
+    BadState,
+    /// A state already used once (a replay).
+    ReplayedState,
+    /// The user declined at the authorize page (no code).
+    Denied,
+    /// The code exchange, the user service, the device limit or the
+    /// session store refused or failed.
+    Failed,
+}
+
+impl Label for WebLogin {
+    const ALL: &'static [WebLogin] = &[
+        WebLogin::Ok,
+        WebLogin::BadState,
+        WebLogin::ReplayedState,
+        WebLogin::Denied,
+        WebLogin::Failed,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            WebLogin::Ok => "ok",
+            WebLogin::BadState => "bad_state",
+            WebLogin::ReplayedState => "replayed_state",
+            WebLogin::Denied => "denied",
+            WebLogin::Failed => "failed",
+        }
+    }
+}
+
+/// Why a cookie-authenticated unsafe request was refused (403 `csrf_rejected`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csrf {
+    /// Its `Origin` (or `Referer`) names another origin.
+    ForeignOrigin,
+    /// It has neither `Origin` nor a usable `Referer` (or `Origin: null`).
+    NoOrigin,
+}
+
+impl Label for Csrf {
+    const ALL: &'static [Csrf] = &[Csrf::ForeignOrigin, Csrf::NoOrigin];
+    fn label(self) -> &'static str {
+        match self {
+            Csrf::ForeignOrigin => "foreign_origin",
+            Csrf::NoOrigin => "no_origin",
         }
     }
 }
@@ -349,6 +411,12 @@ pub struct Metrics {
     pub tls_reloads: Counters<TlsReload>,
     /// The revoked-session set.
     pub revoked: RevokedMetrics,
+    /// Browser sign-ins begun: redirects to an authorize page.
+    pub web_starts: Counter,
+    /// Browser sign-ins' returns, by outcome.
+    pub web_logins: Counters<WebLogin>,
+    /// Cookie-authenticated unsafe requests refused for their origin.
+    pub csrf: Counters<Csrf>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -506,6 +574,9 @@ impl Metrics {
             resyncs: by(counter, "minigate_revoked_resyncs_total", "kind", &[]),
         };
         Metrics {
+            web_starts: counter("minigate_web_login_starts_total", vec![]),
+            web_logins: by(counter, "minigate_web_logins_total", "outcome", &[]),
+            csrf: by(counter, "minigate_csrf_refusals_total", "reason", &[]),
             revoked,
             tls_reloads,
             auth_ok: counter("minigate_auth_success_total", vec![]),

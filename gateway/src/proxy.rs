@@ -299,7 +299,8 @@ fn owned_as_dashed(name: &str) -> bool {
 }
 
 /// Rewrites a request's headers for the upstream: drops hop-by-hop and every
-/// `x-auth-*` header, `X-Real-IP` and `Forwarded`; adds the identity,
+/// `x-auth-*` header, `X-Real-IP`, `Forwarded` and minigate's own cookies
+/// (the `Cookie` header keeps every other cookie); adds the identity,
 /// `X-Request-Id`, `X-Forwarded-*` and `X-Real-IP`. `client` is the request's
 /// client address, `None` when it is the peer itself.
 pub fn rewrite_request_headers(
@@ -310,6 +311,7 @@ pub fn rewrite_request_headers(
     request_id: &HeaderValue,
 ) {
     remove_hop_by_hop(headers);
+    crate::web::cookies::strip_own(headers);
     if headers.keys().any(|k| {
         let k = k.as_str();
         k.starts_with("x-auth-") || k == "x-real-ip" || k == "forwarded"

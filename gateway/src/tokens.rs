@@ -402,6 +402,11 @@ impl Tokens {
         self
     }
 
+    /// `iss` of every token.
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
     /// The key store these tokens use.
     pub fn keys(&self) -> &Arc<KeyStore> {
         &self.keys

@@ -28,6 +28,11 @@ pub const PROVIDER_TIMEOUT: Duration = secs(5);
 pub const ROUTE_TIMEOUT: Duration = secs(30);
 /// `enrich.timeout`.
 pub const ENRICH_TIMEOUT: Duration = secs(2);
+/// `providers[].authorize_url` of `wechat_web` and `wechat_pc`.
+pub const WEB_AUTHORIZE_URL: &str = "https://open.weixin.qq.com";
+/// `web.cookies`: the access cookie authenticates proxied requests only
+/// when the operator says so.
+pub const WEB_COOKIES: bool = false;
 /// `sessions.max_sessions`.
 pub const MAX_SESSIONS: u64 = 200_000;
 /// `[sessions.devices]`: the device classes and their limits (0 = no

@@ -23,6 +23,7 @@ use std::time::Duration;
 use http::Uri;
 
 pub use load::{admin_listen_of, grants_of, refresh_ttl_of};
+pub use parse::public_origin;
 
 /// A validated gateway configuration.
 #[derive(Debug, Clone)]
@@ -54,6 +55,21 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// `[admin]`: the admin listener, if configured.
     pub admin: Option<AdminConfig>,
+    /// `[web]`: browser sign-in and cookie sessions, if configured.
+    pub web: Option<WebConfig>,
+}
+
+/// `[web]`: where browsers see the gateway, and whether the access cookie
+/// authenticates proxied requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// The origin browsers see, `scheme://host[:port]` (lowercase, no
+    /// default port, no path): the base of `redirect_uri`, what the CSRF
+    /// check compares `Origin` with, and where sign-ins land.
+    pub public_url: String,
+    /// Whether `__Host-minigate_at` authenticates proxied requests (and
+    /// `/auth/verify`, `/auth/sessions`) that send no `Authorization`.
+    pub cookies: bool,
 }
 
 /// `[[roles]]`: one role granted to listed users.
@@ -365,6 +381,8 @@ pub struct ProviderConfig {
     pub base_url: String,
     /// How long one code exchange may take.
     pub timeout: Duration,
+    /// Web providers only: the base URL of the platform's authorize page.
+    pub authorize_url: Option<String>,
 }
 
 impl ProviderConfig {
@@ -899,7 +917,7 @@ auth = "optional"
         let e = Config::from_toml(&GOOD.replace("\"wechat\"", "\"line\""), &env).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "providers[0].platform: \"line\" is not a known platform (wechat, qq, douyin, baidu, alipay)"
+            "providers[0].platform: \"line\" is not a known platform (wechat, qq, douyin, baidu, alipay, wechat_web, wechat_pc)"
         );
     }
 
@@ -927,6 +945,61 @@ auth = "optional"
         let admin = c.admin.unwrap();
         assert_eq!(admin.listen.port(), 9901);
         assert!(!format!("{admin:?}").contains("an-admin-token"));
+    }
+
+    #[test]
+    fn web_sign_in_and_its_checks() {
+        let web_provider = |platform: &str, extra: &str| {
+            format!("[[providers]]\nplatform = \"{platform}\"\nappid = \"wxweb\"\nsecret_env = \"WECHAT_APP_SECRET\"\n{extra}")
+        };
+        let text = format!(
+            "{GOOD}[web]\npublic_url = \"https://App.Example.com:443/\"\ncookies = true\n{}",
+            web_provider("wechat_web", "")
+        );
+        let c = Config::from_toml(&text, &env).unwrap();
+        let web = c.web.unwrap();
+        assert_eq!(web.public_url, "https://app.example.com");
+        assert!(web.cookies);
+        let p = &c.providers[1];
+        assert_eq!(p.platform.name(), "wechat_web");
+        assert_eq!(p.base_url, "https://api.weixin.qq.com");
+        assert_eq!(
+            p.authorize_url.as_deref(),
+            Some("https://open.weixin.qq.com")
+        );
+        assert_eq!(c.providers[0].authorize_url, None);
+        // cookies defaults to false; http is for loopback only.
+        for (url, origin) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://localhost:3000/", "http://localhost:3000"),
+            ("http://[::1]:9", "http://[::1]:9"),
+        ] {
+            let text = format!("{GOOD}[web]\npublic_url = \"{url}\"\n");
+            let web = Config::from_toml(&text, &env).unwrap().web.unwrap();
+            assert_eq!((web.public_url.as_str(), web.cookies), (origin, false));
+        }
+        let cases = [
+            (format!("{GOOD}[web]\ncookies = true\n"), "web.public_url"),
+            (format!("{GOOD}[web]\npublic_url = \"http://app.example.com\"\n"), "web.public_url"),
+            (format!("{GOOD}[web]\npublic_url = \"https://app.example.com/app\"\n"), "web.public_url"),
+            (format!("{GOOD}[web]\npublic_url = \"https://u:pw@app.example.com\"\n"), "web.public_url"),
+            (format!("{GOOD}[web]\npublic_url = \"app.example.com\"\n"), "web.public_url"),
+            (format!("{GOOD}[web]\npublic_url = \"https://a.example\"\nsecure = 1\n"), "line "),
+            (format!("{GOOD}{}", web_provider("wechat_pc", "")), "providers[1].platform"),
+            (
+                format!("{GOOD}[web]\npublic_url = \"https://a.example\"\n{}", web_provider("wechat_pc", "authorize_url = \"ftp://x\"\n")),
+                "providers[1].authorize_url",
+            ),
+            (
+                GOOD.replace("secret_env = \"WECHAT_APP_SECRET\"", "secret_env = \"WECHAT_APP_SECRET\"\nauthorize_url = \"https://open.weixin.qq.com\""),
+                "providers[0].authorize_url",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::from_toml(&text, &env).unwrap_err();
+            assert!(e.to_string().starts_with(key), "{e} should name {key}");
+            assert!(!e.to_string().contains("pw@"), "{e}");
+        }
     }
 
     #[test]

@@ -8,13 +8,14 @@ use http::Uri;
 
 use super::raw::{
     Raw, RawAdmin, RawAllow, RawAudience, RawEnrich, RawProvider, RawRole, RawRoute, RawServer,
-    RawSessions, RawTokens,
+    RawSessions, RawTokens, RawWeb,
 };
 use super::{
     defaults, err, files, is_class_name, is_header_safe, is_role_name, parse_duration, AdminConfig,
     AllowRule, AuthMode, Config, ConfigError, Credentials, DeviceClass, DeviceClasses,
     EnrichConfig, KeyPair, KeysConfig, LogConfig, LogFormat, OnLimit, Platform, ProviderConfig,
     RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig, TokensConfig,
+    WebConfig,
 };
 use crate::providers::CredentialKind;
 
@@ -167,6 +168,64 @@ pub(super) fn duration_or(
     Ok(d)
 }
 
+/// An http(s) URL with a host and no query: a base that paths are added to.
+fn is_base_url(url: &str) -> bool {
+    url.parse::<Uri>().ok().is_some_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https"))
+            && u.host().is_some()
+            && u.query().is_none()
+    })
+}
+
+/// `[web]`: `public_url` must be an origin browsers can hold `Secure`
+/// cookies for: https, or http on loopback (development).
+fn web(w: RawWeb) -> Result<WebConfig, ConfigError> {
+    let url = required("web.public_url", w.public_url)?;
+    let public_url = public_origin(&url).map_err(|why| {
+        err(
+            "web.public_url",
+            format!("{:?} is not {why}", super::redacted_url(&url)),
+        )
+    })?;
+    Ok(WebConfig {
+        public_url,
+        cookies: w.cookies.unwrap_or(defaults::WEB_COOKIES),
+    })
+}
+
+/// The origin of a `public_url`, `scheme://host[:port]` as browsers write
+/// it in `Origin` (lowercase, no default port), or what it is not.
+pub fn public_origin(url: &str) -> Result<String, &'static str> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "a URL like \"https://app.example.com\"")?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("an origin: it holds credentials");
+    }
+    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() || parsed.fragment().is_some()
+    {
+        return Err("an origin: it has a path, query or fragment");
+    }
+    let loopback = match parsed.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => return Err("a URL with a host"),
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(
+                "https: browsers keep Secure cookies only for https origins (http is for loopback development only)",
+            )
+        }
+        _ => return Err("an https URL"),
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
 fn required<T>(key: &str, value: Option<T>) -> Result<T, ConfigError> {
     value.ok_or_else(|| err(key, "is required"))
 }
@@ -258,6 +317,15 @@ impl Config {
             },
         };
         let admin = raw.admin.map(|a| Self::admin(a, listen, env)).transpose()?;
+        let web = raw.web.map(web).transpose()?;
+        if web.is_none() {
+            if let Some(i) = providers.iter().position(|p| p.platform.is_web()) {
+                return Err(err(
+                    format!("providers[{i}].platform"),
+                    "a web sign-in needs [web] public_url: the origin browsers see",
+                ));
+            }
+        }
         Ok(Config {
             listen,
             tokens,
@@ -272,6 +340,7 @@ impl Config {
             enrich,
             source: None,
             admin,
+            web,
         })
     }
 
@@ -600,16 +669,40 @@ impl Config {
         let base_url = p
             .base_url
             .unwrap_or_else(|| platform.default_base_url().to_owned());
-        let base_ok = base_url.parse::<Uri>().ok().is_some_and(|u| {
-            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-        });
-        if !base_ok {
+        if !is_base_url(&base_url) {
             return Err(err(
                 key("base_url"),
                 format!("{base_url:?} is not an http(s) URL"),
             ));
         }
+        let authorize_url = match (platform.is_web(), p.authorize_url) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                let web: Vec<&str> = Platform::all()
+                    .filter(|p| p.is_web())
+                    .map(Platform::name)
+                    .collect();
+                return Err(err(
+                    key("authorize_url"),
+                    format!(
+                        "only web sign-ins ({}) have an authorize page",
+                        web.join(", ")
+                    ),
+                ));
+            }
+            (true, url) => {
+                let url = url.unwrap_or_else(|| defaults::WEB_AUTHORIZE_URL.to_owned());
+                if !is_base_url(&url) {
+                    return Err(err(
+                        key("authorize_url"),
+                        format!("{url:?} is not an http(s) URL"),
+                    ));
+                }
+                Some(url.trim_end_matches('/').to_owned())
+            }
+        };
         Ok(ProviderConfig {
+            authorize_url,
             platform,
             appid,
             credentials,

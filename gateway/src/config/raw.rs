@@ -24,6 +24,14 @@ pub(super) struct Raw {
     pub roles: Vec<RawRole>,
     pub enrich: Option<RawEnrich>,
     pub admin: Option<RawAdmin>,
+    pub web: Option<RawWeb>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeb {
+    pub public_url: Option<String>,
+    pub cookies: Option<bool>,
 }
 
 /// Only the `[[roles]]` of a file, for the reload of static grants: the
@@ -144,6 +152,7 @@ pub(super) struct RawProvider {
     pub alipay_public_key_file: Option<PathBuf>,
     pub base_url: Option<String>,
     pub timeout: Option<String>,
+    pub authorize_url: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,11 @@
 //! the code exchange of one platform (`--platform`, WeChat by default) that
 //! speaks its wire format and accepts any code (`standins`), and a demo
 //! upstream that echoes the identity headers it received. Keys are generated
-//! in memory and gone at exit. None of this is reachable without `--dev`:
+//! in memory and gone at exit. With WeChat, the stand-in also plays
+//! WeChat's web authorization (an authorize page that sends the browser back
+//! with a code and the state, and `sns/oauth2/access_token`), so the browser
+//! sign-in can be clicked through on `http://127.0.0.1` (a `wechat_web` app,
+//! `[web] cookies = true`). None of this is reachable without `--dev`:
 //! the stand-ins exist only inside [`start`].
 
 mod standins;
@@ -24,12 +28,12 @@ use tokio::net::TcpListener;
 
 use crate::config::{
     defaults, AuthMode, Config, KeysConfig, Platform, RouteConfig, ServerConfig, SessionsConfig,
-    TokensConfig,
+    TokensConfig, WebConfig,
 };
 use crate::gateway::{Gateway, StartError};
 use crate::server::Running;
 
-pub use standins::DEV_APPID;
+pub use standins::{DEV_APPID, DEV_WEB_APPID};
 
 /// Serves `service` on `listener` until the process ends.
 fn spawn_http<F, Fut>(listener: TcpListener, service: F)
@@ -127,7 +131,7 @@ fn dev_config(
             dir: "(in memory)".into(),
             reload_interval: defaults::KEYS_RELOAD_INTERVAL,
         },
-        providers: vec![standins::provider(platform, stand_in)?],
+        providers: standins::providers(platform, stand_in)?,
         routes: vec![
             route("/api/", AuthMode::Required),
             route("/maybe/", AuthMode::Optional),
@@ -144,6 +148,10 @@ fn dev_config(
         enrich: None,
         source: None,
         admin: None,
+        web: (platform == Platform::wechat()).then(|| WebConfig {
+            public_url: format!("http://{listen}"),
+            cookies: true,
+        }),
     })
 }
 
@@ -174,8 +182,22 @@ curl -s {base}/.well-known/jwks.json; echo
 (The second refresh reuses a spent refresh token: the session is revoked and NEXT's refresh
 token stops working too. POST /auth/logout with a refresh token ends a session the same way.
 Other platforms: serve --dev --platform {platforms}.)
-"#,
+{browser}"#,
         appid = standins::appid(platform),
+        browser = if platform == Platform::wechat() {
+            format!(
+                r#"
+In a browser (Chromium or Firefox: they keep Secure cookies for http://127.0.0.1, Safari does not),
+sign in on the web as WeChat's H5 sign-in would, through the stand-in's authorize page:
+  {base}/auth/web/login?redirect=/api/hello
+The page that opens is the demo upstream, reached with the HttpOnly access cookie; from its
+console, fetch('/auth/refresh', {{method: 'POST'}}) renews the cookies and
+fetch('/auth/logout', {{method: 'POST'}}) ends the session.
+"#
+            )
+        } else {
+            String::new()
+        },
         code = call.trim_end_matches("()"),
         // The phone number: a new pair in the same session, whose refresh
         // token the walkthrough goes on with.

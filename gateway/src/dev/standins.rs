@@ -26,6 +26,10 @@ const DOUYIN_APPID: &str = "ttdev0000000000000";
 const BAIDU_APPID: &str = "devAppKey000000000000000";
 const ALIPAY_APPID: &str = "2021000000000000";
 const DEV_SECRET: &str = "dev-mode-app-secret";
+/// The appid of the dev web sign-in (`wechat_web`), beside the WeChat
+/// mini-program.
+pub const DEV_WEB_APPID: &str = "wxdevweb000000000";
+const DEV_WEB_SECRET: &str = "dev-mode-web-secret";
 /// A throwaway 2048-bit RSA key, PKCS#8 base64, made for dev mode only: it
 /// signs the gateway's Alipay calls and the stand-in's answers alike (ring
 /// cannot generate RSA keys). It protects nothing.
@@ -61,6 +65,31 @@ fn dev_key() -> Result<SigningKey, DevError> {
     SigningKey::from_pkcs8(&der).map_err(|_| bad(()))
 }
 
+/// Dev mode's providers: the mini-program of `platform`, and with WeChat
+/// also a `wechat_web` sign-in at the same stand-in.
+pub(super) fn providers(
+    platform: Platform,
+    addr: SocketAddr,
+) -> Result<Vec<ProviderConfig>, DevError> {
+    let mut all = vec![provider(platform, addr)?];
+    if platform == Platform::wechat() {
+        let web = Platform::named("wechat_web")
+            .ok_or(DevError::Platform("wechat_web", "is not in the registry"))?;
+        all.push(ProviderConfig {
+            platform: web,
+            appid: DEV_WEB_APPID.into(),
+            credentials: Credentials::Secret {
+                secret: Secret::new(DEV_WEB_SECRET.into()),
+                source: "built in (dev)".into(),
+            },
+            base_url: format!("http://{addr}"),
+            timeout: defaults::PROVIDER_TIMEOUT,
+            authorize_url: Some(format!("http://{addr}")),
+        });
+    }
+    Ok(all)
+}
+
 /// The dev mini-program's provider, calling the stand-in at `addr`.
 pub(super) fn provider(platform: Platform, addr: SocketAddr) -> Result<ProviderConfig, DevError> {
     let credentials = match platform.credentials() {
@@ -90,6 +119,7 @@ pub(super) fn provider(platform: Platform, addr: SocketAddr) -> Result<ProviderC
         credentials,
         base_url: format!("http://{addr}{path}"),
         timeout: defaults::PROVIDER_TIMEOUT,
+        authorize_url: None,
     })
 }
 
@@ -159,6 +189,12 @@ async fn jscode2session(req: Request<Incoming>, platform: Platform) -> Response<
         match req.uri().path() {
             "/cgi-bin/stable_token" => return stable_token(req, platform).await,
             "/wxa/business/getuserphonenumber" => return phone_number(req, platform).await,
+            "/connect/oauth2/authorize" | "/connect/qrconnect" => {
+                return authorize_page(&params(req.uri().query().unwrap_or("")))
+            }
+            "/sns/oauth2/access_token" => {
+                return web_access_token(&params(req.uri().query().unwrap_or("")))
+            }
             _ => {}
         }
     }
@@ -175,6 +211,71 @@ async fn jscode2session(req: Request<Incoming>, platform: Platform) -> Response<
     };
     let (openid, unionid, session_key) = user(code);
     answer(serde_json::json!({"openid": openid, "unionid": unionid, "session_key": session_key}))
+}
+
+/// Escapes text for an HTML attribute or element.
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The stand-in authorize page: a form that sends the browser back to
+/// `redirect_uri` with the code typed in (the user it signs in as) and the
+/// state, as WeChat does once the user allows.
+fn authorize_page(p: &[(String, String)]) -> Response<Full<Bytes>> {
+    let (Some(redirect_uri), Some(state)) = (param(p, "redirect_uri"), param(p, "state")) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "redirect_uri and state are required\n".into(),
+        );
+    };
+    if param(p, "appid") != Some(DEV_WEB_APPID) || !redirect_uri.starts_with("http://127.0.0.1:") {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "unknown appid or redirect_uri\n".into(),
+        );
+    }
+    let page = format!(
+        r#"<!doctype html><meta charset="utf-8"><title>WeChat sign-in (minigate dev stand-in)</title>
+<h1>WeChat sign-in: dev stand-in</h1>
+<p>In production this is WeChat's page ({scope}). Here any name signs in; the same name is the
+same person (the same unionid) as a mini-program login with that code.</p>
+<form method="get" action="{action}">
+<input type="hidden" name="state" value="{state}">
+<label>Sign in as <input id="code" name="code" value="dev-user"></label>
+<button id="allow" type="submit">Allow</button>
+</form>
+<form method="get" action="{action}"><input type="hidden" name="state" value="{state}">
+<button id="deny" type="submit">Deny</button></form>
+"#,
+        scope = html_escape(param(p, "scope").unwrap_or_default()),
+        action = html_escape(redirect_uri),
+        state = html_escape(state),
+    );
+    text(StatusCode::OK, "text/html; charset=utf-8", page)
+}
+
+/// `GET /sns/oauth2/access_token`: any code of the dev web app signs in;
+/// the unionid is the mini-program login's for the same code.
+fn web_access_token(p: &[(String, String)]) -> Response<Full<Bytes>> {
+    let answer = |v| answer("text/plain", v);
+    if param(p, "appid") != Some(DEV_WEB_APPID) || param(p, "secret") != Some(DEV_WEB_SECRET) {
+        return answer(serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}));
+    }
+    let Some(code) = param(p, "code") else {
+        return answer(serde_json::json!({"errcode": 40029, "errmsg": "invalid code"}));
+    };
+    let (openid, unionid, _) = user(code);
+    answer(serde_json::json!({
+        "access_token": "dev-web-access-token", "expires_in": 7200,
+        "refresh_token": "dev-web-refresh-token", "scope": "snsapi_base",
+        "openid": openid.replace("dev-openid-", "dev-web-openid-"), "unionid": unionid,
+    }))
 }
 
 /// The dev app's access token, from WeChat's `POST /cgi-bin/stable_token`.

@@ -32,12 +32,15 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError};
+use super::{
+    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError, SignIn,
+};
 use crate::config::{is_header_safe, ProviderConfig};
 use crate::rsa2::{SigningKey, VerifyingKey};
 
 /// Alipay in the registry.
 pub static PLATFORM: PlatformSpec = PlatformSpec {
+    sign_in: SignIn::MiniProgram,
     name: "alipay",
     default_base_url: "https://openapi.alipay.com/gateway.do",
     credentials: CredentialKind::KeyPair,

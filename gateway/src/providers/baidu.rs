@@ -12,11 +12,14 @@ use http::StatusCode;
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError};
+use super::{
+    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError, SignIn,
+};
 use crate::config::{ProviderConfig, Secret};
 
 /// Baidu in the registry.
 pub static PLATFORM: PlatformSpec = PlatformSpec {
+    sign_in: SignIn::MiniProgram,
     name: "baidu",
     default_base_url: "https://spapi.baidu.com",
     credentials: CredentialKind::AppSecret,

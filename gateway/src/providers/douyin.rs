@@ -12,11 +12,14 @@ use http::StatusCode;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use super::{CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError};
+use super::{
+    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError, SignIn,
+};
 use crate::config::{ProviderConfig, Secret};
 
 /// Douyin in the registry.
 pub static PLATFORM: PlatformSpec = PlatformSpec {
+    sign_in: SignIn::MiniProgram,
     name: "douyin",
     default_base_url: "https://developer.toutiao.com",
     credentials: CredentialKind::AppSecret,

@@ -32,7 +32,7 @@ macro_rules! platforms {
     };
 }
 
-platforms!(wechat, qq, douyin, baidu, alipay);
+platforms!(wechat, qq, douyin, baidu, alipay, wechat_web, wechat_pc);
 
 /// What a platform needs of the config to prove the app to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +44,30 @@ pub enum CredentialKind {
     KeyPair,
 }
 
+/// How a platform's users sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// A mini-program's login code, traded at `POST /auth/login`.
+    MiniProgram,
+    /// A browser: an authorize page and a callback ([`crate::web`]).
+    Browser(Browser),
+}
+
+/// What a browser sign-in's authorize redirect and session are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Browser {
+    /// The authorize page's path on `authorize_url`.
+    pub authorize_path: &'static str,
+    /// The OAuth scope asked for.
+    pub scope: &'static str,
+    /// The device class of its sessions.
+    pub device_type: &'static str,
+}
+
 /// A platform's entry in the registry.
 pub struct PlatformSpec {
+    /// How its users sign in.
+    pub sign_in: SignIn,
     /// The name in config, in the `platform` claim and in `X-Auth-Platform`.
     pub name: &'static str,
     /// The API's base URL when the config names none.
@@ -90,6 +112,20 @@ impl Platform {
     /// What its providers are configured with.
     pub fn credentials(self) -> CredentialKind {
         self.0.credentials
+    }
+
+    /// The browser sign-in it is, if it is one rather than a mini-program.
+    pub fn browser(self) -> Option<Browser> {
+        match self.0.sign_in {
+            SignIn::Browser(b) => Some(b),
+            SignIn::MiniProgram => None,
+        }
+    }
+
+    /// Is it a browser sign-in (served by [`crate::web`], never by
+    /// `POST /auth/login`)?
+    pub fn is_web(self) -> bool {
+        self.browser().is_some()
     }
 }
 
@@ -204,6 +240,12 @@ pub enum SetupError {
     /// Credentials of another kind than the platform's.
     #[error("providers: {appid} lacks the credentials its platform needs")]
     Credentials {
+        /// The provider's appid.
+        appid: String,
+    },
+    /// A web sign-in given where a mini-program's exchange was expected.
+    #[error("providers: {appid} is a web sign-in, not a mini-program")]
+    NotMiniProgram {
         /// The provider's appid.
         appid: String,
     },
@@ -380,11 +422,13 @@ pub struct Providers {
 }
 
 impl Providers {
-    /// Builds every configured provider over one shared HTTP client.
+    /// Builds every configured mini-program provider over one shared HTTP
+    /// client (web sign-ins are [`crate::web`]'s).
     pub fn new(configs: &[ProviderConfig]) -> Result<Providers, SetupError> {
         let http = outbound_client()?;
         let list = configs
             .iter()
+            .filter(|c| !c.platform.is_web())
             .map(|c| Provider::new(c, http.clone()))
             .collect::<Result<_, _>>()?;
         Ok(Providers { list })
@@ -418,7 +462,29 @@ mod tests {
     #[test]
     fn the_registry_names_each_platform_once() {
         let names: Vec<&str> = Platform::all().map(Platform::name).collect();
-        assert_eq!(names, ["wechat", "qq", "douyin", "baidu", "alipay"]);
+        assert_eq!(
+            names,
+            [
+                "wechat",
+                "qq",
+                "douyin",
+                "baidu",
+                "alipay",
+                "wechat_web",
+                "wechat_pc"
+            ]
+        );
+        let web: Vec<&str> = Platform::all()
+            .filter(|p| p.is_web())
+            .map(Platform::name)
+            .collect();
+        assert_eq!(web, ["wechat_web", "wechat_pc"]);
+        assert_eq!(
+            Platform::named("wechat_pc")
+                .and_then(Platform::browser)
+                .map(|b| b.device_type),
+            Some("pc")
+        );
         for p in Platform::all() {
             assert_eq!(Platform::named(p.name()), Some(p));
             assert!(p.default_base_url().starts_with("https://"));

@@ -7,10 +7,11 @@
 //! ([`super::wechat::WeChat`], [`super::wechat::interpret`]); only the
 //! platform's name and base URL are QQ's.
 
-use super::{wechat::WeChat, CredentialKind, PlatformSpec};
+use super::{wechat::WeChat, CredentialKind, PlatformSpec, SignIn};
 
 /// QQ in the registry.
 pub static PLATFORM: PlatformSpec = PlatformSpec {
+    sign_in: SignIn::MiniProgram,
     name: "qq",
     default_base_url: "https://api.q.qq.com",
     credentials: CredentialKind::AppSecret,

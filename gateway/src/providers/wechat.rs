@@ -13,12 +13,15 @@ use http::StatusCode;
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError};
+use super::{
+    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError, SignIn,
+};
 use crate::wechat::WxError;
 use crate::config::{ProviderConfig, Secret};
 
 /// WeChat in the registry.
 pub static PLATFORM: PlatformSpec = PlatformSpec {
+    sign_in: SignIn::MiniProgram,
     name: "wechat",
     default_base_url: "https://api.weixin.qq.com",
     credentials: CredentialKind::AppSecret,

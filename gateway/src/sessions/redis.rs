@@ -459,6 +459,24 @@ impl RedisStore {
             .await;
     }
 
+    /// Claims the one-time value `key` for `ttl`: true the first time, false
+    /// while an earlier claim lives. Every replica sees the same answer (a
+    /// web sign-in's `state` is used once, whichever replica its browser
+    /// returns to).
+    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, Unavailable> {
+        let mut con = self.con().await?;
+        let mut set = redis::cmd("SET");
+        set.arg(format!("minigate:once:{key}"))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ms(ttl));
+        let done: Option<String> = self
+            .call("claim", set.query_async::<Option<String>>(&mut con))
+            .await?;
+        Ok(done.is_some())
+    }
+
     /// The revocations whose tokens may still live, or (periodic) only
     /// those made in the last [`RESYNC_WINDOW`].
     async fn read_revoked(

@@ -128,10 +128,7 @@ async fn slow_provider_is_504_and_unreachable_is_503() {
     );
 
     // A port with nothing listening.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, dead) = closed_port();
     let gw = start(Setup {
         wechat_addr: Some(dead),
         ..Setup::default()
@@ -230,10 +227,7 @@ async fn routing_and_upstream_failures() {
         assert!(answer.contains("invalid_request"));
     }
 
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, dead) = closed_port();
     let gw2 = start(Setup {
         upstream_addr: Some(dead),
         keys_dir: Some(gw.keys_dir.clone()),

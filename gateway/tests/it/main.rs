@@ -26,5 +26,6 @@ mod proxy;
 mod rotation;
 mod sessions;
 mod tls;
+mod web;
 mod websocket;
 mod wechat;

@@ -414,7 +414,7 @@ fn urlencode(s: &str) -> String {
 #[tokio::test]
 async fn a_failed_renewal_is_an_error_from_the_table_and_is_counted() {
     // Nothing listens where WeChat should be.
-    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let (_held, closed) = closed_port();
     let gw = start(Setup {
         wechat_addr: Some(closed),
         extra: ADMIN.into(),

@@ -38,6 +38,9 @@ pub struct Setup {
     pub routes: String,
     /// Appended to the config, e.g. a `[sessions]` section.
     pub extra: String,
+    /// Where the gateway listens (a port chosen up front when the config
+    /// must name it, as `[web] public_url` does).
+    pub listen: String,
 }
 
 impl Default for Setup {
@@ -58,6 +61,7 @@ impl Default for Setup {
             server: "login_per_minute = 0\n".into(),
             routes: String::new(),
             extra: String::new(),
+            listen: "127.0.0.1:0".into(),
         }
     }
 }
@@ -165,12 +169,13 @@ timeout = "{ut}"
 pub const ADMIN_TOKEN: &str = "test-admin-token-must-not-leak-41b7";
 
 /// The secrets the test configs name in `secret_env` or `token_env`.
-pub const TEST_SECRETS: [(&str, &str); 5] = [
+pub const TEST_SECRETS: [(&str, &str); 6] = [
     ("TEST_WECHAT_SECRET", SECRET),
     ("TEST_QQ_SECRET", super::QQ_SECRET),
     ("TEST_DOUYIN_SECRET", super::DOUYIN_SECRET),
     ("TEST_BAIDU_SECRET", super::BAIDU_SECRET),
     ("TEST_ADMIN_TOKEN", ADMIN_TOKEN),
+    ("TEST_WEB_SECRET", super::WEB_SECRET),
 ];
 
 pub fn test_env(name: &str) -> Option<String> {
@@ -210,7 +215,7 @@ pub async fn start(setup: Setup) -> Gateway {
         }
     };
     let up = setup.upstream_addr.unwrap_or(upstream.addr);
-    let text = config_text(&setup, &keys_dir, wechat.addr, up, "127.0.0.1:0");
+    let text = config_text(&setup, &keys_dir, wechat.addr, up, &setup.listen);
     let config = Config::from_toml(&text, &test_env).unwrap();
     let keys = minigate::keys::KeyStore::open(keys_dir.clone(), &config.tokens.issuer).unwrap();
     let running = minigate::server::start(&config, keys).await.unwrap();

@@ -33,6 +33,24 @@ impl Pki {
         cert.der().to_vec()
     }
 
+    /// Like [`Pki::issue`]; returns the base64 SHA-256 of the leaf's public
+    /// key (SubjectPublicKeyInfo), what Chromium's
+    /// `--ignore-certificate-errors-spki-list` trusts.
+    pub fn issue_spki(&self, dir: &Path) -> String {
+        use base64::Engine as _;
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        std::fs::write(dir.join("tls.crt"), cert.pem() + &self.ca.pem()).unwrap();
+        std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+        let spki = ring::digest::digest(
+            &ring::digest::SHA256,
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        );
+        base64::engine::general_purpose::STANDARD.encode(spki.as_ref())
+    }
+
     pub fn client(&self, http1_only: bool) -> reqwest::Client {
         minigate::tls::install_crypto_provider();
         let root = reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).unwrap();
@@ -62,11 +80,14 @@ pub async fn tls_gateway_with(
     upstream: Option<std::net::SocketAddr>,
     setup: Setup,
 ) -> Gateway {
-    pki.issue(dir);
+    if !dir.join("tls.crt").exists() {
+        pki.issue(dir);
+    }
     start(Setup {
         upstream_addr: upstream,
         extra: format!(
-            "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            setup.extra,
             dir.join("tls.crt").display(),
             dir.join("tls.key").display()
         ),
