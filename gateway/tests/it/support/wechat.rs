@@ -41,9 +41,6 @@ fn plain(
 /// `phone:NUMBER` answers that number with this app's watermark,
 /// `phone-other-app` another app's watermark, `err:N` errcode N; a token
 /// that is not the current one gets 40001).
-// `token_calls`, `generation` and their methods serve the WeChat services
-// tests (stable_token, the phone number), which are not on this branch yet.
-#[allow(dead_code)]
 #[derive(Clone)]
 pub struct WeChat {
     pub addr: SocketAddr,
@@ -55,7 +52,6 @@ pub struct WeChat {
     pub generation: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-#[allow(dead_code)]
 impl WeChat {
     /// Makes WeChat forget the current access token, as when another
     /// caller forced a new one: calls with it get 40001.
