@@ -21,7 +21,7 @@
 //! - **log** counts the response under its route or endpoint and writes the
 //!   access line.
 //!
-//! One [`Ctx`] per request carries what the phases learn (the client
+//! One `Ctx` per request carries what the phases learn (the client
 //! address, the request id, the identity, what to count the response
 //! under) to the log phase. The connection handling that calls [`handle`]
 //! is in [`crate::server`]; the shared state it reads is

@@ -1,9 +1,9 @@
 //! The gateway's configuration: TOML in, validated values out.
 //!
 //! Parsing happens in two steps so that every error can name the key it is
-//! about: first the TOML is read into plain strings and numbers ([`raw`],
+//! about: first the TOML is read into plain strings and numbers (`raw`,
 //! unknown keys refused), then each value is checked and converted
-//! ([`parse`]). Reading files the config names (secrets, the TLS pair) is
+//! (`parse`). Reading files the config names (secrets, the TLS pair) is
 //! [`files`]' job, and every default is named once in [`defaults`]. The
 //! result holds only valid values (durations, socket addresses, URIs,
 //! resolved secrets), so no other module re-parses or re-checks

@@ -28,7 +28,7 @@
 //! ([`check_origin`]); `POST /auth/refresh` and `POST /auth/logout` without
 //! a `refresh_token` use the refresh cookie and answer with new or cleared
 //! cookies ([`cookie_answer`], [`logged_out`]). Sessions are made exactly as
-//! a mini-program login makes them ([`crate::endpoints::open_session`]):
+//! a mini-program login makes them (`endpoints::open_session`):
 //! same tokens, enrichment, device limits and session list.
 
 pub mod cookies;
