@@ -101,8 +101,13 @@ struct UnknownPlatform(String);
 
 /// A platform of the registry, by name.
 fn platform(name: &str) -> Result<Platform, UnknownPlatform> {
-    Platform::named(name).ok_or_else(|| {
-        let known: Vec<&str> = Platform::all().map(Platform::name).collect();
+    // Dev mode demonstrates a mini-program; the browser sign-in comes with
+    // WeChat's.
+    Platform::named(name).filter(|p| !p.is_web()).ok_or_else(|| {
+        let known: Vec<&str> = Platform::all()
+            .filter(|p| !p.is_web())
+            .map(Platform::name)
+            .collect();
         UnknownPlatform(known.join(", "))
     })
 }

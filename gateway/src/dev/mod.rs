@@ -211,6 +211,7 @@ REFRESH=$(printf '%s' "$PHONE" | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/')
             String::new()
         },
         platforms = Platform::all()
+            .filter(|p| !p.is_web())
             .map(Platform::name)
             .collect::<Vec<_>>()
             .join("|"),
