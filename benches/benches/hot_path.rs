@@ -42,6 +42,14 @@ fn verify(c: &mut Criterion) {
         g.bench_function(format!("cold/{name}"), |b| {
             b.iter(|| black_box(cold.check_access(black_box(&token)).is_ok()))
         });
+        // The signature check alone, in ring, on the same token: what the
+        // cold check costs beyond it is base64, JSON, key lookup, claims
+        // and the identity headers.
+        if let Some(ring_alone) = signature_only(&set, &token) {
+            g.bench_function(format!("ring_only/{name}"), |b| {
+                b.iter(|| black_box(ring_alone()))
+            });
+        }
         let warm = tokens(set, 100_000);
         let hot = &token;
         assert!(warm.verify_access(hot).is_ok());
@@ -50,6 +58,33 @@ fn verify(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// A closure verifying `token`'s signature with ring alone (the public key
+/// parsed from the set's JWK, the signature decoded once), for ES256 and
+/// EdDSA.
+fn signature_only(set: &jwks::KeySet, token: &str) -> Option<impl Fn() -> bool> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine as _;
+    use ring::signature::{
+        UnparsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ED25519,
+    };
+    let jwk = set.current().public_jwk();
+    let x = B64.decode(jwk.x.as_deref()?).ok()?;
+    let (alg, public): (&'static dyn VerificationAlgorithm, Vec<u8>) = match set.current().alg() {
+        Alg::ES256 => {
+            let y = B64.decode(jwk.y.as_deref()?).ok()?;
+            (&ECDSA_P256_SHA256_FIXED, [&[4u8][..], &x, &y].concat())
+        }
+        Alg::EdDSA => (&ED25519, x),
+        _ => return None,
+    };
+    let (input, sig) = token.rsplit_once('.')?;
+    let sig = B64.decode(sig).ok()?;
+    let input = input.as_bytes().to_vec();
+    let key = UnparsedPublicKey::new(alg, public);
+    assert!(key.verify(&input, &sig).is_ok());
+    Some(move || key.verify(black_box(&input), black_box(&sig)).is_ok())
 }
 
 fn issue(c: &mut Criterion) {

@@ -103,13 +103,15 @@ struct UnknownPlatform(String);
 fn platform(name: &str) -> Result<Platform, UnknownPlatform> {
     // Dev mode demonstrates a mini-program; the browser sign-in comes with
     // WeChat's.
-    Platform::named(name).filter(|p| !p.is_web()).ok_or_else(|| {
-        let known: Vec<&str> = Platform::all()
-            .filter(|p| !p.is_web())
-            .map(Platform::name)
-            .collect();
-        UnknownPlatform(known.join(", "))
-    })
+    Platform::named(name)
+        .filter(|p| !p.is_web())
+        .ok_or_else(|| {
+            let known: Vec<&str> = Platform::all()
+                .filter(|p| !p.is_web())
+                .map(Platform::name)
+                .collect();
+            UnknownPlatform(known.join(", "))
+        })
 }
 
 #[derive(Debug, Args)]

@@ -310,6 +310,9 @@ pub fn rewrite_request_headers(
     client: Option<&ClientAddr>,
     request_id: &HeaderValue,
 ) {
+    // What is added below, in one growth of the map instead of one per
+    // power of two passed (a client's map is sized for its own few headers).
+    headers.reserve(identity.map_or(0, |id| id.headers.len()) + 5);
     remove_hop_by_hop(headers);
     crate::web::cookies::strip_own(headers);
     if headers.keys().any(|k| {

@@ -1,0 +1,122 @@
+//! The verified-token cache: its memory per entry, and its hit ratio on the
+//! load comparison's "100k tokens" pattern under each of moka's eviction
+//! policies.
+//!
+//! `cargo run --release -p minigate-benches --bin token_cache [-- N]`
+//!
+//! Memory: verifies N distinct ES256 tokens (default 100,000) through a
+//! cache large enough for all, and reads the resident memory they took.
+//! Hit ratio: replays wrk's walk (each connection steps through the token
+//! list from a random start) against a cache of each capacity, with
+//! TinyLFU (moka's default) and with plain LRU.
+
+// A measuring tool: a broken fixture stops it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kib * 1024
+}
+
+/// Hit ratio of `requests` requests spread over 64 connections, each
+/// walking the pool of `pool` tokens from its own start (as `pool.lua`).
+fn hit_ratio(policy: EvictionPolicy, capacity: u64, pool: u64, requests: u64) -> f64 {
+    let cache: Cache<u64, ()> = Cache::builder()
+        .max_capacity(capacity)
+        .eviction_policy(policy)
+        .build();
+    let conns = 64u64;
+    // A fixed spread of starts (wrk's math.random, without the randomness).
+    let mut pos: Vec<u64> = (0..conns)
+        .map(|c| c.wrapping_mul(0x9E37_79B9_7F4A_7C15) % pool)
+        .collect();
+    let mut hits = 0u64;
+    for r in 0..requests {
+        let c = (r % conns) as usize;
+        pos[c] = (pos[c] + 1) % pool;
+        let k = pos[c];
+        if cache.get(&k).is_some() {
+            hits += 1;
+        } else {
+            cache.insert(k, ());
+        }
+    }
+    hits as f64 / requests as f64
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let set = minigate_benches::key_set(jwks::Alg::ES256);
+    let signer = jwks::KeySet::from_json(set.to_json().as_bytes()).expect("a set reloads");
+    let tokens = minigate_benches::tokens(set, 2 * n as u64);
+    // Made first, so their memory is not counted.
+    let list: Vec<String> = (0..n)
+        .map(|i| minigate_benches::access_token(&signer, i, 7200))
+        .collect();
+    let token_len = list.iter().map(String::len).sum::<usize>() / n;
+    let before = rss_bytes();
+    for t in &list {
+        tokens.verify_access(t).expect("a valid token");
+    }
+    assert_eq!(tokens.cached(), n as u64);
+    let after = rss_bytes();
+    println!(
+        "{n} cached tokens (about {token_len} bytes each): {:.1} MiB resident, {:.0} bytes per entry",
+        (after - before) as f64 / (1024.0 * 1024.0),
+        (after - before) as f64 / n as f64
+    );
+
+    // The key alone, in a moka cache of the same size: the whole token (as
+    // before) against its SHA-256.
+    let before = rss_bytes();
+    let by_token: Cache<Box<str>, ()> = Cache::new(2 * n as u64);
+    for t in &list {
+        by_token.insert(t.as_str().into(), ());
+    }
+    by_token.run_pending_tasks();
+    let mid = rss_bytes();
+    let by_hash: Cache<[u8; 32], ()> = Cache::new(2 * n as u64);
+    for t in &list {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, t.as_bytes()).as_ref());
+        by_hash.insert(k, ());
+    }
+    by_hash.run_pending_tasks();
+    let after = rss_bytes();
+    println!(
+        "moka entry with no value, keyed by the token: {:.0} bytes; by its SHA-256: {:.0} bytes",
+        (mid - before) as f64 / n as f64,
+        (after - mid) as f64 / n as f64
+    );
+    drop((by_token, by_hash));
+
+    let pool = 100_000;
+    println!("hit ratio, 100,000-token pool walked by 64 connections:");
+    println!("| cache capacity | requests | TinyLFU | LRU |");
+    println!("|---|---|---|---|");
+    for (capacity, requests) in [
+        (200_000, 100_000),
+        (200_000, 300_000),
+        (100_000, 300_000),
+        (50_000, 300_000),
+    ] {
+        let tiny = hit_ratio(EvictionPolicy::tiny_lfu(), capacity, pool, requests);
+        let lru = hit_ratio(EvictionPolicy::lru(), capacity, pool, requests);
+        println!(
+            "| {capacity} | {requests} | {:.1} % | {:.1} % |",
+            tiny * 100.0,
+            lru * 100.0
+        );
+    }
+}
