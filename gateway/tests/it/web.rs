@@ -34,6 +34,16 @@ fn web_client(pki: &Pki) -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET path` on the web gateway with only `cookie` for credentials.
+async fn get_with_cookie(w: &Web, path: &str, cookie: impl AsRef<str>) -> reqwest::Response {
+    w.http
+        .get(format!("{}{path}", w.base))
+        .header("cookie", cookie.as_ref())
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn web_gateway(pki: &Pki, cookies: bool, extra: &str) -> Web {
     let wx = web_wechat().await;
     let pages = pages().await;
@@ -284,13 +294,7 @@ async fn the_whole_sign_in_over_tls_sets_the_contracts_cookies() {
         w.pages.seen("GET", "/open/plain")[0].headers["cookie"],
         "a=1; b=2"
     );
-    let res = w
-        .http
-        .get(format!("{}/open/only", w.base))
-        .header("cookie", format!("__Host-minigate_at={at}"))
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&w, "/open/only", format!("__Host-minigate_at={at}")).await;
     assert_eq!(res.status(), 200);
     let seen = w.pages.seen("GET", "/open/only").pop().unwrap();
     assert!(seen.headers.get("cookie").is_none());
@@ -655,13 +659,7 @@ async fn cookie_requests_from_another_origin_are_refused() {
     // With cookies = false the cookie authenticates nothing.
     let off = web_gateway(&pki, false, "").await;
     let s = sign_in(&off, WEB_APPID, "cookies-off").await;
-    let res = off
-        .http
-        .get(format!("{}/app/page", off.base))
-        .header("cookie", s.access())
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&off, "/app/page", s.access()).await;
     assert_error(res, 401, "unauthorized").await;
 }
 
@@ -710,13 +708,7 @@ async fn refresh_and_logout_by_cookie() {
     assert_eq!(cookie_of(&set, "__Host-minigate_at").unwrap().0, "");
     assert_eq!(cookie_of(&set, "__Secure-minigate_rt").unwrap().0, "");
     assert_error(res, 400, "invalid_grant").await;
-    let res = w
-        .http
-        .get(format!("{}/app/page", w.base))
-        .header("cookie", s2.access())
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&w, "/app/page", s2.access()).await;
     assert_error(res, 401, "invalid_token").await;
 
     // Logout by cookie: 204, cookies cleared, the access cookie refused.
@@ -738,13 +730,7 @@ async fn refresh_and_logout_by_cookie() {
         .unwrap()
         .1
         .contains("Path=/auth/; Max-Age=0"));
-    let res = w
-        .http
-        .get(format!("{}/app/page", w.base))
-        .header("cookie", s.access())
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&w, "/app/page", s.access()).await;
     assert_error(res, 401, "invalid_token").await;
     // Logging out again is still 204 (and clears again).
     let res = auth_post("/auth/logout", s.refresh(), &w.base, "")
@@ -775,13 +761,7 @@ async fn refresh_and_logout_by_cookie() {
     .await
     .unwrap();
     assert_eq!(res.status(), 204);
-    let res = w
-        .http
-        .get(format!("{}/app/page", w.base))
-        .header("cookie", b.access())
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&w, "/app/page", b.access()).await;
     assert_error(res, 401, "invalid_token").await;
 }
 
@@ -885,13 +865,7 @@ async fn a_mini_program_and_a_web_sign_in_of_one_unionid_list_each_other() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    let res = w
-        .http
-        .get(format!("{}/app/page", w.base))
-        .header("cookie", pc.access())
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_cookie(&w, "/app/page", pc.access()).await;
     assert_error(res, 401, "invalid_token").await;
     // DELETE by cookie is an unsafe method: the origin rule applies.
     let mp_sid = by_bearer[2]["sid"].as_str().unwrap();
