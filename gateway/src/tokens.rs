@@ -1,8 +1,9 @@
 //! Access and refresh tokens: issuing them, and verifying them on the hot path.
 //!
 //! Verification of an access token runs on every proxied request, so its
-//! result is cached: the token string maps to the identity headers it yields,
-//! built once. A cache hit is one hash lookup and a clock read; a miss is the
+//! result is cached: the token's SHA-256 maps to the identity headers it
+//! yields, built once. A cache hit is a digest, one hash lookup and a clock
+//! read; a miss is the
 //! full check (header, kid, signature, claims) done by [`jwks`] and here. Only
 //! valid tokens are cached, never past their `exp`, and the cache is bounded
 //! in entries. Refresh tokens are checked in full every time: they are used
