@@ -26,6 +26,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::limits::InFlight;
+use crate::upstream::Lent;
 
 /// The body of every response: an upstream's streamed body, or one of ours.
 pub type Body = Either<UpstreamBody, Full<Bytes>>;
@@ -50,24 +51,32 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
     full(status, "application/json", body)
 }
 
-/// An upstream's response body, streamed to the client as it comes, holding
-/// its upstream connection slot and its client's in-flight place.
+/// An upstream's response body, streamed to the client as it comes, driving
+/// the upstream connection it comes on and holding its upstream connection
+/// slot and its client's in-flight place.
 #[derive(Debug)]
 pub struct UpstreamBody {
+    // Dropped first, so that the connection below sees whether the body was
+    // read to its end before it decides whether to go back to the pool.
     inner: Incoming,
+    conn: Option<Lent>,
     _slot: Option<OwnedSemaphorePermit>,
     _in_flight: Option<InFlight>,
 }
 
 impl UpstreamBody {
-    /// `inner`, holding `slot` and `in_flight` until it is dropped.
+    /// `inner`, driving `conn` (none for a WebSocket handshake, whose
+    /// connection runs on its own) and holding `slot` and `in_flight` until
+    /// it is dropped.
     pub fn new(
         inner: Incoming,
+        conn: Option<Lent>,
         slot: Option<OwnedSemaphorePermit>,
         in_flight: Option<InFlight>,
     ) -> UpstreamBody {
         UpstreamBody {
             inner,
+            conn,
             _slot: slot,
             _in_flight: in_flight,
         }
@@ -83,7 +92,11 @@ impl hyper::body::Body for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        if let Some(conn) = &mut this.conn {
+            conn.drive(cx);
+        }
+        Pin::new(&mut this.inner).poll_frame(cx)
     }
 
     #[inline]

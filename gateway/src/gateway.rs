@@ -247,7 +247,7 @@ fn wechat_tokens(
 }
 
 /// Re-reads the key set every `every` and at once on SIGHUP, until
-/// `stopped` turns true.
+/// `stopped` turns true; closes stale idle upstream connections on the way.
 pub fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receiver<bool>) {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     tokio::spawn(async move {
@@ -267,6 +267,7 @@ pub fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Rec
                 _ = hup => tracing::info!("SIGHUP: reloading the key set"),
             }
             gw.reload();
+            gw.proxy.upstreams().sweep();
             gw.wechat.renew_due().await;
         }
     });

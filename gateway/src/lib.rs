@@ -46,5 +46,6 @@ pub mod sessions;
 pub mod tls;
 pub mod tokens;
 pub mod tunnel;
+pub mod upstream;
 pub mod web;
 pub mod wechat;

@@ -26,9 +26,6 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::body::{Body, ClientBodyError, RequestBody, UpstreamBody};
 use crate::config::ServerConfig;
@@ -38,6 +35,7 @@ use crate::metrics::{Counters, Refusal, RouteMetrics};
 use crate::routes::Route;
 use crate::tokens::Identity;
 use crate::tunnel::{self, Lease, TunnelPlace};
+use crate::upstream::Upstreams;
 
 /// `X-Request-Id`: kept if the client's is sane, else generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -404,28 +402,28 @@ pub struct Forward<'a> {
     pub tunnel_idle: Duration,
 }
 
-/// The upstream client: pooled keep-alive HTTP/1.1 connections.
+/// The upstream client: pooled keep-alive HTTP/1.1 connections
+/// ([`crate::upstream`]).
 #[derive(Debug)]
 pub struct Proxy {
-    client: Client<HttpConnector, RequestBody>,
+    upstreams: Arc<Upstreams>,
     ids: RequestIds,
 }
 
 impl Proxy {
-    /// A proxy with a fresh connection pool.
+    /// A proxy with a fresh connection pool, sharded for the machine's
+    /// threads.
     pub fn new() -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         Proxy {
-            client,
+            upstreams: Arc::new(Upstreams::new(threads)),
             ids: RequestIds::new(),
         }
+    }
+
+    /// The idle upstream connections.
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
     }
 
     /// The request-id generator, shared with the gateway's own endpoints.
@@ -458,10 +456,17 @@ impl Proxy {
         // always `Some`.)
         let sent = tokio::time::timeout(route.timeout, async {
             let slot = route.upstream_slots.clone().acquire_owned().await.ok();
-            self.client.request(req).await.map(|res| (slot, res))
+            if client_side.is_some() {
+                Upstreams::send_upgrade(&route.authority, req)
+                    .await
+                    .map(|res| (slot, res, None))
+            } else {
+                let (res, lent) = self.upstreams.send(&route.authority, req).await?;
+                Ok((slot, res, Some(lent)))
+            }
         })
         .await;
-        let (slot, mut res) = match sent {
+        let (slot, mut res, lent) = match sent {
             Ok(Ok(sent)) => sent,
             Ok(Err(e)) => {
                 return match ClientBodyError::find(&e) {
@@ -501,7 +506,7 @@ impl Proxy {
             });
             tunnel::mark_upgrade(res.headers_mut(), upgrade);
         }
-        res.map(|inner| Either::Left(UpstreamBody::new(inner, slot, f.in_flight)))
+        res.map(|inner| Either::Left(UpstreamBody::new(inner, lent, slot, f.in_flight)))
     }
 }
 

@@ -459,3 +459,55 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         1
     );
 }
+
+/// An upstream that answers one request per connection as if it kept the
+/// connection alive, then closes it (an upstream's idle timeout, at once).
+/// Reports each close on `closed`.
+async fn upstream_closing_after_each_answer(
+    closed: tokio::sync::mpsc::UnboundedSender<()>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let closed = closed.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                drop(s);
+                let _ = closed.send(());
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_while_idle_is_not_reused() {
+    let (tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = upstream_closing_after_each_answer(tx).await;
+    let gw = start(Setup {
+        upstream_addr: Some(upstream),
+        ..Setup::default()
+    })
+    .await;
+    let t = gw.login("code-ivan").await;
+    for _ in 0..5 {
+        let res = gw.get("/api/x", Some(&t.access_token)).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.text().await.unwrap(), "ok");
+        // The upstream has closed the pooled connection before the next
+        // request: the gateway must notice and open another, not answer 502.
+        closed.recv().await.unwrap();
+    }
+}
