@@ -281,18 +281,6 @@ impl Upstreams {
         }
     }
 
-    /// Idle connections held, for tests and the debug view.
-    pub fn idle(&self) -> usize {
-        self.shards
-            .iter()
-            .filter_map(|s| {
-                s.lock()
-                    .ok()
-                    .map(|s| s.values().map(Vec::len).sum::<usize>())
-            })
-            .sum()
-    }
-
     /// Sends `req` (an absolute URI on `authority`) and waits for the
     /// answer's head, driving the connection meanwhile. The connection
     /// comes back in [`Lent`], to be driven while the body streams and
