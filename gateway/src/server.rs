@@ -64,16 +64,16 @@ impl Running {
     }
 }
 
-/// Binds `config.listen` once per CPU ([`serve_lanes`]), serves until
-/// stopped, and reloads the key set every `keys.reload_interval` and on
-/// SIGHUP.
+/// Binds `config.listen`, serves until stopped, and reloads the key set
+/// every `keys.reload_interval` and on SIGHUP.
 pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartError> {
     let gateway = Arc::new(Gateway::new(config, keys)?);
     let bind = |source| StartError::Bind {
         addr: config.listen,
         source,
     };
-    let mut running = serve_lanes(config.listen, gateway).map_err(bind)?;
+    let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
+    let mut running = serve(listener, gateway).map_err(bind)?;
     if let Some(admin) = &config.admin {
         // Its own socket, never the public one; stopped with it.
         let builder = http1_builder(&running.gateway.server);
@@ -199,140 +199,94 @@ async fn next_tick(tick: &mut Option<tokio::time::Interval>) -> Option<()> {
     }
 }
 
-/// What every accept loop of one gateway shares.
-struct Shared {
-    gw: Arc<Gateway>,
-    limits: ServerConfig,
-    builder: http1::Builder,
-    /// One per open connection or tunnel, across all lanes.
-    slots: Arc<Semaphore>,
-    /// Turns true when the shutdown deadline passes: every connection and
-    /// tunnel still open is dropped.
-    cut: watch::Receiver<bool>,
-}
-
-/// Serves `gateway` on an already bound listener, from one accept loop on
-/// the current runtime.
+/// Serves `gateway` on an already bound listener.
 pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
-    let (stop, stopped) = watch::channel(false);
-    let (cut, shared) = shared(&gateway);
-    tokio::spawn(accept_loop(listener, shared.clone(), stopped.clone()));
-    Ok(running(
-        addr,
-        gateway,
-        stop,
-        stopped,
-        cut,
-        shared,
-        Vec::new(),
-    ))
-}
-
-/// Serves `gateway` on `addr` from one lane per CPU: each lane is a thread
-/// with a single-threaded runtime and a listener of its own on the same
-/// port (`SO_REUSEPORT`, so the kernel spreads new connections over them),
-/// and every connection lives and ends on the lane that accepted it. No
-/// request is handed between threads and no lane steals another's work,
-/// which is what nginx's workers do too; the multi-threaded runtime that
-/// calls this keeps the background work (key reloads, session sync, the
-/// admin listener).
-pub fn serve_lanes(addr: SocketAddr, gateway: Arc<Gateway>) -> std::io::Result<Running> {
-    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let first = bind_reuseport(addr)?;
-    // Port 0 picks a port once; the other lanes join it.
-    let addr = first.local_addr()?;
-    let mut listeners = vec![first];
-    for _ in 1..lanes {
-        listeners.push(bind_reuseport(addr)?);
-    }
-    let (stop, stopped) = watch::channel(false);
-    let (cut, shared) = shared(&gateway);
-    let mut threads = Vec::with_capacity(lanes);
-    for (lane, listener) in listeners.into_iter().enumerate() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (shared, stopped) = (shared.clone(), stopped.clone());
-        let thread = std::thread::Builder::new()
-            .name(format!("minigate-lane-{lane}"))
-            .spawn(move || {
-                crate::upstream::pin_thread_to_shard(lane);
-                runtime.block_on(async move {
-                    let mut cut = shared.cut.clone();
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => accept_loop(listener, shared, stopped).await,
-                        Err(e) => tracing::error!(lane, error = %e, "lane cannot listen"),
-                    }
-                    // Its connections drain on this runtime: it lives until
-                    // they have (or the deadline has cut them).
-                    let _ = cut.wait_for(|cut| *cut).await;
-                });
-            })?;
-        threads.push(thread);
-    }
-    Ok(running(addr, gateway, stop, stopped, cut, shared, threads))
-}
-
-/// A listening socket on `addr` that other sockets of this process may
-/// share (`SO_REUSEPORT`).
-fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
-fn shared(gw: &Arc<Gateway>) -> (watch::Sender<bool>, Arc<Shared>) {
-    let (cut, cut_rx) = watch::channel(false);
-    let limits = gw.server.clone();
-    let shared = Arc::new(Shared {
-        gw: gw.clone(),
-        builder: http1_builder(&limits),
-        slots: Arc::new(Semaphore::new(limits.max_connections)),
-        limits,
-        cut: cut_rx,
-    });
-    (cut, shared)
-}
-
-/// The running gateway, and the task that, once told to stop, drains every
-/// connection up to the shutdown deadline and then cuts what is left.
-fn running(
-    addr: SocketAddr,
-    gateway: Arc<Gateway>,
-    stop: watch::Sender<bool>,
-    mut stopped: watch::Receiver<bool>,
-    cut: watch::Sender<bool>,
-    shared: Arc<Shared>,
-    lanes: Vec<std::thread::JoinHandle<()>>,
-) -> Running {
+    let (stop, mut stopped) = watch::channel(false);
     crate::sessions::redis::spawn_sync(gateway.clone(), stop.subscribe());
+    let gw = gateway.clone();
     let task = tokio::spawn(async move {
-        // An error is a dropped sender: stopping too.
-        let _ = stopped.wait_for(|s| *s).await;
-        let limits = &shared.limits;
+        let limits = gw.server.clone();
+        let builder = http1_builder(&limits);
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        // Turns true when the shutdown deadline passes: every connection
+        // and tunnel still open is dropped.
+        let (cut, cut_rx) = watch::channel(false);
+        loop {
+            // A slot first: at the cap, clients wait in the kernel's backlog
+            // instead of costing a task and buffers each.
+            let slot = tokio::select! {
+                _ = stopped.changed() => break,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
+            let (stream, peer) = tokio::select! {
+                _ = stopped.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let stream = SendTimeout::new(
+                stream,
+                limits.send_timeout,
+                gw.metrics.refusals.get(Refusal::SlowReader).cloned(),
+            );
+            let gw = gw.clone();
+            let lease = Arc::new(Lease::new(slot, cut_rx.clone()));
+            let stopping = stopped.clone();
+            let builder = builder.clone();
+            let limits = limits.clone();
+            tokio::spawn(async move {
+                let addr = ClientAddr::new(peer.ip());
+                let Some(tls) = gw.tls.as_ref().map(Tls::acceptor) else {
+                    let conn = Arc::new(Conn::new(addr, lease));
+                    let served = builder
+                        .serve_connection(TokioIo::new(stream), service(gw, conn.clone()))
+                        .with_upgrades();
+                    return drive(served, |c| c.graceful_shutdown(), stopping, &conn, None).await;
+                };
+                // The handshake is bounded like a request head.
+                let Ok(Ok(stream)) =
+                    tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
+                else {
+                    return;
+                };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                let conn = Arc::new(Conn::new(addr.over_tls(), lease));
+                let (io, service) = (TokioIo::new(stream), service(gw, conn.clone()));
+                if h2 {
+                    let served = http2_builder(&limits).serve_connection(io, service);
+                    let idle = Some(limits.header_timeout);
+                    drive(served, |c| c.graceful_shutdown(), stopping, &conn, idle).await;
+                } else {
+                    let served = builder.serve_connection(io, service).with_upgrades();
+                    drive(served, |c| c.graceful_shutdown(), stopping, &conn, None).await;
+                }
+            });
+        }
+        drop(listener);
         let busy = |slots: &Semaphore| {
             limits
                 .max_connections
                 .saturating_sub(slots.available_permits())
         };
-        tracing::info!(
-            connections = busy(&shared.slots),
-            "stopped accepting; draining"
-        );
+        tracing::info!(connections = busy(&slots), "stopped accepting; draining");
         // Every slot back means every connection and tunnel has ended.
         let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-        let drained =
-            tokio::time::timeout(limits.shutdown_timeout, shared.slots.acquire_many(all)).await;
+        let drained = tokio::time::timeout(limits.shutdown_timeout, slots.acquire_many(all)).await;
         let left = match drained {
             Ok(_) => 0,
             Err(_) => {
-                let left = busy(&shared.slots);
+                let left = busy(&slots);
                 tracing::warn!(
                     connections = left,
                     "shutdown deadline passed; closing busy connections"
@@ -341,109 +295,15 @@ fn running(
             }
         };
         let _ = cut.send(true);
-        // The lanes end once their runtimes have dropped what was cut.
-        let _ = tokio::task::spawn_blocking(move || {
-            for lane in lanes {
-                let _ = lane.join();
-            }
-        })
-        .await;
         left
     });
-    Running {
+    Ok(Running {
         addr,
         admin: None,
         gateway,
         stop,
         task,
-    }
-}
-
-/// Accepts connections until `stopped` turns true and serves each in a task
-/// of the current runtime.
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stopped.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        // Then a slot: at the cap this loop waits here with one connection
-        // in hand while the others wait in the kernel's backlog, instead of
-        // costing a task and buffers each. (Accepting first is what lets
-        // the slot go to whichever lane has a client waiting: a lane that
-        // took a slot and then waited in `accept` would hold it while
-        // another lane's clients queue.)
-        let slot = tokio::select! {
-            _ = stopped.changed() => break,
-            slot = shared.slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let gw = &shared.gw;
-        let stream = SendTimeout::new(
-            stream,
-            shared.limits.send_timeout,
-            gw.metrics.refusals.get(Refusal::SlowReader).cloned(),
-        );
-        let lease = Arc::new(Lease::new(slot, shared.cut.clone()));
-        tokio::spawn(connection(
-            shared.clone(),
-            stream,
-            ClientAddr::new(peer.ip()),
-            lease,
-            stopped.clone(),
-        ));
-    }
-}
-
-/// One client connection, TLS and HTTP, from its first byte to its end.
-async fn connection(
-    shared: Arc<Shared>,
-    stream: SendTimeout,
-    addr: ClientAddr,
-    lease: Arc<Lease>,
-    stopping: watch::Receiver<bool>,
-) {
-    let gw = shared.gw.clone();
-    let Some(tls) = gw.tls.as_ref().map(Tls::acceptor) else {
-        let conn = Arc::new(Conn::new(addr, lease));
-        let served = shared
-            .builder
-            .serve_connection(TokioIo::new(stream), service(gw, conn.clone()))
-            .with_upgrades();
-        return drive(served, |c| c.graceful_shutdown(), stopping, &conn, None).await;
-    };
-    let limits = &shared.limits;
-    // The handshake is bounded like a request head.
-    let Ok(Ok(stream)) = tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
-    else {
-        return;
-    };
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let conn = Arc::new(Conn::new(addr.over_tls(), lease));
-    let (io, service) = (TokioIo::new(stream), service(gw, conn.clone()));
-    if h2 {
-        let served = http2_builder(limits).serve_connection(io, service);
-        let idle = Some(limits.header_timeout);
-        drive(served, |c| c.graceful_shutdown(), stopping, &conn, idle).await;
-    } else {
-        let served = shared.builder.serve_connection(io, service).with_upgrades();
-        drive(served, |c| c.graceful_shutdown(), stopping, &conn, None).await;
-    }
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -13,9 +13,8 @@
 //! the pool ready for the next request. Nothing is spawned and nothing is
 //! woken but the request's own task.
 //!
-//! Idle connections are kept in shards, one per thread in practice, so
-//! taking and returning one locks a mutex that no other thread wants; each
-//! lane of [`crate::server::serve_lanes`] has a shard of its own. A
+//! Idle connections are kept in shards, one per worker thread in practice,
+//! so taking and returning one locks a mutex that no other thread wants. A
 //! connection is checked when taken: one poll finds out whether the upstream
 //! closed it while it sat idle; one that is closed, stale or not ready is
 //! dropped. A request that could not even start on a reused connection (the
@@ -137,36 +136,21 @@ impl std::fmt::Debug for Upstreams {
     }
 }
 
-/// A thread's shard.
-#[derive(Clone, Copy)]
-struct ShardOf {
-    n: usize,
-}
-
 thread_local! {
-    /// This thread's shard, handed out in turn on first use unless pinned.
-    static SHARD: Cell<Option<ShardOf>> = const { Cell::new(None) };
+    /// This thread's shard number, handed out in turn on first use.
+    static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
 }
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
-fn this_thread_shard() -> ShardOf {
+fn this_thread_shard() -> usize {
     SHARD.with(|s| match s.get() {
-        Some(shard) => shard,
+        Some(n) => n,
         None => {
             let n = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
-            let shard = ShardOf { n };
-            s.set(Some(shard));
-            shard
+            s.set(Some(n));
+            n
         }
     })
-}
-
-/// Gives this thread shard `n` of every pool: each lane of
-/// [`crate::server::serve_lanes`] its own, so that the connections it
-/// returns, registered with its own runtime's reactor, are the ones it
-/// takes.
-pub fn pin_thread_to_shard(n: usize) {
-    SHARD.with(|s| s.set(Some(ShardOf { n })));
 }
 
 /// What a request that went upstream gives back with its answer: the
@@ -218,7 +202,7 @@ impl Upstreams {
     }
 
     fn shard(&self) -> &Mutex<Shard> {
-        &self.shards[this_thread_shard().n % self.shards.len()]
+        &self.shards[this_thread_shard() % self.shards.len()]
     }
 
     /// Pools `conn`, idle and open, in this thread's shard.
@@ -240,18 +224,12 @@ impl Upstreams {
 
     /// A pooled connection to `authority` that is open and idle: from this
     /// thread's shard if it has one, else from another shard not in use at
-    /// this moment, so that connections returned on one thread are not left
-    /// idle while another opens new ones (the upstream sees no more
-    /// connections than requests in flight at its busiest). Newest first;
-    /// stale and closed connections found on the way are dropped.
-    ///
-    /// A connection taken from a lane's shard stays registered with that
-    /// lane's reactor, which then wakes the taker across threads; it is the
-    /// exception (a lane's own shard serves it once warm), and the price of
-    /// keeping `upstream_max_connections` a cap on connections too.
+    /// this moment (so that connections returned on one thread are not left
+    /// idle while another opens new ones). Newest first; stale and closed
+    /// connections found on the way are dropped.
     fn checkout(&self, authority: &Authority) -> Option<Conn> {
         let n = self.shards.len();
-        let own = this_thread_shard().n % n;
+        let own = this_thread_shard() % n;
         if let Ok(mut shard) = self.shards[own].lock() {
             if let Some(conn) = take_idle(&mut shard, authority) {
                 return Some(conn);
