@@ -14,7 +14,7 @@ fn every_algorithm_verifies_cold_and_warm() {
         let id = t
             .verify_access(&token)
             .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
-        assert!(id.headers.iter().any(|(_, v)| v == "openid-00000007"));
+        assert!(id.headers().any(|(_, v)| v == "openid-00000007"));
         assert!(t.verify_access(&token).is_ok());
     }
 }

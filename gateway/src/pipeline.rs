@@ -287,7 +287,7 @@ fn log(
             route = label,
             status,
             ms = start.elapsed().as_secs_f64() * 1000.0,
-            sub = ctx.identity.as_ref().map_or("-", |id| id.subject.as_str()),
+            sub = ctx.identity.as_ref().map_or("-", |id| id.subject()),
             client = %ctx.client().ip,
         );
     }

@@ -310,7 +310,7 @@ pub fn rewrite_request_headers(
 ) {
     // What is added below, in one growth of the map instead of one per
     // power of two passed (a client's map is sized for its own few headers).
-    headers.reserve(identity.map_or(0, |id| id.headers.len()) + 5);
+    headers.reserve(identity.map_or(0, Identity::header_count) + 5);
     remove_hop_by_hop(headers);
     crate::web::cookies::strip_own(headers);
     if headers.keys().any(|k| {
@@ -330,7 +330,7 @@ pub fn rewrite_request_headers(
         }
     }
     if let Some(id) = identity {
-        for (name, value) in &id.headers {
+        for (name, value) in id.headers() {
             headers.insert(name.clone(), value.clone());
         }
     }

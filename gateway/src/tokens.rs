@@ -56,6 +56,22 @@ pub mod header {
     pub const PHONE: HeaderName = HeaderName::from_static("x-auth-phone");
     /// `dvt` (device class: phone, pc, web...), when the token has one.
     pub const DEVICE_TYPE: HeaderName = HeaderName::from_static("x-auth-device-type");
+    /// Every fixed name, in the order they are sent; a cached identity
+    /// names them by their place here rather than carrying them.
+    pub static ALL: [HeaderName; 12] = [
+        SUBJECT,
+        OPENID,
+        APPID,
+        SESSION,
+        PLATFORM,
+        TOKEN_ID,
+        UNIONID,
+        DEVICE,
+        DEVICE_TYPE,
+        PHONE,
+        ROLES,
+        USER,
+    ];
 }
 
 /// Who a token pair is for.
@@ -126,10 +142,12 @@ pub struct TokenPair {
 /// A verified access token, as the proxy needs it.
 #[derive(Debug)]
 pub struct Identity {
-    /// The `X-Auth-*` headers to send upstream, built once per token.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// `sub`, for logs.
-    pub subject: String,
+    /// The fixed `X-Auth-*` headers to send upstream, built once per token:
+    /// each named by its place in [`header::ALL`], each value a slice of one
+    /// buffer (see [`identity`]).
+    known: Box<[(u8, HeaderValue)]>,
+    /// One `X-Auth-Claim-<name>` per `ext` claim (most tokens have none).
+    claims: Box<[(HeaderName, HeaderValue)]>,
     /// The user: see [`user_key`].
     pub user: Box<str>,
     /// `roles`, for the route's `allow` rules.
@@ -139,6 +157,30 @@ pub struct Identity {
     exp: u64,
     /// The key-set generation that verified it: a reload makes it stale.
     generation: u64,
+}
+
+impl Identity {
+    /// The `X-Auth-*` headers to send upstream.
+    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        let known = self
+            .known
+            .iter()
+            .filter_map(|(at, v)| header::ALL.get(usize::from(*at)).map(|name| (name, v)));
+        known.chain(self.claims.iter().map(|(n, v)| (n, v)))
+    }
+
+    /// How many headers [`Identity::headers`] gives.
+    pub fn header_count(&self) -> usize {
+        self.known.len() + self.claims.len()
+    }
+
+    /// `sub`, for logs: the `X-Auth-Subject` value, kept once.
+    pub fn subject(&self) -> &str {
+        self.known
+            .first()
+            .and_then(|(_, v)| v.to_str().ok())
+            .unwrap_or("-")
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -607,49 +649,53 @@ fn into_refresh(c: Claims) -> Refresh {
 
 /// Builds the identity headers of verified claims; `None` if a value cannot
 /// be a header (never true of tokens this gateway issued).
+///
+/// The values are slices of one buffer. A `HeaderValue` made on its own is
+/// an allocation, and a second one the first time it is cloned into a
+/// request; an identity has seven to a dozen of them and is cached for its
+/// token's life, so one shared buffer is most of what a cached entry saves.
 fn identity(c: &Claims, generation: u64) -> Option<Identity> {
-    let v = |s: &str| HeaderValue::from_str(s).ok();
-    let mut headers = Vec::with_capacity(10 + c.ext.len());
-    headers.push((header::SUBJECT, v(&c.sub)?));
-    headers.push((header::OPENID, v(&c.sub)?));
-    headers.push((header::APPID, v(&c.client_id)?));
-    headers.push((header::SESSION, v(&c.sid)?));
-    headers.push((header::PLATFORM, v(&c.platform)?));
-    headers.push((header::TOKEN_ID, v(&c.jti)?));
+    use header::*;
+    let mut values = Values::default();
+    // First: `Identity::subject` reads it.
+    values.add(&SUBJECT, &c.sub);
+    values.add(&OPENID, &c.sub);
+    values.add(&APPID, &c.client_id);
+    values.add(&SESSION, &c.sid);
+    values.add(&PLATFORM, &c.platform);
+    values.add(&TOKEN_ID, &c.jti);
     if let Some(u) = &c.unionid {
-        headers.push((header::UNIONID, v(u)?));
+        values.add(&UNIONID, u);
     }
     if let Some(d) = &c.did {
-        headers.push((header::DEVICE, v(d)?));
+        values.add(&DEVICE, d);
     }
     if let Some(d) = &c.dvt {
-        headers.push((header::DEVICE_TYPE, v(d)?));
+        values.add(&DEVICE_TYPE, d);
     }
     if let Some(p) = &c.phone_number {
-        headers.push((header::PHONE, v(p)?));
+        values.add(&PHONE, p);
     }
     if !c.roles.is_empty() {
         if !c.roles.iter().all(|r| crate::config::is_role_name(r)) {
             return None;
         }
-        headers.push((header::ROLES, v(&c.roles.join(","))?));
+        values.add(&ROLES, &c.roles.join(","));
     }
     if let Some(u) = &c.uid {
-        headers.push((header::USER, v(u)?));
+        values.add(&USER, u);
     }
     for (name, value) in &c.ext {
         if !crate::enrich::is_claim_name(name) {
             return None;
         }
-        let name =
-            HeaderName::from_bytes(format!("{}{name}", header::CLAIM_PREFIX).as_bytes()).ok()?;
-        headers.push((name, v(value)?));
+        let name = HeaderName::from_bytes(format!("{CLAIM_PREFIX}{name}").as_bytes()).ok()?;
+        values.add_claim(name, value);
     }
-    // Cached for the token's life: no spare capacity.
-    headers.shrink_to_fit();
+    let (known, claims) = values.finish()?;
     Some(Identity {
-        headers,
-        subject: c.sub.clone(),
+        known,
+        claims,
         user: user_key(c.uid.as_deref(), c.unionid.as_deref(), &c.sub).into(),
         roles: c.roles.iter().map(|r| r.as_str().into()).collect(),
         sid: c.sid.as_str().into(),
@@ -658,6 +704,58 @@ fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     })
 }
 
+/// Identity header values gathered into one buffer.
+#[derive(Default)]
+struct Values {
+    /// A fixed name's place in [`header::ALL`], or a claim's name.
+    names: Vec<Result<u8, HeaderName>>,
+    ends: Vec<usize>,
+    buf: Vec<u8>,
+}
+
+impl Values {
+    /// A fixed header (one of [`header::ALL`]).
+    fn add(&mut self, name: &HeaderName, value: &str) {
+        let at = header::ALL.iter().position(|n| n == name);
+        match at.and_then(|at| u8::try_from(at).ok()) {
+            Some(at) => self.push(Ok(at), value),
+            None => self.push(Err(name.clone()), value),
+        }
+    }
+
+    /// An `X-Auth-Claim-<name>` header.
+    fn add_claim(&mut self, name: HeaderName, value: &str) {
+        self.push(Err(name), value);
+    }
+
+    fn push(&mut self, name: Result<u8, HeaderName>, value: &str) {
+        self.names.push(name);
+        self.buf.extend_from_slice(value.as_bytes());
+        self.ends.push(self.buf.len());
+    }
+
+    /// The fixed headers and the claims', each value a slice of one exactly
+    /// sized buffer; `None` if a value cannot be a header.
+    fn finish(self) -> Option<Headers> {
+        let buf = bytes::Bytes::copy_from_slice(&self.buf);
+        let mut known = Vec::with_capacity(self.names.len());
+        let mut claims = Vec::new();
+        let mut start = 0;
+        for (name, end) in self.names.into_iter().zip(self.ends) {
+            let value = HeaderValue::from_maybe_shared(buf.slice(start..end)).ok()?;
+            start = end;
+            match name {
+                Ok(at) => known.push((at, value)),
+                Err(name) => claims.push((name, value)),
+            }
+        }
+        Some((known.into_boxed_slice(), claims.into_boxed_slice()))
+    }
+}
+
+/// An identity's fixed headers (by their place in [`header::ALL`]) and its
+/// claims' headers.
+type Headers = (Box<[(u8, HeaderValue)]>, Box<[(HeaderName, HeaderValue)]>);
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,6 +778,42 @@ mod tests {
         let claims = serde_json::json!({"iss": "https://iss", "aud": "api", "sub": sub, "client_id": "wx",
             "iat": now, "exp": exp, "jti": sub, "sid": "s", "platform": "wechat"});
         t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap()
+    }
+
+    #[test]
+    fn identity_headers_are_slices_of_one_buffer_and_say_what_the_token_says() {
+        let t = tokens(100, 0);
+        let now = now_secs();
+        let claims = serde_json::json!({"iss": "https://iss", "aud": "api", "sub": "o-1",
+            "client_id": "wx1", "iat": now, "exp": now + 60, "jti": "j-1", "sid": "s-1",
+            "platform": "wechat", "unionid": "u-1", "roles": ["admin", "ops"], "uid": "42"});
+        let tok = t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap();
+        let id = t.verify_access(&tok).unwrap();
+        let got: Vec<(&str, &str)> = id
+            .headers()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("x-auth-subject", "o-1"),
+                ("x-auth-openid", "o-1"),
+                ("x-auth-appid", "wx1"),
+                ("x-auth-session", "s-1"),
+                ("x-auth-platform", "wechat"),
+                ("x-auth-token-id", "j-1"),
+                ("x-auth-unionid", "u-1"),
+                ("x-auth-roles", "admin,ops"),
+                ("x-auth-user", "42"),
+            ]
+        );
+        assert_eq!(id.subject(), "o-1");
+        assert_eq!(id.header_count(), got.len());
+        // One buffer: each value starts where the one before it ended.
+        let values: Vec<&[u8]> = id.headers().map(|(_, v)| v.as_bytes()).collect();
+        for pair in values.windows(2) {
+            assert_eq!(pair[0].as_ptr_range().end, pair[1].as_ptr());
+        }
     }
 
     #[test]

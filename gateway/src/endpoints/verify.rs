@@ -52,7 +52,7 @@ pub fn verify(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, A
     let mut res = full(StatusCode::OK, "text/plain", Bytes::new());
     res.headers_mut().remove(http::header::CONTENT_TYPE);
     if let Some(id) = &identity {
-        for (name, value) in &id.headers {
+        for (name, value) in id.headers() {
             res.headers_mut().insert(name.clone(), value.clone());
         }
     }
