@@ -59,7 +59,7 @@ pub struct UpstreamBody {
     // Dropped first, so that the connection below sees whether the body was
     // read to its end before it decides whether to go back to the pool.
     inner: Incoming,
-    conn: Option<Lent>,
+    conn: Option<Lent<RequestBody>>,
     _slot: Option<OwnedSemaphorePermit>,
     _in_flight: Option<InFlight>,
 }
@@ -70,7 +70,7 @@ impl UpstreamBody {
     /// it is dropped.
     pub fn new(
         inner: Incoming,
-        conn: Option<Lent>,
+        conn: Option<Lent<RequestBody>>,
         slot: Option<OwnedSemaphorePermit>,
         in_flight: Option<InFlight>,
     ) -> UpstreamBody {

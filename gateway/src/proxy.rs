@@ -406,7 +406,7 @@ pub struct Forward<'a> {
 /// ([`crate::upstream`]).
 #[derive(Debug)]
 pub struct Proxy {
-    upstreams: Arc<Upstreams>,
+    upstreams: Arc<Upstreams<RequestBody>>,
     ids: RequestIds,
 }
 
@@ -422,7 +422,7 @@ impl Proxy {
     }
 
     /// The idle upstream connections.
-    pub fn upstreams(&self) -> &Upstreams {
+    pub fn upstreams(&self) -> &Upstreams<RequestBody> {
         &self.upstreams
     }
 

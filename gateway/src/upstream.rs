@@ -42,7 +42,25 @@ use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::body::RequestBody;
+/// A request body hyper's client can send: the gateway's is
+/// [`crate::body::RequestBody`]; this module needs to know no more of it.
+pub trait SendBody:
+    hyper::body::Body<Data = bytes::Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + Unpin
+    + 'static
+{
+}
+
+impl<B> SendBody for B where
+    B: hyper::body::Body<
+            Data = bytes::Bytes,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        > + Send
+        + Unpin
+        + 'static
+{
+}
 
 /// How long a new connection may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,14 +106,14 @@ impl std::error::Error for UpstreamError {
 
 /// One HTTP/1.1 connection to an upstream: the handle requests are sent
 /// through and the connection itself, which whoever holds it must poll.
-struct Conn {
-    send: SendRequest<RequestBody>,
-    io: Connection<TokioIo<TcpStream>, RequestBody>,
+struct Conn<B: SendBody> {
+    send: SendRequest<B>,
+    io: Connection<TokioIo<TcpStream>, B>,
     /// The connection future finished: polling it again is not allowed.
     done: bool,
 }
 
-impl Conn {
+impl<B: SendBody> Conn<B> {
     /// Lets the connection read and write what it can.
     fn drive(&mut self, cx: &mut Context<'_>) {
         if !self.done && Pin::new(&mut self.io).poll(cx).is_ready() {
@@ -116,19 +134,21 @@ impl Conn {
 }
 
 /// An idle connection in the pool.
-struct Idle {
-    conn: Conn,
+struct Idle<B: SendBody> {
+    conn: Conn<B>,
     since: Instant,
 }
 
-type Shard = HashMap<Authority, Vec<Idle>>;
+/// A shard's idle connections by upstream (foldhash: the key is ours, not
+/// a client's, and SipHash showed in the profile).
+type Shard<B> = HashMap<Authority, Vec<Idle<B>>, foldhash::fast::RandomState>;
 
 /// The idle upstream connections of one gateway, in per-thread shards.
-pub struct Upstreams {
-    shards: Box<[Mutex<Shard>]>,
+pub struct Upstreams<B: SendBody> {
+    shards: Box<[Mutex<Shard<B>>]>,
 }
 
-impl std::fmt::Debug for Upstreams {
+impl<B: SendBody> std::fmt::Debug for Upstreams<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstreams")
             .field("shards", &self.shards.len())
@@ -155,18 +175,18 @@ fn this_thread_shard() -> usize {
 
 /// What a request that went upstream gives back with its answer: the
 /// connection, to be driven while the body streams and returned after.
-pub struct Lent {
-    conn: Option<Conn>,
-    home: (Arc<Upstreams>, Authority),
+pub struct Lent<B: SendBody> {
+    conn: Option<Conn<B>>,
+    home: (Arc<Upstreams<B>>, Authority),
 }
 
-impl std::fmt::Debug for Lent {
+impl<B: SendBody> std::fmt::Debug for Lent<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lent").finish_non_exhaustive()
     }
 }
 
-impl Lent {
+impl<B: SendBody> Lent<B> {
     /// Lets the connection move the answer's body along; called each time
     /// the body is polled.
     #[inline]
@@ -177,7 +197,7 @@ impl Lent {
     }
 }
 
-impl Drop for Lent {
+impl<B: SendBody> Drop for Lent<B> {
     /// Back to the pool if the answer was read to its end and the upstream
     /// kept the connection open; otherwise the connection closes here.
     fn drop(&mut self) {
@@ -192,21 +212,21 @@ impl Drop for Lent {
     }
 }
 
-impl Upstreams {
+impl<B: SendBody> Upstreams<B> {
     /// An empty pool with a shard for each of about `threads` threads.
-    pub fn new(threads: usize) -> Upstreams {
+    pub fn new(threads: usize) -> Upstreams<B> {
         let n = threads.clamp(1, 64) * 2;
         Upstreams {
-            shards: (0..n).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..n).map(|_| Mutex::new(HashMap::default())).collect(),
         }
     }
 
-    fn shard(&self) -> &Mutex<Shard> {
+    fn shard(&self) -> &Mutex<Shard<B>> {
         &self.shards[this_thread_shard() % self.shards.len()]
     }
 
     /// Pools `conn`, idle and open, in this thread's shard.
-    fn put(&self, authority: &Authority, conn: Conn) {
+    fn put(&self, authority: &Authority, conn: Conn<B>) {
         let Ok(mut shard) = self.shard().lock() else {
             return;
         };
@@ -227,7 +247,7 @@ impl Upstreams {
     /// this moment (so that connections returned on one thread are not left
     /// idle while another opens new ones). Newest first; stale and closed
     /// connections found on the way are dropped.
-    fn checkout(&self, authority: &Authority) -> Option<Conn> {
+    fn checkout(&self, authority: &Authority) -> Option<Conn<B>> {
         let n = self.shards.len();
         let own = this_thread_shard() % n;
         if let Ok(mut shard) = self.shards[own].lock() {
@@ -266,8 +286,8 @@ impl Upstreams {
     pub async fn send(
         self: &Arc<Self>,
         authority: &Authority,
-        mut req: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Lent), UpstreamError> {
+        mut req: Request<B>,
+    ) -> Result<(Response<Incoming>, Lent<B>), UpstreamError> {
         to_origin_form(&mut req, authority);
         let mut reused = true;
         let mut conn = match self.checkout(authority) {
@@ -300,7 +320,7 @@ impl Upstreams {
     /// own, which lives on as the tunnel's upstream side after a `101`.
     pub async fn send_upgrade(
         authority: &Authority,
-        mut req: Request<RequestBody>,
+        mut req: Request<B>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         to_origin_form(&mut req, authority);
         let (mut send, io) = http1::handshake(TokioIo::new(open(authority).await?))
@@ -316,7 +336,7 @@ impl Upstreams {
 }
 
 /// The newest open, idle, fresh connection to `authority` in `shard`.
-fn take_idle(shard: &mut Shard, authority: &Authority) -> Option<Conn> {
+fn take_idle<B: SendBody>(shard: &mut Shard<B>, authority: &Authority) -> Option<Conn<B>> {
     let idle = shard.get_mut(authority)?;
     while let Some(Idle { mut conn, since }) = idle.pop() {
         if since.elapsed() > IDLE_TIMEOUT {
@@ -333,15 +353,15 @@ fn take_idle(shard: &mut Shard, authority: &Authority) -> Option<Conn> {
 }
 
 /// How one attempt at a request ended.
-enum Exchange {
+enum Exchange<B> {
     Answered(Response<Incoming>),
     /// The connection was not usable and the request is handed back unsent.
-    NotSent(Request<RequestBody>, UpstreamError),
+    NotSent(Request<B>, UpstreamError),
     Failed(UpstreamError),
 }
 
 /// Sends `req` on `conn` and drives both until the answer's head arrives.
-async fn exchange(conn: &mut Conn, req: Request<RequestBody>) -> Exchange {
+async fn exchange<B: SendBody>(conn: &mut Conn<B>, req: Request<B>) -> Exchange<B> {
     let mut sent = pin!(conn.send.try_send_request(req));
     poll_fn(|cx| {
         conn.drive(cx);
@@ -361,7 +381,7 @@ async fn exchange(conn: &mut Conn, req: Request<RequestBody>) -> Exchange {
 
 /// HTTP/1.1 wants the origin form (`/path?query`) and a `Host` header;
 /// the route gave an absolute URI, and an HTTP/2 client sends no `Host`.
-fn to_origin_form(req: &mut Request<RequestBody>, authority: &Authority) {
+fn to_origin_form<B>(req: &mut Request<B>, authority: &Authority) {
     if !req.headers().contains_key(HOST) {
         if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
             req.headers_mut().insert(HOST, host);
@@ -376,7 +396,7 @@ fn to_origin_form(req: &mut Request<RequestBody>, authority: &Authority) {
 }
 
 /// A new connection to `authority`, handshaken and ready for a request.
-async fn connect(authority: &Authority) -> Result<Conn, UpstreamError> {
+async fn connect<B: SendBody>(authority: &Authority) -> Result<Conn<B>, UpstreamError> {
     let io = TokioIo::new(open(authority).await?);
     let (send, io) = http1::handshake(io).await.map_err(UpstreamError::Http)?;
     Ok(Conn {
