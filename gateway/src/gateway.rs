@@ -103,7 +103,7 @@ pub struct Gateway {
     /// Inbound TLS, when configured.
     pub tls: Option<Tls>,
     /// `[web]`: browser sign-in and cookie sessions, when configured.
-    pub web: Option<crate::web::Web>,
+    pub web: Option<crate::web::setup::Web>,
 }
 
 impl Gateway {
@@ -145,7 +145,7 @@ impl Gateway {
             web: config
                 .web
                 .as_ref()
-                .map(|w| crate::web::Web::new(w, &config.providers))
+                .map(|w| crate::web::setup::Web::new(w, &config.providers))
                 .transpose()?,
         })
     }

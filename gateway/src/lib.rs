@@ -12,7 +12,8 @@
 //!
 //! Logins, refreshes and logouts are served by [`endpoints`], with
 //! [`providers`] doing the code exchange (one file per platform, [`rsa2`]
-//! signing Alipay's calls), [`sessions`] remembering which
+//! signing Alipay's calls), [`signin`] opening the login session that
+//! every sign-in shares, [`sessions`] remembering which
 //! refresh token may be redeemed next, and [`limits`] keeping one client
 //! from burning the app's login quota or holding every slot. [`config`]
 //! turns the TOML file into checked values, [`keys`] holds the key set,
@@ -44,6 +45,7 @@ pub mod routes;
 pub mod rsa2;
 pub mod server;
 pub mod sessions;
+pub mod signin;
 pub mod tls;
 pub mod tokens;
 pub mod tunnel;

@@ -24,9 +24,8 @@ mod sessions;
 mod verify;
 mod wechat;
 
+use crate::signin::{device_class, identify, new_pair, open_session, store_down, MAX_CODE};
 pub use documents::{discovery, healthz, jwks, metrics, readyz};
-pub(crate) use login::{device_class, open_session};
-use login::{identify, new_pair};
 pub use login::{login, parse_login, LoginRequest};
 pub use refresh::{logout, parse_logout, parse_refresh, refresh};
 pub use sessions::{end_session, list_sessions};
@@ -46,13 +45,13 @@ use std::net::IpAddr;
 use crate::body::{full, json, Body};
 use crate::codes::Began;
 use crate::config::is_header_safe;
-use crate::enrich::{merge_roles, Ask, Event, Refused};
+use crate::enrich::Event;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::metrics::{Own, Refusal, SessionOp};
 use crate::providers::Login;
 use crate::routes::check_path;
-use crate::sessions::{Begun, NewSession, Redeemed, SessionInfo, SessionStore as _};
+use crate::sessions::{Redeemed, SessionInfo, SessionStore as _};
 use crate::tokens::TokenError;
 use crate::tokens::{random_id, Subject, TokenPair};
 use crate::wechat::crypt::DecryptError;
@@ -60,8 +59,6 @@ use crate::wechat::phone::PhoneError;
 
 /// The largest body accepted on `/auth/*`.
 pub const MAX_BODY: usize = 16 * 1024;
-/// The longest login code accepted.
-pub const MAX_CODE: usize = 256;
 /// `max-age` of the JWKS document: verifiers re-fetch at least this often.
 pub const JWKS_MAX_AGE: u64 = 300;
 /// `DELETE /auth/sessions/{sid}` is this followed by the sid.
@@ -214,12 +211,6 @@ async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<Bytes, ApiErr
 fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|_| ApiError::InvalidRequest("the body is not the expected JSON object"))
-}
-
-/// The session store failed during `op`: counted, and 503.
-fn store_down(gw: &Gateway, op: SessionOp) -> ApiError {
-    gw.metrics.session_errors.increment(op);
-    ApiError::SessionsUnavailable
 }
 
 fn token_response(pair: &TokenPair) -> Response<Body> {

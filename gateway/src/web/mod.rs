@@ -28,10 +28,11 @@
 //! ([`check_origin`]); `POST /auth/refresh` and `POST /auth/logout` without
 //! a `refresh_token` use the refresh cookie and answer with new or cleared
 //! cookies ([`cookie_answer`], [`logged_out`]). Sessions are made exactly as
-//! a mini-program login makes them (`endpoints::open_session`):
+//! a mini-program login makes them (`signin::open_session`):
 //! same tokens, enrichment, device limits and session list.
 
 pub mod cookies;
+pub mod setup;
 pub mod state;
 pub mod wechat;
 
@@ -43,87 +44,19 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::{full, json, Body};
-use crate::config::{ProviderConfig, WebConfig};
-use crate::endpoints::{open_session, MAX_CODE};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::metrics::{Csrf, SessionOp, WebLogin};
-use crate::providers::SetupError;
 use crate::routes::check_path;
+use crate::signin::{device_class, open_session, MAX_CODE};
 use crate::tokens::{Subject, TokenPair};
 
 use cookies::Found;
+pub use setup::{Web, CALLBACK, LOGIN};
 use state::{BadState, State, STATE_TTL};
-use wechat::WebProvider;
 
-/// The path of the sign-in's start.
-pub const LOGIN: &str = "/auth/web/login";
-/// The path the authorize page sends the browser back to.
-pub const CALLBACK: &str = "/auth/web/callback";
 /// The longest `redirect` accepted.
 const MAX_REDIRECT: usize = 2048;
-
-/// `[web]` as the running gateway holds it.
-#[derive(Debug)]
-pub struct Web {
-    /// The origin browsers see.
-    public_url: String,
-    /// `{public_url}/auth/web/callback`.
-    callback: String,
-    /// Whether the access cookie authenticates proxied requests.
-    cookies: bool,
-    providers: Vec<WebProvider>,
-    used: state::Used,
-}
-
-impl Web {
-    /// `[web]` with the web providers among `providers`.
-    pub fn new(config: &WebConfig, providers: &[ProviderConfig]) -> Result<Web, SetupError> {
-        let http = crate::providers::outbound_client()?;
-        let providers = providers
-            .iter()
-            .filter(|p| p.platform.is_web())
-            .map(|p| WebProvider::new(p, http.clone()))
-            .collect::<Result<_, _>>()?;
-        Ok(Web {
-            callback: format!("{}{CALLBACK}", config.public_url),
-            public_url: config.public_url.clone(),
-            cookies: config.cookies,
-            providers,
-            used: state::Used::default(),
-        })
-    }
-
-    /// Does the access cookie authenticate proxied requests?
-    pub fn cookies(&self) -> bool {
-        self.cookies
-    }
-
-    /// The origin browsers see.
-    pub fn public_url(&self) -> &str {
-        &self.public_url
-    }
-
-    /// The web provider named by `appid`, or the only one.
-    fn pick(&self, appid: Option<&str>) -> Result<&WebProvider, ApiError> {
-        match appid {
-            Some(id) => self
-                .providers
-                .iter()
-                .find(|p| p.appid == id)
-                .ok_or(ApiError::InvalidRequest("unknown appid")),
-            None => match self.providers.as_slice() {
-                [only] => Ok(only),
-                [] => Err(ApiError::InvalidRequest(
-                    "no web sign-in (wechat_web, wechat_pc) is configured",
-                )),
-                _ => Err(ApiError::InvalidRequest(
-                    "appid is required: several web sign-ins are configured",
-                )),
-            },
-        }
-    }
-}
 
 /// GET, HEAD and OPTIONS: the methods a cross-site page can make a browser
 /// send with its cookies without the gateway's origin check.
@@ -149,7 +82,7 @@ pub fn check_origin(
     }
     let verdict = match (one(headers, ORIGIN), one(headers, REFERER)) {
         (Some(origin), _) if origin != "null" => {
-            if origin.eq_ignore_ascii_case(&web.public_url) {
+            if origin.eq_ignore_ascii_case(web.public_url()) {
                 Ok(())
             } else {
                 Err(Csrf::ForeignOrigin)
@@ -157,7 +90,7 @@ pub fn check_origin(
         }
         (Some(_), _) => Err(Csrf::NoOrigin),
         (None, Some(referer)) => match reqwest::Url::parse(referer) {
-            Ok(url) if url.origin().ascii_serialization() == web.public_url => Ok(()),
+            Ok(url) if url.origin().ascii_serialization() == web.public_url() => Ok(()),
             Ok(url) if url.origin().is_tuple() => Err(Csrf::ForeignOrigin),
             _ => Err(Csrf::NoOrigin),
         },
@@ -281,7 +214,7 @@ pub fn login(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, Ap
         to: to.to_owned(),
         exp: crate::tokens::now_secs() + STATE_TTL.as_secs(),
     };
-    let sealed = state::seal(gw, &state)?;
+    let sealed = state::seal(&gw.tokens, &state)?;
     let mut res = found(&provider.authorize_location(&web.callback, &state.state))?;
     res.headers_mut()
         .append(SET_COOKIE, cookies::state(&sealed, STATE_TTL.as_secs()));
@@ -340,7 +273,8 @@ async fn signed_in(
         Found::One(c) => c,
         _ => return Err(bad(BadState::NoCookie)),
     };
-    let state = state::open(gw, cookie, gw.tokens.issuer()).ok_or(bad(BadState::NoCookie))?;
+    let state =
+        state::open(&gw.tokens, cookie, gw.tokens.issuer()).ok_or(bad(BadState::NoCookie))?;
     let sent = param(&params, "state").unwrap_or("");
     if !ring_eq(sent.as_bytes(), state.state.as_bytes()) {
         return Err(bad(BadState::Mismatch));
@@ -381,8 +315,7 @@ async fn signed_in(
         }
         failed(ApiError::from(e))
     })?;
-    let (device_type, limit) =
-        crate::endpoints::device_class(gw, Some(provider.device_type())).map_err(failed)?;
+    let (device_type, limit) = device_class(gw, Some(provider.device_type())).map_err(failed)?;
     let subject = Subject {
         openid: user.openid,
         unionid: user.unionid,
@@ -403,7 +336,7 @@ async fn signed_in(
     // A redirect without a fragment keeps the one of the URL before it
     // (WeChat's `#wechat_redirect`): an empty one of its own stops that.
     let fragment = if state.to.contains('#') { "" } else { "#" };
-    let landing = format!("{}{}{fragment}", web.public_url, state.to);
+    let landing = format!("{}{}{fragment}", web.public_url(), state.to);
     let mut res = found(&landing).map_err(failed)?;
     set_session(&mut res, &pair);
     Ok(res)

@@ -19,9 +19,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::gateway::Gateway;
 use crate::sessions::Store;
-use crate::tokens::now_secs;
+use crate::tokens::{now_secs, Tokens};
 
 /// `typ` of the state cookie's JWS: never accepted as any token.
 pub const STATE_TYP: &str = "web-state+jwt";
@@ -77,8 +76,8 @@ pub fn fresh() -> Result<String, ApiError> {
 }
 
 /// The state cookie's value for `state`: signed with the current key.
-pub fn seal(gw: &Gateway, state: &State) -> Result<String, ApiError> {
-    gw.tokens
+pub fn seal(tokens: &Tokens, state: &State) -> Result<String, ApiError> {
+    tokens
         .keys()
         .load()
         .set
@@ -87,8 +86,8 @@ pub fn seal(gw: &Gateway, state: &State) -> Result<String, ApiError> {
 }
 
 /// The state cookie's contents, if it verifies and has not expired.
-pub fn open(gw: &Gateway, cookie: &str, issuer: &str) -> Option<State> {
-    let payload = gw.tokens.keys().load().set.verify(cookie, STATE_TYP).ok()?;
+pub fn open(tokens: &Tokens, cookie: &str, issuer: &str) -> Option<State> {
+    let payload = tokens.keys().load().set.verify(cookie, STATE_TYP).ok()?;
     let state: State = serde_json::from_slice(&payload).ok()?;
     (state.iss == issuer && now_secs() < state.exp).then_some(state)
 }
