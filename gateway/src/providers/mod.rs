@@ -436,22 +436,35 @@ impl Providers {
 
     /// The provider for a login: the one named by `appid`, or the only one.
     pub fn pick(&self, appid: Option<&str>) -> Result<&Provider, ApiError> {
-        match appid {
-            Some(id) => self
-                .list
-                .iter()
-                .find(|p| p.appid == id)
-                .ok_or(ApiError::InvalidRequest("unknown appid")),
-            None => match self.list.as_slice() {
-                [only] => Ok(only),
-                [] => Err(ApiError::InvalidRequest(
-                    "no mini-program is configured for login",
-                )),
-                _ => Err(ApiError::InvalidRequest(
-                    "appid is required: several mini-programs are configured",
-                )),
-            },
-        }
+        pick(
+            &self.list,
+            appid,
+            |p| &p.appid,
+            [
+                "no mini-program is configured for login",
+                "appid is required: several mini-programs are configured",
+            ],
+        )
+    }
+}
+
+/// The app named by `appid` among `apps`, or the only one when `appid` is
+/// absent: what both sign-ins (mini-program and web) ask of a login.
+/// `refusals` says what is wrong with no app, and with several.
+pub fn pick<'a, T>(
+    apps: &'a [T],
+    appid: Option<&str>,
+    appid_of: impl Fn(&T) -> &str,
+    [none, several]: [&'static str; 2],
+) -> Result<&'a T, ApiError> {
+    match (appid, apps) {
+        (Some(id), _) => apps
+            .iter()
+            .find(|a| appid_of(a) == id)
+            .ok_or(ApiError::InvalidRequest("unknown appid")),
+        (None, [only]) => Ok(only),
+        (None, []) => Err(ApiError::InvalidRequest(none)),
+        (None, _) => Err(ApiError::InvalidRequest(several)),
     }
 }
 

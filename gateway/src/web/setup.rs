@@ -59,21 +59,14 @@ impl Web {
 
     /// The web provider named by `appid`, or the only one.
     pub(super) fn pick(&self, appid: Option<&str>) -> Result<&WebProvider, ApiError> {
-        match appid {
-            Some(id) => self
-                .providers
-                .iter()
-                .find(|p| p.appid == id)
-                .ok_or(ApiError::InvalidRequest("unknown appid")),
-            None => match self.providers.as_slice() {
-                [only] => Ok(only),
-                [] => Err(ApiError::InvalidRequest(
-                    "no web sign-in (wechat_web, wechat_pc) is configured",
-                )),
-                _ => Err(ApiError::InvalidRequest(
-                    "appid is required: several web sign-ins are configured",
-                )),
-            },
-        }
+        crate::providers::pick(
+            &self.providers,
+            appid,
+            |p| &p.appid,
+            [
+                "no web sign-in (wechat_web, wechat_pc) is configured",
+                "appid is required: several web sign-ins are configured",
+            ],
+        )
     }
 }
