@@ -243,10 +243,14 @@ impl<B: SendBody> Upstreams<B> {
     }
 
     /// A pooled connection to `authority` that is open and idle: from this
-    /// thread's shard if it has one, else from another shard not in use at
-    /// this moment (so that connections returned on one thread are not left
-    /// idle while another opens new ones). Newest first; stale and closed
-    /// connections found on the way are dropped.
+    /// thread's shard if it has one, else from another's, so that
+    /// connections returned on one thread are not left idle while another
+    /// opens new ones. A new connection is opened only when no idle one is
+    /// left anywhere, so there are never more than the requests in flight at
+    /// the busiest moment. (One lock at a time, each held for a pop: no
+    /// thread waits on another for long, and none can wait on itself.)
+    /// Newest first; stale and closed connections found on the way are
+    /// dropped.
     fn checkout(&self, authority: &Authority) -> Option<Conn<B>> {
         let n = self.shards.len();
         let own = this_thread_shard() % n;
@@ -256,7 +260,7 @@ impl<B: SendBody> Upstreams<B> {
             }
         }
         (1..n).find_map(|i| {
-            let mut shard = self.shards[(own + i) % n].try_lock().ok()?;
+            let mut shard = self.shards[(own + i) % n].lock().ok()?;
             take_idle(&mut shard, authority)
         })
     }

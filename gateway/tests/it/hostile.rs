@@ -376,17 +376,22 @@ async fn an_upstream_killed_under_load_gives_502_then_recovers_without_leaks() {
     // upstream may still fail once per connection; after that, all succeed.
     assert_eq!(c(2, 2), 0, "{table}");
     assert!(c(2, 1) <= 8, "{table}");
-    // No leak: descriptors back to where the warm gateway was.
+    // No leak: descriptors back to where the warm gateway was. The idle
+    // upstream connections the pool keeps come and go with the load (at
+    // most one per client here, and a new one can be opened just as another
+    // is returned), so the two counts may differ by that many; a leak would
+    // keep some of the outage's 300 and more failed connections.
+    let slack = 8;
     let mut fds = open_fds(pid);
     for _ in 0..50 {
-        if fds <= fds_warm + 2 {
+        if fds <= fds_warm + slack {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         fds = open_fds(pid);
     }
     assert!(
-        fds <= fds_warm + 2,
+        fds <= fds_warm + slack,
         "{fds} descriptors open, {fds_warm} before the outage"
     );
     let logs = gw.stop();
