@@ -25,6 +25,13 @@ for t in "${targets[@]}"; do
   cp -n seeds/"$t"/* "corpus/$t/" 2>/dev/null || true
   [[ $t == keyset_file ]] && cp "$work/keys/keyset.json" "corpus/$t/generated.json"
   echo "fuzz: $t for ${seconds}s"
+  # Built first, so that a target that no longer compiles is told apart
+  # from one that found a crash.
+  if ! cargo fuzz build --release "$t" >"$work/$t.build.log" 2>&1; then
+    tail -n 40 "$work/$t.build.log"
+    echo "fuzz: $t does not build"
+    exit 1
+  fi
   if ! cargo fuzz run --release "$t" "corpus/$t" -- \
     -max_total_time="$seconds" -max_len=16384 -timeout=10 -print_final_stats=1 >"$work/$t.log" 2>&1; then
     tail -n 60 "$work/$t.log"

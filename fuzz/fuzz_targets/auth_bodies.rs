@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minigate::endpoints::{parse_login, parse_refresh, MAX_CODE};
+use minigate::endpoints::{parse_login, parse_refresh};
+use minigate::signin::MAX_CODE;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(login) = parse_login(data) {
