@@ -638,9 +638,8 @@ fn check(path: &Path) -> Result<(), Failure> {
     }
     for r in crate::routes::Routes::new(&config.routes, s.upstream_max_connections).iter() {
         say!(
-            "route     {} -> {}://{} auth {:?} (timeout {})",
+            "route     {} -> http://{} auth {:?} (timeout {})",
             r.prefix,
-            r.scheme,
             r.authority,
             r.auth,
             d(r.timeout)

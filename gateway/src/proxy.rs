@@ -439,13 +439,11 @@ impl Proxy {
         if let Some((upgrade, _)) = &f.upgrade {
             tunnel::mark_upgrade(&mut parts.headers, upgrade.clone());
         }
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(route.scheme.clone());
-        uri.authority = Some(route.authority.clone());
-        uri.path_and_query = parts.uri.path_and_query().cloned();
-        match Uri::from_parts(uri) {
-            Ok(uri) => parts.uri = uri,
-            Err(_) => return ApiError::InvalidRequest("bad request target").into_response(),
+        // The upstream is the route's (every upstream is `http`); an
+        // HTTP/1.1 request to it names only the path and query.
+        match parts.uri.path_and_query().cloned() {
+            Some(path) => parts.uri = Uri::from(path),
+            None => return ApiError::InvalidRequest("bad request target").into_response(),
         }
         parts.version = Version::HTTP_11;
         let mut req = Request::from_parts(parts, RequestBody::new(body, f.body_gap));

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use http::uri::{Authority, Scheme};
+use http::uri::Authority;
 
 use http::Method;
 
@@ -147,8 +147,6 @@ pub struct Route {
     pub prefix: String,
     /// Token policy.
     pub auth: AuthMode,
-    /// Upstream scheme (`http`).
-    pub scheme: Scheme,
     /// Upstream `host:port`.
     pub authority: Authority,
     /// How long the upstream may take to answer.
@@ -224,7 +222,6 @@ impl Routes {
                     index,
                     prefix: c.prefix.clone(),
                     auth: c.auth,
-                    scheme: c.upstream.scheme()?.clone(),
                     authority,
                     timeout: c.timeout,
                     upstream_slots,

@@ -35,7 +35,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, HOST};
-use http::uri::{Authority, PathAndQuery, Uri};
+use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
@@ -283,7 +283,7 @@ impl<B: SendBody> Upstreams<B> {
         }
     }
 
-    /// Sends `req` (an absolute URI on `authority`) and waits for the
+    /// Sends `req` (in origin form) to `authority` and waits for the
     /// answer's head, driving the connection meanwhile. The connection
     /// comes back in [`Lent`], to be driven while the body streams and
     /// pooled when it is done.
@@ -292,7 +292,7 @@ impl<B: SendBody> Upstreams<B> {
         authority: &Authority,
         mut req: Request<B>,
     ) -> Result<(Response<Incoming>, Lent<B>), UpstreamError> {
-        to_origin_form(&mut req, authority);
+        set_host(&mut req, authority);
         let mut reused = true;
         let mut conn = match self.checkout(authority) {
             Some(conn) => conn,
@@ -326,7 +326,7 @@ impl<B: SendBody> Upstreams<B> {
         authority: &Authority,
         mut req: Request<B>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        to_origin_form(&mut req, authority);
+        set_host(&mut req, authority);
         let (mut send, io) = http1::handshake(TokioIo::new(open(authority).await?))
             .await
             .map_err(UpstreamError::Http)?;
@@ -383,20 +383,14 @@ async fn exchange<B: SendBody>(conn: &mut Conn<B>, req: Request<B>) -> Exchange<
     .await
 }
 
-/// HTTP/1.1 wants the origin form (`/path?query`) and a `Host` header;
-/// the route gave an absolute URI, and an HTTP/2 client sends no `Host`.
-fn to_origin_form<B>(req: &mut Request<B>, authority: &Authority) {
+/// HTTP/1.1 wants a `Host` header, which an HTTP/2 client does not send:
+/// the upstream's own then.
+fn set_host<B>(req: &mut Request<B>, authority: &Authority) {
     if !req.headers().contains_key(HOST) {
         if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
             req.headers_mut().insert(HOST, host);
         }
     }
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::from(path);
 }
 
 /// A new connection to `authority`, handshaken and ready for a request.
