@@ -18,7 +18,7 @@ use minigate::metrics::RevokedMetrics;
 use minigate::proxy::{request_id, rewrite_request_headers, ClientAddr, RequestIds};
 use minigate::routes::Routes;
 use minigate::sessions::revoked::RevokedSet;
-use minigate::tokens::Subject;
+use minigate::tokens::{Roles, Subject};
 use minigate_benches::{access_token, key_set, tokens};
 
 fn copy(set: &jwks::KeySet) -> jwks::KeySet {
@@ -259,17 +259,15 @@ fn rules(c: &mut Criterion) {
     };
     let table = Routes::new(&[route], 1024);
     let route = table.find("/api/x").unwrap();
-    let roles: Vec<Box<str>> = ["editor", "tester", "admin"]
-        .iter()
-        .map(|r| (*r).into())
-        .collect();
-    let none: Vec<Box<str>> = vec!["guest".into()];
+    // As a token's `roles` claim reaches the rules: joined with `,`.
+    let roles = Roles::joined("editor,tester,admin");
+    let none = Roles::joined("guest");
     let mut g = c.benchmark_group("rules");
     g.bench_function("three_entries/allowed_by_last", |b| {
-        b.iter(|| black_box(route.decide(black_box(&Method::DELETE), black_box(&roles))))
+        b.iter(|| black_box(route.decide(black_box(&Method::DELETE), black_box(roles))))
     });
     g.bench_function("three_entries/denied", |b| {
-        b.iter(|| black_box(route.decide(black_box(&Method::GET), black_box(&none))))
+        b.iter(|| black_box(route.decide(black_box(&Method::GET), black_box(none))))
     });
     g.finish();
 }

@@ -72,6 +72,22 @@ pub fn access_token(set: &KeySet, n: usize, ttl: u64) -> String {
     set.sign(ACCESS_TYP, &claims).expect("signing")
 }
 
+/// The `n`th access token shaped like those the gateway issues at a
+/// WeChat login: a 28-character openid and unionid, 22-character `jti` and
+/// `sid`, a device class. (`access_token`'s short ids understate what a
+/// cached identity holds.)
+pub fn issued_access_token(set: &KeySet, n: usize, ttl: u64) -> String {
+    let now = now_secs();
+    let claims = serde_json::json!({
+        "iss": ISSUER, "aud": AUDIENCE, "sub": format!("oGZUI0egBJY1zhBYw2KhdUf{n:05}"),
+        "client_id": "wx0123456789abcdef", "iat": now, "exp": now + ttl,
+        "jti": format!("q3JcV8kL2mN4pR6sT8vW{:02}", n % 100),
+        "sid": format!("Zx9yW7vU5tS3rQ1pO{n:05}"), "platform": "wechat",
+        "unionid": format!("o6_bmasdasdsad6_2sgVt7hMZO{:02}", n % 100), "dvt": "phone",
+    });
+    set.sign(ACCESS_TYP, &claims).expect("signing")
+}
+
 /// The PEM (SubjectPublicKeyInfo) of an ES256 public key, for HAProxy's
 /// `jwt_verify`. A P-256 SPKI is a fixed DER prefix and the 65-byte point.
 pub fn es256_public_pem(key: &jwks::Key) -> Option<String> {

@@ -29,7 +29,7 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::metrics::AuthFailure;
 use crate::routes::{Decision, Route};
-use crate::tokens::{Identity, TokenError, Tokens};
+use crate::tokens::{Identity, Roles, TokenError, Tokens};
 
 /// What a request's `Authorization` header holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,12 +70,27 @@ pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
 
 /// RFC 6750 section 2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" /
 /// "/" ) *"="`.
+///
+/// Every byte is looked at, without an early exit and without branches,
+/// so the compiler checks a whole vector of them at a time: a token is
+/// checked on every request and is hundreds of bytes long (a byte-by-byte
+/// loop with branches was about 1 % of a proxied request's CPU).
 fn is_b64token(token: &str) -> bool {
     let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+    !body.is_empty() && body.bytes().fold(true, |ok, b| ok & is_b64token_byte(b))
+}
+
+#[inline(always)]
+fn is_b64token_byte(b: u8) -> bool {
+    let lower = b | 0x20;
+    (lower.wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
 }
 
 /// Applies `mode` to the request's headers: the caller's identity, `None`
@@ -176,7 +191,7 @@ pub fn check(
     }
     if route.has_rules() {
         // An anonymous caller (on an optional route) holds no roles.
-        let roles = identity.as_deref().map_or(&[][..], |id| &id.roles[..]);
+        let roles = identity.as_deref().map_or(Roles::NONE, Identity::roles);
         let decision = route.decide(method, roles);
         gw.metrics.route(route.index).decisions.increment(decision);
         if decision != Decision::Allowed {
@@ -211,6 +226,18 @@ mod tests {
             Credentials::Bearer("abc")
         );
         assert_eq!(credentials(&HeaderMap::new()), Credentials::None);
+    }
+
+    #[test]
+    fn the_branchless_byte_check_is_rfc_6750s_b64token_alphabet() {
+        for b in 0..=255u8 {
+            let rfc =
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            assert_eq!(is_b64token_byte(b), rfc, "byte {b:#04x}");
+        }
+        assert!(is_b64token("a.b-c_d~e+f/g=="));
+        assert!(!is_b64token("a=b"));
+        assert!(!is_b64token("é"));
     }
 
     #[test]

@@ -126,7 +126,10 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
     let route = match target {
         Target::Endpoint(e) => {
             let client = ctx.client().ip;
-            let res = endpoints::serve(e, gw, req, client).await;
+            // Boxed: the endpoints' futures (login's, refresh's) are
+            // kilobytes that a proxied request would otherwise carry and
+            // copy with every move of its own future.
+            let res = Box::pin(endpoints::serve(e, gw, req, client)).await;
             drop(in_flight);
             return res.unwrap_or_else(ApiError::into_response);
         }
@@ -225,7 +228,7 @@ fn tunnel_place(
         return Ok(None);
     };
     let key: Box<str> = match &ctx.identity {
-        Some(id) => format!("user:{}", id.user).into(),
+        Some(id) => format!("user:{}", id.user()).into(),
         None => format!("addr:{}", ctx.client().ip).into(),
     };
     match ctx.gw.tunnels.enter(&key) {

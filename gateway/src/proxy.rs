@@ -331,7 +331,7 @@ pub fn rewrite_request_headers(
     }
     if let Some(id) = identity {
         for (name, value) in id.headers() {
-            headers.insert(name.clone(), value.clone());
+            headers.insert(name.clone(), value);
         }
     }
     headers.insert(REQUEST_ID, request_id.clone());
@@ -455,7 +455,9 @@ impl Proxy {
         let sent = tokio::time::timeout(route.timeout, async {
             let slot = route.upstream_slots.clone().acquire_owned().await.ok();
             if client_side.is_some() {
-                Upstreams::send_upgrade(&route.authority, req)
+                // Boxed, as every rare path on the way: a future is as large
+                // as its largest state, and every request's is moved about.
+                Box::pin(Upstreams::send_upgrade(&route.authority, req))
                     .await
                     .map(|res| (slot, res, None))
             } else {

@@ -33,6 +33,7 @@ use http::uri::Authority;
 use http::Method;
 
 use crate::config::{AllowRule, AuthMode, RouteConfig};
+use crate::tokens::Roles;
 
 /// What the `allow` rules say of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +163,7 @@ pub struct Route {
 impl Route {
     /// Whether a caller holding `roles` may use this route with `method`.
     #[inline]
-    pub fn decide(&self, method: &Method, roles: &[Box<str>]) -> Decision {
+    pub fn decide(&self, method: &Method, roles: Roles<'_>) -> Decision {
         let Some(rules) = &self.allow else {
             return Decision::Allowed;
         };
@@ -327,8 +328,8 @@ mod tests {
         )]);
         let routes = Routes::new(&[logs, profile, route("/api/", "http://api:1")], 8);
         let decide = |path: &str, m: Method, roles: &[&str]| {
-            let roles: Vec<Box<str>> = roles.iter().map(|r| (*r).into()).collect();
-            routes.find(path).unwrap().decide(&m, &roles)
+            let roles = roles.join(",");
+            routes.find(path).unwrap().decide(&m, Roles::joined(&roles))
         };
         assert_eq!(
             decide("/api/logs", Method::GET, &["auditor"]),

@@ -165,7 +165,7 @@ async fn drive<C>(
         tokio::select! {
             result = served.as_mut() => break result,
             // An error is a dropped sender: the gateway is stopping too.
-            _ = stopping.wait_for(|s| *s), if drain.is_some() => {
+            _ = OnWake::new(stopping.wait_for(|s| *s)), if drain.is_some() => {
                 if let Some(drain) = drain.take() {
                     drain(served.as_mut());
                 }
@@ -180,11 +180,67 @@ async fn drive<C>(
                 }
                 seen = now;
             }
-            () = conn.lease.cut() => break Ok(()),
+            () = OnWake::new(conn.lease.cut()) => break Ok(()),
         }
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A future polled only when its own waker fired (and once at first).
+///
+/// A connection's stop signals wait beside the connection itself, which
+/// wakes several times a request; a watch channel's future takes a lock
+/// shared by every connection each time it is polled, so polling them on
+/// every wake-up cost two shared locks per wake-up for signals that fire
+/// once in the gateway's life.
+struct OnWake<F> {
+    inner: Pin<Box<F>>,
+    flag: Arc<WokenFlag>,
+}
+
+/// Whether the inner future was woken, and whom to wake then.
+struct WokenFlag {
+    woken: std::sync::atomic::AtomicBool,
+    outer: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for WokenFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.outer.wake();
+    }
+}
+
+impl<F: std::future::Future> OnWake<F> {
+    fn new(inner: F) -> Self {
+        OnWake {
+            inner: Box::pin(inner),
+            flag: Arc::new(WokenFlag {
+                woken: std::sync::atomic::AtomicBool::new(true),
+                outer: futures_util::task::AtomicWaker::new(),
+            }),
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for OnWake<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // First the waker, then the flag: a wake between the two still
+        // reaches this task.
+        self.flag.outer.register(cx.waker());
+        if !self.flag.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let waker = std::task::Waker::from(self.flag.clone());
+        self.inner.as_mut().poll(&mut Context::from_waker(&waker))
     }
 }
 

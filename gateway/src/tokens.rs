@@ -1,22 +1,23 @@
 //! Access and refresh tokens: issuing them, and verifying them on the hot path.
 //!
 //! Verification of an access token runs on every proxied request, so its
-//! result is cached: the token's SHA-256 maps to the identity headers it
-//! yields, built once. A cache hit is a digest, one hash lookup and a clock
-//! read; a miss is the
-//! full check (header, kid, signature, claims) done by [`jwks`] and here. Only
-//! valid tokens are cached, never past their `exp`, and the cache is bounded
-//! in entries. Refresh tokens are checked in full every time: they are used
+//! result is cached: a digest of the token maps to the identity it yields,
+//! its header values in one buffer, built once. A cache hit is a digest, one
+//! hash lookup and a clock read; a miss is the full check (header, kid,
+//! signature, claims) done by [`jwks`] and here. Only valid tokens are
+//! cached, never used past their `exp`, and the cache is bounded in entries. Refresh tokens are checked in full every time: they are used
 //! rarely, and their redemption touches session state anyway.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
-use moka::sync::Cache;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::UnitWeighter;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TokensConfig;
@@ -56,6 +57,10 @@ pub mod header {
     pub const PHONE: HeaderName = HeaderName::from_static("x-auth-phone");
     /// `dvt` (device class: phone, pc, web...), when the token has one.
     pub const DEVICE_TYPE: HeaderName = HeaderName::from_static("x-auth-device-type");
+    /// Places in [`ALL`] the identity reads back.
+    pub(super) const AT_SUBJECT: usize = 0;
+    pub(super) const AT_SESSION: usize = 3;
+    pub(super) const AT_ROLES: usize = 10;
     /// Every fixed name, in the order they are sent; a cached identity
     /// names them by their place here rather than carrying them.
     pub static ALL: [HeaderName; 12] = [
@@ -139,47 +144,125 @@ pub struct TokenPair {
     pub anonymous_openid: Option<String>,
 }
 
-/// A verified access token, as the proxy needs it.
+/// A verified access token, as the proxy needs it, and as the cache keeps
+/// it: every value in one buffer, each header a slice of it made when a
+/// request needs it.
+///
+/// One `HeaderValue` per header would be 40 bytes each, a dozen of them,
+/// for every cached token: most of an entry. A span into one buffer is 4
+/// bytes, and a slice of a shared buffer is what cloning a `HeaderValue`
+/// costs anyway (a reference count).
 #[derive(Debug)]
 pub struct Identity {
-    /// The fixed `X-Auth-*` headers to send upstream, built once per token:
-    /// each named by its place in [`header::ALL`], each value a slice of one
-    /// buffer (see [`identity`]).
-    known: Box<[(u8, HeaderValue)]>,
-    /// One `X-Auth-Claim-<name>` per `ext` claim (most tokens have none).
-    claims: Box<[(HeaderName, HeaderValue)]>,
+    /// The values, back to back; the subject once (`X-Auth-Subject` and
+    /// `X-Auth-Openid` share it) and the user key one of them.
+    values: Bytes,
+    /// Each fixed header's value, by its place in [`header::ALL`]; sent
+    /// only if its bit is set in `present`.
+    known: [Span; header::ALL.len()],
+    present: u16,
     /// The user: see [`user_key`].
-    pub user: Box<str>,
-    /// `roles`, for the route's `allow` rules.
-    pub roles: Box<[Box<str>]>,
-    /// `sid`: the login session, checked against the revoked sessions.
-    pub sid: Box<str>,
+    user: Span,
+    /// One `X-Auth-Claim-<name>` per `ext` claim. Most tokens have none:
+    /// a thin pointer keeps the identity at 112 bytes (128 with its `Arc`,
+    /// one of the allocator's size classes).
+    #[allow(clippy::box_collection)]
+    claims: Option<Box<Vec<(HeaderName, Span)>>>,
     exp: u64,
     /// The key-set generation that verified it: a reload makes it stale.
     generation: u64,
 }
 
+/// Where a value lies in [`Identity::values`]. A buffer longer than 64 KiB
+/// is refused (it could not have come in a request head).
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u16,
+    end: u16,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        usize::from(self.start)..usize::from(self.end)
+    }
+}
+
 impl Identity {
     /// The `X-Auth-*` headers to send upstream.
-    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        let known = self
-            .known
+    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, HeaderValue)> + '_ {
+        let known = header::ALL
             .iter()
-            .filter_map(|(at, v)| header::ALL.get(usize::from(*at)).map(|name| (name, v)));
-        known.chain(self.claims.iter().map(|(n, v)| (n, v)))
+            .zip(&self.known)
+            .enumerate()
+            .filter(|(at, _)| self.present & (1 << at) != 0)
+            .map(|(_, (name, span))| (name, *span));
+        let claims = self
+            .claims
+            .iter()
+            .flat_map(|c| c.iter().map(|(n, s)| (n, *s)));
+        // Checked when the identity was made, so never skipped here.
+        known
+            .chain(claims)
+            .filter_map(|(name, span)| Some((name, self.value(span)?)))
     }
 
     /// How many headers [`Identity::headers`] gives.
     pub fn header_count(&self) -> usize {
-        self.known.len() + self.claims.len()
+        self.present.count_ones() as usize + self.claims.as_ref().map_or(0, |c| c.len())
     }
 
-    /// `sub`, for logs: the `X-Auth-Subject` value, kept once.
+    /// `sub`, for logs.
     pub fn subject(&self) -> &str {
-        self.known
-            .first()
-            .and_then(|(_, v)| v.to_str().ok())
-            .unwrap_or("-")
+        self.text(self.known[header::AT_SUBJECT])
+    }
+
+    /// The user: see [`user_key`].
+    pub fn user(&self) -> &str {
+        self.text(self.user)
+    }
+
+    /// `sid`: the login session, checked against the revoked sessions.
+    pub fn sid(&self) -> &str {
+        self.text(self.known[header::AT_SESSION])
+    }
+
+    /// `roles`, for the route's `allow` rules.
+    pub fn roles(&self) -> Roles<'_> {
+        match self.present & (1 << header::AT_ROLES) {
+            0 => Roles::NONE,
+            _ => Roles::joined(self.text(self.known[header::AT_ROLES])),
+        }
+    }
+
+    fn value(&self, span: Span) -> Option<HeaderValue> {
+        HeaderValue::from_maybe_shared(self.values.slice(span.range())).ok()
+    }
+
+    fn text(&self, span: Span) -> &str {
+        self.values
+            .get(span.range())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or("")
+    }
+}
+
+/// A caller's roles: the `roles` claim, as `X-Auth-Roles` sends it (joined
+/// with `,`, which no role name holds).
+#[derive(Debug, Clone, Copy)]
+pub struct Roles<'a>(&'a str);
+
+impl<'a> Roles<'a> {
+    /// No roles (an anonymous caller).
+    pub const NONE: Roles<'static> = Roles("");
+
+    /// The roles in `joined`, separated by `,`.
+    pub fn joined(joined: &'a str) -> Roles<'a> {
+        Roles(joined)
+    }
+
+    /// Whether `role` is one of them.
+    pub fn contains(self, role: &str) -> bool {
+        !self.0.is_empty() && self.0.split(',').any(|r| r == role)
     }
 }
 
@@ -252,12 +335,23 @@ pub struct Refresh {
 pub struct Tokens {
     keys: Arc<KeyStore>,
     config: TokensConfig,
-    /// Keyed by the SHA-256 of the token: 32 bytes instead of the whole
-    /// token (hundreds of bytes), and as safe a key (a collision would need a
-    /// second preimage of SHA-256). Hashed with foldhash (randomly seeded per
+    /// Keyed by the first 128 bits of the token's SHA-256: 16 bytes instead
+    /// of the whole token (hundreds of bytes), and as safe a key. To be taken
+    /// for someone else's token, a forged one would need that token's key: a
+    /// second preimage (2^128 work, for a token the forger has not even
+    /// seen). A collision between two tokens of the forger's own making
+    /// (2^64) gains nothing: only tokens the gateway signed are ever cached,
+    /// and the forger's own can only say who the forger is. Hashed with
+    /// foldhash (randomly seeded per
     /// process, so keys an attacker picks cannot be aimed at one bucket)
     /// rather than SipHash, which cost more than the rest of a cache hit.
-    cache: Cache<TokenKey, Arc<Identity>, foldhash::fast::RandomState>,
+    ///
+    /// quick_cache rather than moka (which the gateway's other caches use):
+    /// moka's own bookkeeping is about 325 bytes an entry, most of the 400
+    /// an entry may cost here; quick_cache's is tens of bytes. It keeps no
+    /// clock: an entry past its `exp` is refused and dropped when looked
+    /// up, and until then counts against the capacity like any other.
+    cache: TokenCache,
     hits: metrics::Counter,
     misses: metrics::Counter,
 }
@@ -270,30 +364,27 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
-/// The verified-token cache's key: the SHA-256 of the token.
-type TokenKey = [u8; 32];
+/// The verified-token cache's key: the first half of the token's SHA-256.
+type TokenKey = [u8; 16];
 
 /// The cache key of `token`.
 #[inline]
 fn token_key(token: &str) -> TokenKey {
-    let mut key = [0u8; 32];
-    key.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest.as_ref()[..16]);
     key
 }
 
-/// Expires each cached identity at its token's `exp`.
-struct UntilExp;
-
-impl moka::Expiry<TokenKey, Arc<Identity>> for UntilExp {
-    fn expire_after_create(
-        &self,
-        _: &TokenKey,
-        id: &Arc<Identity>,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(until(id.exp))
-    }
-}
+/// The verified-token cache: a token's key to its identity, each entry
+/// weighing one.
+type TokenCache = Cache<
+    TokenKey,
+    Arc<Identity>,
+    UnitWeighter,
+    foldhash::fast::RandomState,
+    DefaultLifecycle<TokenKey, Arc<Identity>>,
+>;
 
 /// The system failed the gateway (no randomness, a key that would not
 /// sign): a fault of the gateway itself, never of the request.
@@ -416,17 +507,6 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The time from now until `exp` (zero if past).
-fn until(exp: u64) -> Duration {
-    // Checked: a far-future exp must not overflow the clock type.
-    UNIX_EPOCH
-        .checked_add(Duration::from_secs(exp))
-        .map_or(Duration::MAX, |at| {
-            at.duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        })
-}
-
 /// A random 128-bit id, base64url: for `jti` and `sid`.
 pub fn random_id() -> Result<String, Internal> {
     let mut bytes = [0u8; 16];
@@ -438,10 +518,14 @@ pub fn random_id() -> Result<String, Internal> {
 impl Tokens {
     /// Tokens for `config`, signed and verified with `keys`.
     pub fn new(config: TokensConfig, keys: Arc<KeyStore>) -> Tokens {
-        let cache = Cache::builder()
-            .max_capacity(config.cache_capacity)
-            .expire_after(UntilExp)
-            .build_with_hasher(foldhash::fast::RandomState::default());
+        let capacity = config.cache_capacity;
+        let cache = Cache::with(
+            usize::try_from(capacity).unwrap_or(usize::MAX),
+            capacity,
+            UnitWeighter,
+            foldhash::fast::RandomState::default(),
+            DefaultLifecycle::default(),
+        );
         Tokens {
             keys,
             config,
@@ -470,13 +554,12 @@ impl Tokens {
 
     /// How many verified tokens the cache holds now.
     pub fn cached(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
 
     /// Forgets every cached verification, after the key set changed.
     pub fn clear_cache(&self) {
-        self.cache.invalidate_all();
+        self.cache.clear();
     }
 
     /// Issues an access and a refresh token for `who` in login session `sid`;
@@ -542,6 +625,9 @@ impl Tokens {
                 self.hits.increment(1);
                 return Ok(id);
             }
+            // Expired, or verified by keys since replaced: checked again
+            // below, and cached again only if it still passes.
+            self.cache.remove(&key);
         }
         self.misses.increment(1);
         let id = Arc::new(self.check_access(token)?);
@@ -656,106 +742,104 @@ fn into_refresh(c: Claims) -> Refresh {
 /// token's life, so one shared buffer is most of what a cached entry saves.
 fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     use header::*;
-    let mut values = Values::default();
-    // First: `Identity::subject` reads it.
-    values.add(&SUBJECT, &c.sub);
-    values.add(&OPENID, &c.sub);
-    values.add(&APPID, &c.client_id);
-    values.add(&SESSION, &c.sid);
-    values.add(&PLATFORM, &c.platform);
-    values.add(&TOKEN_ID, &c.jti);
-    if let Some(u) = &c.unionid {
-        values.add(&UNIONID, u);
-    }
+    let mut v = Values::default();
+    let sub = v.add(SUBJECT, &c.sub)?;
+    v.set(OPENID, sub);
+    v.add(APPID, &c.client_id)?;
+    v.add(SESSION, &c.sid)?;
+    v.add(PLATFORM, &c.platform)?;
+    v.add(TOKEN_ID, &c.jti)?;
+    let unionid = match &c.unionid {
+        Some(u) => Some(v.add(UNIONID, u)?),
+        None => None,
+    };
     if let Some(d) = &c.did {
-        values.add(&DEVICE, d);
+        v.add(DEVICE, d)?;
     }
     if let Some(d) = &c.dvt {
-        values.add(&DEVICE_TYPE, d);
+        v.add(DEVICE_TYPE, d)?;
     }
     if let Some(p) = &c.phone_number {
-        values.add(&PHONE, p);
+        v.add(PHONE, p)?;
     }
     if !c.roles.is_empty() {
         if !c.roles.iter().all(|r| crate::config::is_role_name(r)) {
             return None;
         }
-        values.add(&ROLES, &c.roles.join(","));
+        v.add(ROLES, &c.roles.join(","))?;
     }
-    if let Some(u) = &c.uid {
-        values.add(&USER, u);
-    }
+    let uid = match &c.uid {
+        Some(u) => Some(v.add(USER, u)?),
+        None => None,
+    };
+    let mut claims = Vec::new();
     for (name, value) in &c.ext {
         if !crate::enrich::is_claim_name(name) {
             return None;
         }
         let name = HeaderName::from_bytes(format!("{CLAIM_PREFIX}{name}").as_bytes()).ok()?;
-        values.add_claim(name, value);
+        claims.push((name, v.push(value)?));
     }
-    let (known, claims) = values.finish()?;
-    Some(Identity {
+    // The same choice as `user_key`, made on the spans.
+    let user = uid.or(unionid).unwrap_or(sub);
+    let Values {
+        buf,
         known,
-        claims,
-        user: user_key(c.uid.as_deref(), c.unionid.as_deref(), &c.sub).into(),
-        roles: c.roles.iter().map(|r| r.as_str().into()).collect(),
-        sid: c.sid.as_str().into(),
+        present,
+    } = v;
+    // Exactly sized: the cache keeps it for the token's life.
+    let values = Bytes::from(buf.into_boxed_slice());
+    // Every value must be able to go out as a header.
+    let all = known.iter().chain(claims.iter().map(|(_, s)| s));
+    if all
+        .into_iter()
+        .any(|s| HeaderValue::from_bytes(&values[s.range()]).is_err())
+    {
+        return None;
+    }
+    Some(Identity {
+        values,
+        known,
+        present,
+        user,
+        claims: (!claims.is_empty()).then(|| Box::new(claims)),
         exp: c.exp,
         generation,
     })
 }
 
-/// Identity header values gathered into one buffer.
+/// An identity's values as they are gathered.
 #[derive(Default)]
 struct Values {
-    /// A fixed name's place in [`header::ALL`], or a claim's name.
-    names: Vec<Result<u8, HeaderName>>,
-    ends: Vec<usize>,
     buf: Vec<u8>,
+    known: [Span; header::ALL.len()],
+    present: u16,
 }
 
 impl Values {
-    /// A fixed header (one of [`header::ALL`]).
-    fn add(&mut self, name: &HeaderName, value: &str) {
-        let at = header::ALL.iter().position(|n| n == name);
-        match at.and_then(|at| u8::try_from(at).ok()) {
-            Some(at) => self.push(Ok(at), value),
-            None => self.push(Err(name.clone()), value),
+    /// A fixed header's value; `None` if the buffer outgrows its spans.
+    fn add(&mut self, name: HeaderName, value: &str) -> Option<Span> {
+        let span = self.push(value)?;
+        self.set(name, span);
+        Some(span)
+    }
+
+    /// A fixed header with a value already in the buffer.
+    fn set(&mut self, name: HeaderName, span: Span) {
+        if let Some(at) = header::ALL.iter().position(|n| *n == name) {
+            self.known[at] = span;
+            self.present |= 1 << at;
         }
     }
 
-    /// An `X-Auth-Claim-<name>` header.
-    fn add_claim(&mut self, name: HeaderName, value: &str) {
-        self.push(Err(name), value);
-    }
-
-    fn push(&mut self, name: Result<u8, HeaderName>, value: &str) {
-        self.names.push(name);
+    fn push(&mut self, value: &str) -> Option<Span> {
+        let start = u16::try_from(self.buf.len()).ok()?;
         self.buf.extend_from_slice(value.as_bytes());
-        self.ends.push(self.buf.len());
-    }
-
-    /// The fixed headers and the claims', each value a slice of one exactly
-    /// sized buffer; `None` if a value cannot be a header.
-    fn finish(self) -> Option<Headers> {
-        let buf = bytes::Bytes::copy_from_slice(&self.buf);
-        let mut known = Vec::with_capacity(self.names.len());
-        let mut claims = Vec::new();
-        let mut start = 0;
-        for (name, end) in self.names.into_iter().zip(self.ends) {
-            let value = HeaderValue::from_maybe_shared(buf.slice(start..end)).ok()?;
-            start = end;
-            match name {
-                Ok(at) => known.push((at, value)),
-                Err(name) => claims.push((name, value)),
-            }
-        }
-        Some((known.into_boxed_slice(), claims.into_boxed_slice()))
+        let end = u16::try_from(self.buf.len()).ok()?;
+        Some(Span { start, end })
     }
 }
 
-/// An identity's fixed headers (by their place in [`header::ALL`]) and its
-/// claims' headers.
-type Headers = (Box<[(u8, HeaderValue)]>, Box<[(HeaderName, HeaderValue)]>);
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,10 +873,11 @@ mod tests {
             "platform": "wechat", "unionid": "u-1", "roles": ["admin", "ops"], "uid": "42"});
         let tok = t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap();
         let id = t.verify_access(&tok).unwrap();
-        let got: Vec<(&str, &str)> = id
+        let owned: Vec<(&str, String)> = id
             .headers()
-            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap().to_owned()))
             .collect();
+        let got: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
         assert_eq!(
             got,
             [
@@ -808,12 +893,58 @@ mod tests {
             ]
         );
         assert_eq!(id.subject(), "o-1");
+        assert_eq!(id.sid(), "s-1");
+        assert_eq!(id.user(), "42", "uid first");
+        assert!(id.roles().contains("admin") && id.roles().contains("ops"));
+        assert!(!id.roles().contains("adm") && !id.roles().contains(""));
         assert_eq!(id.header_count(), got.len());
-        // One buffer: each value starts where the one before it ended.
-        let values: Vec<&[u8]> = id.headers().map(|(_, v)| v.as_bytes()).collect();
-        for pair in values.windows(2) {
-            assert_eq!(pair[0].as_ptr_range().end, pair[1].as_ptr());
+        // One buffer holds every value, the subject once.
+        let buf = id.values.as_ptr_range();
+        let values: Vec<HeaderValue> = id.headers().map(|(_, v)| v).collect();
+        for v in &values {
+            let r = v.as_bytes().as_ptr_range();
+            assert!(buf.start <= r.start && r.end <= buf.end);
         }
+        assert_eq!(values[0].as_bytes().as_ptr(), values[1].as_bytes().as_ptr());
+        assert_eq!(id.values.len(), "o-1wx1s-1wechatj-1u-1admin,ops42".len());
+    }
+
+    #[test]
+    fn the_places_the_identity_reads_back_name_their_headers() {
+        assert_eq!(header::ALL[header::AT_SUBJECT], header::SUBJECT);
+        assert_eq!(header::ALL[header::AT_SESSION], header::SESSION);
+        assert_eq!(header::ALL[header::AT_ROLES], header::ROLES);
+        assert!(header::ALL.len() <= 16, "present is a u16");
+    }
+
+    #[test]
+    fn the_user_is_the_uid_else_the_unionid_else_the_openid_and_roles_may_be_none() {
+        let t = tokens(100, 0);
+        let now = now_secs();
+        let mut claims = serde_json::json!({"iss": "https://iss", "aud": "api", "sub": "o-2",
+            "client_id": "wx1", "iat": now, "exp": now + 60, "jti": "j-2", "sid": "s-2",
+            "platform": "wechat", "ext": {"tier": "gold"}});
+        let id = t
+            .verify_access(&t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap())
+            .unwrap();
+        assert_eq!(id.user(), "o-2");
+        assert!(!id.roles().contains("user"));
+        let tier: Vec<_> = id
+            .headers()
+            .filter(|(n, _)| n.as_str() == "x-auth-claim-tier")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(tier, ["gold"]);
+        claims["unionid"] = "u-2".into();
+        let id = t
+            .verify_access(&t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap())
+            .unwrap();
+        assert_eq!(id.user(), "u-2");
+        assert_eq!(
+            id.user(),
+            user_key(None, Some("u-2"), "o-2"),
+            "the same choice as user_key"
+        );
     }
 
     #[test]

@@ -135,7 +135,7 @@ impl<B: SendBody> Conn<B> {
 
 /// An idle connection in the pool.
 struct Idle<B: SendBody> {
-    conn: Conn<B>,
+    conn: Box<Conn<B>>,
     since: Instant,
 }
 
@@ -176,7 +176,11 @@ fn this_thread_shard() -> usize {
 /// What a request that went upstream gives back with its answer: the
 /// connection, to be driven while the body streams and returned after.
 pub struct Lent<B: SendBody> {
-    conn: Option<Conn<B>>,
+    /// Boxed, like every pooled connection: a hyper connection is about
+    /// 700 bytes, and this handle moves with the answer (into its body,
+    /// through the response's every move, back to the pool), where a box
+    /// moves as a pointer.
+    conn: Option<Box<Conn<B>>>,
     home: (Arc<Upstreams<B>>, Authority),
 }
 
@@ -226,7 +230,7 @@ impl<B: SendBody> Upstreams<B> {
     }
 
     /// Pools `conn`, idle and open, in this thread's shard.
-    fn put(&self, authority: &Authority, conn: Conn<B>) {
+    fn put(&self, authority: &Authority, conn: Box<Conn<B>>) {
         let Ok(mut shard) = self.shard().lock() else {
             return;
         };
@@ -251,7 +255,7 @@ impl<B: SendBody> Upstreams<B> {
     /// thread waits on another for long, and none can wait on itself.)
     /// Newest first; stale and closed connections found on the way are
     /// dropped.
-    fn checkout(&self, authority: &Authority) -> Option<Conn<B>> {
+    fn checkout(&self, authority: &Authority) -> Option<Box<Conn<B>>> {
         let n = self.shards.len();
         let own = this_thread_shard() % n;
         if let Ok(mut shard) = self.shards[own].lock() {
@@ -298,7 +302,9 @@ impl<B: SendBody> Upstreams<B> {
             Some(conn) => conn,
             None => {
                 reused = false;
-                connect(authority).await?
+                // Boxed: the rare path's state would otherwise make every
+                // request's future larger.
+                Box::pin(connect(authority)).await?
             }
         };
         loop {
@@ -313,7 +319,7 @@ impl<B: SendBody> Upstreams<B> {
                 Exchange::NotSent(again, _) if reused => {
                     req = again;
                     reused = false;
-                    conn = connect(authority).await?;
+                    conn = Box::pin(connect(authority)).await?;
                 }
                 Exchange::NotSent(_, e) | Exchange::Failed(e) => return Err(e),
             }
@@ -340,7 +346,7 @@ impl<B: SendBody> Upstreams<B> {
 }
 
 /// The newest open, idle, fresh connection to `authority` in `shard`.
-fn take_idle<B: SendBody>(shard: &mut Shard<B>, authority: &Authority) -> Option<Conn<B>> {
+fn take_idle<B: SendBody>(shard: &mut Shard<B>, authority: &Authority) -> Option<Box<Conn<B>>> {
     let idle = shard.get_mut(authority)?;
     while let Some(Idle { mut conn, since }) = idle.pop() {
         if since.elapsed() > IDLE_TIMEOUT {
@@ -394,14 +400,14 @@ fn set_host<B>(req: &mut Request<B>, authority: &Authority) {
 }
 
 /// A new connection to `authority`, handshaken and ready for a request.
-async fn connect<B: SendBody>(authority: &Authority) -> Result<Conn<B>, UpstreamError> {
+async fn connect<B: SendBody>(authority: &Authority) -> Result<Box<Conn<B>>, UpstreamError> {
     let io = TokioIo::new(open(authority).await?);
     let (send, io) = http1::handshake(io).await.map_err(UpstreamError::Http)?;
-    Ok(Conn {
+    Ok(Box::new(Conn {
         send,
         io,
         done: false,
-    })
+    }))
 }
 
 /// A TCP connection to the first of `authority`'s addresses that answers.

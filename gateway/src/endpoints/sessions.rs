@@ -39,13 +39,13 @@ pub async fn list_sessions(
     let id = caller(gw, req)?;
     let list = gw
         .sessions
-        .list(&id.user)
+        .list(id.user())
         .await
         .map_err(|_| store_down(gw, SessionOp::Sessions))?;
     let sessions: Vec<Listed> = list
         .into_iter()
         .map(|info| Listed {
-            current: *info.sid == *id.sid,
+            current: *info.sid == *id.sid(),
             info,
         })
         .collect();
@@ -71,13 +71,13 @@ pub async fn end_session(
         .ok_or(ApiError::SessionNotFound)?;
     let ended = gw
         .sessions
-        .end(&id.user, Some(sid), gw.tokens.refresh_ttl())
+        .end(id.user(), Some(sid), gw.tokens.refresh_ttl())
         .await
         .map_err(|_| store_down(gw, SessionOp::Sessions))?;
     if ended.is_empty() {
         return Err(ApiError::SessionNotFound);
     }
     gw.sessions.announce(&gw.revoked, &ended).await;
-    tracing::info!(sid = %sid, by = %id.sid, "session ended by its user");
+    tracing::info!(sid = %sid, by = %id.sid(), "session ended by its user");
     Ok(no_content())
 }

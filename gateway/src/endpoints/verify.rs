@@ -53,7 +53,7 @@ pub fn verify(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, A
     res.headers_mut().remove(http::header::CONTENT_TYPE);
     if let Some(id) = &identity {
         for (name, value) in id.headers() {
-            res.headers_mut().insert(name.clone(), value.clone());
+            res.headers_mut().insert(name.clone(), value);
         }
     }
     // A proxy copies the identity headers it is told to onto the original

@@ -73,7 +73,7 @@ impl RevokedSet {
     /// Refuses an identity whose session has ended.
     #[inline]
     pub fn check(&self, id: &Identity) -> Result<(), TokenError> {
-        if self.contains(&id.sid) {
+        if self.contains(id.sid()) {
             Err(TokenError::Revoked)
         } else {
             Ok(())
