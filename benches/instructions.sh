@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, counted by valgrind's
+# callgrind: a figure that does not move with the machine's noise (the
+# load comparison's CPU per request moves by 10-20 % between runs here), so
+# two builds can be told apart by a few per cent. The kernel's share (the
+# socket calls, most of a request's CPU) is not in it; load.sh measures the
+# whole.
+#
+#   benches/instructions.sh                          # this tree's build
+#   benches/instructions.sh before=/path/to/minigate # and others, in turn
+#   SCENARIO=public benches/instructions.sh          # the public route
+#
+# Each build runs under callgrind behind one nginx upstream; after a 3 s
+# warm-up, instrumentation is switched on for a DURATION-second (default 10)
+# `wrk -t1 -c8` run of the hot token (or the public route) and the total is
+# divided by the requests done. Under valgrind ring's SHA-256 takes its AVX
+# path (valgrind hides the SHA extensions), which counts about 17,000
+# instructions a request that the real CPU spends far less on: compare
+# builds with each other, not with other servers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+SCENARIO=${SCENARIO:-hot}
+export PATH=$PATH:/usr/sbin
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
+command -v valgrind >/dev/null || need+=(valgrind)
+if ((${#need[@]})); then
+  echo "installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+echo "building minigate (release)" >&2
+cargo build --release --quiet -p minigate -p minigate-benches
+BIN=${CARGO_TARGET_DIR:-target}/release
+
+WORK=$(mktemp -d /tmp/minigate-instructions.XXXXXX)
+VG_PID=
+cleanup() {
+  [[ -n $VG_PID ]] && kill "$VG_PID" 2>/dev/null
+  [[ -f $WORK/up.pid ]] && kill "$(cat "$WORK/up.pid")" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+UP=18281 GW=18290
+"$BIN/mint" "$WORK/keys" 10 >/dev/null
+HOT=$(head -n1 "$WORK/keys/tokens.txt")
+cat >"$WORK/up.conf" <<CONF
+worker_processes 1;
+pid $WORK/up.pid;
+error_log $WORK/up.err crit;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP; location / { return 200 "ok"; } }
+}
+CONF
+nginx -c "$WORK/up.conf"
+cat >"$WORK/minigate.toml" <<CONF
+listen = "127.0.0.1:$GW"
+[tokens]
+issuer = "https://bench.minigate"
+audience = "api"
+access_ttl = "2h"
+[keys]
+dir = "$WORK/keys"
+[server]
+max_requests_per_ip = 0
+[[routes]]
+prefix = "/"
+upstream = "http://127.0.0.1:$UP"
+auth = "required"
+[[routes]]
+prefix = "/public/"
+upstream = "http://127.0.0.1:$UP"
+auth = "public"
+CONF
+case $SCENARIO in
+  hot) ARGS=(-H "Authorization: Bearer $HOT" "http://127.0.0.1:$GW/x") ;;
+  public) ARGS=("http://127.0.0.1:$GW/public/x") ;;
+  *) echo "SCENARIO is hot or public" >&2; exit 2 ;;
+esac
+
+echo "| build | requests | instructions | per request |"
+echo "|---|---|---|---|"
+for build in "minigate=$BIN/minigate" "$@"; do
+  name=${build%%=*} binary=${build#*=}
+  RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$WORK/cg.$name.%p" "$binary" serve --config "$WORK/minigate.toml" \
+    2>"$WORK/vg.$name.log" &
+  VG_PID=$!
+  for _ in $(seq 150); do
+    curl -s -o /dev/null "http://127.0.0.1:$GW/public/x" && break
+    sleep 0.2
+  done
+  wrk -t1 -c8 -d3s "${ARGS[@]}" >/dev/null
+  callgrind_control -i on "$VG_PID" >/dev/null 2>&1
+  out=$(wrk -t1 -c8 -d"${DURATION}s" "${ARGS[@]}")
+  callgrind_control -i off "$VG_PID" >/dev/null 2>&1
+  callgrind_control -d "$VG_PID" >/dev/null 2>&1
+  kill "$VG_PID"
+  wait "$VG_PID" 2>/dev/null || true
+  VG_PID=
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  total=$(cat "$WORK"/cg."$name".* | awk '/^totals:/ { s += $2 } END { print s + 0 }')
+  echo "| $name | $requests | $total | $(awk -v t="$total" -v n="$requests" 'BEGIN { printf "%.0f", t / n }') |"
+done
