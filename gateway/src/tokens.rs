@@ -977,6 +977,21 @@ mod tests {
     }
 
     #[test]
+    fn any_configured_capacity_works_even_none_or_a_huge_one() {
+        let exp = now_secs() + 60;
+        let none = tokens(0, 0);
+        let tok = token(&none, "a", exp);
+        assert!(none.verify_access(&tok).is_ok());
+        assert!(none.verify_access(&tok).is_ok());
+        assert_eq!(none.cached(), 0);
+        let huge = tokens(u64::MAX, 0);
+        let tok = token(&huge, "a", exp);
+        assert!(huge.verify_access(&tok).is_ok());
+        assert!(huge.verify_access(&tok).is_ok());
+        assert_eq!(huge.cached(), 1);
+    }
+
+    #[test]
     fn a_cached_token_is_refused_once_expired() {
         let t = tokens(100, 0);
         let exp = now_secs() + 2;
