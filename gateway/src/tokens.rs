@@ -5,8 +5,9 @@
 //! its header values in one buffer, built once. A cache hit is a digest, one
 //! hash lookup and a clock read; a miss is the full check (header, kid,
 //! signature, claims) done by [`jwks`] and here. Only valid tokens are
-//! cached, never used past their `exp`, and the cache is bounded in entries. Refresh tokens are checked in full every time: they are used
-//! rarely, and their redemption touches session state anyway.
+//! cached, never used past their `exp`, and the cache is bounded in entries.
+//! Refresh tokens are checked in full every time: they are used rarely, and
+//! their redemption touches session state anyway.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -173,8 +174,9 @@ pub struct Identity {
     generation: u64,
 }
 
-/// Where a value lies in [`Identity::values`]. A buffer longer than 64 KiB
-/// is refused (it could not have come in a request head).
+/// Where a value lies in [`Identity::values`]. A token whose values pass
+/// 64 KiB is refused as having invalid claims; the gateway never issues one
+/// (enrichment caps roles at 32 and claims at 16 of 256 bytes).
 #[derive(Debug, Clone, Copy, Default)]
 struct Span {
     start: u16,
@@ -342,9 +344,9 @@ pub struct Tokens {
     /// seen). A collision between two tokens of the forger's own making
     /// (2^64) gains nothing: only tokens the gateway signed are ever cached,
     /// and the forger's own can only say who the forger is. Hashed with
-    /// foldhash (randomly seeded per
-    /// process, so keys an attacker picks cannot be aimed at one bucket)
-    /// rather than SipHash, which cost more than the rest of a cache hit.
+    /// foldhash (randomly seeded per process, so keys an attacker picks
+    /// cannot be aimed at one bucket) rather than SipHash, which cost more
+    /// than the rest of a cache hit.
     ///
     /// quick_cache rather than moka (which the gateway's other caches use):
     /// moka's own bookkeeping is about 325 bytes an entry, most of the 400
@@ -495,7 +497,7 @@ impl std::error::Error for TokenError {}
 /// the user service's `uid` when enrichment gave one, else the unionid when
 /// the platform gave one, else the openid. Role grants, tunnel caps and
 /// everything else per user go through this one function.
-pub fn user_key<'a>(uid: Option<&'a str>, unionid: Option<&'a str>, openid: &'a str) -> &'a str {
+pub fn user_key<T>(uid: Option<T>, unionid: Option<T>, openid: T) -> T {
     uid.or(unionid).unwrap_or(openid)
 }
 
@@ -780,8 +782,8 @@ fn identity(c: &Claims, generation: u64) -> Option<Identity> {
         let name = HeaderName::from_bytes(format!("{CLAIM_PREFIX}{name}").as_bytes()).ok()?;
         claims.push((name, v.push(value)?));
     }
-    // The same choice as `user_key`, made on the spans.
-    let user = uid.or(unionid).unwrap_or(sub);
+    // Chosen among the spans, so the user is not stored twice.
+    let user = user_key(uid, unionid, sub);
     let Values {
         buf,
         known,
@@ -790,11 +792,8 @@ fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     // Exactly sized: the cache keeps it for the token's life.
     let values = Bytes::from(buf.into_boxed_slice());
     // Every value must be able to go out as a header.
-    let all = known.iter().chain(claims.iter().map(|(_, s)| s));
-    if all
-        .into_iter()
-        .any(|s| HeaderValue::from_bytes(&values[s.range()]).is_err())
-    {
+    let mut all = known.iter().chain(claims.iter().map(|(_, s)| s));
+    if all.any(|s| HeaderValue::from_bytes(&values[s.range()]).is_err()) {
         return None;
     }
     Some(Identity {
