@@ -66,6 +66,13 @@ impl Ctx<'_> {
     }
 }
 
+/// What the access line needs from the request's start.
+struct Access {
+    start: Instant,
+    method: Method,
+    path: String,
+}
+
 /// What a response is counted under.
 #[derive(Clone, Copy)]
 enum Counted<'g> {
@@ -81,7 +88,14 @@ enum Target<'g> {
 
 /// One request, from its head to its access line.
 pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -> Response<Body> {
-    let start = Instant::now();
+    // The access line's fields (and its clock), gathered only when it will
+    // be written.
+    let access =
+        tracing::enabled!(target: "minigate::access", tracing::Level::INFO).then(|| Access {
+            start: Instant::now(),
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+        });
     let mut ctx = Ctx {
         gw: &gw,
         conn,
@@ -90,16 +104,19 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -
         counted: Counted::Own(Own::Unmatched),
         identity: None,
     };
-    // The access line's fields, gathered only when it will be written.
-    let access = tracing::enabled!(target: "minigate::access", tracing::Level::INFO)
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let span = tracing::info_span!("request", id = ctx.request_id.to_str().unwrap_or("-"));
     let dropped = proxy::drop_underscored(req.headers_mut(), gw.server.underscores_in_headers);
     if let Some(c) = gw.metrics.refusals.get(Refusal::HeaderDropped) {
         c.increment(dropped as u64);
     }
-    let res = run(&mut ctx, req).instrument(span.clone()).await;
-    log(&ctx, res, start, access, &span)
+    // Wrapping the request's future in its span moves the whole future (some
+    // kilobytes) once more: only done when the span records anything.
+    let res = if span.is_disabled() {
+        run(&mut ctx, req).await
+    } else {
+        run(&mut ctx, req).instrument(span.clone()).await
+    };
+    log(&ctx, res, access, &span)
 }
 
 /// classify → admit → the endpoint, or authenticate → rewrite → forward.
@@ -270,8 +287,7 @@ fn rewrite(ctx: &Ctx<'_>, req: &mut Request<Incoming>) {
 fn log(
     ctx: &Ctx<'_>,
     mut res: Response<Body>,
-    start: Instant,
-    access: Option<(Method, String)>,
+    access: Option<Access>,
     span: &tracing::Span,
 ) -> Response<Body> {
     let status = res.status().as_u16();
@@ -281,7 +297,12 @@ fn log(
     };
     metrics.count(status);
     res.headers_mut().insert(REQUEST_ID, ctx.request_id.clone());
-    if let Some((method, path)) = access {
+    if let Some(Access {
+        start,
+        method,
+        path,
+    }) = access
+    {
         let _entered = span.enter();
         tracing::info!(
             target: "minigate::access",

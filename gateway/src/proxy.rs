@@ -113,21 +113,20 @@ fn sane_request_id(v: &HeaderValue) -> bool {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 ///
-/// Runs twice per proxied request, and almost never finds anything: so one
-/// pass over the (few) names present, comparing against the fixed list,
-/// before any removal; not one hashed lookup per hop-by-hop name.
+/// Runs twice per proxied request: on the request it almost never finds
+/// anything, on an upstream's answer usually `Connection: keep-alive` alone.
+/// So one pass over the (few) names present, noting which of the fixed list
+/// are there, and a removal of just those; the names `Connection` lists are
+/// gathered (in a vector, allocated only if there is one) before it goes.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
+    let present = headers
+        .keys()
+        .fold(0u16, |seen, k| seen | hop_by_hop_bit(k));
+    if present == 0 {
         return;
     }
-    // Usually just `Connection: keep-alive`: remove what is there, and the
-    // fields `Connection` names, without a lookup per listed name.
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| is_hop_by_hop(k))
-        .cloned()
-        .collect();
-    if let Some(conn) = headers.get(header::CONNECTION) {
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for conn in headers.get_all(header::CONNECTION) {
         for option in conn.to_str().unwrap_or("").split(',') {
             let option = option.trim();
             if option.is_empty()
@@ -138,30 +137,36 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(option.as_bytes()) {
-                doomed.push(name);
+                listed.push(name);
             }
         }
     }
-    for name in doomed {
+    for (at, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << at) != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in listed {
         headers.remove(name);
     }
 }
 
-/// Is `name` one of [`HOP_BY_HOP`]? A `match` on the name: a length switch
-/// and a compare, with no `HeaderName` built.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+/// The bit of `name`'s place in [`HOP_BY_HOP`], or 0: a `match` on the
+/// name (a length switch and a compare), with no `HeaderName` built.
+fn hop_by_hop_bit(name: &HeaderName) -> u16 {
+    let at = match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "te" => 5,
+        "trailer" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return 0,
+    };
+    1 << at
 }
 
 /// A client's address, with its header form made once rather than
@@ -448,11 +453,11 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         let mut req = Request::from_parts(parts, RequestBody::new(body, f.body_gap));
         let client_side = f.upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        let start = std::time::Instant::now();
+        let start = tokio::time::Instant::now();
         // Waiting for a slot counts against the route's timeout, like the
         // wait for the answer. (The slots are never closed: `ok()` is
-        // always `Some`.)
-        let sent = tokio::time::timeout(route.timeout, async {
+        // always `Some`.) One reading of the clock serves both.
+        let sent = tokio::time::timeout_at(start + route.timeout, async {
             let slot = route.upstream_slots.clone().acquire_owned().await.ok();
             if client_side.is_some() {
                 // Boxed, as every rare path on the way: a future is as large
@@ -522,8 +527,8 @@ mod tests {
 
     #[test]
     fn the_hop_by_hop_matcher_knows_exactly_the_list() {
-        for h in HOP_BY_HOP {
-            assert!(is_hop_by_hop(&h), "{h}");
+        for (at, h) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_bit(h), 1 << at, "{h}");
         }
         for h in [
             "host",
@@ -532,8 +537,35 @@ mod tests {
             "content-length",
             "tee",
         ] {
-            assert!(!is_hop_by_hop(&HeaderName::from_static(h)), "{h}");
+            assert_eq!(hop_by_hop_bit(&HeaderName::from_static(h)), 0, "{h}");
         }
+    }
+
+    #[test]
+    fn hop_by_hop_removal_reads_every_connection_line() {
+        // An upstream's usual answer: just `Connection: keep-alive`.
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive".parse().unwrap());
+        h.insert("content-length", "2".parse().unwrap());
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["content-length"], "2");
+        // Options spread over two lines, and several fixed names at once.
+        let mut h = HeaderMap::new();
+        h.append("connection", "x-one".parse().unwrap());
+        h.append("connection", "close, X-Two, upgrade".parse().unwrap());
+        for n in [
+            "x-one",
+            "x-two",
+            "upgrade",
+            "keep-alive",
+            "trailer",
+            "x-kept",
+        ] {
+            h.insert(HeaderName::from_static(n), "v".parse().unwrap());
+        }
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
     }
 
     #[test]
