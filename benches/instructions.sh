@@ -9,6 +9,8 @@
 #   benches/instructions.sh                          # this tree's build
 #   benches/instructions.sh before=/path/to/minigate # and others, in turn
 #   SCENARIO=public benches/instructions.sh          # the public route
+#   KEEP=/tmp/cg benches/instructions.sh             # keep callgrind's files
+#                                                    # (callgrind_annotate)
 #
 # Each build runs under callgrind behind one nginx upstream; after a 3 s
 # warm-up, instrumentation is switched on for a DURATION-second (default 10)
@@ -21,25 +23,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 SCENARIO=${SCENARIO:-hot}
-export PATH=$PATH:/usr/sbin
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-command -v valgrind >/dev/null || need+=(valgrind)
-if ((${#need[@]})); then
-  echo "installing ${need[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-echo "building minigate (release)" >&2
-cargo build --release --quiet -p minigate -p minigate-benches
-BIN=${CARGO_TARGET_DIR:-target}/release
+. benches/common.sh
+need_commands nginx wrk valgrind
+build_release minigate minigate-benches
 
 WORK=$(mktemp -d /tmp/minigate-instructions.XXXXXX)
 VG_PID=
 cleanup() {
   [[ -n $VG_PID ]] && kill "$VG_PID" 2>/dev/null
   [[ -f $WORK/up.pid ]] && kill "$(cat "$WORK/up.pid")" 2>/dev/null
+  if [[ -n ${KEEP:-} ]]; then
+    mkdir -p "$KEEP" && cp "$WORK"/cg.* "$KEEP"/ 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -58,25 +53,7 @@ http {
 }
 CONF
 nginx -c "$WORK/up.conf"
-cat >"$WORK/minigate.toml" <<CONF
-listen = "127.0.0.1:$GW"
-[tokens]
-issuer = "https://bench.minigate"
-audience = "api"
-access_ttl = "2h"
-[keys]
-dir = "$WORK/keys"
-[server]
-max_requests_per_ip = 0
-[[routes]]
-prefix = "/"
-upstream = "http://127.0.0.1:$UP"
-auth = "required"
-[[routes]]
-prefix = "/public/"
-upstream = "http://127.0.0.1:$UP"
-auth = "public"
-CONF
+minigate_config $GW $UP "$WORK/keys" >"$WORK/minigate.toml"
 case $SCENARIO in
   hot) ARGS=(-H "Authorization: Bearer $HOT" "http://127.0.0.1:$GW/x") ;;
   public) ARGS=("http://127.0.0.1:$GW/public/x") ;;

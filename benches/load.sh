@@ -10,6 +10,7 @@
 #   DURATION=4 benches/load.sh   # shorter
 #   MINIGATE_VARIANTS="base=/path/to/minigate glibc=/path/to/other" benches/load.sh
 #                                # also other minigate builds, side by side
+#   PGO=1 benches/load.sh        # also the profile-guided build (benches/pgo.sh)
 #
 # Every row has the server's CPU time per request: utime + stime of the
 # server's own processes (read from /proc/<pid>/stat, children included, so
@@ -42,24 +43,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need=()
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
-command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
-command -v wrk >/dev/null || need+=(wrk)
-if ((${#need[@]})); then
-  echo "installing ${need[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-export PATH=$PATH:/usr/sbin
+. benches/common.sh
+need_commands nginx haproxy wrk
 ulimit -n "$(ulimit -Hn)"
 # HAProxy needs two descriptors per connection it may hold.
 HAPROXY_MAXCONN=$(( $(ulimit -n) / 2 - 100 ))
 ((HAPROXY_MAXCONN > 10000)) && HAPROXY_MAXCONN=10000
-
-echo "building minigate (release)" >&2
-cargo build --release --quiet -p minigate -p minigate-benches
-BIN=${CARGO_TARGET_DIR:-target}/release
+build_release minigate minigate-benches
+if [[ ${PGO:-0} == 1 ]]; then
+  PGO_BIN=$(benches/pgo.sh | tail -n1)
+  MINIGATE_VARIANTS="pgo=$PGO_BIN ${MINIGATE_VARIANTS:-}"
+fi
 
 UP=18081 NGINX=18082 HAPROXY=18083 MINIGATE=18084 WECHAT=18085
 
@@ -67,26 +61,7 @@ UP=18081 NGINX=18082 HAPROXY=18083 MINIGATE=18084 WECHAT=18085
 "$BIN/mint" "$WORK/keys" 100000
 HOT=$(head -n1 "$WORK/keys/tokens.txt")
 
-# The upstream (nginx `return 200`) and the stand-in code exchange.
-mkdir -p "$WORK/nginx-up" "$WORK/nginx-proxy"
-cat >"$WORK/nginx-up/nginx.conf" <<EOF
-worker_processes 2;
-pid $WORK/nginx-up/pid;
-error_log $WORK/nginx-up/error.log crit;
-events { worker_connections 30000; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP backlog=8192; location / { return 200 "ok"; } }
-  server {
-    listen 127.0.0.1:$WECHAT backlog=8192;
-    location /sns/jscode2session {
-      default_type text/plain;
-      return 200 '{"openid":"openid-load","session_key":"not-a-real-key"}';
-    }
-  }
-}
-EOF
+mkdir -p "$WORK/nginx-proxy"
 cat >"$WORK/nginx-proxy/nginx.conf" <<EOF
 worker_processes 2;
 worker_rlimit_nofile 100000;
@@ -131,81 +106,22 @@ backend up
   http-reuse always
   server up 127.0.0.1:$UP maxconn 256
 EOF
-cat >"$WORK/minigate.toml" <<EOF
-listen = "127.0.0.1:$MINIGATE"
-[tokens]
-issuer = "https://bench.minigate"
-audience = "api"
-access_ttl = "2h"
-refresh_ttl = "30d"
-cache_capacity = 200000
-[keys]
-dir = "$WORK/keys"
-[sessions]
+TOKENS_EXTRA='refresh_ttl = "30d"
+cache_capacity = 200000' \
+SERVER_EXTRA='max_connections = 30000
+login_per_minute = 0' \
+TABLES_EXTRA="[sessions]
 max_sessions = 1000000
-[server]
-max_connections = 30000
-login_per_minute = 0
-# Every wrk connection comes from 127.0.0.1: no per-address cap (the
-# default 256 in flight would answer the 1k and 10k runs with 429s).
-max_requests_per_ip = 0
 [[providers]]
-platform = "wechat"
-appid = "wx0123456789abcdef"
-secret_env = "LOAD_WECHAT_SECRET"
-base_url = "http://127.0.0.1:$WECHAT"
-[[routes]]
-prefix = "/"
-upstream = "http://127.0.0.1:$UP"
-auth = "required"
-[[routes]]
-prefix = "/public/"
-upstream = "http://127.0.0.1:$UP"
-auth = "public"
-EOF
-cat >"$WORK/pool.lua" <<'EOF'
-local tokens, i = {}, 0
-function init(args)
-  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
-  i = math.random(#tokens)
-end
-function request()
-  i = i % #tokens + 1
-  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[i] })
-end
-EOF
-cat >"$WORK/refresh.lua" <<'EOF'
-local queue = {}
-function init(args) for line in io.lines(args[1]) do queue[#queue + 1] = line end end
-function request()
-  local t = table.remove(queue, 1) or "none"
-  return wrk.format("POST", "/auth/refresh", { ["Content-Type"] = "application/json" },
-    '{"refresh_token":"' .. t .. '"}')
-end
-function response(status, headers, body)
-  local t = body:match('"refresh_token":"([^"]+)"')
-  if t then queue[#queue + 1] = t end
-end
-EOF
-cat >"$WORK/login.lua" <<'EOF'
-local n = 0
-function request()
-  n = n + 1
-  return wrk.format("POST", "/auth/login", { ["Content-Type"] = "application/json" },
-    '{"code":"load-' .. n .. '"}')
-end
-EOF
+platform = \"wechat\"
+appid = \"wx0123456789abcdef\"
+secret_env = \"LOAD_WECHAT_SECRET\"
+base_url = \"http://127.0.0.1:$WECHAT\"" \
+  minigate_config $MINIGATE $UP "$WORK/keys" >"$WORK/minigate.toml"
+wrk_scripts "$WORK"
 
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  tail -n 5 "$WORK"/*.log >&2 2>/dev/null
-  exit 1
-}
-nginx -c "$WORK/nginx-up/nginx.conf"
+# The upstream (nginx `return 200`) and the stand-in code exchange.
+start_upstream "$WORK/nginx-up" $UP $WECHAT
 nginx -c "$WORK/nginx-proxy/nginx.conf"
 haproxy -D -p "$WORK/haproxy.pid" -f "$WORK/haproxy.cfg"
 # minigate, then each variant on its own port with the same configuration.
@@ -229,7 +145,7 @@ for i in "${!MINIGATES[@]}"; do
   PIDS+=("${PID[$name]}")
 done
 MINIGATE_PID=${PID[minigate]}
-for p in $UP $NGINX $HAPROXY $WECHAT "${PORT[@]}"; do wait_port "$p"; done
+for p in $UP $NGINX $HAPROXY $WECHAT "${PORT[@]}"; do wait_port "$p" "$WORK"/*.log; done
 NGINX_UP_PID=$(cat "$WORK/nginx-up/pid")
 NGINX_PID=$(cat "$WORK/nginx-proxy/pid")
 HAPROXY_PID=$(cat "$WORK/haproxy.pid")
@@ -357,13 +273,7 @@ done
 for target in "${MINIGATES[@]}"; do
   port=${PORT[$target]} pid=${PID[$target]}
   run "login burst" "$target" "$pid" 64 -s "$WORK/login.lua" "http://127.0.0.1:$port"
-  : >"$WORK/seeds-$target"
-  for i in $(seq 256); do
-    curl -s -X POST "http://127.0.0.1:$port/auth/login" -H 'content-type: application/json' \
-      -d "{\"code\":\"seed-$target-$i\"}" |
-      sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' >>"$WORK/seeds-$target"
-    echo >>"$WORK/seeds-$target"
-  done
+  refresh_seeds "$port" 256 "seed-$target" "$WORK/seeds-$target"
   run "refresh" "$target" "$pid" 64 -s "$WORK/refresh.lua" "http://127.0.0.1:$port" -- "$WORK/seeds-$target"
 done
 for target in "${MINIGATES[@]}"; do

@@ -29,52 +29,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need=()
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
-command -v wrk >/dev/null || need+=(wrk)
-command -v redis-server >/dev/null || need+=(redis-server)
-if ((${#need[@]})); then
-  echo "installing ${need[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-export PATH=$PATH:/usr/sbin
+. benches/common.sh
+need_commands nginx wrk redis-server
 ulimit -n "$(ulimit -Hn)"
+build_release minigate
 
-echo "building minigate (release)" >&2
-cargo build --release --quiet -p minigate
-BIN=${CARGO_TARGET_DIR:-target}/release
-
-WECHAT=18185 GATE=18184 REDIS=18190 C1=18191 C2=18192 C3=18193
-mkdir -p "$WORK/nginx" "$WORK/keys" "$WORK/r" "$WORK/c1" "$WORK/c2" "$WORK/c3"
+WECHAT=18185 UNUSED=18186 GATE=18184 REDIS=18190 C1=18191 C2=18192 C3=18193
+mkdir -p "$WORK/keys" "$WORK/r" "$WORK/c1" "$WORK/c2" "$WORK/c3"
 "$BIN/minigate" keys init --dir "$WORK/keys" >/dev/null
 
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx/pid;
-error_log $WORK/nginx/error.log crit;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$WECHAT backlog=4096;
-    location /sns/jscode2session {
-      default_type text/plain;
-      return 200 '{"openid":"o-\$arg_js_code","session_key":"not-a-real-key"}';
-    }
-  }
-}
-EOF
-nginx -c "$WORK/nginx/nginx.conf"
+# The stand-in code exchange: one user per code. (Its `return 200` upstream
+# on $UNUSED is not used here.)
+start_upstream "$WORK/nginx" $UNUSED $WECHAT 'o-$arg_js_code'
 
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  exit 1
-}
 redis() { # PORT DIR [args...]
   local port=$1 dir=$2
   shift 2
@@ -91,29 +58,7 @@ redis-cli --cluster create 127.0.0.1:$C1 127.0.0.1:$C2 127.0.0.1:$C3 \
   --cluster-replicas 0 --cluster-yes >/dev/null
 until redis-cli -p $C1 cluster info | grep -q cluster_state:ok; do sleep 0.1; done
 
-cat >"$WORK/login.lua" <<'EOF'
-local n, device = 0, "phone"
-function init(args) if args[1] then device = args[1] end end
-function request()
-  n = n + 1
-  local code = device == "pc" and "one-pc-user" or ("user-" .. n)
-  return wrk.format("POST", "/auth/login", { ["Content-Type"] = "application/json" },
-    '{"code":"' .. code .. '","device_type":"' .. device .. '"}')
-end
-EOF
-cat >"$WORK/refresh.lua" <<'EOF'
-local queue = {}
-function init(args) for line in io.lines(args[1]) do queue[#queue + 1] = line end end
-function request()
-  local t = table.remove(queue, 1) or "none"
-  return wrk.format("POST", "/auth/refresh", { ["Content-Type"] = "application/json" },
-    '{"refresh_token":"' .. t .. '"}')
-end
-function response(status, headers, body)
-  local t = body:match('"refresh_token":"([^"]+)"')
-  if t then queue[#queue + 1] = t end
-end
-EOF
+wrk_scripts "$WORK"
 
 ROWS=()
 run() { # STORE SCENARIO CONNS [wrk args...]
@@ -157,13 +102,8 @@ EOF
   PIDS+=("$pid")
   wait_port $GATE
   # 256 sessions to refresh in chains.
-  : >"$WORK/seeds"
-  for i in $(seq 256); do
-    answer=$(curl -s -X POST "http://127.0.0.1:$GATE/auth/login" -H 'content-type: application/json' \
-      -d "{\"code\":\"seed-$i\"}")
-    sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' <<<"$answer" >>"$WORK/seeds"
-  done
-  run $store "login, many users" 64 -s "$WORK/login.lua" "http://127.0.0.1:$GATE"
+  refresh_seeds $GATE 256 "seed-$store" "$WORK/seeds"
+  run $store "login, many users" 64 -s "$WORK/login.lua" "http://127.0.0.1:$GATE" -- phone
   run $store "login, one PC" 64 -s "$WORK/login.lua" "http://127.0.0.1:$GATE" -- pc
   run $store "refresh" 64 -s "$WORK/refresh.lua" "http://127.0.0.1:$GATE" -- "$WORK/seeds"
   kill "$pid"

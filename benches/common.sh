@@ -1,0 +1,164 @@
+# Shell the benchmark scripts share: sourced by load.sh, sessions.sh and
+# instructions.sh (not run on its own), so that the three install, build,
+# wait and configure minigate the same way.
+
+# Installs from Debian's packages the commands that are missing: COMMAND,
+# or COMMAND=PACKAGE where the package has another name.
+#   need_commands nginx wrk h2load=nghttp2-client
+need_commands() {
+  local missing=() c
+  for c in "$@"; do
+    command -v "${c%%=*}" >/dev/null || [[ -x /usr/sbin/${c%%=*} ]] || missing+=("${c#*=}")
+  done
+  if ((${#missing[@]})); then
+    echo "installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  export PATH=$PATH:/usr/sbin
+}
+
+# Builds the given packages in release mode; sets BIN to their binaries.
+#   build_release minigate minigate-benches
+build_release() {
+  echo "building minigate (release)" >&2
+  cargo build --release --quiet "${@/#/-p}"
+  BIN=${CARGO_TARGET_DIR:-target}/release
+}
+
+# Waits for something to listen on 127.0.0.1:PORT (10 s at most); on
+# failure shows the end of the given logs and exits.
+#   wait_port PORT [LOG...]
+wait_port() {
+  local port=$1
+  shift
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on $port" >&2
+  (($#)) && tail -n 5 "$@" >&2 2>/dev/null
+  exit 1
+}
+
+# Prints the configuration the proxy benchmarks run minigate with: the keys
+# in KEYS, a required route `/` and a public route `/public/` to
+# UPSTREAM_PORT, and no per-address cap on requests in flight (every wrk
+# connection comes from 127.0.0.1: the default 256 would answer the 1k and
+# 10k runs with 429s). TOKENS_EXTRA, SERVER_EXTRA and TABLES_EXTRA add
+# lines to `[tokens]`, to `[server]`, and whole tables before the routes.
+#   minigate_config PORT UPSTREAM_PORT KEYS > minigate.toml
+minigate_config() {
+  cat <<EOF
+listen = "127.0.0.1:$1"
+[tokens]
+issuer = "https://bench.minigate"
+audience = "api"
+access_ttl = "2h"
+${TOKENS_EXTRA:-}
+[keys]
+dir = "$3"
+[server]
+max_requests_per_ip = 0
+${SERVER_EXTRA:-}
+${TABLES_EXTRA:-}
+[[routes]]
+prefix = "/"
+upstream = "http://127.0.0.1:$2"
+auth = "required"
+[[routes]]
+prefix = "/public/"
+upstream = "http://127.0.0.1:$2"
+auth = "public"
+EOF
+}
+
+# Starts the upstream of the proxy benchmarks: nginx (2 workers) answering
+# `200 ok` on UP, and beside it a stand-in `jscode2session` on WECHAT that
+# answers as WeChat does (JSON as text/plain) with the openid OPENID (an
+# nginx expression: `o-$arg_js_code` makes one user per code). Its pid is
+# in DIR/pid.
+#   start_upstream DIR UP WECHAT [OPENID]
+start_upstream() {
+  mkdir -p "$1"
+  cat >"$1/nginx.conf" <<EOF
+worker_processes 2;
+pid $1/pid;
+error_log $1/error.log crit;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$2 backlog=8192; location / { return 200 "ok"; } }
+  server {
+    listen 127.0.0.1:$3 backlog=8192;
+    location /sns/jscode2session {
+      default_type text/plain;
+      return 200 '{"openid":"${4:-openid-load}","session_key":"not-a-real-key"}';
+    }
+  }
+}
+EOF
+  nginx -c "$1/nginx.conf"
+}
+
+# Writes wrk's scripts into DIR: pool.lua (each request a token from the
+# file given after `--`, in turn from a random start), login.lua (a login
+# with a new code each time; after `--`, a device type: with `pc`, logins
+# of one user's PC, each ending the one before) and refresh.lua (refresh tokens from the file
+# given after `--`, each answer's refresh token queued for a later request:
+# sessions refreshed in chains).
+wrk_scripts() {
+  cat >"$1/pool.lua" <<'EOF'
+local tokens, i = {}, 0
+function init(args)
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  i = math.random(#tokens)
+end
+function request()
+  i = i % #tokens + 1
+  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+EOF
+  cat >"$1/refresh.lua" <<'EOF'
+local queue = {}
+function init(args) for line in io.lines(args[1]) do queue[#queue + 1] = line end end
+function request()
+  local t = table.remove(queue, 1) or "none"
+  return wrk.format("POST", "/auth/refresh", { ["Content-Type"] = "application/json" },
+    '{"refresh_token":"' .. t .. '"}')
+end
+function response(status, headers, body)
+  local t = body:match('"refresh_token":"([^"]+)"')
+  if t then queue[#queue + 1] = t end
+end
+EOF
+  cat >"$1/login.lua" <<'EOF'
+local n, device = 0, nil
+function init(args) device = args[1] end
+function request()
+  n = n + 1
+  local body = '{"code":"load-' .. n .. '"}'
+  if device == "pc" then
+    body = '{"code":"one-pc-user","device_type":"pc"}'
+  elseif device then
+    body = '{"code":"load-' .. n .. '","device_type":"' .. device .. '"}'
+  end
+  return wrk.format("POST", "/auth/login", { ["Content-Type"] = "application/json" }, body)
+end
+EOF
+}
+
+# Logs in N times at the gateway on PORT (codes PREFIX-1 ... PREFIX-N) and
+# writes the refresh tokens, one a line, to FILE: refresh.lua's seeds.
+#   refresh_seeds PORT N PREFIX FILE
+refresh_seeds() {
+  : >"$4"
+  local i
+  for i in $(seq "$2"); do
+    curl -s -X POST "http://127.0.0.1:$1/auth/login" -H 'content-type: application/json' \
+      -d "{\"code\":\"$3-$i\"}" |
+      sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' >>"$4"
+    echo >>"$4"
+  done
+}
