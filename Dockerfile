@@ -6,6 +6,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY jwks jwks
 COPY gateway gateway
+COPY benches benches
 # Every workspace member must be copied: cargo reads them all.
 RUN cargo build --release --locked -p minigate \
  && strip target/release/minigate
