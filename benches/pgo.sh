@@ -3,6 +3,7 @@
 # inlined by the compiler from a profile of the gateway at work.
 #
 #   benches/pgo.sh                 # writes target/pgo/minigate
+#   SECONDS_EACH=10 benches/pgo.sh # a longer training load (3 s a scenario)
 #   MINIGATE_VARIANTS="pgo=target/pgo/minigate" benches/load.sh
 #
 # 1. builds minigate instrumented (`-Cprofile-generate`, in target/pgo-gen);
