@@ -57,11 +57,11 @@ pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
     // Read as bytes, not `to_str`: the token's alphabet is narrower than
     // visible ASCII, so the one pass of `is_b64token` over it checks both
     // (the token is the longest header of most requests).
-    let Some((scheme, token)) = first
-        .as_bytes()
+    let value = first.as_bytes();
+    let Some((scheme, token)) = value
         .iter()
         .position(|&b| b == b' ')
-        .map(|at| first.as_bytes().split_at(at))
+        .map(|at| value.split_at(at))
     else {
         return Credentials::Malformed;
     };
