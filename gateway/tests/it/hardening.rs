@@ -584,7 +584,8 @@ async fn an_idle_tunnel_is_closed_and_a_busy_one_is_kept() {
     let echo = ws_echo().await;
     let gw = start(Setup {
         upstream_addr: Some(echo.addr),
-        ..hard("tunnel_idle_timeout = \"1s\"\n")
+        // Tunnels outlive the head deadline too.
+        ..hard("tunnel_idle_timeout = \"1s\"\nheader_timeout = \"500ms\"\n")
     })
     .await;
     let t = gw.login("tunnel-idle").await;

@@ -104,6 +104,88 @@ async fn slow_loris_connections_are_closed_without_harm() {
     good_client_served(&gw).await;
 }
 
+/// Reads one response off `s`: its head, and a body of `Content-Length` or
+/// chunked to its last chunk.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let head = text[..end].to_ascii_lowercase();
+            let body = &text[end + 4..];
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map(|n| n.trim().parse::<usize>().unwrap());
+            match length {
+                Some(n) if body.len() >= n => return text,
+                None if body.ends_with("0\r\n\r\n") => return text,
+                _ => {}
+            }
+        }
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed mid-response: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_deadline_spares_requests_in_flight_and_closes_idle_keep_alive() {
+    use futures_util::stream;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    // A slow answer, and an answer that streams with a pause in the middle:
+    // both longer than the head deadline.
+    let pause = Duration::from_millis(1200);
+    let up = serve(move |req: http::Request<hyper::body::Incoming>| {
+        let slow = req.uri().path().ends_with("/slow");
+        async move {
+            if slow {
+                tokio::time::sleep(pause).await;
+            }
+            let parts = stream::unfold(0, move |at| async move {
+                let chunk = match at {
+                    0 => "first ",
+                    1 if slow => return None,
+                    1 => {
+                        tokio::time::sleep(pause).await;
+                        "second"
+                    }
+                    _ => return None,
+                };
+                let frame = Frame::data(bytes::Bytes::from_static(chunk.as_bytes()));
+                Some((Ok::<_, std::convert::Infallible>(frame), at + 1))
+            });
+            http::Response::new(StreamBody::new(parts))
+        }
+    })
+    .await;
+    let gw = start(Setup {
+        upstream_addr: Some(up),
+        upstream_timeout: "10s",
+        ..hostile_setup("header_timeout = \"400ms\"\n")
+    })
+    .await;
+    let mut s = TcpStream::connect(gw.running.addr).await.unwrap();
+    for (path, parts) in [("slow", &["first "][..]), ("stream", &["first ", "second"])] {
+        s.write_all(format!("GET /public/{path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let answer = read_response(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let body = &answer[answer.find("\r\n\r\n").unwrap()..];
+        for part in parts {
+            assert!(body.contains(part), "{answer}");
+        }
+    }
+    // Idle now: the next head is due, and never comes.
+    let (got, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "an idle keep-alive connection was kept open");
+    assert!(got.is_empty(), "{got}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
     let gw = start(hostile_setup("max_connections = 4\n")).await;

@@ -237,6 +237,15 @@ async fn a_stalled_tls_handshake_is_closed_and_others_are_served() {
             tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest)).await;
         assert!(closed.is_ok(), "a stalled handshake was kept open");
     }
+    // A finished handshake that no request head follows is closed the same.
+    let mut quiet = tls_connect_alpn(&pki, port, &[b"http/1.1"]).await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), quiet.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "a TLS connection with no request was kept open"
+    );
+    assert!(rest.is_empty());
 }
 
 #[tokio::test]
@@ -280,11 +289,14 @@ async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_kept() {
         assert_eq!(get(&mut busy).await.unwrap().status(), 200);
     }
     assert!(
-        idle_conn.is_finished(),
-        "the idle HTTP/2 connection is still open"
-    );
-    assert!(
         !busy_conn.is_finished(),
         "the busy HTTP/2 connection was closed"
     );
+    assert!(
+        idle_conn.is_finished(),
+        "the idle HTTP/2 connection is still open"
+    );
+    // Closed in good order (GOAWAY), not cut off by an HTTP/1 head deadline.
+    let ended = idle_conn.await.unwrap();
+    assert!(ended.is_ok(), "{ended:?}");
 }

@@ -4,16 +4,15 @@
 //!
 //! The accept loop is where hostile clients are held off: a cap on open
 //! connections (a semaphore; beyond it clients wait in the listen backlog),
-//! hyper's limits on the request head (431) and a deadline for it
-//! (slow-loris), a deadline for the TLS handshake, and a write deadline on
-//! every connection ([`SendTimeout`]): a client that stops reading its
-//! response is disconnected after `send_timeout`, which frees the upstream
-//! slot its response held. It also owns graceful shutdown: stop accepting,
+//! hyper's limits on the request head (431), a deadline for the TLS
+//! handshake, and the socket's own deadlines ([`client_io`]): one for each
+//! request head (slow-loris, idle keep-alive) and one for each write, so a
+//! client that stops reading its response is disconnected after
+//! `send_timeout`, which frees the upstream slot its response held. It also owns graceful shutdown: stop accepting,
 //! let every in-flight request finish up to a deadline, close idle
 //! connections.
 
 use std::convert::Infallible;
-use std::future::Future as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -26,12 +25,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::body::Body;
 use crate::config::{Config, ServerConfig};
 use crate::gateway::{spawn_reloader, Gateway, StartError};
 use crate::keys::KeyStore;
@@ -40,6 +37,10 @@ use crate::pipeline::handle;
 use crate::proxy::{ClientAddr, Conn};
 use crate::tls::Tls;
 use crate::tunnel::Lease;
+
+mod client_io;
+
+pub use client_io::{ClientIo, HeadDue, Served};
 
 /// A gateway serving on a socket.
 #[derive(Debug)]
@@ -98,7 +99,8 @@ pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartErro
     Ok(running)
 }
 
-/// The HTTP/1 settings of every client connection.
+/// The HTTP/1 settings of every client connection (the admin listener's
+/// too, which keeps hyper's own head deadline).
 fn http1_builder(limits: &ServerConfig) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.keep_alive(true)
@@ -121,20 +123,27 @@ fn http2_builder(limits: &ServerConfig) -> http2::Builder<TokioExecutor> {
 }
 
 /// The per-connection service: every request of the connection goes down
-/// [`handle`] with the connection's address and lease.
+/// [`handle`] with the connection's address and lease. No head is due
+/// while its response is made and sent.
 fn service(
     gw: Arc<Gateway>,
     conn: Arc<Conn>,
+    head: Arc<HeadDue>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = Response<Body>,
+    Response = Response<Served>,
     Error = Infallible,
-    Future = impl std::future::Future<Output = Result<Response<Body>, Infallible>> + Send,
+    Future = impl std::future::Future<Output = Result<Response<Served>, Infallible>> + Send,
 > + Clone {
     service_fn(move |req| {
         conn.requests.fetch_add(1, Ordering::Relaxed);
-        let (gw, conn) = (gw.clone(), conn.clone());
-        async move { Ok::<_, Infallible>(handle(gw, req, &conn).await) }
+        head.busy();
+        let (gw, conn, head) = (gw.clone(), conn.clone(), head.clone());
+        async move {
+            let res = handle(gw, req, &conn).await;
+            let upgraded = res.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            Ok::<_, Infallible>(res.map(|body| Served::new(body, head, upgraded)))
+        }
     })
 }
 
@@ -144,8 +153,8 @@ fn service(
 ///
 /// With `idle`, the connection is also drained once a whole period passes
 /// without a new request on it (so after one to two periods of silence).
-/// hyper closes idle HTTP/1.1 connections by itself (`header_read_timeout`);
-/// an HTTP/2 client that answers pings would otherwise hold its connection
+/// An idle HTTP/1.1 connection is closed by its socket's head deadline
+/// ([`ClientIo`]); an HTTP/2 client that answers pings would otherwise hold its connection
 /// slot for ever.
 async fn drive<C>(
     served: C,
@@ -263,7 +272,10 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Ru
     let gw = gateway.clone();
     let task = tokio::spawn(async move {
         let limits = gw.server.clone();
-        let builder = http1_builder(&limits);
+        let mut builder = http1_builder(&limits);
+        // The socket keeps the head deadline instead (`ClientIo`): the
+        // same rule without a timer made and dropped per request.
+        builder.header_read_timeout(None);
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         // Turns true when the shutdown deadline passes: every connection
         // and tunnel still open is dropped.
@@ -291,8 +303,10 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Ru
                 },
             };
             let _ = stream.set_nodelay(true);
-            let stream = SendTimeout::new(
+            let head = Arc::new(HeadDue::new(limits.header_timeout));
+            let stream = ClientIo::new(
                 stream,
+                head.clone(),
                 limits.send_timeout,
                 gw.metrics.refusals.get(Refusal::SlowReader).cloned(),
             );
@@ -306,19 +320,25 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Ru
                 let Some(tls) = gw.tls.as_ref().map(Tls::acceptor) else {
                     let conn = Arc::new(Conn::new(addr, lease));
                     let served = builder
-                        .serve_connection(TokioIo::new(stream), service(gw, conn.clone()))
+                        .serve_connection(TokioIo::new(stream), service(gw, conn.clone(), head))
                         .with_upgrades();
                     return drive(served, |c| c.graceful_shutdown(), stopping, &conn, None).await;
                 };
-                // The handshake is bounded like a request head.
+                // The handshake is bounded like a request head (the one
+                // that is due, which the socket's reads keep).
                 let Ok(Ok(stream)) =
                     tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
                 else {
                     return;
                 };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                if h2 {
+                    head.off();
+                } else {
+                    head.wait_from(tokio::time::Instant::now());
+                }
                 let conn = Arc::new(Conn::new(addr.over_tls(), lease));
-                let (io, service) = (TokioIo::new(stream), service(gw, conn.clone()));
+                let (io, service) = (TokioIo::new(stream), service(gw, conn.clone(), head));
                 if h2 {
                     let served = http2_builder(&limits).serve_connection(io, service);
                     let idle = Some(limits.header_timeout);
@@ -375,126 +395,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
-    }
-}
-
-/// A client connection with a write deadline: a write (or flush) that
-/// cannot make progress for `limit` fails with `TimedOut`, which ends the
-/// connection and drops the response it was sending, and with it the
-/// upstream slot that response held. The timer is made on the first write
-/// that has to wait and reset when a wait begins, so a client that reads
-/// promptly costs nothing.
-pub struct SendTimeout {
-    io: TcpStream,
-    limit: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    waiting: bool,
-    counter: Option<metrics::Counter>,
-}
-
-impl SendTimeout {
-    /// `io` with writes bounded by `limit`; timeouts counted in `counter`.
-    pub fn new(io: TcpStream, limit: Duration, counter: Option<metrics::Counter>) -> SendTimeout {
-        SendTimeout {
-            io,
-            limit,
-            timer: None,
-            waiting: false,
-            counter,
-        }
-    }
-
-    /// Called when a write returned `Pending`: starts or checks the deadline.
-    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
-        let deadline = tokio::time::Instant::now() + self.limit;
-        let timer = match self.timer.as_mut() {
-            Some(t) => {
-                if !self.waiting {
-                    t.as_mut().reset(deadline);
-                }
-                t
-            }
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        self.waiting = true;
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                if let Some(c) = &self.counter {
-                    c.increment(1);
-                }
-                tracing::debug!("client stopped reading; connection closed");
-                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncRead for SendTimeout {
-    #[inline]
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for SendTimeout {
-    #[inline]
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Pending => this.pending(cx),
-            ready => {
-                this.waiting = false;
-                ready
-            }
-        }
-    }
-
-    #[inline]
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Pending => this.pending(cx),
-            ready => {
-                this.waiting = false;
-                ready
-            }
-        }
-    }
-
-    #[inline]
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    #[inline]
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_flush(cx) {
-            Poll::Pending => this.pending(cx),
-            ready => {
-                this.waiting = false;
-                ready
-            }
-        }
-    }
-
-    #[inline]
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

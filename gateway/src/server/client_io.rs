@@ -1,0 +1,353 @@
+//! The client's socket and its two deadlines: one for the next request head
+//! (slow-loris, and how long an idle keep-alive connection is kept) and one
+//! for each write (a client that stops reading its response).
+//!
+//! Both deadlines are a timer per connection, made on the first wait and
+//! then moved, never remade. hyper's own head deadline (`header_read_timeout`)
+//! boxes a fresh timer for every request and registers and removes it in
+//! the runtime's timer wheel, under the wheel's lock: about 2 % of a
+//! proxied request's instructions. Moving a registered tokio timer later is
+//! one atomic exchange, so here a keep-alive request pays a clock reading
+//! and two atomic stores for the same guarantee.
+//!
+//! The head deadline runs from the moment the gateway waits for a request
+//! head (the connection is accepted, or the TLS handshake done, or the
+//! previous response fully handed to hyper) until that head has been read,
+//! exactly as hyper's did. What knows those moments is the service, not the
+//! socket, so the service and the socket share a [`HeadDue`]: the service
+//! marks it busy when a request head arrives, and the response's body
+//! ([`Served`]) sets the next deadline when hyper drops it, done. While a
+//! request is in flight (an upload, a slow upstream, a long download or
+//! an event stream) there is no head deadline; after a WebSocket upgrade,
+//! or on HTTP/2 (which multiplexes and has its own idle rule), none at all.
+
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use crate::body::Body;
+
+/// `HeadDue::at` while a request is in flight.
+const BUSY: u64 = 0;
+/// `HeadDue::at` when the connection has no head deadline any more.
+const OFF: u64 = u64::MAX;
+
+/// When a connection's next request head is due, shared by its socket
+/// ([`ClientIo`]) and its service.
+///
+/// One HTTP/1 connection handles one request at a time in one task, so the
+/// stores need no ordering with anything else; the atomic only makes the
+/// value shareable between the socket and the service's futures.
+#[derive(Debug)]
+pub struct HeadDue {
+    /// The connection's start: the deadline is kept as nanoseconds after it.
+    base: Instant,
+    /// `server.header_timeout`.
+    timeout: Duration,
+    /// The deadline in nanoseconds after `base`, or [`BUSY`] or [`OFF`].
+    at: AtomicU64,
+}
+
+impl HeadDue {
+    /// A head due `timeout` from now.
+    pub fn new(timeout: Duration) -> HeadDue {
+        let due = HeadDue {
+            base: Instant::now(),
+            timeout,
+            at: AtomicU64::new(BUSY),
+        };
+        due.wait_from(due.base);
+        due
+    }
+
+    /// The next head is awaited from `now` (a response is done, a TLS
+    /// handshake finished).
+    pub fn wait_from(&self, now: Instant) {
+        if self.at.load(Ordering::Relaxed) == OFF {
+            return;
+        }
+        let after = now.saturating_duration_since(self.base) + self.timeout;
+        // A connection would need 584 years to overflow; saturate anyway,
+        // short of the two markers.
+        let nanos = u64::try_from(after.as_nanos()).unwrap_or(OFF - 1).max(1);
+        self.at.store(nanos, Ordering::Relaxed);
+    }
+
+    /// A request head has arrived: no deadline until its response is done.
+    pub fn busy(&self) {
+        if self.at.load(Ordering::Relaxed) != OFF {
+            self.at.store(BUSY, Ordering::Relaxed);
+        }
+    }
+
+    /// No head deadline any more: the connection speaks HTTP/2, or became
+    /// a tunnel.
+    pub fn off(&self) {
+        self.at.store(OFF, Ordering::Relaxed);
+    }
+
+    /// The deadline, if one runs now.
+    fn due(&self) -> Option<Instant> {
+        match self.at.load(Ordering::Relaxed) {
+            BUSY | OFF => None,
+            nanos => Some(self.base + Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+/// A response body that, once hyper is done with it (sent or abandoned),
+/// starts the wait for the connection's next request head.
+pub struct Served {
+    body: Body,
+    head: Arc<HeadDue>,
+    /// A `101 Switching Protocols`: the connection is now a tunnel.
+    upgraded: bool,
+}
+
+impl Served {
+    /// `body`, the response to a request on the connection `head` watches.
+    pub fn new(body: Body, head: Arc<HeadDue>, upgraded: bool) -> Served {
+        Served {
+            body,
+            head,
+            upgraded,
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.upgraded {
+            self.head.off();
+        } else {
+            self.head.wait_from(Instant::now());
+        }
+    }
+}
+
+impl hyper::body::Body for Served {
+    type Data = <Body as hyper::body::Body>::Data;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A client's TCP stream with the connection's deadlines.
+///
+/// A read that has to wait while a head is due fails with `TimedOut` once
+/// the deadline passes; a write (or flush) that cannot make progress for
+/// `send_timeout` fails the same way, which ends the connection and drops
+/// the response it was sending, and with it the upstream slot that
+/// response held. Either way hyper closes the connection without an answer.
+pub struct ClientIo {
+    io: TcpStream,
+    head: Arc<HeadDue>,
+    head_timer: Option<Pin<Box<Sleep>>>,
+    send_timeout: Duration,
+    send_timer: Option<Pin<Box<Sleep>>>,
+    /// A write is waiting: its deadline is set.
+    sending: bool,
+    slow_readers: Option<metrics::Counter>,
+}
+
+impl ClientIo {
+    /// `io`, its reads bounded by `head`'s deadline and its writes by
+    /// `send_timeout`; write timeouts counted in `slow_readers`.
+    pub fn new(
+        io: TcpStream,
+        head: Arc<HeadDue>,
+        send_timeout: Duration,
+        slow_readers: Option<metrics::Counter>,
+    ) -> ClientIo {
+        ClientIo {
+            io,
+            head,
+            head_timer: None,
+            send_timeout,
+            send_timer: None,
+            sending: false,
+            slow_readers,
+        }
+    }
+
+    /// A read returned `Pending`: if a head is due, wait for it no longer
+    /// than its deadline.
+    fn read_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let Some(due) = self.head.due() else {
+            return Poll::Pending;
+        };
+        match at(&mut self.head_timer, due).poll(cx) {
+            Poll::Ready(()) => {
+                tracing::debug!("no request head within header_timeout; connection closed");
+                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// A write returned `Pending`: starts or checks its deadline.
+    fn write_pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
+        // A wait that goes on keeps its deadline; a new one starts one.
+        let deadline = match (&self.send_timer, self.sending) {
+            (Some(timer), true) => timer.deadline(),
+            _ => Instant::now() + self.send_timeout,
+        };
+        self.sending = true;
+        match at(&mut self.send_timer, deadline).poll(cx) {
+            Poll::Ready(()) => {
+                if let Some(c) = &self.slow_readers {
+                    c.increment(1);
+                }
+                tracing::debug!("client stopped reading; connection closed");
+                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// A write made progress: its deadline no longer runs.
+    #[inline]
+    fn wrote<T>(&mut self, ready: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        self.sending = false;
+        ready
+    }
+}
+
+/// `timer` set to fire at `deadline`: made the first time, moved after.
+/// Moving a registered timer later costs an atomic exchange, not the
+/// timer wheel's lock.
+fn at(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant) -> Pin<&mut Sleep> {
+    match timer {
+        Some(t) => {
+            if t.deadline() != deadline {
+                t.as_mut().reset(deadline);
+            }
+            t.as_mut()
+        }
+        None => timer
+            .insert(Box::pin(tokio::time::sleep_until(deadline)))
+            .as_mut(),
+    }
+}
+
+impl AsyncRead for ClientIo {
+    #[inline]
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending => this.read_pending(cx),
+            ready => ready,
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    #[inline]
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write(cx, buf) {
+            Poll::Pending => this.write_pending(cx),
+            ready => this.wrote(ready),
+        }
+    }
+
+    #[inline]
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Pending => this.write_pending(cx),
+            ready => this.wrote(ready),
+        }
+    }
+
+    #[inline]
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    #[inline]
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Pending => this.write_pending(cx),
+            ready => this.wrote(ready),
+        }
+    }
+
+    #[inline]
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_head_deadline_pauses_while_busy_and_restarts_after_a_response() {
+        let head = HeadDue::new(Duration::from_secs(10));
+        let first = head.due().expect("due from the start");
+        assert_eq!(first, head.base + Duration::from_secs(10));
+        head.busy();
+        assert_eq!(head.due(), None);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        head.wait_from(Instant::now());
+        assert_eq!(head.due(), Some(Instant::now() + Duration::from_secs(10)));
+        head.off();
+        assert_eq!(head.due(), None);
+        // Off stays off: neither a request nor a response turns it back on.
+        head.busy();
+        head.wait_from(Instant::now());
+        assert_eq!(head.due(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_moved_timer_fires_at_its_new_deadline() {
+        let mut timer = None;
+        let start = Instant::now();
+        assert_eq!(
+            at(&mut timer, start + Duration::from_secs(1)).deadline(),
+            start + Duration::from_secs(1)
+        );
+        let later = start + Duration::from_secs(5);
+        at(&mut timer, later).await;
+        assert_eq!(Instant::now(), later);
+    }
+}
