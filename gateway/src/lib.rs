@@ -2,8 +2,9 @@
 //!
 //! The path of a request reads top to bottom in [`pipeline`]: classify →
 //! admit → authenticate → rewrite → forward → log. [`server`] is the
-//! listener that feeds it (accept, TLS, HTTP/1 or 2, drain), and
-//! [`gateway`] the shared state it reads. Along the way [`routes`] picks
+//! listener that feeds it (accept, TLS, HTTP/1 or 2, drain), [`conn`] what
+//! a request knows of its connection, and [`gateway`] the shared state it
+//! reads. Along the way [`routes`] picks
 //! the upstream and refuses paths an upstream could misread, [`auth`]
 //! applies the route's policy using [`tokens`], [`proxy`] rewrites headers
 //! and forwards over [`upstream`]'s connections (driven by the request's
@@ -28,6 +29,7 @@ pub mod body;
 pub mod cli;
 pub mod codes;
 pub mod config;
+pub mod conn;
 pub mod crypto;
 pub mod dev;
 pub mod endpoints;

@@ -37,12 +37,13 @@ use tracing::Instrument as _;
 
 use crate::auth::check;
 use crate::body::Body;
+use crate::conn::{ClientAddr, Conn};
 use crate::endpoints::{self, Endpoint};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::limits::{bucket, InFlight};
 use crate::metrics::{Own, Refusal};
-use crate::proxy::{self, client_behind, request_id, ClientAddr, Conn, Forward, REQUEST_ID};
+use crate::proxy::{self, client_behind, request_id, Forward, REQUEST_ID};
 use crate::routes::{check_path, Route};
 use crate::tokens::Identity;
 use crate::tunnel::{self, TunnelPlace};

@@ -29,6 +29,7 @@ use hyper::body::Incoming;
 
 use crate::body::{Body, ClientBodyError, RequestBody, UpstreamBody};
 use crate::config::ServerConfig;
+use crate::conn::ClientAddr;
 use crate::error::ApiError;
 use crate::limits::InFlight;
 use crate::metrics::{Counters, Refusal, RouteMetrics};
@@ -167,70 +168,6 @@ fn hop_by_hop_bit(name: &HeaderName) -> u16 {
         _ => return 0,
     };
     1 << at
-}
-
-/// A client's address, with its header form made once rather than
-/// formatted on every request.
-#[derive(Debug, Clone)]
-pub struct ClientAddr {
-    /// The IP.
-    pub ip: IpAddr,
-    /// The same, as a header value.
-    pub header: HeaderValue,
-    /// `http` or `https`: the connection's scheme, for `X-Forwarded-Proto`.
-    pub proto: HeaderValue,
-}
-
-impl ClientAddr {
-    /// The address of a new plain-HTTP connection's peer.
-    pub fn new(ip: IpAddr) -> ClientAddr {
-        let header =
-            HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"));
-        ClientAddr {
-            ip,
-            header,
-            proto: HeaderValue::from_static("http"),
-        }
-    }
-
-    /// The client behind a trusted proxy, on this connection's scheme.
-    fn forwarded(&self, ip: IpAddr) -> ClientAddr {
-        ClientAddr {
-            proto: self.proto.clone(),
-            ..ClientAddr::new(ip)
-        }
-    }
-
-    /// The same, for a connection that came over TLS.
-    pub fn over_tls(self) -> ClientAddr {
-        ClientAddr {
-            proto: HeaderValue::from_static("https"),
-            ..self
-        }
-    }
-}
-
-/// One client connection, as each of its requests sees it.
-#[derive(Debug)]
-pub struct Conn {
-    /// The TCP peer.
-    pub addr: ClientAddr,
-    /// Its connection slot, handed on to any tunnel it opens.
-    pub lease: Arc<Lease>,
-    /// Requests started on it so far: an HTTP/2 connection on which this
-    /// stops moving is idle.
-    pub requests: AtomicU64,
-}
-
-impl Conn {
-    /// A new connection from `addr` holding `lease`.
-    pub fn new(addr: ClientAddr, lease: Arc<Lease>) -> Conn {
-        Conn {
-            addr,
-            lease,
-            requests: AtomicU64::new(0),
-        }
-    }
 }
 
 /// The request id of a request: the client's, if it sent a sane one, else a

@@ -14,16 +14,16 @@
 //! head (the connection is accepted, or the TLS handshake done, or the
 //! previous response fully handed to hyper) until that head has been read,
 //! exactly as hyper's did. What knows those moments is the service, not the
-//! socket, so the service and the socket share a [`HeadDue`]: the service
-//! marks it busy when a request head arrives, and the response's body
-//! ([`Served`]) sets the next deadline when hyper drops it, done. While a
+//! socket, so the service and the socket share the connection's
+//! [`HeadDue`](crate::conn::HeadDue): the service marks it busy when a request head arrives, and
+//! the response's body ([`Served`]) sets the next deadline when hyper drops
+//! it, done. While a
 //! request is in flight (an upload, a slow upstream, a long download or
 //! an event stream) there is no head deadline; after a WebSocket upgrade,
 //! or on HTTP/2 (which multiplexes and has its own idle rule), none at all.
 
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -34,90 +34,24 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::Body;
-
-/// `HeadDue::at` while a request is in flight.
-const BUSY: u64 = 0;
-/// `HeadDue::at` when the connection has no head deadline any more.
-const OFF: u64 = u64::MAX;
-
-/// When a connection's next request head is due, shared by its socket
-/// ([`ClientIo`]) and its service.
-///
-/// One HTTP/1 connection handles one request at a time in one task, so the
-/// stores need no ordering with anything else; the atomic only makes the
-/// value shareable between the socket and the service's futures.
-#[derive(Debug)]
-pub struct HeadDue {
-    /// The connection's start: the deadline is kept as nanoseconds after it.
-    base: Instant,
-    /// `server.header_timeout`.
-    timeout: Duration,
-    /// The deadline in nanoseconds after `base`, or [`BUSY`] or [`OFF`].
-    at: AtomicU64,
-}
-
-impl HeadDue {
-    /// A head due `timeout` from now.
-    pub fn new(timeout: Duration) -> HeadDue {
-        let due = HeadDue {
-            base: Instant::now(),
-            timeout,
-            at: AtomicU64::new(BUSY),
-        };
-        due.wait_from(due.base);
-        due
-    }
-
-    /// The next head is awaited from `now` (a response is done, a TLS
-    /// handshake finished).
-    pub fn wait_from(&self, now: Instant) {
-        if self.at.load(Ordering::Relaxed) == OFF {
-            return;
-        }
-        let after = now.saturating_duration_since(self.base) + self.timeout;
-        // A connection would need 584 years to overflow; saturate anyway,
-        // short of the two markers.
-        let nanos = u64::try_from(after.as_nanos()).unwrap_or(OFF - 1).max(1);
-        self.at.store(nanos, Ordering::Relaxed);
-    }
-
-    /// A request head has arrived: no deadline until its response is done.
-    pub fn busy(&self) {
-        if self.at.load(Ordering::Relaxed) != OFF {
-            self.at.store(BUSY, Ordering::Relaxed);
-        }
-    }
-
-    /// No head deadline any more: the connection speaks HTTP/2, or became
-    /// a tunnel.
-    pub fn off(&self) {
-        self.at.store(OFF, Ordering::Relaxed);
-    }
-
-    /// The deadline, if one runs now.
-    fn due(&self) -> Option<Instant> {
-        match self.at.load(Ordering::Relaxed) {
-            BUSY | OFF => None,
-            nanos => Some(self.base + Duration::from_nanos(nanos)),
-        }
-    }
-}
+use crate::conn::Conn;
 
 /// A response body that, once hyper is done with it (sent or abandoned),
 /// starts the wait for the connection's next request head.
 pub struct Served {
     body: Body,
-    head: Arc<HeadDue>,
+    /// The request's own handle on its connection, kept to the end.
+    conn: Arc<Conn>,
     /// A `101 Switching Protocols`: the connection is now a tunnel.
     upgraded: bool,
 }
 
 impl Served {
-    /// `body`, the response to a request on the connection `head` watches.
-    pub fn new(body: Body, head: Arc<HeadDue>, upgraded: bool) -> Served {
+    /// `body`, the response to a request on `conn`.
+    pub fn new(body: Body, conn: Arc<Conn>, upgraded: bool) -> Served {
         Served {
             body,
-            head,
+            conn,
             upgraded,
         }
     }
@@ -126,9 +60,9 @@ impl Served {
 impl Drop for Served {
     fn drop(&mut self) {
         if self.upgraded {
-            self.head.off();
+            self.conn.head.off();
         } else {
-            self.head.wait_from(Instant::now());
+            self.conn.head.wait_from(Instant::now());
         }
     }
 }
@@ -165,7 +99,7 @@ impl hyper::body::Body for Served {
 /// response held. Either way hyper closes the connection without an answer.
 pub struct ClientIo {
     io: TcpStream,
-    head: Arc<HeadDue>,
+    conn: Arc<Conn>,
     head_timer: Option<Pin<Box<Sleep>>>,
     send_timeout: Duration,
     send_timer: Option<Pin<Box<Sleep>>>,
@@ -175,17 +109,17 @@ pub struct ClientIo {
 }
 
 impl ClientIo {
-    /// `io`, its reads bounded by `head`'s deadline and its writes by
+    /// `io`, its reads bounded by `conn`'s head deadline and its writes by
     /// `send_timeout`; write timeouts counted in `slow_readers`.
     pub fn new(
         io: TcpStream,
-        head: Arc<HeadDue>,
+        conn: Arc<Conn>,
         send_timeout: Duration,
         slow_readers: Option<metrics::Counter>,
     ) -> ClientIo {
         ClientIo {
             io,
-            head,
+            conn,
             head_timer: None,
             send_timeout,
             send_timer: None,
@@ -197,7 +131,7 @@ impl ClientIo {
     /// A read returned `Pending`: if a head is due, wait for it no longer
     /// than its deadline.
     fn read_pending(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let Some(due) = self.head.due() else {
+        let Some(due) = self.conn.head.due() else {
             return Poll::Pending;
         };
         match at(&mut self.head_timer, due).poll(cx) {
@@ -319,24 +253,6 @@ impl AsyncWrite for ClientIo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_head_deadline_pauses_while_busy_and_restarts_after_a_response() {
-        let head = HeadDue::new(Duration::from_secs(10));
-        let first = head.due().expect("due from the start");
-        assert_eq!(first, head.base + Duration::from_secs(10));
-        head.busy();
-        assert_eq!(head.due(), None);
-        tokio::time::advance(Duration::from_secs(60)).await;
-        head.wait_from(Instant::now());
-        assert_eq!(head.due(), Some(Instant::now() + Duration::from_secs(10)));
-        head.off();
-        assert_eq!(head.due(), None);
-        // Off stays off: neither a request nor a response turns it back on.
-        head.busy();
-        head.wait_from(Instant::now());
-        assert_eq!(head.due(), None);
-    }
 
     #[tokio::test(start_paused = true)]
     async fn a_moved_timer_fires_at_its_new_deadline() {

@@ -30,17 +30,17 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ServerConfig};
+use crate::conn::{ClientAddr, Conn};
 use crate::gateway::{spawn_reloader, Gateway, StartError};
 use crate::keys::KeyStore;
 use crate::metrics::Refusal;
 use crate::pipeline::handle;
-use crate::proxy::{ClientAddr, Conn};
 use crate::tls::Tls;
 use crate::tunnel::Lease;
 
 mod client_io;
 
-pub use client_io::{ClientIo, HeadDue, Served};
+pub use client_io::{ClientIo, Served};
 
 /// A gateway serving on a socket.
 #[derive(Debug)]
@@ -128,7 +128,6 @@ fn http2_builder(limits: &ServerConfig) -> http2::Builder<TokioExecutor> {
 fn service(
     gw: Arc<Gateway>,
     conn: Arc<Conn>,
-    head: Arc<HeadDue>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Served>,
@@ -137,12 +136,12 @@ fn service(
 > + Clone {
     service_fn(move |req| {
         conn.requests.fetch_add(1, Ordering::Relaxed);
-        head.busy();
-        let (gw, conn, head) = (gw.clone(), conn.clone(), head.clone());
+        conn.head.busy();
+        let (gw, conn) = (gw.clone(), conn.clone());
         async move {
             let res = handle(gw, req, &conn).await;
             let upgraded = res.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-            Ok::<_, Infallible>(res.map(|body| Served::new(body, head, upgraded)))
+            Ok::<_, Infallible>(res.map(|body| Served::new(body, conn, upgraded)))
         }
     })
 }
@@ -303,29 +302,32 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Ru
                 },
             };
             let _ = stream.set_nodelay(true);
-            let head = Arc::new(HeadDue::new(limits.header_timeout));
-            let stream = ClientIo::new(
-                stream,
-                head.clone(),
-                limits.send_timeout,
-                gw.metrics.refusals.get(Refusal::SlowReader).cloned(),
-            );
             let gw = gw.clone();
-            let lease = Arc::new(Lease::new(slot, cut_rx.clone()));
+            let cut = cut_rx.clone();
             let stopping = stopped.clone();
             let builder = builder.clone();
             let limits = limits.clone();
             tokio::spawn(async move {
-                let addr = ClientAddr::new(peer.ip());
+                let addr = match gw.tls {
+                    Some(_) => ClientAddr::new(peer.ip()).over_tls(),
+                    None => ClientAddr::new(peer.ip()),
+                };
+                let lease = Arc::new(Lease::new(slot, cut));
+                let conn = Arc::new(Conn::new(addr, lease, limits.header_timeout));
+                let stream = ClientIo::new(
+                    stream,
+                    conn.clone(),
+                    limits.send_timeout,
+                    gw.metrics.refusals.get(Refusal::SlowReader).cloned(),
+                );
                 let Some(tls) = gw.tls.as_ref().map(Tls::acceptor) else {
-                    let conn = Arc::new(Conn::new(addr, lease));
                     let served = builder
-                        .serve_connection(TokioIo::new(stream), service(gw, conn.clone(), head))
+                        .serve_connection(TokioIo::new(stream), service(gw, conn.clone()))
                         .with_upgrades();
                     return drive(served, |c| c.graceful_shutdown(), stopping, &conn, None).await;
                 };
                 // The handshake is bounded like a request head (the one
-                // that is due, which the socket's reads keep).
+                // that is due, which the socket's reads keep too).
                 let Ok(Ok(stream)) =
                     tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await
                 else {
@@ -333,12 +335,11 @@ pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Ru
                 };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 if h2 {
-                    head.off();
+                    conn.head.off();
                 } else {
-                    head.wait_from(tokio::time::Instant::now());
+                    conn.head.wait_from(tokio::time::Instant::now());
                 }
-                let conn = Arc::new(Conn::new(addr.over_tls(), lease));
-                let (io, service) = (TokioIo::new(stream), service(gw, conn.clone(), head));
+                let (io, service) = (TokioIo::new(stream), service(gw, conn.clone()));
                 if h2 {
                     let served = http2_builder(&limits).serve_connection(io, service);
                     let idle = Some(limits.header_timeout);
