@@ -4,9 +4,9 @@
 //!
 //! The listener ([`crate::server`]) makes a [`Conn`] when it accepts; the
 //! socket, the service and every request of the connection share it. Its
-//! fields are written by one task at a time (HTTP/1 handles one request at
-//! a time; HTTP/2 touches only the request count), so they are plain
-//! atomics with relaxed ordering.
+//! changing fields are atomics with relaxed ordering: the request count is
+//! only ever added to, and the head deadline is written by one task at a
+//! time (HTTP/1 handles one request at a time; on HTTP/2 it is off).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
