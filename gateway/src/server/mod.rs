@@ -5,12 +5,12 @@
 //! The accept loop is where hostile clients are held off: a cap on open
 //! connections (a semaphore; beyond it clients wait in the listen backlog),
 //! hyper's limits on the request head (431), a deadline for the TLS
-//! handshake, and the socket's own deadlines ([`client_io`]): one for each
+//! handshake, and the socket's own deadlines ([`ClientIo`]): one for each
 //! request head (slow-loris, idle keep-alive) and one for each write, so a
 //! client that stops reading its response is disconnected after
-//! `send_timeout`, which frees the upstream slot its response held. It also owns graceful shutdown: stop accepting,
-//! let every in-flight request finish up to a deadline, close idle
-//! connections.
+//! `send_timeout`, which frees the upstream slot its response held. It
+//! also owns graceful shutdown: stop accepting, let every in-flight request
+//! finish up to a deadline, close idle connections.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
