@@ -244,10 +244,12 @@ async fn redis_down_fails_closed_and_recovers() {
     redis.kill();
     assert_store_down(&gw, &t).await;
     redis.restart().await;
-    // Reconnects by itself. The restarted Redis kept nothing (no
-    // persistence), so the old session is unknown: a new login works.
+    // Reconnects by itself (until it has, the store is down: wait for a
+    // login to pass). The restarted Redis kept nothing (no persistence), so
+    // the old session is unknown.
+    let fresh = eventually_ok(&gw.http, &gw.url, "after a restart").await;
     refresh_refused(&gw.http, &gw.url, &t.refresh_token).await;
-    let t = eventually_ok(&gw.http, &gw.url, "after a restart").await;
+    let t = fresh;
 
     // Hung: connections stay open, nothing answers. Calls time out.
     redis.pause(true);
