@@ -9,6 +9,8 @@
 #   benches/instructions.sh                          # this tree's build
 #   benches/instructions.sh before=/path/to/minigate # and others, in turn
 #   SCENARIO=public benches/instructions.sh          # the public route
+#   SCENARIO=miss benches/instructions.sh            # 20,000 distinct tokens:
+#                                                    # every request a cache miss
 #   KEEP=/tmp/cg benches/instructions.sh             # keep callgrind's files
 #                                                    # (callgrind_annotate)
 #
@@ -39,7 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 UP=18281 GW=18290
-"$BIN/mint" "$WORK/keys" 10 >/dev/null
+"$BIN/mint" "$WORK/keys" "$([[ $SCENARIO == miss ]] && echo 20000 || echo 10)" >/dev/null
 HOT=$(head -n1 "$WORK/keys/tokens.txt")
 cat >"$WORK/up.conf" <<CONF
 worker_processes 1;
@@ -57,7 +59,11 @@ minigate_config $GW $UP "$WORK/keys" >"$WORK/minigate.toml"
 case $SCENARIO in
   hot) ARGS=(-H "Authorization: Bearer $HOT" "http://127.0.0.1:$GW/x") ;;
   public) ARGS=("http://127.0.0.1:$GW/public/x") ;;
-  *) echo "SCENARIO is hot or public" >&2; exit 2 ;;
+  miss)
+    wrk_scripts "$WORK"
+    ARGS=(-s "$WORK/pool.lua" "http://127.0.0.1:$GW/x" -- "$WORK/keys/tokens.txt")
+    ;;
+  *) echo "SCENARIO is hot, public or miss" >&2; exit 2 ;;
 esac
 
 echo "| build | requests | instructions | per request |"
@@ -81,6 +87,6 @@ for build in "minigate=$BIN/minigate" "$@"; do
   wait "$VG_PID" 2>/dev/null || true
   VG_PID=
   requests=$(awk '/requests in/ { print $1 }' <<<"$out")
-  total=$(cat "$WORK"/cg."$name".* | awk '/^totals:/ { s += $2 } END { print s + 0 }')
+  total=$(cat "$WORK"/cg."$name".* | awk '/^totals:/ { s += $2 } END { printf "%.0f", s }')
   echo "| $name | $requests | $total | $(awk -v t="$total" -v n="$requests" 'BEGIN { printf "%.0f", t / n }') |"
 done

@@ -496,14 +496,29 @@ pub(crate) fn err(key: impl Into<String>, problem: impl Into<String>) -> ConfigE
     }
 }
 
-/// Parses a duration such as `30s`, `15m`, `12h` or `30d`.
+/// The longest duration any key takes. Timeouts are added to the clock on
+/// the request path, where an absurd one (humantime reads up to 2^64
+/// seconds) would overflow `Instant` and panic; refusing it here turns that
+/// into a config error at start. A hundred years is far beyond any TTL or
+/// timeout that means something.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// Parses a duration such as `30s`, `15m`, `12h` or `30d`, at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(value.trim()).map_err(|_| {
+    let d = humantime::parse_duration(value.trim()).map_err(|_| {
         err(
             key,
             format!("{value:?} is not a duration (e.g. \"30s\", \"15m\", \"12h\", \"30d\")"),
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(err(
+            key,
+            format!("{value:?} is too long (at most 100 years)"),
+        ));
+    }
+    Ok(d)
 }
 
 /// Is `s` usable as an HTTP header value and short: ids that end up in
@@ -559,6 +574,39 @@ auth = "optional"
             "SHORT" => Some("short".to_owned()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_duration_longer_than_a_century_is_refused() {
+        assert_eq!(
+            parse_duration("k", "100y").unwrap(),
+            MAX_DURATION,
+            "humantime's year is 365.25 days"
+        );
+        let e = parse_duration("k", "101y").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"k: "101y" is too long (at most 100 years)"#
+        );
+        // Long enough to overflow the clock when added to it: refused, where
+        // it used to panic the worker serving the request.
+        for key in ["send_timeout", "header_timeout", "proxy_body_timeout"] {
+            let text = GOOD.replace(
+                "[[providers]]",
+                &format!("[server]\n{key} = \"500000000000y\"\n[[providers]]"),
+            );
+            let e = Config::from_toml(&text, &env).unwrap_err();
+            assert_eq!(e.key, format!("server.{key}"));
+            assert!(e.problem.contains("too long"), "{e}");
+        }
+        let route = GOOD.replace(
+            "auth = \"optional\"",
+            "auth = \"optional\"\ntimeout = \"500000000000y\"",
+        );
+        assert_eq!(
+            Config::from_toml(&route, &env).unwrap_err().key,
+            "routes[0].timeout"
+        );
     }
 
     #[test]
