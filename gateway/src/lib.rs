@@ -48,6 +48,7 @@ pub mod rsa2;
 pub mod server;
 pub mod sessions;
 pub mod signin;
+pub mod timer;
 pub mod tls;
 pub mod tokens;
 pub mod tunnel;

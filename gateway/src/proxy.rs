@@ -26,6 +26,8 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use tokio::sync::{OwnedSemaphorePermit, TryAcquireError};
+use tokio::time::Instant;
 
 use crate::body::{Body, ClientBodyError, RequestBody, UpstreamBody};
 use crate::config::ServerConfig;
@@ -36,7 +38,7 @@ use crate::metrics::{Counters, Refusal, RouteMetrics};
 use crate::routes::Route;
 use crate::tokens::Identity;
 use crate::tunnel::{self, Lease, TunnelPlace};
-use crate::upstream::Upstreams;
+use crate::upstream::{UpstreamError, Upstreams};
 
 /// `X-Request-Id`: kept if the client's is sane, else generated.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -304,6 +306,27 @@ pub fn rewrite_request_headers(
     }
 }
 
+/// A slot of `route`'s upstream: at once when one is free (no timer for
+/// the common case), else waited for until `deadline`. The slots are never
+/// closed, so `None` does not happen.
+async fn upstream_slot(
+    route: &Route,
+    deadline: Instant,
+) -> Result<Option<OwnedSemaphorePermit>, UpstreamError> {
+    match route.upstream_slots.clone().try_acquire_owned() {
+        Ok(slot) => Ok(Some(slot)),
+        Err(TryAcquireError::Closed) => Ok(None),
+        Err(TryAcquireError::NoPermits) => {
+            // Boxed: a rare state kept out of every request's future.
+            let wait = route.upstream_slots.clone().acquire_owned();
+            Box::pin(tokio::time::timeout_at(deadline, wait))
+                .await
+                .map(Result::ok)
+                .map_err(|_| UpstreamError::TimedOut)
+        }
+    }
+}
+
 /// HTTP/2 lets a client split `cookie` into several fields; an HTTP/1.1
 /// upstream must get them as one, joined with `; ` (RFC 9113 8.2.3).
 pub fn join_cookies(headers: &mut HeaderMap) {
@@ -390,27 +413,33 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         let mut req = Request::from_parts(parts, RequestBody::new(body, f.body_gap));
         let client_side = f.upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        let start = tokio::time::Instant::now();
+        let start = Instant::now();
         // Waiting for a slot counts against the route's timeout, like the
-        // wait for the answer. (The slots are never closed: `ok()` is
-        // always `Some`.) One reading of the clock serves both.
-        let sent = tokio::time::timeout_at(start + route.timeout, async {
-            let slot = route.upstream_slots.clone().acquire_owned().await.ok();
+        // wait for the answer: one deadline, from one reading of the clock.
+        let deadline = start + route.timeout;
+        let sent = async {
+            let slot = upstream_slot(route, deadline).await?;
             if client_side.is_some() {
                 // Boxed, as every rare path on the way: a future is as large
                 // as its largest state, and every request's is moved about.
-                Box::pin(Upstreams::send_upgrade(&route.authority, req))
+                let upgrade = Upstreams::send_upgrade(&route.authority, req);
+                Box::pin(tokio::time::timeout_at(deadline, upgrade))
                     .await
+                    .map_err(|_| UpstreamError::TimedOut)?
                     .map(|res| (slot, res, None))
             } else {
-                let (res, lent) = self.upstreams.send(&route.authority, req).await?;
+                let (res, lent) = self.upstreams.send(&route.authority, req, deadline).await?;
                 Ok((slot, res, Some(lent)))
             }
-        })
+        }
         .await;
         let (slot, mut res, lent) = match sent {
-            Ok(Ok(sent)) => sent,
-            Ok(Err(e)) => {
+            Ok(sent) => sent,
+            Err(UpstreamError::TimedOut) => {
+                tracing::warn!(upstream = %route.authority, "upstream did not answer in time");
+                return ApiError::GatewayTimeout.into_response();
+            }
+            Err(e) => {
                 return match ClientBodyError::find(&e) {
                     Some(ClientBodyError::Stalled) => {
                         f.refusals.increment(Refusal::SlowBody);
@@ -425,10 +454,6 @@ impl Proxy {
                         ApiError::BadGateway.into_response()
                     }
                 };
-            }
-            Err(_) => {
-                tracing::warn!(upstream = %route.authority, "upstream did not answer in time");
-                return ApiError::GatewayTimeout.into_response();
             }
         };
         f.metrics.upstream.record(start.elapsed().as_secs_f64());

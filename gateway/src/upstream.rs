@@ -21,6 +21,12 @@
 //! upstream closed it at that moment) is sent again on a new one; nothing
 //! that was sent is ever sent twice.
 //!
+//! The route's timeout (from the request's arrival to the answer's head)
+//! is kept by the connection's own [`Timer`], moved to each request's
+//! deadline, rather than a timer made and registered per request. The rare
+//! waits before a connection is in hand (a slot, a new connection) are
+//! bounded by the same deadline with a timer of their own.
+//!
 //! WebSocket handshakes take a new connection of their own, run in its own
 //! task: after the upgrade it is a tunnel, not an HTTP connection.
 
@@ -41,6 +47,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::timer::Timer;
 
 /// A request body hyper's client can send: the gateway's is
 /// [`crate::body::RequestBody`]; this module needs to know no more of it.
@@ -82,6 +90,8 @@ pub enum UpstreamError {
     Http(hyper::Error),
     /// The connection ended without answering.
     Closed,
+    /// No answer's head by the deadline.
+    TimedOut,
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -90,6 +100,7 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::Connect(e) => write!(f, "connecting: {e}"),
             UpstreamError::Http(e) => write!(f, "{e}"),
             UpstreamError::Closed => f.write_str("the connection closed without an answer"),
+            UpstreamError::TimedOut => f.write_str("no answer within the route's timeout"),
         }
     }
 }
@@ -99,7 +110,7 @@ impl std::error::Error for UpstreamError {
         match self {
             UpstreamError::Connect(e) => Some(e),
             UpstreamError::Http(e) => Some(e),
-            UpstreamError::Closed => None,
+            UpstreamError::Closed | UpstreamError::TimedOut => None,
         }
     }
 }
@@ -111,6 +122,12 @@ struct Conn<B: SendBody> {
     io: Connection<TokioIo<TcpStream>, B>,
     /// The connection future finished: polling it again is not allowed.
     done: bool,
+    /// The deadline of the request in progress. Pooled, the connection
+    /// keeps it set to the last request's deadline with that request's
+    /// waker: when it passes, one spurious wake-up, and until then the
+    /// task's memory is held (a route's timeout at most, and only while
+    /// the connection is not reused).
+    timer: Timer,
 }
 
 impl<B: SendBody> Conn<B> {
@@ -292,13 +309,14 @@ impl<B: SendBody> Upstreams<B> {
     }
 
     /// Sends `req` (in origin form) to `authority` and waits for the
-    /// answer's head, driving the connection meanwhile. The connection
-    /// comes back in [`Lent`], to be driven while the body streams and
-    /// pooled when it is done.
+    /// answer's head, driving the connection meanwhile, until `deadline`
+    /// at most. The connection comes back in [`Lent`], to be driven while
+    /// the body streams and pooled when it is done.
     pub async fn send(
         self: &Arc<Self>,
         authority: &Authority,
         mut req: Request<B>,
+        deadline: tokio::time::Instant,
     ) -> Result<(Response<Incoming>, Lent<B>), UpstreamError> {
         set_host(&mut req, authority);
         let mut reused = true;
@@ -308,11 +326,11 @@ impl<B: SendBody> Upstreams<B> {
                 reused = false;
                 // Boxed: the rare path's state would otherwise make every
                 // request's future larger.
-                Box::pin(connect(authority)).await?
+                Box::pin(connect(authority, deadline)).await?
             }
         };
         loop {
-            match exchange(&mut conn, req).await {
+            match exchange(&mut conn, req, deadline).await {
                 Exchange::Answered(res) => {
                     let home = (self.clone(), authority.clone());
                     let conn = Some(conn);
@@ -323,7 +341,7 @@ impl<B: SendBody> Upstreams<B> {
                 Exchange::NotSent(again, _) if reused => {
                     req = again;
                     reused = false;
-                    conn = Box::pin(connect(authority)).await?;
+                    conn = Box::pin(connect(authority, deadline)).await?;
                 }
                 Exchange::NotSent(_, e) | Exchange::Failed(e) => return Err(e),
             }
@@ -374,8 +392,13 @@ enum Exchange<B> {
     Failed(UpstreamError),
 }
 
-/// Sends `req` on `conn` and drives both until the answer's head arrives.
-async fn exchange<B: SendBody>(conn: &mut Conn<B>, req: Request<B>) -> Exchange<B> {
+/// Sends `req` on `conn` and drives both until the answer's head arrives
+/// or `deadline` passes.
+async fn exchange<B: SendBody>(
+    conn: &mut Conn<B>,
+    req: Request<B>,
+    deadline: tokio::time::Instant,
+) -> Exchange<B> {
     let mut sent = pin!(conn.send.try_send_request(req));
     poll_fn(|cx| {
         conn.drive(cx);
@@ -387,7 +410,13 @@ async fn exchange<B: SendBody>(conn: &mut Conn<B>, req: Request<B>) -> Exchange<
             }),
             // The connection is over and will never answer.
             Poll::Pending if conn.done => Poll::Ready(Exchange::Failed(UpstreamError::Closed)),
-            Poll::Pending => Poll::Pending,
+            // Checked only while waiting: an answer in hand is never
+            // refused for its lateness. A connection timed out mid-request
+            // is dropped by the caller, never pooled.
+            Poll::Pending => match conn.timer.poll_at(deadline, cx) {
+                Poll::Ready(()) => Poll::Ready(Exchange::Failed(UpstreamError::TimedOut)),
+                Poll::Pending => Poll::Pending,
+            },
         }
     })
     .await
@@ -403,14 +432,22 @@ fn set_host<B>(req: &mut Request<B>, authority: &Authority) {
     }
 }
 
-/// A new connection to `authority`, handshaken and ready for a request.
-async fn connect<B: SendBody>(authority: &Authority) -> Result<Box<Conn<B>>, UpstreamError> {
-    let io = TokioIo::new(open(authority).await?);
-    let (send, io) = http1::handshake(io).await.map_err(UpstreamError::Http)?;
+/// A new connection to `authority`, handshaken and ready for a request,
+/// by `deadline`.
+async fn connect<B: SendBody>(
+    authority: &Authority,
+    deadline: tokio::time::Instant,
+) -> Result<Box<Conn<B>>, UpstreamError> {
+    let opened = tokio::time::timeout_at(deadline, async {
+        let io = TokioIo::new(open(authority).await?);
+        http1::handshake(io).await.map_err(UpstreamError::Http)
+    });
+    let (send, io) = opened.await.map_err(|_| UpstreamError::TimedOut)??;
     Ok(Box::new(Conn {
         send,
         io,
         done: false,
+        timer: Timer::new(),
     }))
 }
 

@@ -2,8 +2,8 @@
 //! (slow-loris, and how long an idle keep-alive connection is kept) and one
 //! for each write (a client that stops reading its response).
 //!
-//! Both deadlines are a timer per connection, made on the first wait and
-//! then moved, never remade. hyper's own head deadline (`header_read_timeout`)
+//! Both deadlines are a timer per connection ([`Timer`]), made on the first
+//! wait and then moved, never remade. hyper's own head deadline (`header_read_timeout`)
 //! boxes a fresh timer for every request and registers and removes it in
 //! the runtime's timer wheel, under the wheel's lock: about 2 % of a
 //! proxied request's instructions. Moving a registered tokio timer later is
@@ -22,7 +22,6 @@
 //! an event stream) there is no head deadline; after a WebSocket upgrade,
 //! or on HTTP/2 (which multiplexes and has its own idle rule), none at all.
 
-use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -31,10 +30,11 @@ use std::time::Duration;
 use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::conn::Conn;
+use crate::timer::Timer;
 
 /// A response body that, once hyper is done with it (sent or abandoned),
 /// starts the wait for the connection's next request head.
@@ -100,9 +100,9 @@ impl hyper::body::Body for Served {
 pub struct ClientIo {
     io: TcpStream,
     conn: Arc<Conn>,
-    head_timer: Option<Pin<Box<Sleep>>>,
+    head_timer: Timer,
     send_timeout: Duration,
-    send_timer: Option<Pin<Box<Sleep>>>,
+    send_timer: Timer,
     /// A write is waiting: its deadline is set.
     sending: bool,
     slow_readers: Option<metrics::Counter>,
@@ -120,9 +120,9 @@ impl ClientIo {
         ClientIo {
             io,
             conn,
-            head_timer: None,
+            head_timer: Timer::new(),
             send_timeout,
-            send_timer: None,
+            send_timer: Timer::new(),
             sending: false,
             slow_readers,
         }
@@ -134,7 +134,7 @@ impl ClientIo {
         let Some(due) = self.conn.head.due() else {
             return Poll::Pending;
         };
-        match at(&mut self.head_timer, due).poll(cx) {
+        match self.head_timer.poll_at(due, cx) {
             Poll::Ready(()) => {
                 tracing::debug!("no request head within header_timeout; connection closed");
                 Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
@@ -146,12 +146,12 @@ impl ClientIo {
     /// A write returned `Pending`: starts or checks its deadline.
     fn write_pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<T>> {
         // A wait that goes on keeps its deadline; a new one starts one.
-        let deadline = match (&self.send_timer, self.sending) {
-            (Some(timer), true) => timer.deadline(),
+        let deadline = match (self.send_timer.deadline(), self.sending) {
+            (Some(deadline), true) => deadline,
             _ => Instant::now() + self.send_timeout,
         };
         self.sending = true;
-        match at(&mut self.send_timer, deadline).poll(cx) {
+        match self.send_timer.poll_at(deadline, cx) {
             Poll::Ready(()) => {
                 if let Some(c) = &self.slow_readers {
                     c.increment(1);
@@ -168,23 +168,6 @@ impl ClientIo {
     fn wrote<T>(&mut self, ready: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
         self.sending = false;
         ready
-    }
-}
-
-/// `timer` set to fire at `deadline`: made the first time, moved after.
-/// Moving a registered timer later costs an atomic exchange, not the
-/// timer wheel's lock.
-fn at(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant) -> Pin<&mut Sleep> {
-    match timer {
-        Some(t) => {
-            if t.deadline() != deadline {
-                t.as_mut().reset(deadline);
-            }
-            t.as_mut()
-        }
-        None => timer
-            .insert(Box::pin(tokio::time::sleep_until(deadline)))
-            .as_mut(),
     }
 }
 
@@ -247,23 +230,5 @@ impl AsyncWrite for ClientIo {
     #[inline]
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_moved_timer_fires_at_its_new_deadline() {
-        let mut timer = None;
-        let start = Instant::now();
-        assert_eq!(
-            at(&mut timer, start + Duration::from_secs(1)).deadline(),
-            start + Duration::from_secs(1)
-        );
-        let later = start + Duration::from_secs(5);
-        at(&mut timer, later).await;
-        assert_eq!(Instant::now(), later);
     }
 }

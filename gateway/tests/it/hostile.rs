@@ -558,3 +558,49 @@ async fn requests_beyond_the_upstream_cap_wait_for_a_slot_instead_of_failing() {
     assert_eq!(first.await.unwrap(), 200);
     assert_eq!(waited, 504);
 }
+
+#[tokio::test]
+async fn the_route_timeout_holds_on_a_pooled_connection_and_outlives_its_idle_time() {
+    // The route's timeout is kept by the upstream connection's own timer,
+    // moved from request to request: it must fire for a request on a pooled
+    // connection, must not have fired for good while the connection sat
+    // idle past it, and a connection it cut must not go back to the pool.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let upstream = serve_counting(
+        |req: http::Request<hyper::body::Incoming>| async move {
+            if req.uri().path().contains("slow") {
+                tokio::time::sleep(Duration::from_millis(900)).await;
+            }
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+        },
+        accepted.clone(),
+    )
+    .await;
+    let gw = start(Setup {
+        upstream_addr: Some(upstream),
+        upstream_timeout: "300ms",
+        ..hostile_setup("")
+    })
+    .await;
+    assert_eq!(gw.get("/public/a", None).await.status(), 200);
+    // Idle in the pool past its last deadline: the timer fires there.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(gw.get("/public/b", None).await.status(), 200);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the pooled connection reused"
+    );
+    // A slow answer on that pooled connection: cut at the route's timeout.
+    assert_eq!(gw.get("/public/slow", None).await.status(), 504);
+    assert_eq!(gw.get("/public/c", None).await.status(), 200);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the connection cut mid-request was not pooled"
+    );
+    // And on the new pooled connection, once more.
+    assert_eq!(gw.get("/public/slow-again", None).await.status(), 504);
+    assert_eq!(gw.get("/public/d", None).await.status(), 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
