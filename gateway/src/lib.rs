@@ -9,7 +9,9 @@
 //! applies the route's policy using [`tokens`], [`proxy`] rewrites headers
 //! and forwards over [`upstream`]'s connections (driven by the request's
 //! own task), [`body`] watches the bodies that stream both ways and
-//! [`tunnel`] relays WebSockets.
+//! [`tunnel`] relays WebSockets. [`timer`] is the per-connection timer
+//! that the client socket's and the upstream connection's deadlines move
+//! instead of making a timer per request.
 //!
 //! Logins, refreshes and logouts are served by [`endpoints`], with
 //! [`providers`] doing the code exchange (one file per platform, [`rsa2`]
