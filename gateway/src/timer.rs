@@ -2,7 +2,7 @@
 //! the next, instead of a new timer for every request.
 //!
 //! A tokio timer is inserted into the runtime's timer wheel on its first
-//! poll and taken out when dropped, both under the wheel's lock: about 900
+//! poll and taken out when dropped, both under the wheel's lock: about 780
 //! instructions a request for the route's timeout, 1,400 for hyper's
 //! request-head timeout (which boxed its timer too), measured with
 //! `benches/instructions.sh`. A registered timer moved to a later deadline
