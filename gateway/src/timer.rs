@@ -6,9 +6,11 @@
 //! instructions a request for the route's timeout, 1,400 for hyper's
 //! request-head timeout (which boxed its timer too), measured with
 //! `benches/instructions.sh`. A registered timer moved to a later deadline
-//! is one atomic exchange. Deadlines on one connection only grow (each
+//! is one atomic exchange. Deadlines on one connection mostly grow (each
 //! request's starts after the one before), so a connection that keeps its
-//! timer pays the wheel once, not per request. The client side
+//! timer pays the wheel about once, not per request; an earlier deadline
+//! (a pooled upstream connection lent to a route with a shorter timeout)
+//! is registered again under the lock, as a new timer would be. The client side
 //! ([`crate::server`]) keeps its request-head and send deadlines this way,
 //! the upstream side ([`crate::upstream`]) the route's timeout.
 

@@ -560,6 +560,61 @@ async fn requests_beyond_the_upstream_cap_wait_for_a_slot_instead_of_failing() {
 }
 
 #[tokio::test]
+async fn a_wait_for_a_slot_ends_at_the_route_timeout_while_the_slot_is_still_held() {
+    use futures_util::stream;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    // The one slot is held by an answer whose body waits for the test's
+    // signal (a body is not timed): a request waiting for that slot must be
+    // answered 504 at its route's timeout, while the slot is still held,
+    // not wait for the slot and time out after.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let r = release.clone();
+    let up = serve(move |_req: http::Request<hyper::body::Incoming>| {
+        let release = r.clone();
+        async move {
+            let parts = stream::unfold(0, move |at| {
+                let release = release.clone();
+                async move {
+                    let chunk = match at {
+                        0 => "first ",
+                        1 => {
+                            release.notified().await;
+                            "second"
+                        }
+                        _ => return None,
+                    };
+                    let frame = Frame::data(bytes::Bytes::from_static(chunk.as_bytes()));
+                    Some((Ok::<_, std::convert::Infallible>(frame), at + 1))
+                }
+            });
+            http::Response::new(StreamBody::new(parts))
+        }
+    })
+    .await;
+    let gw = start(Setup {
+        upstream_addr: Some(up),
+        upstream_timeout: "300ms",
+        ..hostile_setup("upstream_max_connections = 1\n")
+    })
+    .await;
+    // Its head is in: the slot is held until its body ends.
+    let holder = client()
+        .get(format!("{}/public/hold", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(holder.status(), 200);
+    let waited = tokio::time::timeout(Duration::from_secs(5), gw.get("/public/wait", None))
+        .await
+        .expect("the wait for a slot outlived the route's timeout");
+    assert_eq!(waited.status(), 504);
+    release.notify_one();
+    assert_eq!(holder.text().await.unwrap(), "first second");
+}
+
+#[tokio::test]
 async fn the_route_timeout_holds_on_a_pooled_connection_and_outlives_its_idle_time() {
     // The route's timeout is kept by the upstream connection's own timer,
     // moved from request to request: it must fire for a request on a pooled
