@@ -13,6 +13,9 @@
 #                                                    # every request a cache miss
 #   KEEP=/tmp/cg benches/instructions.sh             # keep callgrind's files
 #                                                    # (callgrind_annotate)
+#   benches/instructions.sh nginx                    # and nginx as a plain
+#                                                    # proxy (one worker, the
+#                                                    # same requests passed on)
 #
 # Each build runs under callgrind behind one nginx upstream; after a 3 s
 # warm-up, instrumentation is switched on for a DURATION-second (default 10)
@@ -68,12 +71,37 @@ esac
 
 echo "| build | requests | instructions | per request |"
 echo "|---|---|---|---|"
+# nginx in the gateway's place: one process (no master), the upstream kept
+# alive as load.sh's nginx proxy does; it passes the token on unread.
+cat >"$WORK/proxy.conf" <<CONF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $WORK/proxy.pid;
+error_log $WORK/proxy.err crit;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 256; }
+  server {
+    listen 127.0.0.1:$GW;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+
 for build in "minigate=$BIN/minigate" "$@"; do
   name=${build%%=*} binary=${build#*=}
+  if [[ $build == nginx ]]; then
+    command=(nginx -c "$WORK/proxy.conf")
+  else
+    command=("$binary" serve --config "$WORK/minigate.toml")
+  fi
   RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
-    --callgrind-out-file="$WORK/cg.$name.%p" "$binary" serve --config "$WORK/minigate.toml" \
-    2>"$WORK/vg.$name.log" &
+    --callgrind-out-file="$WORK/cg.$name.%p" "${command[@]}" 2>"$WORK/vg.$name.log" &
   VG_PID=$!
+  # Ready when it answers at all.
   for _ in $(seq 150); do
     curl -s -o /dev/null "http://127.0.0.1:$GW/public/x" && break
     sleep 0.2
