@@ -217,39 +217,32 @@ mod tests {
 
     #[test]
     fn anything_but_a_well_formed_bearer_is_malformed() {
-        // Refused at the header.
-        for bad in [
-            &b"Bearer"[..],
-            b"Bearer ",
-            b"Bearer\tabc",
-            b"Be\xffrer abc",
-            b"Bearer,abc",
-            b"Basic dXNlcjpw",
+        // Each refused at the header, or else as a token by verification.
+        for (bad, at_header) in [
+            (&b"Bearer"[..], true),
+            (b"Bearer ", true),
+            (b"Bearer\tabc", true),
+            (b"Be\xffrer abc", true),
+            (b"Bearer,abc", true),
+            (b"Basic dXNlcjpw", true),
+            (b"Bearer \tabc", false),
+            (b"Bearer abc def", false),
+            (b"Bearer abc\t", false),
+            (b"Bearer ==", false),
+            (b"Bearer a=b", false),
+            (b"Bearer \xff\xfe", false),
         ] {
+            let h = headers(bad);
             assert_eq!(
-                credentials(&headers(bad)),
-                Credentials::Malformed,
+                credentials(&h) == Credentials::Malformed,
+                at_header,
                 "{bad:?}"
             );
+            assert_eq!(token_text(&h), None, "{bad:?}");
         }
         let mut h = headers(b"Bearer abc");
         h.append(AUTHORIZATION, "Bearer def".parse().unwrap());
         assert_eq!(credentials(&h), Credentials::Malformed);
-        // Refused at the token, by verification.
-        for bad in [
-            &b"Bearer \tabc"[..],
-            b"Bearer abc def",
-            b"Bearer abc\t",
-            b"Bearer ==",
-            b"Bearer a=b",
-            b"Bearer \xff\xfe",
-        ] {
-            assert!(
-                matches!(credentials(&headers(bad)), Credentials::Bearer(_)),
-                "{bad:?}"
-            );
-            assert_eq!(token_text(&headers(bad)), None, "{bad:?}");
-        }
         assert_eq!(token_text(&headers(b"Bearer a.b")), Some("a.b"));
     }
 }
