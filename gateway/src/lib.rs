@@ -1,11 +1,12 @@
 //! minigate: the auth gateway for mini-program backends.
 //!
 //! The path of a request reads top to bottom in [`pipeline`]: classify →
-//! admit → authenticate → rewrite → forward → log. [`server`] is the
+//! admit → authenticate → authorize → rewrite → forward → log. [`server`] is the
 //! listener that feeds it (accept, TLS, HTTP/1 or 2, drain), [`conn`] what
 //! a request knows of its connection, and [`gateway`] the shared state it
-//! reads. Along the way [`routes`] picks
-//! the upstream and refuses paths an upstream could misread, [`auth`]
+//! reads. Along the way [`path`] puts the path in the one form that is
+//! judged and forwarded (refusing what an upstream could misread),
+//! [`routes`] picks the upstream and its `allow` rules, [`auth`]
 //! applies the route's policy using [`tokens`], [`proxy`] rewrites headers
 //! and forwards over [`upstream`]'s connections (driven by the request's
 //! own task), [`body`] watches the bodies that stream both ways and
@@ -42,6 +43,7 @@ pub mod keys;
 pub mod labels;
 pub mod limits;
 pub mod metrics;
+pub mod path;
 pub mod pipeline;
 pub mod providers;
 pub mod proxy;

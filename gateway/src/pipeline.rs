@@ -6,9 +6,12 @@
 //!
 //! - **classify** reads the request head before anything else does: header
 //!   names with `_` are dropped, a head that is not HTTP as the contract
-//!   wants it (not exactly one `Host`, userinfo in the target) and paths an
-//!   upstream could read as another path are refused, and what is left is
-//!   one of the gateway's own endpoints, a route, or nothing (404);
+//!   wants it (not exactly one `Host`, userinfo in the target) is refused,
+//!   the path is put in its canonical form ([`crate::path`]; paths an
+//!   upstream could read as another are refused) and the request carries
+//!   that form from then on, so the path judged is the path forwarded; what
+//!   is left is one of the gateway's own endpoints, a route, or nothing
+//!   (404);
 //! - **admit** holds a place in the client address's count of requests in
 //!   flight (`max_requests_per_ip`), kept until the response body is done;
 //! - **authenticate** applies the route's `auth` to the bearer token and
@@ -27,11 +30,13 @@
 //! is in [`crate::server`]; the shared state it reads is
 //! [`crate::gateway::Gateway`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, Version};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use tracing::Instrument as _;
 
@@ -43,8 +48,9 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::limits::{bucket, InFlight};
 use crate::metrics::{Own, Refusal};
+use crate::path::canonical;
 use crate::proxy::{self, client_behind, request_id, Forward, REQUEST_ID};
-use crate::routes::{check_path, Route};
+use crate::routes::Route;
 use crate::tokens::Identity;
 use crate::tunnel::{self, TunnelPlace};
 
@@ -123,7 +129,7 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -
 /// classify → admit → the endpoint, or authenticate → rewrite → forward.
 async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body> {
     let gw = ctx.gw;
-    let target = match classify(gw, &req) {
+    let target = match classify(gw, &mut req) {
         Ok(target) => target,
         Err((own, refusal, e)) => {
             ctx.counted = Counted::Own(own);
@@ -183,8 +189,9 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
 /// A refusal before routing: what to count it under, and the answer.
 type Refused = (Own, Option<Refusal>, ApiError);
 
-/// Checks the request head and finds its target.
-fn classify<'g>(gw: &'g Gateway, req: &Request<Incoming>) -> Result<Target<'g>, Refused> {
+/// Checks the request head, puts its path in the canonical form and finds
+/// its target.
+fn classify<'g>(gw: &'g Gateway, req: &mut Request<Incoming>) -> Result<Target<'g>, Refused> {
     let bad_head = |why| {
         (
             Own::RefusedRequest,
@@ -207,21 +214,42 @@ fn classify<'g>(gw: &'g Gateway, req: &Request<Incoming>) -> Result<Target<'g>, 
     {
         return Err(bad_head("a request target must not hold credentials"));
     }
+    let rewritten = match canonical(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(form)) => Some(form),
+        Err(bad) => {
+            return Err((
+                Own::RefusedPath,
+                Some(Refusal::PathRefused),
+                ApiError::InvalidRequest(bad.message()),
+            ))
+        }
+    };
+    if let Some(form) = rewritten {
+        *req.uri_mut() = with_path(req.uri(), &form)
+            .ok_or_else(|| bad_head("the request path cannot be put in its canonical form"))?;
+    }
     let path = req.uri().path();
     if let Some(endpoint) = Endpoint::of(path) {
         return Ok(Target::Endpoint(endpoint));
-    }
-    if let Err(bad) = check_path(path) {
-        return Err((
-            Own::RefusedPath,
-            Some(Refusal::PathRefused),
-            ApiError::InvalidRequest(bad.message()),
-        ));
     }
     match gw.routes.find(path) {
         Some(route) => Ok(Target::Route(route)),
         None => Err((Own::Unmatched, None, ApiError::NotFound)),
     }
+}
+
+/// `uri` with its path replaced by `path` (already canonical) and its
+/// query, scheme and authority as they were.
+pub fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let path_and_query = match uri.query() {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+        None => PathAndQuery::try_from(path),
+    }
+    .ok()?;
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).ok()
 }
 
 /// A place in the client address's count of requests in flight.

@@ -9,7 +9,9 @@
 //! `X_Auth_Subject` would otherwise reach them as `HTTP_X_AUTH_SUBJECT`.
 //! The same goes for what says where a request came from: `X-Forwarded-For`
 //! is believed only from `trusted_proxies`, and `X-Real-IP` and `Forwarded`
-//! are the gateway's to set.
+//! are the gateway's to set. Method override headers
+//! ([`METHOD_OVERRIDE`]) go too: Rails, Laravel and Symfony act on the
+//! method they name, and a route's `allow` rules judged the request's own.
 //!
 //! Bodies are never buffered: the request body is handed to the upstream
 //! connection as a stream and the upstream's body is handed back to the
@@ -48,6 +50,24 @@ const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers by which frameworks let a request name another method than its
+/// own: removed from every proxied request, and judged at `/auth/verify`.
+pub const METHOD_OVERRIDE: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Whether the gateway removes a request header of this (lower-case) name
+/// before adding its own: identity, client address and method override.
+#[inline]
+fn spoofable(k: &str) -> bool {
+    k.starts_with("x-auth-")
+        || k == "x-real-ip"
+        || k == "forwarded"
+        || (k.starts_with("x-") && METHOD_OVERRIDE.contains(&k))
+}
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1).
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -241,7 +261,8 @@ fn owned_as_dashed(name: &str) -> bool {
 }
 
 /// Rewrites a request's headers for the upstream: drops hop-by-hop and every
-/// `x-auth-*` header, `X-Real-IP`, `Forwarded` and minigate's own cookies
+/// `x-auth-*` header, `X-Real-IP`, `Forwarded`, the method override headers
+/// and minigate's own cookies
 /// (the `Cookie` header keeps every other cookie); adds the identity,
 /// `X-Request-Id`, `X-Forwarded-*` and `X-Real-IP`. `client` is the request's
 /// client address, `None` when it is the peer itself.
@@ -257,16 +278,10 @@ pub fn rewrite_request_headers(
     headers.reserve(identity.map_or(0, Identity::header_count) + 5);
     remove_hop_by_hop(headers);
     crate::web::cookies::strip_own(headers);
-    if headers.keys().any(|k| {
-        let k = k.as_str();
-        k.starts_with("x-auth-") || k == "x-real-ip" || k == "forwarded"
-    }) {
+    if headers.keys().any(|k| spoofable(k.as_str())) {
         let spoofed: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| {
-                let k = k.as_str();
-                k.starts_with("x-auth-") || k == "x-real-ip" || k == "forwarded"
-            })
+            .filter(|k| spoofable(k.as_str()))
             .cloned()
             .collect();
         for name in spoofed {

@@ -1,13 +1,8 @@
-//! Route matching: the longest configured prefix that starts the path, and
-//! the path check that comes before it.
+//! Route matching: the longest configured prefix that starts the path.
 //!
-//! The gateway picks a route, and so a policy, by the path as sent; an
-//! upstream may read the same bytes as another path. Dot segments, encoded
-//! separators (`%2F` decoded after the upstream's own normalisation, as a
-//! stock nginx `proxy_pass` with a URI does) and path parameters that Java
-//! servers strip (`..;/`) are each a way to reach a resource of a required
-//! route through a public one, so [`check_path`] refuses them all, on every
-//! route.
+//! The path matched is always the canonical one ([`crate::path`]), the
+//! same the upstream is sent: a spelling an upstream would read as another
+//! path never picks a more lenient route than that path's own.
 //!
 //! Routes are sorted longest first once, at start-up, so matching is a scan
 //! that stops at the first hit; with the handful of routes a gateway has,
@@ -88,57 +83,6 @@ impl Rule {
             }),
         }
     }
-}
-
-/// Why a path is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BadPath {
-    /// A `.` or `..` segment, plain or percent-encoded.
-    DotSegment,
-    /// `%2F` or `%5C` (any case), or a raw backslash.
-    EncodedSeparator,
-    /// A segment starting `..;` or `.;`, which servlet containers read as a
-    /// dot segment.
-    PathParameter,
-}
-
-impl BadPath {
-    /// The fixed `error_description`.
-    pub const fn message(self) -> &'static str {
-        match self {
-            BadPath::DotSegment => "dot segments are not allowed in paths",
-            BadPath::EncodedSeparator => "encoded slashes and backslashes are not allowed in paths",
-            BadPath::PathParameter => "dot segments with parameters are not allowed in paths",
-        }
-    }
-}
-
-/// Checks a request path; see the module docs. Cheap for an ordinary
-/// path: nothing is allocated unless it holds `.`, `%` or `\`.
-pub fn check_path(path: &str) -> Result<(), BadPath> {
-    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b'\\')) {
-        return Ok(());
-    }
-    if path.contains('\\') {
-        return Err(BadPath::EncodedSeparator);
-    }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") {
-        return Err(BadPath::EncodedSeparator);
-    }
-    for seg in lower.split('/') {
-        if !seg.contains('.') && !seg.contains('%') {
-            continue;
-        }
-        let seg = seg.replace("%2e", ".").replace("%3b", ";");
-        if seg == "." || seg == ".." {
-            return Err(BadPath::DotSegment);
-        }
-        if seg.starts_with("..;") || seg.starts_with(".;") {
-            return Err(BadPath::PathParameter);
-        }
-    }
-    Ok(())
 }
 
 /// A proxied prefix, ready for the request path.
@@ -265,40 +209,6 @@ fn host_port(authority: &Authority) -> Option<Authority> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_that_an_upstream_could_read_as_another_are_refused() {
-        for (bad, why) in [
-            ("/api/../admin", BadPath::DotSegment),
-            ("/api/./x", BadPath::DotSegment),
-            ("/api/%2e%2E/admin", BadPath::DotSegment),
-            ("/a/.%2e", BadPath::DotSegment),
-            ("/..", BadPath::DotSegment),
-            ("/ng/public/..%2fsecret", BadPath::EncodedSeparator),
-            ("/ng/public/..%2Fsecret", BadPath::EncodedSeparator),
-            ("/a%5cb", BadPath::EncodedSeparator),
-            ("/a%5Cb", BadPath::EncodedSeparator),
-            ("/a\\b", BadPath::EncodedSeparator),
-            ("/public/..;/secret", BadPath::PathParameter),
-            ("/public/.;/secret", BadPath::PathParameter),
-            ("/public/..;jsessionid=1/secret", BadPath::PathParameter),
-            ("/public/%2e%2e;/secret", BadPath::PathParameter),
-            ("/public/..%3b/secret", BadPath::PathParameter),
-        ] {
-            assert_eq!(check_path(bad), Err(why), "{bad}");
-        }
-        for ok in [
-            "/api/v1.2/file.txt",
-            "/api/...",
-            "/api/%41",
-            "/",
-            "/a;b/c",
-            "/a/b..;c",
-            "/a/x.;y",
-        ] {
-            assert_eq!(check_path(ok), Ok(()), "{ok}");
-        }
-    }
 
     fn route(prefix: &str, upstream: &str) -> RouteConfig {
         RouteConfig {

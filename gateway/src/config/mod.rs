@@ -662,6 +662,14 @@ auth = "optional"
             ),
             (GOOD.replace("\"optional\"", "\"maybe\""), "routes[0].auth"),
             (GOOD.replace("\"/api/\"", "\"api\""), "routes[0].prefix"),
+            // Requests are matched in the canonical form: a prefix that is
+            // not in it would never match.
+            (GOOD.replace("\"/api/\"", "\"/%61pi/\""), "routes[0].prefix"),
+            (GOOD.replace("\"/api/\"", "\"/api//\""), "routes[0].prefix"),
+            (
+                GOOD.replace("\"/api/\"", "\"/api;v=1/\""),
+                "routes[0].prefix",
+            ),
             (
                 GOOD.replace("WECHAT_APP_SECRET", "NOT_SET_ANYWHERE"),
                 "providers[0].secret_env",

@@ -758,6 +758,18 @@ impl Config {
         if !prefix.starts_with('/') {
             return Err(err(key("prefix"), format!("{prefix:?} must start with /")));
         }
+        // Requests are matched in the canonical form: a prefix in any other
+        // would never match.
+        match crate::path::canonical(&prefix) {
+            Ok(form) if form == prefix.as_str() => {}
+            Ok(form) => {
+                return Err(err(
+                    key("prefix"),
+                    format!("{prefix:?} is matched against canonical paths: write it as {form:?}"),
+                ))
+            }
+            Err(bad) => return Err(err(key("prefix"), format!("{prefix:?}: {}", bad.message()))),
+        }
         let upstream_text = required(&key("upstream"), r.upstream)?;
         let upstream: Uri = upstream_text
             .parse()

@@ -1,6 +1,7 @@
 //! `/auth/verify`: the forward-auth decision for another proxy.
 
 use super::*;
+use crate::proxy::METHOD_OVERRIDE;
 
 /// The original request a forward-auth check is about: Traefik's
 /// `X-Forwarded-Method`/`X-Forwarded-Uri`, else nginx's
@@ -41,14 +42,25 @@ fn original_request(req: &Request<Incoming>) -> Result<(Method, &str), ApiError>
 /// headers, or the 401/403 a proxied request would get. No body is read and
 /// the token goes through the same verified-token cache as a proxied one.
 pub fn verify(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let (method, path) = original_request(req)?;
-    if let Err(bad) = check_path(path) {
+    let (method, raw) = original_request(req)?;
+    // Judged in the canonical form, as a proxied request is.
+    let path = canonical(raw).map_err(|bad| {
         gw.metrics.refusals.increment(Refusal::PathRefused);
-        return Err(ApiError::InvalidRequest(bad.message()));
-    }
+        ApiError::InvalidRequest(bad.message())
+    })?;
     // Every path must be someone's: one no route claims is nobody's to pass.
-    let route = gw.routes.find(path).ok_or(ApiError::InsufficientScope)?;
+    let route = gw.routes.find(&path).ok_or(ApiError::InsufficientScope)?;
     let identity = crate::auth::check(gw, route, &method, req.headers())?;
+    // The proxy in front may pass a method override header on to a service
+    // that acts on it: the method it names must be allowed too.
+    for name in METHOD_OVERRIDE {
+        for value in req.headers().get_all(name) {
+            let named = Method::from_bytes(value.as_bytes()).map_err(|_| {
+                ApiError::InvalidRequest("a method override header does not name a method")
+            })?;
+            crate::auth::authorize(gw, route, &named, identity.as_deref())?;
+        }
+    }
     let mut res = full(StatusCode::OK, "text/plain", Bytes::new());
     res.headers_mut().remove(http::header::CONTENT_TYPE);
     if let Some(id) = &identity {

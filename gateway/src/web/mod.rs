@@ -47,7 +47,7 @@ use crate::body::{full, json, Body};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::metrics::{Csrf, SessionOp, WebLogin};
-use crate::routes::check_path;
+use crate::path::canonical;
 use crate::signin::{device_class, open_session, MAX_CODE};
 use crate::tokens::{Subject, TokenPair};
 
@@ -69,15 +69,17 @@ pub fn is_safe(method: &Method) -> bool {
 /// with no `Origin`, a `Referer` on it. `Origin: null` (a sandboxed frame, a
 /// `data:` page, some redirects) is no origin. A WebSocket handshake is a
 /// GET, but opens a channel both ways: any request asking for an `Upgrade`
-/// is held to the rule too (cross-site WebSocket hijacking). Refusals are
-/// counted.
+/// is held to the rule too (cross-site WebSocket hijacking), and so is a
+/// forward-auth check of one: a proxy does not pass the hop-by-hop `Upgrade`
+/// to its check, so it says so in `X-Forwarded-Upgrade` or
+/// `X-Original-Upgrade`. Refusals are counted.
 pub fn check_origin(
     gw: &Gateway,
     web: &Web,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    if is_safe(method) && !headers.contains_key(http::header::UPGRADE) {
+    if is_safe(method) && !asks_upgrade(headers) {
         return Ok(());
     }
     let verdict = match (one(headers, ORIGIN), one(headers, REFERER)) {
@@ -106,6 +108,19 @@ pub fn check_origin(
     })
 }
 
+/// Whether the request asks for a protocol upgrade, itself or (a
+/// forward-auth check) through the proxy that asks.
+fn asks_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::UPGRADE)
+        || headers.contains_key(FORWARDED_UPGRADE)
+        || headers.contains_key(ORIGINAL_UPGRADE)
+}
+
+/// How Traefik-style and nginx-style forward-auth name the original
+/// request's `Upgrade`.
+const FORWARDED_UPGRADE: http::HeaderName = http::HeaderName::from_static("x-forwarded-upgrade");
+const ORIGINAL_UPGRADE: http::HeaderName = http::HeaderName::from_static("x-original-upgrade");
+
 /// The value of a header sent exactly once, as text.
 fn one(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
     let mut all = headers.get_all(name).iter();
@@ -120,8 +135,8 @@ fn one(headers: &HeaderMap, name: http::header::HeaderName) -> Option<&str> {
 /// anything not starting with one `/` (`//host`, `https:`, `javascript:`),
 /// any backslash, anything but visible ASCII (controls, spaces, tabs), a
 /// `%` escape of `/`, `\`, `%` (double encoding), a control or DEL, a
-/// malformed escape, and every path [`check_path`] refuses (dot segments,
-/// `..;`). The query and fragment may follow.
+/// malformed escape, and every path [`canonical`] refuses (dot segments,
+/// `;`). The query and fragment may follow.
 pub fn checked_redirect(redirect: &str) -> Result<&str, ApiError> {
     let bad = ApiError::InvalidRequest("redirect must be a path on this site, like /app/");
     let b = redirect.as_bytes();
@@ -153,7 +168,7 @@ pub fn checked_redirect(redirect: &str) -> Result<&str, ApiError> {
         }
     }
     let path = redirect.split(['?', '#']).next().unwrap_or("");
-    if check_path(path).is_err() {
+    if canonical(path).is_err() {
         return Err(bad);
     }
     Ok(redirect)

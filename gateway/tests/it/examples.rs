@@ -507,7 +507,7 @@ allow = [ { roles = ["auditor"], methods = ["GET"] }, { roles = ["admin"] } ]
 
 /// `examples/forward-auth/nginx.conf` with its three addresses swapped for
 /// the placeholders of [`Nginx::start_site`]; each must be there once.
-fn nginx_example() -> String {
+pub fn nginx_example() -> String {
     let text = std::fs::read_to_string(examples().join("forward-auth/nginx.conf")).unwrap();
     [
         ("listen 80;", "listen 127.0.0.1:{port};"),
@@ -715,10 +715,9 @@ fn the_traefik_and_istio_examples_are_yaml_with_the_forward_auth_settings() {
     let ext = &provider["envoyExtAuthzHttp"];
     assert!(ext["service"].as_str().unwrap().starts_with("minigate."));
     assert_eq!(ext["pathPrefix"], "/auth/verify");
-    assert_eq!(
-        strings(&ext["includeRequestHeadersInCheck"]),
-        ["authorization"]
-    );
+    let checked = strings(&ext["includeRequestHeadersInCheck"]);
+    assert_eq!(checked[0], "authorization");
+    assert!(!checked.iter().any(|h| h.starts_with("x-forwarded-")));
     let upstream = strings(&ext["headersToUpstreamOnAllow"]);
     for h in identity.iter().chain(&["x-auth-claim-*"]) {
         assert!(upstream.contains(h), "{h}");
@@ -727,4 +726,76 @@ fn the_traefik_and_istio_examples_are_yaml_with_the_forward_auth_settings() {
     assert_eq!(policy["kind"], "AuthorizationPolicy");
     assert_eq!(policy["spec"]["action"], "CUSTOM");
     assert_eq!(policy["spec"]["provider"]["name"], provider["name"]);
+}
+
+/// The identity headers minigate can send, lower-case: its fixed names.
+fn identity_headers() -> Vec<&'static str> {
+    minigate::tokens::header::ALL
+        .iter()
+        .map(|h| h.as_str())
+        .collect()
+}
+
+#[test]
+fn the_forward_auth_examples_set_or_clear_every_identity_header_minigate_can_send() {
+    let read =
+        |name: &str| std::fs::read_to_string(examples().join("forward-auth").join(name)).unwrap();
+    let nginx = read("nginx.conf").to_ascii_lowercase();
+    // nginx cannot strip by pattern: each header is set from minigate's
+    // answer (empty when minigate sent none), so no client's copy passes.
+    for h in identity_headers() {
+        let var = h.replace('-', "_");
+        let set = nginx
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("proxy_set_header {h} ")))
+            .unwrap_or_else(|| panic!("nginx.conf does not set {h}"));
+        let from = set.split_whitespace().nth(2).unwrap().trim_end_matches(';');
+        assert!(
+            nginx.contains(&format!("auth_request_set {from} $upstream_http_{var};")),
+            "nginx.conf sets {h} from {from}, which is not minigate's {h}"
+        );
+    }
+    // The method override headers are cleared, and the check is told of a
+    // WebSocket handshake (nginx passes no Upgrade to a subrequest).
+    for h in minigate::proxy::METHOD_OVERRIDE {
+        assert!(
+            nginx.contains(&format!("proxy_set_header {h} \"\";")),
+            "nginx.conf does not clear {h}"
+        );
+    }
+    assert!(nginx.contains("proxy_set_header x-original-upgrade $http_upgrade;"));
+
+    let traefik = yaml_documents(&read("traefik.yml"));
+    let auth = &traefik[0]["http"]["middlewares"]["minigate"]["forwardAuth"];
+    let lower = |v: &serde_json::Value| -> Vec<String> {
+        strings(v).iter().map(|h| h.to_ascii_lowercase()).collect()
+    };
+    let passed = lower(&auth["authResponseHeaders"]);
+    for h in identity_headers() {
+        assert!(
+            passed.iter().any(|p| p == h),
+            "traefik.yml does not pass {h}"
+        );
+    }
+    assert_eq!(auth["authResponseHeadersRegex"], "^X-Auth-");
+    let asked = lower(&auth["authRequestHeaders"]);
+    for h in minigate::proxy::METHOD_OVERRIDE {
+        assert!(
+            asked.iter().any(|p| p == h),
+            "traefik.yml does not ask with {h}"
+        );
+    }
+
+    let istio = yaml_documents(&read("istio.yaml"));
+    let mesh = yaml_documents(istio[0]["data"]["mesh"].as_str().unwrap());
+    let ext = &mesh[0]["extensionProviders"][0]["envoyExtAuthzHttp"];
+    let upstream = strings(&ext["headersToUpstreamOnAllow"]);
+    for h in identity_headers().iter().chain(&["x-auth-claim-*"]) {
+        assert!(upstream.contains(h), "istio.yaml does not pass {h}");
+    }
+    let asked = strings(&ext["includeRequestHeadersInCheck"]);
+    for h in minigate::proxy::METHOD_OVERRIDE {
+        assert!(asked.contains(&h), "istio.yaml does not ask with {h}");
+    }
 }

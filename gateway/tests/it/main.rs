@@ -21,6 +21,7 @@ mod interop;
 mod login_flow;
 mod metrics;
 mod monitoring;
+mod paths;
 mod platforms;
 mod proxy;
 mod rotation;

@@ -655,6 +655,23 @@ async fn cookie_requests_from_another_origin_are_refused() {
             .status(),
         200
     );
+    // A proxy does not pass the hop-by-hop Upgrade to its check; when it
+    // says the original is a WebSocket handshake, the origin rule holds.
+    for name in ["x-forwarded-upgrade", "x-original-upgrade"] {
+        let ws = |origin: String| {
+            w.http
+                .get(format!("{}/auth/verify", w.base))
+                .header("x-original-method", "GET")
+                .header("x-original-uri", "/app/socket")
+                .header(name, "websocket")
+                .header("origin", origin)
+                .header("cookie", s.access())
+                .send()
+        };
+        let res = ws("https://evil.example".into()).await.unwrap();
+        assert_error(res, 403, "csrf_rejected").await;
+        assert_eq!(ws(w.base.clone()).await.unwrap().status(), 200, "{name}");
+    }
 
     // With cookies = false the cookie authenticates nothing.
     let off = web_gateway(&pki, false, "").await;
