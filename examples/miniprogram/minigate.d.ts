@@ -70,7 +70,8 @@ export interface Client {
   connectSocket(options: SocketOptions): Promise<any>;
   /**
    * WeChat's phone number from the getPhoneNumber button's `e.detail.code`: verified by the
-   * gateway, which answers a new token pair (stored) whose tokens carry it.
+   * gateway and kept with the session (no token is minted); the client refreshes right after,
+   * and the stored pair of that refresh carries it (claim `phone_number`).
    */
   getPhoneNumber(code: string): Promise<{ phone_number: string; pure_phone_number: string; country_code: string }>;
   /** WeChat's legacy `encryptedData`, decrypted by the gateway with the session's `session_key`. */

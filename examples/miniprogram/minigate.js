@@ -216,9 +216,11 @@ function createClient(options) {
   }
 
   // WeChat's phone number: pass the code of the getPhoneNumber button's
-  // event (e.detail.code). The gateway verifies it with WeChat and answers
-  // the number and a new token pair in the same session, whose tokens carry
-  // it; the pair is stored, so later requests and refreshes keep it.
+  // event (e.detail.code). The gateway verifies it with WeChat and keeps it
+  // with the session; it mints no token, the session's next refresh carries
+  // the number. So a refresh follows right away (after any renewal already
+  // in flight, which may have been checked before the number was kept), and
+  // its pair is stored.
   async function getPhoneNumber(code) {
     if (!code) throw new Error('minigate: getPhoneNumber needs the button event\'s code');
     const res = await request({ url: '/auth/phone', method: 'POST', data: { code }, header: JSON_HEADER });
@@ -227,8 +229,9 @@ function createClient(options) {
       err.response = res;
       throw err;
     }
-    save(res.data);
     const { phone_number, pure_phone_number, country_code } = res.data;
+    if (renewing) await renewing.catch(() => {});
+    await renew();
     return { phone_number, pure_phone_number, country_code };
   }
 

@@ -10,10 +10,12 @@ const assert = require('node:assert/strict');
 const { createClient } = require('./minigate.js');
 
 function fakeGateway() {
-  const state = { n: 0, logins: 0, refreshes: 0, validAccess: new Set(), validRefresh: new Set(), seen: [], loginBodies: [] };
+  const state = { n: 0, logins: 0, refreshes: 0, phone: undefined, validAccess: new Set(), validRefresh: new Set(), seen: [], loginBodies: [] };
   const issue = () => {
     state.n += 1;
     const pair = { access_token: `at-${state.n}`, refresh_token: `rt-${state.n}`, openid: 'o-1', expires_in: 900 };
+    // The session's phone number rides in the tokens issued after it was kept.
+    if (state.phone) pair.phone_number = state.phone;
     state.validAccess.add(pair.access_token);
     state.validRefresh.add(pair.refresh_token);
     return pair;
@@ -43,11 +45,11 @@ function fakeGateway() {
     }
     if (path === '/auth/phone') {
       if (!data.code) return { statusCode: 400, data: { error: 'invalid_request' } };
-      // A new pair in the session: the old refresh token is spent.
-      state.validRefresh.clear();
+      // Kept with the session; no token is minted, the refresh token stays.
+      state.phone = '+86 13800001111';
       return {
         statusCode: 200,
-        data: { phone_number: '+86 13800001111', pure_phone_number: '13800001111', country_code: '86', ...issue() },
+        data: { phone_number: '+86 13800001111', pure_phone_number: '13800001111', country_code: '86' },
       };
     }
     if (path === '/auth/wechat/decrypt') {
@@ -248,15 +250,23 @@ for (const shape of ['qq', 'tt', 'swan', 'my', 'Taro', 'uni']) {
   });
 }
 
-test('getPhoneNumber sends the button code and keeps the new pair', async () => {
+test('getPhoneNumber sends the button code, then refreshes so the tokens carry the number', async () => {
   const { gateway, client } = setup();
   await client.request({ url: '/api/x' });
   const before = client.tokens();
   const phone = await client.getPhoneNumber('button-code');
   assert.deepEqual(phone, { phone_number: '+86 13800001111', pure_phone_number: '13800001111', country_code: '86' });
+  // One refresh right after the phone call, with the refresh token the
+  // phone call left as it was.
+  const seen = gateway.state.seen;
+  assert.deepEqual(seen.slice(seen.indexOf('POST /auth/phone')), ['POST /auth/phone', 'POST /auth/refresh']);
+  assert.equal(gateway.state.refreshes, 1);
+  assert.equal(gateway.state.logins, 1, 'no new login');
   const after = client.tokens();
+  assert.notEqual(after.access_token, before.access_token);
   assert.notEqual(after.refresh_token, before.refresh_token);
   assert.ok(gateway.state.validRefresh.has(after.refresh_token));
+  assert.ok(gateway.state.validAccess.has(after.access_token));
   await assert.rejects(client.getPhoneNumber(''), /needs the button/);
 });
 

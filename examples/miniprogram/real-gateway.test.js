@@ -106,10 +106,12 @@ test('logout ends the session at the gateway', { skip }, async () => {
   assert.equal((await res.json()).error, 'invalid_grant');
 });
 
-test('a phone number comes back verified, and the new pair carries it', { skip }, async () => {
+test('a phone number comes back verified, and the refresh right after carries it', { skip }, async () => {
   await client.login();
+  const refreshes = count('POST /auth/refresh');
   const phone = await client.getPhoneNumber('phone:13800002222');
   assert.equal(phone.phone_number, '+86 13800002222');
+  assert.equal(count('POST /auth/refresh'), refreshes + 1, 'one refresh right after the phone call');
   const payload = JSON.parse(Buffer.from(client.tokens().access_token.split('.')[1], 'base64url'));
   assert.equal(payload.phone_number, '+86 13800002222');
 });

@@ -691,7 +691,7 @@ fn check(path: &Path) -> Result<(), Failure> {
         ),
     }
     say!(
-        "          devices {}; past a limit: {}; reuse grace {}",
+        "          devices {}; {}; past a limit: {}; reuse grace {}",
         sc.devices
             .0
             .iter()
@@ -701,6 +701,10 @@ fn check(path: &Path) -> Result<(), Failure> {
             })
             .collect::<Vec<_>>()
             .join(", "),
+        match sc.max_per_user {
+            0 => "no ceiling per user".to_owned(),
+            n => format!("at most {n} per user"),
+        },
         sc.on_limit.name(),
         if sc.reuse_grace.is_zero() {
             "off".to_owned()

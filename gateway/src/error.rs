@@ -27,6 +27,10 @@ pub enum ApiError {
     /// 429 rate_limited, with Retry-After in seconds: this client IP logs in
     /// faster than the gateway allows.
     TooManyLogins(u64),
+    /// 429 rate_limited, with this description and Retry-After in seconds:
+    /// a session refreshes, or a user calls the sessions endpoints, faster
+    /// than the gateway allows.
+    TooOften(&'static str, u64),
     /// 408 invalid_request: the body of a gateway endpoint came too slowly.
     BodyTimeout,
     /// 503 temporarily_unavailable: the session store cannot be reached, so
@@ -67,8 +71,9 @@ pub enum ApiError {
     NotFound,
     /// 404 not_found: no live session of this id for the caller's user.
     SessionNotFound,
-    /// 409 session_limit: the login's device class is full and
-    /// `sessions.on_limit` is `refuse`.
+    /// 409 session_limit: the login's device class, or the user's ceiling
+    /// (`sessions.max_per_user`), is full and `sessions.on_limit` is
+    /// `refuse`.
     SessionLimit,
     /// 401 for the admin API: a missing or wrong admin token.
     AdminUnauthorized,
@@ -92,9 +97,10 @@ impl ApiError {
             }
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::RateLimited(_) | ApiError::TooManyLogins(_) | ApiError::TooManyInFlight => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::RateLimited(_)
+            | ApiError::TooManyLogins(_)
+            | ApiError::TooOften(..)
+            | ApiError::TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RiskyUser
@@ -121,9 +127,10 @@ impl ApiError {
             | ApiError::MethodNotAllowed(_)
             | ApiError::BodyTimeout => "invalid_request",
             ApiError::InvalidCode => "invalid_code",
-            ApiError::RateLimited(_) | ApiError::TooManyLogins(_) | ApiError::TooManyInFlight => {
-                "rate_limited"
-            }
+            ApiError::RateLimited(_)
+            | ApiError::TooManyLogins(_)
+            | ApiError::TooOften(..)
+            | ApiError::TooManyInFlight => "rate_limited",
             ApiError::SessionsUnavailable | ApiError::EnrichUnavailable => {
                 "temporarily_unavailable"
             }
@@ -150,7 +157,7 @@ impl ApiError {
     /// The human-readable `error_description`.
     pub fn description(&self) -> &'static str {
         match self {
-            ApiError::InvalidRequest(d) | ApiError::InvalidGrant(d) => d,
+            ApiError::InvalidRequest(d) | ApiError::InvalidGrant(d) | ApiError::TooOften(d, _) => d,
             ApiError::InvalidToken(e) => e.message(),
             ApiError::TooManyInFlight => "too many requests open from this client, retry later",
             ApiError::InsufficientScope => "the caller's roles do not allow this request",
@@ -174,7 +181,7 @@ impl ApiError {
             ApiError::NotFound => "no route for this path",
             ApiError::SessionNotFound => "no such session of this user",
             ApiError::SessionLimit => {
-                "this user holds the most sessions allowed for this device type"
+                "this user holds the most sessions allowed, for this device type or in all"
             }
             ApiError::SessionKeyExpired => {
                 "the session's key does not decrypt this data; log in again (wx.login) and retry"
@@ -221,7 +228,9 @@ impl ApiError {
                     headers.insert(WWW_AUTHENTICATE, v);
                 }
             }
-            ApiError::RateLimited(secs) | ApiError::TooManyLogins(secs) => {
+            ApiError::RateLimited(secs)
+            | ApiError::TooManyLogins(secs)
+            | ApiError::TooOften(_, secs) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(secs));
             }
             ApiError::InsufficientScope => {

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::config::{Config, ConfigError, Platform, ServerConfig, SessionsConfig};
 use crate::enrich::{Enricher, Grants};
 use crate::keys::{KeyStore, Reload};
-use crate::limits::{LoginLimiter, Occupancy};
+use crate::limits::{LoginLimiter, Occupancy, UserLimiter};
 use crate::metrics::Metrics;
 use crate::providers::{self, Providers};
 use crate::proxy::Proxy;
@@ -92,6 +92,8 @@ pub struct Gateway {
     pub sessions_config: SessionsConfig,
     /// Per-client-IP limit on logins.
     pub login_limiter: LoginLimiter,
+    /// Per-user limit on `/auth/sessions` and `/auth/sessions/{sid}`.
+    pub sessions_limiter: UserLimiter,
     /// Requests in flight per client address.
     pub in_flight: Occupancy<IpAddr>,
     /// Open WebSocket tunnels per user (or anonymous client address).
@@ -137,6 +139,7 @@ impl Gateway {
             )),
             sessions_config: config.sessions.clone(),
             login_limiter: LoginLimiter::new(server.login_per_minute, server.login_burst),
+            sessions_limiter: UserLimiter::default(),
             in_flight: Occupancy::new(server.max_requests_per_ip),
             tunnels: Occupancy::new(server.max_tunnels_per_user),
             server: server.clone(),
@@ -190,12 +193,14 @@ impl Gateway {
     }
 
     /// One reload: the key set (dropping verifications of a replaced set),
-    /// idle login-limiter entries, the TLS pair, the static role grants.
+    /// idle login- and sessions-limiter entries, the TLS pair, the static
+    /// role grants.
     fn reload(&self) {
         if self.tokens.keys().reload() == Reload::Replaced {
             self.tokens.clear_cache();
         }
         self.login_limiter.forget_idle();
+        self.sessions_limiter.forget_idle();
         self.revoked.sweep();
         self.reload_tls();
         self.reload_grants();

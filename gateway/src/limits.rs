@@ -13,6 +13,14 @@
 //! The key is the client address (the TCP peer, or behind
 //! `trusted_proxies` the address they forwarded).
 //!
+//! **The session endpoints.** `GET /auth/sessions` and
+//! `DELETE /auth/sessions/{sid}` read and write the shared session store:
+//! [`UserLimiter`] allows each user [`SESSIONS_PER_MINUTE`] of them (burst
+//! [`SESSIONS_BURST`]), keyed by the user, not the client address, which
+//! thousands of users may share behind a carrier-grade NAT. (Refreshes are
+//! limited per session, in the session store itself:
+//! [`crate::sessions::REFRESHES_PER_WINDOW`].)
+//!
 //! **Occupancy.** A client that opens many slow requests, or many idle
 //! tunnels, would otherwise take every upstream slot or connection slot
 //! there is. [`Occupancy`] counts what each key holds now and refuses the
@@ -84,6 +92,51 @@ impl LoginLimiter {
     /// How many clients are tracked now.
     pub fn tracked(&self) -> usize {
         self.limiter.as_ref().map_or(0, |l| l.len())
+    }
+}
+
+/// Calls of the session endpoints one user may make per minute.
+pub const SESSIONS_PER_MINUTE: u32 = 30;
+/// ...and at once, before the rate applies.
+pub const SESSIONS_BURST: u32 = 10;
+
+/// The per-user limit on the session endpoints; see the module docs.
+#[derive(Debug)]
+pub struct UserLimiter {
+    limiter: DefaultKeyedRateLimiter<Box<str>>,
+}
+
+impl Default for UserLimiter {
+    fn default() -> Self {
+        UserLimiter::new(SESSIONS_PER_MINUTE, SESSIONS_BURST)
+    }
+}
+
+impl UserLimiter {
+    /// `per_minute` calls per user (at least 1), `burst` at once.
+    pub fn new(per_minute: u32, burst: u32) -> UserLimiter {
+        let rate = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        UserLimiter {
+            limiter: DefaultKeyedRateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst)),
+        }
+    }
+
+    /// `Ok` if `user` may call now, else the whole seconds until it may.
+    pub fn check(&self, user: &str) -> Result<(), u64> {
+        // Looked up by `&str` would need a borrowed key type governor does
+        // not take; the user key is short.
+        let key: Box<str> = user.into();
+        self.limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+        })
+    }
+
+    /// Forgets users whose buckets are full again. Called periodically.
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
     }
 }
 
@@ -214,6 +267,16 @@ mod tests {
         assert_eq!(l.check("2001:db8:0:1::1".parse().unwrap()), Ok(()));
         assert_eq!(l.check("::ffff:192.0.2.9".parse().unwrap()), Ok(()));
         assert!(l.check("192.0.2.9".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn users_are_limited_each_on_their_own() {
+        let l = UserLimiter::new(6, 2);
+        assert_eq!(l.check("alice"), Ok(()));
+        assert_eq!(l.check("alice"), Ok(()));
+        let wait = l.check("alice").unwrap_err();
+        assert!((1..=10).contains(&wait), "{wait}");
+        assert_eq!(l.check("bob"), Ok(()));
     }
 
     #[test]

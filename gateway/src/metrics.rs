@@ -197,6 +197,10 @@ pub enum Refusal {
     TunnelIdle,
     /// A WebSocket handshake over `max_tunnels_per_user`.
     TunnelCap,
+    /// A refresh past its session's refreshes per minute.
+    RefreshRate,
+    /// A call of `/auth/sessions` past its user's calls per minute.
+    SessionsRate,
 }
 
 impl Label for Refusal {
@@ -209,6 +213,8 @@ impl Label for Refusal {
         Refusal::PerIpCap,
         Refusal::TunnelIdle,
         Refusal::TunnelCap,
+        Refusal::RefreshRate,
+        Refusal::SessionsRate,
     ];
     fn label(self) -> &'static str {
         match self {
@@ -220,6 +226,8 @@ impl Label for Refusal {
             Refusal::PerIpCap => "per_ip_cap",
             Refusal::TunnelIdle => "tunnel_idle",
             Refusal::TunnelCap => "tunnel_cap",
+            Refusal::RefreshRate => "refresh_rate",
+            Refusal::SessionsRate => "sessions_rate",
         }
     }
 }

@@ -132,6 +132,7 @@ async fn begin_session(
         device_type: &who.device_type,
         device_id: who.device_id.as_deref(),
         limit,
+        max_per_user: gw.sessions_config.max_per_user,
         on_limit: gw.sessions_config.on_limit,
     };
     let begun = gw

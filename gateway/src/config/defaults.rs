@@ -35,6 +35,8 @@ pub const WEB_AUTHORIZE_URL: &str = "https://open.weixin.qq.com";
 pub const WEB_COOKIES: bool = false;
 /// `sessions.max_sessions`.
 pub const MAX_SESSIONS: u64 = 200_000;
+/// `sessions.max_per_user`: live sessions of one user across classes.
+pub const MAX_PER_USER: u32 = 100;
 /// `[sessions.devices]`: the device classes and their limits (0 = no
 /// limit), after the mini-program article's table: phones many, PC one,
 /// web two. A login without `device_type` is a `phone` login.

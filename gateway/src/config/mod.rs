@@ -154,6 +154,9 @@ pub struct SessionsConfig {
     pub redis_cluster: Vec<Secret>,
     /// Most sessions the in-process store keeps.
     pub max_sessions: u64,
+    /// Most live sessions of one user across every device class; 0 = no
+    /// ceiling.
+    pub max_per_user: u32,
     /// How long a refresh token just redeemed may be redeemed once more
     /// (zero: never).
     pub reuse_grace: Duration,
@@ -169,6 +172,7 @@ impl Default for SessionsConfig {
             redis_url: None,
             redis_cluster: Vec::new(),
             max_sessions: defaults::MAX_SESSIONS,
+            max_per_user: defaults::MAX_PER_USER,
             reuse_grace: Duration::ZERO,
             on_limit: OnLimit::EvictOldest,
             devices: DeviceClasses::default(),

@@ -375,6 +375,15 @@ impl Config {
         if max_sessions == 0 {
             return Err(err("sessions.max_sessions", "must be more than zero"));
         }
+        let max_per_user = match s.max_per_user {
+            None => defaults::MAX_PER_USER,
+            Some(n) => u32::try_from(n).map_err(|_| {
+                err(
+                    "sessions.max_per_user",
+                    "must be a number of sessions, 0 for no ceiling",
+                )
+            })?,
+        };
         let reuse_grace = match s.reuse_grace.as_deref() {
             Some(v) => parse_duration("sessions.reuse_grace", v)?,
             None => Duration::ZERO,
@@ -412,6 +421,7 @@ impl Config {
             redis_url: s.redis_url.map(Secret::new),
             redis_cluster: redis_cluster.into_iter().map(Secret::new).collect(),
             max_sessions,
+            max_per_user,
             reuse_grace,
             on_limit,
             devices,

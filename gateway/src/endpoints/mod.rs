@@ -51,7 +51,7 @@ use crate::gateway::Gateway;
 use crate::metrics::{Own, Refusal, SessionOp};
 use crate::path::canonical;
 use crate::providers::Login;
-use crate::sessions::{Redeemed, SessionInfo, SessionStore as _};
+use crate::sessions::{Checked, Redeemed, SessionInfo, SessionStore as _};
 use crate::tokens::TokenError;
 use crate::tokens::{random_id, Subject, TokenPair};
 use crate::wechat::crypt::DecryptError;

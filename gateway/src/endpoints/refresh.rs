@@ -65,9 +65,36 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
         .tokens
         .verify_refresh(token)
         .map_err(|e| ApiError::InvalidGrant(e.message()))?;
+    // The session first: a spent, revoked or unknown refresh token costs no
+    // call of the user service, and a session refreshes at most
+    // REFRESHES_PER_WINDOW times a window.
+    let checked = gw
+        .sessions
+        .check(
+            old.subject.user(),
+            &old.sid,
+            &old.jti,
+            gw.tokens.refresh_ttl(),
+        )
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+    match checked {
+        Checked::Live => {}
+        Checked::TooSoon(wait) => {
+            gw.metrics.refusals.increment(Refusal::RefreshRate);
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(ApiError::TooOften(
+                "too many refreshes of this session, retry later",
+                secs.max(1),
+            ));
+        }
+        Checked::Reused => return Err(reused(gw, &old).await),
+        Checked::Revoked => return Err(ApiError::InvalidGrant("session revoked")),
+        Checked::Unknown => return Err(ApiError::InvalidGrant("unknown or expired session")),
+    }
     // Asked before the token is redeemed: a user service that is down must
     // not cost the client its refresh token.
-    let subject = match identify(gw, old.subject.clone(), Event::Refresh, &old.sid).await {
+    let mut subject = match identify(gw, old.subject.clone(), Event::Refresh, &old.sid).await {
         Err(ApiError::AccessDenied) => {
             // A banned user's session ends here, not at its refresh TTL.
             match gw
@@ -100,29 +127,41 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
         .await
         .map_err(|_| store_down(gw, SessionOp::Refresh))?;
     match outcome {
-        Redeemed::Rotated => {
+        Redeemed::Rotated { phone } => {
+            // The number verified at /auth/phone is kept with the session.
+            if phone.is_some() {
+                subject.phone = phone;
+            }
             let pair = gw.tokens.issue(&subject, &old.sid, next_jti)?;
             tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "refresh");
             Ok(pair)
         }
-        Redeemed::Reused => {
-            gw.sessions
-                .announce(&gw.revoked, std::slice::from_ref(&old.sid))
-                .await;
-            tracing::warn!(
-                appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid,
-                "refresh token reused: session revoked"
-            );
-            Err(ApiError::InvalidGrant("refresh token already used"))
-        }
+        Redeemed::Reused => Err(reused(gw, &old).await),
         Redeemed::Revoked => Err(ApiError::InvalidGrant("session revoked")),
         Redeemed::Unknown => Err(ApiError::InvalidGrant("unknown or expired session")),
     }
 }
 
+/// A refresh token already used: its session is revoked in the store by
+/// now; every replica is told.
+async fn reused(gw: &Gateway, old: &crate::tokens::Refresh) -> ApiError {
+    gw.sessions
+        .announce(&gw.revoked, std::slice::from_ref(&old.sid))
+        .await;
+    tracing::warn!(
+        appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid,
+        "refresh token reused: session revoked"
+    );
+    ApiError::InvalidGrant("refresh token already used")
+}
+
 /// `POST /auth/logout`: revokes the login session of a valid refresh token,
-/// or with `"everywhere": true` every session of its user. Idempotent:
-/// logging out of a revoked or forgotten session is still 204.
+/// or with `"everywhere": true` every session of its user. Idempotent for
+/// one session: logging out of a revoked or forgotten session is still 204.
+/// Everywhere needs the redeemable token of a live session (its current
+/// one, or within `reuse_grace` the one redeemed last): a spent, revoked or
+/// unknown one is 400 `invalid_grant` and ends nothing, or whoever once saw
+/// a refresh token could sign its user out again and again.
 /// From the refresh cookie (a body without `refresh_token`, which may still
 /// say `"everywhere": true`), the answer also clears the session cookies.
 pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -141,12 +180,22 @@ async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<
         .tokens
         .verify_refresh(token)
         .map_err(|e| ApiError::InvalidGrant(e.message()))?;
-    let which = (!everywhere).then_some(old.sid.as_str());
-    let mut ended = gw
-        .sessions
-        .end(old.subject.user(), which, gw.tokens.refresh_ttl())
-        .await
-        .map_err(|_| store_down(gw, SessionOp::Logout))?;
+    let ttl = gw.tokens.refresh_ttl();
+    let user = old.subject.user();
+    let mut ended = if everywhere {
+        gw.sessions
+            .end_everywhere(user, &old.sid, &old.jti, ttl)
+            .await
+            .map_err(|_| store_down(gw, SessionOp::Logout))?
+            .ok_or(ApiError::InvalidGrant(
+                "logging out everywhere needs the current refresh token of a live session",
+            ))?
+    } else {
+        gw.sessions
+            .end(user, Some(&old.sid), ttl)
+            .await
+            .map_err(|_| store_down(gw, SessionOp::Logout))?
+    };
     // This token's session ends whether or not the store still knew it.
     if !ended.contains(&old.sid) {
         ended.push(old.sid.clone());

@@ -4,7 +4,7 @@
 use super::*;
 
 /// The caller of a session endpoint: a valid access token of a session
-/// that has not ended.
+/// that has not ended, whose user is within its calls per minute.
 fn caller(
     gw: &Gateway,
     req: &Request<Incoming>,
@@ -17,6 +17,13 @@ fn caller(
     )?
     .ok_or(ApiError::MissingToken)?;
     gw.revoked.check(&id).map_err(ApiError::InvalidToken)?;
+    gw.sessions_limiter.check(id.user()).map_err(|secs| {
+        gw.metrics.refusals.increment(Refusal::SessionsRate);
+        ApiError::TooOften(
+            "too many calls of the session endpoints for this user, retry later",
+            secs,
+        )
+    })?;
     Ok(id)
 }
 

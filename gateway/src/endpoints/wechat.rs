@@ -34,8 +34,13 @@ struct CodeBody {
 }
 
 /// `POST /auth/phone` `{"code"}`: the phone number the user agreed to share
-/// (the `getPhoneNumber` button's code), verified with WeChat, and a new
-/// token pair in the same session whose tokens carry it.
+/// (the `getPhoneNumber` button's code), verified with WeChat and kept with
+/// the caller's session, whose next refresh carries it.
+///
+/// It mints no token: an access token reaches every upstream, and a phone
+/// code is bound to the app, not to the user, so a pair minted here would
+/// turn any access token into a refresh token, and would carry roles no
+/// refresh computed. The session's refresh token stays as it was.
 pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     require(&req, Method::POST, "POST")?;
     let who = caller_subject(gw, &req)?;
@@ -58,24 +63,16 @@ pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
             PhoneError::WrongWatermark => ApiError::InvalidCode,
             PhoneError::Wx(e) => e.into_api(),
         })?;
-    let mut subject = who.subject;
-    subject.phone = Some(number.phone_number.clone());
-    let pair = new_pair(gw, &subject, &who.sid).await?;
-    tracing::info!(appid = %subject.appid, sid = %who.sid, "phone number verified");
-    #[derive(serde::Serialize)]
-    struct Answer<'a> {
-        #[serde(flatten)]
-        phone: &'a crate::wechat::phone::Phone,
-        #[serde(flatten)]
-        pair: &'a TokenPair,
+    let kept = gw
+        .sessions
+        .set_phone(who.subject.user(), &who.sid, &number.phone_number)
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+    if !kept {
+        return Err(ApiError::InvalidGrant("session revoked"));
     }
-    let mut res = json(
-        StatusCode::OK,
-        &Answer {
-            phone: &number,
-            pair: &pair,
-        },
-    );
+    tracing::info!(appid = %who.subject.appid, sid = %who.sid, "phone number verified");
+    let mut res = json(StatusCode::OK, &number);
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)

@@ -24,7 +24,10 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-use super::{Begun, NewSession, Redeemed, SessionInfo, SessionStore, Unavailable, MAX_LISTED};
+use super::{
+    Begun, Checked, NewSession, Redeemed, SessionInfo, SessionStore, Unavailable, MAX_LISTED,
+    REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+};
 use crate::config::{OnLimit, Secret};
 use crate::tokens::now_secs;
 
@@ -41,6 +44,11 @@ struct Session {
     device_type: Box<str>,
     device_id: Option<Box<str>>,
     session_key: Option<Secret>,
+    /// The phone number verified at `/auth/phone`, for the next refreshes.
+    phone: Option<Box<str>>,
+    /// When the last refreshes were checked, oldest first (at most
+    /// [`REFRESHES_PER_WINDOW`], within [`REFRESH_WINDOW`]).
+    recent: VecDeque<Instant>,
     created: u64,
     refreshed: u64,
     /// Wall-clock order of logins within one second.
@@ -66,6 +74,13 @@ impl User {
             self.revoked.pop_front();
         }
         self.revoked.push_back((sid.into(), until));
+    }
+
+    /// Ends the live sessions of `sids`.
+    fn revoke_all<'a>(&mut self, sids: impl IntoIterator<Item = &'a str>, until: Instant) {
+        for sid in sids {
+            self.revoke(sid, until);
+        }
     }
 
     fn weight(&self) -> u32 {
@@ -107,6 +122,20 @@ pub struct MemoryStore {
     hasher: foldhash::fast::RandomState,
     grace: Duration,
     seq: AtomicU64,
+    listed: usize,
+}
+
+/// Whether `jti` may be redeemed in session `s` now: `Some(false)` it is
+/// the current token, `Some(true)` the one redeemed last, within `grace`.
+fn redeemable(s: &Session, jti: &str, grace: Duration, now: Instant) -> Option<bool> {
+    if &*s.jti == jti {
+        return Some(false);
+    }
+    let in_grace = !grace.is_zero()
+        && s.prev
+            .as_ref()
+            .is_some_and(|(p, at)| &**p == jti && now.duration_since(*at) < grace);
+    in_grace.then_some(true)
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -135,7 +164,14 @@ impl MemoryStore {
             hasher: foldhash::fast::RandomState::default(),
             grace,
             seq: Default::default(),
+            listed: MAX_LISTED,
         }
+    }
+
+    /// Lists at most `n` sessions of a user (see [`super::listed`]).
+    pub fn listing(mut self, n: usize) -> MemoryStore {
+        self.listed = n;
+        self
     }
 
     /// Runs `f` on `user`'s sessions in the user's critical section, then
@@ -198,6 +234,26 @@ impl SessionStore for MemoryStore {
                     }
                 }
             }
+            // The user's ceiling, across classes, after the class's own
+            // evictions: the oldest sessions by login end (or the login is
+            // refused, before anything changed).
+            let max = new.max_per_user as usize;
+            if max > 0 && u.live.len() >= max {
+                if new.on_limit == OnLimit::Refuse {
+                    return (Begun::Refused, false);
+                }
+                let mut all: Vec<(u64, u64, Box<str>)> = u
+                    .live
+                    .iter()
+                    .map(|(sid, s)| (s.created, s.seq, sid.clone()))
+                    .collect();
+                all.sort_unstable();
+                let over = all.len() + 1 - max;
+                for (_, _, sid) in all.into_iter().take(over) {
+                    u.revoke(&sid, now + ttl);
+                    evicted.push(sid.into_string());
+                }
+            }
             let secs = now_secs();
             u.live.insert(
                 new.sid.into(),
@@ -207,6 +263,8 @@ impl SessionStore for MemoryStore {
                     device_type: new.device_type.into(),
                     device_id: new.device_id.map(Into::into),
                     session_key: new.session_key.map(|k| Secret::new(k.to_owned())),
+                    phone: None,
+                    recent: VecDeque::new(),
                     created: secs,
                     refreshed: secs,
                     seq,
@@ -234,11 +292,7 @@ impl SessionStore for MemoryStore {
             let Some(s) = u.live.get_mut(sid) else {
                 return (Redeemed::Unknown, false);
             };
-            let in_grace = !grace.is_zero()
-                && s.prev
-                    .as_ref()
-                    .is_some_and(|(p, at)| &**p == jti && now.duration_since(*at) < grace);
-            if &*s.jti == jti || in_grace {
+            if let Some(in_grace) = redeemable(s, jti, grace, now) {
                 // A grace redemption spends the grace: the token redeems
                 // no third time, and the first answer's pair stops working.
                 s.prev = if in_grace {
@@ -249,10 +303,78 @@ impl SessionStore for MemoryStore {
                 s.jti = next.into();
                 s.refreshed = now_secs();
                 s.expires = now + ttl;
-                return (Redeemed::Rotated, true);
+                let phone = s.phone.as_deref().map(str::to_owned);
+                return (Redeemed::Rotated { phone }, true);
             }
             u.revoke(sid, now + ttl);
             (Redeemed::Reused, true)
+        }))
+    }
+
+    async fn check(
+        &self,
+        user: &str,
+        sid: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> Result<Checked, Unavailable> {
+        let grace = self.grace;
+        Ok(self.with_user(user, ttl, |u| {
+            let now = Instant::now();
+            if u.revoked.iter().any(|(s, _)| &**s == sid) {
+                return (Checked::Revoked, false);
+            }
+            let Some(s) = u.live.get_mut(sid) else {
+                return (Checked::Unknown, false);
+            };
+            if redeemable(s, jti, grace, now).is_none() {
+                u.revoke(sid, now + ttl);
+                return (Checked::Reused, true);
+            }
+            s.recent
+                .retain(|at| now.saturating_duration_since(*at) < REFRESH_WINDOW);
+            if s.recent.len() >= REFRESHES_PER_WINDOW {
+                let oldest = s.recent.front().copied().unwrap_or(now);
+                let wait = REFRESH_WINDOW.saturating_sub(now.saturating_duration_since(oldest));
+                return (Checked::TooSoon(wait), false);
+            }
+            s.recent.push_back(now);
+            // Changed in place: the user's entry keeps its weight and life.
+            (Checked::Live, false)
+        }))
+    }
+
+    async fn end_everywhere(
+        &self,
+        user: &str,
+        sid: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> Result<Option<Vec<String>>, Unavailable> {
+        let grace = self.grace;
+        Ok(self.with_user(user, ttl, |u| {
+            let now = Instant::now();
+            let live = u
+                .live
+                .get(sid)
+                .is_some_and(|s| redeemable(s, jti, grace, now).is_some());
+            if !live {
+                return (None, false);
+            }
+            let ended: Vec<String> = u.live.keys().map(|s| s.to_string()).collect();
+            u.revoke_all(ended.iter().map(String::as_str), now + ttl);
+            (Some(ended), true)
+        }))
+    }
+
+    async fn set_phone(&self, user: &str, sid: &str, phone: &str) -> Result<bool, Unavailable> {
+        Ok(self.with_user(user, Duration::ZERO, |u| {
+            let Some(s) = u.live.get_mut(sid) else {
+                return (false, false);
+            };
+            s.phone = Some(phone.into());
+            // Changed in place: the user's entry keeps its weight and life.
+            (true, false)
         }))
     }
 
@@ -301,23 +423,22 @@ impl SessionStore for MemoryStore {
                 Some(_) => Vec::new(),
                 None => u.live.keys().map(|s| s.to_string()).collect(),
             };
-            for sid in &ended {
-                u.revoke(sid, until);
-            }
+            u.revoke_all(ended.iter().map(String::as_str), until);
             let changed = !ended.is_empty();
             (ended, changed)
         }))
     }
 
     async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, Unavailable> {
+        let listed = self.listed;
         Ok(self.with_user(user, Duration::ZERO, |u| {
+            // As the Redis store reads them: the most recently used ones
+            // (latest expiry) up to the bound, then newest login first.
             let mut all: Vec<(&Box<str>, &Session)> = u.live.iter().collect();
+            all.sort_unstable_by_key(|(_, s)| std::cmp::Reverse((s.expires, s.seq)));
+            all.truncate(listed);
             all.sort_unstable_by_key(|(_, s)| std::cmp::Reverse((s.created, s.seq)));
-            let list = all
-                .into_iter()
-                .take(MAX_LISTED)
-                .map(|(sid, s)| info(sid, s))
-                .collect();
+            let list = all.into_iter().map(|(sid, s)| info(sid, s)).collect();
             (list, false)
         }))
     }
@@ -337,6 +458,7 @@ mod tests {
             device_type: class,
             device_id: None,
             limit,
+            max_per_user: 0,
             on_limit: OnLimit::EvictOldest,
             session_key: None,
         }
@@ -352,11 +474,11 @@ mod tests {
         s.begin(&new("u", "s", "phone", 0), TTL).await.unwrap();
         assert_eq!(
             s.redeem("u", "s", "a", "b", TTL).await,
-            Ok(Redeemed::Rotated)
+            Ok(Redeemed::Rotated { phone: None })
         );
         assert_eq!(
             s.redeem("u", "s", "b", "c", TTL).await,
-            Ok(Redeemed::Rotated)
+            Ok(Redeemed::Rotated { phone: None })
         );
         // "a" again: reuse, and the session is gone for everyone.
         assert_eq!(
@@ -390,7 +512,7 @@ mod tests {
             .collect();
         let mut rotated = 0;
         for t in tasks {
-            if t.await.unwrap() == Ok(Redeemed::Rotated) {
+            if t.await.unwrap() == Ok(Redeemed::Rotated { phone: None }) {
                 rotated += 1;
             }
         }
@@ -432,17 +554,92 @@ mod tests {
         s.begin(&new("u", "s", "phone", 0), TTL).await.unwrap();
         assert_eq!(
             s.redeem("u", "s", "a", "b", TTL).await,
-            Ok(Redeemed::Rotated)
+            Ok(Redeemed::Rotated { phone: None })
         );
         // The answer was lost: "a" again, within the grace.
         assert_eq!(
             s.redeem("u", "s", "a", "c", TTL).await,
-            Ok(Redeemed::Rotated)
+            Ok(Redeemed::Rotated { phone: None })
         );
         // A third time is reuse.
         assert_eq!(
             s.redeem("u", "s", "a", "d", TTL).await,
             Ok(Redeemed::Reused)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_ceiling_ends_the_oldest_of_any_class_or_refuses() {
+        let s = MemoryStore::new(100, Duration::ZERO);
+        let capped = |sid, class| {
+            let mut n = new("u", sid, class, 0);
+            n.max_per_user = 2;
+            n
+        };
+        s.begin(&capped("p1", "phone"), TTL).await.unwrap();
+        s.begin(&capped("w1", "web"), TTL).await.unwrap();
+        assert_eq!(
+            s.begin(&capped("p2", "phone"), TTL).await.unwrap(),
+            Begun::Started {
+                evicted: vec!["p1".into()]
+            }
+        );
+        let mut refuse = capped("p3", "phone");
+        refuse.on_limit = OnLimit::Refuse;
+        assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Begun::Refused);
+        let sids: Vec<String> = s
+            .list("u")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.sid)
+            .collect();
+        assert_eq!(sids, ["p2", "w1"]);
+    }
+
+    #[tokio::test]
+    async fn checks_count_refreshes_and_catch_reuse_without_redeeming() {
+        let s = MemoryStore::new(100, Duration::ZERO);
+        s.begin(&new("u", "s", "phone", 0), TTL).await.unwrap();
+        s.begin(&new("u", "t", "phone", 0), TTL).await.unwrap();
+        for _ in 0..REFRESHES_PER_WINDOW {
+            assert_eq!(s.check("u", "s", "a", TTL).await, Ok(Checked::Live));
+        }
+        let Ok(Checked::TooSoon(wait)) = s.check("u", "s", "a", TTL).await else {
+            panic!("the eleventh check passed");
+        };
+        assert!(wait <= REFRESH_WINDOW);
+        // Another session of the user is counted on its own.
+        assert_eq!(s.check("u", "t", "a", TTL).await, Ok(Checked::Live));
+        // A check redeems nothing: "a" is still the token to redeem...
+        assert_eq!(
+            s.redeem("u", "t", "a", "b", TTL).await,
+            Ok(Redeemed::Rotated { phone: None })
+        );
+        // ...and once spent, checking it is reuse: the session ends.
+        assert_eq!(s.check("u", "t", "a", TTL).await, Ok(Checked::Reused));
+        assert_eq!(s.check("u", "t", "b", TTL).await, Ok(Checked::Revoked));
+        assert_eq!(s.check("u", "x", "a", TTL).await, Ok(Checked::Unknown));
+        // Logout everywhere needs the live token, and then ends them all.
+        assert_eq!(s.end_everywhere("u", "t", "b", TTL).await, Ok(None));
+        assert_eq!(s.end_everywhere("u", "s", "z", TTL).await, Ok(None));
+        assert_eq!(
+            s.end_everywhere("u", "s", "a", TTL).await,
+            Ok(Some(vec!["s".to_owned()]))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_phone_number_kept_with_the_session_comes_with_its_next_redemption() {
+        let s = MemoryStore::new(100, Duration::ZERO);
+        assert_eq!(s.set_phone("u", "s", "+86 1").await, Ok(false));
+        s.begin(&new("u", "s", "phone", 0), TTL).await.unwrap();
+        assert_eq!(s.set_phone("u", "s", "+86 1").await, Ok(true));
+        assert_eq!(
+            s.redeem("u", "s", "a", "b", TTL).await,
+            Ok(Redeemed::Rotated {
+                phone: Some("+86 1".into())
+            })
         );
     }
 

@@ -14,9 +14,18 @@
 //! (expired, evicted, or from before a restart of the in-process store) is
 //! refused, never adopted: the store fails closed.
 //!
-//! A login is admitted against its class's limit in the same atomic step
-//! that records it (one Lua script in Redis, one critical section in
-//! process), so two logins racing for the last slot cannot both win.
+//! A login is admitted against its class's limit, and the user's ceiling
+//! across classes (`max_per_user`), in the same atomic step that records it
+//! (one Lua script in Redis, one critical section in process), so two
+//! logins racing for the last slot cannot both win. The ceiling also bounds
+//! what listing a user's sessions costs: a listing reads at most
+//! [`listed`] sessions, however many the user ever made.
+//!
+//! A refresh asks the store first ([`SessionStore::check`]) whether its
+//! token is the redeemable one of a live session, before the user service
+//! is asked and before the redemption: a dead token costs nothing more, and
+//! a session refreshes at most [`REFRESHES_PER_WINDOW`] times a
+//! [`REFRESH_WINDOW`], counted with the session (so across replicas).
 //!
 //! A session that ends (logout, `DELETE`, a device limit, reuse detection,
 //! the admin API) goes into the [`revoked::RevokedSet`], checked on every
@@ -38,11 +47,14 @@ use serde::Serialize;
 use crate::config::{OnLimit, Secret};
 
 /// What redeeming a refresh token did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Redeemed {
     /// It was the session's current token (or, within `reuse_grace`, the
     /// one just before it); its successor is now current.
-    Rotated,
+    Rotated {
+        /// The phone number the session holds (`/auth/phone`), if any.
+        phone: Option<String>,
+    },
     /// It was already used: the session is now revoked.
     Reused,
     /// The session was revoked earlier.
@@ -50,6 +62,33 @@ pub enum Redeemed {
     /// The store does not know the session.
     Unknown,
 }
+
+/// What the store says of a refresh token presented for a refresh, before
+/// the user service is asked and before anything is redeemed: a spent,
+/// revoked or unknown token goes no further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The session's current token (or, within `reuse_grace`, the one
+    /// redeemed last): the refresh may go on, and counts against the
+    /// session's [`REFRESHES_PER_WINDOW`].
+    Live,
+    /// A current token, but the session already refreshed
+    /// [`REFRESHES_PER_WINDOW`] times in the last [`REFRESH_WINDOW`]: it may
+    /// again after this long. Nothing changed.
+    TooSoon(Duration),
+    /// Already used: the session is now revoked.
+    Reused,
+    /// The session was revoked earlier.
+    Revoked,
+    /// The store does not know the session.
+    Unknown,
+}
+
+/// Refreshes (attempts that reach the user service and the redemption)
+/// one session may make within [`REFRESH_WINDOW`]; the next is 429.
+pub const REFRESHES_PER_WINDOW: usize = 10;
+/// The sliding window of [`REFRESHES_PER_WINDOW`].
+pub const REFRESH_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a login did to its user's sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +98,8 @@ pub enum Begun {
         /// The sids ended (`evict_oldest`), oldest first.
         evicted: Vec<String>,
     },
-    /// The class is full and `on_limit` is `refuse`: nothing recorded.
+    /// The class (or the user's ceiling) is full and `on_limit` is
+    /// `refuse`: nothing recorded.
     Refused,
 }
 
@@ -78,7 +118,10 @@ pub struct NewSession<'a> {
     pub device_id: Option<&'a str>,
     /// Most live sessions of the user in the class; 0 = no limit.
     pub limit: u32,
-    /// What to do when the class is full.
+    /// Most live sessions of the user across every class (`max_per_user`);
+    /// 0 = no ceiling.
+    pub max_per_user: u32,
+    /// What to do when the class, or the user's ceiling, is full.
     pub on_limit: OnLimit,
     /// The platform's session key (WeChat's `session_key`), kept with the
     /// session for decrypting the user's data; it never leaves the store
@@ -102,9 +145,19 @@ pub struct SessionInfo {
     pub refreshed_at: u64,
 }
 
-/// The most sessions one listing returns: a user with more sees the
-/// newest ones.
+/// The most sessions one listing returns without a ceiling (with one, the
+/// ceiling, if lower): a user with more sees the most recently used ones.
 pub const MAX_LISTED: usize = 1000;
+
+/// How many sessions a listing reads at most, for a ceiling of
+/// `max_per_user` (0 = none): the store's work per listing is bounded by
+/// it, whatever the number of sessions the user ever made.
+pub fn listed(max_per_user: u32) -> usize {
+    match max_per_user {
+        0 => MAX_LISTED,
+        n => MAX_LISTED.min(n as usize),
+    }
+}
 
 /// The store could not be set up (a Redis URL the client refuses). The
 /// text is the client's kind of error only: the URL may hold a password.
@@ -131,6 +184,18 @@ pub trait SessionStore: Send + Sync {
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Begun, Unavailable>> + Send;
 
+    /// Checks `jti` of `user`'s session `sid` before a refresh asks the
+    /// user service: see [`Checked`]. A token already used revokes the
+    /// session here, as a redemption would; a live one is counted against
+    /// the session's refresh rate.
+    fn check(
+        &self,
+        user: &str,
+        sid: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<Checked, Unavailable>> + Send;
+
     /// Redeems `jti` of `user`'s session `sid`, making `next` the
     /// redeemable one.
     fn redeem(
@@ -152,6 +217,27 @@ pub trait SessionStore: Send + Sync {
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Vec<String>, Unavailable>> + Send;
 
+    /// Ends every live session of `user`, if `jti` is the redeemable
+    /// refresh token of the live session `sid` (its current one, or within
+    /// `reuse_grace` the one redeemed last): the sids ended. `None`: it is
+    /// not (spent, revoked, unknown), and nothing ended. One atomic step.
+    fn end_everywhere(
+        &self,
+        user: &str,
+        sid: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<Option<Vec<String>>, Unavailable>> + Send;
+
+    /// Keeps `phone` with `user`'s live session `sid`: its next refreshes
+    /// carry it. `false`: the session is not live.
+    fn set_phone(
+        &self,
+        user: &str,
+        sid: &str,
+        phone: &str,
+    ) -> impl std::future::Future<Output = Result<bool, Unavailable>> + Send;
+
     /// Makes `next` the redeemable refresh token of `user`'s live session
     /// `sid`, without a refresh token presented: for a new pair in the same
     /// session (a phone number verified, a login code retried). The token
@@ -172,7 +258,9 @@ pub trait SessionStore: Send + Sync {
         sid: &str,
     ) -> impl std::future::Future<Output = Result<Option<Secret>, Unavailable>> + Send;
 
-    /// `user`'s live sessions, newest first, at most [`MAX_LISTED`].
+    /// `user`'s live sessions, newest first: at most the store's listing
+    /// bound ([`listed`]), the most recently used ones, read with work
+    /// bounded by it.
     fn list(
         &self,
         user: &str,
@@ -192,23 +280,21 @@ impl Store {
     /// The store `config` asks for. Redis connects lazily: the gateway starts
     /// (and verifies access tokens) while Redis is still down.
     pub fn new(config: &crate::config::SessionsConfig) -> Result<Store, SetupError> {
+        let listed = listed(config.max_per_user);
         if let Some(url) = &config.redis_url {
-            return Ok(Store::Redis(redis::RedisStore::new(
-                url.expose(),
-                config.reuse_grace,
-            )?));
+            return Ok(Store::Redis(
+                redis::RedisStore::new(url.expose(), config.reuse_grace)?.listing(listed),
+            ));
         }
         if !config.redis_cluster.is_empty() {
             let seeds: Vec<&str> = config.redis_cluster.iter().map(|s| s.expose()).collect();
-            return Ok(Store::Redis(redis::RedisStore::cluster(
-                &seeds,
-                config.reuse_grace,
-            )?));
+            return Ok(Store::Redis(
+                redis::RedisStore::cluster(&seeds, config.reuse_grace)?.listing(listed),
+            ));
         }
-        Ok(Store::Memory(memory::MemoryStore::new(
-            config.max_sessions,
-            config.reuse_grace,
-        )))
+        Ok(Store::Memory(
+            memory::MemoryStore::new(config.max_sessions, config.reuse_grace).listing(listed),
+        ))
     }
 
     /// `memory`, `redis` or `redis-cluster`, for logs and readiness.
@@ -246,6 +332,19 @@ impl SessionStore for Store {
         }
     }
 
+    async fn check(
+        &self,
+        user: &str,
+        sid: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> Result<Checked, Unavailable> {
+        match self {
+            Store::Memory(s) => s.check(user, sid, jti, ttl).await,
+            Store::Redis(s) => s.check(user, sid, jti, ttl).await,
+        }
+    }
+
     async fn redeem(
         &self,
         user: &str,
@@ -269,6 +368,26 @@ impl SessionStore for Store {
         match self {
             Store::Memory(s) => s.end(user, sid, ttl).await,
             Store::Redis(s) => s.end(user, sid, ttl).await,
+        }
+    }
+
+    async fn end_everywhere(
+        &self,
+        user: &str,
+        sid: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> Result<Option<Vec<String>>, Unavailable> {
+        match self {
+            Store::Memory(s) => s.end_everywhere(user, sid, jti, ttl).await,
+            Store::Redis(s) => s.end_everywhere(user, sid, jti, ttl).await,
+        }
+    }
+
+    async fn set_phone(&self, user: &str, sid: &str, phone: &str) -> Result<bool, Unavailable> {
+        match self {
+            Store::Memory(s) => s.set_phone(user, sid, phone).await,
+            Store::Redis(s) => s.set_phone(user, sid, phone).await,
         }
     }
 

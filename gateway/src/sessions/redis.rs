@@ -9,19 +9,21 @@
 //! |---|---|---|
 //! | `minigate:{u:USER}:sessions` | sorted set | the user's live sessions: sid → expiry (unix ms) |
 //! | `minigate:{u:USER}:class:CLASS` | sorted set | the user's sessions of one limited device class: sid → login time (unix µs) |
-//! | `minigate:{u:USER}:s:SID` | hash | one session: `jti` (redeemable next), `state` (`live`/`revoked`), `dvt`, `did`, `created` (unix µs), `refreshed` (unix ms), `prev`/`prev_at` (reuse grace) |
+//! | `minigate:{u:USER}:all` | sorted set | with a ceiling (`max_per_user`), the user's sessions counted against it: sid → login time (unix µs) |
+//! | `minigate:{u:USER}:s:SID` | hash | one session: `jti` (redeemable next), `state` (`live`/`revoked`), `dvt`, `did`, `created` (unix µs), `refreshed` (unix ms), `prev`/`prev_at` (reuse grace), `sk` (platform session key), `ph` (phone number), `rl` (the last minute's refreshes, unix ms) |
 //! | `minigate:revoked` | sorted set | ended sessions: sid → when its last access token expires (unix ms), for replicas' resyncs |
 //!
 //! Every time in these keys is the Redis server's (`TIME`): one user's keys
 //! are on one server, so replicas with skewed clocks agree on expiry, the
 //! reuse grace and the order of logins. Each key expires with the refresh
 //! TTL past its last write. A login drops index entries past their expiry
-//! (at most 1024 a call) and, for a class with a limit, the class set's
-//! entries that are no longer live (that set holds at most the limit plus
-//! what expired since), then counts it: a user with thousands of phone
-//! sessions costs a PC login nothing more. A login (limit check and record),
-//! a redemption and ending sessions are each one Lua script, atomic on the
-//! server whatever the number of replicas racing. Ended sessions are then
+//! (at most 1024 a call) and, for a class with a limit and for the ceiling,
+//! the set's entries that are no longer live (each set holds at most its
+//! limit plus what ended since), then counts it. A listing reads at most the
+//! store's bound of the index, the latest expiry first. A login (limit
+//! checks and record), a check before a refresh, a redemption and ending
+//! sessions are each one Lua script, atomic on the server whatever the
+//! number of replicas racing. Ended sessions are then
 //! added to `minigate:revoked` and published on the channel
 //! `minigate:revoked`; that second step is separate (in a cluster it is
 //! another slot).
@@ -41,7 +43,8 @@ use tokio::sync::{watch, OnceCell};
 
 use super::revoked::{now_ms, RevokedSet};
 use super::{
-    Begun, NewSession, Redeemed, SessionInfo, SessionStore, SetupError, Unavailable, MAX_LISTED,
+    Begun, Checked, NewSession, Redeemed, SessionInfo, SessionStore, SetupError, Unavailable,
+    MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
 use crate::metrics::Resync;
@@ -62,14 +65,16 @@ const RESYNC_WINDOW: Duration = Duration::from_secs(120);
 /// Most entries one resync reads.
 const RESYNC_MAX: usize = 1_000_000;
 
-/// KEYS[1] index, KEYS[2] class set, KEYS[3] session.
+/// KEYS[1] index, KEYS[2] class set, KEYS[3] session, KEYS[4] the user's
+/// ceiling set.
 /// ARGV: 1 sid, 2 jti, 3 class, 4 device id ('' none), 5 ttl ms, 6 limit
-/// (0 none), 7 '1' to refuse, 8 session key prefix.
+/// (0 none), 7 '1' to refuse, 8 session key prefix, 9 platform session key
+/// ('' none), 10 ceiling (0 none), 11 class key prefix.
 /// Returns {0} refused, or {1, evicted sid...}.
 ///
 /// Expired sessions leave the index here (at most 1024 a call) and leave a
-/// limited class's set when that class is counted: a class set holds only
-/// sessions of its class, so for a limited class it is small.
+/// limited class's set, or the ceiling set, when that set is counted: each
+/// holds only what its limit allows plus what ended since, so it is small.
 const BEGIN: &str = r"
 -- Every time here is the server's: one user's keys are on one server, so
 -- logins and refreshes from replicas with skewed clocks still agree, and
@@ -79,28 +84,52 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local created = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ttl = tonumber(ARGV[5])
 local limit = tonumber(ARGV[6])
+local max = tonumber(ARGV[10])
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1024)
 for _, sid in ipairs(gone) do
   redis.call('ZREM', KEYS[1], sid)
 end
-local out = {1}
-if limit > 0 then
-  for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+-- Drops the entries of a counted set that are no longer live; its size.
+local function live(set)
+  for _, sid in ipairs(redis.call('ZRANGE', set, 0, -1)) do
     local exp = redis.call('ZSCORE', KEYS[1], sid)
-    if not exp or tonumber(exp) <= now then redis.call('ZREM', KEYS[2], sid) end
+    if not exp or tonumber(exp) <= now then redis.call('ZREM', set, sid) end
   end
-  local n = redis.call('ZCARD', KEYS[2])
-  if n >= limit then
-    if ARGV[7] == '1' then return {0} end
-    local old = redis.call('ZRANGE', KEYS[2], 0, n - limit)
-    for _, sid in ipairs(old) do
-      redis.call('ZREM', KEYS[2], sid)
-      redis.call('ZREM', KEYS[1], sid)
-      local h = ARGV[8] .. sid
-      if redis.call('EXISTS', h) == 1 then
-        redis.call('HSET', h, 'state', 'revoked')
-        redis.call('PEXPIRE', h, ttl)
-      end
+  return redis.call('ZCARD', set)
+end
+-- Ends one session: out of every set, its record revoked.
+local function revoke(sid)
+  redis.call('ZREM', KEYS[1], sid)
+  redis.call('ZREM', KEYS[4], sid)
+  local h = ARGV[8] .. sid
+  local dvt = redis.call('HGET', h, 'dvt')
+  if dvt then
+    redis.call('ZREM', ARGV[11] .. dvt, sid)
+    redis.call('HSET', h, 'state', 'revoked')
+    redis.call('PEXPIRE', h, ttl)
+  end
+end
+local out = {1}
+-- Both limits are checked before anything ends, so a refused login
+-- changes nothing.
+local in_class = 0
+local in_all = 0
+if limit > 0 then in_class = live(KEYS[2]) end
+if max > 0 then in_all = live(KEYS[4]) end
+if ARGV[7] == '1' and ((limit > 0 and in_class >= limit) or (max > 0 and in_all >= max)) then
+  return {0}
+end
+if limit > 0 and in_class >= limit then
+  for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, in_class - limit)) do
+    revoke(sid)
+    out[#out + 1] = sid
+  end
+end
+if max > 0 then
+  local n = redis.call('ZCARD', KEYS[4])
+  if n >= max then
+    for _, sid in ipairs(redis.call('ZRANGE', KEYS[4], 0, n - max)) do
+      revoke(sid)
       out[#out + 1] = sid
     end
   end
@@ -116,12 +145,17 @@ if limit > 0 then
   redis.call('ZADD', KEYS[2], created, ARGV[1])
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
+if max > 0 then
+  redis.call('ZADD', KEYS[4], created, ARGV[1])
+  redis.call('PEXPIRE', KEYS[4], ttl)
+end
 return out
 ";
 
 /// A new redeemable token for a live session, the current one counting as
-/// just redeemed. KEYS[1] index, KEYS[2] session. ARGV: 1 sid, 2
-/// successor, 3 ttl ms, 4 class key prefix. Returns 1, or 0 if not live.
+/// just redeemed. KEYS[1] index, KEYS[2] session, KEYS[3] ceiling set.
+/// ARGV: 1 sid, 2 successor, 3 ttl ms, 4 class key prefix. Returns 1, or 0
+/// if not live.
 const REISSUE: &str = r"
 local h = redis.call('HMGET', KEYS[2], 'state', 'jti', 'dvt')
 if h[1] ~= 'live' then return 0 end
@@ -133,24 +167,51 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', ARGV[4] .. (h[3] or ''), ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
 return 1
 ";
 
-/// KEYS[1] index, KEYS[2] session.
+/// A function of the scripts below: whether token `jti` may be redeemed in
+/// a session whose HMGET of state, jti, prev, prev_at... is `h`: `nil` no,
+/// `false` it is the current token, `true` the one redeemed last, within
+/// `grace` ms.
+const REDEEMABLE: &str = r"
+local function redeemable(h, jti, grace, now)
+  if h[2] == jti then return false end
+  if grace > 0 and h[3] and h[3] == jti and h[4] and now - tonumber(h[4]) < grace then
+    return true
+  end
+  return nil
+end
+";
+
+/// Revokes the session of KEYS[2] (a token already used): out of the
+/// index (KEYS[1]), its class's set and the ceiling set (KEYS[3]).
+const REUSED: &str = r"
+local function reused(sid, class, ttl)
+  redis.call('HSET', KEYS[2], 'state', 'revoked')
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('ZREM', KEYS[1], sid)
+  redis.call('ZREM', class, sid)
+  redis.call('ZREM', KEYS[3], sid)
+end
+";
+
+/// KEYS[1] index, KEYS[2] session, KEYS[3] ceiling set.
 /// ARGV: 1 sid, 2 presented jti, 3 successor, 4 ttl ms, 5 grace ms, 6 class
 /// key prefix.
-/// Returns 0 unknown, 1 revoked, 2 rotated, 3 reused (and now revoked).
+/// Returns {0} unknown, {1} revoked, {2, phone} rotated, {3} reused (and now
+/// revoked).
 const REDEEM: &str = r"
-local h = redis.call('HMGET', KEYS[2], 'state', 'jti', 'prev', 'prev_at', 'dvt')
-if not h[1] then return 0 end
-if h[1] == 'revoked' then return 1 end
+local h = redis.call('HMGET', KEYS[2], 'state', 'jti', 'prev', 'prev_at', 'dvt', 'ph')
+if not h[1] then return {0} end
+if h[1] == 'revoked' then return {1} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[4])
-local grace = tonumber(ARGV[5])
 local class = ARGV[6] .. (h[5] or '')
-local in_grace = grace > 0 and h[3] and h[3] == ARGV[2] and h[4] and now - tonumber(h[4]) < grace
-if h[2] == ARGV[2] or in_grace then
+local in_grace = redeemable(h, ARGV[2], tonumber(ARGV[5]), now)
+if in_grace ~= nil then
   if in_grace then
     redis.call('HDEL', KEYS[2], 'prev', 'prev_at')
   else
@@ -161,29 +222,72 @@ if h[2] == ARGV[2] or in_grace then
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', class, ttl)
-  return 2
+  redis.call('PEXPIRE', KEYS[3], ttl)
+  return {2, h[6] or ''}
 end
-redis.call('HSET', KEYS[2], 'state', 'revoked')
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', class, ARGV[1])
-return 3
+reused(ARGV[1], class, ttl)
+return {3}
 ";
 
-/// KEYS[1] index. ARGV: 1 sid ('' for all), 2 ttl ms, 3 session key
-/// prefix, 4 class key prefix. Returns the sids ended.
+/// Before a refresh asks the user service: is the presented token
+/// redeemable, and may the session refresh again so soon?
+/// KEYS[1] index, KEYS[2] session, KEYS[3] ceiling set.
+/// ARGV: 1 sid, 2 presented jti, 3 ttl ms, 4 grace ms, 5 class key prefix,
+/// 6 refreshes per window, 7 window ms.
+/// Returns {0} unknown, {1} revoked, {2} live (counted), {3} reused (and now
+/// revoked), {4, ms to wait} too soon.
+///
+/// The session's field `rl` holds the times (ms) of its refreshes within
+/// the window, oldest first, at most ARGV[6] of them.
+const CHECK: &str = r"
+local h = redis.call('HMGET', KEYS[2], 'state', 'jti', 'prev', 'prev_at', 'dvt', 'rl')
+if not h[1] then return {0} end
+if h[1] == 'revoked' then return {1} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+if redeemable(h, ARGV[2], tonumber(ARGV[4]), now) == nil then
+  reused(ARGV[1], ARGV[5] .. (h[5] or ''), ttl)
+  return {3}
+end
+local most = tonumber(ARGV[6])
+local window = tonumber(ARGV[7])
+local recent = {}
+for at in string.gmatch(h[6] or '', '%d+') do
+  if now - tonumber(at) < window then recent[#recent + 1] = at end
+end
+if #recent >= most then
+  return {4, tonumber(recent[#recent - most + 1]) + window - now}
+end
+recent[#recent + 1] = tostring(now)
+redis.call('HSET', KEYS[2], 'rl', table.concat(recent, ' '))
+return {2}
+";
+
+/// KEYS[1] index, KEYS[2] ceiling set. ARGV: 1 sid ('' for all), 2 ttl ms,
+/// 3 session key prefix, 4 class key prefix; to end all only for a
+/// redeemable token: 5 its jti ('' no such condition), 6 grace ms, 7 its
+/// session's sid. Returns {1, sid ended...}, or {0}: the token is not
+/// redeemable, nothing ended.
 const END: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
+if ARGV[5] ~= '' then
+  local h = redis.call('HMGET', ARGV[3] .. ARGV[7], 'state', 'jti', 'prev', 'prev_at')
+  if h[1] ~= 'live' or redeemable(h, ARGV[5], tonumber(ARGV[6]), now) == nil then
+    return {0}
+  end
+end
 local sids
 if ARGV[1] ~= '' then
   local exp = redis.call('ZSCORE', KEYS[1], ARGV[1])
-  if not exp or tonumber(exp) <= now then return {} end
+  if not exp or tonumber(exp) <= now then return {1} end
   sids = {ARGV[1]}
 else
   sids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
 end
+local out = {1}
 for _, sid in ipairs(sids) do
   local h = ARGV[3] .. sid
   local dvt = redis.call('HGET', h, 'dvt')
@@ -193,16 +297,27 @@ for _, sid in ipairs(sids) do
     redis.call('PEXPIRE', h, ttl)
   end
   redis.call('ZREM', KEYS[1], sid)
+  redis.call('ZREM', KEYS[2], sid)
+  out[#out + 1] = sid
 end
-return sids
+return out
 ";
 
-/// KEYS[1] index. ARGV: 1 session key prefix.
-/// Returns sid, dvt, did, created, refreshed for each live session.
+/// KEYS[1] session. ARGV: 1 phone number. Returns 1, or 0 if not live.
+const SET_PHONE: &str = r"
+if redis.call('HGET', KEYS[1], 'state') ~= 'live' then return 0 end
+redis.call('HSET', KEYS[1], 'ph', ARGV[1])
+return 1
+";
+
+/// KEYS[1] index. ARGV: 1 session key prefix, 2 most to read.
+/// Returns sid, dvt, did, created, refreshed for each live session, of the
+/// ARGV[2] used most recently (latest expiry): the work is bounded by
+/// ARGV[2], however many sessions the index holds.
 const LIST: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local sids = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+local sids = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, sid in ipairs(sids) do
   local h = redis.call('HMGET', ARGV[1] .. sid, 'dvt', 'did', 'created', 'refreshed', 'state')
@@ -265,10 +380,20 @@ pub struct RedisStore {
     /// turn. Never shown: they may hold a password.
     subscribe: Arc<Vec<redis::Client>>,
     grace_ms: u64,
+    listed: usize,
+    /// Boxed: the store sits in [`crate::sessions::Store`] beside the small
+    /// in-process one.
+    scripts: Box<Scripts>,
+}
+
+/// The Lua scripts, with their hashes.
+struct Scripts {
     begin: Script,
+    check: Script,
     redeem: Script,
     reissue: Script,
     end: Script,
+    set_phone: Script,
     list: Script,
 }
 
@@ -299,6 +424,8 @@ pub fn user_tag(user: &str) -> String {
 /// The keys of one user.
 struct Keys {
     index: String,
+    /// The sessions counted against `max_per_user`.
+    all: String,
     session_prefix: String,
     class_prefix: String,
 }
@@ -308,6 +435,7 @@ impl Keys {
         let tag = user_tag(user);
         Keys {
             index: format!("{tag}:sessions"),
+            all: format!("{tag}:all"),
             session_prefix: format!("{tag}:s:"),
             class_prefix: format!("{tag}:class:"),
         }
@@ -375,12 +503,23 @@ impl RedisStore {
             backend,
             subscribe: Arc::new(subscribe),
             grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
-            begin: Script::new(BEGIN),
-            redeem: Script::new(REDEEM),
-            reissue: Script::new(REISSUE),
-            end: Script::new(END),
-            list: Script::new(LIST),
+            listed: MAX_LISTED,
+            scripts: Box::new(Scripts {
+                begin: Script::new(BEGIN),
+                check: Script::new(&format!("{REDEEMABLE}{REUSED}{CHECK}")),
+                redeem: Script::new(&format!("{REDEEMABLE}{REUSED}{REDEEM}")),
+                reissue: Script::new(REISSUE),
+                end: Script::new(&format!("{REDEEMABLE}{END}")),
+                set_phone: Script::new(SET_PHONE),
+                list: Script::new(LIST),
+            }),
         }
+    }
+
+    /// Lists at most `n` sessions of a user (see [`super::listed`]).
+    pub fn listing(mut self, n: usize) -> RedisStore {
+        self.listed = n;
+        self
     }
 
     /// `redis` or `redis-cluster`.
@@ -519,10 +658,11 @@ impl SessionStore for RedisStore {
     async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Begun, Unavailable> {
         let keys = Keys::of(new.user);
         let mut con = self.con().await?;
-        let mut inv = self.begin.prepare_invoke();
+        let mut inv = self.scripts.begin.prepare_invoke();
         inv.key(&keys.index)
             .key(keys.class(new.device_type))
-            .key(keys.session(new.sid));
+            .key(keys.session(new.sid))
+            .key(&keys.all);
         inv.arg(new.sid)
             .arg(new.jti)
             .arg(new.device_type)
@@ -535,7 +675,9 @@ impl SessionStore for RedisStore {
                 "0"
             })
             .arg(&keys.session_prefix)
-            .arg(new.session_key.unwrap_or(""));
+            .arg(new.session_key.unwrap_or(""))
+            .arg(new.max_per_user)
+            .arg(&keys.class_prefix);
         let out: Vec<Value> = self.call("begin", inv.invoke_async(&mut con)).await?;
         let mut out = out.into_iter();
         match out.next() {
@@ -558,21 +700,93 @@ impl SessionStore for RedisStore {
     ) -> Result<Redeemed, Unavailable> {
         let keys = Keys::of(user);
         let mut con = self.con().await?;
-        let mut inv = self.redeem.prepare_invoke();
-        inv.key(&keys.index).key(keys.session(sid));
+        let mut inv = self.scripts.redeem.prepare_invoke();
+        inv.key(&keys.index).key(keys.session(sid)).key(&keys.all);
         inv.arg(sid)
             .arg(jti)
             .arg(next)
             .arg(ms(ttl))
             .arg(self.grace_ms)
             .arg(&keys.class_prefix);
-        let code: i64 = self.call("redeem", inv.invoke_async(&mut con)).await?;
+        let out: Vec<Value> = self.call("redeem", inv.invoke_async(&mut con)).await?;
+        let (code, phone) = code_and(out);
         Ok(match code {
-            2 => Redeemed::Rotated,
+            2 => Redeemed::Rotated {
+                phone: phone
+                    .and_then(|v| redis::from_redis_value::<String>(v).ok())
+                    .filter(|p| !p.is_empty()),
+            },
             3 => Redeemed::Reused,
             1 => Redeemed::Revoked,
             _ => Redeemed::Unknown,
         })
+    }
+
+    async fn check(
+        &self,
+        user: &str,
+        sid: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> Result<Checked, Unavailable> {
+        let keys = Keys::of(user);
+        let mut con = self.con().await?;
+        let mut inv = self.scripts.check.prepare_invoke();
+        inv.key(&keys.index).key(keys.session(sid)).key(&keys.all);
+        inv.arg(sid)
+            .arg(jti)
+            .arg(ms(ttl))
+            .arg(self.grace_ms)
+            .arg(&keys.class_prefix)
+            .arg(REFRESHES_PER_WINDOW)
+            .arg(ms(REFRESH_WINDOW));
+        let out: Vec<Value> = self.call("check", inv.invoke_async(&mut con)).await?;
+        let (code, wait) = code_and(out);
+        Ok(match code {
+            2 => Checked::Live,
+            4 => {
+                let wait = wait
+                    .and_then(|v| redis::from_redis_value::<i64>(v).ok())
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .unwrap_or(0);
+                Checked::TooSoon(Duration::from_millis(wait))
+            }
+            3 => Checked::Reused,
+            1 => Checked::Revoked,
+            _ => Checked::Unknown,
+        })
+    }
+
+    async fn end_everywhere(
+        &self,
+        user: &str,
+        sid: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> Result<Option<Vec<String>>, Unavailable> {
+        let keys = Keys::of(user);
+        let mut con = self.con().await?;
+        let mut inv = self.scripts.end.prepare_invoke();
+        inv.key(&keys.index).key(&keys.all);
+        inv.arg("")
+            .arg(ms(ttl))
+            .arg(&keys.session_prefix)
+            .arg(&keys.class_prefix)
+            .arg(jti)
+            .arg(self.grace_ms)
+            .arg(sid);
+        let out: Vec<Value> = self.call("end", inv.invoke_async(&mut con)).await?;
+        Ok(ended(out))
+    }
+
+    async fn set_phone(&self, user: &str, sid: &str, phone: &str) -> Result<bool, Unavailable> {
+        let keys = Keys::of(user);
+        let mut con = self.con().await?;
+        let mut inv = self.scripts.set_phone.prepare_invoke();
+        inv.key(keys.session(sid));
+        inv.arg(phone);
+        let done: i64 = self.call("set_phone", inv.invoke_async(&mut con)).await?;
+        Ok(done == 1)
     }
 
     async fn reissue(
@@ -584,8 +798,8 @@ impl SessionStore for RedisStore {
     ) -> Result<bool, Unavailable> {
         let keys = Keys::of(user);
         let mut con = self.con().await?;
-        let mut inv = self.reissue.prepare_invoke();
-        inv.key(&keys.index).key(keys.session(sid));
+        let mut inv = self.scripts.reissue.prepare_invoke();
+        inv.key(&keys.index).key(keys.session(sid)).key(&keys.all);
         inv.arg(sid).arg(next).arg(ms(ttl)).arg(&keys.class_prefix);
         let done: i64 = self.call("reissue", inv.invoke_async(&mut con)).await?;
         Ok(done == 1)
@@ -612,21 +826,25 @@ impl SessionStore for RedisStore {
     ) -> Result<Vec<String>, Unavailable> {
         let keys = Keys::of(user);
         let mut con = self.con().await?;
-        let mut inv = self.end.prepare_invoke();
-        inv.key(&keys.index);
+        let mut inv = self.scripts.end.prepare_invoke();
+        inv.key(&keys.index).key(&keys.all);
         inv.arg(sid.unwrap_or(""))
             .arg(ms(ttl))
             .arg(&keys.session_prefix)
-            .arg(&keys.class_prefix);
-        self.call("end", inv.invoke_async(&mut con)).await
+            .arg(&keys.class_prefix)
+            .arg("")
+            .arg(0)
+            .arg("");
+        let out: Vec<Value> = self.call("end", inv.invoke_async(&mut con)).await?;
+        Ok(ended(out).unwrap_or_default())
     }
 
     async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, Unavailable> {
         let keys = Keys::of(user);
         let mut con = self.con().await?;
-        let mut inv = self.list.prepare_invoke();
+        let mut inv = self.scripts.list.prepare_invoke();
         inv.key(&keys.index);
-        inv.arg(&keys.session_prefix);
+        inv.arg(&keys.session_prefix).arg(self.listed);
         let flat: Vec<String> = self.call("list", inv.invoke_async(&mut con)).await?;
         let mut list: Vec<(u64, SessionInfo)> = flat
             .chunks_exact(5)
@@ -644,9 +862,29 @@ impl SessionStore for RedisStore {
             .collect();
         // Newest first, by the login's microsecond.
         list.sort_by(|a, b| (b.0, &b.1.sid).cmp(&(a.0, &a.1.sid)));
-        let mut list: Vec<SessionInfo> = list.into_iter().map(|(_, i)| i).collect();
-        list.truncate(MAX_LISTED);
-        Ok(list)
+        Ok(list.into_iter().map(|(_, i)| i).collect())
+    }
+}
+
+/// A script's `{code, value}` answer: the code, and the value if any.
+fn code_and(out: Vec<Value>) -> (i64, Option<Value>) {
+    let mut out = out.into_iter();
+    let code = out
+        .next()
+        .and_then(|v| redis::from_redis_value::<i64>(v).ok())
+        .unwrap_or(0);
+    (code, out.next())
+}
+
+/// The `END` script's answer: the sids ended, or `None` when it refused.
+fn ended(out: Vec<Value>) -> Option<Vec<String>> {
+    let mut out = out.into_iter();
+    match out.next() {
+        Some(Value::Int(1)) => Some(
+            out.filter_map(|v| redis::from_redis_value::<String>(v).ok())
+                .collect(),
+        ),
+        _ => None,
     }
 }
 

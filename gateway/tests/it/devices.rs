@@ -771,6 +771,7 @@ async fn an_expired_session_frees_its_slot_on_redis() {
         device_type,
         device_id: None,
         limit,
+        max_per_user: 0,
         on_limit: OnLimit::Refuse,
         session_key: None,
     };
@@ -807,4 +808,202 @@ async fn an_expired_session_frees_its_slot_on_redis() {
     let mut sids = sids;
     sids.sort();
     assert_eq!(sids, ["pc2", "pc3", "ph1"]);
+}
+
+/// `max_per_user = 3` on the store of `store` (a `[sessions]` section):
+/// past it the user's oldest session, of any class, ends everywhere; with
+/// `refuse` the login is 409 and changes nothing.
+async fn ceiling_story(store: &str) {
+    let gw = start(Setup {
+        extra: format!("{store}max_per_user = 3\n"),
+        ..Setup::default()
+    })
+    .await;
+    let p1 = login(&gw, "olga", None).await;
+    let w1 = login(&gw, "olga", Some("web")).await;
+    let p2 = login(&gw, "olga", None).await;
+    accepted_everywhere(&[&gw], &p1.access_token).await;
+    let p3 = login(&gw, "olga", None).await;
+    refused_everywhere(&[&gw], &p1.access_token, "ceiling").await;
+    assert_eq!(
+        refresh_refused(&gw, &p1.refresh_token).await,
+        "session revoked"
+    );
+    let sids: Vec<String> = sessions(&gw, &p3.access_token)
+        .await
+        .iter()
+        .map(|s| s["sid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sids, [sid(&p3), sid(&p2), sid(&w1)]);
+    // The oldest of any class: a web login ends the web session w1...
+    let w2 = login(&gw, "olga", Some("web")).await;
+    refused_everywhere(&[&gw], &w1.access_token, "ceiling, another class").await;
+    // ...and the next one the phone session p2.
+    let w3 = login(&gw, "olga", Some("web")).await;
+    refused_everywhere(&[&gw], &p2.access_token, "ceiling").await;
+    // With the web class full (2), its own limit ends its oldest first,
+    // which leaves room under the ceiling: p3 lives on.
+    let w4 = login(&gw, "olga", Some("web")).await;
+    refused_everywhere(&[&gw], &w2.access_token, "class limit").await;
+    assert_eq!(status(&gw, &p3.access_token).await, 200);
+    let sids: Vec<String> = sessions(&gw, &w4.access_token)
+        .await
+        .iter()
+        .map(|s| s["sid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sids, [sid(&w4), sid(&w3), sid(&p3)]);
+    // Other users are not affected.
+    for _ in 0..4 {
+        login(&gw, "pavel", None).await;
+    }
+    drop(gw);
+
+    let gw = start(Setup {
+        extra: format!("{store}max_per_user = 2\non_limit = \"refuse\"\n"),
+        ..Setup::default()
+    })
+    .await;
+    let a = login(&gw, "quinn", None).await;
+    let b = login(&gw, "quinn", Some("pc")).await;
+    let res = try_login(&gw, "quinn", Some("web")).await;
+    assert_error(res, 409, "session_limit").await;
+    assert_eq!(sessions(&gw, &a.access_token).await.len(), 2);
+    for t in [&a, &b] {
+        assert_eq!(status(&gw, &t.access_token).await, 200);
+    }
+    // A freed place can be taken again.
+    let res = post_refresh(&gw.http, &gw.url, "/auth/logout", &b.refresh_token).await;
+    assert_eq!(res.status(), 204);
+    login(&gw, "quinn", Some("web")).await;
+}
+
+#[tokio::test]
+async fn a_user_holds_at_most_max_per_user_sessions_in_process() {
+    ceiling_story("[sessions]\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_holds_at_most_max_per_user_sessions_on_redis() {
+    let redis = Redis::start().await;
+    ceiling_story(&redis.sessions_section()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_holds_at_most_max_per_user_sessions_on_a_redis_cluster() {
+    let cluster = RedisCluster::start().await;
+    ceiling_story(&cluster.sessions_section()).await;
+    // The ceiling's set shares the user's hash tag.
+    let tag = format!("minigate:{{u:{}}}", openid_for("olga"));
+    let a = cluster
+        .cli(&["CLUSTER", "KEYSLOT", &format!("{tag}:all")])
+        .await;
+    let b = cluster
+        .cli(&["CLUSTER", "KEYSLOT", &format!("{tag}:sessions")])
+        .await;
+    assert_eq!(a, b);
+}
+
+/// `redis-cli -p PORT ARGS...` on the test's Redis.
+async fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .args(args)
+        .output()
+        .await
+        .expect("redis-cli is not installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// How many times Redis ran `command` (scripts' calls included) since the
+/// last `CONFIG RESETSTAT`.
+async fn calls_of(redis: &Redis, command: &str) -> u64 {
+    let stats = redis_cli(redis, &["INFO", "commandstats"]).await;
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// The default ceiling (100) holds on Redis, and listing a user's sessions
+/// reads at most that many, however many the user's index holds (here
+/// 3,000 live sessions written straight into Redis, as a version without
+/// the ceiling could have left them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_ceiling_bounds_a_users_sessions_and_a_listings_work_on_redis() {
+    let redis = Redis::start().await;
+    let gw = start(Setup {
+        extra: redis.sessions_section(),
+        ..Setup::default()
+    })
+    .await;
+    let first = login(&gw, "rosa", None).await;
+    let mut last = None;
+    for _ in 0..100 {
+        last = Some(login(&gw, "rosa", None).await);
+    }
+    let last = last.unwrap();
+    assert_eq!(
+        refresh_refused(&gw, &first.refresh_token).await,
+        "session revoked"
+    );
+    assert_eq!(sessions(&gw, &last.access_token).await.len(), 100);
+
+    // Sessions the ceiling never saw.
+    let tag = format!("minigate:{{u:{}}}", openid_for("sam"));
+    let seed = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000
+for i = 1, 3000 do
+  local sid = 'old' .. i
+  redis.call('ZADD', KEYS[1], now + 3600000, sid)
+  redis.call('HSET', ARGV[1] .. sid, 'jti', 'j', 'state', 'live', 'dvt', 'phone', 'did', '',
+    'created', (now - 3600000 + i) * 1000, 'refreshed', now)
+  redis.call('PEXPIRE', ARGV[1] .. sid, 3600000)
+end
+return 1
+";
+    let index = format!("{tag}:sessions");
+    let prefix = format!("{tag}:s:");
+    let out = redis_cli(&redis, &["EVAL", seed, "1", &index, &prefix]).await;
+    assert_eq!(out.trim(), "1", "{out}");
+    let sam = login(&gw, "sam", None).await;
+    redis_cli(&redis, &["CONFIG", "RESETSTAT"]).await;
+    let list = sessions(&gw, &sam.access_token).await;
+    assert_eq!(list.len(), 100);
+    let read = calls_of(&redis, "hmget").await;
+    assert!(read <= 100, "one listing read {read} sessions");
+}
+
+/// `GET` and `DELETE /auth/sessions` are limited per user: one user's
+/// loop is refused with 429 and `Retry-After`, while another user behind
+/// the same address is served.
+#[tokio::test]
+async fn the_session_endpoints_are_limited_per_user_not_per_address() {
+    let gw = start(Setup::default()).await;
+    let tom = login(&gw, "tom", None).await;
+    let una = login(&gw, "una", None).await;
+    let mut refused = None;
+    for _ in 0..40 {
+        let res = gw.get("/auth/sessions", Some(&tom.access_token)).await;
+        if res.status() == 429 {
+            refused = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), 200);
+    }
+    let res = refused.expect("a user listed its sessions 40 times in a row");
+    let headers = assert_error(res, 429, "rate_limited").await;
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait >= 1, "Retry-After {wait}");
+    let res = delete(
+        &gw,
+        &format!("/auth/sessions/{}", sid(&tom)),
+        &tom.access_token,
+    )
+    .await;
+    assert_error(res, 429, "rate_limited").await;
+    // Same client address, another user: served.
+    assert_eq!(sessions(&gw, &una.access_token).await.len(), 1);
+    assert!(metric(&gw, "minigate_refused_total{reason=\"sessions_rate\"} ").await >= 2.0);
 }

@@ -35,7 +35,8 @@ async fn refresh_refused(http: &reqwest::Client, base: &str, token: &str) -> Str
 }
 
 /// Fires 16 refreshes of one token at once, spread over `bases`; returns
-/// how many got 200.
+/// how many got 200. The others get 400, or 429 when they reached the store
+/// after the session's refreshes per minute were spent.
 async fn race(http: &reqwest::Client, bases: &[&str], token: &str) -> usize {
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
     let tasks: Vec<_> = (0..16)
@@ -59,7 +60,7 @@ async fn race(http: &reqwest::Client, bases: &[&str], token: &str) -> usize {
     for t in tasks {
         match t.await.unwrap() {
             200 => ok += 1,
-            400 => {}
+            400 | 429 => {}
             other => panic!("a racing refresh got {other}"),
         }
     }
@@ -284,4 +285,213 @@ async fn a_gateway_starts_while_redis_is_down() {
     assert_error(res, 503, "temporarily_unavailable").await;
     redis.restart().await;
     eventually_ok(&gw.http, &gw.url, "after a late start").await;
+}
+
+/// A user service that records its calls, and a gateway asking it, on the
+/// store of `store` (a `[sessions]` section).
+async fn with_users(store: &str) -> (UserService, Gateway) {
+    let users = user_service(Answer::Json(serde_json::json!({}))).await;
+    let gw = start(Setup {
+        extra: format!("{store}\n[enrich]\nurl = \"{}\"\n", users.url()),
+        ..Setup::default()
+    })
+    .await;
+    (users, gw)
+}
+
+/// `token` (a refresh token of `gw`) with its claim `sid` replaced, signed
+/// again: a well-signed token of a session no store knows.
+fn of_unknown_session(gw: &Gateway, token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let mut claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sid"] = "no-such-session-0000000".into();
+    gw.sign("refresh+jwt", claims)
+}
+
+async fn logout_everywhere(gw: &Gateway, token: &str) -> reqwest::Response {
+    gw.post(
+        "/auth/logout",
+        &serde_json::json!({"refresh_token": token, "everywhere": true}).to_string(),
+    )
+    .await
+}
+
+/// Logout everywhere with a spent, revoked or unknown refresh token is 400
+/// `invalid_grant` and ends nothing; with the live one it ends them all.
+async fn everywhere_story(store: &str) {
+    let gw = start(Setup {
+        extra: store.to_owned(),
+        ..Setup::default()
+    })
+    .await;
+    let phone = gw.login("erin").await;
+    let spent = gw.login("erin").await;
+    let live = refresh_ok(&gw.http, &gw.url, &spent.refresh_token).await;
+    let ended = gw.login("erin").await;
+    let res = gw
+        .http
+        .delete(format!("{}/auth/sessions/{}", gw.url, sid_of(&ended)))
+        .bearer_auth(&phone.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let unknown = of_unknown_session(&gw, &phone.refresh_token);
+    for (what, token) in [
+        ("spent", &spent.refresh_token),
+        ("of an ended session", &ended.refresh_token),
+        ("of an unknown session", &unknown),
+    ] {
+        let res = logout_everywhere(&gw, token).await;
+        assert_error(res, 400, "invalid_grant").await;
+        // Nothing ended: not the user's other sessions, and not the spent
+        // token's own (no reuse detection through this door either).
+        for t in [&phone, &live] {
+            assert_eq!(
+                gw.get("/api/x", Some(&t.access_token)).await.status(),
+                200,
+                "after logout everywhere with a token {what}"
+            );
+        }
+    }
+    let phone = refresh_ok(&gw.http, &gw.url, &phone.refresh_token).await;
+    let live = refresh_ok(&gw.http, &gw.url, &live.refresh_token).await;
+    // The live token of a live session ends every session of its user.
+    assert_eq!(
+        logout_everywhere(&gw, &live.refresh_token).await.status(),
+        204
+    );
+    for t in [&phone, &live] {
+        assert_eq!(gw.get("/api/x", Some(&t.access_token)).await.status(), 401);
+        assert_eq!(
+            refresh_refused(&gw.http, &gw.url, &t.refresh_token).await,
+            "session revoked"
+        );
+    }
+}
+
+fn sid_of(t: &Tokens) -> String {
+    use base64::Engine as _;
+    let payload = t.access_token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn logout_everywhere_needs_the_live_refresh_token_in_process() {
+    everywhere_story("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_everywhere_needs_the_live_refresh_token_on_redis() {
+    let redis = Redis::start().await;
+    everywhere_story(&redis.sessions_section()).await;
+}
+
+/// A spent, revoked or unknown refresh token costs no call of the user
+/// service; a banned user's token ends its session once.
+async fn dead_tokens_story(store: &str) {
+    let (users, gw) = with_users(store).await;
+    let asked = || users.asked.lock().unwrap().len();
+    let t0 = gw.login("dave").await;
+    let t1 = refresh_ok(&gw.http, &gw.url, &t0.refresh_token).await;
+    assert_eq!(asked(), 2, "the login and the refresh");
+    // Spent: reuse detection still ends the session, asking nobody.
+    assert_eq!(
+        refresh_refused(&gw.http, &gw.url, &t0.refresh_token).await,
+        "refresh token already used"
+    );
+    assert_eq!(gw.get("/api/x", Some(&t1.access_token)).await.status(), 401);
+    // Revoked, and unknown.
+    for _ in 0..3 {
+        assert_eq!(
+            refresh_refused(&gw.http, &gw.url, &t1.refresh_token).await,
+            "session revoked"
+        );
+        let unknown = of_unknown_session(&gw, &t1.refresh_token);
+        assert_eq!(
+            refresh_refused(&gw.http, &gw.url, &unknown).await,
+            "unknown or expired session"
+        );
+    }
+    assert_eq!(asked(), 2, "dead tokens asked the user service");
+    // A banned user: the first refresh asks, is refused and ends the
+    // session; the token asks nothing again.
+    let b0 = gw.login("dave").await;
+    users.answer(Answer::Status(403));
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &b0.refresh_token).await;
+    assert_error(res, 403, "access_denied").await;
+    assert_eq!(asked(), 4);
+    for _ in 0..3 {
+        assert_eq!(
+            refresh_refused(&gw.http, &gw.url, &b0.refresh_token).await,
+            "session revoked"
+        );
+    }
+    assert_eq!(asked(), 4, "a banned user's dead token asked again");
+}
+
+#[tokio::test]
+async fn dead_refresh_tokens_cost_no_user_service_call_in_process() {
+    dead_tokens_story("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_refresh_tokens_cost_no_user_service_call_on_redis() {
+    let redis = Redis::start().await;
+    dead_tokens_story(&redis.sessions_section()).await;
+}
+
+/// At most 10 refreshes a minute per session: the 11th is 429 with
+/// `Retry-After`, and costs nothing; other sessions, from the same address,
+/// are not affected.
+async fn refresh_rate_story(store: &str) {
+    let (users, gw) = with_users(store).await;
+    let mut t = gw.login("rita").await;
+    for _ in 0..10 {
+        t = refresh_ok(&gw.http, &gw.url, &t.refresh_token).await;
+    }
+    let asked = users.asked.lock().unwrap().len();
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &t.refresh_token).await;
+    let headers = assert_error(res, 429, "rate_limited").await;
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    assert_eq!(users.asked.lock().unwrap().len(), asked);
+    // The refused refresh spent nothing: the session lives, its token is
+    // still the live one (logout everywhere takes it).
+    assert_eq!(gw.get("/api/x", Some(&t.access_token)).await.status(), 200);
+    let other = gw.login("rita").await;
+    let other = refresh_ok(&gw.http, &gw.url, &other.refresh_token).await;
+    assert_eq!(logout_everywhere(&gw, &t.refresh_token).await.status(), 204);
+    assert_eq!(
+        gw.get("/api/x", Some(&other.access_token)).await.status(),
+        401
+    );
+    let text = gw.scrape().await;
+    assert_eq!(
+        series(&text, "minigate_refused_total{reason=\"refresh_rate\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn refreshes_are_limited_per_session_in_process() {
+    refresh_rate_story("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_are_limited_per_session_on_redis() {
+    let redis = Redis::start().await;
+    refresh_rate_story(&redis.sessions_section()).await;
 }

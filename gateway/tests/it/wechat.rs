@@ -33,10 +33,23 @@ async fn login_raw(gw: &Gateway, body: Value) -> reqwest::Response {
     gw.post("/auth/login", &body.to_string()).await
 }
 
-#[tokio::test]
-async fn a_phone_number_becomes_a_verified_claim_kept_across_refreshes() {
-    let gw = start(Setup::default()).await;
+/// `/auth/phone` on the store of `store` (a `[sessions]` section), with a
+/// user service that first grants `admin`: the number is kept with the
+/// session and no token is minted, so an access token (which every
+/// upstream sees) never becomes a refresh token, and roles are only ever
+/// what a refresh computes.
+async fn phone_story(store: &str) {
+    let users = user_service(Answer::Json(json!({"roles": ["admin"]}))).await;
+    let gw = start(Setup {
+        extra: format!("{store}\n[enrich]\nurl = \"{}\"\n", users.url()),
+        ..Setup::default()
+    })
+    .await;
     let t = gw.login("phone-user").await;
+    assert_eq!(claims(&t.access_token)["roles"], json!(["admin"]));
+    // The user service demotes the user; the phone call asks it nothing and
+    // hands out nothing that would keep the old roles.
+    users.answer(Answer::Json(json!({})));
     let res = post_as(
         &gw,
         "/auth/phone",
@@ -45,33 +58,67 @@ async fn a_phone_number_becomes_a_verified_claim_kept_across_refreshes() {
     )
     .await;
     assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["phone_number"], "+86 13800001111");
-    assert_eq!(body["pure_phone_number"], "13800001111");
-    assert_eq!(body["country_code"], "86");
-    let access = body["access_token"].as_str().unwrap();
-    let refresh = body["refresh_token"].as_str().unwrap();
-    assert_eq!(claims(access)["phone_number"], "+86 13800001111");
     assert_eq!(
-        claims(access)["sid"],
-        claims(&t.access_token)["sid"],
-        "same session"
+        body,
+        json!({
+            "phone_number": "+86 13800001111",
+            "pure_phone_number": "13800001111",
+            "country_code": "86",
+        })
     );
-    assert_eq!(gw.get("/api/x", Some(access)).await.status(), 200);
+    // The session's refresh token is as it was: it redeems (no reuse), and
+    // the refresh carries the number and the roles it computed.
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &t.refresh_token).await;
+    assert_eq!(res.status(), 200);
+    let next: Tokens = res.json().await.unwrap();
+    let c = claims(&next.access_token);
+    assert_eq!(c["phone_number"], "+86 13800001111");
+    assert_eq!(c["sid"], claims(&t.access_token)["sid"], "same session");
+    assert!(c.get("roles").is_none(), "{c}");
+    assert_eq!(
+        gw.get("/api/x", Some(&next.access_token)).await.status(),
+        200
+    );
     assert_eq!(
         gw.upstream.last().headers["x-auth-phone"],
         "+86 13800001111"
     );
     // Later refreshes keep it.
-    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", refresh).await;
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &next.refresh_token).await;
     assert_eq!(res.status(), 200);
-    let next: Tokens = res.json().await.unwrap();
+    let later: Tokens = res.json().await.unwrap();
     assert_eq!(
-        claims(&next.access_token)["phone_number"],
+        claims(&later.access_token)["phone_number"],
         "+86 13800001111"
     );
+    // A banned user: the next refresh ends the session, and a phone call
+    // with a token of it gets nothing.
+    users.answer(Answer::Status(403));
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &later.refresh_token).await;
+    assert_error(res, 403, "access_denied").await;
+    let res = post_as(
+        &gw,
+        "/auth/phone",
+        &later.access_token,
+        json!({"code": "phone:13800001111"}),
+    )
+    .await;
+    assert_error(res, 401, "invalid_token").await;
     // The access token was fetched once and reused.
     assert_eq!(gw.wechat.stable_token_calls(), 1);
+}
+
+#[tokio::test]
+async fn the_phone_endpoint_mints_no_token_and_the_next_refresh_carries_the_number_in_process() {
+    phone_story("[sessions]\n").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_endpoint_mints_no_token_and_the_next_refresh_carries_the_number_on_redis() {
+    let redis = Redis::start().await;
+    phone_story(&redis.sessions_section()).await;
 }
 
 #[tokio::test]
