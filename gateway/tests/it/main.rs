@@ -8,6 +8,7 @@
 
 mod support;
 
+mod admin;
 mod adversarial;
 mod authz;
 mod cli;
