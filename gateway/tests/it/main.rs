@@ -14,6 +14,7 @@ mod authz;
 mod cli;
 mod deploy;
 mod devices;
+mod enrichment;
 mod errors;
 mod examples;
 mod hardening;
