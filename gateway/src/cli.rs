@@ -45,7 +45,8 @@ struct AdminArgs {
     #[arg(long, value_name = "USER", allow_hyphen_values = true)]
     user: String,
     /// The admin listener, e.g. http://127.0.0.1:9901. Default: `[admin]
-    /// listen` of --config. The token is read from MINIGATE_ADMIN_TOKEN.
+    /// listen` of --config. The token, which needs the sessions scope, is
+    /// read from MINIGATE_ADMIN_TOKEN.
     #[arg(long, value_name = "URL")]
     admin: Option<String>,
     /// The gateway's config, for its admin listener's address.
