@@ -48,6 +48,9 @@ NEWCOMER = {"roles": ["user"], "claims": {"tier": "free"}}
 # The contract's limits: an answer beyond them is refused whole by minigate
 # (503 to the client), so check them here, before anyone logs in.
 MAX_ROLES, MAX_CLAIMS = 32, 16
+# Roles, claim names and claim values together: what keeps every token
+# within the 8 KiB minigate accepts.
+MAX_ROLES_AND_CLAIMS = 3072
 ROLE = re.compile(r"[\x21-\x2b\x2d-\x7e]{1,64}")  # visible ASCII but the comma
 CLAIM_NAME = re.compile(r"[a-z0-9_]{1,32}")
 VISIBLE = re.compile(r"[!-~]+")
@@ -70,6 +73,9 @@ def within_limits(answer):
             raise ValueError(f"claim name {name!r}: [a-z0-9_]{{1,32}}")
         if not (isinstance(value, str) and len(value) <= 256 and VISIBLE.fullmatch(value)):
             raise ValueError(f"claim {name}: 1-256 visible ASCII characters")
+    size = sum(len(r) for r in set(roles)) + sum(len(k) + len(v) for k, v in claims.items())
+    if size > MAX_ROLES_AND_CLAIMS:
+        raise ValueError(f"roles and claims of {size} characters: at most {MAX_ROLES_AND_CLAIMS}")
     return answer
 
 

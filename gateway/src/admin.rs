@@ -2,20 +2,23 @@
 //!
 //! It is never the public listener: nothing of it is routed from the
 //! gateway's port, and the public endpoints are not served here. Every call
-//! needs `Authorization: Bearer <admin token>`, compared in constant time
-//! (both sides hashed first, so neither the content nor the length of the
-//! token leaks through timing); a missing or wrong token is 401.
+//! needs `Authorization: Bearer <admin token>`: one of the configured
+//! tokens, compared in constant time (both sides hashed first, so neither
+//! the content nor the length of a token leaks through timing); a missing
+//! or wrong token is 401. Each endpoint needs its [`AdminScope`]; a valid
+//! token without it is 403 `insufficient_scope`.
 //!
-//! | method, path | what |
-//! |---|---|
-//! | `GET /admin/users/{user}/sessions` | the user's live sessions, newest first |
-//! | `DELETE /admin/users/{user}/sessions` | ends every session of the user |
-//! | `DELETE /admin/users/{user}/sessions/{sid}` | ends one (404 if not the user's) |
+//! | method, path | scope | what |
+//! |---|---|---|
+//! | `GET /admin/users/{user}/sessions` | `sessions` | the user's live sessions, newest first |
+//! | `DELETE /admin/users/{user}/sessions` | `sessions` | ends every session of the user |
+//! | `DELETE /admin/users/{user}/sessions/{sid}` | `sessions` | ends one (404 if not the user's) |
+//! | `GET /admin/wechat/access_token?appid=...` | `wechat` | the app's WeChat access token |
 //!
 //! `{user}` is the user key (see [`crate::tokens::Subject::user`]),
 //! percent-encoded where it must be. Sessions ended here are revoked on
-//! every replica like any other. More admin endpoints join [`Admin::of`]
-//! and [`serve`].
+//! every replica like any other. More admin endpoints join [`Admin::of`],
+//! [`Admin::scope`] and [`serve`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::{json, Body};
-use crate::config::{AdminConfig, Secret};
+use crate::config::{AdminConfig, AdminScope, AdminToken};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::metrics::{Own, SessionOp};
@@ -77,6 +80,14 @@ impl Admin {
         };
         parts.next().is_none().then_some(found)
     }
+
+    /// The scope a token needs to call this endpoint.
+    pub const fn scope(&self) -> AdminScope {
+        match self {
+            Admin::UserSessions { .. } | Admin::UserSession { .. } => AdminScope::Sessions,
+            Admin::WeChatAccessToken => AdminScope::Wechat,
+        }
+    }
 }
 
 /// `%XX` decoded; `None` if malformed or not UTF-8.
@@ -95,22 +106,52 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Does `header` (an `Authorization` value) hold the admin token? Constant
-/// time in both values: each is hashed, and the digests compared by xor.
-pub fn authorized(header: Option<&HeaderValue>, token: &Secret) -> bool {
-    let presented = header
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map_or("", |(_, t)| t.trim());
-    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    let (a, b) = (digest(presented), digest(token.expose()));
-    let diff = a
-        .as_ref()
-        .iter()
-        .zip(b.as_ref())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0 && !presented.is_empty()
+/// The admin tokens the listener accepts, as SHA-256 digests (the tokens
+/// themselves are not kept here), each with its scopes.
+#[derive(Debug)]
+pub struct AdminTokens {
+    entries: Vec<([u8; 32], Vec<AdminScope>)>,
+}
+
+/// SHA-256 of `s`.
+fn digest(s: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref());
+    out
+}
+
+impl AdminTokens {
+    /// The digests of `tokens`.
+    pub fn new(tokens: &[AdminToken]) -> AdminTokens {
+        AdminTokens {
+            entries: tokens
+                .iter()
+                .map(|t| (digest(t.token.expose()), t.scopes.clone()))
+                .collect(),
+        }
+    }
+
+    /// The scopes of the token `header` (an `Authorization` value) holds;
+    /// `None` if it holds none of them. The presented token is hashed and
+    /// its digest compared with every token's in constant time, without
+    /// stopping at a match: the time taken tells nothing of any token's
+    /// content or length.
+    pub fn scopes_of(&self, header: Option<&HeaderValue>) -> Option<&[AdminScope]> {
+        use subtle::ConstantTimeEq as _;
+        let presented = header
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, t)| t.trim());
+        let presented_digest = digest(presented);
+        let mut found = None;
+        for (d, scopes) in &self.entries {
+            if bool::from(d.ct_eq(&presented_digest)) {
+                found = Some(scopes.as_slice());
+            }
+        }
+        found.filter(|_| !presented.is_empty())
+    }
 }
 
 /// The admin listener, bound.
@@ -130,7 +171,7 @@ pub async fn start(
 ) -> std::io::Result<AdminListener> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let token = Arc::new(config.token.clone());
+    let tokens = Arc::new(AdminTokens::new(&config.tokens));
     let mut stopping = stopped.clone();
     tokio::spawn(async move {
         loop {
@@ -145,12 +186,12 @@ pub async fn start(
                     }
                 },
             };
-            let (gw, token, builder) = (gw.clone(), token.clone(), builder.clone());
+            let (gw, tokens, builder) = (gw.clone(), tokens.clone(), builder.clone());
             let mut stop = stopped.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let (gw, token) = (gw.clone(), token.clone());
-                    async move { Ok::<_, Infallible>(handle(&gw, &token, req).await) }
+                    let (gw, tokens) = (gw.clone(), tokens.clone());
+                    async move { Ok::<_, Infallible>(handle(&gw, &tokens, req).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let mut conn = std::pin::pin!(conn);
@@ -172,24 +213,31 @@ async fn until_stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// One admin request: the token, then the endpoint.
-async fn handle(gw: &Gateway, token: &Secret, req: Request<Incoming>) -> Response<Body> {
-    let res = if authorized(req.headers().get(AUTHORIZATION), token) {
-        serve(gw, &req)
+/// One admin request: the token, then the endpoint and its scope.
+async fn handle(gw: &Gateway, tokens: &AdminTokens, req: Request<Incoming>) -> Response<Body> {
+    let res = match tokens.scopes_of(req.headers().get(AUTHORIZATION)) {
+        Some(scopes) => serve(gw, scopes, &req)
             .await
-            .unwrap_or_else(ApiError::into_response)
-    } else {
-        ApiError::AdminUnauthorized.into_response()
+            .unwrap_or_else(ApiError::into_response),
+        None => ApiError::AdminUnauthorized.into_response(),
     };
     gw.metrics.own(Own::Admin).count(res.status().as_u16());
     res
 }
 
-/// Serves one authorized admin request.
-pub async fn serve(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+/// Serves one admin request of a valid token holding `scopes`: 403
+/// `insufficient_scope` if the endpoint's scope is not among them.
+pub async fn serve(
+    gw: &Gateway,
+    scopes: &[AdminScope],
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let Some(endpoint) = Admin::of(req.uri().path()) else {
         return Err(ApiError::NotFound);
     };
+    if !scopes.contains(&endpoint.scope()) {
+        return Err(ApiError::AdminScope(endpoint.scope()));
+    }
     let ttl = gw.tokens.refresh_ttl();
     let down = |_| {
         gw.metrics.session_errors.increment(SessionOp::Sessions);
@@ -293,27 +341,61 @@ mod tests {
         );
     }
 
+    fn token(value: &str, source: &str, scopes: &[AdminScope]) -> AdminToken {
+        AdminToken {
+            token: crate::config::Secret::new(value.into()),
+            source: source.into(),
+            scopes: scopes.to_vec(),
+        }
+    }
+
     #[test]
-    fn the_token_must_match_exactly() {
-        let token = Secret::new("0123456789abcdef-admin".into());
+    fn the_token_must_match_exactly_and_gives_its_own_scopes() {
+        let tokens = AdminTokens::new(&[
+            token("0123456789abcdef-admin", "env A", &AdminScope::ALL),
+            token("0123456789abcdef-broker", "env B", &[AdminScope::Wechat]),
+        ]);
         let h = |v: &str| HeaderValue::from_str(v).unwrap();
-        assert!(authorized(
-            Some(&h("Bearer 0123456789abcdef-admin")),
-            &token
-        ));
-        assert!(authorized(
-            Some(&h("bearer 0123456789abcdef-admin")),
-            &token
-        ));
-        assert!(!authorized(
-            Some(&h("Bearer 0123456789abcdef-admiN")),
-            &token
-        ));
-        assert!(!authorized(Some(&h("Bearer 0123456789abcdef")), &token));
-        assert!(!authorized(
-            Some(&h("Basic 0123456789abcdef-admin")),
-            &token
-        ));
-        assert!(!authorized(None, &token));
+        let scopes = |v: Option<&str>| tokens.scopes_of(v.map(h).as_ref()).map(<[_]>::to_vec);
+        assert_eq!(
+            scopes(Some("Bearer 0123456789abcdef-admin")),
+            Some(AdminScope::ALL.to_vec())
+        );
+        assert_eq!(
+            scopes(Some("bearer 0123456789abcdef-admin")),
+            Some(AdminScope::ALL.to_vec())
+        );
+        assert_eq!(
+            scopes(Some("Bearer 0123456789abcdef-broker")),
+            Some(vec![AdminScope::Wechat])
+        );
+        for wrong in [
+            Some("Bearer 0123456789abcdef-admiN"),
+            Some("Bearer 0123456789abcdef"),
+            Some("Bearer 0123456789abcdef-broker0"),
+            Some("Basic 0123456789abcdef-admin"),
+            Some("Bearer "),
+            None,
+        ] {
+            assert_eq!(scopes(wrong), None, "{wrong:?}");
+        }
+        // The digests, not the tokens, are what the listener keeps.
+        assert!(!format!("{tokens:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn each_endpoint_has_its_scope() {
+        assert_eq!(
+            Admin::of("/admin/users/u/sessions").map(|a| a.scope()),
+            Some(AdminScope::Sessions)
+        );
+        assert_eq!(
+            Admin::of("/admin/users/u/sessions/s").map(|a| a.scope()),
+            Some(AdminScope::Sessions)
+        );
+        assert_eq!(
+            Admin::of("/admin/wechat/access_token").map(|a| a.scope()),
+            Some(AdminScope::Wechat)
+        );
     }
 }

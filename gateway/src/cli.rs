@@ -45,7 +45,8 @@ struct AdminArgs {
     #[arg(long, value_name = "USER", allow_hyphen_values = true)]
     user: String,
     /// The admin listener, e.g. http://127.0.0.1:9901. Default: `[admin]
-    /// listen` of --config. The token is read from MINIGATE_ADMIN_TOKEN.
+    /// listen` of --config. The token, which needs the sessions scope, is
+    /// read from MINIGATE_ADMIN_TOKEN.
     #[arg(long, value_name = "URL")]
     admin: Option<String>,
     /// The gateway's config, for its admin listener's address.
@@ -492,23 +493,28 @@ fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
                 "CREATED",
                 "REFRESHED"
             );
+            let text = |v: &serde_json::Value| escaped(v.as_str().unwrap_or("-"));
             for s in &list {
                 say!(
                     "{:<24} {:<8} {:<21} {:<21} {}",
-                    s["sid"].as_str().unwrap_or("-"),
-                    s["device_type"].as_str().unwrap_or("-"),
+                    text(&s["sid"]),
+                    text(&s["device_type"]),
                     time(&s["created_at"]),
                     time(&s["refreshed_at"]),
-                    s["device_id"].as_str().unwrap_or("-")
+                    text(&s["device_id"])
                 );
             }
-            say!("{} live session(s) of {}", list.len(), args.user);
+            say!("{} live session(s) of {}", list.len(), escaped(&args.user));
             Ok(())
         }
         204 => {
             match sid {
-                Some(sid) => say!("ended session {sid} of {}", args.user),
-                None => say!("ended every session of {}", args.user),
+                Some(sid) => say!(
+                    "ended session {} of {}",
+                    escaped(sid),
+                    escaped(&args.user)
+                ),
+                None => say!("ended every session of {}", escaped(&args.user)),
             }
             Ok(())
         }
@@ -516,9 +522,17 @@ fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
             1,
             "the admin API refused the token in MINIGATE_ADMIN_TOKEN".into(),
         )),
+        403 => Err(Failure(
+            1,
+            "the token in MINIGATE_ADMIN_TOKEN does not hold the sessions scope: use a token with scopes = [\"sessions\"] (or token_env/token_file's, which has every scope)".into(),
+        )),
         404 if sid.is_some() => Err(Failure(
             1,
-            format!("{} has no live session {}", args.user, sid.unwrap_or("")),
+            format!(
+                "{} has no live session {}",
+                escaped(&args.user),
+                escaped(sid.unwrap_or(""))
+            ),
         )),
         other => {
             let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -526,13 +540,32 @@ fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
                 1,
                 format!(
                     "the admin API answered {other}: {}",
-                    doc["error_description"]
-                        .as_str()
-                        .unwrap_or("(no description)")
+                    escaped(
+                        doc["error_description"]
+                            .as_str()
+                            .unwrap_or("(no description)")
+                    )
                 ),
             ))
         }
     }
+}
+
+/// `s` with its control characters (C0, DEL, C1) and the Unicode marks
+/// that reorder text on screen written as escapes (`\n`, `\u{1b}`): what
+/// a server or an argument says is printed as one inert line, never as
+/// terminal commands.
+fn escaped(s: &str) -> String {
+    let reorders = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    s.chars()
+        .map(|c| {
+            if c.is_control() || reorders(c) {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn print_list(set: &KeySet) {
@@ -713,11 +746,21 @@ fn check(path: &Path) -> Result<(), Failure> {
         }
     );
     match &config.admin {
-        Some(a) => say!(
-            "admin     {} (its own listener), token from {}",
-            a.listen,
-            a.token_source
-        ),
+        Some(a) => {
+            say!("admin     {} (its own listener)", a.listen);
+            for t in &a.tokens {
+                let scopes: Vec<&str> = t.scopes.iter().map(|s| s.name()).collect();
+                say!(
+                    "          token from {}: {}",
+                    t.source,
+                    if t.scopes.len() == crate::config::AdminScope::ALL.len() {
+                        format!("every scope ({})", scopes.join(", "))
+                    } else {
+                        scopes.join(", ")
+                    }
+                );
+            }
+        }
         None => say!("admin     none"),
     }
     say!(
@@ -775,4 +818,22 @@ fn check(path: &Path) -> Result<(), Failure> {
         }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escaped;
+
+    #[test]
+    fn what_a_server_says_is_printed_inert() {
+        assert_eq!(
+            escaped("the session store is unavailable, retry later"),
+            "the session store is unavailable, retry later"
+        );
+        assert_eq!(escaped("用户 o_1"), "用户 o_1", "text is not escaped");
+        assert_eq!(
+            escaped("a\u{1b}[2J\r\nb\u{7}\u{9b}c\u{202e}d\te"),
+            "a\\u{1b}[2J\\r\\nb\\u{7}\\u{9b}c\\u{202e}d\\te"
+        );
+    }
 }

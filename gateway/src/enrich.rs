@@ -10,8 +10,12 @@
 //! The call fails closed: a login or refresh that asked and got no usable
 //! answer issues no token (503). An answer beyond the limits is refused
 //! whole, never truncated: a truncated role list would be a different
-//! authorization decision than the one the service made. The URL may hold
-//! credentials and is never logged; redirects are not followed.
+//! authorization decision than the one the service made. The limits are
+//! chosen so that every answer within them makes tokens the gateway itself
+//! accepts; should static grants or the config still make a token pass the
+//! 8 KiB cap, the login or refresh is refused the same way
+//! ([`crate::signin::identify`]). The URL may hold credentials and is never
+//! logged; redirects are not followed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -27,6 +31,13 @@ const MAX_ANSWER: usize = 64 * 1024;
 pub const MAX_ROLES: usize = 32;
 /// Most claims one answer may give.
 pub const MAX_CLAIMS: usize = 16;
+/// Most characters of an answer's roles, claim names and claim values
+/// together. Everything else a token carries is bounded too (ids of at most
+/// 128 characters, an issuer of at most 512), so with this the tokens of
+/// any answer within the limits stay within the 8 KiB the gateway accepts
+/// (see `tokens::tests::the_largest_answer_within_the_limits_makes_tokens_the_gateway_accepts`).
+/// 32 roles of 64 characters alone are 2048 of them.
+pub const MAX_ROLES_AND_CLAIMS: usize = 3072;
 
 /// Is `name` a claim name the contract allows (`[a-z0-9_]{1,32}`)?
 pub fn is_claim_name(name: &str) -> bool {
@@ -264,6 +275,11 @@ pub fn interpret(body: &[u8]) -> Result<Enriched, Failure> {
     {
         return Err(Failure::Limits);
     }
+    let size = roles.iter().map(String::len).sum::<usize>()
+        + claims.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    if size > MAX_ROLES_AND_CLAIMS {
+        return Err(Failure::Limits);
+    }
     Ok(Enriched {
         uid: a.uid,
         roles,
@@ -309,6 +325,31 @@ mod tests {
         assert_eq!(interpret(b"{}").unwrap(), Enriched::default());
         let many: Vec<String> = (0..33).map(|i| format!("r{i}")).collect();
         let too_many = serde_json::json!({ "roles": many }).to_string();
+        // Each within its own limit, together past MAX_ROLES_AND_CLAIMS:
+        // the answer of issue 27, whose tokens no request could use.
+        let roles: Vec<String> = (0..32)
+            .map(|i| format!("{i:02}{}", "r".repeat(62)))
+            .collect();
+        let claims: BTreeMap<String, String> = (0..16)
+            .map(|i| (format!("c{i:02}{}", "n".repeat(29)), "v".repeat(256)))
+            .collect();
+        let issue_27 =
+            serde_json::json!({ "uid": "u".repeat(128), "roles": roles, "claims": claims })
+                .to_string();
+        // Exactly at the limit: 2048 + 16 * (32 + 32) = 3072.
+        let at_limit: BTreeMap<String, String> = (0..16)
+            .map(|i| (format!("c{i:02}{}", "n".repeat(29)), "v".repeat(32)))
+            .collect();
+        let full = interpret(
+            serde_json::json!({ "uid": "u".repeat(128), "roles": roles, "claims": at_limit })
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!((full.roles.len(), full.claims.len()), (32, 16));
+        let mut over = at_limit.clone();
+        over.insert("c00".to_owned() + &"n".repeat(29), "v".repeat(33));
+        let one_over = serde_json::json!({ "roles": roles, "claims": over }).to_string();
         let long = "x".repeat(257);
         for bad in [
             too_many.as_str(),
@@ -318,6 +359,8 @@ mod tests {
             r#"{"claims":{"ok":""}}"#,
             &format!(r#"{{"claims":{{"ok":"{long}"}}}}"#),
             r#"{"uid":"has space"}"#,
+            &issue_27,
+            &one_over,
         ] {
             assert_eq!(interpret(bad.as_bytes()), Err(Failure::Limits), "{bad}");
         }

@@ -9,6 +9,7 @@ use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
 use crate::body::{json, Body};
+use crate::config::AdminScope;
 use crate::tokens::TokenError;
 
 /// An error from the contract's table.
@@ -77,6 +78,9 @@ pub enum ApiError {
     SessionLimit,
     /// 401 for the admin API: a missing or wrong admin token.
     AdminUnauthorized,
+    /// 403 insufficient_scope for the admin API: a valid admin token
+    /// without the scope the endpoint needs.
+    AdminScope(AdminScope),
     /// 502 bad_gateway: the upstream is unreachable or broke off.
     BadGateway,
     /// 504 gateway_timeout: the upstream is too slow.
@@ -105,6 +109,7 @@ impl ApiError {
             ApiError::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RiskyUser
             | ApiError::InsufficientScope
+            | ApiError::AdminScope(_)
             | ApiError::AccessDenied
             | ApiError::CsrfRejected => StatusCode::FORBIDDEN,
             ApiError::EnrichUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -134,7 +139,7 @@ impl ApiError {
             ApiError::SessionsUnavailable | ApiError::EnrichUnavailable => {
                 "temporarily_unavailable"
             }
-            ApiError::InsufficientScope => "insufficient_scope",
+            ApiError::InsufficientScope | ApiError::AdminScope(_) => "insufficient_scope",
             ApiError::AccessDenied => "access_denied",
             ApiError::CsrfRejected => "csrf_rejected",
             ApiError::RiskyUser => "risky_user",
@@ -187,6 +192,12 @@ impl ApiError {
                 "the session's key does not decrypt this data; log in again (wx.login) and retry"
             }
             ApiError::AdminUnauthorized => "a valid admin token is required",
+            ApiError::AdminScope(AdminScope::Sessions) => {
+                "this admin token does not hold the sessions scope"
+            }
+            ApiError::AdminScope(AdminScope::Wechat) => {
+                "this admin token does not hold the wechat scope"
+            }
             ApiError::BadGateway => "the upstream service is unreachable",
             ApiError::GatewayTimeout => "the upstream service did not answer in time",
             ApiError::Internal => "internal error",
@@ -232,6 +243,19 @@ impl ApiError {
             | ApiError::TooManyLogins(secs)
             | ApiError::TooOften(_, secs) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+            }
+            ApiError::AdminScope(scope) => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(match scope {
+                        AdminScope::Sessions => {
+                            "Bearer realm=\"minigate-admin\", error=\"insufficient_scope\", scope=\"sessions\""
+                        }
+                        AdminScope::Wechat => {
+                            "Bearer realm=\"minigate-admin\", error=\"insufficient_scope\", scope=\"wechat\""
+                        }
+                    }),
+                );
             }
             ApiError::InsufficientScope => {
                 headers.insert(

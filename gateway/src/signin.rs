@@ -6,7 +6,7 @@
 //! knows neither, so a sign-in added later has one place to start a session
 //! from, with the same enrichment, device limits and session-key custody.
 
-use crate::enrich::{merge_roles, Ask, Event, Refused};
+use crate::enrich::{merge_roles, Ask, Event, Failure, Refused};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::metrics::SessionOp;
@@ -98,6 +98,22 @@ pub async fn identify(
         extra = enriched.roles;
     }
     subject.roles = merge_roles(&gw.grants.load(), subject.user(), &extra);
+    // Static grants on top of an answer, or a long issuer or audience, could
+    // still make tokens the gateway would refuse on every request: refused
+    // here, like an answer beyond the limits, and nothing is issued.
+    if let Some(bytes) = gw.tokens.oversized(&subject, sid)? {
+        if gw.enricher.is_some() {
+            gw.metrics.enrich.failures.increment(Failure::Limits);
+        }
+        tracing::warn!(
+            sid,
+            bytes,
+            roles = subject.roles.len(),
+            claims = subject.ext.len(),
+            "the user's roles and claims would make a token larger than the gateway accepts: none issued"
+        );
+        return Err(ApiError::EnrichUnavailable);
+    }
     Ok(subject)
 }
 

@@ -644,20 +644,58 @@ impl Tokens {
         sid: &str,
         refresh_jti: String,
     ) -> Result<TokenPair, Internal> {
-        let now = now_secs();
-        let access_ttl = self.config.access_ttl.as_secs();
-        let refresh_ttl = self.config.refresh_ttl.as_secs();
+        let (access_claims, refresh_claims) =
+            self.pair_claims(who, sid, now_secs(), random_id()?, refresh_jti);
+        let keys = self.keys.load();
+        let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| Internal);
+        let access = sign(ACCESS_TYP, &access_claims)?;
+        let refresh = sign(REFRESH_TYP, &refresh_claims)?;
+        Ok(TokenPair {
+            token_type: "Bearer",
+            access_token: access,
+            expires_in: self.config.access_ttl.as_secs(),
+            refresh_token: refresh,
+            refresh_expires_in: self.config.refresh_ttl.as_secs(),
+            openid: who.openid.clone(),
+            unionid: who.unionid.clone(),
+            anonymous_openid: None,
+        })
+    }
+
+    /// The length of the longer token of the pair [`Tokens::issue`] would
+    /// make for `who` in `sid` now, if it passes [`jwks::MAX_TOKEN_LEN`]:
+    /// a token the gateway itself would refuse on every request, so one
+    /// never to issue. Measured without signing.
+    pub fn oversized(&self, who: &Subject, sid: &str) -> Result<Option<usize>, Internal> {
+        // Ids of the length `random_id` makes.
+        let (access, refresh) = self.pair_claims(who, sid, now_secs(), random_id()?, random_id()?);
+        let keys = self.keys.load();
+        let len = |typ, c: &Claims| keys.set.signed_len(typ, c).map_err(|_| Internal);
+        let longer = len(ACCESS_TYP, &access)?.max(len(REFRESH_TYP, &refresh)?);
+        Ok((longer > jwks::MAX_TOKEN_LEN).then_some(longer))
+    }
+
+    /// The claims of the access and the refresh token of `who` in `sid`,
+    /// issued at `now`.
+    fn pair_claims(
+        &self,
+        who: &Subject,
+        sid: &str,
+        now: u64,
+        access_jti: String,
+        refresh_jti: String,
+    ) -> (Claims, Claims) {
         let aud = match self.config.audience.as_slice() {
             [one] => Audience::One(one.clone()),
             many => Audience::Many(many.to_vec()),
         };
-        let claims = |aud, ttl, jti| Claims {
+        let claims = |aud, ttl: Duration, jti| Claims {
             iss: self.config.issuer.clone(),
             aud,
             sub: who.openid.clone(),
             client_id: who.appid.clone(),
             iat: now,
-            exp: now + ttl,
+            exp: now + ttl.as_secs(),
             nbf: None,
             jti,
             sid: sid.to_owned(),
@@ -671,23 +709,11 @@ impl Tokens {
             phone_number: who.phone.clone(),
             usr: None,
         };
-        let keys = self.keys.load();
-        let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| Internal);
-        let access = sign(ACCESS_TYP, &claims(aud, access_ttl, random_id()?))?;
+        let access = claims(aud, self.config.access_ttl, access_jti);
         let refresh_aud = Audience::One(self.config.issuer.clone());
-        let mut refresh_claims = claims(refresh_aud, refresh_ttl, refresh_jti);
-        refresh_claims.usr = Some(who.user().to_owned());
-        let refresh = sign(REFRESH_TYP, &refresh_claims)?;
-        Ok(TokenPair {
-            token_type: "Bearer",
-            access_token: access,
-            expires_in: access_ttl,
-            refresh_token: refresh,
-            refresh_expires_in: refresh_ttl,
-            openid: who.openid.clone(),
-            unionid: who.unionid.clone(),
-            anonymous_openid: None,
-        })
+        let mut refresh = claims(refresh_aud, self.config.refresh_ttl, refresh_jti);
+        refresh.usr = Some(who.user().to_owned());
+        (access, refresh)
     }
 
     /// Verifies an access token, as sent (its characters are checked here);
@@ -1127,5 +1153,130 @@ mod tests {
             t.verify_access(&tok).unwrap_err(),
             TokenError::Verify(jwks::VerifyError::UnknownKey)
         );
+    }
+
+    /// The longest value every part of a token can have: ids at the 128
+    /// the providers and the login allow, the longest issuer, the longest
+    /// platform name, phone number and device class.
+    fn largest_subject(roles: Vec<String>, ext: BTreeMap<String, String>) -> Subject {
+        Subject {
+            openid: "o".repeat(128),
+            unionid: Some("u".repeat(128)),
+            appid: "a".repeat(64),
+            platform: "wechat_web".into(),
+            device_id: Some("d".repeat(128)),
+            uid: Some("i".repeat(128)),
+            roles,
+            ext,
+            device_type: "t".repeat(32),
+            phone: Some("p".repeat(32)),
+            session_user: None,
+        }
+    }
+
+    #[test]
+    fn the_largest_answer_within_the_limits_makes_tokens_the_gateway_accepts() {
+        use crate::enrich::{MAX_CLAIMS, MAX_ROLES, MAX_ROLES_AND_CLAIMS};
+        let issuer = format!("https://{}", "i".repeat(512 - 8));
+        let config = TokensConfig {
+            issuer: issuer.clone(),
+            audience: vec!["a".repeat(64)],
+            access_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(600),
+            leeway: Duration::ZERO,
+            cache_capacity: 10,
+        };
+        let rsa = include_str!("../../jwks/testdata/rs256-2048.pk8.b64").trim();
+        let kid = jwks::Key::from_pkcs8(jwks::Alg::RS256, B64.decode(rsa).unwrap())
+            .unwrap()
+            .kid()
+            .to_owned();
+        let rsa_set = jwks::KeySet::from_json(
+            serde_json::json!({"format": "minigate-keyset/1", "keys": [{
+                "kid": kid, "alg": "RS256", "state": "current",
+                "created": "2026-01-01T00:00:00Z", "private_key": rsa}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let sets = [
+            jwks::KeySet::generate(jwks::Alg::ES256, SystemTime::now()).unwrap(),
+            jwks::KeySet::generate(jwks::Alg::EdDSA, SystemTime::now()).unwrap(),
+            rsa_set,
+        ];
+        let name =
+            |i: usize, c: char, len: usize| format!("{i:02}{}", c.to_string().repeat(len - 2));
+        // Every role at 64, the claims sharing what is left; and the most
+        // claims at 256, a few roles sharing what is left.
+        let roles: Vec<String> = (0..MAX_ROLES).map(|i| name(i, 'r', 64)).collect();
+        let value = (MAX_ROLES_AND_CLAIMS - 64 * MAX_ROLES) / MAX_CLAIMS - 32;
+        let ext = (0..MAX_CLAIMS)
+            .map(|i| (format!("c{}", name(i, 'n', 31)), "v".repeat(value)))
+            .collect();
+        let wide = largest_subject(roles, ext);
+        let claims = (MAX_ROLES_AND_CLAIMS - 3 * 64) / (32 + 256);
+        let ext = (0..claims)
+            .map(|i| (format!("c{}", name(i, 'n', 31)), "v".repeat(256)))
+            .collect();
+        let deep = largest_subject((0..3).map(|i| name(i, 'r', 64)).collect(), ext);
+        for who in [&wide, &deep] {
+            let size = who.roles.iter().map(String::len).sum::<usize>()
+                + who
+                    .ext
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            assert!(size <= MAX_ROLES_AND_CLAIMS && size > MAX_ROLES_AND_CLAIMS - 300);
+        }
+        for set in sets {
+            let alg = set.current().alg();
+            let t = Tokens::new(config.clone(), Arc::new(KeyStore::new(set, &issuer)));
+            for who in [&wide, &deep] {
+                assert_eq!(t.oversized(who, "s").unwrap(), None, "{alg:?}");
+                let pair = t.issue(who, "s", random_id().unwrap()).unwrap();
+                // RSA keys of 4096 bits sign with 341 more characters than
+                // this 2048-bit one: they fit too.
+                let room = if alg == jwks::Alg::RS256 { 341 } else { 0 };
+                for token in [&pair.access_token, &pair.refresh_token] {
+                    assert!(
+                        token.len() + room <= jwks::MAX_TOKEN_LEN,
+                        "{alg:?}: {}",
+                        token.len()
+                    );
+                }
+                let id = t.verify_access(&pair.access_token).unwrap();
+                assert!(who.roles.iter().all(|r| id.roles().contains(r)));
+                assert_eq!(
+                    t.verify_refresh(&pair.refresh_token).unwrap().subject.ext,
+                    who.ext
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_pair_that_would_pass_the_cap_is_found_before_it_is_signed() {
+        // The answer of issue 27: 32 roles of 64, 16 claims of 256, a uid of
+        // 128 (beyond MAX_ROLES_AND_CLAIMS, as static grants could make it).
+        let t = tokens(10, 0);
+        let roles = (0..32)
+            .map(|i| format!("{i:02}{}", "r".repeat(62)))
+            .collect();
+        let ext = (0..16)
+            .map(|i| (format!("c{i:02}{}", "n".repeat(29)), "v".repeat(256)))
+            .collect();
+        let mut who = largest_subject(roles, ext);
+        who.unionid = None;
+        who.device_id = None;
+        let size = t.oversized(&who, "s").unwrap().unwrap();
+        let pair = t.issue(&who, "s", random_id().unwrap()).unwrap();
+        assert_eq!(size, pair.access_token.len().max(pair.refresh_token.len()));
+        assert_eq!(
+            t.verify_access(&pair.access_token).unwrap_err(),
+            TokenError::Verify(jwks::VerifyError::TooLarge),
+            "what such a token would meet"
+        );
+        who.ext.clear();
+        assert_eq!(t.oversized(&who, "s").unwrap(), None);
     }
 }

@@ -132,6 +132,13 @@ impl KeySet {
         sign_with(self.current(), typ, claims)
     }
 
+    /// The length of the token [`KeySet::sign`] would make of `claims` now,
+    /// found without signing: whether a token would pass
+    /// [`MAX_TOKEN_LEN`] can be known before it is issued.
+    pub fn signed_len<C: Serialize>(&self, typ: &str, claims: &C) -> Result<usize, SignError> {
+        signed_len_with(self.current(), typ, claims)
+    }
+
     /// Verifies a compact JWS of type `typ` against this set and returns its
     /// payload bytes.
     pub fn verify(&self, token: &str, typ: &str) -> Result<Vec<u8>, VerifyError> {
@@ -206,6 +213,20 @@ pub fn sign_with<C: Serialize>(key: &Key, typ: &str, claims: &C) -> Result<Strin
     Ok(token)
 }
 
+/// The length of the token [`sign_with`] makes of `claims` with `key`.
+pub fn signed_len_with<C: Serialize>(key: &Key, typ: &str, claims: &C) -> Result<usize, SignError> {
+    let header = SignHeader {
+        alg: key.alg().name(),
+        typ,
+        kid: key.kid(),
+    };
+    let header = serde_json::to_vec(&header).map_err(|_| SignError)?.len();
+    let claims = serde_json::to_vec(claims).map_err(|_| SignError)?.len();
+    // base64url without padding: 4 characters per 3 bytes, rounded up.
+    let b64 = |n: usize| (n * 4).div_ceil(3);
+    Ok(b64(header) + 1 + b64(claims) + 1 + b64(key.signature_len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +260,33 @@ mod tests {
                 Err(VerifyError::UnknownKey)
             );
         }
+    }
+
+    #[test]
+    fn the_signed_length_is_the_length_of_the_signed_token() {
+        let rsa = B64
+            .decode(include_str!("../testdata/rs256-2048.pk8.b64").trim())
+            .unwrap();
+        let keys = [
+            crate::Key::generate(Alg::ES256).unwrap(),
+            crate::Key::generate(Alg::EdDSA).unwrap(),
+            crate::Key::from_pkcs8(Alg::RS256, rsa).unwrap(),
+        ];
+        for key in &keys {
+            for n in 0..8 {
+                let claims = serde_json::json!({"sub": "u".repeat(n), "roles": ["é", "\u{1f600}"]});
+                for typ in ["at+jwt", "refresh+jwt"] {
+                    let token = sign_with(key, typ, &claims).unwrap();
+                    assert_eq!(
+                        signed_len_with(key, typ, &claims).unwrap(),
+                        token.len(),
+                        "{:?} {typ} {n}",
+                        key.alg()
+                    );
+                }
+            }
+        }
+        assert_eq!(keys[2].signature_len(), 256);
     }
 
     #[test]

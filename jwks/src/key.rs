@@ -257,6 +257,16 @@ impl Key {
         &self.public
     }
 
+    /// The length in bytes of this key's signatures: 64 for ES256 (`r || s`)
+    /// and EdDSA, the modulus's length for RS256.
+    pub fn signature_len(&self) -> usize {
+        match self.alg {
+            Alg::ES256 | Alg::EdDSA => 64,
+            // The modulus, base64url without padding: 4 characters per 3 bytes.
+            Alg::RS256 => self.public.n.as_ref().map_or(0, |n| n.len() * 3 / 4),
+        }
+    }
+
     pub(crate) fn pkcs8(&self) -> &[u8] {
         &self.pkcs8
     }

@@ -1,4 +1,5 @@
-//! The files a config names: secret files, RSA key files, the TLS pair.
+//! The files a config names: secret files, admin token files, RSA key
+//! files, the TLS pair.
 //!
 //! Each read names the key and the path in its error and never the file's
 //! content, which may be a secret. The TLS pair is read here (not in the
@@ -24,6 +25,32 @@ pub(super) fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError>
 
 /// The largest key file read: a 4096-bit RSA key in PEM is about 3.3 KiB.
 const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// An admin token file's value, without its trailing newline. Like a
+/// private key file, a file that others may access is refused: whoever can
+/// read it can call the admin API. Errors name `key` and the path, never
+/// the content.
+pub(super) fn read_token_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let io = |e: std::io::Error| err(key, format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        return Err(err(
+            key,
+            format!(
+                "{}: holds an admin token but is accessible to others (mode {mode:04o}); chmod 600 it",
+                path.display()
+            ),
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_KEY_FILE)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
 
 /// Reads a key file of at most [`MAX_KEY_FILE`] bytes. A private key that
 /// others may read is refused, as `keys` refuses such a key set: whoever

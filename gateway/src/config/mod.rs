@@ -111,10 +111,57 @@ pub fn is_role_name(role: &str) -> bool {
 pub struct AdminConfig {
     /// Where it listens; never the public `listen`.
     pub listen: SocketAddr,
-    /// The bearer token every call needs.
+    /// The tokens it accepts, each with its scopes: at least one, no two
+    /// alike. `token_env`/`token_file` (every scope) comes first, then
+    /// `[[admin.tokens]]` in order.
+    pub tokens: Vec<AdminToken>,
+}
+
+/// One admin token and the endpoints it may call.
+#[derive(Debug, Clone)]
+pub struct AdminToken {
+    /// The bearer token.
     pub token: Secret,
-    /// Where the token came from (`env NAME` or `file PATH`), for `config check`.
-    pub token_source: String,
+    /// Where it came from (`env NAME` or `file PATH`), for `config check`.
+    pub source: String,
+    /// What it may call: no duplicates, in [`AdminScope::ALL`] order.
+    pub scopes: Vec<AdminScope>,
+}
+
+impl AdminToken {
+    /// Does this token hold `scope`?
+    pub fn allows(&self, scope: AdminScope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// A part of the admin API a token may be given (`[[admin.tokens]] scopes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AdminScope {
+    /// The sessions API, `/admin/users/{user}/sessions...` (what `minigate
+    /// sessions` calls): list and end any user's sessions.
+    Sessions,
+    /// `/admin/wechat/access_token`: the WeChat access token, for backend
+    /// services.
+    Wechat,
+}
+
+impl AdminScope {
+    /// Every scope: what `token_env`/`token_file` holds.
+    pub const ALL: [AdminScope; 2] = [AdminScope::Sessions, AdminScope::Wechat];
+
+    /// The config name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AdminScope::Sessions => "sessions",
+            AdminScope::Wechat => "wechat",
+        }
+    }
+
+    /// The scope of a config name.
+    pub fn named(name: &str) -> Option<AdminScope> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// `[log]`: the format of log lines on stderr; the level is `RUST_LOG`'s.
@@ -575,6 +622,7 @@ auth = "optional"
         match name {
             "WECHAT_APP_SECRET" => Some("s3cr3t".to_owned()),
             "ADMIN" => Some("an-admin-token-long-enough".to_owned()),
+            "BROKER" => Some("a-broker-token-long-enough".to_owned()),
             "SHORT" => Some("short".to_owned()),
             _ => None,
         }
@@ -1004,7 +1052,146 @@ auth = "optional"
         assert_eq!(limits, [("phone", 0), ("pc", 2), ("web", 2), ("tablet", 1)]);
         let admin = c.admin.unwrap();
         assert_eq!(admin.listen.port(), 9901);
+        assert_eq!(admin.tokens.len(), 1);
+        assert_eq!(admin.tokens[0].source, "env ADMIN");
+        assert_eq!(admin.tokens[0].scopes, AdminScope::ALL);
         assert!(!format!("{admin:?}").contains("an-admin-token"));
+    }
+
+    #[test]
+    fn scoped_admin_tokens() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sessions-token");
+        std::fs::write(&file, "a-sessions-token-from-a-file\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = file.display().to_string();
+        // A token file others may read is refused, as a private key file is.
+        let readable = dir.path().join("readable-token");
+        std::fs::write(&readable, "a-token-others-may-read\n").unwrap();
+        std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let readable = readable.display().to_string();
+        let admin = |body: &str| format!("{GOOD}[admin]\nlisten = \"127.0.0.1:9901\"\n{body}");
+        let token =
+            |source: &str, scopes: &str| format!("[[admin.tokens]]\n{source}\nscopes = {scopes}\n");
+        // Scoped tokens only, without a token of every scope.
+        let text = admin(&format!(
+            "{}{}",
+            token("env = \"BROKER\"", "[\"wechat\"]"),
+            token(&format!("file = {file:?}"), "[\"wechat\", \"sessions\"]")
+        ));
+        let c = Config::from_toml(&text, &env).unwrap();
+        let tokens = c.admin.unwrap().tokens;
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[0].source, "env BROKER");
+        assert_eq!(tokens[0].scopes, [AdminScope::Wechat]);
+        assert!(tokens[0].allows(AdminScope::Wechat) && !tokens[0].allows(AdminScope::Sessions));
+        assert_eq!(tokens[1].source, format!("file {file}"));
+        assert_eq!(tokens[1].token.expose(), "a-sessions-token-from-a-file");
+        assert_eq!(tokens[1].scopes, AdminScope::ALL, "in ALL order");
+        // With the token of every scope, first.
+        let text = admin(&format!(
+            "token_env = \"ADMIN\"\n{}",
+            token("env = \"BROKER\"", "[\"wechat\"]")
+        ));
+        let tokens = Config::from_toml(&text, &env)
+            .unwrap()
+            .admin
+            .unwrap()
+            .tokens;
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(
+            (tokens[0].source.as_str(), tokens[0].scopes.as_slice()),
+            ("env ADMIN", &AdminScope::ALL[..])
+        );
+        assert!(!format!("{tokens:?}").contains("token-long-enough"));
+
+        let cases = [
+            (
+                admin(&token("env = \"BROKER\"", "[\"broker\"]")),
+                "admin.tokens[0].scopes: \"broker\" is not a scope (sessions, wechat)",
+            ),
+            (
+                admin(&token("env = \"BROKER\"", "[]")),
+                "admin.tokens[0].scopes: is empty: the token could call nothing (scopes: sessions, wechat)",
+            ),
+            (
+                admin(&token("env = \"BROKER\"", "[\"wechat\", \"wechat\"]")),
+                "admin.tokens[0].scopes: \"wechat\" appears twice",
+            ),
+            (
+                admin("[[admin.tokens]]\nenv = \"BROKER\"\n"),
+                "admin.tokens[0].scopes: is required",
+            ),
+            (
+                admin(&token(&format!("env = \"BROKER\"\nfile = {file:?}"), "[\"wechat\"]")),
+                "admin.tokens[0].env: exactly one of env and file is required",
+            ),
+            (
+                admin(&token("", "[\"wechat\"]")),
+                "admin.tokens[0].env: exactly one of env and file is required",
+            ),
+            (
+                admin(&token("env = \"NOT_SET_ANYWHERE\"", "[\"wechat\"]")),
+                "admin.tokens[0].env: environment variable NOT_SET_ANYWHERE is not set",
+            ),
+            (
+                admin(&token("env = \"SHORT\"", "[\"wechat\"]")),
+                "admin.tokens[0].env: the admin token must be at least 16 characters",
+            ),
+            (
+                admin(&token("file = \"/nonexistent/broker\"", "[\"wechat\"]")),
+                "admin.tokens[0].file: /nonexistent/broker: No such file or directory (os error 2)",
+            ),
+            // The same token twice: under two names, or once with every scope.
+            (
+                admin(&format!(
+                    "{}{}",
+                    token("env = \"BROKER\"", "[\"wechat\"]"),
+                    token("env = \"BROKER\"", "[\"sessions\"]")
+                )),
+                "admin.tokens[1].env: holds the same token as admin.tokens[0].env: give each token once, with all its scopes",
+            ),
+            (
+                admin(&format!(
+                    "token_env = \"ADMIN\"\n{}",
+                    token("env = \"ADMIN\"", "[\"wechat\"]")
+                )),
+                "admin.tokens[0].env: holds the same token as admin.token_env: give each token once, with all its scopes",
+            ),
+            (
+                admin(&format!("token_file = {file:?}\n")).replace(&file, &readable),
+                "admin.token_file: ",
+            ),
+            (
+                admin(&token(&format!("file = {readable:?}"), "[\"wechat\"]")),
+                "admin.tokens[0].file: ",
+            ),
+            (
+                admin(""),
+                "admin.token_env: the admin listener needs a token: token_env or token_file (every scope), or [[admin.tokens]] with their scopes",
+            ),
+            (
+                admin(&format!("token_env = \"ADMIN\"\ntoken_file = {file:?}\n")),
+                "admin.token_env: give one of token_env and token_file, not both",
+            ),
+            (
+                admin("[[admin.tokens]]\nenv = \"BROKER\"\nscopes = [\"wechat\"]\nscope = 1\n"),
+                "line ",
+            ),
+        ];
+        for (text, says) in cases {
+            let e = Config::from_toml(&text, &env).unwrap_err().to_string();
+            assert!(e.starts_with(says), "{e}\nshould start with\n{says}");
+            assert!(
+                !e.contains("long-enough") && !e.contains("from-a-file"),
+                "{e}"
+            );
+            assert!(!e.contains("others-may-read") && !e.contains('\n'), "{e}");
+            if e.contains(&readable) {
+                assert!(e.ends_with("holds an admin token but is accessible to others (mode 0644); chmod 600 it"), "{e}");
+            }
+        }
     }
 
     #[test]

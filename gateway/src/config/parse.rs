@@ -12,10 +12,10 @@ use super::raw::{
 };
 use super::{
     defaults, err, files, is_class_name, is_header_safe, is_role_name, parse_duration, AdminConfig,
-    AllowRule, AuthMode, Config, ConfigError, Credentials, DeviceClass, DeviceClasses,
-    EnrichConfig, KeyPair, KeysConfig, LogConfig, LogFormat, OnLimit, Platform, ProviderConfig,
-    RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig, TokensConfig,
-    WebConfig,
+    AdminScope, AdminToken, AllowRule, AuthMode, Config, ConfigError, Credentials, DeviceClass,
+    DeviceClasses, EnrichConfig, KeyPair, KeysConfig, LogConfig, LogFormat, OnLimit, Platform,
+    ProviderConfig, RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig,
+    TokensConfig, WebConfig,
 };
 use crate::providers::CredentialKind;
 
@@ -126,6 +126,79 @@ fn method(name: &str) -> Option<http::Method> {
 /// The shortest admin token accepted: a guessable token would open every
 /// user's sessions to whoever reaches the admin port.
 const MIN_ADMIN_TOKEN: usize = 16;
+
+/// Where an admin token is read from.
+enum TokenSource {
+    Env(String),
+    File(std::path::PathBuf),
+}
+
+/// An admin token from `source`, checked; errors name `key`, never the token.
+fn admin_token(
+    key: &str,
+    source: TokenSource,
+    scopes: Vec<AdminScope>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AdminToken, ConfigError> {
+    let (token, source) = match source {
+        TokenSource::Env(name) => (
+            env(&name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| err(key, format!("environment variable {name} is not set")))?,
+            format!("env {name}"),
+        ),
+        TokenSource::File(path) => (
+            files::read_token_file(key, &path)?,
+            format!("file {}", path.display()),
+        ),
+    };
+    if token.len() < MIN_ADMIN_TOKEN {
+        return Err(err(
+            key,
+            format!("the admin token must be at least {MIN_ADMIN_TOKEN} characters"),
+        ));
+    }
+    if !is_header_safe(&token, 4096) {
+        return Err(err(key, "the admin token must be visible ASCII"));
+    }
+    Ok(AdminToken {
+        token: Secret::new(token),
+        source,
+        scopes,
+    })
+}
+
+/// A token's `scopes`: not empty, each known and named once; in
+/// [`AdminScope::ALL`] order.
+fn admin_scopes(key: &str, names: Vec<String>) -> Result<Vec<AdminScope>, ConfigError> {
+    let known = || {
+        AdminScope::ALL
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if names.is_empty() {
+        return Err(err(
+            key,
+            format!(
+                "is empty: the token could call nothing (scopes: {})",
+                known()
+            ),
+        ));
+    }
+    let mut scopes = Vec::with_capacity(names.len());
+    for name in &names {
+        let scope = AdminScope::named(name)
+            .ok_or_else(|| err(key, format!("{name:?} is not a scope ({})", known())))?;
+        if scopes.contains(&scope) {
+            return Err(err(key, format!("{name:?} appears twice")));
+        }
+        scopes.push(scope);
+    }
+    scopes.sort();
+    Ok(scopes)
+}
 
 /// Is `url` a Redis URL the client accepts? Never repeated in an error: it
 /// may hold a password.
@@ -446,45 +519,49 @@ impl Config {
                 "must be another port than listen: the admin API is never served on the public one",
             ));
         }
-        let (token, source) = match (a.token_env, a.token_file) {
-            (Some(name), None) => (
-                env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
-                    err(
-                        "admin.token_env",
-                        format!("environment variable {name} is not set"),
-                    )
-                })?,
-                format!("env {name}"),
-            ),
-            (None, Some(path)) => (
-                files::read_secret("admin.token_file", &path)?,
-                format!("file {}", path.display()),
-            ),
-            _ => {
+        // Each token with the key its errors name.
+        let mut tokens: Vec<(String, AdminToken)> = Vec::new();
+        let full = match (a.token_env, a.token_file) {
+            (Some(name), None) => Some(("admin.token_env".to_owned(), TokenSource::Env(name))),
+            (None, Some(path)) => Some(("admin.token_file".to_owned(), TokenSource::File(path))),
+            (Some(_), Some(_)) => {
                 return Err(err(
                     "admin.token_env",
-                    "exactly one of token_env and token_file is required",
+                    "give one of token_env and token_file, not both",
                 ))
             }
+            (None, None) => None,
         };
-        let key = if source.starts_with("env") {
-            "admin.token_env"
-        } else {
-            "admin.token_file"
-        };
-        if token.len() < MIN_ADMIN_TOKEN {
-            return Err(err(
-                key,
-                format!("the admin token must be at least {MIN_ADMIN_TOKEN} characters"),
-            ));
+        if let Some((key, source)) = full {
+            let token = admin_token(&key, source, AdminScope::ALL.to_vec(), env)?;
+            tokens.push((key, token));
         }
-        if !is_header_safe(&token, 4096) {
-            return Err(err(key, "the admin token must be visible ASCII"));
+        for (i, t) in a.tokens.into_iter().enumerate() {
+            let key = |k: &str| format!("admin.tokens[{i}].{k}");
+            let scopes = admin_scopes(&key("scopes"), required(&key("scopes"), t.scopes)?)?;
+            let (key, source) = match (t.env, t.file) {
+                (Some(name), None) => (key("env"), TokenSource::Env(name)),
+                (None, Some(path)) => (key("file"), TokenSource::File(path)),
+                _ => return Err(err(key("env"), "exactly one of env and file is required")),
+            };
+            let token = admin_token(&key, source, scopes, env)?;
+            if let Some((other, _)) = tokens.iter().find(|(_, o)| o.token == token.token) {
+                return Err(err(
+                    key,
+                    format!("holds the same token as {other}: give each token once, with all its scopes"),
+                ));
+            }
+            tokens.push((key, token));
+        }
+        if tokens.is_empty() {
+            return Err(err(
+                "admin.token_env",
+                "the admin listener needs a token: token_env or token_file (every scope), or [[admin.tokens]] with their scopes",
+            ));
         }
         Ok(AdminConfig {
             listen,
-            token: Secret::new(token),
-            token_source: source,
+            tokens: tokens.into_iter().map(|(_, t)| t).collect(),
         })
     }
 

@@ -69,6 +69,16 @@ pub(super) struct RawAdmin {
     pub listen: Option<String>,
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tokens: Vec<RawAdminToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdminToken {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]

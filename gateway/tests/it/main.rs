@@ -8,11 +8,13 @@
 
 mod support;
 
+mod admin;
 mod adversarial;
 mod authz;
 mod cli;
 mod deploy;
 mod devices;
+mod enrichment;
 mod errors;
 mod examples;
 mod hardening;
