@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use jwks::{Alg, KeySet};
 use minigate::config::TokensConfig;
-use minigate::keys::KeyStore;
+use minigate::tokens::keys::KeyStore;
 use minigate::tokens::{now_secs, Tokens, ACCESS_TYP};
 
 /// The issuer of every benchmark token.

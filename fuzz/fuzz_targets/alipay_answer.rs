@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use minigate::error::ApiError;
-use minigate::providers::alipay::{interpret, read, split};
-use minigate::providers::ExchangeError;
-use minigate::rsa2::VerifyingKey;
+use minigate::signin::providers::alipay::{interpret, read, split};
+use minigate::signin::providers::ExchangeError;
+use minigate::signin::providers::rsa2::VerifyingKey;
 
 /// The TEST-ONLY key the committed seeds are signed with.
 fn key() -> &'static VerifyingKey {

@@ -5,7 +5,7 @@
 use http::StatusCode;
 use libfuzzer_sys::fuzz_target;
 use minigate::error::ApiError;
-use minigate::providers::douyin::interpret;
+use minigate::signin::providers::douyin::interpret;
 
 fuzz_target!(|data: &[u8]| {
     let (status, body) = match data.split_first() {

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use minigate::error::ApiError;
-use minigate::providers::wechat::interpret;
+use minigate::signin::providers::wechat::interpret;
 
 fuzz_target!(|data: &[u8]| {
     match interpret("wx-fuzz", data) {

@@ -7,8 +7,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use minigate::proxy::drop_underscored;
-use minigate::path::canonical;
+use minigate::forward::proxy::drop_underscored;
+use minigate::pipeline::path::canonical;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

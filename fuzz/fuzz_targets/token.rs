@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
 use minigate::config::TokensConfig;
-use minigate::keys::KeyStore;
+use minigate::tokens::keys::KeyStore;
 use minigate::tokens::{Tokens, ACCESS_TYP};
 
 const ISSUER: &str = "https://fuzz.test";

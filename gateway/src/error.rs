@@ -8,8 +8,8 @@
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
-use crate::body::{json, Body};
 use crate::config::AdminScope;
+use crate::forward::body::{json, Body};
 use crate::tokens::TokenError;
 
 /// An error from the contract's table.

@@ -16,16 +16,16 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError, Platform, ServerConfig, SessionsConfig};
-use crate::enrich::{Enricher, Grants};
-use crate::keys::{KeyStore, Reload};
-use crate::limits::{LoginLimiter, Occupancy, UserLimiter};
-use crate::metrics::Metrics;
-use crate::providers::{self, Providers};
-use crate::proxy::Proxy;
-use crate::routes::Routes;
+use crate::forward::proxy::Proxy;
+use crate::listener::tls::{Tls, TlsReload};
+use crate::ops::metrics::Metrics;
+use crate::pipeline::limits::{LoginLimiter, Occupancy, UserLimiter};
+use crate::pipeline::routes::Routes;
 use crate::sessions::revoked::RevokedSet;
 use crate::sessions::{self, Store};
-use crate::tls::{Tls, TlsReload};
+use crate::signin::enrich::{Enricher, Grants};
+use crate::signin::providers::{self, Providers};
+use crate::tokens::keys::{KeyStore, Reload};
 use crate::tokens::Tokens;
 use crate::wechat::token::{AccessTokens, AppConfig, Share, TokenMetrics};
 use crate::wechat::WxClient;
@@ -77,7 +77,7 @@ pub struct Gateway {
     /// The WeChat access token of each WeChat app.
     pub wechat: AccessTokens,
     /// Login codes of the last minute: one exchange each, retries.
-    pub codes: crate::codes::Codes,
+    pub codes: crate::signin::codes::Codes,
     grants_source: Option<GrantsSource>,
     /// The route table.
     pub routes: Routes,
@@ -105,7 +105,7 @@ pub struct Gateway {
     /// Inbound TLS, when configured.
     pub tls: Option<Tls>,
     /// `[web]`: browser sign-in and cookie sessions, when configured.
-    pub web: Option<crate::web::setup::Web>,
+    pub web: Option<crate::signin::web::setup::Web>,
 }
 
 impl Gateway {
@@ -125,7 +125,7 @@ impl Gateway {
             },
             grants: ArcSwap::from_pointee(Grants::new(&config.roles)),
             wechat,
-            codes: crate::codes::Codes::new(),
+            codes: crate::signin::codes::Codes::new(),
             grants_source: config.source.clone().map(|path| GrantsSource {
                 stamp: Mutex::new(modified(&path)),
                 path,
@@ -148,7 +148,7 @@ impl Gateway {
             web: config
                 .web
                 .as_ref()
-                .map(|w| crate::web::setup::Web::new(w, &config.providers))
+                .map(|w| crate::signin::web::setup::Web::new(w, &config.providers))
                 .transpose()?,
         })
     }

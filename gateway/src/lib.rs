@@ -1,61 +1,50 @@
 //! minigate: the auth gateway for mini-program backends.
 //!
-//! The path of a request reads top to bottom in [`pipeline`]: classify →
-//! admit → authenticate → authorize → rewrite → forward → log. [`server`] is the
-//! listener that feeds it (accept, TLS, HTTP/1 or 2, drain), [`conn`] what
-//! a request knows of its connection, and [`gateway`] the shared state it
-//! reads. Along the way [`path`] puts the path in the one form that is
-//! judged and forwarded (refusing what an upstream could misread),
-//! [`routes`] picks the upstream and its `allow` rules, [`auth`]
-//! applies the route's policy using [`tokens`], [`proxy`] rewrites headers
-//! and forwards over [`upstream`]'s connections (driven by the request's
-//! own task), [`body`] watches the bodies that stream both ways and
-//! [`tunnel`] relays WebSockets. [`timer`] is the per-connection timer
-//! that the client socket's and the upstream connection's deadlines move
-//! instead of making a timer per request.
+//! # Layout
 //!
-//! Logins, refreshes and logouts are served by [`endpoints`], with
-//! [`providers`] doing the code exchange (one file per platform, [`rsa2`]
-//! signing Alipay's calls), [`signin`] opening the login session that
-//! every sign-in shares, [`sessions`] remembering which
-//! refresh token may be redeemed next, and [`limits`] keeping one client
-//! from burning the app's login quota or holding every slot. [`config`]
-//! turns the TOML file into checked values, [`keys`] holds the key set,
-//! [`tls`] the certificate, [`metrics`] every series, [`error`] the
-//! contract's error table, and [`cli`] and [`dev`] are the two ways to
-//! start it all. [`admin`] is the operators' listener, on its own socket.
-//! [`web`] is the browser sign-in (WeChat web and PC) and its cookies.
+//! The folders are the layers, in the order a request meets them:
+//!
+//! - [`listener`]: the downstream side. Accepts connections, terminates
+//!   TLS, speaks HTTP/1 and 2, keeps each connection's deadlines, drains
+//!   at shutdown. A new protocol or socket option goes here.
+//! - [`pipeline`]: the path of one request, top to bottom in
+//!   `pipeline/mod.rs` (classify → admit → authenticate → authorize →
+//!   rewrite → forward → log), one file per phase with substance: the
+//!   canonical path, routes and their `allow` rules, per-client limits,
+//!   authentication. A new phase goes here.
+//! - [`forward`]: the upstream side. Forwarding, the upstream connection
+//!   pool, the watched bodies, WebSocket tunnels.
+//! - [`endpoints`]: the gateway's own endpoints, one file each (login,
+//!   refresh and logout, sessions, WeChat's services, forward-auth, the
+//!   documents and probes), and the admin listener's. A new endpoint goes
+//!   here.
+//! - [`signin`]: what a login is made of. The login session every sign-in
+//!   shares, one exchange per code, enrichment by the team's user service,
+//!   the platforms' code exchanges (`providers`, one file per platform) and
+//!   the browser sign-in (`web`). A new platform goes in `providers`.
+//! - [`tokens`]: the JWTs: issuing and verifying, the verified-token cache,
+//!   the identity they carry, and the key set they are signed with.
+//! - [`sessions`]: which refresh token may be redeemed next, in process or
+//!   in Redis, and the revoked set every replica keeps in step.
+//! - [`wechat`]: WeChat's services after the login (phone numbers, the
+//!   app's access token, `session_key` crypto).
+//! - [`config`]: the TOML file turned into checked values.
+//! - [`ops`]: the `minigate` command, `serve --dev`, the metrics registry
+//!   and its labels. A new metric goes in `ops/metrics.rs`.
+//!
+//! Beside them, [`gateway`] is the shared state a running gateway reads
+//! (built once from the config, with the background tasks that keep it
+//! fresh), and [`error`] the contract's error table.
 
-pub mod admin;
-pub mod auth;
-pub mod body;
-pub mod cli;
-pub mod codes;
 pub mod config;
-pub mod conn;
-pub mod crypto;
-pub mod dev;
 pub mod endpoints;
-pub mod enrich;
 pub mod error;
+pub mod forward;
 pub mod gateway;
-pub mod keys;
-pub mod labels;
-pub mod limits;
-pub mod metrics;
-pub mod path;
+pub mod listener;
+pub mod ops;
 pub mod pipeline;
-pub mod providers;
-pub mod proxy;
-pub mod routes;
-pub mod rsa2;
-pub mod server;
 pub mod sessions;
 pub mod signin;
-pub mod timer;
-pub mod tls;
 pub mod tokens;
-pub mod tunnel;
-pub mod upstream;
-pub mod web;
 pub mod wechat;

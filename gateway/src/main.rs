@@ -7,5 +7,5 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    minigate::cli::main()
+    minigate::ops::cli::main()
 }

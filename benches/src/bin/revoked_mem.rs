@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use minigate::metrics::RevokedMetrics;
+use minigate::ops::metrics::RevokedMetrics;
 use minigate::sessions::revoked::{now_ms, RevokedSet};
 
 fn rss_bytes() -> u64 {

@@ -393,8 +393,8 @@ pub struct KeysConfig {
 }
 
 /// The mini-program platforms: named by the registry in
-/// [`crate::providers`], so a new platform needs no change here.
-pub use crate::providers::Platform;
+/// [`crate::signin::providers`], so a new platform needs no change here.
+pub use crate::signin::providers::Platform;
 
 /// A secret value. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -426,7 +426,7 @@ pub struct ProviderConfig {
     /// The mini-program's appid; `client_id` of its tokens.
     pub appid: String,
     /// What the gateway proves itself to the platform with: the kind its
-    /// platform names (see [`crate::providers::CredentialKind`]).
+    /// platform names (see [`crate::signin::providers::CredentialKind`]).
     pub credentials: Credentials,
     /// The platform API's base URL.
     pub base_url: String,
@@ -488,11 +488,11 @@ impl fmt::Display for Credentials {
 #[derive(Debug, Clone)]
 pub struct KeyPair {
     /// The app's private key.
-    pub private_key: crate::rsa2::SigningKey,
+    pub private_key: crate::signin::providers::rsa2::SigningKey,
     /// The file it was read from.
     pub private_key_file: PathBuf,
     /// The platform's public key.
-    pub platform_key: crate::rsa2::VerifyingKey,
+    pub platform_key: crate::signin::providers::rsa2::VerifyingKey,
     /// The file it was read from.
     pub platform_key_file: PathBuf,
 }

@@ -17,7 +17,7 @@ use super::{
     ProviderConfig, RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig,
     TokensConfig, WebConfig,
 };
-use crate::providers::CredentialKind;
+use crate::signin::providers::CredentialKind;
 
 /// `[[roles]]`, checked: every role a valid name, every user a user key.
 pub(super) fn grants(raw: Vec<RawRole>) -> Result<Vec<RoleGrant>, ConfigError> {
@@ -847,7 +847,7 @@ impl Config {
         }
         // Requests are matched in the canonical form: a prefix in any other
         // would never match.
-        match crate::path::canonical(&prefix) {
+        match crate::pipeline::path::canonical(&prefix) {
             Ok(form) if form == prefix.as_str() => {}
             Ok(form) => {
                 return Err(err(

@@ -160,7 +160,7 @@ pub async fn login(
         if began.client != client || began.device_id != device_id {
             if let Some(m) = metrics {
                 m.errors
-                    .increment(crate::providers::ExchangeError::InvalidCode);
+                    .increment(crate::signin::providers::ExchangeError::InvalidCode);
             }
             return Err(ApiError::InvalidCode);
         }

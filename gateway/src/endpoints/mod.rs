@@ -4,8 +4,8 @@
 //! (`sessions`), WeChat's services on a session (`wechat`), the
 //! forward-auth decision (`verify`) and the documents and probes
 //! (`documents`); what they share (bounded body reads, the token answer)
-//! is here. The admin listener's are in [`crate::admin`], the browser
-//! sign-in's in [`crate::web`].
+//! is here. The admin listener's are in [`crate::endpoints::admin`], the browser
+//! sign-in's in [`crate::signin::web`].
 //!
 //! These are the only places a request body is read whole, so each read is
 //! bounded in size (16 KiB, 413 beyond) and in time before any JSON parsing,
@@ -17,6 +17,7 @@
 //! When the store cannot be reached they fail closed with 503; nothing else
 //! here or on the proxied path depends on it.
 
+pub mod admin;
 mod documents;
 mod login;
 mod refresh;
@@ -42,16 +43,16 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::body::{full, json, Body};
-use crate::codes::Began;
 use crate::config::is_header_safe;
-use crate::enrich::Event;
 use crate::error::ApiError;
+use crate::forward::body::{full, json, Body};
 use crate::gateway::Gateway;
-use crate::metrics::{Own, Refusal, SessionOp};
-use crate::path::canonical;
-use crate::providers::Login;
+use crate::ops::metrics::{Own, Refusal, SessionOp};
+use crate::pipeline::path::canonical;
 use crate::sessions::{Checked, Redeemed, SessionInfo, SessionStore as _};
+use crate::signin::codes::Began;
+use crate::signin::enrich::Event;
+use crate::signin::providers::Login;
 use crate::tokens::TokenError;
 use crate::tokens::{random_id, Subject, TokenPair};
 use crate::wechat::crypt::DecryptError;
@@ -122,8 +123,8 @@ impl Endpoint {
             "/healthz" => Endpoint::Healthz,
             "/readyz" => Endpoint::Readyz,
             "/metrics" => Endpoint::Metrics,
-            crate::web::LOGIN => Endpoint::WebLogin,
-            crate::web::CALLBACK => Endpoint::WebCallback,
+            crate::signin::web::LOGIN => Endpoint::WebLogin,
+            crate::signin::web::CALLBACK => Endpoint::WebCallback,
             _ if path == VERIFY || path.starts_with("/auth/verify/") => Endpoint::Verify,
             _ => return None,
         })
@@ -169,8 +170,8 @@ pub async fn serve(
         Endpoint::Readyz => Ok(readyz(gw)),
         Endpoint::Metrics => metrics(gw, &req),
         Endpoint::Verify => verify(gw, &req),
-        Endpoint::WebLogin => crate::web::login(gw, &req),
-        Endpoint::WebCallback => crate::web::callback(gw, &req, client).await,
+        Endpoint::WebLogin => crate::signin::web::login(gw, &req),
+        Endpoint::WebCallback => crate::signin::web::callback(gw, &req, client).await,
     }
 }
 

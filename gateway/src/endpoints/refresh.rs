@@ -30,7 +30,7 @@ async fn presented_refresh(
     let (method, headers) = (req.method().clone(), req.headers().clone());
     let body = read_body(gw, req).await?;
     if !has_refresh_token(&body) {
-        if let Some(token) = crate::web::refresh_cookie(gw, &method, &headers)? {
+        if let Some(token) = crate::signin::web::refresh_cookie(gw, &method, &headers)? {
             return Ok((body, token, true));
         }
     }
@@ -54,7 +54,7 @@ pub async fn refresh(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
     let (_, token, by_cookie) = presented_refresh(gw, req).await?;
     let rotated = rotate(gw, &token).await;
     if by_cookie {
-        return Ok(crate::web::cookie_answer(rotated));
+        return Ok(crate::signin::web::cookie_answer(rotated));
     }
     rotated.map(|pair| token_response(&pair))
 }
@@ -168,7 +168,9 @@ pub async fn logout(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bod
     let (body, token, by_cookie) = presented_refresh(gw, req).await?;
     if by_cookie {
         let everywhere = serde_json::from_slice::<LogoutBody>(&body).is_ok_and(|b| b.everywhere);
-        return Ok(crate::web::logged_out(end_by(gw, &token, everywhere).await));
+        return Ok(crate::signin::web::logged_out(
+            end_by(gw, &token, everywhere).await,
+        ));
     }
     let (token, everywhere) = parse_logout(&body)?;
     end_by(gw, &token, everywhere).await

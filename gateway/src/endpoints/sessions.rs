@@ -9,7 +9,7 @@ fn caller(
     gw: &Gateway,
     req: &Request<Incoming>,
 ) -> Result<std::sync::Arc<crate::tokens::Identity>, ApiError> {
-    let id = crate::auth::authenticate_request(
+    let id = crate::pipeline::auth::authenticate_request(
         gw,
         crate::config::AuthMode::Required,
         req.method(),

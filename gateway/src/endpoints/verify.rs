@@ -1,7 +1,7 @@
 //! `/auth/verify`: the forward-auth decision for another proxy.
 
 use super::*;
-use crate::proxy::METHOD_OVERRIDE;
+use crate::forward::proxy::METHOD_OVERRIDE;
 
 /// The original request a forward-auth check is about: Traefik's
 /// `X-Forwarded-Method`/`X-Forwarded-Uri`, else nginx's
@@ -50,7 +50,7 @@ pub fn verify(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, A
     })?;
     // Every path must be someone's: one no route claims is nobody's to pass.
     let route = gw.routes.find(&path).ok_or(ApiError::InsufficientScope)?;
-    let identity = crate::auth::check(gw, route, &method, req.headers())?;
+    let identity = crate::pipeline::auth::check(gw, route, &method, req.headers())?;
     // The proxy in front may pass a method override header on to a service
     // that acts on it: the method it names must be allowed too.
     for name in METHOD_OVERRIDE {
@@ -58,7 +58,7 @@ pub fn verify(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, A
             let named = Method::from_bytes(value.as_bytes()).map_err(|_| {
                 ApiError::InvalidRequest("a method override header does not name a method")
             })?;
-            crate::auth::authorize(gw, route, &named, identity.as_deref())?;
+            crate::pipeline::auth::authorize(gw, route, &named, identity.as_deref())?;
         }
     }
     let mut res = full(StatusCode::OK, "text/plain", Bytes::new());

@@ -11,10 +11,10 @@ fn caller_subject(
     gw: &Gateway,
     req: &Request<Incoming>,
 ) -> Result<crate::tokens::Refresh, ApiError> {
-    let token = match crate::auth::credentials(req.headers()) {
-        crate::auth::Credentials::Bearer(t) => t,
-        crate::auth::Credentials::None => return Err(ApiError::MissingToken),
-        crate::auth::Credentials::Malformed => {
+    let token = match crate::pipeline::auth::credentials(req.headers()) {
+        crate::pipeline::auth::Credentials::Bearer(t) => t,
+        crate::pipeline::auth::Credentials::None => return Err(ApiError::MissingToken),
+        crate::pipeline::auth::Credentials::Malformed => {
             return Err(ApiError::InvalidToken(TokenError::MALFORMED))
         }
     };

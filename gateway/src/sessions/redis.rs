@@ -47,7 +47,7 @@ use super::{
     MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
-use crate::metrics::Resync;
+use crate::ops::metrics::Resync;
 
 /// The sorted set of ended sessions, and the channel announcing them.
 pub const REVOKED_KEY: &str = "minigate:revoked";

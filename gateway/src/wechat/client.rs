@@ -78,9 +78,9 @@ impl WxError {
     }
 }
 
-impl From<WxError> for crate::providers::ExchangeError {
+impl From<WxError> for crate::signin::providers::ExchangeError {
     fn from(e: WxError) -> Self {
-        use crate::providers::ExchangeError;
+        use crate::signin::providers::ExchangeError;
         match e {
             WxError::InvalidCode => ExchangeError::InvalidCode,
             WxError::RateLimited => ExchangeError::RateLimited,

@@ -364,8 +364,9 @@ async fn static_grants_are_reread_when_the_config_file_changes() {
     };
     std::fs::write(&path, text(&grant("admin", &["code-g"]))).unwrap();
     let config = minigate::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let keys = minigate::keys::KeyStore::open(gw.keys_dir.clone(), &config.tokens.issuer).unwrap();
-    let running = minigate::server::start(&config, keys).await.unwrap();
+    let keys =
+        minigate::tokens::keys::KeyStore::open(gw.keys_dir.clone(), &config.tokens.issuer).unwrap();
+    let running = minigate::listener::start(&config, keys).await.unwrap();
     let second = format!("http://{}", running.addr);
     let refresh = |token: String| {
         let url = format!("{second}/auth/refresh");

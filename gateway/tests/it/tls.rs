@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::*;
-use minigate::tls::TlsReload;
+use minigate::listener::tls::TlsReload;
 
 #[tokio::test]
 async fn https_with_http2_and_http11_reaches_the_upstream() {

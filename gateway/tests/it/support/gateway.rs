@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 
 use minigate::config::Config;
-use minigate::server::Running;
+use minigate::listener::Running;
 
 use super::{upstream, wechat, Upstream, WeChat, APPID, APPID2, SECRET};
 
@@ -78,7 +78,7 @@ pub struct Gateway {
 }
 
 pub fn client() -> reqwest::Client {
-    minigate::tls::install_crypto_provider();
+    minigate::listener::tls::install_crypto_provider();
     reqwest::Client::builder().build().unwrap()
 }
 
@@ -217,8 +217,9 @@ pub async fn start(setup: Setup) -> Gateway {
     let up = setup.upstream_addr.unwrap_or(upstream.addr);
     let text = config_text(&setup, &keys_dir, wechat.addr, up, &setup.listen);
     let config = Config::from_toml(&text, &test_env).unwrap();
-    let keys = minigate::keys::KeyStore::open(keys_dir.clone(), &config.tokens.issuer).unwrap();
-    let running = minigate::server::start(&config, keys).await.unwrap();
+    let keys =
+        minigate::tokens::keys::KeyStore::open(keys_dir.clone(), &config.tokens.issuer).unwrap();
+    let running = minigate::listener::start(&config, keys).await.unwrap();
     Gateway {
         url: format!("http://{}", running.addr),
         running,

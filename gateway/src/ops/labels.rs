@@ -1,0 +1,76 @@
+//! Metric labels as types: every series keyed by a label enum is
+//! registered once per value at start-up, and counting is an index. Kept
+//! apart from [`crate::ops::metrics`] (which registers them) so that the modules
+//! whose enums are labels depend on this alone.
+
+use metrics::Counter;
+
+/// A closed set of label values: every metric keyed by one registers a
+/// series per value at start-up, and counting is an index into them. No
+/// label is ever made from a string at run time.
+pub trait Label: Copy + Eq + 'static {
+    /// Every value that is counted.
+    const ALL: &'static [Self];
+    /// The label value.
+    fn label(self) -> &'static str;
+}
+
+/// One counter per value of `L`.
+pub struct Counters<L> {
+    by: Vec<Counter>,
+    _label: std::marker::PhantomData<L>,
+}
+
+impl<L: Label> Counters<L> {
+    /// The counter of `value`; values outside `L::ALL` are not counted.
+    #[inline]
+    pub fn get(&self, value: L) -> Option<&Counter> {
+        L::ALL
+            .iter()
+            .position(|v| *v == value)
+            .and_then(|i| self.by.get(i))
+    }
+
+    /// Counts one `value`.
+    #[inline]
+    pub fn increment(&self, value: L) {
+        if let Some(c) = self.get(value) {
+            c.increment(1);
+        }
+    }
+}
+
+impl<L: Label> Counters<L> {
+    /// Counters that count nothing, for series a route does not have.
+    pub fn noop() -> Counters<L> {
+        Counters {
+            by: L::ALL.iter().map(|_| Counter::noop()).collect(),
+            _label: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<L> Counters<L> {
+    /// Counters for `L::ALL`, in its order.
+    pub fn new(by: Vec<Counter>) -> Counters<L> {
+        Counters {
+            by,
+            _label: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<L> std::fmt::Debug for Counters<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters").finish_non_exhaustive()
+    }
+}
+
+impl<L> Clone for Counters<L> {
+    fn clone(&self) -> Self {
+        Counters {
+            by: self.by.clone(),
+            _label: std::marker::PhantomData,
+        }
+    }
+}

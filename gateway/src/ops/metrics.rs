@@ -1,0 +1,655 @@
+//! Prometheus metrics, served at `GET /metrics`.
+//!
+//! Every series the request path touches is registered once, at start-up,
+//! and kept as a handle: counting a request is an atomic add, with no label
+//! hashing or registry lookup per request. Each gateway owns its recorder
+//! (nothing global), so several gateways in one process, as in the tests,
+//! count apart. Key-set state changes shape at every rotation, so it is
+//! rendered fresh from the key store at each scrape instead of being kept
+//! as series that would go stale.
+
+use metrics::{Counter, Gauge, Histogram, Key, Level, Metadata, Recorder as _};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+pub use crate::ops::labels::{Counters, Label};
+
+use crate::config::{Config, Platform};
+use crate::listener::tls::TlsReload;
+use crate::pipeline::routes::Decision;
+use crate::signin::enrich::EnrichMetrics;
+use crate::signin::providers::ExchangeError;
+use crate::tokens::keys::KeyStore;
+use crate::tokens::TokenError;
+use crate::wechat::token::TokenMetrics;
+
+static META: Metadata<'static> = Metadata::new("minigate", Level::INFO, Some("minigate"));
+
+/// Latency buckets, in seconds: from a loopback upstream to a slow one.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The gateway's own endpoints, as route labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Own {
+    /// `/auth/login`.
+    Login,
+    /// `/auth/refresh`.
+    Refresh,
+    /// `/auth/logout`.
+    Logout,
+    /// `/auth/sessions` and `/auth/sessions/{sid}`.
+    Sessions,
+    /// The admin listener's endpoints.
+    Admin,
+    /// The JWKS and discovery documents.
+    WellKnown,
+    /// `/healthz` and `/readyz`.
+    Health,
+    /// `/metrics`.
+    Metrics,
+    /// A path no route matches.
+    Unmatched,
+    /// A path refused before routing (dot segments, encoded separators).
+    RefusedPath,
+    /// A request refused before routing for its head (Host, target) or its
+    /// client (too many in flight).
+    RefusedRequest,
+    /// `/auth/verify`, the forward-auth decision.
+    Verify,
+    /// `/auth/phone` and `/auth/wechat/decrypt`: WeChat's services.
+    WeChat,
+    /// `/auth/web/login`: the redirect to the authorize page.
+    WebLogin,
+    /// `/auth/web/callback`: the browser's return from it.
+    WebCallback,
+}
+
+impl Label for Own {
+    const ALL: &'static [Own] = &[
+        Own::Login,
+        Own::Refresh,
+        Own::Logout,
+        Own::Sessions,
+        Own::Admin,
+        Own::WellKnown,
+        Own::Health,
+        Own::Metrics,
+        Own::Unmatched,
+        Own::RefusedPath,
+        Own::RefusedRequest,
+        Own::Verify,
+        Own::WeChat,
+        Own::WebLogin,
+        Own::WebCallback,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Own::Login => "/auth/login",
+            Own::Refresh => "/auth/refresh",
+            Own::Logout => "/auth/logout",
+            Own::Sessions => "/auth/sessions",
+            Own::Admin => "admin",
+            Own::WellKnown => "/.well-known/*",
+            Own::Health => "/healthz+readyz",
+            Own::Metrics => "/metrics",
+            Own::Unmatched => "unmatched",
+            Own::RefusedPath => "refused-path",
+            Own::RefusedRequest => "refused-request",
+            Own::Verify => "/auth/verify",
+            Own::WeChat => "/auth/wechat",
+            Own::WebLogin => "/auth/web/login",
+            Own::WebCallback => "/auth/web/callback",
+        }
+    }
+}
+
+/// How the revoked-session set was brought in step with Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resync {
+    /// The whole set, after (re)connecting.
+    Full,
+    /// The recent entries, on the periodic tick.
+    Periodic,
+    /// A resync that Redis did not answer.
+    Failed,
+}
+
+impl Label for Resync {
+    const ALL: &'static [Resync] = &[Resync::Full, Resync::Periodic, Resync::Failed];
+    fn label(self) -> &'static str {
+        match self {
+            Resync::Full => "full",
+            Resync::Periodic => "periodic",
+            Resync::Failed => "failed",
+        }
+    }
+}
+
+/// The revoked-session set's series, handed to the set itself.
+#[derive(Debug, Clone)]
+pub struct RevokedMetrics {
+    /// Entries now.
+    pub size: Gauge,
+    /// From a revocation on one replica to its arrival on this one.
+    pub lag: Histogram,
+    /// Resyncs, by kind.
+    pub resyncs: Counters<Resync>,
+}
+
+impl RevokedMetrics {
+    /// Series that record nothing (tests, benchmarks).
+    pub fn noop() -> RevokedMetrics {
+        RevokedMetrics {
+            size: Gauge::noop(),
+            lag: Histogram::noop(),
+            resyncs: Counters::noop(),
+        }
+    }
+}
+
+/// Why authentication failed: no token, or the token's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No bearer token on a route that needs one.
+    Missing,
+    /// A token that did not verify.
+    Token(TokenError),
+}
+
+impl Label for AuthFailure {
+    const ALL: &'static [AuthFailure] = &{
+        let mut all = [AuthFailure::Missing; 1 + TokenError::ALL.len()];
+        let mut i = 0;
+        while i < TokenError::ALL.len() {
+            all[i + 1] = AuthFailure::Token(TokenError::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+    fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Token(e) => e.reason(),
+        }
+    }
+}
+
+/// Requests or connections the gateway refused or ended to protect itself
+/// or an upstream, by what it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A request header dropped for the `_` in its name.
+    HeaderDropped,
+    /// A path refused (dot segments, encoded separators, `..;`).
+    PathRefused,
+    /// A request refused for its head (not one Host, userinfo in the target).
+    BadRequestHead,
+    /// A proxied request body that stalled past `proxy_body_timeout`.
+    SlowBody,
+    /// A client that stopped reading its response for `send_timeout`.
+    SlowReader,
+    /// A client over `max_requests_per_ip`.
+    PerIpCap,
+    /// A WebSocket tunnel closed after `tunnel_idle_timeout`.
+    TunnelIdle,
+    /// A WebSocket handshake over `max_tunnels_per_user`.
+    TunnelCap,
+    /// A refresh past its session's refreshes per minute.
+    RefreshRate,
+    /// A call of `/auth/sessions` past its user's calls per minute.
+    SessionsRate,
+}
+
+impl Label for Refusal {
+    const ALL: &'static [Refusal] = &[
+        Refusal::HeaderDropped,
+        Refusal::PathRefused,
+        Refusal::BadRequestHead,
+        Refusal::SlowBody,
+        Refusal::SlowReader,
+        Refusal::PerIpCap,
+        Refusal::TunnelIdle,
+        Refusal::TunnelCap,
+        Refusal::RefreshRate,
+        Refusal::SessionsRate,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::HeaderDropped => "header_dropped",
+            Refusal::PathRefused => "path_refused",
+            Refusal::BadRequestHead => "bad_request_head",
+            Refusal::SlowBody => "slow_body",
+            Refusal::SlowReader => "slow_reader",
+            Refusal::PerIpCap => "per_ip_cap",
+            Refusal::TunnelIdle => "tunnel_idle",
+            Refusal::TunnelCap => "tunnel_cap",
+            Refusal::RefreshRate => "refresh_rate",
+            Refusal::SessionsRate => "sessions_rate",
+        }
+    }
+}
+
+/// How a browser's return to `/auth/web/callback` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebLogin {
+    /// Signed in: cookies set, redirected.
+    Ok,
+    /// No state cookie, a state that does not match it, or one expired.
+    BadState,
+    /// A state already used once (a replay).
+    ReplayedState,
+    /// The user declined at the authorize page (no code).
+    Denied,
+    /// The code exchange, the user service, the device limit or the
+    /// session store refused or failed.
+    Failed,
+}
+
+impl Label for WebLogin {
+    const ALL: &'static [WebLogin] = &[
+        WebLogin::Ok,
+        WebLogin::BadState,
+        WebLogin::ReplayedState,
+        WebLogin::Denied,
+        WebLogin::Failed,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            WebLogin::Ok => "ok",
+            WebLogin::BadState => "bad_state",
+            WebLogin::ReplayedState => "replayed_state",
+            WebLogin::Denied => "denied",
+            WebLogin::Failed => "failed",
+        }
+    }
+}
+
+/// Why a cookie-authenticated unsafe request was refused (403 `csrf_rejected`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csrf {
+    /// Its `Origin` (or `Referer`) names another origin.
+    ForeignOrigin,
+    /// It has neither `Origin` nor a usable `Referer` (or `Origin: null`).
+    NoOrigin,
+}
+
+impl Label for Csrf {
+    const ALL: &'static [Csrf] = &[Csrf::ForeignOrigin, Csrf::NoOrigin];
+    fn label(self) -> &'static str {
+        match self {
+            Csrf::ForeignOrigin => "foreign_origin",
+            Csrf::NoOrigin => "no_origin",
+        }
+    }
+}
+
+/// The session store operations whose failures are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionOp {
+    /// Recording a new session.
+    Login,
+    /// Redeeming a refresh token.
+    Refresh,
+    /// Revoking a session.
+    Logout,
+    /// Listing or ending sessions (`/auth/sessions`, the admin API).
+    Sessions,
+}
+
+impl Label for SessionOp {
+    const ALL: &'static [SessionOp] = &[
+        SessionOp::Login,
+        SessionOp::Refresh,
+        SessionOp::Logout,
+        SessionOp::Sessions,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            SessionOp::Login => "login",
+            SessionOp::Refresh => "refresh",
+            SessionOp::Logout => "logout",
+            SessionOp::Sessions => "sessions",
+        }
+    }
+}
+
+impl Label for TlsReload {
+    // Unchanged is the common case and not counted.
+    const ALL: &'static [TlsReload] = &[TlsReload::Replaced, TlsReload::Refused];
+    fn label(self) -> &'static str {
+        match self {
+            TlsReload::Replaced => "replaced",
+            TlsReload::Refused => "refused",
+            TlsReload::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl Label for Decision {
+    const ALL: &'static [Decision] = &[
+        Decision::Allowed,
+        Decision::DeniedRole,
+        Decision::DeniedMethod,
+    ];
+    fn label(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::DeniedRole => "denied_role",
+            Decision::DeniedMethod => "denied_method",
+        }
+    }
+}
+
+impl Label for ExchangeError {
+    const ALL: &'static [ExchangeError] = &[
+        ExchangeError::InvalidCode,
+        ExchangeError::RateLimited,
+        ExchangeError::RiskyUser,
+        ExchangeError::Unavailable,
+        ExchangeError::Timeout,
+        ExchangeError::Unusable,
+    ];
+    /// The contract's error code.
+    fn label(self) -> &'static str {
+        crate::error::ApiError::from(self).code()
+    }
+}
+
+/// Counters of one route: responses by status class (1xx..5xx), and the
+/// upstream's time to response head.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    classes: [Counter; 5],
+    /// Upstream time to response head (proxied routes only).
+    pub upstream: Histogram,
+    /// WebSocket tunnels open now (proxied routes only).
+    pub tunnels: Gauge,
+    /// `allow` decisions, proxied and forward-auth (routes with rules only).
+    pub decisions: Counters<Decision>,
+}
+
+impl RouteMetrics {
+    /// Counts one response of status `status`.
+    #[inline]
+    pub fn count(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.classes[class].increment(1);
+    }
+}
+
+/// Code-exchange metrics of one platform.
+#[derive(Debug)]
+pub struct ExchangeMetrics {
+    /// Time of each exchange, whatever its outcome.
+    pub latency: Histogram,
+    /// Failed exchanges, by the contract's error code.
+    pub errors: Counters<ExchangeError>,
+}
+
+/// Every series of one gateway.
+pub struct Metrics {
+    handle: PrometheusHandle,
+    /// By proxied route, in the order of the route table's config.
+    routes: Vec<RouteMetrics>,
+    /// By own endpoint, in the order of [`Own::ALL`].
+    endpoints: Vec<RouteMetrics>,
+    /// Refused access tokens, by reason.
+    pub auth_failures: Counters<AuthFailure>,
+    /// What the gateway refused or ended to protect itself.
+    pub refusals: Counters<Refusal>,
+    /// Requests that passed authentication with a token.
+    pub auth_ok: Counter,
+    /// Verified-token cache hits.
+    pub cache_hits: Counter,
+    /// Verified-token cache misses (full verifications).
+    pub cache_misses: Counter,
+    /// By platform.
+    exchanges: Vec<(Platform, ExchangeMetrics)>,
+    /// The user service's answers.
+    pub enrich: EnrichMetrics,
+    /// The WeChat access token of each WeChat app, by appid; taken by the
+    /// token keeper when the gateway is built.
+    pub wechat_tokens: Vec<(String, TokenMetrics)>,
+    /// Session store failures, by operation.
+    pub session_errors: Counters<SessionOp>,
+    /// TLS certificate reloads, by outcome.
+    pub tls_reloads: Counters<TlsReload>,
+    /// The revoked-session set.
+    pub revoked: RevokedMetrics,
+    /// Browser sign-ins begun: redirects to an authorize page.
+    pub web_starts: Counter,
+    /// Browser sign-ins' returns, by outcome.
+    pub web_logins: Counters<WebLogin>,
+    /// Cookie-authenticated unsafe requests refused for their origin.
+    pub csrf: Counters<Csrf>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// A counter per value of `L`, named `name`, labelled `key` (after `extra`).
+fn by<L: Label>(
+    counter: impl Fn(&'static str, Vec<metrics::Label>) -> Counter,
+    name: &'static str,
+    key: &'static str,
+    extra: &[metrics::Label],
+) -> Counters<L> {
+    let by = L::ALL
+        .iter()
+        .map(|v| {
+            let mut labels = extra.to_vec();
+            labels.push(metrics::Label::new(key, v.label()));
+            counter(name, labels)
+        })
+        .collect();
+    Counters::new(by)
+}
+
+impl Metrics {
+    /// Registers every series of a gateway with this config.
+    pub fn new(config: &Config) -> Metrics {
+        let routes = &config.routes;
+        let mut platforms: Vec<Platform> = Vec::new();
+        for p in &config.providers {
+            if !platforms.contains(&p.platform) {
+                platforms.push(p.platform);
+            }
+        }
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        let counter = |name: &'static str, labels: Vec<metrics::Label>| {
+            recorder.register_counter(&Key::from_parts(name, labels), &META)
+        };
+        let histogram = |name: &'static str, labels: Vec<metrics::Label>| {
+            recorder.register_histogram(&Key::from_parts(name, labels), &META)
+        };
+        let route = |label: &str, proxied: bool, rules: bool| RouteMetrics {
+            classes: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+                counter(
+                    "minigate_requests_total",
+                    vec![
+                        metrics::Label::new("route", label.to_owned()),
+                        metrics::Label::new("class", class),
+                    ],
+                )
+            }),
+            upstream: if proxied {
+                histogram(
+                    "minigate_upstream_duration_seconds",
+                    vec![metrics::Label::new("route", label.to_owned())],
+                )
+            } else {
+                Histogram::noop()
+            },
+            tunnels: if proxied {
+                recorder.register_gauge(
+                    &Key::from_parts(
+                        "minigate_websocket_tunnels",
+                        vec![metrics::Label::new("route", label.to_owned())],
+                    ),
+                    &META,
+                )
+            } else {
+                Gauge::noop()
+            },
+            decisions: if rules {
+                by(
+                    counter,
+                    "minigate_authz_decisions_total",
+                    "outcome",
+                    &[metrics::Label::new("route", label.to_owned())],
+                )
+            } else {
+                Counters::noop()
+            },
+        };
+        let routes = routes
+            .iter()
+            .map(|r| route(&r.prefix, true, r.allow.is_some()))
+            .collect();
+        let endpoints = Own::ALL
+            .iter()
+            .map(|e| route(e.label(), false, false))
+            .collect();
+        let enrich = EnrichMetrics {
+            latency: histogram("minigate_enrich_duration_seconds", vec![]),
+            failures: by(counter, "minigate_enrich_failures_total", "kind", &[]),
+            denied: counter("minigate_enrich_denied_total", vec![]),
+        };
+        let auth_failures = by(counter, "minigate_auth_failures_total", "reason", &[]);
+        let refusals = by(counter, "minigate_refused_total", "reason", &[]);
+        let wechat_tokens = config
+            .providers
+            .iter()
+            .filter(|p| p.platform == Platform::wechat())
+            .map(|p| {
+                let app = metrics::Label::new("appid", p.appid.clone());
+                let m = TokenMetrics {
+                    renewals: counter("minigate_wechat_token_renewals_total", vec![app.clone()]),
+                    failures: by(
+                        counter,
+                        "minigate_wechat_token_failures_total",
+                        "kind",
+                        std::slice::from_ref(&app),
+                    ),
+                    expiry: recorder.register_gauge(
+                        &Key::from_parts(
+                            "minigate_wechat_token_expiry_timestamp_seconds",
+                            vec![app],
+                        ),
+                        &META,
+                    ),
+                };
+                (p.appid.clone(), m)
+            })
+            .collect();
+        let exchanges = platforms
+            .iter()
+            .map(|p| {
+                let platform = metrics::Label::new("platform", p.name());
+                let m = ExchangeMetrics {
+                    latency: histogram(
+                        "minigate_code_exchange_duration_seconds",
+                        vec![platform.clone()],
+                    ),
+                    errors: by(
+                        counter,
+                        "minigate_code_exchange_errors_total",
+                        "error",
+                        &[platform],
+                    ),
+                };
+                (*p, m)
+            })
+            .collect();
+        let session_errors = by(counter, "minigate_session_store_errors_total", "op", &[]);
+        let tls_reloads = by(counter, "minigate_tls_reloads_total", "outcome", &[]);
+        let revoked = RevokedMetrics {
+            size: recorder.register_gauge(
+                &Key::from_parts("minigate_revoked_sessions", Vec::<metrics::Label>::new()),
+                &META,
+            ),
+            lag: histogram("minigate_revocation_lag_seconds", vec![]),
+            resyncs: by(counter, "minigate_revoked_resyncs_total", "kind", &[]),
+        };
+        Metrics {
+            web_starts: counter("minigate_web_login_starts_total", vec![]),
+            web_logins: by(counter, "minigate_web_logins_total", "outcome", &[]),
+            csrf: by(counter, "minigate_csrf_refusals_total", "reason", &[]),
+            revoked,
+            tls_reloads,
+            auth_ok: counter("minigate_auth_success_total", vec![]),
+            cache_hits: counter("minigate_token_cache_hits_total", vec![]),
+            cache_misses: counter("minigate_token_cache_misses_total", vec![]),
+            handle,
+            routes,
+            endpoints,
+            auth_failures,
+            refusals,
+            exchanges,
+            enrich,
+            wechat_tokens,
+            session_errors,
+        }
+    }
+
+    /// The counters of the route at `index` of the route table's config.
+    #[inline]
+    pub fn route(&self, index: usize) -> &RouteMetrics {
+        self.routes
+            .get(index)
+            .unwrap_or_else(|| self.own(Own::Unmatched))
+    }
+
+    /// The counters of one of the gateway's own endpoints.
+    #[inline]
+    pub fn own(&self, endpoint: Own) -> &RouteMetrics {
+        let i = Own::ALL.iter().position(|e| *e == endpoint).unwrap_or(0);
+        &self.endpoints[i]
+    }
+
+    /// The exchange metrics of `platform`.
+    pub fn exchange(&self, platform: Platform) -> Option<&ExchangeMetrics> {
+        self.exchanges
+            .iter()
+            .find(|(p, _)| *p == platform)
+            .map(|(_, m)| m)
+    }
+
+    /// The whole exposition: every registered series, then the key set as
+    /// it is loaded now.
+    pub fn render(&self, keys: &KeyStore) -> String {
+        let mut out = self.handle.render();
+        let loaded = keys.load();
+        let _ = writeln!(
+            out,
+            "# HELP minigate_keyset_reloads_total Key set reloads by outcome.\n\
+             # TYPE minigate_keyset_reloads_total counter\n\
+             minigate_keyset_reloads_total{{outcome=\"replaced\"}} {}\n\
+             minigate_keyset_reloads_total{{outcome=\"refused\"}} {}\n\
+             # HELP minigate_keyset_key The keys of the loaded set, by kid, algorithm and state.\n\
+             # TYPE minigate_keyset_key gauge",
+            keys.stats.replaced.load(Relaxed),
+            keys.stats.refused.load(Relaxed),
+        );
+        for e in loaded.set.entries() {
+            let _ = writeln!(
+                out,
+                "minigate_keyset_key{{kid=\"{}\",alg=\"{}\",state=\"{}\"}} 1",
+                e.key.kid(),
+                e.key.alg().name(),
+                e.state
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,356 @@
+//! The path of one request, top to bottom:
+//!
+//! ```text
+//! classify -> admit -> authenticate -> authorize -> rewrite -> forward -> log
+//! ```
+//!
+//! - **classify** reads the request head before anything else does: header
+//!   names with `_` are dropped, a head that is not HTTP as the contract
+//!   wants it (not exactly one `Host`, userinfo in the target) is refused,
+//!   the path is put in its canonical form ([`crate::pipeline::path`]; paths an
+//!   upstream could read as another are refused) and the request carries
+//!   that form from then on, so the path judged is the path forwarded; what
+//!   is left is one of the gateway's own endpoints, a route, or nothing
+//!   (404);
+//! - **admit** holds a place in the client address's count of requests in
+//!   flight (`max_requests_per_ip`), kept until the response body is done;
+//! - **authenticate** applies the route's `auth` to the bearer token and
+//!   refuses a token whose session has ended (the revoked-session set);
+//!   **authorize** applies its `allow` rules to the caller's roles and the
+//!   method (both in [`crate::pipeline::auth::check`], which forward-auth shares);
+//! - **rewrite** makes the upstream's headers: identity, client address,
+//!   request id; a WebSocket handshake also takes a tunnel place here;
+//! - **forward** sends it upstream and streams the answer back;
+//! - **log** counts the response under its route or endpoint and writes the
+//!   access line.
+//!
+//! One `Ctx` per request carries what the phases learn (the client
+//! address, the request id, the identity, what to count the response
+//! under) to the log phase. The connection handling that calls [`handle`]
+//! is in [`crate::listener`]; the shared state it reads is
+//! [`crate::gateway::Gateway`].
+
+pub mod auth;
+pub mod limits;
+pub mod path;
+pub mod routes;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use tracing::Instrument as _;
+
+use crate::endpoints::{self, Endpoint};
+use crate::error::ApiError;
+use crate::forward::body::Body;
+use crate::forward::proxy::{self, client_behind, request_id, Forward, REQUEST_ID};
+use crate::forward::tunnel::{self, TunnelPlace};
+use crate::gateway::Gateway;
+use crate::listener::conn::{ClientAddr, Conn};
+use crate::ops::metrics::{Own, Refusal};
+use crate::pipeline::auth::check;
+use crate::pipeline::limits::{bucket, InFlight};
+use crate::pipeline::path::canonical;
+use crate::pipeline::routes::Route;
+use crate::tokens::Identity;
+
+/// What one request has learnt on its way, for the phases after.
+struct Ctx<'g> {
+    gw: &'g Gateway,
+    conn: &'g Conn,
+    /// The client address when it is not the TCP peer (a trusted proxy's
+    /// `X-Forwarded-For`).
+    forwarded: Option<ClientAddr>,
+    request_id: HeaderValue,
+    counted: Counted<'g>,
+    identity: Option<Arc<Identity>>,
+}
+
+impl Ctx<'_> {
+    /// The request's client address.
+    fn client(&self) -> &ClientAddr {
+        self.forwarded.as_ref().unwrap_or(&self.conn.addr)
+    }
+}
+
+/// What the access line needs from the request's start.
+struct Access {
+    start: Instant,
+    method: Method,
+    path: String,
+}
+
+/// What a response is counted under.
+#[derive(Clone, Copy)]
+enum Counted<'g> {
+    Own(Own),
+    Route(&'g Route),
+}
+
+/// What classification found a request to be.
+enum Target<'g> {
+    Endpoint(Endpoint),
+    Route(&'g Route),
+}
+
+/// One request, from its head to its access line.
+pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -> Response<Body> {
+    // The access line's fields (and its clock), gathered only when it will
+    // be written.
+    let access =
+        tracing::enabled!(target: "minigate::access", tracing::Level::INFO).then(|| Access {
+            start: Instant::now(),
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+        });
+    let mut ctx = Ctx {
+        gw: &gw,
+        conn,
+        forwarded: client_behind(&conn.addr, req.headers(), &gw.server),
+        request_id: request_id(req.headers(), gw.proxy.ids()),
+        counted: Counted::Own(Own::Unmatched),
+        identity: None,
+    };
+    let span = tracing::info_span!("request", id = ctx.request_id.to_str().unwrap_or("-"));
+    let dropped = proxy::drop_underscored(req.headers_mut(), gw.server.underscores_in_headers);
+    if let Some(c) = gw.metrics.refusals.get(Refusal::HeaderDropped) {
+        c.increment(dropped as u64);
+    }
+    // Wrapping the request's future in its span moves the whole future (some
+    // kilobytes) once more: only done when the span records anything.
+    let res = if span.is_disabled() {
+        run(&mut ctx, req).await
+    } else {
+        run(&mut ctx, req).instrument(span.clone()).await
+    };
+    log(&ctx, res, access, &span)
+}
+
+/// classify → admit → the endpoint, or authenticate → rewrite → forward.
+async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body> {
+    let gw = ctx.gw;
+    let target = match classify(gw, &mut req) {
+        Ok(target) => target,
+        Err((own, refusal, e)) => {
+            ctx.counted = Counted::Own(own);
+            if let Some(refusal) = refusal {
+                gw.metrics.refusals.increment(refusal);
+            }
+            return e.into_response();
+        }
+    };
+    ctx.counted = match target {
+        Target::Endpoint(e) => Counted::Own(e.counted()),
+        Target::Route(r) => Counted::Route(r),
+    };
+    let in_flight = match admit(ctx) {
+        Ok(held) => held,
+        Err(e) => return e.into_response(),
+    };
+    let route = match target {
+        Target::Endpoint(e) => {
+            let client = ctx.client().ip;
+            // Boxed: the endpoints' futures (login's, refresh's) are
+            // kilobytes that a proxied request would otherwise carry and
+            // copy with every move of its own future.
+            let res = Box::pin(endpoints::serve(e, gw, req, client)).await;
+            drop(in_flight);
+            return res.unwrap_or_else(ApiError::into_response);
+        }
+        Target::Route(route) => route,
+    };
+    // authenticate, then authorize (the route's `allow` rules).
+    ctx.identity = match check(gw, route, req.method(), req.headers()) {
+        Ok(identity) => identity,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match tunnel_place(ctx, &req) {
+        Ok(upgrade) => upgrade,
+        Err(e) => return e.into_response(),
+    };
+    rewrite(ctx, &mut req);
+    gw.proxy
+        .forward(
+            req,
+            Forward {
+                route,
+                lease: &ctx.conn.lease,
+                in_flight,
+                upgrade,
+                metrics: gw.metrics.route(route.index),
+                refusals: &gw.metrics.refusals,
+                body_gap: gw.server.proxy_body_timeout,
+                tunnel_idle: gw.server.tunnel_idle_timeout,
+            },
+        )
+        .await
+}
+
+/// A refusal before routing: what to count it under, and the answer.
+type Refused = (Own, Option<Refusal>, ApiError);
+
+/// Checks the request head, puts its path in the canonical form and finds
+/// its target.
+fn classify<'g>(gw: &'g Gateway, req: &mut Request<Incoming>) -> Result<Target<'g>, Refused> {
+    let bad_head = |why| {
+        (
+            Own::RefusedRequest,
+            Some(Refusal::BadRequestHead),
+            ApiError::InvalidRequest(why),
+        )
+    };
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first_host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(bad_head("a request must have exactly one Host header"));
+    }
+    if first_host.is_none() && req.version() == Version::HTTP_11 {
+        return Err(bad_head("a request must have exactly one Host header"));
+    }
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(bad_head("a request target must not hold credentials"));
+    }
+    let rewritten = match canonical(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(form)) => Some(form),
+        Err(bad) => {
+            return Err((
+                Own::RefusedPath,
+                Some(Refusal::PathRefused),
+                ApiError::InvalidRequest(bad.message()),
+            ))
+        }
+    };
+    if let Some(form) = rewritten {
+        *req.uri_mut() = with_path(req.uri(), &form)
+            .ok_or_else(|| bad_head("the request path cannot be put in its canonical form"))?;
+    }
+    let path = req.uri().path();
+    if let Some(endpoint) = Endpoint::of(path) {
+        return Ok(Target::Endpoint(endpoint));
+    }
+    match gw.routes.find(path) {
+        Some(route) => Ok(Target::Route(route)),
+        None => Err((Own::Unmatched, None, ApiError::NotFound)),
+    }
+}
+
+/// `uri` with its path replaced by `path` (already canonical) and its
+/// query, scheme and authority as they were.
+pub fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let path_and_query = match uri.query() {
+        Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
+        None => PathAndQuery::try_from(path),
+    }
+    .ok()?;
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).ok()
+}
+
+/// A place in the client address's count of requests in flight.
+fn admit(ctx: &Ctx<'_>) -> Result<Option<InFlight>, ApiError> {
+    ctx.gw
+        .in_flight
+        .enter(&bucket(ctx.client().ip))
+        .map_err(|_| {
+            ctx.gw.metrics.refusals.increment(Refusal::PerIpCap);
+            ApiError::TooManyInFlight
+        })
+}
+
+/// For a WebSocket handshake, its `Upgrade` value and a place in its user's
+/// (or, anonymous, its client address's) count of open tunnels.
+#[allow(clippy::type_complexity)]
+fn tunnel_place(
+    ctx: &Ctx<'_>,
+    req: &Request<Incoming>,
+) -> Result<Option<(HeaderValue, Option<TunnelPlace>)>, ApiError> {
+    let Some(upgrade) = tunnel::websocket_upgrade(req.version(), req.headers()) else {
+        return Ok(None);
+    };
+    let key: Box<str> = match &ctx.identity {
+        Some(id) => format!("user:{}", id.user()).into(),
+        None => format!("addr:{}", ctx.client().ip).into(),
+    };
+    match ctx.gw.tunnels.enter(&key) {
+        Ok(place) => Ok(Some((upgrade, place))),
+        Err(_) => {
+            ctx.gw.metrics.refusals.increment(Refusal::TunnelCap);
+            Err(ApiError::TooManyInFlight)
+        }
+    }
+}
+
+/// The upstream's headers: identity, client address, request id.
+fn rewrite(ctx: &Ctx<'_>, req: &mut Request<Incoming>) {
+    // HTTP/2 carries the host as :authority; the HTTP/1.1 upstream gets it
+    // as Host, as a client speaking HTTP/1.1 would have sent.
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+    }
+    if req.version() == Version::HTTP_2 {
+        proxy::join_cookies(req.headers_mut());
+    }
+    proxy::rewrite_request_headers(
+        req.headers_mut(),
+        ctx.identity.as_deref(),
+        &ctx.conn.addr,
+        ctx.forwarded.as_ref(),
+        &ctx.request_id,
+    );
+}
+
+/// Counts the response, returns the request id with it, and writes the
+/// access line.
+fn log(
+    ctx: &Ctx<'_>,
+    mut res: Response<Body>,
+    access: Option<Access>,
+    span: &tracing::Span,
+) -> Response<Body> {
+    let status = res.status().as_u16();
+    let (metrics, label) = match ctx.counted {
+        Counted::Own(own) => (
+            ctx.gw.metrics.own(own),
+            crate::ops::metrics::Label::label(own),
+        ),
+        Counted::Route(r) => (ctx.gw.metrics.route(r.index), r.prefix.as_str()),
+    };
+    metrics.count(status);
+    res.headers_mut().insert(REQUEST_ID, ctx.request_id.clone());
+    if let Some(Access {
+        start,
+        method,
+        path,
+    }) = access
+    {
+        let _entered = span.enter();
+        tracing::info!(
+            target: "minigate::access",
+            %method,
+            path,
+            route = label,
+            status,
+            ms = start.elapsed().as_secs_f64() * 1000.0,
+            sub = ctx.identity.as_ref().map_or("-", |id| id.subject()),
+            client = %ctx.client().ip,
+        );
+    }
+    res
+}

@@ -1,0 +1,177 @@
+//! Opening a login session, and what keeps one going: what every sign-in
+//! shares, whether a mini-program's code (`POST /auth/login`) or a browser's
+//! web sign-in ([`crate::signin::web`]), and what a refresh or a new pair redoes.
+//!
+//! It sits below both: the endpoints and the web sign-in call it, and it
+//! knows neither, so a sign-in added later has one place to start a session
+//! from, with the same enrichment, device limits and session-key custody.
+
+pub mod codes;
+pub mod enrich;
+pub mod providers;
+pub mod web;
+
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::ops::metrics::SessionOp;
+use crate::sessions::{Begun, NewSession, SessionStore as _};
+use crate::signin::enrich::{merge_roles, Ask, Event, Failure, Refused};
+use crate::tokens::{random_id, Subject, TokenPair};
+
+/// The longest login code accepted, from any platform.
+pub const MAX_CODE: usize = 256;
+
+/// The session store failed during `op`: counted, and 503.
+pub fn store_down(gw: &Gateway, op: SessionOp) -> ApiError {
+    gw.metrics.session_errors.increment(op);
+    ApiError::SessionsUnavailable
+}
+
+/// A new login session for `subject`, whoever signed in (a mini-program's
+/// code, a browser's web sign-in): enrichment (which may refuse the user),
+/// the session recorded within its device class's `limit` with the
+/// platform's `session_key` if it gave one, and its tokens. Returns the
+/// enriched subject, the sid and the pair.
+pub async fn open_session(
+    gw: &Gateway,
+    subject: Subject,
+    limit: u32,
+    session_key: Option<&str>,
+) -> Result<(Subject, String, TokenPair), ApiError> {
+    let sid = random_id()?;
+    let subject = identify(gw, subject, Event::Login, &sid).await?;
+    let refresh_jti = random_id()?;
+    begin_session(gw, &subject, &sid, &refresh_jti, limit, session_key).await?;
+    let pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
+    Ok((subject, sid, pair))
+}
+
+/// A new pair in the live session `sid` of `who`, without a refresh token
+/// presented: the session's refresh token is replaced by the new one.
+pub async fn new_pair(gw: &Gateway, who: &Subject, sid: &str) -> Result<TokenPair, ApiError> {
+    let jti = random_id()?;
+    let live = gw
+        .sessions
+        .reissue(who.user(), sid, &jti, gw.tokens.refresh_ttl())
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+    if !live {
+        return Err(ApiError::InvalidGrant("session revoked"));
+    }
+    Ok(gw.tokens.issue(who, sid, jti)?)
+}
+
+/// The subject's roles, uid and claims, from the static grants and, when
+/// `[enrich]` is configured, the user service (which may refuse the user).
+pub async fn identify(
+    gw: &Gateway,
+    mut subject: Subject,
+    event: Event,
+    sid: &str,
+) -> Result<Subject, ApiError> {
+    let mut extra = Vec::new();
+    if let Some(enricher) = &gw.enricher {
+        let ask = Ask {
+            event,
+            platform: &subject.platform,
+            appid: &subject.appid,
+            openid: &subject.openid,
+            unionid: subject.unionid.as_deref(),
+            device_type: &subject.device_type,
+            device_id: subject.device_id.as_deref(),
+            sid,
+        };
+        let enriched =
+            enricher
+                .ask(&ask, &gw.metrics.enrich)
+                .await
+                .map_err(|refused| match refused {
+                    Refused::Denied => ApiError::AccessDenied,
+                    Refused::Failed(_) => ApiError::EnrichUnavailable,
+                })?;
+        // The uid is fixed at login: it is part of the user key the session
+        // is kept under, which a refresh must not move.
+        if event == Event::Login {
+            subject.uid = enriched.uid;
+        } else if enriched.uid != subject.uid {
+            tracing::warn!(
+                sid,
+                "the user service gave another uid at refresh; the session keeps its own"
+            );
+        }
+        subject.ext = enriched.claims;
+        extra = enriched.roles;
+    }
+    subject.roles = merge_roles(&gw.grants.load(), subject.user(), &extra);
+    // Static grants on top of an answer, or a long issuer or audience, could
+    // still make tokens the gateway would refuse on every request: refused
+    // here, like an answer beyond the limits, and nothing is issued.
+    if let Some(bytes) = gw.tokens.oversized(&subject, sid)? {
+        if gw.enricher.is_some() {
+            gw.metrics.enrich.failures.increment(Failure::Limits);
+        }
+        tracing::warn!(
+            sid,
+            bytes,
+            roles = subject.roles.len(),
+            claims = subject.ext.len(),
+            "the user's roles and claims would make a token larger than the gateway accepts: none issued"
+        );
+        return Err(ApiError::EnrichUnavailable);
+    }
+    Ok(subject)
+}
+
+/// The login's device class (absent: `phone`) and its limit; a class the
+/// config does not name is 400.
+pub fn device_class(gw: &Gateway, named: Option<&str>) -> Result<(String, u32), ApiError> {
+    let name = named.unwrap_or(crate::config::defaults::DEVICE_TYPE);
+    gw.sessions_config
+        .devices
+        .get(name)
+        .map(|c| (c.name.clone(), c.limit))
+        .ok_or(ApiError::InvalidRequest(
+            "device_type is not one of the configured device types",
+        ))
+}
+
+/// Records a new session of `who` within its class's limit: the sessions
+/// it evicts end everywhere; a full class under `refuse` is 409.
+async fn begin_session(
+    gw: &Gateway,
+    who: &Subject,
+    sid: &str,
+    jti: &str,
+    limit: u32,
+    session_key: Option<&str>,
+) -> Result<(), ApiError> {
+    let new = NewSession {
+        session_key,
+        user: who.user(),
+        sid,
+        jti,
+        device_type: &who.device_type,
+        device_id: who.device_id.as_deref(),
+        limit,
+        max_per_user: gw.sessions_config.max_per_user,
+        on_limit: gw.sessions_config.on_limit,
+    };
+    let begun = gw
+        .sessions
+        .begin(&new, gw.tokens.refresh_ttl())
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Login))?;
+    match begun {
+        Begun::Started { evicted } => {
+            if !evicted.is_empty() {
+                tracing::info!(
+                    sid = %sid, device_type = %who.device_type, evicted = evicted.len(),
+                    "device limit: oldest session ended"
+                );
+                gw.sessions.announce(&gw.revoked, &evicted).await;
+            }
+            Ok(())
+        }
+        Begun::Refused => Err(ApiError::SessionLimit),
+    }
+}

@@ -1,0 +1,522 @@
+//! Code exchange: trading a mini-program login code for the user's identity.
+//!
+//! Each platform speaks its own wire format and error codes, so each has one
+//! file here holding all it knows: a [`PlatformSpec`] (its name, default
+//! base URL and the kind of credentials it needs) and an [`Exchange`] (the
+//! request it sends, and how its answer maps onto a [`Session`] or an
+//! [`ExchangeError`]). The registry below lists the files; config parsing,
+//! metrics, the error table and `config check` read the platform from it, so
+//! adding a platform is its file plus one name in `platforms!` below.
+//!
+//! What every platform shares is done once here, by [`Provider`]: the
+//! timeout, redirects refused, transport errors classified without ever
+//! being formatted (their URL may hold a secret), HTTP 5xx as busy, the
+//! answer read within a size limit, the ids checked fit for headers, and
+//! one log line per exchange.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use crate::config::{is_header_safe, ProviderConfig, Secret};
+use crate::error::ApiError;
+
+/// RSA2 (SHA256withRSA) signing and verifying, for Alipay.
+pub mod rsa2;
+
+/// Declares the platform modules and the registry of their specs, in the
+/// order they are listed to operators.
+macro_rules! platforms {
+    ($($module:ident),+ $(,)?) => {
+        $(pub mod $module;)+
+        /// Every platform minigate can exchange codes with.
+        static PLATFORMS: &[&PlatformSpec] = &[$(&$module::PLATFORM),+];
+    };
+}
+
+platforms!(wechat, qq, douyin, baidu, alipay, wechat_web, wechat_pc);
+
+/// What a platform needs of the config to prove the app to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// An app secret sent with each call: `secret_env` or `secret_file`.
+    AppSecret,
+    /// An RSA2 key pair: `private_key_file` signs each call,
+    /// `alipay_public_key_file` verifies each answer.
+    KeyPair,
+}
+
+/// How a platform's users sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// A mini-program's login code, traded at `POST /auth/login`.
+    MiniProgram,
+    /// A browser: an authorize page and a callback ([`crate::signin::web`]).
+    Browser(Browser),
+}
+
+/// What a browser sign-in's authorize redirect and session are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Browser {
+    /// The authorize page's path on `authorize_url`.
+    pub authorize_path: &'static str,
+    /// The OAuth scope asked for.
+    pub scope: &'static str,
+    /// The device class of its sessions.
+    pub device_type: &'static str,
+}
+
+/// A platform's entry in the registry.
+pub struct PlatformSpec {
+    /// How its users sign in.
+    pub sign_in: SignIn,
+    /// The name in config, in the `platform` claim and in `X-Auth-Platform`.
+    pub name: &'static str,
+    /// The API's base URL when the config names none.
+    pub default_base_url: &'static str,
+    /// Which credentials its providers are configured with.
+    pub credentials: CredentialKind,
+    /// Builds the client of one configured mini-program.
+    pub build: fn(&ProviderConfig) -> Result<Box<dyn Exchange>, SetupError>,
+}
+
+/// A platform of the registry. Cheap to copy and compare.
+#[derive(Clone, Copy)]
+pub struct Platform(&'static PlatformSpec);
+
+impl Platform {
+    /// The platform named `name` in config.
+    pub fn named(name: &str) -> Option<Platform> {
+        Self::all().find(|p| p.name() == name)
+    }
+
+    /// WeChat, whose services after the login (the app's access token, the
+    /// phone number, decryption) the gateway also speaks.
+    pub fn wechat() -> Platform {
+        Platform(&wechat::PLATFORM)
+    }
+
+    /// Every platform, in registry order.
+    pub fn all() -> impl Iterator<Item = Platform> {
+        PLATFORMS.iter().map(|spec| Platform(spec))
+    }
+
+    /// The name used in config, tokens and headers.
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+
+    /// The platform API's base URL when the config names none.
+    pub fn default_base_url(self) -> &'static str {
+        self.0.default_base_url
+    }
+
+    /// What its providers are configured with.
+    pub fn credentials(self) -> CredentialKind {
+        self.0.credentials
+    }
+
+    /// The browser sign-in it is, if it is one rather than a mini-program.
+    pub fn browser(self) -> Option<Browser> {
+        match self.0.sign_in {
+            SignIn::Browser(b) => Some(b),
+            SignIn::MiniProgram => None,
+        }
+    }
+
+    /// Is it a browser sign-in (served by [`crate::signin::web`], never by
+    /// `POST /auth/login`)?
+    pub fn is_web(self) -> bool {
+        self.browser().is_some()
+    }
+}
+
+impl PartialEq for Platform {
+    fn eq(&self, other: &Platform) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Platform {}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One platform's code exchange: the call, and the reading of its answer.
+/// The HTTP around them (timeout, status, size limit) is [`Provider`]'s.
+pub trait Exchange: Send + Sync {
+    /// The call that trades `login`'s code. It may hold the app secret or
+    /// a signature: it is never logged.
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        login: &Login<'_>,
+    ) -> Result<reqwest::RequestBuilder, ExchangeError>;
+
+    /// Maps the platform's answer (any status but 3xx and 5xx, which are
+    /// decided before; the body whatever its Content-Type) onto a session
+    /// or one of the contract's errors.
+    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError>;
+}
+
+/// What a client sends to log in.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// The login code (`wx.login`'s `code`, `my.getAuthCode`'s `authCode`…).
+    pub code: &'a str,
+    /// Douyin's `anonymousCode`, when the client sent one.
+    pub anonymous_code: Option<&'a str>,
+}
+
+/// What a successful exchange yields.
+pub struct Session {
+    /// The user's id within this mini-program.
+    pub openid: String,
+    /// The user's id across the developer's apps, when the platform gives one.
+    pub unionid: Option<String>,
+    /// The platform's session key, on the platforms that have one (Alipay
+    /// has none). It never leaves the gateway.
+    pub session_key: Option<Secret>,
+    /// Douyin's id of the anonymous user behind `anonymous_code`, when the
+    /// login sent one.
+    pub anonymous_openid: Option<String>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("openid", &self.openid)
+            .field("unionid", &self.unionid)
+            .field("anonymous_openid", &self.anonymous_openid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an exchange failed, in the contract's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeError {
+    /// The code is bad or already used.
+    InvalidCode,
+    /// The platform rate-limited the app.
+    RateLimited,
+    /// The platform refuses this user as risky.
+    RiskyUser,
+    /// The platform is busy or unreachable.
+    Unavailable,
+    /// The platform did not answer within the provider's timeout.
+    Timeout,
+    /// The answer cannot be used (not JSON, no openid, unknown errcode, a
+    /// signature that does not verify…).
+    Unusable,
+}
+
+impl From<ExchangeError> for ApiError {
+    fn from(e: ExchangeError) -> ApiError {
+        match e {
+            ExchangeError::InvalidCode => ApiError::InvalidCode,
+            // WeChat's jscode2session limit is per minute.
+            ExchangeError::RateLimited => ApiError::RateLimited(60),
+            ExchangeError::RiskyUser => ApiError::RiskyUser,
+            ExchangeError::Unavailable => ApiError::ProviderUnavailable,
+            ExchangeError::Timeout => ApiError::ProviderTimeout,
+            ExchangeError::Unusable => ApiError::ProviderError,
+        }
+    }
+}
+
+/// A provider that could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// The shared HTTPS client could not be made.
+    #[error("could not build the HTTP client for code exchange")]
+    Client,
+    /// A base URL that does not make an endpoint URL.
+    #[error("providers: base_url of {appid} is not a URL")]
+    BaseUrl {
+        /// The provider's appid.
+        appid: String,
+    },
+    /// Credentials of another kind than the platform's.
+    #[error("providers: {appid} lacks the credentials its platform needs")]
+    Credentials {
+        /// The provider's appid.
+        appid: String,
+    },
+    /// A web sign-in given where a mini-program's exchange was expected.
+    #[error("providers: {appid} is a web sign-in, not a mini-program")]
+    NotMiniProgram {
+        /// The provider's appid.
+        appid: String,
+    },
+}
+
+/// The endpoint `base` + `path`, or the setup error naming `appid`.
+pub fn endpoint(config: &ProviderConfig, path: &str) -> Result<reqwest::Url, SetupError> {
+    reqwest::Url::parse(&format!("{}{path}", config.base_url)).map_err(|_| SetupError::BaseUrl {
+        appid: config.appid.clone(),
+    })
+}
+
+/// The app secret of `config`, for platforms that use one.
+pub fn secret_of(config: &ProviderConfig) -> Result<Secret, SetupError> {
+    config
+        .secret()
+        .cloned()
+        .ok_or_else(|| SetupError::Credentials {
+            appid: config.appid.clone(),
+        })
+}
+
+/// `application/x-www-form-urlencoded` text of `pairs` (the WHATWG
+/// serializer: `*-._` and alphanumerics kept, space as `+`).
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        for (j, part) in [k, v].into_iter().enumerate() {
+            if j > 0 {
+                out.push('=');
+            }
+            for b in part.bytes() {
+                match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                        out.push(char::from(b))
+                    }
+                    b' ' => out.push('+'),
+                    _ => {
+                        let _ = write!(out, "%{b:02X}");
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The largest answer read from a platform; real answers are under 2 KiB.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// One configured mini-program and the client for its platform.
+pub struct Provider {
+    /// The mini-program's appid (`client_id` of its tokens).
+    pub appid: String,
+    /// Its platform.
+    pub platform: Platform,
+    timeout: Duration,
+    http: reqwest::Client,
+    wire: Box<dyn Exchange>,
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("appid", &self.appid)
+            .field("platform", &self.platform)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider {
+    /// Builds the provider's client. `http` is shared by all providers.
+    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Provider, SetupError> {
+        Ok(Provider {
+            appid: config.appid.clone(),
+            platform: config.platform,
+            timeout: config.timeout,
+            http,
+            wire: (config.platform.0.build)(config)?,
+        })
+    }
+
+    /// Trades a login code for the user's session.
+    pub async fn exchange(&self, login: &Login<'_>) -> Result<Session, ExchangeError> {
+        let started = Instant::now();
+        let result = self.call(login).await.and_then(|session| {
+            // Ids travel in headers and tokens: refuse anything that cannot.
+            let fits = |id: Option<&str>| id.is_none_or(|id| is_header_safe(id, 128));
+            if is_header_safe(&session.openid, 128)
+                && fits(session.unionid.as_deref())
+                && fits(session.anonymous_openid.as_deref())
+            {
+                Ok(session)
+            } else {
+                tracing::warn!(appid = %self.appid, "code exchange returned an unusable openid or unionid");
+                Err(ExchangeError::Unusable)
+            }
+        });
+        let ms = started.elapsed().as_millis() as u64;
+        let platform = self.platform.name();
+        match &result {
+            Ok(_) => tracing::debug!(appid = %self.appid, platform, ms, "code exchange succeeded"),
+            Err(e) => {
+                tracing::warn!(appid = %self.appid, platform, ms, error = ?e, "code exchange failed")
+            }
+        }
+        result
+    }
+
+    async fn call(&self, login: &Login<'_>) -> Result<Session, ExchangeError> {
+        let mut res = self
+            .wire
+            .request(&self.http, login)?
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = res.status();
+        if status.is_server_error() || status.is_redirection() {
+            // 3xx included: redirects are never followed.
+            tracing::warn!(appid = %self.appid, status = status.as_u16(), "the platform answered with an HTTP error");
+            return Err(if status.is_server_error() {
+                ExchangeError::Unavailable
+            } else {
+                ExchangeError::Unusable
+            });
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                tracing::warn!(appid = %self.appid, "the platform's answer is over 64 KiB");
+                return Err(ExchangeError::Unusable);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        self.wire.interpret(status, &body)
+    }
+}
+
+/// Classifies a reqwest error without ever formatting it (it holds the URL).
+fn classify(e: reqwest::Error) -> ExchangeError {
+    if e.is_timeout() {
+        ExchangeError::Timeout
+    } else if e.is_connect() {
+        ExchangeError::Unavailable
+    } else {
+        ExchangeError::Unusable
+    }
+}
+
+/// The HTTPS client of every outbound call the gateway makes: rustls over
+/// ring, and no redirects followed. A platform that answers 3xx is broken
+/// or impersonated; following it would send the next request (and, with
+/// reqwest's `Referer`, the URL holding the app secret) wherever it points.
+pub fn outbound_client() -> Result<reqwest::Client, SetupError> {
+    crate::tokens::crypto::install_crypto_provider();
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .build()
+        .map_err(|_| SetupError::Client)
+}
+
+/// The configured providers, looked up by appid.
+#[derive(Debug, Default)]
+pub struct Providers {
+    list: Vec<Provider>,
+}
+
+impl Providers {
+    /// Builds every configured mini-program provider over one shared HTTP
+    /// client (web sign-ins are [`crate::signin::web`]'s).
+    pub fn new(configs: &[ProviderConfig]) -> Result<Providers, SetupError> {
+        let http = outbound_client()?;
+        let list = configs
+            .iter()
+            .filter(|c| !c.platform.is_web())
+            .map(|c| Provider::new(c, http.clone()))
+            .collect::<Result<_, _>>()?;
+        Ok(Providers { list })
+    }
+
+    /// The provider for a login: the one named by `appid`, or the only one.
+    pub fn pick(&self, appid: Option<&str>) -> Result<&Provider, ApiError> {
+        pick(
+            &self.list,
+            appid,
+            |p| &p.appid,
+            [
+                "no mini-program is configured for login",
+                "appid is required: several mini-programs are configured",
+            ],
+        )
+    }
+}
+
+/// The app named by `appid` among `apps`, or the only one when `appid` is
+/// absent: what both sign-ins (mini-program and web) ask of a login.
+/// `refusals` says what is wrong with no app, and with several.
+pub fn pick<'a, T>(
+    apps: &'a [T],
+    appid: Option<&str>,
+    appid_of: impl Fn(&T) -> &str,
+    [none, several]: [&'static str; 2],
+) -> Result<&'a T, ApiError> {
+    match (appid, apps) {
+        (Some(id), _) => apps
+            .iter()
+            .find(|a| appid_of(a) == id)
+            .ok_or(ApiError::InvalidRequest("unknown appid")),
+        (None, [only]) => Ok(only),
+        (None, []) => Err(ApiError::InvalidRequest(none)),
+        (None, _) => Err(ApiError::InvalidRequest(several)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_names_each_platform_once() {
+        let names: Vec<&str> = Platform::all().map(Platform::name).collect();
+        assert_eq!(
+            names,
+            [
+                "wechat",
+                "qq",
+                "douyin",
+                "baidu",
+                "alipay",
+                "wechat_web",
+                "wechat_pc"
+            ]
+        );
+        let web: Vec<&str> = Platform::all()
+            .filter(|p| p.is_web())
+            .map(Platform::name)
+            .collect();
+        assert_eq!(web, ["wechat_web", "wechat_pc"]);
+        assert_eq!(
+            Platform::named("wechat_pc")
+                .and_then(Platform::browser)
+                .map(|b| b.device_type),
+            Some("pc")
+        );
+        for p in Platform::all() {
+            assert_eq!(Platform::named(p.name()), Some(p));
+            assert!(p.default_base_url().starts_with("https://"));
+        }
+        assert_eq!(Platform::named("line"), None);
+        assert_eq!(
+            Platform::named("alipay").map(Platform::credentials),
+            Some(CredentialKind::KeyPair)
+        );
+    }
+
+    #[test]
+    fn forms_are_url_encoded() {
+        assert_eq!(
+            form(&[("a b", "c&d=e"), ("t", "2024-01-02 03:04:05"), ("u", "é+")]),
+            "a+b=c%26d%3De&t=2024-01-02+03%3A04%3A05&u=%C3%A9%2B"
+        );
+    }
+}

@@ -1,0 +1,1285 @@
+//! Access and refresh tokens: issuing them, and verifying them on the hot path.
+//!
+//! Verification of an access token runs on every proxied request, so its
+//! result is cached: a digest of the token maps to the identity it yields,
+//! its header values in one buffer, built once. A cache hit is a digest, one
+//! hash lookup and a clock read; a miss is the full check (the characters,
+//! header, kid, signature, claims) done by [`jwks`] and here. The
+//! characters are checked after the cache, not before: a token found there
+//! has the very bytes that passed, and a hit skips a pass over hundreds of
+//! them (2.6 % of a proxied request's instructions). Only valid tokens are
+//! cached, never used past their `exp`, and the cache is bounded in entries.
+//! Refresh tokens are checked in full every time: they are used rarely, and
+//! their redemption touches session state anyway.
+
+pub mod crypto;
+pub mod keys;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::UnitWeighter;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TokensConfig;
+use crate::tokens::keys::KeyStore;
+
+/// `typ` of access tokens (RFC 9068).
+pub const ACCESS_TYP: &str = "at+jwt";
+/// `typ` of refresh tokens; never accepted as an access token.
+pub const REFRESH_TYP: &str = "refresh+jwt";
+
+/// The identity header names sent upstream.
+pub mod header {
+    use http::HeaderName;
+    /// `sub` (the openid).
+    pub const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+    /// The openid.
+    pub const OPENID: HeaderName = HeaderName::from_static("x-auth-openid");
+    /// `client_id` (the appid).
+    pub const APPID: HeaderName = HeaderName::from_static("x-auth-appid");
+    /// `sid`.
+    pub const SESSION: HeaderName = HeaderName::from_static("x-auth-session");
+    /// `platform`.
+    pub const PLATFORM: HeaderName = HeaderName::from_static("x-auth-platform");
+    /// `jti`.
+    pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-auth-token-id");
+    /// `unionid`, when known.
+    pub const UNIONID: HeaderName = HeaderName::from_static("x-auth-unionid");
+    /// `did` (device id), when known.
+    pub const DEVICE: HeaderName = HeaderName::from_static("x-auth-device");
+    /// `roles`, joined with `,`, when there are any.
+    pub const ROLES: HeaderName = HeaderName::from_static("x-auth-roles");
+    /// `uid`, the user service's own id, when enrichment gave one.
+    pub const USER: HeaderName = HeaderName::from_static("x-auth-user");
+    /// The prefix of one header per `ext` claim: `x-auth-claim-<name>`.
+    pub const CLAIM_PREFIX: &str = "x-auth-claim-";
+    /// `phone_number`, once the user shared it.
+    pub const PHONE: HeaderName = HeaderName::from_static("x-auth-phone");
+    /// `dvt` (device class: phone, pc, web...), when the token has one.
+    pub const DEVICE_TYPE: HeaderName = HeaderName::from_static("x-auth-device-type");
+    /// Places in [`ALL`] the identity reads back.
+    pub(super) const AT_SUBJECT: usize = 0;
+    pub(super) const AT_SESSION: usize = 3;
+    pub(super) const AT_ROLES: usize = 10;
+    /// Every fixed name, in the order they are sent; a cached identity
+    /// names them by their place here rather than carrying them.
+    pub static ALL: [HeaderName; 12] = [
+        SUBJECT,
+        OPENID,
+        APPID,
+        SESSION,
+        PLATFORM,
+        TOKEN_ID,
+        UNIONID,
+        DEVICE,
+        DEVICE_TYPE,
+        PHONE,
+        ROLES,
+        USER,
+    ];
+}
+
+/// Who a token pair is for.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The user's openid (`sub`).
+    pub openid: String,
+    /// The user's unionid, when known.
+    pub unionid: Option<String>,
+    /// The mini-program's appid (`client_id`).
+    pub appid: String,
+    /// The platform name.
+    pub platform: String,
+    /// The device id the client sent at login, if any.
+    pub device_id: Option<String>,
+    /// The user service's id for the person, from enrichment.
+    pub uid: Option<String>,
+    /// Roles: static grants and enrichment's, sorted, no duplicates.
+    pub roles: Vec<String>,
+    /// Short custom claims from enrichment (`ext`).
+    pub ext: BTreeMap<String, String>,
+    /// The device class of the login (`dvt`).
+    pub device_type: String,
+    /// The phone number WeChat verified for this session (`phone_number`).
+    pub phone: Option<String>,
+    /// The user the login session was begun under (`usr` of its refresh
+    /// token), once there is one; see [`Subject::user`].
+    pub session_user: Option<String>,
+}
+
+impl Subject {
+    /// The user (see [`user_key`]) whose session this is: the one the
+    /// session was begun under (`usr` of its refresh token), else the one
+    /// these claims name. Role grants, device limits, the session list and
+    /// the admin API key on it; every caller goes through here.
+    pub fn user(&self) -> &str {
+        match &self.session_user {
+            Some(u) => u,
+            None => user_key(self.uid.as_deref(), self.unionid.as_deref(), &self.openid),
+        }
+    }
+}
+
+/// A freshly issued access and refresh token.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// The access token.
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The refresh token.
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: u64,
+    /// The user's openid.
+    pub openid: String,
+    /// The user's unionid, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unionid: Option<String>,
+    /// At a Douyin login that sent `anonymous_code`: Douyin's id of the
+    /// anonymous user it names, so the app can carry that user's data over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous_openid: Option<String>,
+}
+
+/// A verified access token, as the proxy needs it, and as the cache keeps
+/// it: every value in one buffer, each header a slice of it made when a
+/// request needs it.
+///
+/// One `HeaderValue` per header would be 40 bytes each, a dozen of them,
+/// for every cached token: most of an entry. A span into one buffer is 4
+/// bytes, and a slice of a shared buffer is what cloning a `HeaderValue`
+/// costs anyway (a reference count).
+#[derive(Debug)]
+pub struct Identity {
+    /// The values, back to back; the subject once (`X-Auth-Subject` and
+    /// `X-Auth-Openid` share it) and the user key one of them.
+    values: Bytes,
+    /// Each fixed header's value, by its place in [`header::ALL`]; sent
+    /// only if its bit is set in `present`.
+    known: [Span; header::ALL.len()],
+    present: u16,
+    /// The user: see [`user_key`].
+    user: Span,
+    /// One `X-Auth-Claim-<name>` per `ext` claim. Most tokens have none:
+    /// a thin pointer keeps the identity at 112 bytes (128 with its `Arc`,
+    /// one of the allocator's size classes).
+    #[allow(clippy::box_collection)]
+    claims: Option<Box<Vec<(HeaderName, Span)>>>,
+    exp: u64,
+    /// The key-set generation that verified it: a reload makes it stale.
+    generation: u64,
+}
+
+/// The iterator of [`Identity::headers`]: the fixed headers by the bits of
+/// `present`, then the claims. Written out rather than chained adapters
+/// (a filtered, enumerated zip chained to a flattened map): it runs for
+/// every authenticated request, and this is about 430 instructions fewer
+/// for the eight headers of a WeChat user's token.
+pub struct Headers<'a> {
+    id: &'a Identity,
+    /// The fixed headers not yet given, as bits.
+    known: u16,
+    claims: std::slice::Iter<'a, (HeaderName, Span)>,
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'a HeaderName, HeaderValue);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (name, span) = if self.known != 0 {
+                let at = self.known.trailing_zeros() as usize;
+                self.known &= self.known - 1;
+                match (header::ALL.get(at), self.id.known.get(at)) {
+                    (Some(name), Some(span)) => (name, *span),
+                    _ => continue,
+                }
+            } else {
+                let (name, span) = self.claims.next()?;
+                (name, *span)
+            };
+            // Checked when the identity was made, so never skipped here.
+            if let Some(value) = self.id.value(span) {
+                return Some((name, value));
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.known.count_ones() as usize + self.claims.len();
+        (0, Some(n))
+    }
+}
+
+/// Where a value lies in [`Identity::values`]. A token whose values pass
+/// 64 KiB is refused as having invalid claims; the gateway never issues one
+/// (enrichment caps roles at 32 and claims at 16 of 256 bytes).
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u16,
+    end: u16,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        usize::from(self.start)..usize::from(self.end)
+    }
+}
+
+impl Identity {
+    /// The `X-Auth-*` headers to send upstream.
+    pub fn headers(&self) -> Headers<'_> {
+        Headers {
+            id: self,
+            known: self.present,
+            claims: self.claims.as_deref().map_or(&[][..], Vec::as_slice).iter(),
+        }
+    }
+
+    /// How many headers [`Identity::headers`] gives.
+    pub fn header_count(&self) -> usize {
+        self.present.count_ones() as usize + self.claims.as_ref().map_or(0, |c| c.len())
+    }
+
+    /// `sub`, for logs.
+    pub fn subject(&self) -> &str {
+        self.text(self.known[header::AT_SUBJECT])
+    }
+
+    /// The user: see [`user_key`].
+    pub fn user(&self) -> &str {
+        self.text(self.user)
+    }
+
+    /// `sid`: the login session, checked against the revoked sessions.
+    pub fn sid(&self) -> &str {
+        self.text(self.known[header::AT_SESSION])
+    }
+
+    /// `roles`, for the route's `allow` rules.
+    pub fn roles(&self) -> Roles<'_> {
+        match self.present & (1 << header::AT_ROLES) {
+            0 => Roles::NONE,
+            _ => Roles::joined(self.text(self.known[header::AT_ROLES])),
+        }
+    }
+
+    fn value(&self, span: Span) -> Option<HeaderValue> {
+        HeaderValue::from_maybe_shared(self.values.slice(span.range())).ok()
+    }
+
+    fn text(&self, span: Span) -> &str {
+        self.values
+            .get(span.range())
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or("")
+    }
+}
+
+/// A caller's roles: the `roles` claim, as `X-Auth-Roles` sends it (joined
+/// with `,`, which no role name holds).
+#[derive(Debug, Clone, Copy)]
+pub struct Roles<'a>(&'a str);
+
+impl<'a> Roles<'a> {
+    /// No roles (an anonymous caller).
+    pub const NONE: Roles<'static> = Roles("");
+
+    /// The roles in `joined`, separated by `,`.
+    pub fn joined(joined: &'a str) -> Roles<'a> {
+        Roles(joined)
+    }
+
+    /// Whether `role` is one of them.
+    pub fn contains(self, role: &str) -> bool {
+        !self.0.is_empty() && self.0.split(',').any(|r| r == role)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains_any(&self, accepted: &[String]) -> bool {
+        match self {
+            Audience::One(a) => accepted.contains(a),
+            Audience::Many(list) => list.iter().any(|a| accepted.contains(a)),
+        }
+    }
+}
+
+/// Claims shared by both token types; the access token adds `aud` variants.
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: Audience,
+    sub: String,
+    client_id: String,
+    iat: u64,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    jti: String,
+    sid: String,
+    platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unionid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    did: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    ext: BTreeMap<String, String>,
+    /// The device class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dvt: Option<String>,
+    /// The verified phone number, once shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    phone_number: Option<String>,
+    /// Refresh tokens only: the user key the session is stored under, so a
+    /// refresh finds its session from the token alone (Redis Cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usr: Option<String>,
+}
+
+/// A verified refresh token's contents.
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    /// Who it was issued to.
+    pub subject: Subject,
+    /// The login session it belongs to.
+    pub sid: String,
+    /// Its unique id.
+    pub jti: String,
+    /// When it expires (seconds since the epoch).
+    pub exp: u64,
+}
+
+/// Issues and verifies tokens for one issuer.
+pub struct Tokens {
+    keys: Arc<KeyStore>,
+    config: TokensConfig,
+    /// Keyed by the first 128 bits of the token's SHA-256: 16 bytes instead
+    /// of the whole token (hundreds of bytes), and as safe a key. To be taken
+    /// for someone else's token, a forged one would need that token's key: a
+    /// second preimage (2^128 work, for a token the forger has not even
+    /// seen). A collision between two tokens of the forger's own making
+    /// (2^64) gains nothing: only tokens the gateway signed are ever cached,
+    /// and the forger's own can only say who the forger is. Hashed with
+    /// foldhash (randomly seeded per process, so keys an attacker picks
+    /// cannot be aimed at one bucket) rather than SipHash, which cost more
+    /// than the rest of a cache hit.
+    ///
+    /// quick_cache rather than moka (which the gateway's other caches use):
+    /// moka's own bookkeeping is about 325 bytes an entry, most of the 400
+    /// an entry may cost here; quick_cache's is tens of bytes. It keeps no
+    /// clock: an entry past its `exp` is refused and dropped when looked
+    /// up, and until then counts against the capacity like any other.
+    cache: TokenCache,
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("issuer", &self.config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `token` as text, if it is RFC 6750's `b64token` (section 2.1):
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`. A bearer
+/// token in anything else is malformed, never passed on to be parsed.
+pub fn b64token(token: &[u8]) -> Option<&str> {
+    if !is_b64token(token) {
+        return None;
+    }
+    // Every byte of it is ASCII, so this is never an error.
+    std::str::from_utf8(token).ok()
+}
+
+/// Every byte is looked at, without an early exit and without branches,
+/// so the compiler checks a whole vector of them at a time: a token is
+/// hundreds of bytes long (a byte-by-byte loop with branches was about 1 %
+/// of a proxied request's CPU when every request was checked).
+fn is_b64token(token: &[u8]) -> bool {
+    let body = match token.iter().rposition(|&b| b != b'=') {
+        Some(last) => &token[..=last],
+        None => return false,
+    };
+    body.iter().fold(true, |ok, &b| ok & is_b64token_byte(b))
+}
+
+#[inline(always)]
+fn is_b64token_byte(b: u8) -> bool {
+    let lower = b | 0x20;
+    (lower.wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'0') < 10)
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
+}
+
+/// The verified-token cache's key: the first half of the token's SHA-256.
+type TokenKey = [u8; 16];
+
+/// The cache key of `token`.
+#[inline]
+fn token_key(token: &[u8]) -> TokenKey {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token);
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest.as_ref()[..16]);
+    key
+}
+
+/// The verified-token cache: a token's key to its identity, each entry
+/// weighing one.
+type TokenCache = Cache<
+    TokenKey,
+    Arc<Identity>,
+    UnitWeighter,
+    foldhash::fast::RandomState,
+    DefaultLifecycle<TokenKey, Arc<Identity>>,
+>;
+
+/// The system failed the gateway (no randomness, a key that would not
+/// sign): a fault of the gateway itself, never of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Internal;
+
+/// Why a token was refused: the verifier's reasons, then the claims'.
+///
+/// The `message` is a fixed sentence fit for an `error_description` and the
+/// `reason` a short stable label for metrics; neither ever holds any part of
+/// the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Signature, header or framing: see [`jwks::VerifyError`].
+    Verify(jwks::VerifyError),
+    /// A required claim is missing, empty or cannot travel in a header.
+    InvalidClaims,
+    /// `iss` is not this gateway.
+    WrongIssuer,
+    /// `aud` names none of the accepted audiences.
+    WrongAudience,
+    /// Past `exp` (beyond the leeway).
+    Expired,
+    /// Before `nbf` (beyond the leeway).
+    NotYetValid,
+    /// `iat` in the future (beyond the leeway).
+    IssuedInFuture,
+    /// The token's login session has ended (logout, `DELETE`, a device
+    /// limit, reuse detection, the admin API).
+    Revoked,
+}
+
+impl TokenError {
+    /// Every reason, for metrics.
+    pub const ALL: [TokenError; 14] = [
+        TokenError::Verify(jwks::VerifyError::TooLarge),
+        TokenError::Verify(jwks::VerifyError::Malformed),
+        TokenError::Verify(jwks::VerifyError::WrongType),
+        TokenError::Verify(jwks::VerifyError::ForbiddenHeader),
+        TokenError::Verify(jwks::VerifyError::UnknownKey),
+        TokenError::Verify(jwks::VerifyError::AlgorithmMismatch),
+        TokenError::Verify(jwks::VerifyError::BadSignature),
+        TokenError::InvalidClaims,
+        TokenError::WrongIssuer,
+        TokenError::WrongAudience,
+        TokenError::Expired,
+        TokenError::NotYetValid,
+        TokenError::IssuedInFuture,
+        TokenError::Revoked,
+    ];
+
+    /// A malformed token: also what an `Authorization` header that is not
+    /// `Bearer <token>` counts as.
+    pub const MALFORMED: TokenError = TokenError::Verify(jwks::VerifyError::Malformed);
+
+    /// The fixed sentence for `error_description`.
+    pub const fn message(self) -> &'static str {
+        match self {
+            TokenError::Verify(e) => e.message(),
+            TokenError::InvalidClaims => "invalid claims",
+            TokenError::WrongIssuer => "wrong issuer",
+            TokenError::WrongAudience => "wrong audience",
+            TokenError::Expired => "token expired",
+            TokenError::NotYetValid => "token not yet valid",
+            TokenError::IssuedInFuture => "token issued in the future",
+            TokenError::Revoked => "session revoked",
+        }
+    }
+
+    /// The metric label.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            TokenError::Verify(e) => e.reason(),
+            TokenError::InvalidClaims => "invalid_claims",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::Revoked => "revoked",
+        }
+    }
+
+    /// Its place in [`TokenError::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            TokenError::Verify(e) => e as usize,
+            TokenError::InvalidClaims => 7,
+            TokenError::WrongIssuer => 8,
+            TokenError::WrongAudience => 9,
+            TokenError::Expired => 10,
+            TokenError::NotYetValid => 11,
+            TokenError::IssuedInFuture => 12,
+            TokenError::Revoked => 13,
+        }
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// The key that identifies a person across sessions, devices and apps:
+/// the user service's `uid` when enrichment gave one, else the unionid when
+/// the platform gave one, else the openid. Role grants, tunnel caps and
+/// everything else per user go through this one function.
+pub fn user_key<T>(uid: Option<T>, unionid: Option<T>, openid: T) -> T {
+    uid.or(unionid).unwrap_or(openid)
+}
+
+/// Seconds since the epoch, now.
+#[inline]
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A random 128-bit id, base64url: for `jti` and `sid`.
+pub fn random_id() -> Result<String, Internal> {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| Internal)?;
+    Ok(B64.encode(bytes))
+}
+
+impl Tokens {
+    /// Tokens for `config`, signed and verified with `keys`.
+    pub fn new(config: TokensConfig, keys: Arc<KeyStore>) -> Tokens {
+        let capacity = config.cache_capacity;
+        let cache = Cache::with(
+            usize::try_from(capacity).unwrap_or(usize::MAX),
+            capacity,
+            UnitWeighter,
+            foldhash::fast::RandomState::default(),
+            DefaultLifecycle::default(),
+        );
+        Tokens {
+            keys,
+            config,
+            cache,
+            hits: metrics::Counter::noop(),
+            misses: metrics::Counter::noop(),
+        }
+    }
+
+    /// Counts cache hits and misses in these counters.
+    pub fn with_cache_counters(mut self, hits: metrics::Counter, misses: metrics::Counter) -> Self {
+        self.hits = hits;
+        self.misses = misses;
+        self
+    }
+
+    /// `iss` of every token.
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    /// The key store these tokens use.
+    pub fn keys(&self) -> &Arc<KeyStore> {
+        &self.keys
+    }
+
+    /// How many verified tokens the cache holds now.
+    pub fn cached(&self) -> u64 {
+        self.cache.len() as u64
+    }
+
+    /// Forgets every cached verification, after the key set changed.
+    pub fn clear_cache(&self) {
+        self.cache.clear();
+    }
+
+    /// Issues an access and a refresh token for `who` in login session `sid`;
+    /// the refresh token's id is `refresh_jti`, which the session store has
+    /// recorded as the one to redeem next.
+    pub fn issue(
+        &self,
+        who: &Subject,
+        sid: &str,
+        refresh_jti: String,
+    ) -> Result<TokenPair, Internal> {
+        let (access_claims, refresh_claims) =
+            self.pair_claims(who, sid, now_secs(), random_id()?, refresh_jti);
+        let keys = self.keys.load();
+        let sign = |typ, c: &Claims| keys.set.sign(typ, c).map_err(|_| Internal);
+        let access = sign(ACCESS_TYP, &access_claims)?;
+        let refresh = sign(REFRESH_TYP, &refresh_claims)?;
+        Ok(TokenPair {
+            token_type: "Bearer",
+            access_token: access,
+            expires_in: self.config.access_ttl.as_secs(),
+            refresh_token: refresh,
+            refresh_expires_in: self.config.refresh_ttl.as_secs(),
+            openid: who.openid.clone(),
+            unionid: who.unionid.clone(),
+            anonymous_openid: None,
+        })
+    }
+
+    /// The length of the longer token of the pair [`Tokens::issue`] would
+    /// make for `who` in `sid` now, if it passes [`jwks::MAX_TOKEN_LEN`]:
+    /// a token the gateway itself would refuse on every request, so one
+    /// never to issue. Measured without signing.
+    pub fn oversized(&self, who: &Subject, sid: &str) -> Result<Option<usize>, Internal> {
+        // Ids of the length `random_id` makes.
+        let (access, refresh) = self.pair_claims(who, sid, now_secs(), random_id()?, random_id()?);
+        let keys = self.keys.load();
+        let len = |typ, c: &Claims| keys.set.signed_len(typ, c).map_err(|_| Internal);
+        let longer = len(ACCESS_TYP, &access)?.max(len(REFRESH_TYP, &refresh)?);
+        Ok((longer > jwks::MAX_TOKEN_LEN).then_some(longer))
+    }
+
+    /// The claims of the access and the refresh token of `who` in `sid`,
+    /// issued at `now`.
+    fn pair_claims(
+        &self,
+        who: &Subject,
+        sid: &str,
+        now: u64,
+        access_jti: String,
+        refresh_jti: String,
+    ) -> (Claims, Claims) {
+        let aud = match self.config.audience.as_slice() {
+            [one] => Audience::One(one.clone()),
+            many => Audience::Many(many.to_vec()),
+        };
+        let claims = |aud, ttl: Duration, jti| Claims {
+            iss: self.config.issuer.clone(),
+            aud,
+            sub: who.openid.clone(),
+            client_id: who.appid.clone(),
+            iat: now,
+            exp: now + ttl.as_secs(),
+            nbf: None,
+            jti,
+            sid: sid.to_owned(),
+            platform: who.platform.clone(),
+            unionid: who.unionid.clone(),
+            did: who.device_id.clone(),
+            roles: who.roles.clone(),
+            uid: who.uid.clone(),
+            ext: who.ext.clone(),
+            dvt: Some(who.device_type.clone()),
+            phone_number: who.phone.clone(),
+            usr: None,
+        };
+        let access = claims(aud, self.config.access_ttl, access_jti);
+        let refresh_aud = Audience::One(self.config.issuer.clone());
+        let mut refresh = claims(refresh_aud, self.config.refresh_ttl, refresh_jti);
+        refresh.usr = Some(who.user().to_owned());
+        (access, refresh)
+    }
+
+    /// Verifies an access token, as sent (its characters are checked here);
+    /// the hot path of every authenticated request.
+    pub fn verify_access(
+        &self,
+        token: &(impl AsRef<[u8]> + ?Sized),
+    ) -> Result<Arc<Identity>, TokenError> {
+        let token = token.as_ref();
+        let key = token_key(token);
+        if let Some(id) = self.cache.get(&key) {
+            if now_secs() < id.exp && id.generation == self.keys.generation() {
+                self.hits.increment(1);
+                return Ok(id);
+            }
+            // Expired, or verified by keys since replaced: checked again
+            // below, and cached again only if it still passes.
+            self.cache.remove(&key);
+        }
+        let token = b64token(token).ok_or(TokenError::MALFORMED)?;
+        self.misses.increment(1);
+        let id = Arc::new(self.check_access(token)?);
+        if now_secs() < id.exp {
+            self.cache.insert(key, id.clone());
+        }
+        Ok(id)
+    }
+
+    /// The refresh TTL: how long session state must be remembered.
+    pub fn refresh_ttl(&self) -> Duration {
+        self.config.refresh_ttl
+    }
+
+    /// The full check of an access token, without the cache: what a cache
+    /// miss costs.
+    pub fn check_access(&self, token: &str) -> Result<Identity, TokenError> {
+        let (claims, generation) = self.check(token, ACCESS_TYP, |aud| {
+            aud.contains_any(&self.config.audience)
+        })?;
+        identity(&claims, generation).ok_or(TokenError::InvalidClaims)
+    }
+
+    /// Verifies a refresh token.
+    pub fn verify_refresh(&self, token: &str) -> Result<Refresh, TokenError> {
+        let issuer = &self.config.issuer;
+        let (c, _) = self.check(
+            token,
+            REFRESH_TYP,
+            |aud| matches!(aud, Audience::One(a) if a == issuer),
+        )?;
+        Ok(into_refresh(c))
+    }
+
+    /// Verifies an access token in full (no cache) and gives what it says
+    /// of its subject and session: for the endpoints that act on the
+    /// caller's session (phone number, decrypt), which are rare.
+    pub fn access_subject(&self, token: &[u8]) -> Result<Refresh, TokenError> {
+        let token = b64token(token).ok_or(TokenError::MALFORMED)?;
+        let (c, _) = self.check(token, ACCESS_TYP, |aud| {
+            aud.contains_any(&self.config.audience)
+        })?;
+        Ok(into_refresh(c))
+    }
+    /// Signature, type and the registered claims, with the generation of the
+    /// key set that verified them.
+    fn check(
+        &self,
+        token: &str,
+        typ: &str,
+        aud_ok: impl Fn(&Audience) -> bool,
+    ) -> Result<(Claims, u64), TokenError> {
+        let keys = self.keys.load();
+        let payload = keys.set.verify(token, typ).map_err(TokenError::Verify)?;
+        let c: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::InvalidClaims)?;
+        if [&c.sub, &c.client_id, &c.jti, &c.sid, &c.platform]
+            .iter()
+            .any(|s| s.is_empty())
+        {
+            return Err(TokenError::InvalidClaims);
+        }
+        let now = now_secs();
+        let leeway = self.config.leeway.as_secs();
+        if c.iss != self.config.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if !aud_ok(&c.aud) {
+            return Err(TokenError::WrongAudience);
+        }
+        if now >= c.exp.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if c.nbf.is_some_and(|nbf| nbf > now.saturating_add(leeway)) {
+            return Err(TokenError::NotYetValid);
+        }
+        if c.iat > now.saturating_add(leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        Ok((c, keys.generation))
+    }
+}
+
+/// The subject and session of verified claims.
+fn into_refresh(c: Claims) -> Refresh {
+    Refresh {
+        subject: Subject {
+            openid: c.sub,
+            unionid: c.unionid,
+            appid: c.client_id,
+            platform: c.platform,
+            device_id: c.did,
+            uid: c.uid,
+            roles: c.roles,
+            ext: c.ext,
+            device_type: c
+                .dvt
+                .unwrap_or_else(|| crate::config::defaults::DEVICE_TYPE.to_owned()),
+            session_user: c.usr,
+            phone: c.phone_number,
+        },
+        sid: c.sid,
+        jti: c.jti,
+        exp: c.exp,
+    }
+}
+
+/// Builds the identity headers of verified claims; `None` if a value cannot
+/// be a header (never true of tokens this gateway issued).
+///
+/// The values are slices of one buffer. A `HeaderValue` made on its own is
+/// an allocation, and a second one the first time it is cloned into a
+/// request; an identity has seven to a dozen of them and is cached for its
+/// token's life, so one shared buffer is most of what a cached entry saves.
+fn identity(c: &Claims, generation: u64) -> Option<Identity> {
+    use header::*;
+    let mut v = Values::default();
+    let sub = v.add(SUBJECT, &c.sub)?;
+    v.set(OPENID, sub);
+    v.add(APPID, &c.client_id)?;
+    v.add(SESSION, &c.sid)?;
+    v.add(PLATFORM, &c.platform)?;
+    v.add(TOKEN_ID, &c.jti)?;
+    let unionid = match &c.unionid {
+        Some(u) => Some(v.add(UNIONID, u)?),
+        None => None,
+    };
+    if let Some(d) = &c.did {
+        v.add(DEVICE, d)?;
+    }
+    if let Some(d) = &c.dvt {
+        v.add(DEVICE_TYPE, d)?;
+    }
+    if let Some(p) = &c.phone_number {
+        v.add(PHONE, p)?;
+    }
+    if !c.roles.is_empty() {
+        if !c.roles.iter().all(|r| crate::config::is_role_name(r)) {
+            return None;
+        }
+        v.add(ROLES, &c.roles.join(","))?;
+    }
+    let uid = match &c.uid {
+        Some(u) => Some(v.add(USER, u)?),
+        None => None,
+    };
+    let mut claims = Vec::new();
+    for (name, value) in &c.ext {
+        if !crate::signin::enrich::is_claim_name(name) {
+            return None;
+        }
+        let name = HeaderName::from_bytes(format!("{CLAIM_PREFIX}{name}").as_bytes()).ok()?;
+        claims.push((name, v.push(value)?));
+    }
+    // Chosen among the spans, so the user is not stored twice.
+    let user = user_key(uid, unionid, sub);
+    let Values {
+        buf,
+        known,
+        present,
+    } = v;
+    // Exactly sized: the cache keeps it for the token's life.
+    let values = Bytes::from(buf.into_boxed_slice());
+    // Every value must be able to go out as a header.
+    let mut all = known.iter().chain(claims.iter().map(|(_, s)| s));
+    if all.any(|s| HeaderValue::from_bytes(&values[s.range()]).is_err()) {
+        return None;
+    }
+    Some(Identity {
+        values,
+        known,
+        present,
+        user,
+        claims: (!claims.is_empty()).then(|| Box::new(claims)),
+        exp: c.exp,
+        generation,
+    })
+}
+
+/// An identity's values as they are gathered.
+#[derive(Default)]
+struct Values {
+    buf: Vec<u8>,
+    known: [Span; header::ALL.len()],
+    present: u16,
+}
+
+impl Values {
+    /// A fixed header's value; `None` if the buffer outgrows its spans.
+    fn add(&mut self, name: HeaderName, value: &str) -> Option<Span> {
+        let span = self.push(value)?;
+        self.set(name, span);
+        Some(span)
+    }
+
+    /// A fixed header with a value already in the buffer.
+    fn set(&mut self, name: HeaderName, span: Span) {
+        if let Some(at) = header::ALL.iter().position(|n| *n == name) {
+            self.known[at] = span;
+            self.present |= 1 << at;
+        }
+    }
+
+    fn push(&mut self, value: &str) -> Option<Span> {
+        let start = u16::try_from(self.buf.len()).ok()?;
+        self.buf.extend_from_slice(value.as_bytes());
+        let end = u16::try_from(self.buf.len()).ok()?;
+        Some(Span { start, end })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_branchless_byte_check_is_rfc_6750s_b64token_alphabet() {
+        for b in 0..=255u8 {
+            let rfc =
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+            assert_eq!(is_b64token_byte(b), rfc, "byte {b:#04x}");
+        }
+        assert_eq!(b64token(b"a.b-c_d~e+f/g=="), Some("a.b-c_d~e+f/g=="));
+        assert_eq!(b64token(b"a=b"), None);
+        assert_eq!(b64token("é".as_bytes()), None);
+        assert_eq!(b64token(b"=="), None);
+        assert_eq!(b64token(b""), None);
+    }
+
+    fn tokens(capacity: u64, leeway: u64) -> Tokens {
+        let set = jwks::KeySet::generate(jwks::Alg::ES256, SystemTime::now()).unwrap();
+        let config = TokensConfig {
+            issuer: "https://iss".into(),
+            audience: vec!["api".into()],
+            access_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(600),
+            leeway: Duration::from_secs(leeway),
+            cache_capacity: capacity,
+        };
+        Tokens::new(config, Arc::new(KeyStore::new(set, "https://iss")))
+    }
+
+    fn token(t: &Tokens, sub: &str, exp: u64) -> String {
+        let now = now_secs();
+        let claims = serde_json::json!({"iss": "https://iss", "aud": "api", "sub": sub, "client_id": "wx",
+            "iat": now, "exp": exp, "jti": sub, "sid": "s", "platform": "wechat"});
+        t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap()
+    }
+
+    #[test]
+    fn identity_headers_are_slices_of_one_buffer_and_say_what_the_token_says() {
+        let t = tokens(100, 0);
+        let now = now_secs();
+        let claims = serde_json::json!({"iss": "https://iss", "aud": "api", "sub": "o-1",
+            "client_id": "wx1", "iat": now, "exp": now + 60, "jti": "j-1", "sid": "s-1",
+            "platform": "wechat", "unionid": "u-1", "roles": ["admin", "ops"], "uid": "42"});
+        let tok = t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap();
+        let id = t.verify_access(&tok).unwrap();
+        let owned: Vec<(&str, String)> = id
+            .headers()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let got: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("x-auth-subject", "o-1"),
+                ("x-auth-openid", "o-1"),
+                ("x-auth-appid", "wx1"),
+                ("x-auth-session", "s-1"),
+                ("x-auth-platform", "wechat"),
+                ("x-auth-token-id", "j-1"),
+                ("x-auth-unionid", "u-1"),
+                ("x-auth-roles", "admin,ops"),
+                ("x-auth-user", "42"),
+            ]
+        );
+        assert_eq!(id.subject(), "o-1");
+        assert_eq!(id.sid(), "s-1");
+        assert_eq!(id.user(), "42", "uid first");
+        assert!(id.roles().contains("admin") && id.roles().contains("ops"));
+        assert!(!id.roles().contains("adm") && !id.roles().contains(""));
+        assert_eq!(id.header_count(), got.len());
+        // One buffer holds every value, the subject once.
+        let buf = id.values.as_ptr_range();
+        let values: Vec<HeaderValue> = id.headers().map(|(_, v)| v).collect();
+        for v in &values {
+            let r = v.as_bytes().as_ptr_range();
+            assert!(buf.start <= r.start && r.end <= buf.end);
+        }
+        assert_eq!(values[0].as_bytes().as_ptr(), values[1].as_bytes().as_ptr());
+        assert_eq!(id.values.len(), "o-1wx1s-1wechatj-1u-1admin,ops42".len());
+    }
+
+    #[test]
+    fn the_places_the_identity_reads_back_name_their_headers() {
+        assert_eq!(header::ALL[header::AT_SUBJECT], header::SUBJECT);
+        assert_eq!(header::ALL[header::AT_SESSION], header::SESSION);
+        assert_eq!(header::ALL[header::AT_ROLES], header::ROLES);
+        assert!(header::ALL.len() <= 16, "present is a u16");
+    }
+
+    #[test]
+    fn the_user_is_the_uid_else_the_unionid_else_the_openid_and_roles_may_be_none() {
+        let t = tokens(100, 0);
+        let now = now_secs();
+        let mut claims = serde_json::json!({"iss": "https://iss", "aud": "api", "sub": "o-2",
+            "client_id": "wx1", "iat": now, "exp": now + 60, "jti": "j-2", "sid": "s-2",
+            "platform": "wechat", "ext": {"tier": "gold"}});
+        let id = t
+            .verify_access(&t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap())
+            .unwrap();
+        assert_eq!(id.user(), "o-2");
+        assert!(!id.roles().contains("user"));
+        let tier: Vec<_> = id
+            .headers()
+            .filter(|(n, _)| n.as_str() == "x-auth-claim-tier")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(tier, ["gold"]);
+        claims["unionid"] = "u-2".into();
+        let id = t
+            .verify_access(&t.keys().load().set.sign(ACCESS_TYP, &claims).unwrap())
+            .unwrap();
+        assert_eq!(id.user(), "u-2");
+        assert_eq!(
+            id.user(),
+            user_key(None, Some("u-2"), "o-2"),
+            "the same choice as user_key"
+        );
+    }
+
+    #[test]
+    fn invalid_tokens_are_never_cached() {
+        let t = tokens(100, 0);
+        let good = token(&t, "a", now_secs() + 60);
+        let mut bad = good.clone();
+        bad.pop();
+        for _ in 0..3 {
+            assert!(t.verify_access(&bad).is_err());
+            assert!(t.verify_access("x.y.z").is_err());
+        }
+        assert_eq!(t.cached(), 0);
+        assert!(t.verify_access(&good).is_ok());
+        assert_eq!(t.cached(), 1);
+        // A hit returns the very same identity.
+        let a = t.verify_access(&good).unwrap();
+        let b = t.verify_access(&good).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        // The characters are checked on a miss, so a cached token with one
+        // more byte, in the alphabet or not, is verified afresh and refused.
+        for extra in ["!", "\t", " ", "\u{e9}", "A", "="] {
+            let err = t.verify_access(&format!("{good}{extra}")).unwrap_err();
+            let expected = match extra {
+                "A" | "=" => TokenError::Verify(jwks::VerifyError::BadSignature),
+                _ => TokenError::MALFORMED,
+            };
+            assert_eq!(err, expected, "{extra:?}");
+        }
+        assert_eq!(t.cached(), 1);
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_entries() {
+        let t = tokens(50, 0);
+        let exp = now_secs() + 60;
+        for i in 0..500 {
+            assert!(t.verify_access(&token(&t, &format!("u{i}"), exp)).is_ok());
+        }
+        assert!(t.cached() <= 50, "{} cached", t.cached());
+    }
+
+    #[test]
+    fn any_configured_capacity_works_even_none_or_a_huge_one() {
+        let exp = now_secs() + 60;
+        let none = tokens(0, 0);
+        let tok = token(&none, "a", exp);
+        assert!(none.verify_access(&tok).is_ok());
+        assert!(none.verify_access(&tok).is_ok());
+        assert_eq!(none.cached(), 0);
+        let huge = tokens(u64::MAX, 0);
+        let tok = token(&huge, "a", exp);
+        assert!(huge.verify_access(&tok).is_ok());
+        assert!(huge.verify_access(&tok).is_ok());
+        assert_eq!(huge.cached(), 1);
+    }
+
+    #[test]
+    fn a_cached_token_is_refused_once_expired() {
+        let t = tokens(100, 0);
+        let exp = now_secs() + 2;
+        let tok = token(&t, "short", exp);
+        assert!(t.verify_access(&tok).is_ok());
+        assert_eq!(t.cached(), 1);
+        while now_secs() < exp {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(t.verify_access(&tok).unwrap_err(), TokenError::Expired);
+        assert_eq!(t.cached(), 0);
+    }
+
+    #[test]
+    fn a_far_future_exp_does_not_overflow() {
+        let t = tokens(100, 0);
+        let tok = token(&t, "far", u64::MAX);
+        assert!(t.verify_access(&tok).is_ok());
+        assert!(t.verify_access(&tok).is_ok());
+    }
+
+    #[test]
+    fn a_replaced_key_set_with_a_cleared_cache_refuses_old_tokens() {
+        let t = tokens(100, 0);
+        let tok = token(&t, "a", now_secs() + 60);
+        assert!(t.verify_access(&tok).is_ok());
+        t.keys()
+            .replace(jwks::KeySet::generate(jwks::Alg::ES256, SystemTime::now()).unwrap());
+        t.clear_cache();
+        assert_eq!(
+            t.verify_access(&tok).unwrap_err(),
+            TokenError::Verify(jwks::VerifyError::UnknownKey)
+        );
+    }
+
+    /// The longest value every part of a token can have: ids at the 128
+    /// the providers and the login allow, the longest issuer, the longest
+    /// platform name, phone number and device class.
+    fn largest_subject(roles: Vec<String>, ext: BTreeMap<String, String>) -> Subject {
+        Subject {
+            openid: "o".repeat(128),
+            unionid: Some("u".repeat(128)),
+            appid: "a".repeat(64),
+            platform: "wechat_web".into(),
+            device_id: Some("d".repeat(128)),
+            uid: Some("i".repeat(128)),
+            roles,
+            ext,
+            device_type: "t".repeat(32),
+            phone: Some("p".repeat(32)),
+            session_user: None,
+        }
+    }
+
+    #[test]
+    fn the_largest_answer_within_the_limits_makes_tokens_the_gateway_accepts() {
+        use crate::signin::enrich::{MAX_CLAIMS, MAX_ROLES, MAX_ROLES_AND_CLAIMS};
+        let issuer = format!("https://{}", "i".repeat(512 - 8));
+        let config = TokensConfig {
+            issuer: issuer.clone(),
+            audience: vec!["a".repeat(64)],
+            access_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(600),
+            leeway: Duration::ZERO,
+            cache_capacity: 10,
+        };
+        let rsa = include_str!("../../../jwks/testdata/rs256-2048.pk8.b64").trim();
+        let kid = jwks::Key::from_pkcs8(jwks::Alg::RS256, B64.decode(rsa).unwrap())
+            .unwrap()
+            .kid()
+            .to_owned();
+        let rsa_set = jwks::KeySet::from_json(
+            serde_json::json!({"format": "minigate-keyset/1", "keys": [{
+                "kid": kid, "alg": "RS256", "state": "current",
+                "created": "2026-01-01T00:00:00Z", "private_key": rsa}]})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let sets = [
+            jwks::KeySet::generate(jwks::Alg::ES256, SystemTime::now()).unwrap(),
+            jwks::KeySet::generate(jwks::Alg::EdDSA, SystemTime::now()).unwrap(),
+            rsa_set,
+        ];
+        let name =
+            |i: usize, c: char, len: usize| format!("{i:02}{}", c.to_string().repeat(len - 2));
+        // Every role at 64, the claims sharing what is left; and the most
+        // claims at 256, a few roles sharing what is left.
+        let roles: Vec<String> = (0..MAX_ROLES).map(|i| name(i, 'r', 64)).collect();
+        let value = (MAX_ROLES_AND_CLAIMS - 64 * MAX_ROLES) / MAX_CLAIMS - 32;
+        let ext = (0..MAX_CLAIMS)
+            .map(|i| (format!("c{}", name(i, 'n', 31)), "v".repeat(value)))
+            .collect();
+        let wide = largest_subject(roles, ext);
+        let claims = (MAX_ROLES_AND_CLAIMS - 3 * 64) / (32 + 256);
+        let ext = (0..claims)
+            .map(|i| (format!("c{}", name(i, 'n', 31)), "v".repeat(256)))
+            .collect();
+        let deep = largest_subject((0..3).map(|i| name(i, 'r', 64)).collect(), ext);
+        for who in [&wide, &deep] {
+            let size = who.roles.iter().map(String::len).sum::<usize>()
+                + who
+                    .ext
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>();
+            assert!(size <= MAX_ROLES_AND_CLAIMS && size > MAX_ROLES_AND_CLAIMS - 300);
+        }
+        for set in sets {
+            let alg = set.current().alg();
+            let t = Tokens::new(config.clone(), Arc::new(KeyStore::new(set, &issuer)));
+            for who in [&wide, &deep] {
+                assert_eq!(t.oversized(who, "s").unwrap(), None, "{alg:?}");
+                let pair = t.issue(who, "s", random_id().unwrap()).unwrap();
+                // RSA keys of 4096 bits sign with 341 more characters than
+                // this 2048-bit one: they fit too.
+                let room = if alg == jwks::Alg::RS256 { 341 } else { 0 };
+                for token in [&pair.access_token, &pair.refresh_token] {
+                    assert!(
+                        token.len() + room <= jwks::MAX_TOKEN_LEN,
+                        "{alg:?}: {}",
+                        token.len()
+                    );
+                }
+                let id = t.verify_access(&pair.access_token).unwrap();
+                assert!(who.roles.iter().all(|r| id.roles().contains(r)));
+                assert_eq!(
+                    t.verify_refresh(&pair.refresh_token).unwrap().subject.ext,
+                    who.ext
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_pair_that_would_pass_the_cap_is_found_before_it_is_signed() {
+        // The answer of issue 27: 32 roles of 64, 16 claims of 256, a uid of
+        // 128 (beyond MAX_ROLES_AND_CLAIMS, as static grants could make it).
+        let t = tokens(10, 0);
+        let roles = (0..32)
+            .map(|i| format!("{i:02}{}", "r".repeat(62)))
+            .collect();
+        let ext = (0..16)
+            .map(|i| (format!("c{i:02}{}", "n".repeat(29)), "v".repeat(256)))
+            .collect();
+        let mut who = largest_subject(roles, ext);
+        who.unionid = None;
+        who.device_id = None;
+        let size = t.oversized(&who, "s").unwrap().unwrap();
+        let pair = t.issue(&who, "s", random_id().unwrap()).unwrap();
+        assert_eq!(size, pair.access_token.len().max(pair.refresh_token.len()));
+        assert_eq!(
+            t.verify_access(&pair.access_token).unwrap_err(),
+            TokenError::Verify(jwks::VerifyError::TooLarge),
+            "what such a token would meet"
+        );
+        who.ext.clear();
+        assert_eq!(t.oversized(&who, "s").unwrap(), None);
+    }
+}
