@@ -43,7 +43,6 @@ use crate::ops::metrics::Refusal;
 use crate::pipeline::handle;
 use crate::tokens::keys::KeyStore;
 
-
 pub use client_io::{ClientIo, Served};
 
 /// A gateway serving on a socket.

@@ -326,6 +326,10 @@ async fn the_shutdown_deadline_cuts_requests_that_take_too_long() {
 struct Killable {
     addr: SocketAddr,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Its connections, kept here so that a kill can wait for them to end:
+    /// an abort takes effect only at a task's next poll, and until then a
+    /// connection on the other worker thread would still answer.
+    conns: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl Killable {
@@ -337,10 +341,11 @@ impl Killable {
             }
         };
         let addr = listener.local_addr().unwrap();
+        let conns: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>> = Arc::default();
+        let held = conns.clone();
         let task = tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
             while let Ok((s, _)) = listener.accept().await {
-                conns.spawn(async move {
+                held.lock().unwrap().spawn(async move {
                     let svc = hyper::service::service_fn(|_req| async {
                         Ok::<_, std::convert::Infallible>(http::Response::new(
                             http_body_util::Full::new(bytes::Bytes::from_static(b"up")),
@@ -355,13 +360,18 @@ impl Killable {
         Killable {
             addr,
             task: Some(task),
+            conns,
         }
     }
 
-    fn kill(&mut self) {
+    /// Stops accepting and ends every connection; returns once none is left.
+    async fn kill(&mut self) {
         if let Some(t) = self.task.take() {
             t.abort();
+            let _ = t.await;
         }
+        let mut conns = std::mem::take(&mut *self.conns.lock().unwrap());
+        conns.shutdown().await;
     }
 }
 
@@ -428,7 +438,7 @@ async fn an_upstream_killed_under_load_gives_502_then_recovers_without_leaks() {
     };
     wait_for(0, 300).await;
     let fds_warm = open_fds(pid);
-    up.kill();
+    up.kill().await;
     phase.store(1, Ordering::SeqCst);
     wait_for(1, 300).await;
     let _up = Killable::start(up.addr).await;

@@ -1,0 +1,43 @@
+//! The store's Lua scripts, one `.lua` file each in `scripts/` (each file
+//! says its KEYS, ARGV and answer). Every operation that reads and writes
+//! one user's keys is one script, so it is atomic on the server whatever
+//! the number of replicas racing; the shared functions (`redeemable`,
+//! `reused`) are prepended to the scripts that call them.
+
+use redis::Script;
+
+const BEGIN: &str = include_str!("scripts/begin.lua");
+const REISSUE: &str = include_str!("scripts/reissue.lua");
+const REDEEMABLE: &str = include_str!("scripts/redeemable.lua");
+const REUSED: &str = include_str!("scripts/reused.lua");
+const REDEEM: &str = include_str!("scripts/redeem.lua");
+const CHECK: &str = include_str!("scripts/check.lua");
+const END: &str = include_str!("scripts/end.lua");
+const SET_PHONE: &str = include_str!("scripts/set_phone.lua");
+const LIST: &str = include_str!("scripts/list.lua");
+
+/// The Lua scripts, with their hashes.
+pub(super) struct Scripts {
+    pub begin: Script,
+    pub check: Script,
+    pub redeem: Script,
+    pub reissue: Script,
+    pub end: Script,
+    pub set_phone: Script,
+    pub list: Script,
+}
+
+impl Scripts {
+    /// Every script, with its hash computed once.
+    pub fn load() -> Scripts {
+        Scripts {
+            begin: Script::new(BEGIN),
+            check: Script::new(&format!("{REDEEMABLE}{REUSED}{CHECK}")),
+            redeem: Script::new(&format!("{REDEEMABLE}{REUSED}{REDEEM}")),
+            reissue: Script::new(REISSUE),
+            end: Script::new(&format!("{REDEEMABLE}{END}")),
+            set_phone: Script::new(SET_PHONE),
+            list: Script::new(LIST),
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Keeping every replica's revoked set in step through Redis: a
+//! subscription to the channel `minigate:revoked`, and resyncs from the
+//! sorted set of the same name in case a published message was missed.
+//! Apart from the store, since it runs as a background task of its own and
+//! never on a request's path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tokio::sync::watch;
+
+use super::{RedisStore, CALL_TIMEOUT, REVOKED_KEY};
+use crate::ops::metrics::Resync;
+use crate::sessions::revoked::RevokedSet;
+use crate::sessions::Unavailable;
+
+/// How often a replica re-reads the recent revocations, in case a
+/// published one was missed: under the contract's 2 seconds, so a missed
+/// message still reaches every replica in time while Redis answers. The
+/// read is of the recent window of one sorted set: cheap at this rate.
+pub const RESYNC_EVERY: Duration = Duration::from_secs(1);
+/// How soon a full resync that failed is tried again.
+const FULL_RETRY: Duration = Duration::from_millis(200);
+
+/// Parses a published revocation: `AT UNTIL SID...`.
+fn parse_message(payload: &str) -> Option<(u64, u64, Vec<&str>)> {
+    let mut parts = payload.split(' ');
+    let at = parts.next()?.parse().ok()?;
+    let until = parts.next()?.parse().ok()?;
+    let sids: Vec<&str> = parts
+        .filter(|s| crate::config::is_header_safe(s, 128))
+        .collect();
+    Some((at, until, sids))
+}
+
+/// What holds a store and the revoked set that [`spawn_sync`] keeps in step
+/// (the gateway's shared state).
+pub trait Synced: Send + Sync + 'static {
+    /// The session store.
+    fn store(&self) -> &crate::sessions::Store;
+    /// The revoked-session set.
+    fn revoked(&self) -> &RevokedSet;
+}
+
+/// Keeps `revoked` in step with the other replicas until `stopped`: a
+/// subscription to `minigate:revoked` (its own connection, reconnected
+/// with a backoff), a full resync after every (re)subscription, and a
+/// resync of the recent entries every [`RESYNC_EVERY`]. While Redis is
+/// unreachable the set keeps what it knows; entries only ever leave it by
+/// expiring.
+pub fn spawn_sync<S: Synced>(shared: Arc<S>, mut stopped: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let crate::sessions::Store::Redis(redis) = shared.store() else {
+            return;
+        };
+        let revoked = shared.revoked();
+        let mut backoff = Duration::from_millis(100);
+        let mut seed = 0usize;
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            let Some(client) = redis.subscribe.get(seed % redis.subscribe.len().max(1)) else {
+                return;
+            };
+            seed = seed.wrapping_add(1);
+            let subscribed = async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(REVOKED_KEY).await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            };
+            let pubsub = tokio::select! {
+                _ = stopped.changed() => return,
+                r = tokio::time::timeout(CALL_TIMEOUT, subscribed) => r,
+            };
+            let mut messages = match pubsub {
+                Ok(Ok(p)) => p.into_on_message(),
+                _ => {
+                    revoked.resynced(Resync::Failed);
+                    tokio::select! {
+                        _ = stopped.changed() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            // Subscribed first, then read: nothing falls between the two.
+            // The command connection may come back later than this one:
+            // the full read is retried until it succeeds.
+            let mut full_pending = !resync(redis, revoked, true).await;
+            let mut tick = tokio::time::interval(RESYNC_EVERY);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(FULL_RETRY), if full_pending => {
+                        full_pending = !resync(redis, revoked, true).await;
+                    }
+                    _ = stopped.changed() => return,
+                    msg = messages.next() => {
+                        let Some(msg) = msg else {
+                            tracing::warn!("revocation subscription lost; reconnecting");
+                            break;
+                        };
+                        let Ok(payload) = msg.get_payload::<String>() else { continue };
+                        if let Some((at, until, sids)) = parse_message(&payload) {
+                            revoked.insert_all(sids.into_iter().map(|s| (s, until)));
+                            revoked.arrived(at);
+                        }
+                    }
+                    _ = tick.tick() => {
+                        revoked.sweep();
+                        resync(redis, revoked, false).await;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// One resync; whether it succeeded.
+async fn resync(redis: &RedisStore, revoked: &RevokedSet, full: bool) -> bool {
+    match redis.read_revoked(revoked.lifetime_ms(), full).await {
+        Ok(entries) => {
+            revoked.insert_all(entries.iter().map(|(s, u)| (s.as_str(), *u)));
+            revoked.resynced(if full { Resync::Full } else { Resync::Periodic });
+            true
+        }
+        Err(Unavailable) => {
+            revoked.resynced(Resync::Failed);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse() {
+        assert_eq!(parse_message("1 2 a b"), Some((1, 2, vec!["a", "b"])));
+        assert_eq!(parse_message("x 2 a"), None);
+    }
+}
