@@ -7,7 +7,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use minigate::forward::proxy::drop_underscored;
+use minigate::pipeline::headers::drop_underscored;
 use minigate::pipeline::path::canonical;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! `/auth/verify`: the forward-auth decision for another proxy.
 
 use super::*;
-use crate::forward::proxy::METHOD_OVERRIDE;
+use crate::pipeline::headers::METHOD_OVERRIDE;
 
 /// The original request a forward-auth check is about: Traefik's
 /// `X-Forwarded-Method`/`X-Forwarded-Uri`, else nginx's

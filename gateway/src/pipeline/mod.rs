@@ -7,20 +7,23 @@
 //! - **classify** reads the request head before anything else does: header
 //!   names with `_` are dropped, a head that is not HTTP as the contract
 //!   wants it (not exactly one `Host`, userinfo in the target) is refused,
-//!   the path is put in its canonical form ([`crate::pipeline::path`]; paths an
+//!   the path is put in its canonical form ([`path`]; paths an
 //!   upstream could read as another are refused) and the request carries
 //!   that form from then on, so the path judged is the path forwarded; what
 //!   is left is one of the gateway's own endpoints, a route, or nothing
 //!   (404);
 //! - **admit** holds a place in the client address's count of requests in
-//!   flight (`max_requests_per_ip`), kept until the response body is done;
+//!   flight (`max_requests_per_ip`, [`limits`]), kept until the response body is
+//!   done; the route is the longest prefix of the path ([`routes`]);
 //! - **authenticate** applies the route's `auth` to the bearer token and
 //!   refuses a token whose session has ended (the revoked-session set);
 //!   **authorize** applies its `allow` rules to the caller's roles and the
-//!   method (both in [`crate::pipeline::auth::check`], which forward-auth shares);
-//! - **rewrite** makes the upstream's headers: identity, client address,
-//!   request id; a WebSocket handshake also takes a tunnel place here;
-//! - **forward** sends it upstream and streams the answer back;
+//!   method (both in [`auth::check`], which forward-auth shares);
+//! - **rewrite** makes the upstream's headers ([`headers`]): identity,
+//!   client address, request id, no spoofed ones; a WebSocket handshake also
+//!   takes a tunnel place here;
+//! - **forward** sends it upstream and streams the answer back
+//!   ([`crate::forward`]);
 //! - **log** counts the response under its route or endpoint and writes the
 //!   access line.
 //!
@@ -31,6 +34,7 @@
 //! [`crate::gateway::Gateway`].
 
 pub mod auth;
+pub mod headers;
 pub mod limits;
 pub mod path;
 pub mod routes;
@@ -48,7 +52,7 @@ use tracing::Instrument as _;
 use crate::endpoints::{self, Endpoint};
 use crate::error::ApiError;
 use crate::forward::body::Body;
-use crate::forward::proxy::{self, client_behind, request_id, Forward, REQUEST_ID};
+use crate::forward::proxy::Forward;
 use crate::forward::tunnel::{self, TunnelPlace};
 use crate::gateway::Gateway;
 use crate::listener::conn::{ClientAddr, Conn};
@@ -58,6 +62,7 @@ use crate::pipeline::limits::{bucket, InFlight};
 use crate::pipeline::path::canonical;
 use crate::pipeline::routes::Route;
 use crate::tokens::Identity;
+use headers::{client_behind, request_id, REQUEST_ID};
 
 /// What one request has learnt on its way, for the phases after.
 struct Ctx<'g> {
@@ -117,7 +122,7 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -
         identity: None,
     };
     let span = tracing::info_span!("request", id = ctx.request_id.to_str().unwrap_or("-"));
-    let dropped = proxy::drop_underscored(req.headers_mut(), gw.server.underscores_in_headers);
+    let dropped = headers::drop_underscored(req.headers_mut(), gw.server.underscores_in_headers);
     if let Some(c) = gw.metrics.refusals.get(Refusal::HeaderDropped) {
         c.increment(dropped as u64);
     }
@@ -305,9 +310,9 @@ fn rewrite(ctx: &Ctx<'_>, req: &mut Request<Incoming>) {
         }
     }
     if req.version() == Version::HTTP_2 {
-        proxy::join_cookies(req.headers_mut());
+        headers::join_cookies(req.headers_mut());
     }
-    proxy::rewrite_request_headers(
+    headers::rewrite_request_headers(
         req.headers_mut(),
         ctx.identity.as_deref(),
         &ctx.conn.addr,

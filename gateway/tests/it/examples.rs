@@ -758,7 +758,7 @@ fn the_forward_auth_examples_set_or_clear_every_identity_header_minigate_can_sen
     }
     // The method override headers are cleared, and the check is told of a
     // WebSocket handshake (nginx passes no Upgrade to a subrequest).
-    for h in minigate::forward::proxy::METHOD_OVERRIDE {
+    for h in minigate::pipeline::headers::METHOD_OVERRIDE {
         assert!(
             nginx.contains(&format!("proxy_set_header {h} \"\";")),
             "nginx.conf does not clear {h}"
@@ -780,7 +780,7 @@ fn the_forward_auth_examples_set_or_clear_every_identity_header_minigate_can_sen
     }
     assert_eq!(auth["authResponseHeadersRegex"], "^X-Auth-");
     let asked = lower(&auth["authRequestHeaders"]);
-    for h in minigate::forward::proxy::METHOD_OVERRIDE {
+    for h in minigate::pipeline::headers::METHOD_OVERRIDE {
         assert!(
             asked.iter().any(|p| p == h),
             "traefik.yml does not ask with {h}"
@@ -795,7 +795,7 @@ fn the_forward_auth_examples_set_or_clear_every_identity_header_minigate_can_sen
         assert!(upstream.contains(h), "istio.yaml does not pass {h}");
     }
     let asked = strings(&ext["includeRequestHeadersInCheck"]);
-    for h in minigate::forward::proxy::METHOD_OVERRIDE {
+    for h in minigate::pipeline::headers::METHOD_OVERRIDE {
         assert!(asked.contains(&h), "istio.yaml does not ask with {h}");
     }
 }

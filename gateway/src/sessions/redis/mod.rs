@@ -41,8 +41,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::OnceCell;
 
-mod scripts;
-mod sync;
+pub mod scripts;
+pub mod sync;
 
 use scripts::Scripts;
 pub use sync::{spawn_sync, Synced, RESYNC_EVERY};

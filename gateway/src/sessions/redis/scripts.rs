@@ -17,7 +17,7 @@ const SET_PHONE: &str = include_str!("scripts/set_phone.lua");
 const LIST: &str = include_str!("scripts/list.lua");
 
 /// The Lua scripts, with their hashes.
-pub(super) struct Scripts {
+pub struct Scripts {
     pub begin: Script,
     pub check: Script,
     pub redeem: Script,
