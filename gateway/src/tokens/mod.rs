@@ -7,22 +7,36 @@
 //! header, kid, signature, claims) done by [`jwks`] and here. The
 //! characters are checked after the cache, not before: a token found there
 //! has the very bytes that passed, and a hit skips a pass over hundreds of
-//! them (2.6 % of a proxied request's instructions). Only valid tokens are
+//! them (what it saves is in `benches/README.md`). Only valid tokens are
 //! cached, never used past their `exp`, and the cache is bounded in entries.
 //! Refresh tokens are checked in full every time: they are used rarely, and
 //! their redemption touches session state anyway.
+//!
+//! Here is the issuing and the verifying ([`Tokens`]); beside it, what a
+//! token is for ([`Subject`]), what a verified one says ([`Identity`]) and
+//! the header names it is sent upstream under ([`header`]), why one is
+//! refused ([`TokenError`]), the cache's key, and the key set ([`keys`]).
 
+mod cache;
 pub mod crypto;
+mod error;
+pub mod header;
+mod identity;
+mod ids;
 pub mod keys;
+mod subject;
+
+use cache::{token_key, TokenCache};
+pub use error::{Internal, TokenError};
+use identity::identity;
+pub use identity::{Headers, Identity, Roles};
+pub use ids::{now_secs, random_id};
+pub use subject::{user_key, Subject};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
 use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::UnitWeighter;
 use serde::{Deserialize, Serialize};
@@ -34,98 +48,6 @@ use crate::tokens::keys::KeyStore;
 pub const ACCESS_TYP: &str = "at+jwt";
 /// `typ` of refresh tokens; never accepted as an access token.
 pub const REFRESH_TYP: &str = "refresh+jwt";
-
-/// The identity header names sent upstream.
-pub mod header {
-    use http::HeaderName;
-    /// `sub` (the openid).
-    pub const SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
-    /// The openid.
-    pub const OPENID: HeaderName = HeaderName::from_static("x-auth-openid");
-    /// `client_id` (the appid).
-    pub const APPID: HeaderName = HeaderName::from_static("x-auth-appid");
-    /// `sid`.
-    pub const SESSION: HeaderName = HeaderName::from_static("x-auth-session");
-    /// `platform`.
-    pub const PLATFORM: HeaderName = HeaderName::from_static("x-auth-platform");
-    /// `jti`.
-    pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-auth-token-id");
-    /// `unionid`, when known.
-    pub const UNIONID: HeaderName = HeaderName::from_static("x-auth-unionid");
-    /// `did` (device id), when known.
-    pub const DEVICE: HeaderName = HeaderName::from_static("x-auth-device");
-    /// `roles`, joined with `,`, when there are any.
-    pub const ROLES: HeaderName = HeaderName::from_static("x-auth-roles");
-    /// `uid`, the user service's own id, when enrichment gave one.
-    pub const USER: HeaderName = HeaderName::from_static("x-auth-user");
-    /// The prefix of one header per `ext` claim: `x-auth-claim-<name>`.
-    pub const CLAIM_PREFIX: &str = "x-auth-claim-";
-    /// `phone_number`, once the user shared it.
-    pub const PHONE: HeaderName = HeaderName::from_static("x-auth-phone");
-    /// `dvt` (device class: phone, pc, web...), when the token has one.
-    pub const DEVICE_TYPE: HeaderName = HeaderName::from_static("x-auth-device-type");
-    /// Places in [`ALL`] the identity reads back.
-    pub(super) const AT_SUBJECT: usize = 0;
-    pub(super) const AT_SESSION: usize = 3;
-    pub(super) const AT_ROLES: usize = 10;
-    /// Every fixed name, in the order they are sent; a cached identity
-    /// names them by their place here rather than carrying them.
-    pub static ALL: [HeaderName; 12] = [
-        SUBJECT,
-        OPENID,
-        APPID,
-        SESSION,
-        PLATFORM,
-        TOKEN_ID,
-        UNIONID,
-        DEVICE,
-        DEVICE_TYPE,
-        PHONE,
-        ROLES,
-        USER,
-    ];
-}
-
-/// Who a token pair is for.
-#[derive(Debug, Clone)]
-pub struct Subject {
-    /// The user's openid (`sub`).
-    pub openid: String,
-    /// The user's unionid, when known.
-    pub unionid: Option<String>,
-    /// The mini-program's appid (`client_id`).
-    pub appid: String,
-    /// The platform name.
-    pub platform: String,
-    /// The device id the client sent at login, if any.
-    pub device_id: Option<String>,
-    /// The user service's id for the person, from enrichment.
-    pub uid: Option<String>,
-    /// Roles: static grants and enrichment's, sorted, no duplicates.
-    pub roles: Vec<String>,
-    /// Short custom claims from enrichment (`ext`).
-    pub ext: BTreeMap<String, String>,
-    /// The device class of the login (`dvt`).
-    pub device_type: String,
-    /// The phone number WeChat verified for this session (`phone_number`).
-    pub phone: Option<String>,
-    /// The user the login session was begun under (`usr` of its refresh
-    /// token), once there is one; see [`Subject::user`].
-    pub session_user: Option<String>,
-}
-
-impl Subject {
-    /// The user (see [`user_key`]) whose session this is: the one the
-    /// session was begun under (`usr` of its refresh token), else the one
-    /// these claims name. Role grants, device limits, the session list and
-    /// the admin API key on it; every caller goes through here.
-    pub fn user(&self) -> &str {
-        match &self.session_user {
-            Some(u) => u,
-            None => user_key(self.uid.as_deref(), self.unionid.as_deref(), &self.openid),
-        }
-    }
-}
 
 /// A freshly issued access and refresh token.
 #[derive(Debug, Serialize)]
@@ -149,161 +71,6 @@ pub struct TokenPair {
     /// anonymous user it names, so the app can carry that user's data over.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anonymous_openid: Option<String>,
-}
-
-/// A verified access token, as the proxy needs it, and as the cache keeps
-/// it: every value in one buffer, each header a slice of it made when a
-/// request needs it.
-///
-/// One `HeaderValue` per header would be 40 bytes each, a dozen of them,
-/// for every cached token: most of an entry. A span into one buffer is 4
-/// bytes, and a slice of a shared buffer is what cloning a `HeaderValue`
-/// costs anyway (a reference count).
-#[derive(Debug)]
-pub struct Identity {
-    /// The values, back to back; the subject once (`X-Auth-Subject` and
-    /// `X-Auth-Openid` share it) and the user key one of them.
-    values: Bytes,
-    /// Each fixed header's value, by its place in [`header::ALL`]; sent
-    /// only if its bit is set in `present`.
-    known: [Span; header::ALL.len()],
-    present: u16,
-    /// The user: see [`user_key`].
-    user: Span,
-    /// One `X-Auth-Claim-<name>` per `ext` claim. Most tokens have none:
-    /// a thin pointer keeps the identity at 112 bytes (128 with its `Arc`,
-    /// one of the allocator's size classes).
-    #[allow(clippy::box_collection)]
-    claims: Option<Box<Vec<(HeaderName, Span)>>>,
-    exp: u64,
-    /// The key-set generation that verified it: a reload makes it stale.
-    generation: u64,
-}
-
-/// The iterator of [`Identity::headers`]: the fixed headers by the bits of
-/// `present`, then the claims. Written out rather than chained adapters
-/// (a filtered, enumerated zip chained to a flattened map): it runs for
-/// every authenticated request, and this is about 430 instructions fewer
-/// for the eight headers of a WeChat user's token.
-pub struct Headers<'a> {
-    id: &'a Identity,
-    /// The fixed headers not yet given, as bits.
-    known: u16,
-    claims: std::slice::Iter<'a, (HeaderName, Span)>,
-}
-
-impl<'a> Iterator for Headers<'a> {
-    type Item = (&'a HeaderName, HeaderValue);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let (name, span) = if self.known != 0 {
-                let at = self.known.trailing_zeros() as usize;
-                self.known &= self.known - 1;
-                match (header::ALL.get(at), self.id.known.get(at)) {
-                    (Some(name), Some(span)) => (name, *span),
-                    _ => continue,
-                }
-            } else {
-                let (name, span) = self.claims.next()?;
-                (name, *span)
-            };
-            // Checked when the identity was made, so never skipped here.
-            if let Some(value) = self.id.value(span) {
-                return Some((name, value));
-            }
-        }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.known.count_ones() as usize + self.claims.len();
-        (0, Some(n))
-    }
-}
-
-/// Where a value lies in [`Identity::values`]. A token whose values pass
-/// 64 KiB is refused as having invalid claims; the gateway never issues one
-/// (enrichment caps roles at 32 and claims at 16 of 256 bytes).
-#[derive(Debug, Clone, Copy, Default)]
-struct Span {
-    start: u16,
-    end: u16,
-}
-
-impl Span {
-    fn range(self) -> std::ops::Range<usize> {
-        usize::from(self.start)..usize::from(self.end)
-    }
-}
-
-impl Identity {
-    /// The `X-Auth-*` headers to send upstream.
-    pub fn headers(&self) -> Headers<'_> {
-        Headers {
-            id: self,
-            known: self.present,
-            claims: self.claims.as_deref().map_or(&[][..], Vec::as_slice).iter(),
-        }
-    }
-
-    /// How many headers [`Identity::headers`] gives.
-    pub fn header_count(&self) -> usize {
-        self.present.count_ones() as usize + self.claims.as_ref().map_or(0, |c| c.len())
-    }
-
-    /// `sub`, for logs.
-    pub fn subject(&self) -> &str {
-        self.text(self.known[header::AT_SUBJECT])
-    }
-
-    /// The user: see [`user_key`].
-    pub fn user(&self) -> &str {
-        self.text(self.user)
-    }
-
-    /// `sid`: the login session, checked against the revoked sessions.
-    pub fn sid(&self) -> &str {
-        self.text(self.known[header::AT_SESSION])
-    }
-
-    /// `roles`, for the route's `allow` rules.
-    pub fn roles(&self) -> Roles<'_> {
-        match self.present & (1 << header::AT_ROLES) {
-            0 => Roles::NONE,
-            _ => Roles::joined(self.text(self.known[header::AT_ROLES])),
-        }
-    }
-
-    fn value(&self, span: Span) -> Option<HeaderValue> {
-        HeaderValue::from_maybe_shared(self.values.slice(span.range())).ok()
-    }
-
-    fn text(&self, span: Span) -> &str {
-        self.values
-            .get(span.range())
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .unwrap_or("")
-    }
-}
-
-/// A caller's roles: the `roles` claim, as `X-Auth-Roles` sends it (joined
-/// with `,`, which no role name holds).
-#[derive(Debug, Clone, Copy)]
-pub struct Roles<'a>(&'a str);
-
-impl<'a> Roles<'a> {
-    /// No roles (an anonymous caller).
-    pub const NONE: Roles<'static> = Roles("");
-
-    /// The roles in `joined`, separated by `,`.
-    pub fn joined(joined: &'a str) -> Roles<'a> {
-        Roles(joined)
-    }
-
-    /// Whether `role` is one of them.
-    pub fn contains(self, role: &str) -> bool {
-        !self.0.is_empty() && self.0.split(',').any(|r| r == role)
-    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -438,157 +205,6 @@ fn is_b64token_byte(b: u8) -> bool {
         | (b == b'~')
         | (b == b'+')
         | (b == b'/')
-}
-
-/// The verified-token cache's key: the first half of the token's SHA-256.
-type TokenKey = [u8; 16];
-
-/// The cache key of `token`.
-#[inline]
-fn token_key(token: &[u8]) -> TokenKey {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token);
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&digest.as_ref()[..16]);
-    key
-}
-
-/// The verified-token cache: a token's key to its identity, each entry
-/// weighing one.
-type TokenCache = Cache<
-    TokenKey,
-    Arc<Identity>,
-    UnitWeighter,
-    foldhash::fast::RandomState,
-    DefaultLifecycle<TokenKey, Arc<Identity>>,
->;
-
-/// The system failed the gateway (no randomness, a key that would not
-/// sign): a fault of the gateway itself, never of the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Internal;
-
-/// Why a token was refused: the verifier's reasons, then the claims'.
-///
-/// The `message` is a fixed sentence fit for an `error_description` and the
-/// `reason` a short stable label for metrics; neither ever holds any part of
-/// the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
-    /// Signature, header or framing: see [`jwks::VerifyError`].
-    Verify(jwks::VerifyError),
-    /// A required claim is missing, empty or cannot travel in a header.
-    InvalidClaims,
-    /// `iss` is not this gateway.
-    WrongIssuer,
-    /// `aud` names none of the accepted audiences.
-    WrongAudience,
-    /// Past `exp` (beyond the leeway).
-    Expired,
-    /// Before `nbf` (beyond the leeway).
-    NotYetValid,
-    /// `iat` in the future (beyond the leeway).
-    IssuedInFuture,
-    /// The token's login session has ended (logout, `DELETE`, a device
-    /// limit, reuse detection, the admin API).
-    Revoked,
-}
-
-impl TokenError {
-    /// Every reason, for metrics.
-    pub const ALL: [TokenError; 14] = [
-        TokenError::Verify(jwks::VerifyError::TooLarge),
-        TokenError::Verify(jwks::VerifyError::Malformed),
-        TokenError::Verify(jwks::VerifyError::WrongType),
-        TokenError::Verify(jwks::VerifyError::ForbiddenHeader),
-        TokenError::Verify(jwks::VerifyError::UnknownKey),
-        TokenError::Verify(jwks::VerifyError::AlgorithmMismatch),
-        TokenError::Verify(jwks::VerifyError::BadSignature),
-        TokenError::InvalidClaims,
-        TokenError::WrongIssuer,
-        TokenError::WrongAudience,
-        TokenError::Expired,
-        TokenError::NotYetValid,
-        TokenError::IssuedInFuture,
-        TokenError::Revoked,
-    ];
-
-    /// A malformed token: also what an `Authorization` header that is not
-    /// `Bearer <token>` counts as.
-    pub const MALFORMED: TokenError = TokenError::Verify(jwks::VerifyError::Malformed);
-
-    /// The fixed sentence for `error_description`.
-    pub const fn message(self) -> &'static str {
-        match self {
-            TokenError::Verify(e) => e.message(),
-            TokenError::InvalidClaims => "invalid claims",
-            TokenError::WrongIssuer => "wrong issuer",
-            TokenError::WrongAudience => "wrong audience",
-            TokenError::Expired => "token expired",
-            TokenError::NotYetValid => "token not yet valid",
-            TokenError::IssuedInFuture => "token issued in the future",
-            TokenError::Revoked => "session revoked",
-        }
-    }
-
-    /// The metric label.
-    pub const fn reason(self) -> &'static str {
-        match self {
-            TokenError::Verify(e) => e.reason(),
-            TokenError::InvalidClaims => "invalid_claims",
-            TokenError::WrongIssuer => "wrong_issuer",
-            TokenError::WrongAudience => "wrong_audience",
-            TokenError::Expired => "expired",
-            TokenError::NotYetValid => "not_yet_valid",
-            TokenError::IssuedInFuture => "issued_in_future",
-            TokenError::Revoked => "revoked",
-        }
-    }
-
-    /// Its place in [`TokenError::ALL`].
-    pub const fn index(self) -> usize {
-        match self {
-            TokenError::Verify(e) => e as usize,
-            TokenError::InvalidClaims => 7,
-            TokenError::WrongIssuer => 8,
-            TokenError::WrongAudience => 9,
-            TokenError::Expired => 10,
-            TokenError::NotYetValid => 11,
-            TokenError::IssuedInFuture => 12,
-            TokenError::Revoked => 13,
-        }
-    }
-}
-
-impl std::fmt::Display for TokenError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
-    }
-}
-
-impl std::error::Error for TokenError {}
-
-/// The key that identifies a person across sessions, devices and apps:
-/// the user service's `uid` when enrichment gave one, else the unionid when
-/// the platform gave one, else the openid. Role grants, tunnel caps and
-/// everything else per user go through this one function.
-pub fn user_key<T>(uid: Option<T>, unionid: Option<T>, openid: T) -> T {
-    uid.or(unionid).unwrap_or(openid)
-}
-
-/// Seconds since the epoch, now.
-#[inline]
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// A random 128-bit id, base64url: for `jti` and `sid`.
-pub fn random_id() -> Result<String, Internal> {
-    let mut bytes = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| Internal)?;
-    Ok(B64.encode(bytes))
 }
 
 impl Tokens {
@@ -842,113 +458,13 @@ fn into_refresh(c: Claims) -> Refresh {
     }
 }
 
-/// Builds the identity headers of verified claims; `None` if a value cannot
-/// be a header (never true of tokens this gateway issued).
-///
-/// The values are slices of one buffer. A `HeaderValue` made on its own is
-/// an allocation, and a second one the first time it is cloned into a
-/// request; an identity has seven to a dozen of them and is cached for its
-/// token's life, so one shared buffer is most of what a cached entry saves.
-fn identity(c: &Claims, generation: u64) -> Option<Identity> {
-    use header::*;
-    let mut v = Values::default();
-    let sub = v.add(SUBJECT, &c.sub)?;
-    v.set(OPENID, sub);
-    v.add(APPID, &c.client_id)?;
-    v.add(SESSION, &c.sid)?;
-    v.add(PLATFORM, &c.platform)?;
-    v.add(TOKEN_ID, &c.jti)?;
-    let unionid = match &c.unionid {
-        Some(u) => Some(v.add(UNIONID, u)?),
-        None => None,
-    };
-    if let Some(d) = &c.did {
-        v.add(DEVICE, d)?;
-    }
-    if let Some(d) = &c.dvt {
-        v.add(DEVICE_TYPE, d)?;
-    }
-    if let Some(p) = &c.phone_number {
-        v.add(PHONE, p)?;
-    }
-    if !c.roles.is_empty() {
-        if !c.roles.iter().all(|r| crate::config::is_role_name(r)) {
-            return None;
-        }
-        v.add(ROLES, &c.roles.join(","))?;
-    }
-    let uid = match &c.uid {
-        Some(u) => Some(v.add(USER, u)?),
-        None => None,
-    };
-    let mut claims = Vec::new();
-    for (name, value) in &c.ext {
-        if !crate::signin::enrich::is_claim_name(name) {
-            return None;
-        }
-        let name = HeaderName::from_bytes(format!("{CLAIM_PREFIX}{name}").as_bytes()).ok()?;
-        claims.push((name, v.push(value)?));
-    }
-    // Chosen among the spans, so the user is not stored twice.
-    let user = user_key(uid, unionid, sub);
-    let Values {
-        buf,
-        known,
-        present,
-    } = v;
-    // Exactly sized: the cache keeps it for the token's life.
-    let values = Bytes::from(buf.into_boxed_slice());
-    // Every value must be able to go out as a header.
-    let mut all = known.iter().chain(claims.iter().map(|(_, s)| s));
-    if all.any(|s| HeaderValue::from_bytes(&values[s.range()]).is_err()) {
-        return None;
-    }
-    Some(Identity {
-        values,
-        known,
-        present,
-        user,
-        claims: (!claims.is_empty()).then(|| Box::new(claims)),
-        exp: c.exp,
-        generation,
-    })
-}
-
-/// An identity's values as they are gathered.
-#[derive(Default)]
-struct Values {
-    buf: Vec<u8>,
-    known: [Span; header::ALL.len()],
-    present: u16,
-}
-
-impl Values {
-    /// A fixed header's value; `None` if the buffer outgrows its spans.
-    fn add(&mut self, name: HeaderName, value: &str) -> Option<Span> {
-        let span = self.push(value)?;
-        self.set(name, span);
-        Some(span)
-    }
-
-    /// A fixed header with a value already in the buffer.
-    fn set(&mut self, name: HeaderName, span: Span) {
-        if let Some(at) = header::ALL.iter().position(|n| *n == name) {
-            self.known[at] = span;
-            self.present |= 1 << at;
-        }
-    }
-
-    fn push(&mut self, value: &str) -> Option<Span> {
-        let start = u16::try_from(self.buf.len()).ok()?;
-        self.buf.extend_from_slice(value.as_bytes());
-        let end = u16::try_from(self.buf.len()).ok()?;
-        Some(Span { start, end })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine as _;
+    use http::HeaderValue;
+    use std::time::SystemTime;
 
     #[test]
     fn the_branchless_byte_check_is_rfc_6750s_b64token_alphabet() {

@@ -1,0 +1,52 @@
+//! Who a token pair is for, and the one rule that names a user.
+
+use std::collections::BTreeMap;
+
+/// Who a token pair is for.
+#[derive(Debug, Clone)]
+pub struct Subject {
+    /// The user's openid (`sub`).
+    pub openid: String,
+    /// The user's unionid, when known.
+    pub unionid: Option<String>,
+    /// The mini-program's appid (`client_id`).
+    pub appid: String,
+    /// The platform name.
+    pub platform: String,
+    /// The device id the client sent at login, if any.
+    pub device_id: Option<String>,
+    /// The user service's id for the person, from enrichment.
+    pub uid: Option<String>,
+    /// Roles: static grants and enrichment's, sorted, no duplicates.
+    pub roles: Vec<String>,
+    /// Short custom claims from enrichment (`ext`).
+    pub ext: BTreeMap<String, String>,
+    /// The device class of the login (`dvt`).
+    pub device_type: String,
+    /// The phone number WeChat verified for this session (`phone_number`).
+    pub phone: Option<String>,
+    /// The user the login session was begun under (`usr` of its refresh
+    /// token), once there is one; see [`Subject::user`].
+    pub session_user: Option<String>,
+}
+
+impl Subject {
+    /// The user (see [`user_key`]) whose session this is: the one the
+    /// session was begun under (`usr` of its refresh token), else the one
+    /// these claims name. Role grants, device limits, the session list and
+    /// the admin API key on it; every caller goes through here.
+    pub fn user(&self) -> &str {
+        match &self.session_user {
+            Some(u) => u,
+            None => user_key(self.uid.as_deref(), self.unionid.as_deref(), &self.openid),
+        }
+    }
+}
+
+/// The key that identifies a person across sessions, devices and apps:
+/// the user service's `uid` when enrichment gave one, else the unionid when
+/// the platform gave one, else the openid. Role grants, tunnel caps and
+/// everything else per user go through this one function.
+pub fn user_key<T>(uid: Option<T>, unionid: Option<T>, openid: T) -> T {
+    uid.or(unionid).unwrap_or(openid)
+}
