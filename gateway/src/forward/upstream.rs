@@ -157,8 +157,8 @@ struct Idle<B: SendBody> {
 }
 
 /// A shard's idle connections by upstream, keyed by the authority's text:
-/// `Authority` hashes and compares byte by byte, lowercasing each (about
-/// 1,300 instructions a request between checkout and return), where a
+/// `Authority` hashes and compares byte by byte, lowercasing each (it
+/// showed in the profile between checkout and return), where a
 /// string hashes in bulk. Every lookup uses the route's own authority, so
 /// the same upstream always spells its key the same way. (foldhash: the key
 /// is ours, not a client's, and SipHash showed in the profile.)

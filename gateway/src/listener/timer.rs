@@ -2,10 +2,9 @@
 //! the next, instead of a new timer for every request.
 //!
 //! A tokio timer is inserted into the runtime's timer wheel on its first
-//! poll and taken out when dropped, both under the wheel's lock: about 780
-//! instructions a request for the route's timeout, 1,400 for hyper's
-//! request-head timeout (which boxed its timer too), measured with
-//! `benches/instructions.sh`. A registered timer moved to a later deadline
+//! poll and taken out when dropped, both under the wheel's lock, for every
+//! request (hyper's request-head timeout boxed its timer too; what it cost
+//! is in `benches/README.md`). A registered timer moved to a later deadline
 //! is one atomic exchange. Deadlines on one connection mostly grow (each
 //! request's starts after the one before), so a connection that keeps its
 //! timer pays the wheel about once, not per request; an earlier deadline

@@ -39,7 +39,7 @@ pub struct Identity {
 /// The iterator of [`Identity::headers`]: the fixed headers by the bits of
 /// `present`, then the claims. Written out rather than chained adapters
 /// (a filtered, enumerated zip chained to a flattened map): it runs for
-/// every authenticated request, and this is about 430 instructions fewer
+/// every authenticated request, and this is measurably fewer instructions
 /// for the eight headers of a WeChat user's token.
 pub struct Headers<'a> {
     id: &'a Identity,
