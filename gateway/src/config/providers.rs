@@ -1,0 +1,123 @@
+//! The `[[providers]]` and `[web]` sections: the apps users sign in to, and their credentials.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `[web]`: where browsers see the gateway, and whether the access cookie
+/// authenticates proxied requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// The origin browsers see, `scheme://host[:port]` (lowercase, no
+    /// default port, no path): the base of `redirect_uri`, what the CSRF
+    /// check compares `Origin` with, and where sign-ins land.
+    pub public_url: String,
+    /// Whether `__Host-minigate_at` authenticates proxied requests (and
+    /// `/auth/verify`, `/auth/sessions`) that send no `Authorization`.
+    pub cookies: bool,
+}
+
+/// The mini-program platforms: named by the registry in
+/// [`crate::signin::providers`], so a new platform needs no change here.
+pub use crate::signin::providers::Platform;
+
+/// A secret value. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// `[[providers]]`: one mini-program's code exchange.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Which platform's API.
+    pub platform: Platform,
+    /// The mini-program's appid; `client_id` of its tokens.
+    pub appid: String,
+    /// What the gateway proves itself to the platform with: the kind its
+    /// platform names (see [`crate::signin::providers::CredentialKind`]).
+    pub credentials: Credentials,
+    /// The platform API's base URL.
+    pub base_url: String,
+    /// How long one code exchange may take.
+    pub timeout: Duration,
+    /// Web providers only: the base URL of the platform's authorize page.
+    pub authorize_url: Option<String>,
+}
+
+impl ProviderConfig {
+    /// The app secret, for platforms that use one.
+    pub fn secret(&self) -> Option<&Secret> {
+        match &self.credentials {
+            Credentials::Secret { secret, .. } => Some(secret),
+            Credentials::KeyPair(_) => None,
+        }
+    }
+
+    /// The RSA key pair, for platforms that sign their calls (Alipay).
+    pub fn key_pair(&self) -> Option<&KeyPair> {
+        match &self.credentials {
+            Credentials::Secret { .. } => None,
+            Credentials::KeyPair(keys) => Some(keys),
+        }
+    }
+}
+
+/// A provider's credentials, resolved at start. `Display` says where they
+/// came from, never what they are: what `config check` shows.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// An app secret, from `secret_env` or `secret_file`.
+    Secret {
+        /// The secret.
+        secret: Secret,
+        /// Where it came from: `env NAME` or `file PATH`.
+        source: String,
+    },
+    /// An RSA2 key pair, from `private_key_file` and `alipay_public_key_file`.
+    KeyPair(KeyPair),
+}
+
+impl fmt::Display for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Secret { source, .. } => write!(f, "secret from {source}"),
+            Credentials::KeyPair(k) => write!(
+                f,
+                "requests signed RSA2 with the key in {}, answers verified with the platform key in {}",
+                k.private_key_file.display(),
+                k.platform_key_file.display()
+            ),
+        }
+    }
+}
+
+/// The app's private key, which signs each call, and the platform's public
+/// key, which every answer must be signed with.
+#[derive(Debug, Clone)]
+pub struct KeyPair {
+    /// The app's private key.
+    pub private_key: crate::signin::providers::rsa2::SigningKey,
+    /// The file it was read from.
+    pub private_key_file: PathBuf,
+    /// The platform's public key.
+    pub platform_key: crate::signin::providers::rsa2::VerifyingKey,
+    /// The file it was read from.
+    pub platform_key_file: PathBuf,
+}
