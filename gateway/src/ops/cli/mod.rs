@@ -1,0 +1,119 @@
+//! The `minigate` command line: serve, manage keys, check config.
+//!
+//! Every failure ends as one line on stderr naming the file or key and what
+//! is wrong, and a non-zero exit: 2 for bad config, keys or arguments, 1 for
+//! failures at run time.
+//!
+//! One file a command (`serve`, `keys`, `sessions`, `config check`); what
+//! they share (the arguments' root, failures, logging, the runtime) is here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Parser, Subcommand};
+use jwks::{Alg, KeySet};
+
+use crate::config::{parse_duration, redacted_url, Config, LogFormat, Platform};
+use crate::listener::shutdown_signal;
+use crate::tokens::keys::KeyStore;
+
+/// Prints a line on stdout, ignoring a closed pipe (`minigate keys list |
+/// head -1`): `println!` would panic there.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+mod check;
+mod keys;
+mod serve;
+mod sessions;
+
+use check::{check, ConfigCommand};
+use keys::{keys, KeysCommand};
+pub use serve::{load, LoadError};
+use serve::{serve, ServeArgs};
+use sessions::{sessions, SessionsCommand};
+
+/// minigate: an auth gateway for mini-program backends.
+#[derive(Debug, Parser)]
+#[command(name = "minigate", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Manage the signing key set.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// List or end a user's sessions, through the admin listener.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+}
+
+/// A failure to report: the line to print and the exit code.
+struct Failure(u8, String);
+
+fn bad(msg: impl std::fmt::Display) -> Failure {
+    Failure(2, msg.to_string())
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, line)) => {
+            eprintln!("minigate: {line}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Keys(cmd) => keys(cmd),
+        Command::Config(ConfigCommand::Check { config }) => check(&config),
+        Command::Sessions(cmd) => sessions(cmd),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        // Colour codes only for a person at a terminal, never in log files.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        // The request span's id goes with every line of the request.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure(1, format!("cannot start the runtime: {e}")))
+}
