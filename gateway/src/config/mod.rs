@@ -11,8 +11,8 @@
 //!
 //! The checked values are declared a file per part of the config
 //! (`server`, `sessions`, `routes`, `providers`, `tokens`, `admin`), what
-//! they share in `values`; a new key goes in its section's file, in `raw`
-//! and in `parse`.
+//! they share in `values`, and checked a file per part in `parse/`; a new
+//! key goes in its part's two files and in `raw`.
 
 mod admin;
 pub mod defaults;
