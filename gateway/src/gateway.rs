@@ -251,9 +251,21 @@ fn wechat_tokens(
     ))
 }
 
+/// Starts every background task of a running gateway, each ended when
+/// `stopped` turns true: the revoked set kept in step with the other
+/// replicas (with Redis), and, given a `reload` interval, the reloader. A
+/// new background task starts here.
+pub fn spawn_tasks(gw: &Arc<Gateway>, reload: Option<Duration>, stopped: &watch::Sender<bool>) {
+    crate::sessions::redis::spawn_sync(gw.clone(), stopped.subscribe());
+    if let Some(every) = reload {
+        spawn_reloader(gw.clone(), every, stopped.subscribe());
+    }
+}
+
 /// Re-reads the key set every `every` and at once on SIGHUP, until
-/// `stopped` turns true; closes stale idle upstream connections on the way.
-pub fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receiver<bool>) {
+/// `stopped` turns true; closes stale idle upstream connections and renews
+/// WeChat's access tokens that are due on the way.
+fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receiver<bool>) {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, ServerConfig};
 use crate::forward::tunnel::Lease;
-use crate::gateway::{spawn_reloader, Gateway, StartError};
+use crate::gateway::{spawn_tasks, Gateway, StartError};
 use crate::listener::conn::{ClientAddr, Conn};
 use crate::listener::tls::Tls;
 use crate::ops::metrics::Refusal;
@@ -77,7 +77,7 @@ pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartErro
         source,
     };
     let listener = TcpListener::bind(config.listen).await.map_err(bind)?;
-    let mut running = serve(listener, gateway).map_err(bind)?;
+    let mut running = serve(listener, gateway, Some(config.keys.reload_interval)).map_err(bind)?;
     if let Some(admin) = &config.admin {
         // Its own socket, never the public one; stopped with it.
         let builder = http1_builder(&running.gateway.server);
@@ -94,11 +94,6 @@ pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartErro
         })?;
         running.admin = Some(bound.addr);
     }
-    spawn_reloader(
-        running.gateway.clone(),
-        config.keys.reload_interval,
-        running.stop.subscribe(),
-    );
     Ok(running)
 }
 
@@ -266,11 +261,16 @@ async fn next_tick(tick: &mut Option<tokio::time::Interval>) -> Option<()> {
     }
 }
 
-/// Serves `gateway` on an already bound listener.
-pub fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Result<Running> {
+/// Serves `gateway` on an already bound listener, with its background
+/// tasks ([`spawn_tasks`]; the key set reloaded every `reload`, if given).
+pub fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    reload: Option<Duration>,
+) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
-    crate::sessions::redis::spawn_sync(gateway.clone(), stop.subscribe());
+    spawn_tasks(&gateway, reload, &stop);
     let gw = gateway.clone();
     let task = tokio::spawn(async move {
         let limits = gw.server.clone();

@@ -268,7 +268,7 @@ pub async fn start(listen: SocketAddr, platform: Platform) -> Result<Running, De
     let keys = jwks::KeySet::generate(jwks::Alg::ES256, std::time::SystemTime::now())?;
     let store = crate::tokens::keys::KeyStore::new(keys, &config.tokens.issuer);
     let gateway = std::sync::Arc::new(Gateway::new(&config, store).map_err(DevError::Start)?);
-    crate::listener::serve(gateway_listener, gateway).map_err(|source| DevError::Bind {
+    crate::listener::serve(gateway_listener, gateway, None).map_err(|source| DevError::Bind {
         addr: listen,
         source,
     })
