@@ -19,6 +19,7 @@ use crate::config::{Config, ConfigError, Platform, ServerConfig, SessionsConfig}
 use crate::forward::proxy::Proxy;
 use crate::listener::tls::{Tls, TlsReload};
 use crate::ops::metrics::Metrics;
+use crate::pipeline::headers::RequestIds;
 use crate::pipeline::limits::{LoginLimiter, Occupancy, UserLimiter};
 use crate::pipeline::routes::Routes;
 use crate::sessions::revoked::RevokedSet;
@@ -83,6 +84,8 @@ pub struct Gateway {
     pub routes: Routes,
     /// The upstream client.
     pub proxy: Proxy,
+    /// Every request's `X-Request-Id`, when the client sent no sane one.
+    pub request_ids: RequestIds,
     /// Login-session state, for refresh and logout.
     pub sessions: Store,
     /// Sessions ended while their access tokens may live: checked on every
@@ -132,6 +135,7 @@ impl Gateway {
             }),
             routes: Routes::new(&config.routes, server.upstream_max_connections),
             proxy: Proxy::new(),
+            request_ids: RequestIds::new(),
             sessions: Store::new(&config.sessions)?,
             revoked: Arc::new(RevokedSet::new(
                 config.tokens.access_ttl + config.tokens.leeway,

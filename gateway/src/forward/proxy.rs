@@ -25,7 +25,6 @@ use crate::forward::body::{Body, ClientBodyError, RequestBody, UpstreamBody};
 use crate::forward::tunnel::{self, Lease, TunnelPlace};
 use crate::forward::upstream::{UpstreamError, Upstreams};
 use crate::ops::metrics::{Counters, Refusal, RouteMetrics};
-use crate::pipeline::headers::RequestIds;
 use crate::pipeline::limits::InFlight;
 use crate::pipeline::routes::Route;
 
@@ -150,7 +149,6 @@ pub struct Forward<'a> {
 #[derive(Debug)]
 pub struct Proxy {
     upstreams: Arc<Upstreams<RequestBody>>,
-    ids: RequestIds,
 }
 
 impl Proxy {
@@ -160,18 +158,12 @@ impl Proxy {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         Proxy {
             upstreams: Arc::new(Upstreams::new(threads)),
-            ids: RequestIds::new(),
         }
     }
 
     /// The idle upstream connections.
     pub fn upstreams(&self) -> &Upstreams<RequestBody> {
         &self.upstreams
-    }
-
-    /// The request-id generator, shared with the gateway's own endpoints.
-    pub fn ids(&self) -> &RequestIds {
-        &self.ids
     }
 
     /// Forwards `req` (its headers already rewritten) to the route's

@@ -117,7 +117,7 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -
         gw: &gw,
         conn,
         forwarded: client_behind(&conn.addr, req.headers(), &gw.server),
-        request_id: request_id(req.headers(), gw.proxy.ids()),
+        request_id: request_id(req.headers(), &gw.request_ids),
         counted: Counted::Own(Own::Unmatched),
         identity: None,
     };
