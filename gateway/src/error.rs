@@ -1,7 +1,8 @@
 //! The contract's error table as a type.
 //!
-//! Every error the gateway answers with is one of these variants, so status,
-//! `error` code and headers are decided in one place and every handler speaks
+//! Every error the gateway answers with is one of these variants, and each
+//! variant's row (status, `error` code, description) is declared once, in
+//! [`ApiError::row`], so status, code and headers are decided in one place and every handler speaks
 //! the same JSON `{"error", "error_description"}`. Descriptions are fixed text
 //! chosen here: nothing a client or a provider sent is echoed back.
 
@@ -93,115 +94,156 @@ pub enum ApiError {
 const REALM: &str = "Bearer realm=\"minigate\"";
 
 impl ApiError {
+    /// The error's row of the contract's table: status, `error` code and
+    /// `error_description`, declared together for each variant.
+    fn row(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            ApiError::InvalidRequest(d) => (S::BAD_REQUEST, "invalid_request", d),
+            ApiError::TooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "request body too large",
+            ),
+            ApiError::MethodNotAllowed(_) => (
+                S::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                "method not allowed on this endpoint",
+            ),
+            ApiError::BodyTimeout => (
+                S::REQUEST_TIMEOUT,
+                "invalid_request",
+                "the request body did not arrive in time",
+            ),
+            ApiError::InvalidCode => (
+                S::BAD_REQUEST,
+                "invalid_code",
+                "the login code is invalid or was already used",
+            ),
+            ApiError::InvalidGrant(d) => (S::BAD_REQUEST, "invalid_grant", d),
+            ApiError::RateLimited(_) => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "the platform rate-limited this login, retry later",
+            ),
+            ApiError::TooManyLogins(_) => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many logins from this address, retry later",
+            ),
+            ApiError::TooOften(d, _) => (S::TOO_MANY_REQUESTS, "rate_limited", d),
+            ApiError::TooManyInFlight => (
+                S::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests open from this client, retry later",
+            ),
+            ApiError::SessionsUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the session store is unavailable, retry later",
+            ),
+            ApiError::EnrichUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the user service is unavailable, retry later",
+            ),
+            ApiError::RiskyUser => (
+                S::FORBIDDEN,
+                "risky_user",
+                "the platform refused this user as risky",
+            ),
+            ApiError::ProviderUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                "the platform's login service is unavailable",
+            ),
+            ApiError::ProviderTimeout => (
+                S::GATEWAY_TIMEOUT,
+                "provider_timeout",
+                "the platform's login service did not answer in time",
+            ),
+            ApiError::ProviderError => (
+                S::BAD_GATEWAY,
+                "provider_error",
+                "the platform's login service gave an unusable answer",
+            ),
+            ApiError::MissingToken => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "a bearer token is required",
+            ),
+            ApiError::InvalidToken(e) => (S::UNAUTHORIZED, "invalid_token", e.message()),
+            ApiError::SessionKeyExpired => (
+                S::CONFLICT,
+                "session_key_expired",
+                "the session's key does not decrypt this data; log in again (wx.login) and retry",
+            ),
+            ApiError::InsufficientScope => (
+                S::FORBIDDEN,
+                "insufficient_scope",
+                "the caller's roles do not allow this request",
+            ),
+            ApiError::AccessDenied => (
+                S::FORBIDDEN,
+                "access_denied",
+                "the user service refused this user",
+            ),
+            ApiError::CsrfRejected => (
+                S::FORBIDDEN,
+                "csrf_rejected",
+                "a cookie-authenticated request must come from the gateway's own origin",
+            ),
+            ApiError::NotFound => (S::NOT_FOUND, "not_found", "no route for this path"),
+            ApiError::SessionNotFound => {
+                (S::NOT_FOUND, "not_found", "no such session of this user")
+            }
+            ApiError::SessionLimit => (
+                S::CONFLICT,
+                "session_limit",
+                "this user holds the most sessions allowed, for this device type or in all",
+            ),
+            ApiError::AdminUnauthorized => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "a valid admin token is required",
+            ),
+            ApiError::AdminScope(AdminScope::Sessions) => (
+                S::FORBIDDEN,
+                "insufficient_scope",
+                "this admin token does not hold the sessions scope",
+            ),
+            ApiError::AdminScope(AdminScope::Wechat) => (
+                S::FORBIDDEN,
+                "insufficient_scope",
+                "this admin token does not hold the wechat scope",
+            ),
+            ApiError::BadGateway => (
+                S::BAD_GATEWAY,
+                "bad_gateway",
+                "the upstream service is unreachable",
+            ),
+            ApiError::GatewayTimeout => (
+                S::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "the upstream service did not answer in time",
+            ),
+            ApiError::Internal => (S::INTERNAL_SERVER_ERROR, "server_error", "internal error"),
+        }
+    }
+
     /// HTTP status.
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::InvalidRequest(_) | ApiError::InvalidCode | ApiError::InvalidGrant(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::RateLimited(_)
-            | ApiError::TooManyLogins(_)
-            | ApiError::TooOften(..)
-            | ApiError::TooManyInFlight => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::SessionsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::RiskyUser
-            | ApiError::InsufficientScope
-            | ApiError::AdminScope(_)
-            | ApiError::AccessDenied
-            | ApiError::CsrfRejected => StatusCode::FORBIDDEN,
-            ApiError::EnrichUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::ProviderTimeout | ApiError::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::ProviderError | ApiError::BadGateway => StatusCode::BAD_GATEWAY,
-            ApiError::MissingToken | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound | ApiError::SessionNotFound => StatusCode::NOT_FOUND,
-            ApiError::SessionLimit | ApiError::SessionKeyExpired => StatusCode::CONFLICT,
-            ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.row().0
     }
 
     /// The `error` code of the JSON body.
     pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::InvalidRequest(_)
-            | ApiError::TooLarge
-            | ApiError::MethodNotAllowed(_)
-            | ApiError::BodyTimeout => "invalid_request",
-            ApiError::InvalidCode => "invalid_code",
-            ApiError::RateLimited(_)
-            | ApiError::TooManyLogins(_)
-            | ApiError::TooOften(..)
-            | ApiError::TooManyInFlight => "rate_limited",
-            ApiError::SessionsUnavailable | ApiError::EnrichUnavailable => {
-                "temporarily_unavailable"
-            }
-            ApiError::InsufficientScope | ApiError::AdminScope(_) => "insufficient_scope",
-            ApiError::AccessDenied => "access_denied",
-            ApiError::CsrfRejected => "csrf_rejected",
-            ApiError::RiskyUser => "risky_user",
-            ApiError::ProviderUnavailable => "provider_unavailable",
-            ApiError::ProviderTimeout => "provider_timeout",
-            ApiError::ProviderError => "provider_error",
-            ApiError::InvalidGrant(_) => "invalid_grant",
-            ApiError::MissingToken => "unauthorized",
-            ApiError::InvalidToken(_) => "invalid_token",
-            ApiError::NotFound | ApiError::SessionNotFound => "not_found",
-            ApiError::SessionLimit => "session_limit",
-            ApiError::SessionKeyExpired => "session_key_expired",
-            ApiError::AdminUnauthorized => "unauthorized",
-            ApiError::BadGateway => "bad_gateway",
-            ApiError::GatewayTimeout => "gateway_timeout",
-            ApiError::Internal => "server_error",
-        }
+        self.row().1
     }
 
     /// The human-readable `error_description`.
     pub fn description(&self) -> &'static str {
-        match self {
-            ApiError::InvalidRequest(d) | ApiError::InvalidGrant(d) | ApiError::TooOften(d, _) => d,
-            ApiError::InvalidToken(e) => e.message(),
-            ApiError::TooManyInFlight => "too many requests open from this client, retry later",
-            ApiError::InsufficientScope => "the caller's roles do not allow this request",
-            ApiError::AccessDenied => "the user service refused this user",
-            ApiError::CsrfRejected => {
-                "a cookie-authenticated request must come from the gateway's own origin"
-            }
-            ApiError::EnrichUnavailable => "the user service is unavailable, retry later",
-            ApiError::MethodNotAllowed(_) => "method not allowed on this endpoint",
-            ApiError::TooLarge => "request body too large",
-            ApiError::InvalidCode => "the login code is invalid or was already used",
-            ApiError::RateLimited(_) => "the platform rate-limited this login, retry later",
-            ApiError::TooManyLogins(_) => "too many logins from this address, retry later",
-            ApiError::BodyTimeout => "the request body did not arrive in time",
-            ApiError::SessionsUnavailable => "the session store is unavailable, retry later",
-            ApiError::RiskyUser => "the platform refused this user as risky",
-            ApiError::ProviderUnavailable => "the platform's login service is unavailable",
-            ApiError::ProviderTimeout => "the platform's login service did not answer in time",
-            ApiError::ProviderError => "the platform's login service gave an unusable answer",
-            ApiError::MissingToken => "a bearer token is required",
-            ApiError::NotFound => "no route for this path",
-            ApiError::SessionNotFound => "no such session of this user",
-            ApiError::SessionLimit => {
-                "this user holds the most sessions allowed, for this device type or in all"
-            }
-            ApiError::SessionKeyExpired => {
-                "the session's key does not decrypt this data; log in again (wx.login) and retry"
-            }
-            ApiError::AdminUnauthorized => "a valid admin token is required",
-            ApiError::AdminScope(AdminScope::Sessions) => {
-                "this admin token does not hold the sessions scope"
-            }
-            ApiError::AdminScope(AdminScope::Wechat) => {
-                "this admin token does not hold the wechat scope"
-            }
-            ApiError::BadGateway => "the upstream service is unreachable",
-            ApiError::GatewayTimeout => "the upstream service did not answer in time",
-            ApiError::Internal => "internal error",
-        }
+        self.row().2
     }
 
     /// The response, with `WWW-Authenticate`, `Retry-After` or `Allow` where due.
@@ -211,11 +253,12 @@ impl ApiError {
             error: &'static str,
             error_description: &'static str,
         }
+        let (status, error, error_description) = self.row();
         let mut res = json(
-            self.status(),
+            status,
             &Wire {
-                error: self.code(),
-                error_description: self.description(),
+                error,
+                error_description,
             },
         );
         let headers = res.headers_mut();

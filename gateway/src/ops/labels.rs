@@ -74,3 +74,43 @@ impl<L> Clone for Counters<L> {
         }
     }
 }
+
+/// Declares a label enum once: each variant beside its label value. The
+/// enum, its [`Label::ALL`] (every variant, in order) and its
+/// [`Label::label`] follow, so a variant cannot be left uncounted.
+///
+/// ```ignore
+/// label_enum! {
+///     /// How a resync went.
+///     pub enum Resync {
+///         /// The whole set.
+///         Full = "full",
+///         /// A resync that failed.
+///         Failed = "failed",
+///     }
+/// }
+/// ```
+macro_rules! label_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $label:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $crate::ops::labels::Label for $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+            fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)+
+                }
+            }
+        }
+    };
+}
+pub(crate) use label_enum;

@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::ops::labels::label_enum;
 pub use crate::ops::labels::{Counters, Label};
 
 use crate::config::{Config, Platform};
@@ -31,100 +32,52 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The gateway's own endpoints, as route labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Own {
-    /// `/auth/login`.
-    Login,
-    /// `/auth/refresh`.
-    Refresh,
-    /// `/auth/logout`.
-    Logout,
-    /// `/auth/sessions` and `/auth/sessions/{sid}`.
-    Sessions,
-    /// The admin listener's endpoints.
-    Admin,
-    /// The JWKS and discovery documents.
-    WellKnown,
-    /// `/healthz` and `/readyz`.
-    Health,
-    /// `/metrics`.
-    Metrics,
-    /// A path no route matches.
-    Unmatched,
-    /// A path refused before routing (dot segments, encoded separators).
-    RefusedPath,
-    /// A request refused before routing for its head (Host, target) or its
-    /// client (too many in flight).
-    RefusedRequest,
-    /// `/auth/verify`, the forward-auth decision.
-    Verify,
-    /// `/auth/phone` and `/auth/wechat/decrypt`: WeChat's services.
-    WeChat,
-    /// `/auth/web/login`: the redirect to the authorize page.
-    WebLogin,
-    /// `/auth/web/callback`: the browser's return from it.
-    WebCallback,
-}
-
-impl Label for Own {
-    const ALL: &'static [Own] = &[
-        Own::Login,
-        Own::Refresh,
-        Own::Logout,
-        Own::Sessions,
-        Own::Admin,
-        Own::WellKnown,
-        Own::Health,
-        Own::Metrics,
-        Own::Unmatched,
-        Own::RefusedPath,
-        Own::RefusedRequest,
-        Own::Verify,
-        Own::WeChat,
-        Own::WebLogin,
-        Own::WebCallback,
-    ];
-    fn label(self) -> &'static str {
-        match self {
-            Own::Login => "/auth/login",
-            Own::Refresh => "/auth/refresh",
-            Own::Logout => "/auth/logout",
-            Own::Sessions => "/auth/sessions",
-            Own::Admin => "admin",
-            Own::WellKnown => "/.well-known/*",
-            Own::Health => "/healthz+readyz",
-            Own::Metrics => "/metrics",
-            Own::Unmatched => "unmatched",
-            Own::RefusedPath => "refused-path",
-            Own::RefusedRequest => "refused-request",
-            Own::Verify => "/auth/verify",
-            Own::WeChat => "/auth/wechat",
-            Own::WebLogin => "/auth/web/login",
-            Own::WebCallback => "/auth/web/callback",
-        }
+label_enum! {
+    /// The gateway's own endpoints, as route labels.
+    pub enum Own {
+        /// `/auth/login`.
+        Login = "/auth/login",
+        /// `/auth/refresh`.
+        Refresh = "/auth/refresh",
+        /// `/auth/logout`.
+        Logout = "/auth/logout",
+        /// `/auth/sessions` and `/auth/sessions/{sid}`.
+        Sessions = "/auth/sessions",
+        /// The admin listener's endpoints.
+        Admin = "admin",
+        /// The JWKS and discovery documents.
+        WellKnown = "/.well-known/*",
+        /// `/healthz` and `/readyz`.
+        Health = "/healthz+readyz",
+        /// `/metrics`.
+        Metrics = "/metrics",
+        /// A path no route matches.
+        Unmatched = "unmatched",
+        /// A path refused before routing (dot segments, encoded separators).
+        RefusedPath = "refused-path",
+        /// A request refused before routing for its head (Host, target) or its
+        /// client (too many in flight).
+        RefusedRequest = "refused-request",
+        /// `/auth/verify`, the forward-auth decision.
+        Verify = "/auth/verify",
+        /// `/auth/phone` and `/auth/wechat/decrypt`: WeChat's services.
+        WeChat = "/auth/wechat",
+        /// `/auth/web/login`: the redirect to the authorize page.
+        WebLogin = "/auth/web/login",
+        /// `/auth/web/callback`: the browser's return from it.
+        WebCallback = "/auth/web/callback",
     }
 }
 
-/// How the revoked-session set was brought in step with Redis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resync {
-    /// The whole set, after (re)connecting.
-    Full,
-    /// The recent entries, on the periodic tick.
-    Periodic,
-    /// A resync that Redis did not answer.
-    Failed,
-}
-
-impl Label for Resync {
-    const ALL: &'static [Resync] = &[Resync::Full, Resync::Periodic, Resync::Failed];
-    fn label(self) -> &'static str {
-        match self {
-            Resync::Full => "full",
-            Resync::Periodic => "periodic",
-            Resync::Failed => "failed",
-        }
+label_enum! {
+    /// How the revoked-session set was brought in step with Redis.
+    pub enum Resync {
+        /// The whole set, after (re)connecting.
+        Full = "full",
+        /// The recent entries, on the periodic tick.
+        Periodic = "periodic",
+        /// A resync that Redis did not answer.
+        Failed = "failed",
     }
 }
 
@@ -177,142 +130,71 @@ impl Label for AuthFailure {
     }
 }
 
-/// Requests or connections the gateway refused or ended to protect itself
-/// or an upstream, by what it did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// A request header dropped for the `_` in its name.
-    HeaderDropped,
-    /// A path refused (dot segments, encoded separators, `..;`).
-    PathRefused,
-    /// A request refused for its head (not one Host, userinfo in the target).
-    BadRequestHead,
-    /// A proxied request body that stalled past `proxy_body_timeout`.
-    SlowBody,
-    /// A client that stopped reading its response for `send_timeout`.
-    SlowReader,
-    /// A client over `max_requests_per_ip`.
-    PerIpCap,
-    /// A WebSocket tunnel closed after `tunnel_idle_timeout`.
-    TunnelIdle,
-    /// A WebSocket handshake over `max_tunnels_per_user`.
-    TunnelCap,
-    /// A refresh past its session's refreshes per minute.
-    RefreshRate,
-    /// A call of `/auth/sessions` past its user's calls per minute.
-    SessionsRate,
-}
-
-impl Label for Refusal {
-    const ALL: &'static [Refusal] = &[
-        Refusal::HeaderDropped,
-        Refusal::PathRefused,
-        Refusal::BadRequestHead,
-        Refusal::SlowBody,
-        Refusal::SlowReader,
-        Refusal::PerIpCap,
-        Refusal::TunnelIdle,
-        Refusal::TunnelCap,
-        Refusal::RefreshRate,
-        Refusal::SessionsRate,
-    ];
-    fn label(self) -> &'static str {
-        match self {
-            Refusal::HeaderDropped => "header_dropped",
-            Refusal::PathRefused => "path_refused",
-            Refusal::BadRequestHead => "bad_request_head",
-            Refusal::SlowBody => "slow_body",
-            Refusal::SlowReader => "slow_reader",
-            Refusal::PerIpCap => "per_ip_cap",
-            Refusal::TunnelIdle => "tunnel_idle",
-            Refusal::TunnelCap => "tunnel_cap",
-            Refusal::RefreshRate => "refresh_rate",
-            Refusal::SessionsRate => "sessions_rate",
-        }
+label_enum! {
+    /// Requests or connections the gateway refused or ended to protect itself
+    /// or an upstream, by what it did.
+    pub enum Refusal {
+        /// A request header dropped for the `_` in its name.
+        HeaderDropped = "header_dropped",
+        /// A path refused (dot segments, encoded separators, `..;`).
+        PathRefused = "path_refused",
+        /// A request refused for its head (not one Host, userinfo in the target).
+        BadRequestHead = "bad_request_head",
+        /// A proxied request body that stalled past `proxy_body_timeout`.
+        SlowBody = "slow_body",
+        /// A client that stopped reading its response for `send_timeout`.
+        SlowReader = "slow_reader",
+        /// A client over `max_requests_per_ip`.
+        PerIpCap = "per_ip_cap",
+        /// A WebSocket tunnel closed after `tunnel_idle_timeout`.
+        TunnelIdle = "tunnel_idle",
+        /// A WebSocket handshake over `max_tunnels_per_user`.
+        TunnelCap = "tunnel_cap",
+        /// A refresh past its session's refreshes per minute.
+        RefreshRate = "refresh_rate",
+        /// A call of `/auth/sessions` past its user's calls per minute.
+        SessionsRate = "sessions_rate",
     }
 }
 
-/// How a browser's return to `/auth/web/callback` ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebLogin {
-    /// Signed in: cookies set, redirected.
-    Ok,
-    /// No state cookie, a state that does not match it, or one expired.
-    BadState,
-    /// A state already used once (a replay).
-    ReplayedState,
-    /// The user declined at the authorize page (no code).
-    Denied,
-    /// The code exchange, the user service, the device limit or the
-    /// session store refused or failed.
-    Failed,
-}
-
-impl Label for WebLogin {
-    const ALL: &'static [WebLogin] = &[
-        WebLogin::Ok,
-        WebLogin::BadState,
-        WebLogin::ReplayedState,
-        WebLogin::Denied,
-        WebLogin::Failed,
-    ];
-    fn label(self) -> &'static str {
-        match self {
-            WebLogin::Ok => "ok",
-            WebLogin::BadState => "bad_state",
-            WebLogin::ReplayedState => "replayed_state",
-            WebLogin::Denied => "denied",
-            WebLogin::Failed => "failed",
-        }
+label_enum! {
+    /// How a browser's return to `/auth/web/callback` ended.
+    pub enum WebLogin {
+        /// Signed in: cookies set, redirected.
+        Ok = "ok",
+        /// No state cookie, a state that does not match it, or one expired.
+        BadState = "bad_state",
+        /// A state already used once (a replay).
+        ReplayedState = "replayed_state",
+        /// The user declined at the authorize page (no code).
+        Denied = "denied",
+        /// The code exchange, the user service, the device limit or the
+        /// session store refused or failed.
+        Failed = "failed",
     }
 }
 
-/// Why a cookie-authenticated unsafe request was refused (403 `csrf_rejected`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Csrf {
-    /// Its `Origin` (or `Referer`) names another origin.
-    ForeignOrigin,
-    /// It has neither `Origin` nor a usable `Referer` (or `Origin: null`).
-    NoOrigin,
-}
-
-impl Label for Csrf {
-    const ALL: &'static [Csrf] = &[Csrf::ForeignOrigin, Csrf::NoOrigin];
-    fn label(self) -> &'static str {
-        match self {
-            Csrf::ForeignOrigin => "foreign_origin",
-            Csrf::NoOrigin => "no_origin",
-        }
+label_enum! {
+    /// Why a cookie-authenticated unsafe request was refused (403 `csrf_rejected`).
+    pub enum Csrf {
+        /// Its `Origin` (or `Referer`) names another origin.
+        ForeignOrigin = "foreign_origin",
+        /// It has neither `Origin` nor a usable `Referer` (or `Origin: null`).
+        NoOrigin = "no_origin",
     }
 }
 
-/// The session store operations whose failures are counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionOp {
-    /// Recording a new session.
-    Login,
-    /// Redeeming a refresh token.
-    Refresh,
-    /// Revoking a session.
-    Logout,
-    /// Listing or ending sessions (`/auth/sessions`, the admin API).
-    Sessions,
-}
-
-impl Label for SessionOp {
-    const ALL: &'static [SessionOp] = &[
-        SessionOp::Login,
-        SessionOp::Refresh,
-        SessionOp::Logout,
-        SessionOp::Sessions,
-    ];
-    fn label(self) -> &'static str {
-        match self {
-            SessionOp::Login => "login",
-            SessionOp::Refresh => "refresh",
-            SessionOp::Logout => "logout",
-            SessionOp::Sessions => "sessions",
-        }
+label_enum! {
+    /// The session store operations whose failures are counted.
+    pub enum SessionOp {
+        /// Recording a new session.
+        Login = "login",
+        /// Redeeming a refresh token.
+        Refresh = "refresh",
+        /// Revoking a session.
+        Logout = "logout",
+        /// Listing or ending sessions (`/auth/sessions`, the admin API).
+        Sessions = "sessions",
     }
 }
 
@@ -324,21 +206,6 @@ impl Label for TlsReload {
             TlsReload::Replaced => "replaced",
             TlsReload::Refused => "refused",
             TlsReload::Unchanged => "unchanged",
-        }
-    }
-}
-
-impl Label for Decision {
-    const ALL: &'static [Decision] = &[
-        Decision::Allowed,
-        Decision::DeniedRole,
-        Decision::DeniedMethod,
-    ];
-    fn label(self) -> &'static str {
-        match self {
-            Decision::Allowed => "allowed",
-            Decision::DeniedRole => "denied_role",
-            Decision::DeniedMethod => "denied_method",
         }
     }
 }
@@ -651,5 +518,40 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signin::enrich::Failure as EnrichFailure;
+
+    /// Every value of `L` is named in `doc`, as `` `value` ``.
+    fn documented<L: Label + std::fmt::Debug>(doc: &str) -> Vec<String> {
+        L::ALL
+            .iter()
+            .filter(|v| !doc.contains(&format!("`{}`", v.label())))
+            .map(|v| format!("{v:?} `{}`", v.label()))
+            .collect()
+    }
+
+    #[test]
+    fn every_label_value_is_in_the_metrics_reference() {
+        let doc = include_str!("../../../docs/metrics.md");
+        let missing = [
+            documented::<Own>(doc),
+            documented::<Resync>(doc),
+            documented::<AuthFailure>(doc),
+            documented::<Refusal>(doc),
+            documented::<WebLogin>(doc),
+            documented::<Csrf>(doc),
+            documented::<SessionOp>(doc),
+            documented::<TlsReload>(doc),
+            documented::<Decision>(doc),
+            documented::<ExchangeError>(doc),
+            documented::<EnrichFailure>(doc),
+        ]
+        .concat();
+        assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
     }
 }

@@ -28,17 +28,20 @@ use http::uri::Authority;
 use http::Method;
 
 use crate::config::{AllowRule, AuthMode, RouteConfig};
+use crate::ops::labels::label_enum;
 use crate::tokens::Roles;
 
-/// What the `allow` rules say of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// An entry matches (or the route has no rules).
-    Allowed,
-    /// No entry names a role the caller holds.
-    DeniedRole,
-    /// The caller's roles match an entry, but not with this method.
-    DeniedMethod,
+label_enum! {
+    /// What the `allow` rules say of a request (the label of
+    /// `minigate_authz_decisions_total`).
+    pub enum Decision {
+        /// An entry matches (or the route has no rules).
+        Allowed = "allowed",
+        /// No entry names a role the caller holds.
+        DeniedRole = "denied_role",
+        /// The caller's roles match an entry, but not with this method.
+        DeniedMethod = "denied_method",
+    }
 }
 
 /// One compiled `allow` entry.
