@@ -2,7 +2,7 @@
 //!
 //! Every error the gateway answers with is one of these variants, and each
 //! variant's row (status, `error` code, description) is declared once, in
-//! [`ApiError::row`], so status, code and headers are decided in one place and every handler speaks
+//! `ApiError::row`, so status, code and headers are decided in one place and every handler speaks
 //! the same JSON `{"error", "error_description"}`. Descriptions are fixed text
 //! chosen here: nothing a client or a provider sent is echoed back.
 

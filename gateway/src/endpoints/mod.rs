@@ -65,114 +65,91 @@ pub const JWKS_MAX_AGE: u64 = 300;
 /// `DELETE /auth/sessions/{sid}` is this followed by the sid.
 pub const SESSIONS_PREFIX: &str = "/auth/sessions/";
 
-/// The gateway's own endpoints, matched by exact path before any route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+/// Declares the gateway's endpoints as one table: each row names the
+/// variant, the paths it answers (a pattern, with an optional guard), what
+/// its responses are counted under and the call that serves it. The enum,
+/// [`Endpoint::of`], [`Endpoint::counted`] and [`serve`] follow from it, so
+/// a new endpoint is one row here and its handler in its own file.
+macro_rules! endpoints {
+    (
+        ($gw:ident, $req:ident, $client:ident);
+        $(
+            $(#[$doc:meta])*
+            $variant:ident: $path:pat $(if $guard:expr)? => $own:ident, $serve:expr;
+        )+
+    ) => {
+        /// The gateway's own endpoints, matched by path before any route.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Endpoint {
+            $( $(#[$doc])* $variant, )+
+        }
+
+        impl Endpoint {
+            /// The endpoint answering `path`, if any.
+            #[inline]
+            pub fn of(path: &str) -> Option<Endpoint> {
+                match path {
+                    $( $path $(if $guard)? => Some(Endpoint::$variant), )+
+                    _ => None,
+                }
+            }
+
+            /// What its responses are counted under.
+            pub fn counted(self) -> Own {
+                match self {
+                    $( Endpoint::$variant => Own::$own, )+
+                }
+            }
+        }
+
+        /// Serves one of the gateway's own endpoints; `client` is the
+        /// request's client address.
+        pub async fn serve(
+            endpoint: Endpoint,
+            $gw: &Gateway,
+            $req: Request<Incoming>,
+            $client: IpAddr,
+        ) -> Result<Response<Body>, ApiError> {
+            match endpoint {
+                $( Endpoint::$variant => $serve, )+
+            }
+        }
+    };
+}
+
+endpoints! {
+    (gw, req, client);
     /// `POST /auth/login`.
-    Login,
+    Login: "/auth/login" => Login, login(gw, req, client).await;
     /// `POST /auth/refresh`.
-    Refresh,
+    Refresh: "/auth/refresh" => Refresh, refresh(gw, req).await;
     /// `POST /auth/logout`.
-    Logout,
+    Logout: "/auth/logout" => Logout, logout(gw, req).await;
     /// `POST /auth/phone`: the user's phone number, from WeChat.
-    Phone,
+    Phone: "/auth/phone" => WeChat, phone(gw, req).await;
     /// `POST /auth/wechat/decrypt`: WeChat's legacy `encryptedData`.
-    Decrypt,
+    Decrypt: "/auth/wechat/decrypt" => WeChat, decrypt(gw, req).await;
     /// `GET /auth/sessions`.
-    Sessions,
+    Sessions: "/auth/sessions" | SESSIONS_PREFIX => Sessions, list_sessions(gw, &req).await;
     /// `DELETE /auth/sessions/{sid}`.
-    Session,
+    Session: p if p.starts_with(SESSIONS_PREFIX) => Sessions, end_session(gw, &req).await;
     /// `GET /.well-known/jwks.json`.
-    Jwks,
+    Jwks: "/.well-known/jwks.json" => WellKnown, jwks(gw, &req);
     /// `GET /.well-known/openid-configuration`.
-    Discovery,
+    Discovery: "/.well-known/openid-configuration" => WellKnown, discovery(gw, &req);
     /// `GET /healthz`.
-    Healthz,
+    Healthz: "/healthz" => Health, Ok(healthz());
     /// `GET /readyz`.
-    Readyz,
+    Readyz: "/readyz" => Health, Ok(readyz(gw));
     /// `GET /metrics`.
-    Metrics,
+    Metrics: "/metrics" => Metrics, metrics(gw, &req);
     /// `/auth/verify` and below, any method: forward-auth.
-    Verify,
+    Verify: p if p == VERIFY || p.starts_with("/auth/verify/") => Verify, verify(gw, &req);
     /// `GET /auth/web/login`: a browser sign-in's start.
-    WebLogin,
+    WebLogin: crate::signin::web::LOGIN => WebLogin, crate::signin::web::login(gw, &req);
     /// `GET /auth/web/callback`: its return from the authorize page.
-    WebCallback,
-}
-
-impl Endpoint {
-    /// The endpoint at exactly `path` (or under `/auth/sessions/`), if any.
-    #[inline]
-    pub fn of(path: &str) -> Option<Endpoint> {
-        if let Some(rest) = path.strip_prefix(SESSIONS_PREFIX) {
-            return Some(if rest.is_empty() {
-                Endpoint::Sessions
-            } else {
-                Endpoint::Session
-            });
-        }
-        Some(match path {
-            "/auth/sessions" => Endpoint::Sessions,
-            "/auth/login" => Endpoint::Login,
-            "/auth/refresh" => Endpoint::Refresh,
-            "/auth/logout" => Endpoint::Logout,
-            "/auth/phone" => Endpoint::Phone,
-            "/auth/wechat/decrypt" => Endpoint::Decrypt,
-            "/.well-known/jwks.json" => Endpoint::Jwks,
-            "/.well-known/openid-configuration" => Endpoint::Discovery,
-            "/healthz" => Endpoint::Healthz,
-            "/readyz" => Endpoint::Readyz,
-            "/metrics" => Endpoint::Metrics,
-            crate::signin::web::LOGIN => Endpoint::WebLogin,
-            crate::signin::web::CALLBACK => Endpoint::WebCallback,
-            _ if path == VERIFY || path.starts_with("/auth/verify/") => Endpoint::Verify,
-            _ => return None,
-        })
-    }
-
-    /// What its responses are counted under.
-    pub fn counted(self) -> Own {
-        match self {
-            Endpoint::Login => Own::Login,
-            Endpoint::Refresh => Own::Refresh,
-            Endpoint::Logout => Own::Logout,
-            Endpoint::Phone | Endpoint::Decrypt => Own::WeChat,
-            Endpoint::Sessions | Endpoint::Session => Own::Sessions,
-            Endpoint::Jwks | Endpoint::Discovery => Own::WellKnown,
-            Endpoint::Healthz | Endpoint::Readyz => Own::Health,
-            Endpoint::Metrics => Own::Metrics,
-            Endpoint::Verify => Own::Verify,
-            Endpoint::WebLogin => Own::WebLogin,
-            Endpoint::WebCallback => Own::WebCallback,
-        }
-    }
-}
-
-/// Serves one of the gateway's own endpoints; `client` is the request's
-/// client address.
-pub async fn serve(
-    endpoint: Endpoint,
-    gw: &Gateway,
-    req: Request<Incoming>,
-    client: IpAddr,
-) -> Result<Response<Body>, ApiError> {
-    match endpoint {
-        Endpoint::Login => login(gw, req, client).await,
-        Endpoint::Refresh => refresh(gw, req).await,
-        Endpoint::Logout => logout(gw, req).await,
-        Endpoint::Phone => phone(gw, req).await,
-        Endpoint::Decrypt => decrypt(gw, req).await,
-        Endpoint::Sessions => list_sessions(gw, &req).await,
-        Endpoint::Session => end_session(gw, &req).await,
-        Endpoint::Jwks => jwks(gw, &req),
-        Endpoint::Discovery => discovery(gw, &req),
-        Endpoint::Healthz => Ok(healthz()),
-        Endpoint::Readyz => Ok(readyz(gw)),
-        Endpoint::Metrics => metrics(gw, &req),
-        Endpoint::Verify => verify(gw, &req),
-        Endpoint::WebLogin => crate::signin::web::login(gw, &req),
-        Endpoint::WebCallback => crate::signin::web::callback(gw, &req, client).await,
-    }
+    WebCallback: crate::signin::web::CALLBACK => WebCallback,
+        crate::signin::web::callback(gw, &req, client).await;
 }
 
 fn require(req: &Request<Incoming>, method: Method, allow: &'static str) -> Result<(), ApiError> {
@@ -230,4 +207,32 @@ pub fn no_content() -> Response<Body> {
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_endpoint_answers_its_paths_and_no_other() {
+        for (path, want) in [
+            ("/auth/login", Some(Endpoint::Login)),
+            ("/auth/sessions", Some(Endpoint::Sessions)),
+            ("/auth/sessions/", Some(Endpoint::Sessions)),
+            ("/auth/sessions/abc", Some(Endpoint::Session)),
+            ("/auth/verify", Some(Endpoint::Verify)),
+            ("/auth/verify/orders/1", Some(Endpoint::Verify)),
+            ("/auth/verifyx", None),
+            ("/auth/web/login", Some(Endpoint::WebLogin)),
+            ("/auth/web/callback", Some(Endpoint::WebCallback)),
+            ("/.well-known/jwks.json", Some(Endpoint::Jwks)),
+            ("/healthz", Some(Endpoint::Healthz)),
+            ("/auth/login/", None),
+            ("/api/x", None),
+        ] {
+            assert_eq!(Endpoint::of(path), want, "{path}");
+        }
+        assert_eq!(Endpoint::Decrypt.counted(), Own::WeChat);
+        assert_eq!(Endpoint::Session.counted(), Own::Sessions);
+    }
 }
