@@ -36,10 +36,10 @@ use crate::wechat::WxClient;
 pub enum StartError {
     /// A provider's client could not be built.
     #[error(transparent)]
-    Providers(#[from] providers::SetupError),
+    Providers(#[from] providers::ProviderSetupError),
     /// The session store could not be set up.
     #[error(transparent)]
-    Sessions(#[from] sessions::SetupError),
+    Sessions(#[from] sessions::StoreSetupError),
     /// The TLS pair did not load.
     #[error(transparent)]
     Tls(#[from] ConfigError),
@@ -102,7 +102,7 @@ pub struct Gateway {
     /// Open WebSocket tunnels per user (or anonymous client address).
     pub tunnels: Occupancy<Box<str>>,
     /// Connection and request limits.
-    pub server: ServerConfig,
+    pub server_config: ServerConfig,
     /// Every Prometheus series.
     pub metrics: Metrics,
     /// Inbound TLS, when configured.
@@ -146,7 +146,7 @@ impl Gateway {
             sessions_limiter: UserLimiter::default(),
             in_flight: Occupancy::new(server.max_requests_per_ip),
             tunnels: Occupancy::new(server.max_tunnels_per_user),
-            server: server.clone(),
+            server_config: server.clone(),
             metrics,
             tls: config.tls.as_ref().map(Tls::new).transpose()?,
             web: config

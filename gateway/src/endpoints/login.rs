@@ -139,7 +139,7 @@ pub async fn login(
             if let Ok(mut first) = first_pair.lock() {
                 *first = Some(pair);
             }
-            Ok::<_, ApiError>(Began {
+            Ok::<_, ApiError>(CodeSession {
                 subject,
                 sid,
                 client,

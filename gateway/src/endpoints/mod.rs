@@ -50,7 +50,7 @@ use crate::gateway::Gateway;
 use crate::ops::metrics::{Own, Refusal, SessionOp};
 use crate::pipeline::path::canonical;
 use crate::sessions::{Checked, Redeemed, SessionInfo, SessionStore as _};
-use crate::signin::codes::Began;
+use crate::signin::codes::CodeSession;
 use crate::signin::enrich::Event;
 use crate::signin::providers::Login;
 use crate::tokens::TokenError;
@@ -172,7 +172,7 @@ async fn read_body(gw: &Gateway, req: Request<Incoming>) -> Result<Bytes, ApiErr
         return Err(ApiError::TooLarge);
     }
     let collect = Limited::new(req.into_body(), MAX_BODY).collect();
-    let body = tokio::time::timeout(gw.server.body_timeout, collect)
+    let body = tokio::time::timeout(gw.server_config.body_timeout, collect)
         .await
         .map_err(|_| ApiError::BodyTimeout)?
         .map_err(|e| {

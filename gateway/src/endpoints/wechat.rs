@@ -12,9 +12,9 @@ fn caller_subject(
     req: &Request<Incoming>,
 ) -> Result<crate::tokens::Refresh, ApiError> {
     let token = match crate::pipeline::auth::credentials(req.headers()) {
-        crate::pipeline::auth::Credentials::Bearer(t) => t,
-        crate::pipeline::auth::Credentials::None => return Err(ApiError::MissingToken),
-        crate::pipeline::auth::Credentials::Malformed => {
+        crate::pipeline::auth::Presented::Bearer(t) => t,
+        crate::pipeline::auth::Presented::None => return Err(ApiError::MissingToken),
+        crate::pipeline::auth::Presented::Malformed => {
             return Err(ApiError::InvalidToken(TokenError::MALFORMED))
         }
     };

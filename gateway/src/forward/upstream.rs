@@ -117,7 +117,7 @@ impl std::error::Error for UpstreamError {
 
 /// One HTTP/1.1 connection to an upstream: the handle requests are sent
 /// through and the connection itself, which whoever holds it must poll.
-struct Conn<B: SendBody> {
+struct Pooled<B: SendBody> {
     send: SendRequest<B>,
     io: Connection<TokioIo<TcpStream>, B>,
     /// The connection future finished: polling it again is not allowed.
@@ -130,7 +130,7 @@ struct Conn<B: SendBody> {
     timer: Timer,
 }
 
-impl<B: SendBody> Conn<B> {
+impl<B: SendBody> Pooled<B> {
     /// Lets the connection read and write what it can.
     fn drive(&mut self, cx: &mut Context<'_>) {
         if !self.done && Pin::new(&mut self.io).poll(cx).is_ready() {
@@ -152,7 +152,7 @@ impl<B: SendBody> Conn<B> {
 
 /// An idle connection in the pool.
 struct Idle<B: SendBody> {
-    conn: Box<Conn<B>>,
+    conn: Box<Pooled<B>>,
     since: Instant,
 }
 
@@ -201,7 +201,7 @@ pub struct Lent<B: SendBody> {
     /// 700 bytes, and this handle moves with the answer (into its body,
     /// through the response's every move, back to the pool), where a box
     /// moves as a pointer.
-    conn: Option<Box<Conn<B>>>,
+    conn: Option<Box<Pooled<B>>>,
     home: (Arc<Upstreams<B>>, Authority),
 }
 
@@ -251,7 +251,7 @@ impl<B: SendBody> Upstreams<B> {
     }
 
     /// Pools `conn`, idle and open, in this thread's shard.
-    fn put(&self, authority: &Authority, conn: Box<Conn<B>>) {
+    fn put(&self, authority: &Authority, conn: Box<Pooled<B>>) {
         let Ok(mut shard) = self.shard().lock() else {
             return;
         };
@@ -276,7 +276,7 @@ impl<B: SendBody> Upstreams<B> {
     /// thread waits on another for long, and none can wait on itself.)
     /// Newest first; stale and closed connections found on the way are
     /// dropped.
-    fn checkout(&self, authority: &Authority) -> Option<Box<Conn<B>>> {
+    fn checkout(&self, authority: &Authority) -> Option<Box<Pooled<B>>> {
         let n = self.shards.len();
         let own = this_thread_shard() % n;
         if let Ok(mut shard) = self.shards[own].lock() {
@@ -368,7 +368,7 @@ impl<B: SendBody> Upstreams<B> {
 }
 
 /// The newest open, idle, fresh connection to `authority` in `shard`.
-fn take_idle<B: SendBody>(shard: &mut Shard<B>, authority: &Authority) -> Option<Box<Conn<B>>> {
+fn take_idle<B: SendBody>(shard: &mut Shard<B>, authority: &Authority) -> Option<Box<Pooled<B>>> {
     let idle = shard.get_mut(authority.as_str())?;
     while let Some(Idle { mut conn, since }) = idle.pop() {
         if since.elapsed() > IDLE_TIMEOUT {
@@ -395,7 +395,7 @@ enum Exchange<B> {
 /// Sends `req` on `conn` and drives both until the answer's head arrives
 /// or `deadline` passes.
 async fn exchange<B: SendBody>(
-    conn: &mut Conn<B>,
+    conn: &mut Pooled<B>,
     req: Request<B>,
     deadline: tokio::time::Instant,
 ) -> Exchange<B> {
@@ -437,13 +437,13 @@ fn set_host<B>(req: &mut Request<B>, authority: &Authority) {
 async fn connect<B: SendBody>(
     authority: &Authority,
     deadline: tokio::time::Instant,
-) -> Result<Box<Conn<B>>, UpstreamError> {
+) -> Result<Box<Pooled<B>>, UpstreamError> {
     let opened = tokio::time::timeout_at(deadline, async {
         let io = TokioIo::new(open(authority).await?);
         http1::handshake(io).await.map_err(UpstreamError::Http)
     });
     let (send, io) = opened.await.map_err(|_| UpstreamError::TimedOut)??;
-    Ok(Box::new(Conn {
+    Ok(Box::new(Pooled {
         send,
         io,
         done: false,

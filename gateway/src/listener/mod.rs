@@ -80,7 +80,7 @@ pub async fn start(config: &Config, keys: KeyStore) -> Result<Running, StartErro
     let mut running = serve(listener, gateway, Some(config.keys.reload_interval)).map_err(bind)?;
     if let Some(admin) = &config.admin {
         // Its own socket, never the public one; stopped with it.
-        let builder = http1_builder(&running.gateway.server);
+        let builder = http1_builder(&running.gateway.server_config);
         let bound = crate::endpoints::admin::start(
             running.gateway.clone(),
             admin,
@@ -273,7 +273,7 @@ pub fn serve(
     spawn_tasks(&gateway, reload, &stop);
     let gw = gateway.clone();
     let task = tokio::spawn(async move {
-        let limits = gw.server.clone();
+        let limits = gw.server_config.clone();
         let mut builder = http1_builder(&limits);
         // The socket keeps the head deadline instead (`ClientIo`): the
         // same rule without a timer made and dropped per request.

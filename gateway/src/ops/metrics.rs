@@ -524,7 +524,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signin::enrich::Failure as EnrichFailure;
+    use crate::signin::enrich::EnrichFailure;
 
     /// Every value of `L` is named in `doc`, as `` `value` ``.
     fn documented<L: Label + std::fmt::Debug>(doc: &str) -> Vec<String> {

@@ -33,7 +33,7 @@ use crate::tokens::{Identity, Roles, TokenError, Tokens};
 
 /// What a request's `Authorization` header holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credentials<'a> {
+pub enum Presented<'a> {
     /// No `Authorization` header.
     None,
     /// `Bearer <token>`: the token as sent, to be checked by verification
@@ -48,13 +48,13 @@ pub enum Credentials<'a> {
 /// [`Tokens::verify_access`], which checks them only when the token is not
 /// in its cache of tokens already verified.
 #[inline]
-pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
+pub fn credentials(headers: &HeaderMap) -> Presented<'_> {
     let mut all = headers.get_all(AUTHORIZATION).iter();
     let Some(first) = all.next() else {
-        return Credentials::None;
+        return Presented::None;
     };
     if all.next().is_some() {
-        return Credentials::Malformed;
+        return Presented::Malformed;
     }
     let value = first.as_bytes();
     let Some((scheme, token)) = value
@@ -62,14 +62,14 @@ pub fn credentials(headers: &HeaderMap) -> Credentials<'_> {
         .position(|&b| b == b' ')
         .map(|at| value.split_at(at))
     else {
-        return Credentials::Malformed;
+        return Presented::Malformed;
     };
     // Spaces only: a tab there is malformed.
     let token = &token[token.iter().take_while(|&&b| b == b' ').count()..];
     if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
-        return Credentials::Malformed;
+        return Presented::Malformed;
     }
-    Credentials::Bearer(token)
+    Presented::Bearer(token)
 }
 
 /// Applies `mode` to the request's headers: the caller's identity, `None`
@@ -84,10 +84,10 @@ pub fn authenticate(
         return Ok(None);
     }
     match credentials(headers) {
-        Credentials::None if mode == AuthMode::Optional => Ok(None),
-        Credentials::None => Err(ApiError::MissingToken),
-        Credentials::Malformed => Err(ApiError::InvalidToken(TokenError::MALFORMED)),
-        Credentials::Bearer(token) => tokens
+        Presented::None if mode == AuthMode::Optional => Ok(None),
+        Presented::None => Err(ApiError::MissingToken),
+        Presented::Malformed => Err(ApiError::InvalidToken(TokenError::MALFORMED)),
+        Presented::Bearer(token) => tokens
             .verify_access(token)
             .map(Some)
             .map_err(ApiError::InvalidToken),
@@ -107,7 +107,7 @@ pub fn authenticate_request(
 ) -> Result<Option<Arc<Identity>>, ApiError> {
     if mode != AuthMode::Public {
         if let Some(web) = gw.web.as_ref().filter(|w| w.cookies()) {
-            if credentials(headers) == Credentials::None {
+            if credentials(headers) == Presented::None {
                 use crate::signin::web::cookies::{find, Found, ACCESS};
                 match find(headers, ACCESS) {
                     Found::None => {}
@@ -207,23 +207,23 @@ mod tests {
     fn bearer_scheme_is_case_insensitive() {
         assert_eq!(
             credentials(&headers(b"Bearer abc")),
-            Credentials::Bearer(b"abc")
+            Presented::Bearer(b"abc")
         );
         assert_eq!(
             credentials(&headers(b"bEaReR a.b-c_d~e+f/g==")),
-            Credentials::Bearer(b"a.b-c_d~e+f/g==")
+            Presented::Bearer(b"a.b-c_d~e+f/g==")
         );
         assert_eq!(
             credentials(&headers(b"Bearer  abc")),
-            Credentials::Bearer(b"abc")
+            Presented::Bearer(b"abc")
         );
-        assert_eq!(credentials(&HeaderMap::new()), Credentials::None);
+        assert_eq!(credentials(&HeaderMap::new()), Presented::None);
     }
 
     /// The token as verification reads it, `None` if malformed.
     fn token_text(h: &HeaderMap) -> Option<&str> {
         match credentials(h) {
-            Credentials::Bearer(t) => crate::tokens::b64token(t),
+            Presented::Bearer(t) => crate::tokens::b64token(t),
             _ => None,
         }
     }
@@ -247,7 +247,7 @@ mod tests {
         ] {
             let h = headers(bad);
             assert_eq!(
-                credentials(&h) == Credentials::Malformed,
+                credentials(&h) == Presented::Malformed,
                 at_header,
                 "{bad:?}"
             );
@@ -255,7 +255,7 @@ mod tests {
         }
         let mut h = headers(b"Bearer abc");
         h.append(AUTHORIZATION, "Bearer def".parse().unwrap());
-        assert_eq!(credentials(&h), Credentials::Malformed);
+        assert_eq!(credentials(&h), Presented::Malformed);
         assert_eq!(token_text(&headers(b"Bearer a.b")), Some("a.b"));
     }
 }

@@ -116,13 +116,14 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -
     let mut ctx = Ctx {
         gw: &gw,
         conn,
-        forwarded: client_behind(&conn.addr, req.headers(), &gw.server),
+        forwarded: client_behind(&conn.addr, req.headers(), &gw.server_config),
         request_id: request_id(req.headers(), &gw.request_ids),
         counted: Counted::Own(Own::Unmatched),
         identity: None,
     };
     let span = tracing::info_span!("request", id = ctx.request_id.to_str().unwrap_or("-"));
-    let dropped = headers::drop_underscored(req.headers_mut(), gw.server.underscores_in_headers);
+    let dropped =
+        headers::drop_underscored(req.headers_mut(), gw.server_config.underscores_in_headers);
     if let Some(c) = gw.metrics.refusals.get(Refusal::HeaderDropped) {
         c.increment(dropped as u64);
     }
@@ -189,19 +190,19 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
                 upgrade,
                 metrics: gw.metrics.route(route.index),
                 refusals: &gw.metrics.refusals,
-                body_gap: gw.server.proxy_body_timeout,
-                tunnel_idle: gw.server.tunnel_idle_timeout,
+                body_gap: gw.server_config.proxy_body_timeout,
+                tunnel_idle: gw.server_config.tunnel_idle_timeout,
             },
         )
         .await
 }
 
 /// A refusal before routing: what to count it under, and the answer.
-type Refused = (Own, Option<Refusal>, ApiError);
+type Unrouted = (Own, Option<Refusal>, ApiError);
 
 /// Checks the request head, puts its path in the canonical form and finds
 /// its target.
-fn classify<'g>(gw: &'g Gateway, req: &mut Request<Incoming>) -> Result<Target<'g>, Refused> {
+fn classify<'g>(gw: &'g Gateway, req: &mut Request<Incoming>) -> Result<Target<'g>, Unrouted> {
     let bad_head = |why| {
         (
             Own::RefusedRequest,

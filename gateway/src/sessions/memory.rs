@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use super::{
-    Begun, Checked, NewSession, Redeemed, SessionInfo, SessionStore, Unavailable, MAX_LISTED,
+    Checked, NewSession, Recorded, Redeemed, SessionInfo, SessionStore, Unavailable, MAX_LISTED,
     REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
@@ -209,7 +209,7 @@ fn info(sid: &str, s: &Session) -> SessionInfo {
 }
 
 impl SessionStore for MemoryStore {
-    async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Begun, Unavailable> {
+    async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Recorded, Unavailable> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         Ok(self.with_user(new.user, ttl, |u| {
             let now = Instant::now();
@@ -224,7 +224,7 @@ impl SessionStore for MemoryStore {
                 let limit = new.limit as usize;
                 if class.len() >= limit {
                     if new.on_limit == OnLimit::Refuse {
-                        return (Begun::Refused, false);
+                        return (Recorded::Refused, false);
                     }
                     class.sort_unstable();
                     let over = class.len() + 1 - limit;
@@ -240,7 +240,7 @@ impl SessionStore for MemoryStore {
             let max = new.max_per_user as usize;
             if max > 0 && u.live.len() >= max {
                 if new.on_limit == OnLimit::Refuse {
-                    return (Begun::Refused, false);
+                    return (Recorded::Refused, false);
                 }
                 let mut all: Vec<(u64, u64, Box<str>)> = u
                     .live
@@ -271,7 +271,7 @@ impl SessionStore for MemoryStore {
                     expires: now + ttl,
                 },
             );
-            (Begun::Started { evicted }, true)
+            (Recorded::Started { evicted }, true)
         }))
     }
 
@@ -528,13 +528,13 @@ mod tests {
         let third = s.begin(&new("u", "w3", "web", 2), TTL).await.unwrap();
         assert_eq!(
             third,
-            Begun::Started {
+            Recorded::Started {
                 evicted: vec!["w1".into()]
             }
         );
         let mut refuse = new("u", "w4", "web", 2);
         refuse.on_limit = OnLimit::Refuse;
-        assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Begun::Refused);
+        assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Recorded::Refused);
         let sids: Vec<String> = s
             .list("u")
             .await
@@ -580,13 +580,13 @@ mod tests {
         s.begin(&capped("w1", "web"), TTL).await.unwrap();
         assert_eq!(
             s.begin(&capped("p2", "phone"), TTL).await.unwrap(),
-            Begun::Started {
+            Recorded::Started {
                 evicted: vec!["p1".into()]
             }
         );
         let mut refuse = capped("p3", "phone");
         refuse.on_limit = OnLimit::Refuse;
-        assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Begun::Refused);
+        assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Recorded::Refused);
         let sids: Vec<String> = s
             .list("u")
             .await

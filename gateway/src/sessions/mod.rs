@@ -92,7 +92,7 @@ pub const REFRESH_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a login did to its user's sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Begun {
+pub enum Recorded {
     /// Recorded; `evicted` are the sessions it ended to stay in the limit.
     Started {
         /// The sids ended (`evict_oldest`), oldest first.
@@ -163,7 +163,7 @@ pub fn listed(max_per_user: u32) -> usize {
 /// text is the client's kind of error only: the URL may hold a password.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {kind}")]
-pub struct SetupError {
+pub struct StoreSetupError {
     /// The config key.
     pub key: &'static str,
     /// The client's kind of error.
@@ -182,7 +182,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         new: &NewSession<'_>,
         ttl: Duration,
-    ) -> impl std::future::Future<Output = Result<Begun, Unavailable>> + Send;
+    ) -> impl std::future::Future<Output = Result<Recorded, Unavailable>> + Send;
 
     /// Checks `jti` of `user`'s session `sid` before a refresh asks the
     /// user service: see [`Checked`]. A token already used revokes the
@@ -279,7 +279,7 @@ pub enum Store {
 impl Store {
     /// The store `config` asks for. Redis connects lazily: the gateway starts
     /// (and verifies access tokens) while Redis is still down.
-    pub fn new(config: &crate::config::SessionsConfig) -> Result<Store, SetupError> {
+    pub fn new(config: &crate::config::SessionsConfig) -> Result<Store, StoreSetupError> {
         let listed = listed(config.max_per_user);
         if let Some(url) = &config.redis_url {
             return Ok(Store::Redis(
@@ -325,7 +325,7 @@ impl Store {
 }
 
 impl SessionStore for Store {
-    async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Begun, Unavailable> {
+    async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Recorded, Unavailable> {
         match self {
             Store::Memory(s) => s.begin(new, ttl).await,
             Store::Redis(s) => s.begin(new, ttl).await,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 use tokio::sync::OnceCell;
 
-use crate::signin::providers::{ExchangeError, Session};
+use crate::signin::providers::{ExchangeError, Exchanged};
 use crate::tokens::Subject;
 
 /// How long a code that succeeded is remembered.
@@ -29,7 +29,7 @@ const CAPACITY: u64 = 10_000;
 
 /// The session a code began, for retries.
 #[derive(Debug, Clone)]
-pub struct Began {
+pub struct CodeSession {
     /// The login's subject.
     pub subject: Subject,
     /// Its session.
@@ -42,19 +42,19 @@ pub struct Began {
 
 /// One code: its exchange, then the session it began.
 #[derive(Debug, Default)]
-pub struct Used {
-    exchanged: OnceCell<Arc<Session>>,
-    began: OnceCell<Began>,
+pub struct CodeUse {
+    exchanged: OnceCell<Arc<Exchanged>>,
+    began: OnceCell<CodeSession>,
 }
 
-impl Used {
+impl CodeUse {
     /// The session this code began, beginning it with `begin` if no login
     /// has yet. Concurrent callers wait for one `begin`; if it fails, the
     /// next one tries its own. The flag says whether this call began it.
-    pub async fn began<F, Fut, E>(&self, begin: F) -> Result<(Began, bool), E>
+    pub async fn began<F, Fut, E>(&self, begin: F) -> Result<(CodeSession, bool), E>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Began, E>>,
+        Fut: std::future::Future<Output = Result<CodeSession, E>>,
     {
         let mine = std::sync::atomic::AtomicBool::new(false);
         let began = self
@@ -72,7 +72,7 @@ impl Used {
 /// The codes seen in the last [`RETRY_WINDOW`].
 #[derive(Debug)]
 pub struct Codes {
-    seen: Cache<[u8; 32], Arc<Used>, foldhash::fast::RandomState>,
+    seen: Cache<[u8; 32], Arc<CodeUse>, foldhash::fast::RandomState>,
 }
 
 impl Default for Codes {
@@ -109,13 +109,13 @@ impl Codes {
         appid: &str,
         code: &str,
         exchange: F,
-    ) -> Result<(Arc<Used>, Arc<Session>), ExchangeError>
+    ) -> Result<(Arc<CodeUse>, Arc<Exchanged>), ExchangeError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Session, ExchangeError>>,
+        Fut: std::future::Future<Output = Result<Exchanged, ExchangeError>>,
     {
         let key = Codes::key(appid, code);
-        let used = self.seen.get_with(key, || Arc::new(Used::default()));
+        let used = self.seen.get_with(key, || Arc::new(CodeUse::default()));
         let exchanged = used
             .exchanged
             .get_or_try_init(|| async { exchange().await.map(Arc::new) })
@@ -143,8 +143,8 @@ mod tests {
     use crate::config::Secret;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn session() -> Session {
-        Session {
+    fn session() -> Exchanged {
+        Exchanged {
             openid: "o1".into(),
             unionid: None,
             session_key: Some(Secret::new("k".into())),

@@ -118,7 +118,7 @@ pub struct Enriched {
 
 /// How an enrichment call failed; every kind is a 503 to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub enum EnrichFailure {
     /// No answer within `enrich.timeout`.
     Timeout,
     /// The service could not be reached.
@@ -135,36 +135,36 @@ pub enum Failure {
     Limits,
 }
 
-impl Label for Failure {
-    const ALL: &'static [Failure] = &[
-        Failure::Timeout,
-        Failure::Connect,
-        Failure::Redirect,
-        Failure::Status,
-        Failure::TooLarge,
-        Failure::BadAnswer,
-        Failure::Limits,
+impl Label for EnrichFailure {
+    const ALL: &'static [EnrichFailure] = &[
+        EnrichFailure::Timeout,
+        EnrichFailure::Connect,
+        EnrichFailure::Redirect,
+        EnrichFailure::Status,
+        EnrichFailure::TooLarge,
+        EnrichFailure::BadAnswer,
+        EnrichFailure::Limits,
     ];
     fn label(self) -> &'static str {
         match self {
-            Failure::Timeout => "timeout",
-            Failure::Connect => "connect",
-            Failure::Redirect => "redirect",
-            Failure::Status => "status",
-            Failure::TooLarge => "too_large",
-            Failure::BadAnswer => "bad_answer",
-            Failure::Limits => "limits",
+            EnrichFailure::Timeout => "timeout",
+            EnrichFailure::Connect => "connect",
+            EnrichFailure::Redirect => "redirect",
+            EnrichFailure::Status => "status",
+            EnrichFailure::TooLarge => "too_large",
+            EnrichFailure::BadAnswer => "bad_answer",
+            EnrichFailure::Limits => "limits",
         }
     }
 }
 
 /// The user service's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub enum EnrichError {
     /// 403: the user may not have a session (banned).
     Denied,
     /// No usable answer.
-    Failed(Failure),
+    Failed(EnrichFailure),
 }
 
 /// Enrichment metrics.
@@ -173,7 +173,7 @@ pub struct EnrichMetrics {
     /// Time of each call, whatever its outcome.
     pub latency: metrics::Histogram,
     /// Calls without a usable answer, by kind.
-    pub failures: Counters<Failure>,
+    pub failures: Counters<EnrichFailure>,
     /// Calls answered 403.
     pub denied: metrics::Counter,
 }
@@ -199,17 +199,21 @@ impl Enricher {
     }
 
     /// Asks the user service about `ask`.
-    pub async fn ask(&self, ask: &Ask<'_>, metrics: &EnrichMetrics) -> Result<Enriched, Refused> {
+    pub async fn ask(
+        &self,
+        ask: &Ask<'_>,
+        metrics: &EnrichMetrics,
+    ) -> Result<Enriched, EnrichError> {
         let started = Instant::now();
         let result = self.call(ask).await;
         metrics.latency.record(started.elapsed().as_secs_f64());
         match result {
             Ok(_) => {}
-            Err(Refused::Denied) => {
+            Err(EnrichError::Denied) => {
                 metrics.denied.increment(1);
                 tracing::info!(event = ?ask.event, sid = ask.sid, "user service refused the user");
             }
-            Err(Refused::Failed(kind)) => {
+            Err(EnrichError::Failed(kind)) => {
                 metrics.failures.increment(kind);
                 tracing::warn!(event = ?ask.event, failure = kind.label(), "enrichment failed");
             }
@@ -217,9 +221,9 @@ impl Enricher {
         result
     }
 
-    async fn call(&self, ask: &Ask<'_>) -> Result<Enriched, Refused> {
-        let fail = |f| Refused::Failed(f);
-        let body = serde_json::to_vec(ask).map_err(|_| fail(Failure::BadAnswer))?;
+    async fn call(&self, ask: &Ask<'_>) -> Result<Enriched, EnrichError> {
+        let fail = |f| EnrichError::Failed(f);
+        let body = serde_json::to_vec(ask).map_err(|_| fail(EnrichFailure::BadAnswer))?;
         let mut res = self
             .http
             .post(self.config.url.clone())
@@ -231,18 +235,18 @@ impl Enricher {
             .map_err(|e| fail(classify(&e)))?;
         let status = res.status();
         if status == reqwest::StatusCode::FORBIDDEN {
-            return Err(Refused::Denied);
+            return Err(EnrichError::Denied);
         }
         if status.is_redirection() {
-            return Err(fail(Failure::Redirect));
+            return Err(fail(EnrichFailure::Redirect));
         }
         if status != reqwest::StatusCode::OK {
-            return Err(fail(Failure::Status));
+            return Err(fail(EnrichFailure::Status));
         }
         let mut answer = Vec::new();
         while let Some(chunk) = res.chunk().await.map_err(|e| fail(classify(&e)))? {
             if answer.len() + chunk.len() > MAX_ANSWER {
-                return Err(fail(Failure::TooLarge));
+                return Err(fail(EnrichFailure::TooLarge));
             }
             answer.extend_from_slice(&chunk);
         }
@@ -256,14 +260,14 @@ impl Enricher {
 }
 
 /// Checks an answer body against the contract's limits.
-pub fn interpret(body: &[u8]) -> Result<Enriched, Failure> {
-    let a: Answer = serde_json::from_slice(body).map_err(|_| Failure::BadAnswer)?;
+pub fn interpret(body: &[u8]) -> Result<Enriched, EnrichFailure> {
+    let a: Answer = serde_json::from_slice(body).map_err(|_| EnrichFailure::BadAnswer)?;
     if a.uid.as_deref().is_some_and(|u| !is_header_safe(u, 128)) {
-        return Err(Failure::Limits);
+        return Err(EnrichFailure::Limits);
     }
     let mut roles = a.roles.unwrap_or_default();
     if roles.len() > MAX_ROLES || !roles.iter().all(|r| is_role_name(r)) {
-        return Err(Failure::Limits);
+        return Err(EnrichFailure::Limits);
     }
     roles.sort();
     roles.dedup();
@@ -273,12 +277,12 @@ pub fn interpret(body: &[u8]) -> Result<Enriched, Failure> {
             .iter()
             .all(|(k, v)| is_claim_name(k) && is_header_safe(v, 256))
     {
-        return Err(Failure::Limits);
+        return Err(EnrichFailure::Limits);
     }
     let size = roles.iter().map(String::len).sum::<usize>()
         + claims.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
     if size > MAX_ROLES_AND_CLAIMS {
-        return Err(Failure::Limits);
+        return Err(EnrichFailure::Limits);
     }
     Ok(Enriched {
         uid: a.uid,
@@ -288,15 +292,15 @@ pub fn interpret(body: &[u8]) -> Result<Enriched, Failure> {
 }
 
 /// Classifies a reqwest error without formatting it (it holds the URL).
-fn classify(e: &reqwest::Error) -> Failure {
+fn classify(e: &reqwest::Error) -> EnrichFailure {
     if e.is_timeout() {
-        Failure::Timeout
+        EnrichFailure::Timeout
     } else if e.is_connect() {
-        Failure::Connect
+        EnrichFailure::Connect
     } else if e.is_decode() || e.is_body() {
-        Failure::BadAnswer
+        EnrichFailure::BadAnswer
     } else {
-        Failure::Connect
+        EnrichFailure::Connect
     }
 }
 
@@ -362,7 +366,11 @@ mod tests {
             &issue_27,
             &one_over,
         ] {
-            assert_eq!(interpret(bad.as_bytes()), Err(Failure::Limits), "{bad}");
+            assert_eq!(
+                interpret(bad.as_bytes()),
+                Err(EnrichFailure::Limits),
+                "{bad}"
+            );
         }
         for bad in [
             &b"not json"[..],
@@ -370,7 +378,7 @@ mod tests {
             br#"{"roles":"admin"}"#,
             br#"{"uid":7}"#,
         ] {
-            assert_eq!(interpret(bad), Err(Failure::BadAnswer));
+            assert_eq!(interpret(bad), Err(EnrichFailure::BadAnswer));
         }
     }
 

@@ -14,8 +14,8 @@ pub mod web;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::ops::metrics::SessionOp;
-use crate::sessions::{Begun, NewSession, SessionStore as _};
-use crate::signin::enrich::{merge_roles, Ask, Event, Failure, Refused};
+use crate::sessions::{NewSession, Recorded, SessionStore as _};
+use crate::signin::enrich::{merge_roles, Ask, EnrichError, EnrichFailure, Event};
 use crate::tokens::{random_id, Subject, TokenPair};
 
 /// The longest login code accepted, from any platform.
@@ -86,8 +86,8 @@ pub async fn identify(
                 .ask(&ask, &gw.metrics.enrich)
                 .await
                 .map_err(|refused| match refused {
-                    Refused::Denied => ApiError::AccessDenied,
-                    Refused::Failed(_) => ApiError::EnrichUnavailable,
+                    EnrichError::Denied => ApiError::AccessDenied,
+                    EnrichError::Failed(_) => ApiError::EnrichUnavailable,
                 })?;
         // The uid is fixed at login: it is part of the user key the session
         // is kept under, which a refresh must not move.
@@ -108,7 +108,7 @@ pub async fn identify(
     // here, like an answer beyond the limits, and nothing is issued.
     if let Some(bytes) = gw.tokens.oversized(&subject, sid)? {
         if gw.enricher.is_some() {
-            gw.metrics.enrich.failures.increment(Failure::Limits);
+            gw.metrics.enrich.failures.increment(EnrichFailure::Limits);
         }
         tracing::warn!(
             sid,
@@ -162,7 +162,7 @@ async fn begin_session(
         .await
         .map_err(|_| store_down(gw, SessionOp::Login))?;
     match begun {
-        Begun::Started { evicted } => {
+        Recorded::Started { evicted } => {
             if !evicted.is_empty() {
                 tracing::info!(
                     sid = %sid, device_type = %who.device_type, evicted = evicted.len(),
@@ -172,6 +172,6 @@ async fn begin_session(
             }
             Ok(())
         }
-        Begun::Refused => Err(ApiError::SessionLimit),
+        Recorded::Refused => Err(ApiError::SessionLimit),
     }
 }

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 
 use minigate::config::OnLimit;
-use minigate::sessions::{Begun, NewSession, SessionStore as _};
+use minigate::sessions::{NewSession, Recorded, SessionStore as _};
 
 use crate::support::*;
 
@@ -777,7 +777,7 @@ async fn an_expired_session_frees_its_slot_on_redis() {
     };
     let short = Duration::from_millis(300);
     let long = Duration::from_secs(60);
-    let started = Begun::Started { evicted: vec![] };
+    let started = Recorded::Started { evicted: vec![] };
     assert_eq!(
         store.begin(&new("pc1", "pc", 2), short).await,
         Ok(started.clone())
@@ -788,7 +788,7 @@ async fn an_expired_session_frees_its_slot_on_redis() {
     );
     assert_eq!(
         store.begin(&new("pc3", "pc", 2), long).await,
-        Ok(Begun::Refused)
+        Ok(Recorded::Refused)
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     // A phone login drops pc1 from the index...

@@ -49,8 +49,8 @@ pub use sync::{spawn_sync, Synced, RESYNC_EVERY};
 
 use super::revoked::now_ms;
 use super::{
-    Begun, Checked, NewSession, Redeemed, SessionInfo, SessionStore, SetupError, Unavailable,
-    MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+    Checked, NewSession, Recorded, Redeemed, SessionInfo, SessionStore, StoreSetupError,
+    Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
 
@@ -174,8 +174,8 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn setup(key: &'static str) -> impl Fn(redis::RedisError) -> SetupError {
-    move |e| SetupError {
+fn setup(key: &'static str) -> impl Fn(redis::RedisError) -> StoreSetupError {
+    move |e| StoreSetupError {
         key,
         kind: e.kind_str(),
     }
@@ -185,7 +185,7 @@ impl RedisStore {
     /// A store on one Redis at `url` (`redis://host:port/db`). Connects
     /// lazily, so the gateway starts, and verifies access tokens, while
     /// Redis is down.
-    pub fn new(url: &str, grace: Duration) -> Result<RedisStore, SetupError> {
+    pub fn new(url: &str, grace: Duration) -> Result<RedisStore, StoreSetupError> {
         // Errors are named by kind only: the URL may hold a password.
         let client = redis::Client::open(url).map_err(setup("sessions.redis_url"))?;
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -199,7 +199,7 @@ impl RedisStore {
     }
 
     /// A store on the Redis Cluster of these seed URLs.
-    pub fn cluster(seeds: &[&str], grace: Duration) -> Result<RedisStore, SetupError> {
+    pub fn cluster(seeds: &[&str], grace: Duration) -> Result<RedisStore, StoreSetupError> {
         let client = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
             .connection_timeout(Duration::from_secs(1))
             .response_timeout(CALL_TIMEOUT)
@@ -367,7 +367,7 @@ impl KindStr for redis::RedisError {
 }
 
 impl SessionStore for RedisStore {
-    async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Begun, Unavailable> {
+    async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Recorded, Unavailable> {
         let keys = Keys::of(new.user);
         let mut con = self.con().await?;
         let mut inv = self.scripts.begin.prepare_invoke();
@@ -393,12 +393,12 @@ impl SessionStore for RedisStore {
         let out: Vec<Value> = self.call("begin", inv.invoke_async(&mut con)).await?;
         let mut out = out.into_iter();
         match out.next() {
-            Some(Value::Int(1)) => Ok(Begun::Started {
+            Some(Value::Int(1)) => Ok(Recorded::Started {
                 evicted: out
                     .filter_map(|v| redis::from_redis_value::<String>(v).ok())
                     .collect(),
             }),
-            _ => Ok(Begun::Refused),
+            _ => Ok(Recorded::Refused),
         }
     }
 

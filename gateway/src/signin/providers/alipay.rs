@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError, SignIn,
+    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError, SignIn,
 };
 use crate::config::{is_header_safe, ProviderConfig};
 use crate::signin::providers::rsa2::{SigningKey, VerifyingKey};
@@ -64,8 +64,8 @@ pub struct Alipay {
 
 impl Alipay {
     /// A client for the provider in `config`.
-    pub fn new(config: &ProviderConfig) -> Result<Alipay, SetupError> {
-        let keys = config.key_pair().ok_or_else(|| SetupError::Credentials {
+    pub fn new(config: &ProviderConfig) -> Result<Alipay, ProviderSetupError> {
+        let keys = config.key_pair().ok_or_else(|| ProviderSetupError::Credentials {
             appid: config.appid.clone(),
         })?;
         Ok(Alipay {
@@ -133,7 +133,7 @@ impl Exchange for Alipay {
             .body(super::form(&params)))
     }
 
-    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError> {
+    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Exchanged, ExchangeError> {
         if !status.is_success() {
             tracing::warn!(appid = %self.app_id, status = status.as_u16(), "Alipay answered with an HTTP error");
             return Err(ExchangeError::Unusable);
@@ -186,7 +186,7 @@ pub fn interpret(
     appid: &str,
     alipay_key: &VerifyingKey,
     body: &[u8],
-) -> Result<Session, ExchangeError> {
+) -> Result<Exchanged, ExchangeError> {
     let Some(signed) = split(body) else {
         tracing::warn!(appid = %appid, "Alipay's answer is not of its shape");
         return Err(ExchangeError::Unusable);
@@ -228,7 +228,7 @@ fn loggable(s: Option<&str>) -> &str {
 
 /// Maps the content of an answer whose signature verified. `appid` is only
 /// for log lines.
-pub fn read(appid: &str, content: &str, is_error: bool) -> Result<Session, ExchangeError> {
+pub fn read(appid: &str, content: &str, is_error: bool) -> Result<Exchanged, ExchangeError> {
     let Ok(c) = serde_json::from_str::<Content>(content) else {
         tracing::warn!(appid = %appid, "Alipay's signed answer is not of its shape");
         return Err(ExchangeError::Unusable);
@@ -252,7 +252,7 @@ pub fn read(appid: &str, content: &str, is_error: bool) -> Result<Session, Excha
     }
     let present = |s: Option<String>| s.filter(|s| !s.is_empty());
     match present(c.open_id).or(present(c.user_id)) {
-        Some(openid) => Ok(Session {
+        Some(openid) => Ok(Exchanged {
             openid,
             unionid: None,
             session_key: None,

@@ -13,7 +13,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError, SignIn,
+    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError, SignIn,
 };
 use crate::config::{ProviderConfig, Secret};
 
@@ -35,7 +35,7 @@ pub struct Baidu {
 
 impl Baidu {
     /// A client for the provider in `config`.
-    pub fn new(config: &ProviderConfig) -> Result<Baidu, SetupError> {
+    pub fn new(config: &ProviderConfig) -> Result<Baidu, ProviderSetupError> {
         Ok(Baidu {
             appid: config.appid.clone(),
             secret: super::secret_of(config)?,
@@ -72,7 +72,7 @@ impl Exchange for Baidu {
             .body(body))
     }
 
-    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError> {
+    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Exchanged, ExchangeError> {
         interpret(&self.appid, status, body)
     }
 }
@@ -80,7 +80,7 @@ impl Exchange for Baidu {
 /// Maps a `jscode2sessionkey` answer to a session or error. `appid` is only
 /// for log lines. An `error` is read whatever the status (OAuth errors come
 /// with 400); a session needs a 2xx.
-pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError> {
+pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchanged, ExchangeError> {
     let Ok(answer) = serde_json::from_slice::<Answer>(body) else {
         tracing::warn!(appid = %appid, status = status.as_u16(), "Baidu's answer is not JSON of its shape");
         return Err(ExchangeError::Unusable);
@@ -111,7 +111,7 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Session
         (Some(openid), Some(session_key))
             if status.is_success() && !openid.is_empty() && !session_key.is_empty() =>
         {
-            Ok(Session {
+            Ok(Exchanged {
                 openid,
                 unionid: None,
                 session_key: Some(Secret::new(session_key)),

@@ -13,7 +13,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError, SignIn,
+    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError, SignIn,
 };
 use crate::config::{ProviderConfig, Secret};
 
@@ -35,7 +35,7 @@ pub struct Douyin {
 
 impl Douyin {
     /// A client for the provider in `config`.
-    pub fn new(config: &ProviderConfig) -> Result<Douyin, SetupError> {
+    pub fn new(config: &ProviderConfig) -> Result<Douyin, ProviderSetupError> {
         Ok(Douyin {
             appid: config.appid.clone(),
             secret: super::secret_of(config)?,
@@ -86,7 +86,7 @@ impl Exchange for Douyin {
             .body(body))
     }
 
-    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError> {
+    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Exchanged, ExchangeError> {
         interpret(&self.appid, status, body)
     }
 }
@@ -94,7 +94,7 @@ impl Exchange for Douyin {
 /// Maps a v2 `jscode2session` answer to a session or error. `appid` is only
 /// for log lines. An error's `err_no` is read whatever the status; a
 /// session needs a 2xx.
-pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError> {
+pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchanged, ExchangeError> {
     let Ok(answer) = serde_json::from_slice::<Answer>(body) else {
         tracing::warn!(appid = %appid, status = status.as_u16(), "Douyin's answer is not JSON of its shape");
         return Err(ExchangeError::Unusable);
@@ -117,7 +117,7 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Session
     let present = |s: Option<String>| s.filter(|s| !s.is_empty());
     let data = answer.data.ok_or(ExchangeError::Unusable);
     match data.map(|d| (present(d.openid), present(d.session_key), d.unionid, d.anonymous_openid)) {
-        Ok((Some(openid), Some(session_key), unionid, anonymous_openid)) => Ok(Session {
+        Ok((Some(openid), Some(session_key), unionid, anonymous_openid)) => Ok(Exchanged {
             openid,
             unionid: present(unionid),
             session_key: Some(Secret::new(session_key)),

@@ -3,7 +3,7 @@
 //! Each platform speaks its own wire format and error codes, so each has one
 //! file here holding all it knows: a [`PlatformSpec`] (its name, default
 //! base URL and the kind of credentials it needs) and an [`Exchange`] (the
-//! request it sends, and how its answer maps onto a [`Session`] or an
+//! request it sends, and how its answer maps onto a [`Exchanged`] or an
 //! [`ExchangeError`]). The registry below lists the files; config parsing,
 //! metrics, the error table and `config check` read the platform from it, so
 //! adding a platform is its file plus one name in `platforms!` below.
@@ -78,7 +78,7 @@ pub struct PlatformSpec {
     /// Which credentials its providers are configured with.
     pub credentials: CredentialKind,
     /// Builds the client of one configured mini-program.
-    pub build: fn(&ProviderConfig) -> Result<Box<dyn Exchange>, SetupError>,
+    pub build: fn(&ProviderConfig) -> Result<Box<dyn Exchange>, ProviderSetupError>,
 }
 
 /// A platform of the registry. Cheap to copy and compare.
@@ -160,7 +160,7 @@ pub trait Exchange: Send + Sync {
     /// Maps the platform's answer (any status but 3xx and 5xx, which are
     /// decided before; the body whatever its Content-Type) onto a session
     /// or one of the contract's errors.
-    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError>;
+    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Exchanged, ExchangeError>;
 }
 
 /// What a client sends to log in.
@@ -173,7 +173,7 @@ pub struct Login<'a> {
 }
 
 /// What a successful exchange yields.
-pub struct Session {
+pub struct Exchanged {
     /// The user's id within this mini-program.
     pub openid: String,
     /// The user's id across the developer's apps, when the platform gives one.
@@ -186,9 +186,9 @@ pub struct Session {
     pub anonymous_openid: Option<String>,
 }
 
-impl fmt::Debug for Session {
+impl fmt::Debug for Exchanged {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
+        f.debug_struct("Exchanged")
             .field("openid", &self.openid)
             .field("unionid", &self.unionid)
             .field("anonymous_openid", &self.anonymous_openid)
@@ -230,7 +230,7 @@ impl From<ExchangeError> for ApiError {
 
 /// A provider that could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SetupError {
+pub enum ProviderSetupError {
     /// The shared HTTPS client could not be made.
     #[error("could not build the HTTP client for code exchange")]
     Client,
@@ -255,18 +255,20 @@ pub enum SetupError {
 }
 
 /// The endpoint `base` + `path`, or the setup error naming `appid`.
-pub fn endpoint(config: &ProviderConfig, path: &str) -> Result<reqwest::Url, SetupError> {
-    reqwest::Url::parse(&format!("{}{path}", config.base_url)).map_err(|_| SetupError::BaseUrl {
-        appid: config.appid.clone(),
+pub fn endpoint(config: &ProviderConfig, path: &str) -> Result<reqwest::Url, ProviderSetupError> {
+    reqwest::Url::parse(&format!("{}{path}", config.base_url)).map_err(|_| {
+        ProviderSetupError::BaseUrl {
+            appid: config.appid.clone(),
+        }
     })
 }
 
 /// The app secret of `config`, for platforms that use one.
-pub fn secret_of(config: &ProviderConfig) -> Result<Secret, SetupError> {
+pub fn secret_of(config: &ProviderConfig) -> Result<Secret, ProviderSetupError> {
     config
         .secret()
         .cloned()
-        .ok_or_else(|| SetupError::Credentials {
+        .ok_or_else(|| ProviderSetupError::Credentials {
             appid: config.appid.clone(),
         })
 }
@@ -326,7 +328,10 @@ impl fmt::Debug for Provider {
 
 impl Provider {
     /// Builds the provider's client. `http` is shared by all providers.
-    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<Provider, SetupError> {
+    pub fn new(
+        config: &ProviderConfig,
+        http: reqwest::Client,
+    ) -> Result<Provider, ProviderSetupError> {
         Ok(Provider {
             appid: config.appid.clone(),
             platform: config.platform,
@@ -337,7 +342,7 @@ impl Provider {
     }
 
     /// Trades a login code for the user's session.
-    pub async fn exchange(&self, login: &Login<'_>) -> Result<Session, ExchangeError> {
+    pub async fn exchange(&self, login: &Login<'_>) -> Result<Exchanged, ExchangeError> {
         let started = Instant::now();
         let result = self.call(login).await.and_then(|session| {
             // Ids travel in headers and tokens: refuse anything that cannot.
@@ -363,7 +368,7 @@ impl Provider {
         result
     }
 
-    async fn call(&self, login: &Login<'_>) -> Result<Session, ExchangeError> {
+    async fn call(&self, login: &Login<'_>) -> Result<Exchanged, ExchangeError> {
         let mut res = self
             .wire
             .request(&self.http, login)?
@@ -408,14 +413,14 @@ fn classify(e: reqwest::Error) -> ExchangeError {
 /// ring, and no redirects followed. A platform that answers 3xx is broken
 /// or impersonated; following it would send the next request (and, with
 /// reqwest's `Referer`, the URL holding the app secret) wherever it points.
-pub fn outbound_client() -> Result<reqwest::Client, SetupError> {
+pub fn outbound_client() -> Result<reqwest::Client, ProviderSetupError> {
     crate::tokens::crypto::install_crypto_provider();
     reqwest::Client::builder()
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
         .referer(false)
         .build()
-        .map_err(|_| SetupError::Client)
+        .map_err(|_| ProviderSetupError::Client)
 }
 
 /// The configured providers, looked up by appid.
@@ -427,7 +432,7 @@ pub struct Providers {
 impl Providers {
     /// Builds every configured mini-program provider over one shared HTTP
     /// client (web sign-ins are [`crate::signin::web`]'s).
-    pub fn new(configs: &[ProviderConfig]) -> Result<Providers, SetupError> {
+    pub fn new(configs: &[ProviderConfig]) -> Result<Providers, ProviderSetupError> {
         let http = outbound_client()?;
         let list = configs
             .iter()

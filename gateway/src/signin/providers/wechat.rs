@@ -14,7 +14,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Session, SetupError, SignIn,
+    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError, SignIn,
 };
 use crate::wechat::WxError;
 use crate::config::{ProviderConfig, Secret};
@@ -53,7 +53,7 @@ struct Answer {
 
 impl WeChat {
     /// A client for the provider in `config`.
-    pub fn new(config: &ProviderConfig) -> Result<WeChat, SetupError> {
+    pub fn new(config: &ProviderConfig) -> Result<WeChat, ProviderSetupError> {
         Ok(WeChat {
             appid: config.appid.clone(),
             secret: super::secret_of(config)?,
@@ -77,7 +77,7 @@ impl Exchange for WeChat {
         Ok(http.get(url))
     }
 
-    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Session, ExchangeError> {
+    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Exchanged, ExchangeError> {
         if !status.is_success() {
             tracing::warn!(appid = %self.appid, status = status.as_u16(), "jscode2session answered with an HTTP error");
             return Err(ExchangeError::Unusable);
@@ -89,7 +89,7 @@ impl Exchange for WeChat {
 /// Maps a `jscode2session` answer body, whatever its Content-Type, to a
 /// session or error. `appid` is only for log lines. QQ answers in the same
 /// shape and is read by this too.
-pub fn interpret(appid: &str, body: &[u8]) -> Result<Session, ExchangeError> {
+pub fn interpret(appid: &str, body: &[u8]) -> Result<Exchanged, ExchangeError> {
     let answer: Answer = serde_json::from_slice(body).map_err(|_| {
         tracing::warn!(appid = %appid, "the jscode2session answer is not JSON");
         ExchangeError::Unusable
@@ -103,7 +103,7 @@ pub fn interpret(appid: &str, body: &[u8]) -> Result<Session, ExchangeError> {
         }
     }
     match (answer.openid, answer.session_key) {
-        (Some(openid), Some(session_key)) if !openid.is_empty() => Ok(Session {
+        (Some(openid), Some(session_key)) if !openid.is_empty() => Ok(Exchanged {
             openid,
             unionid: answer.unionid.filter(|u| !u.is_empty()),
             session_key: Some(Secret::new(session_key)),

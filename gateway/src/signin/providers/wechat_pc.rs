@@ -2,7 +2,7 @@
 //! browser sign-in of device type `pc`. The flow is [`crate::signin::web`]'s; this
 //! is its entry in the registry.
 
-use super::{Browser, CredentialKind, PlatformSpec, SetupError, SignIn};
+use super::{Browser, CredentialKind, PlatformSpec, ProviderSetupError, SignIn};
 
 /// WeChat's PC QR-code sign-in in the registry.
 pub static PLATFORM: PlatformSpec = PlatformSpec {
@@ -15,7 +15,7 @@ pub static PLATFORM: PlatformSpec = PlatformSpec {
     default_base_url: "https://api.weixin.qq.com",
     credentials: CredentialKind::AppSecret,
     build: |config| {
-        Err(SetupError::NotMiniProgram {
+        Err(ProviderSetupError::NotMiniProgram {
             appid: config.appid.clone(),
         })
     },

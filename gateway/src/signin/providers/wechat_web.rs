@@ -4,7 +4,7 @@
 //! exchange, the cookies) is [`crate::signin::web`]'s; this is its entry in the
 //! registry.
 
-use super::{Browser, CredentialKind, PlatformSpec, SetupError, SignIn};
+use super::{Browser, CredentialKind, PlatformSpec, ProviderSetupError, SignIn};
 
 /// WeChat's in-app web sign-in in the registry.
 pub static PLATFORM: PlatformSpec = PlatformSpec {
@@ -17,7 +17,7 @@ pub static PLATFORM: PlatformSpec = PlatformSpec {
     default_base_url: "https://api.weixin.qq.com",
     credentials: CredentialKind::AppSecret,
     build: |config| {
-        Err(SetupError::NotMiniProgram {
+        Err(ProviderSetupError::NotMiniProgram {
             appid: config.appid.clone(),
         })
     },

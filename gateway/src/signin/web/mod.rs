@@ -261,14 +261,14 @@ pub async fn callback(
     Ok(res)
 }
 
-type Refused = (WebLogin, ApiError);
+type CallbackRefusal = (WebLogin, ApiError);
 
 async fn signed_in(
     gw: &Gateway,
     web: &Web,
     req: &Request<Incoming>,
     client: IpAddr,
-) -> Result<Response<Body>, Refused> {
+) -> Result<Response<Body>, CallbackRefusal> {
     let failed = |e: ApiError| (WebLogin::Failed, e);
     let bad = |b: BadState| {
         (

@@ -7,9 +7,9 @@
 
 use crate::config::{ProviderConfig, WebConfig};
 use crate::error::ApiError;
-use crate::signin::providers::SetupError;
+use crate::signin::providers::ProviderSetupError;
 
-use super::state::Used;
+use super::state::ClaimedStates;
 use super::wechat::WebProvider;
 
 /// The path of the sign-in's start.
@@ -26,12 +26,15 @@ pub struct Web {
     /// Whether the access cookie authenticates proxied requests.
     cookies: bool,
     providers: Vec<WebProvider>,
-    pub(super) used: Used,
+    pub(super) used: ClaimedStates,
 }
 
 impl Web {
     /// `[web]` with the web providers among `providers`.
-    pub fn new(config: &WebConfig, providers: &[ProviderConfig]) -> Result<Web, SetupError> {
+    pub fn new(
+        config: &WebConfig,
+        providers: &[ProviderConfig],
+    ) -> Result<Web, ProviderSetupError> {
         let http = crate::signin::providers::outbound_client()?;
         let providers = providers
             .iter()
@@ -43,7 +46,7 @@ impl Web {
             public_url: config.public_url.clone(),
             cookies: config.cookies,
             providers,
-            used: Used::default(),
+            used: ClaimedStates::default(),
         })
     }
 

@@ -8,7 +8,7 @@
 //! afterwards, and an expiry ten minutes on. Nothing is stored at the start,
 //! so any replica can serve the callback: it verifies the cookie with the
 //! key set every replica shares, compares its state with the one in the
-//! URL, and then claims the state once ([`Used`]): in Redis when the
+//! URL, and then claims the state once ([`ClaimedStates`]): in Redis when the
 //! session store is Redis (`SET NX`, so every replica agrees), else in
 //! process. A state claimed before is refused even with its cookie, so a
 //! callback URL that leaked (a log, a proxy, browser history) cannot be
@@ -94,19 +94,19 @@ pub fn open(tokens: &Tokens, cookie: &str, issuer: &str) -> Option<State> {
 
 /// The states claimed in this process (the in-process session store's
 /// stand-in for Redis's `SET NX`).
-pub struct Used {
+pub struct ClaimedStates {
     seen: moka::sync::Cache<Box<str>, ()>,
 }
 
-impl std::fmt::Debug for Used {
+impl std::fmt::Debug for ClaimedStates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Used").finish_non_exhaustive()
+        f.debug_struct("ClaimedStates").finish_non_exhaustive()
     }
 }
 
-impl Default for Used {
+impl Default for ClaimedStates {
     fn default() -> Self {
-        Used {
+        ClaimedStates {
             seen: moka::sync::Cache::builder()
                 .max_capacity(MAX_USED)
                 .time_to_live(STATE_TTL)
@@ -115,7 +115,7 @@ impl Default for Used {
     }
 }
 
-impl Used {
+impl ClaimedStates {
     /// Claims `state`: `Ok(true)` the first time, `Ok(false)` after; an
     /// error when Redis cannot say.
     pub async fn claim(&self, store: &Store, state: &str) -> Result<bool, ApiError> {

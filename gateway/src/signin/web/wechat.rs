@@ -26,7 +26,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::config::{is_header_safe, Platform, ProviderConfig, Secret};
-use crate::signin::providers::{ExchangeError, SetupError};
+use crate::signin::providers::{ExchangeError, ProviderSetupError};
 
 /// The largest answer read; real ones are under 1 KiB.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -72,16 +72,20 @@ struct Answer {
 
 impl WebProvider {
     /// The sign-in of a `wechat_web` or `wechat_pc` provider.
-    pub fn new(config: &ProviderConfig, http: reqwest::Client) -> Result<WebProvider, SetupError> {
-        let bad = || SetupError::BaseUrl {
+    pub fn new(
+        config: &ProviderConfig,
+        http: reqwest::Client,
+    ) -> Result<WebProvider, ProviderSetupError> {
+        let bad = || ProviderSetupError::BaseUrl {
             appid: config.appid.clone(),
         };
-        let browser = config
-            .platform
-            .browser()
-            .ok_or_else(|| SetupError::NotMiniProgram {
-                appid: config.appid.clone(),
-            })?;
+        let browser =
+            config
+                .platform
+                .browser()
+                .ok_or_else(|| ProviderSetupError::NotMiniProgram {
+                    appid: config.appid.clone(),
+                })?;
         let page = browser.authorize_path;
         let base = config
             .authorize_url
