@@ -15,10 +15,10 @@ use http::{HeaderMap, HeaderValue};
 use jwks::Alg;
 use minigate::config::{AllowRule, AuthMode, RouteConfig};
 use minigate::listener::conn::ClientAddr;
-use minigate::ops::metrics::RevokedMetrics;
 use minigate::pipeline::headers::{request_id, rewrite_request_headers, RequestIds};
 use minigate::pipeline::routes::Routes;
 use minigate::sessions::revoked::RevokedSet;
+use minigate::telemetry::metrics::RevokedMetrics;
 use minigate::tokens::{Roles, Subject};
 use minigate_benches::{access_token, key_set, tokens};
 

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use minigate::ops::metrics::RevokedMetrics;
 use minigate::sessions::revoked::{now_ms, RevokedSet};
+use minigate::telemetry::metrics::RevokedMetrics;
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");

@@ -36,8 +36,8 @@ use crate::config::{AdminConfig, AdminScope, AdminToken};
 use crate::error::ApiError;
 use crate::forward::body::{json, Body};
 use crate::gateway::Gateway;
-use crate::ops::metrics::{Own, SessionOp};
 use crate::sessions::SessionStore as _;
+use crate::telemetry::metrics::{Own, SessionOp};
 
 /// The admin API's endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,9 +24,9 @@ use crate::error::ApiError;
 use crate::forward::body::{Body, ClientBodyError, RequestBody, UpstreamBody};
 use crate::forward::tunnel::{self, Lease, TunnelPlace};
 use crate::forward::upstream::{UpstreamError, Upstreams};
-use crate::ops::metrics::{Counters, Refusal, RouteMetrics};
 use crate::pipeline::limits::InFlight;
 use crate::pipeline::routes::Route;
+use crate::telemetry::metrics::{Counters, Refusal, RouteMetrics};
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");

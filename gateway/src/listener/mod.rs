@@ -39,8 +39,8 @@ use crate::forward::tunnel::Lease;
 use crate::gateway::{spawn_tasks, Gateway, StartError};
 use crate::listener::conn::{ClientAddr, Conn};
 use crate::listener::tls::Tls;
-use crate::ops::metrics::Refusal;
 use crate::pipeline::handle;
+use crate::telemetry::metrics::Refusal;
 use crate::tokens::keys::KeyStore;
 
 pub use client_io::{ClientIo, Served};

@@ -27,8 +27,8 @@ use http::Method;
 use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::ops::metrics::AuthFailure;
 use crate::pipeline::routes::{Decision, Route};
+use crate::telemetry::metrics::AuthFailure;
 use crate::tokens::{Identity, Roles, TokenError, Tokens};
 
 /// What a request's `Authorization` header holds.

@@ -56,11 +56,11 @@ use crate::forward::proxy::Forward;
 use crate::forward::tunnel::{self, TunnelPlace};
 use crate::gateway::Gateway;
 use crate::listener::conn::{ClientAddr, Conn};
-use crate::ops::metrics::{Own, Refusal};
 use crate::pipeline::auth::check;
 use crate::pipeline::limits::{bucket, InFlight};
 use crate::pipeline::path::canonical;
 use crate::pipeline::routes::Route;
+use crate::telemetry::metrics::{Own, Refusal};
 use crate::tokens::Identity;
 use headers::{client_behind, request_id, REQUEST_ID};
 
@@ -334,7 +334,7 @@ fn log(
     let (metrics, label) = match ctx.counted {
         Counted::Own(own) => (
             ctx.gw.metrics.own(own),
-            crate::ops::metrics::Label::label(own),
+            crate::telemetry::metrics::Label::label(own),
         ),
         Counted::Route(r) => (ctx.gw.metrics.route(r.index), r.prefix.as_str()),
     };

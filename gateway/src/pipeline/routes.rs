@@ -28,7 +28,7 @@ use http::uri::Authority;
 use http::Method;
 
 use crate::config::{AllowRule, AuthMode, RouteConfig};
-use crate::ops::labels::label_enum;
+use crate::telemetry::labels::label_enum;
 use crate::tokens::Roles;
 
 label_enum! {

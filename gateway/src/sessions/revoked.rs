@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::ops::metrics::{Resync, RevokedMetrics};
+use crate::telemetry::metrics::{Resync, RevokedMetrics};
 use crate::tokens::{Identity, TokenError};
 
 /// The most entries kept. Past it the entries that expire soonest go

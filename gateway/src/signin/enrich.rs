@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{is_header_safe, is_role_name, EnrichConfig, RoleGrant};
-use crate::ops::labels::{Counters, Label};
+use crate::telemetry::labels::{Counters, Label};
 
 /// The largest answer read from the user service.
 const MAX_ANSWER: usize = 64 * 1024;

@@ -13,9 +13,9 @@ pub mod web;
 
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::ops::metrics::SessionOp;
 use crate::sessions::{NewSession, Recorded, SessionStore as _};
 use crate::signin::enrich::{merge_roles, Ask, EnrichError, EnrichFailure, Event};
+use crate::telemetry::metrics::SessionOp;
 use crate::tokens::{random_id, Subject, TokenPair};
 
 /// The longest login code accepted, from any platform.

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{WxClient, WxError};
 use crate::config::Secret;
-use crate::ops::labels::{Counters, Label};
+use crate::telemetry::labels::{Counters, Label};
 use crate::tokens::now_secs;
 
 /// How long before its expiry a token is renewed.

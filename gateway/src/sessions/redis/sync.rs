@@ -11,9 +11,9 @@ use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
 use super::{RedisStore, CALL_TIMEOUT, REVOKED_KEY};
-use crate::ops::metrics::Resync;
 use crate::sessions::revoked::RevokedSet;
 use crate::sessions::Unavailable;
+use crate::telemetry::metrics::Resync;
 
 /// How often a replica re-reads the recent revocations, in case a
 /// published one was missed: under the contract's 2 seconds, so a missed

@@ -46,9 +46,9 @@ use hyper::body::Incoming;
 use crate::error::ApiError;
 use crate::forward::body::{full, json, Body};
 use crate::gateway::Gateway;
-use crate::ops::metrics::{Csrf, SessionOp, WebLogin};
 use crate::pipeline::path::canonical;
 use crate::signin::{device_class, open_session, MAX_CODE};
+use crate::telemetry::metrics::{Csrf, SessionOp, WebLogin};
 use crate::tokens::{Subject, TokenPair};
 
 use cookies::Found;
@@ -101,7 +101,7 @@ pub fn check_origin(
     verdict.map_err(|why| {
         gw.metrics.csrf.increment(why);
         tracing::info!(
-            reason = crate::ops::metrics::Label::label(why),
+            reason = crate::telemetry::metrics::Label::label(why),
             "cookie-authenticated request from another origin refused"
         );
         ApiError::CsrfRejected

@@ -13,8 +13,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::ops::labels::label_enum;
-pub use crate::ops::labels::{Counters, Label};
+use crate::telemetry::labels::label_enum;
+pub use crate::telemetry::labels::{Counters, Label};
 
 use crate::config::{Config, Platform};
 use crate::listener::tls::TlsReload;

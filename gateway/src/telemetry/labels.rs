@@ -1,6 +1,6 @@
 //! Metric labels as types: every series keyed by a label enum is
 //! registered once per value at start-up, and counting is an index. Kept
-//! apart from [`crate::ops::metrics`] (which registers them) so that the modules
+//! apart from [`crate::telemetry::metrics`] (which registers them) so that the modules
 //! whose enums are labels depend on this alone.
 
 use metrics::Counter;
@@ -103,7 +103,7 @@ macro_rules! label_enum {
             $( $(#[$vmeta])* $variant, )+
         }
 
-        impl $crate::ops::labels::Label for $name {
+        impl $crate::telemetry::labels::Label for $name {
             const ALL: &'static [$name] = &[$($name::$variant),+];
             fn label(self) -> &'static str {
                 match self {
