@@ -389,7 +389,9 @@ async fn an_upstream_killed_under_load_gives_502_then_recovers_without_leaks() {
     let gw = spawn_binary_with(&setup, wechat.addr, up.addr, "warn").await;
     let pid = gw.child.id();
     let http = client();
-    let phase = Arc::new(AtomicUsize::new(0)); // 0 up, 1 down, 2 up again
+    // 0 up, 1 down, 2 up again; KILLING between 0 and 1.
+    const KILLING: usize = 3;
+    let phase = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     // [phase][outcome]: 200, 502, other.
     let counts: Arc<[[AtomicUsize; 3]; 3]> = Arc::new(Default::default());
@@ -410,8 +412,9 @@ async fn an_upstream_killed_under_load_gives_502_then_recovers_without_leaks() {
                     Ok(r) => r.status().as_u16(),
                     Err(_) => 0,
                 };
-                // Only count requests that began and ended in one phase.
-                if phase.load(Ordering::SeqCst) == before {
+                // Only count requests that began and ended in one phase
+                // (and none while the upstream is being killed).
+                if phase.load(Ordering::SeqCst) == before && before != KILLING {
                     let i = match status {
                         200 => 0,
                         502 => 1,
@@ -438,6 +441,7 @@ async fn an_upstream_killed_under_load_gives_502_then_recovers_without_leaks() {
     };
     wait_for(0, 300).await;
     let fds_warm = open_fds(pid);
+    phase.store(KILLING, Ordering::SeqCst);
     up.kill().await;
     phase.store(1, Ordering::SeqCst);
     wait_for(1, 300).await;

@@ -314,8 +314,9 @@ pub async fn assert_error(res: reqwest::Response, status: u16, code: &str) -> He
     headers
 }
 
-/// The value of one series (`name{labels}`) in a Prometheus exposition;
-/// 0 when absent.
+/// The value of one series (`name{labels}`) in a Prometheus exposition.
+/// A series that is not there fails the test: a misspelt name must not
+/// read as a counter still at 0.
 pub fn series(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| {
@@ -325,7 +326,9 @@ pub fn series(text: &str, series: &str) -> f64 {
                 .parse()
                 .ok()
         })
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| {
+            panic!("no series {series} in the exposition (misspelt, or never registered)")
+        })
 }
 
 pub fn now() -> u64 {
