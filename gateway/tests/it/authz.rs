@@ -169,7 +169,7 @@ async fn enrichment_gives_uid_roles_and_claims_that_reach_the_upstream() {
     assert_eq!(asked["platform"], "wechat");
     assert_eq!(asked["device_type"], "phone");
     assert!(asked["sid"].as_str().is_some_and(|s| !s.is_empty()));
-    let claims = claims_of(&t.access_token);
+    let claims = claims(&t.access_token);
     assert_eq!(claims["uid"], "u_1024");
     assert_eq!(claims["roles"], json!(["admin", "auditor"]));
     assert_eq!(claims["ext"], json!({"org_id": "7", "tier": "gold"}));
@@ -338,7 +338,7 @@ async fn spoofed_role_user_and_claim_headers_never_reach_an_upstream() {
 async fn static_grants_are_reread_when_the_config_file_changes() {
     let gw = start(setup(&grant("admin", &["code-g"]), None)).await;
     let t = gw.login("code-g").await;
-    assert_eq!(claims_of(&t.access_token)["roles"], json!(["admin"]));
+    assert_eq!(claims(&t.access_token)["roles"], json!(["admin"]));
     // The in-process gateway was not loaded from a file: write one and
     // start a second gateway from it, sharing the keys.
     let dir = tempfile::tempdir().unwrap();
@@ -394,7 +394,7 @@ async fn static_grants_are_reread_when_the_config_file_changes() {
         .unwrap();
     assert_eq!(login.status(), 200);
     let t = refresh(login.json::<Tokens>().await.unwrap().refresh_token).await;
-    assert_eq!(claims_of(&t.access_token)["roles"], json!(["admin"]));
+    assert_eq!(claims(&t.access_token)["roles"], json!(["admin"]));
     // Nothing changed: nothing reloaded.
     assert!(!running.gateway.reload_grants());
     // A broken file is refused whole: the grants stay.
@@ -402,13 +402,13 @@ async fn static_grants_are_reread_when_the_config_file_changes() {
     bump_mtime(&path);
     assert!(!running.gateway.reload_grants());
     let t = refresh(t.refresh_token).await;
-    assert_eq!(claims_of(&t.access_token)["roles"], json!(["admin"]));
+    assert_eq!(claims(&t.access_token)["roles"], json!(["admin"]));
     // Auditor instead of admin, at the next refresh.
     std::fs::write(&path, text(&grant("auditor", &["code-g"]))).unwrap();
     bump_mtime(&path);
     assert!(running.gateway.reload_grants());
     let t = refresh(t.refresh_token).await;
-    assert_eq!(claims_of(&t.access_token)["roles"], json!(["auditor"]));
+    assert_eq!(claims(&t.access_token)["roles"], json!(["auditor"]));
     running.stop().await;
 }
 
@@ -426,16 +426,6 @@ fn rand_secs() -> u64 {
         .unwrap()
         .subsec_nanos() as u64
         % 1000
-}
-
-/// The claims of a token, unverified.
-fn claims_of(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
 }
 
 #[tokio::test]

@@ -5,8 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
 use serde_json::{json, Value};
 
 use minigate::config::OnLimit;
@@ -19,11 +17,6 @@ const WITHIN: Duration = Duration::from_secs(2);
 
 /// `[admin]` on a port of its own, with the test token.
 const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n";
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
-}
 
 fn sid(t: &Tokens) -> String {
     claims(&t.access_token)["sid"].as_str().unwrap().to_owned()

@@ -44,19 +44,6 @@ fn moved(before: &str, after: &str, name: &str) -> f64 {
     series(after, name) - series(before, name)
 }
 
-/// Waits up to `within` for `cond`, polling.
-async fn eventually<F, Fut>(what: &str, within: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 /// One HTTP/1.1 response read off a raw connection: the status, the head
 /// and the body (by `Content-Length`), within 5 s.
 async fn read_response(s: &mut (impl AsyncRead + Unpin)) -> (u16, String, String) {

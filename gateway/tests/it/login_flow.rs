@@ -5,11 +5,6 @@ use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 
-fn claims(token: &str) -> serde_json::Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
-}
-
 fn header(token: &str) -> serde_json::Value {
     serde_json::from_slice(&B64.decode(token.split('.').next().unwrap()).unwrap()).unwrap()
 }

@@ -8,9 +8,6 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine as _;
-
 use crate::support::*;
 
 /// The stand-ins of every platform, and the Alipay key files.
@@ -105,11 +102,6 @@ timeout = "{timeout}"
             ..Setup::default()
         }
     }
-}
-
-fn claims(token: &str) -> serde_json::Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
 }
 
 /// `POST /auth/login` for the provider `appid`.

@@ -49,21 +49,6 @@ async fn ready(http: &reqwest::Client, url: &str) -> serde_json::Value {
         .unwrap()
 }
 
-/// Polls `cond` every 50 ms for up to 10 s.
-async fn eventually<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if cond().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 async fn login(http: &reqwest::Client, url: &str, code: &str) -> Tokens {
     let res = http
         .post(format!("{url}/auth/login"))
@@ -155,9 +140,11 @@ async fn rotation_under_load_fails_nothing_and_replicas_agree() {
             .current()
             .kid()
             .to_owned();
-        eventually("A signs with the new key", || async {
-            ready(&http, &a.url).await["current_kid"] == current.as_str()
-        })
+        eventually(
+            "A signs with the new key",
+            Duration::from_secs(10),
+            || async { ready(&http, &a.url).await["current_kid"] == current.as_str() },
+        )
         .await;
         let fresh = login(&http, &a.url, &format!("round-{round}")).await;
         assert_eq!(
@@ -171,7 +158,7 @@ async fn rotation_under_load_fails_nothing_and_replicas_agree() {
         );
         tokens.lock().unwrap().push(fresh.access_token.clone());
         b.hangup();
-        eventually("B reloads", || async {
+        eventually("B reloads", Duration::from_secs(10), || async {
             ready(&http, &b.url).await["current_kid"] == current.as_str()
         })
         .await;
@@ -235,7 +222,7 @@ async fn tokens_of_a_pruned_key_are_refused_after_the_next_reload() {
     assert_eq!(get(old.access_token.clone()).await.status(), 200);
     cli(&["keys", "rotate", "--dir", &dir]);
     gw.hangup();
-    eventually("reload", || async {
+    eventually("reload", Duration::from_secs(10), || async {
         ready(&http, &gw.url).await["reloads"] == 1
     })
     .await;
@@ -247,7 +234,7 @@ async fn tokens_of_a_pruned_key_are_refused_after_the_next_reload() {
     // Until the gateway reloads it keeps its set; then the token is refused.
     assert_eq!(get(old.access_token.clone()).await.status(), 200);
     gw.hangup();
-    eventually("reload", || async {
+    eventually("reload", Duration::from_secs(10), || async {
         ready(&http, &gw.url).await["reloads"] == 2
     })
     .await;
@@ -323,7 +310,7 @@ async fn a_broken_key_set_changes_nothing_the_gateway_serves() {
     for (n, (what, breakage)) in breakages.iter().enumerate() {
         breakage();
         gw.hangup();
-        eventually(what, || async {
+        eventually(what, Duration::from_secs(10), || async {
             ready(&http, &gw.url).await["reload_failures"] == (n as u64 + 1)
         })
         .await;
@@ -367,7 +354,7 @@ async fn a_broken_key_set_changes_nothing_the_gateway_serves() {
     // A good set is taken again.
     write(&rotated, 0o600);
     gw.hangup();
-    eventually("recovery", || async {
+    eventually("recovery", Duration::from_secs(10), || async {
         kids(&http, &gw.url).await.len() == 3
     })
     .await;
@@ -401,9 +388,11 @@ async fn a_secret_volume_swap_is_picked_up_by_the_interval_reload() {
     std::fs::rename(v.join("..data_tmp"), v.join("..data")).unwrap();
     std::fs::remove_dir_all(v.join("..2026_11_24_10_00_00.1")).unwrap();
 
-    eventually("the interval reload sees the swap", || async {
-        kids(&http, &gw.url).await.len() == 3
-    })
+    eventually(
+        "the interval reload sees the swap",
+        Duration::from_secs(10),
+        || async { kids(&http, &gw.url).await.len() == 3 },
+    )
     .await;
     assert_eq!(
         http.get(format!("{}/api/x", gw.url))

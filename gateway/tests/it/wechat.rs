@@ -3,7 +3,7 @@
 //! refused), the session_key kept with its session and the decrypt
 //! endpoint, and one exchange per login code.
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use cbc::cipher::block_padding::Pkcs7;
 use cbc::cipher::{BlockModeEncrypt as _, KeyIvInit as _};
@@ -12,11 +12,6 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n";
-
-fn claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
-}
 
 async fn post_as(gw: &Gateway, path: &str, token: &str, body: Value) -> reqwest::Response {
     gw.http
