@@ -108,11 +108,90 @@ pub enum KeySetError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
-        reason: String,
+        reason: Problem,
     },
     /// A key could not be generated.
     #[error(transparent)]
     Key(#[from] KeyError),
+}
+
+/// What is wrong with a key-set file. The text never quotes the file: its
+/// values are private keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    /// Others may read it.
+    #[error("holds private keys but is accessible to others (mode {mode:04o}); chmod 600 it")]
+    Exposed {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Larger than any key set.
+    #[error("file is {len} bytes, more than a key set can be")]
+    TooLarge {
+        /// Its size.
+        len: u64,
+    },
+    /// Nothing but white space.
+    #[error("file is empty")]
+    Empty,
+    /// Not the document's shape, by serde_json's error class and position.
+    #[error("not a key set: {what} at line {line} column {column}")]
+    NotAKeySet {
+        /// The class of the error, in words.
+        what: &'static str,
+        /// Where.
+        line: usize,
+        /// Where.
+        column: usize,
+    },
+    /// Another document format (its first 40 characters).
+    #[error("format {found:?} is not {FORMAT:?}")]
+    Format {
+        /// What the file says.
+        found: String,
+    },
+    /// One key is unusable.
+    #[error("key {index} ({kid}): {problem}")]
+    Key {
+        /// Its place in the file.
+        index: usize,
+        /// The start of its kid.
+        kid: String,
+        /// What is wrong with it.
+        problem: KeyProblem,
+    },
+    /// No key at all.
+    #[error("the set has no keys")]
+    NoKeys,
+    /// No key is current.
+    #[error("the set has no current key")]
+    NoCurrent,
+    /// Several keys are current.
+    #[error("the set has more than one current key")]
+    SeveralCurrent,
+}
+
+/// What is wrong with one key of a key-set file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyProblem {
+    /// `alg` names no algorithm this crate signs with.
+    #[error("{0}")]
+    Alg(String),
+    /// `private_key` is not base64url.
+    #[error("private_key is not base64url")]
+    NotBase64,
+    /// `private_key` is not a key of `alg`.
+    #[error("{0}")]
+    Key(String),
+    /// `kid` is not the key's thumbprint.
+    #[error("kid is not the thumbprint of the key")]
+    KidMismatch,
+    /// Another key has the same `kid`.
+    #[error("kid appears twice")]
+    KidTwice,
+    /// A timestamp is not RFC 3339.
+    #[error("bad timestamp")]
+    BadTimestamp,
 }
 
 impl KeySetError {
@@ -121,7 +200,7 @@ impl KeySetError {
     pub fn reason(&self) -> String {
         match self {
             KeySetError::Io { source, .. } => source.to_string(),
-            KeySetError::Invalid { reason, .. } => reason.clone(),
+            KeySetError::Invalid { reason, .. } => reason.to_string(),
             KeySetError::Key(e) => e.to_string(),
         }
     }
@@ -221,16 +300,14 @@ impl KeySet {
         if mode & 0o007 != 0 {
             return Err(KeySetError::Invalid {
                 path,
-                reason: format!(
-                    "holds private keys but is accessible to others (mode {mode:04o}); chmod 600 it"
-                ),
+                reason: Problem::Exposed { mode },
             });
         }
         let len = meta.len();
         if len > MAX_FILE_BYTES {
             return Err(KeySetError::Invalid {
                 path,
-                reason: format!("file is {len} bytes, more than a key set can be"),
+                reason: Problem::TooLarge { len },
             });
         }
         let mut bytes = Vec::with_capacity(len as usize);
@@ -240,32 +317,40 @@ impl KeySet {
     }
 
     /// Parses and validates a key-set document; the error says what is wrong.
-    pub fn from_json(bytes: &[u8]) -> Result<KeySet, String> {
+    pub fn from_json(bytes: &[u8]) -> Result<KeySet, Problem> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err("file is empty".into());
+            return Err(Problem::Empty);
         }
         let repr: FileRepr = serde_json::from_slice(bytes).map_err(|e| not_a_key_set(&e))?;
         if repr.format != FORMAT {
-            return Err(format!(
-                "format {:?} is not {FORMAT:?}",
-                repr.format.chars().take(40).collect::<String>()
-            ));
+            return Err(Problem::Format {
+                found: repr.format.chars().take(40).collect(),
+            });
         }
         let mut entries: Vec<Entry> = Vec::with_capacity(repr.keys.len());
         for (i, e) in repr.keys.into_iter().enumerate() {
-            let at = |what: &str| format!("key {i} ({}): {what}", short(&e.kid));
-            let alg: Alg = e.alg.parse().map_err(|err| at(&format!("{err}")))?;
+            let at = |problem: KeyProblem| Problem::Key {
+                index: i,
+                kid: short(&e.kid),
+                problem,
+            };
+            let alg: Alg = e
+                .alg
+                .parse()
+                .map_err(|err| at(KeyProblem::Alg(format!("{err}"))))?;
             let pkcs8 = B64
                 .decode(e.private_key.as_bytes())
-                .map_err(|_| at("private_key is not base64url"))?;
-            let key = Key::from_pkcs8(alg, pkcs8).map_err(|err| at(&err.to_string()))?;
+                .map_err(|_| at(KeyProblem::NotBase64))?;
+            let key =
+                Key::from_pkcs8(alg, pkcs8).map_err(|err| at(KeyProblem::Key(err.to_string())))?;
             if key.kid() != e.kid {
-                return Err(at("kid is not the thumbprint of the key"));
+                return Err(at(KeyProblem::KidMismatch));
             }
             if entries.iter().any(|o| o.key.kid() == key.kid()) {
-                return Err(at("kid appears twice"));
+                return Err(at(KeyProblem::KidTwice));
             }
-            let time = |s: &str| humantime::parse_rfc3339(s).map_err(|_| at("bad timestamp"));
+            let time =
+                |s: &str| humantime::parse_rfc3339(s).map_err(|_| at(KeyProblem::BadTimestamp));
             let opt_time = |s: &Option<String>| s.as_deref().map(time).transpose();
             entries.push(Entry {
                 state: e.state,
@@ -279,16 +364,16 @@ impl KeySet {
     }
 
     /// Checks the set invariants: at least one key, exactly one current.
-    fn from_entries(entries: Vec<Entry>) -> Result<KeySet, String> {
+    fn from_entries(entries: Vec<Entry>) -> Result<KeySet, Problem> {
         let mut currents = entries
             .iter()
             .enumerate()
             .filter(|(_, e)| e.state == KeyState::Current);
         match (currents.next(), currents.next()) {
             (Some((current, _)), None) => Ok(KeySet { entries, current }),
-            (None, _) if entries.is_empty() => Err("the set has no keys".into()),
-            (None, _) => Err("the set has no current key".into()),
-            (Some(_), Some(_)) => Err("the set has more than one current key".into()),
+            (None, _) if entries.is_empty() => Err(Problem::NoKeys),
+            (None, _) => Err(Problem::NoCurrent),
+            (Some(_), Some(_)) => Err(Problem::SeveralCurrent),
         }
     }
 
@@ -486,7 +571,7 @@ fn short(kid: &str) -> String {
 /// `…` ``, `invalid type: string "…"`), and a key set's values are private
 /// keys: a key pasted into the wrong field would reach every place that
 /// shows this reason, `/readyz` included.
-fn not_a_key_set(e: &serde_json::Error) -> String {
+fn not_a_key_set(e: &serde_json::Error) -> Problem {
     use serde_json::error::Category;
     let what = match e.classify() {
         Category::Syntax => "not JSON",
@@ -494,11 +579,11 @@ fn not_a_key_set(e: &serde_json::Error) -> String {
         Category::Data => "a field is missing, unknown, or has the wrong type or value",
         Category::Io => "unreadable",
     };
-    format!(
-        "not a key set: {what} at line {} column {}",
-        e.line(),
-        e.column()
-    )
+    Problem::NotAKeySet {
+        what,
+        line: e.line(),
+        column: e.column(),
+    }
 }
 
 #[cfg(test)]
@@ -551,7 +636,7 @@ mod tests {
             ),
         ];
         for (doc, want) in cases {
-            let err = KeySet::from_json(doc.as_bytes()).unwrap_err();
+            let err = KeySet::from_json(doc.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(want), "{err:?} should mention {want:?}");
             assert!(!err.contains(&B64.encode(set.current().pkcs8())));
         }

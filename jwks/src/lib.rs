@@ -20,4 +20,7 @@ pub mod keyset;
 pub use alg::Alg;
 pub use jws::{VerifyError, MAX_TOKEN_LEN};
 pub use key::{Key, PublicJwk};
-pub use keyset::{DirLock, JwksDocument, KeySet, KeySetError, KeyState, KEYSET_FILE, LOCK_FILE};
+pub use keyset::{
+    DirLock, JwksDocument, KeyProblem, KeySet, KeySetError, KeyState, Problem, KEYSET_FILE,
+    LOCK_FILE,
+};
