@@ -14,8 +14,9 @@
 //! chosen so that every answer within them makes tokens the gateway itself
 //! accepts; should static grants or the config still make a token pass the
 //! 8 KiB cap, the login or refresh is refused the same way
-//! ([`crate::signin::identify`]). The URL may hold credentials and is never
-//! logged; redirects are not followed.
+//! ([`crate::signin::identify`]). The URL may hold credentials: the call
+//! goes through [`crate::outbound`], which never logs or formats it and
+//! follows no redirect.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -24,9 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{is_header_safe, is_role_name, EnrichConfig, RoleGrant};
 use crate::ops::labels::{Counters, Label};
+use crate::outbound::{self, CallError};
 
-/// The largest answer read from the user service.
-const MAX_ANSWER: usize = 64 * 1024;
 /// Most roles one answer may give.
 pub const MAX_ROLES: usize = 32;
 /// Most claims one answer may give.
@@ -220,15 +220,12 @@ impl Enricher {
     async fn call(&self, ask: &Ask<'_>) -> Result<Enriched, Refused> {
         let fail = |f| Refused::Failed(f);
         let body = serde_json::to_vec(ask).map_err(|_| fail(Failure::BadAnswer))?;
-        let mut res = self
+        let req = self
             .http
             .post(self.config.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(self.config.timeout)
-            .send()
-            .await
-            .map_err(|e| fail(classify(&e)))?;
+            .body(body);
+        let res = outbound::send(req, self.config.timeout).await?;
         let status = res.status();
         if status == reqwest::StatusCode::FORBIDDEN {
             return Err(Refused::Denied);
@@ -239,13 +236,7 @@ impl Enricher {
         if status != reqwest::StatusCode::OK {
             return Err(fail(Failure::Status));
         }
-        let mut answer = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(|e| fail(classify(&e)))? {
-            if answer.len() + chunk.len() > MAX_ANSWER {
-                return Err(fail(Failure::TooLarge));
-            }
-            answer.extend_from_slice(&chunk);
-        }
+        let answer = outbound::read(res).await?;
         interpret(&answer).map_err(fail)
     }
 
@@ -287,16 +278,14 @@ pub fn interpret(body: &[u8]) -> Result<Enriched, Failure> {
     })
 }
 
-/// Classifies a reqwest error without formatting it (it holds the URL).
-fn classify(e: &reqwest::Error) -> Failure {
-    if e.is_timeout() {
-        Failure::Timeout
-    } else if e.is_connect() {
-        Failure::Connect
-    } else if e.is_decode() || e.is_body() {
-        Failure::BadAnswer
-    } else {
-        Failure::Connect
+impl From<CallError> for Refused {
+    fn from(e: CallError) -> Refused {
+        Refused::Failed(match e {
+            CallError::Timeout => Failure::Timeout,
+            CallError::Connect | CallError::Other => Failure::Connect,
+            CallError::Body => Failure::BadAnswer,
+            CallError::TooLarge => Failure::TooLarge,
+        })
     }
 }
 
