@@ -275,30 +275,9 @@ pub fn secret_of(config: &ProviderConfig) -> Result<Secret, SetupError> {
 /// `application/x-www-form-urlencoded` text of `pairs` (the WHATWG
 /// serializer: `*-._` and alphanumerics kept, space as `+`).
 pub fn form(pairs: &[(&str, &str)]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        for (j, part) in [k, v].into_iter().enumerate() {
-            if j > 0 {
-                out.push('=');
-            }
-            for b in part.bytes() {
-                match b {
-                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                        out.push(char::from(b))
-                    }
-                    b' ' => out.push('+'),
-                    _ => {
-                        let _ = write!(out, "%{b:02X}");
-                    }
-                }
-            }
-        }
-    }
-    out
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
 /// One configured mini-program and the client for its platform.
