@@ -29,6 +29,9 @@
 //! - [`wechat`]: WeChat's services after the login (phone numbers, the
 //!   app's access token, `session_key` crypto).
 //! - [`config`]: the TOML file turned into checked values.
+//! - [`outbound`]: the gateway's own calls out (platforms, the user
+//!   service, WeChat's services): one client, redirects refused, every call
+//!   with a deadline, answers read within a bound, errors never formatted.
 //! - [`telemetry`]: the metrics registry and the label enums' trait and
 //!   macro; every layer counts into it. A new metric goes in
 //!   `telemetry/metrics.rs`.
@@ -46,6 +49,7 @@ pub mod forward;
 pub mod gateway;
 pub mod listener;
 pub mod ops;
+pub mod outbound;
 pub mod pipeline;
 pub mod sessions;
 pub mod signin;

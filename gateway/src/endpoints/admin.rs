@@ -92,18 +92,13 @@ impl Admin {
 
 /// `%XX` decoded; `None` if malformed or not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hi = (bytes.next()? as char).to_digit(16)?;
-            let lo = (bytes.next()? as char).to_digit(16)?;
-            out.push(u8::try_from(hi * 16 + lo).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    String::from_utf8(out).ok()
+    let well_formed = s.split('%').skip(1).all(|rest| {
+        rest.as_bytes()
+            .get(..2)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    let decoded = percent_encoding::percent_decode_str(s).decode_utf8().ok()?;
+    well_formed.then(|| decoded.into_owned())
 }
 
 /// The admin tokens the listener accepts, as SHA-256 digests (the tokens
@@ -114,9 +109,9 @@ pub struct AdminTokens {
 }
 
 /// SHA-256 of `s`.
-fn digest(s: &str) -> [u8; 32] {
+fn digest(s: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
-    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref());
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, s).as_ref());
     out
 }
 
@@ -126,23 +121,22 @@ impl AdminTokens {
         AdminTokens {
             entries: tokens
                 .iter()
-                .map(|t| (digest(t.token.expose()), t.scopes.clone()))
+                .map(|t| (digest(t.token.expose().as_bytes()), t.scopes.clone()))
                 .collect(),
         }
     }
 
-    /// The scopes of the token `header` (an `Authorization` value) holds;
-    /// `None` if it holds none of them. The presented token is hashed and
+    /// The scopes of the token `header` (an `Authorization` value, read as
+    /// the proxied routes read it: [`crate::pipeline::auth::bearer`])
+    /// holds; `None` if it holds none of them. The presented token is hashed and
     /// its digest compared with every token's in constant time, without
     /// stopping at a match: the time taken tells nothing of any token's
     /// content or length.
     pub fn scopes_of(&self, header: Option<&HeaderValue>) -> Option<&[AdminScope]> {
         use subtle::ConstantTimeEq as _;
         let presented = header
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or("", |(_, t)| t.trim());
+            .and_then(|v| crate::pipeline::auth::bearer(v.as_bytes()))
+            .unwrap_or_default();
         let presented_digest = digest(presented);
         let mut found = None;
         for (d, scopes) in &self.entries {

@@ -56,20 +56,20 @@ pub fn credentials(headers: &HeaderMap) -> Presented<'_> {
     if all.next().is_some() {
         return Presented::Malformed;
     }
-    let value = first.as_bytes();
-    let Some((scheme, token)) = value
-        .iter()
-        .position(|&b| b == b' ')
-        .map(|at| value.split_at(at))
-    else {
-        return Presented::Malformed;
-    };
-    // Spaces only: a tab there is malformed.
+    bearer(first.as_bytes()).map_or(Presented::Malformed, Presented::Bearer)
+}
+
+/// The token of one `Authorization` value of the form `Bearer <token>`:
+/// the scheme in any case, then one or more spaces (a tab or comma there
+/// is malformed), then a token that is not empty. The token's characters
+/// are the caller's to check. What the proxied routes and the admin
+/// listener both read.
+#[inline]
+pub fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let at = value.iter().position(|&b| b == b' ')?;
+    let (scheme, token) = value.split_at(at);
     let token = &token[token.iter().take_while(|&&b| b == b' ').count()..];
-    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() {
-        return Presented::Malformed;
-    }
-    Presented::Bearer(token)
+    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Applies `mode` to the request's headers: the caller's identity, `None`

@@ -14,8 +14,9 @@
 //! chosen so that every answer within them makes tokens the gateway itself
 //! accepts; should static grants or the config still make a token pass the
 //! 8 KiB cap, the login or refresh is refused the same way
-//! ([`crate::signin::identify`]). The URL may hold credentials and is never
-//! logged; redirects are not followed.
+//! ([`crate::signin::identify`]). The URL may hold credentials: the call
+//! goes through [`crate::outbound`], which never logs or formats it and
+//! follows no redirect.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -23,10 +24,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{is_header_safe, is_role_name, EnrichConfig, RoleGrant};
+use crate::outbound::{self, CallError};
 use crate::telemetry::labels::{Counters, Label};
 
-/// The largest answer read from the user service.
-const MAX_ANSWER: usize = 64 * 1024;
 /// Most roles one answer may give.
 pub const MAX_ROLES: usize = 32;
 /// Most claims one answer may give.
@@ -224,15 +224,12 @@ impl Enricher {
     async fn call(&self, ask: &Ask<'_>) -> Result<Enriched, EnrichError> {
         let fail = |f| EnrichError::Failed(f);
         let body = serde_json::to_vec(ask).map_err(|_| fail(EnrichFailure::BadAnswer))?;
-        let mut res = self
+        let req = self
             .http
             .post(self.config.url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(self.config.timeout)
-            .send()
-            .await
-            .map_err(|e| fail(classify(&e)))?;
+            .body(body);
+        let res = outbound::send(req, self.config.timeout).await?;
         let status = res.status();
         if status == reqwest::StatusCode::FORBIDDEN {
             return Err(EnrichError::Denied);
@@ -243,13 +240,7 @@ impl Enricher {
         if status != reqwest::StatusCode::OK {
             return Err(fail(EnrichFailure::Status));
         }
-        let mut answer = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(|e| fail(classify(&e)))? {
-            if answer.len() + chunk.len() > MAX_ANSWER {
-                return Err(fail(EnrichFailure::TooLarge));
-            }
-            answer.extend_from_slice(&chunk);
-        }
+        let answer = outbound::read(res).await?;
         interpret(&answer).map_err(fail)
     }
 
@@ -291,16 +282,14 @@ pub fn interpret(body: &[u8]) -> Result<Enriched, EnrichFailure> {
     })
 }
 
-/// Classifies a reqwest error without formatting it (it holds the URL).
-fn classify(e: &reqwest::Error) -> EnrichFailure {
-    if e.is_timeout() {
-        EnrichFailure::Timeout
-    } else if e.is_connect() {
-        EnrichFailure::Connect
-    } else if e.is_decode() || e.is_body() {
-        EnrichFailure::BadAnswer
-    } else {
-        EnrichFailure::Connect
+impl From<CallError> for EnrichError {
+    fn from(e: CallError) -> EnrichError {
+        EnrichError::Failed(match e {
+            CallError::Timeout => EnrichFailure::Timeout,
+            CallError::Connect | CallError::Other => EnrichFailure::Connect,
+            CallError::Body => EnrichFailure::BadAnswer,
+            CallError::TooLarge => EnrichFailure::TooLarge,
+        })
     }
 }
 

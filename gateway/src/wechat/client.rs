@@ -1,12 +1,12 @@
 //! The one client of every WeChat call after the login: the phone-number
 //! exchange, `stable_token`, and whatever comes next.
 //!
-//! WeChat's APIs share their failure modes, so they are handled once here:
-//! URLs carry an access token or a secret and are never logged or
-//! formatted (reqwest errors hold their URL, so they are classified and
-//! dropped); answers are read up to a bound whatever their Content-Type
-//! (WeChat sends JSON as `text/plain`); every call has a deadline; and
-//! `errcode`s map to one enum in one place.
+//! WeChat's APIs share their failure modes, so they are handled once here.
+//! URLs carry an access token or a secret: the calls go through
+//! [`crate::outbound`], which never logs or formats them, gives every call
+//! a deadline and reads answers up to a bound whatever their Content-Type
+//! (WeChat sends JSON as `text/plain`). Here, an HTTP 5xx is busy, any
+//! other status but 2xx unusable, and `errcode`s map to one enum.
 
 use std::time::Duration;
 
@@ -14,8 +14,7 @@ use reqwest::Url;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-/// The largest answer read from WeChat; real answers are well under it.
-pub const MAX_ANSWER: usize = 64 * 1024;
+use crate::outbound::{self, CallError};
 
 /// What went wrong with a WeChat call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,16 +121,15 @@ impl WxClient {
             .http
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(deadline);
-        let answer = read(req).await?;
+            .body(body);
+        let answer = answer(req, deadline).await?;
         parse(&answer)
     }
 }
 
-/// Sends `req` and reads its body, bounded.
-async fn read(req: reqwest::RequestBuilder) -> Result<Vec<u8>, WxError> {
-    let mut res = req.send().await.map_err(classify)?;
+/// Sends `req` with `deadline` and reads its body, bounded.
+async fn answer(req: reqwest::RequestBuilder, deadline: Duration) -> Result<Vec<u8>, WxError> {
+    let res = outbound::send(req, deadline).await?;
     let status = res.status();
     if status.is_server_error() {
         return Err(WxError::Busy);
@@ -139,14 +137,7 @@ async fn read(req: reqwest::RequestBuilder) -> Result<Vec<u8>, WxError> {
     if !status.is_success() {
         return Err(WxError::Unusable);
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = res.chunk().await.map_err(classify)? {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err(WxError::Unusable);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    Ok(outbound::read(res).await?)
 }
 
 /// An answer as `T`, or the error its `errcode` means.
@@ -158,14 +149,13 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, WxError> {
     }
 }
 
-/// Classifies a reqwest error without ever formatting it (it holds the URL).
-fn classify(e: reqwest::Error) -> WxError {
-    if e.is_timeout() {
-        WxError::Timeout
-    } else if e.is_connect() {
-        WxError::Busy
-    } else {
-        WxError::Unusable
+impl From<CallError> for WxError {
+    fn from(e: CallError) -> WxError {
+        match e {
+            CallError::Timeout => WxError::Timeout,
+            CallError::Connect => WxError::Busy,
+            CallError::Body | CallError::Other | CallError::TooLarge => WxError::Unusable,
+        }
     }
 }
 

@@ -66,15 +66,13 @@ pub(super) fn admin_target(args: &AdminArgs) -> Result<(String, String), Failure
 /// `%XX` for everything but unreserved characters: a user key as one path
 /// segment.
 pub(super) fn path_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    const NOT_UNRESERVED: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {

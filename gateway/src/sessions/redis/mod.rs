@@ -127,18 +127,17 @@ impl std::fmt::Debug for RedisStore {
 
 /// The user's part of a key, hash tag included.
 pub fn user_tag(user: &str) -> String {
-    let mut out = String::with_capacity(user.len() + 8);
-    out.push_str("minigate:{u:");
-    for c in user.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '{' => out.push_str("%7B"),
-            '}' => out.push_str("%7D"),
-            c => out.push(c),
-        }
-    }
-    out.push('}');
-    out
+    /// What could close the tag early, and the escape itself (the crate
+    /// escapes non-ASCII bytes too, which user keys, being header-safe,
+    /// never hold).
+    const TAG: &percent_encoding::AsciiSet = &percent_encoding::AsciiSet::EMPTY
+        .add(b'%')
+        .add(b'{')
+        .add(b'}');
+    format!(
+        "minigate:{{u:{}}}",
+        percent_encoding::utf8_percent_encode(user, TAG)
+    )
 }
 
 /// The keys of one user.

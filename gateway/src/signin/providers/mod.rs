@@ -8,11 +8,11 @@
 //! metrics, the error table and `config check` read the platform from it, so
 //! adding a platform is its file plus one name in `platforms!` below.
 //!
-//! What every platform shares is done once here, by [`Provider`]: the
-//! timeout, redirects refused, transport errors classified without ever
-//! being formatted (their URL may hold a secret), HTTP 5xx as busy, the
-//! answer read within a size limit, the ids checked fit for headers, and
-//! one log line per exchange.
+//! What every platform shares is done once here, by [`Provider`], over
+//! [`crate::outbound`] (the timeout, redirects refused, transport errors
+//! classified without ever being formatted, the answer read within a size
+//! limit): HTTP 5xx as busy and 3xx as unusable, the ids checked fit for
+//! headers, and one log line per exchange.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use http::StatusCode;
 
 use crate::config::{is_header_safe, ProviderConfig, Secret};
 use crate::error::ApiError;
+use crate::outbound::{self, CallError};
 
 /// RSA2 (SHA256withRSA) signing and verifying, for Alipay.
 pub mod rsa2;
@@ -276,34 +277,10 @@ pub fn secret_of(config: &ProviderConfig) -> Result<Secret, ProviderSetupError> 
 /// `application/x-www-form-urlencoded` text of `pairs` (the WHATWG
 /// serializer: `*-._` and alphanumerics kept, space as `+`).
 pub fn form(pairs: &[(&str, &str)]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        for (j, part) in [k, v].into_iter().enumerate() {
-            if j > 0 {
-                out.push('=');
-            }
-            for b in part.bytes() {
-                match b {
-                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                        out.push(char::from(b))
-                    }
-                    b' ' => out.push('+'),
-                    _ => {
-                        let _ = write!(out, "%{b:02X}");
-                    }
-                }
-            }
-        }
-    }
-    out
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
-
-/// The largest answer read from a platform; real answers are under 2 KiB.
-const MAX_ANSWER: usize = 64 * 1024;
 
 /// One configured mini-program and the client for its platform.
 pub struct Provider {
@@ -369,13 +346,8 @@ impl Provider {
     }
 
     async fn call(&self, login: &Login<'_>) -> Result<Exchanged, ExchangeError> {
-        let mut res = self
-            .wire
-            .request(&self.http, login)?
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(classify)?;
+        let req = self.wire.request(&self.http, login)?;
+        let res = outbound::send(req, self.timeout).await?;
         let status = res.status();
         if status.is_server_error() || status.is_redirection() {
             // 3xx included: redirects are never followed.
@@ -386,41 +358,29 @@ impl Provider {
                 ExchangeError::Unusable
             });
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > MAX_ANSWER {
+        let body = outbound::read(res).await.inspect_err(|e| {
+            if *e == CallError::TooLarge {
                 tracing::warn!(appid = %self.appid, "the platform's answer is over 64 KiB");
-                return Err(ExchangeError::Unusable);
             }
-            body.extend_from_slice(&chunk);
-        }
+        })?;
         self.wire.interpret(status, &body)
     }
 }
 
-/// Classifies a reqwest error without ever formatting it (it holds the URL).
-fn classify(e: reqwest::Error) -> ExchangeError {
-    if e.is_timeout() {
-        ExchangeError::Timeout
-    } else if e.is_connect() {
-        ExchangeError::Unavailable
-    } else {
-        ExchangeError::Unusable
+impl From<CallError> for ExchangeError {
+    fn from(e: CallError) -> ExchangeError {
+        match e {
+            CallError::Timeout => ExchangeError::Timeout,
+            CallError::Connect => ExchangeError::Unavailable,
+            CallError::Body | CallError::Other | CallError::TooLarge => ExchangeError::Unusable,
+        }
     }
 }
 
-/// The HTTPS client of every outbound call the gateway makes: rustls over
-/// ring, and no redirects followed. A platform that answers 3xx is broken
-/// or impersonated; following it would send the next request (and, with
-/// reqwest's `Referer`, the URL holding the app secret) wherever it points.
+/// The gateway's outbound HTTPS client ([`outbound::client`]), failing as
+/// a provider's setup does.
 pub fn outbound_client() -> Result<reqwest::Client, ProviderSetupError> {
-    crate::tokens::crypto::install_crypto_provider();
-    reqwest::Client::builder()
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .referer(false)
-        .build()
-        .map_err(|_| ProviderSetupError::Client)
+    outbound::client().map_err(|_| ProviderSetupError::Client)
 }
 
 /// The configured providers, looked up by appid.

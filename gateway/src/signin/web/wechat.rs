@@ -17,8 +17,8 @@
 //! which minigate does not make: it is dropped unread.
 //!
 //! The request URL holds the app secret, so like the mini-program exchange
-//! it is never logged and reqwest's errors (which carry it) are classified
-//! and dropped, never formatted. Errcodes map as the mini-program's do.
+//! it is never logged, and the call goes through [`crate::outbound`],
+//! which never formats it. Errcodes map as the mini-program's do.
 
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,8 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::config::{is_header_safe, Platform, ProviderConfig, Secret};
+use crate::outbound;
 use crate::signin::providers::{ExchangeError, ProviderSetupError};
-
-/// The largest answer read; real ones are under 1 KiB.
-const MAX_ANSWER: usize = 64 * 1024;
 
 /// Who a code says the user is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,13 +147,7 @@ impl WebProvider {
     }
 
     async fn call(&self, url: Url) -> Result<WebUser, ExchangeError> {
-        let mut res = self
-            .http
-            .get(url)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(classify)?;
+        let res = outbound::send(self.http.get(url), self.timeout).await?;
         let status = res.status();
         if status.is_server_error() {
             return Err(ExchangeError::Unavailable);
@@ -165,13 +157,7 @@ impl WebProvider {
             tracing::warn!(appid = %self.appid, status = status.as_u16(), "WeChat answered with an HTTP error");
             return Err(ExchangeError::Unusable);
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(ExchangeError::Unusable);
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = outbound::read(res).await?;
         interpret(&self.appid, &body)
     }
 }
@@ -206,17 +192,6 @@ pub fn interpret(appid: &str, body: &[u8]) -> Result<WebUser, ExchangeError> {
         return Err(ExchangeError::Unusable);
     }
     Ok(WebUser { openid, unionid })
-}
-
-/// Classifies a reqwest error without ever formatting it (it holds the URL).
-fn classify(e: reqwest::Error) -> ExchangeError {
-    if e.is_timeout() {
-        ExchangeError::Timeout
-    } else if e.is_connect() {
-        ExchangeError::Unavailable
-    } else {
-        ExchangeError::Unusable
-    }
 }
 
 #[cfg(test)]
