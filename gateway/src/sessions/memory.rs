@@ -62,7 +62,23 @@ struct User {
     revoked: VecDeque<(Box<str>, Instant)>,
 }
 
+/// Why a session a refresh token names cannot be used.
+enum Gone {
+    /// It was ended.
+    Revoked,
+    /// It never was, or it expired.
+    Unknown,
+}
+
 impl User {
+    /// The live session `sid`, or why there is none.
+    fn session(&mut self, sid: &str) -> Result<&mut Session, Gone> {
+        if self.revoked.iter().any(|(s, _)| &**s == sid) {
+            return Err(Gone::Revoked);
+        }
+        self.live.get_mut(sid).ok_or(Gone::Unknown)
+    }
+
     fn forget_expired(&mut self, now: Instant) {
         self.live.retain(|_, s| s.expires > now);
         self.revoked.retain(|(_, until)| *until > now);
@@ -286,11 +302,10 @@ impl SessionStore for MemoryStore {
         let grace = self.grace;
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
-            if u.revoked.iter().any(|(s, _)| &**s == sid) {
-                return (Redeemed::Revoked, false);
-            }
-            let Some(s) = u.live.get_mut(sid) else {
-                return (Redeemed::Unknown, false);
+            let s = match u.session(sid) {
+                Ok(s) => s,
+                Err(Gone::Revoked) => return (Redeemed::Revoked, false),
+                Err(Gone::Unknown) => return (Redeemed::Unknown, false),
             };
             if let Some(in_grace) = redeemable(s, jti, grace, now) {
                 // A grace redemption spends the grace: the token redeems
@@ -321,11 +336,10 @@ impl SessionStore for MemoryStore {
         let grace = self.grace;
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
-            if u.revoked.iter().any(|(s, _)| &**s == sid) {
-                return (Checked::Revoked, false);
-            }
-            let Some(s) = u.live.get_mut(sid) else {
-                return (Checked::Unknown, false);
+            let s = match u.session(sid) {
+                Ok(s) => s,
+                Err(Gone::Revoked) => return (Checked::Revoked, false),
+                Err(Gone::Unknown) => return (Checked::Unknown, false),
             };
             if redeemable(s, jti, grace, now).is_none() {
                 u.revoke(sid, now + ttl);

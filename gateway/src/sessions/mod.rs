@@ -324,97 +324,31 @@ impl Store {
     }
 }
 
+/// The store's methods, each handed to the store configured.
+macro_rules! to_the_store {
+    ($( fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )+) => {
+        $(
+            async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, Unavailable> {
+                match self {
+                    Store::Memory(s) => s.$name($($arg),*).await,
+                    Store::Redis(s) => s.$name($($arg),*).await,
+                }
+            }
+        )+
+    };
+}
+
 impl SessionStore for Store {
-    async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Recorded, Unavailable> {
-        match self {
-            Store::Memory(s) => s.begin(new, ttl).await,
-            Store::Redis(s) => s.begin(new, ttl).await,
-        }
-    }
-
-    async fn check(
-        &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
-        ttl: Duration,
-    ) -> Result<Checked, Unavailable> {
-        match self {
-            Store::Memory(s) => s.check(user, sid, jti, ttl).await,
-            Store::Redis(s) => s.check(user, sid, jti, ttl).await,
-        }
-    }
-
-    async fn redeem(
-        &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
-        next: &str,
-        ttl: Duration,
-    ) -> Result<Redeemed, Unavailable> {
-        match self {
-            Store::Memory(s) => s.redeem(user, sid, jti, next, ttl).await,
-            Store::Redis(s) => s.redeem(user, sid, jti, next, ttl).await,
-        }
-    }
-
-    async fn end(
-        &self,
-        user: &str,
-        sid: Option<&str>,
-        ttl: Duration,
-    ) -> Result<Vec<String>, Unavailable> {
-        match self {
-            Store::Memory(s) => s.end(user, sid, ttl).await,
-            Store::Redis(s) => s.end(user, sid, ttl).await,
-        }
-    }
-
-    async fn end_everywhere(
-        &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
-        ttl: Duration,
-    ) -> Result<Option<Vec<String>>, Unavailable> {
-        match self {
-            Store::Memory(s) => s.end_everywhere(user, sid, jti, ttl).await,
-            Store::Redis(s) => s.end_everywhere(user, sid, jti, ttl).await,
-        }
-    }
-
-    async fn set_phone(&self, user: &str, sid: &str, phone: &str) -> Result<bool, Unavailable> {
-        match self {
-            Store::Memory(s) => s.set_phone(user, sid, phone).await,
-            Store::Redis(s) => s.set_phone(user, sid, phone).await,
-        }
-    }
-
-    async fn reissue(
-        &self,
-        user: &str,
-        sid: &str,
-        next: &str,
-        ttl: Duration,
-    ) -> Result<bool, Unavailable> {
-        match self {
-            Store::Memory(s) => s.reissue(user, sid, next, ttl).await,
-            Store::Redis(s) => s.reissue(user, sid, next, ttl).await,
-        }
-    }
-
-    async fn session_key(&self, user: &str, sid: &str) -> Result<Option<Secret>, Unavailable> {
-        match self {
-            Store::Memory(s) => s.session_key(user, sid).await,
-            Store::Redis(s) => s.session_key(user, sid).await,
-        }
-    }
-
-    async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, Unavailable> {
-        match self {
-            Store::Memory(s) => s.list(user).await,
-            Store::Redis(s) => s.list(user).await,
-        }
+    to_the_store! {
+        fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Recorded;
+        fn check(&self, user: &str, sid: &str, jti: &str, ttl: Duration) -> Checked;
+        fn redeem(&self, user: &str, sid: &str, jti: &str, next: &str, ttl: Duration) -> Redeemed;
+        fn end(&self, user: &str, sid: Option<&str>, ttl: Duration) -> Vec<String>;
+        fn end_everywhere(&self, user: &str, sid: &str, jti: &str, ttl: Duration)
+            -> Option<Vec<String>>;
+        fn set_phone(&self, user: &str, sid: &str, phone: &str) -> bool;
+        fn reissue(&self, user: &str, sid: &str, next: &str, ttl: Duration) -> bool;
+        fn session_key(&self, user: &str, sid: &str) -> Option<Secret>;
+        fn list(&self, user: &str) -> Vec<SessionInfo>;
     }
 }
