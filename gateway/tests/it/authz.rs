@@ -548,6 +548,10 @@ async fn forward_auth_answers_traefik_nginx_and_envoy_styles() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn nginx_auth_request_uses_the_decision_and_passes_the_identity_on() {
     let gw = start(setup(&grant("auditor", &["code-n"]), None)).await;
     let t = gw.login("code-n").await.access_token;

@@ -266,6 +266,10 @@ fn dev_mode(log: &std::path::Path, more: &[&str]) -> (std::process::Child, Strin
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 fn dev_mode_walkthrough_works_as_pasted() {
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("stderr.log");
@@ -308,6 +312,10 @@ fn dev_mode_walkthrough_works_as_pasted() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
     let runs: Vec<_> = ["qq", "douyin", "baidu", "alipay"]
         .into_iter()

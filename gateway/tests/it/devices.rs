@@ -152,6 +152,10 @@ async fn metric(gw: &Gateway, series: &str) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn limits_eviction_logout_and_delete_reach_both_replicas() {
     let redis = Redis::start().await;
     let (a, b) = replicas(&format!("{}{ADMIN}", redis.sessions_section())).await;
@@ -251,6 +255,10 @@ async fn limits_eviction_logout_and_delete_reach_both_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn reuse_detection_logout_everywhere_and_the_admin_api_reach_both_replicas() {
     let redis = Redis::start().await;
     let (a, b) = replicas(&format!("{}{ADMIN}", redis.sessions_section())).await;
@@ -334,6 +342,10 @@ async fn reuse_detection_logout_everywhere_and_the_admin_api_reach_both_replicas
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn replicas_catch_up_after_a_redis_restart_and_nothing_revoked_comes_back() {
     let mut redis = Redis::start().await;
     let (a, b) = replicas(&redis.sessions_section()).await;
@@ -530,6 +542,10 @@ async fn refuse_mode_in_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn refuse_mode_on_redis() {
     let redis = Redis::start().await;
     refuse_story(&redis.sessions_section()).await;
@@ -605,6 +621,10 @@ async fn reuse_grace_in_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn reuse_grace_on_redis() {
     let redis = Redis::start().await;
     grace_story(&redis.sessions_section()).await;
@@ -671,6 +691,10 @@ async fn thirty_two_simultaneous_pc_logins_leave_one_in_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn thirty_two_simultaneous_pc_logins_leave_one_on_redis() {
     let redis = Redis::start().await;
     let (a, b) = replicas(&redis.sessions_section()).await;
@@ -678,6 +702,10 @@ async fn thirty_two_simultaneous_pc_logins_leave_one_on_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn redis_cluster_login_refresh_reuse_limits_and_listing() {
     let cluster = RedisCluster::start().await;
     let (a, b) = replicas(&format!("{}{ADMIN}", cluster.sessions_section())).await;
@@ -754,6 +782,10 @@ async fn redis_cluster_login_refresh_reuse_limits_and_listing() {
 /// A PC session that expired does not hold a PC slot, even when another
 /// class's login dropped it from the user's index first.
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn an_expired_session_frees_its_slot_on_redis() {
     let redis = Redis::start().await;
     let store = minigate::sessions::redis::RedisStore::new(&redis.url(), Duration::ZERO).unwrap();
@@ -876,12 +908,20 @@ async fn a_user_holds_at_most_max_per_user_sessions_in_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn a_user_holds_at_most_max_per_user_sessions_on_redis() {
     let redis = Redis::start().await;
     ceiling_story(&redis.sessions_section()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn a_user_holds_at_most_max_per_user_sessions_on_a_redis_cluster() {
     let cluster = RedisCluster::start().await;
     ceiling_story(&cluster.sessions_section()).await;
@@ -923,6 +963,10 @@ async fn calls_of(redis: &Redis, command: &str) -> u64 {
 /// 3,000 live sessions written straight into Redis, as a version without
 /// the ceiling could have left them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn the_default_ceiling_bounds_a_users_sessions_and_a_listings_work_on_redis() {
     let redis = Redis::start().await;
     let gw = start(Setup {

@@ -16,6 +16,10 @@ fn examples() -> std::path::PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 fn the_miniprogram_client_passes_its_node_tests() {
     let out = Command::new("node")
         .arg("--test")
@@ -37,6 +41,10 @@ fn the_miniprogram_client_passes_its_node_tests() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn the_miniprogram_client_works_through_a_real_gateway() {
     // Access tokens of two seconds, no leeway: the client meets real 401s.
     // (Two rather than one: a retry right after a refresh must land inside
@@ -100,6 +108,10 @@ async fn the_miniprogram_client_works_through_a_real_gateway() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 fn the_miniprogram_client_packs_and_installs_as_a_package() {
     let tmp = tempfile::tempdir().unwrap();
     let npm = |dir: &std::path::Path, args: &[&str]| {
@@ -192,6 +204,10 @@ fn the_miniprogram_client_packs_and_installs_as_a_package() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn the_header_trusting_service_sees_the_identity() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -235,6 +251,10 @@ async fn the_header_trusting_service_sees_the_identity() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn the_jwks_verifying_service_accepts_exactly_the_gateways_tokens() {
     let gw = start(Setup::default()).await;
     let t = gw.login("jwks-user").await;
@@ -378,6 +398,10 @@ async fn send(
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn the_example_user_service_gives_uid_roles_and_claims_and_refuses_a_banned_user() {
     let users = PyService::start("user_service.py").await;
     let gw = start(Setup {
@@ -522,6 +546,10 @@ pub fn nginx_example() -> String {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn the_nginx_forward_auth_example_lets_minigate_decide_and_passes_the_identity() {
     let users = user_service(Answer::Json(json!({
         "uid": "u_7", "roles": ["auditor"], "claims": {"tier": "gold"}
@@ -681,6 +709,10 @@ fn strings(v: &serde_json::Value) -> Vec<&str> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 fn the_traefik_and_istio_examples_are_yaml_with_the_forward_auth_settings() {
     let read = |name: &str| std::fs::read_to_string(examples().join("forward-auth").join(name));
     let identity = ["x-auth-subject", "x-auth-roles", "x-auth-user"];
@@ -737,6 +769,10 @@ fn identity_headers() -> Vec<&'static str> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 fn the_forward_auth_examples_set_or_clear_every_identity_header_minigate_can_send() {
     let read =
         |name: &str| std::fs::read_to_string(examples().join("forward-auth").join(name)).unwrap();

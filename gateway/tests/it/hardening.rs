@@ -122,6 +122,10 @@ async fn environ(http: &reqwest::Client, url: &str, token: Option<&str>) -> Valu
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn underscored_identity_headers_never_reach_a_wsgi_service() {
     let wsgi = Wsgi::start().await;
     let echo = upstream().await;
@@ -214,6 +218,10 @@ async fn underscored_identity_headers_never_reach_a_wsgi_service() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn with_underscores_allowed_only_the_gateways_own_names_are_still_dropped() {
     let wsgi = Wsgi::start().await;
     let echo = upstream().await;
@@ -321,6 +329,10 @@ async fn h2_get(
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn underscored_identity_headers_are_dropped_over_http2_too() {
     let wsgi = Wsgi::start().await;
     let pki = Pki::new();
@@ -379,6 +391,10 @@ async fn underscored_identity_headers_are_dropped_over_http2_too() {
 // 2. Encoded separators, read by a real nginx upstream
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn encoded_separators_never_reach_an_nginx_upstream_that_decodes_them() {
     let echo = upstream().await;
     let nginx = Nginx::start("nginx_upstream.conf", echo.addr).await;
@@ -878,6 +894,10 @@ async fn an_untrusted_client_cannot_choose_its_address() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn behind_a_trusted_nginx_the_forwarded_client_is_the_client() {
     let gw = start(Setup {
         server: "login_per_minute = 1\nlogin_burst = 2\ntrusted_proxies = [\"127.0.0.0/8\"]\n"

@@ -48,11 +48,19 @@ async fn verify_with_pyjwt(alg: jwks::Alg) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn pyjwt_verifies_es256_tokens_from_the_served_jwks() {
     verify_with_pyjwt(jwks::Alg::ES256).await;
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn pyjwt_verifies_eddsa_tokens_from_the_served_jwks() {
     verify_with_pyjwt(jwks::Alg::EdDSA).await;
 }

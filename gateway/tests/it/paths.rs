@@ -69,6 +69,10 @@ const ADMIN_SPELLINGS: [&str; 5] = [
 ];
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn path_spellings_never_reach_an_admin_handler_of_an_nginx_app() {
     let app = Nginx::start("nginx_app.conf", "127.0.0.1:9".parse().unwrap()).await;
     // The hole is real: nginx routes every spelling to its admin handler.
@@ -169,6 +173,10 @@ async fn path_spellings_never_reach_an_admin_handler_of_an_nginx_app() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn a_wsgi_service_reads_the_path_that_was_judged() {
     let wsgi = Wsgi::start().await;
     let gw = start(Setup {
@@ -222,6 +230,10 @@ async fn a_wsgi_service_reads_the_path_that_was_judged() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn method_override_headers_never_reach_the_upstream_and_are_judged_at_verify() {
     let wsgi = Wsgi::start().await;
     let gw = start(Setup {
@@ -288,6 +300,10 @@ async fn method_override_headers_never_reach_the_upstream_and_are_judged_at_veri
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn forward_auth_through_the_nginx_example_judges_the_path_the_app_reads() {
     let app = Nginx::start("nginx_app.conf", "127.0.0.1:9".parse().unwrap()).await;
     let gw = start(Setup {

@@ -161,6 +161,10 @@ async fn an_unknown_session_fails_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn two_processes_share_sessions_through_redis() {
     let redis = Redis::start().await;
     let wechat = wechat().await;
@@ -231,6 +235,10 @@ async fn assert_store_down(gw: &Gateway, t: &Tokens) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn redis_down_fails_closed_and_recovers() {
     let mut redis = Redis::start().await;
     let gw = start(Setup {
@@ -272,6 +280,10 @@ async fn redis_down_fails_closed_and_recovers() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn a_gateway_starts_while_redis_is_down() {
     let mut redis = Redis::start().await;
     redis.kill();
@@ -394,6 +406,10 @@ async fn logout_everywhere_needs_the_live_refresh_token_in_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn logout_everywhere_needs_the_live_refresh_token_on_redis() {
     let redis = Redis::start().await;
     everywhere_story(&redis.sessions_section()).await;
@@ -448,6 +464,10 @@ async fn dead_refresh_tokens_cost_no_user_service_call_in_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn dead_refresh_tokens_cost_no_user_service_call_on_redis() {
     let redis = Redis::start().await;
     dead_tokens_story(&redis.sessions_section()).await;
@@ -491,6 +511,10 @@ async fn refreshes_are_limited_per_session_in_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn refreshes_are_limited_per_session_on_redis() {
     let redis = Redis::start().await;
     refresh_rate_story(&redis.sessions_section()).await;

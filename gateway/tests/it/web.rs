@@ -897,6 +897,10 @@ async fn a_mini_program_and_a_web_sign_in_of_one_unionid_list_each_other() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn a_used_state_is_refused_by_every_replica_sharing_redis() {
     let redis = Redis::start().await;
     let pki = Pki::new();
@@ -951,6 +955,10 @@ async fn a_used_state_is_refused_by_every_replica_sharing_redis() {
 /// accepted, the same POST from a page of another origin refused, refresh
 /// and logout by cookie from the page.
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn a_real_browser_signs_in_and_only_its_own_origin_may_post() {
     let started = Instant::now();
     let pki = Pki::new();
@@ -1099,6 +1107,10 @@ async fn a_real_browser_signs_in_and_only_its_own_origin_may_post() {
 /// cookies for http://127.0.0.1 (a potentially trustworthy origin), which
 /// is what makes the contract's cookies work in development without TLS.
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn serve_dev_offers_the_web_sign_in_on_loopback_http() {
     use std::io::BufRead as _;
     let port = free_port();

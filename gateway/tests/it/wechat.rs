@@ -111,6 +111,10 @@ async fn the_phone_endpoint_mints_no_token_and_the_next_refresh_carries_the_numb
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn the_phone_endpoint_mints_no_token_and_the_next_refresh_carries_the_number_on_redis() {
     let redis = Redis::start().await;
     phone_story(&redis.sessions_section()).await;
@@ -157,6 +161,10 @@ async fn phone_errors_map_onto_the_error_table_and_a_refused_token_is_renewed_on
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
 async fn two_replicas_on_one_redis_share_one_access_token_served_on_the_admin_listener() {
     let redis = Redis::start().await;
     let extra = format!("[sessions]\nredis_url = \"{}\"\n{ADMIN}", redis.url());
