@@ -475,3 +475,43 @@ async fn json_logs_are_one_object_per_line_with_the_request_id_on_each() {
         .iter()
         .any(|l| l["target"] == "minigate::access" && l["status"] == 400));
 }
+
+#[test]
+fn config_check_shows_no_url_credentials() {
+    let keys = key_dir(jwks::Alg::ES256);
+    let text = config_text(
+        &Setup {
+            routes: "[[routes]]\nprefix = \"/creds/\"\nupstream = \"http://svc:routepass@127.0.0.1:9\"\nauth = \"public\"\n"
+                .into(),
+            extra: "[sessions]\nredis_url = \"redis://:redispass@127.0.0.1:6379/0\"\n".into(),
+            ..Setup::default()
+        },
+        keys.path(),
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:0",
+    )
+    .replace(
+        "base_url = \"http://127.0.0.1:1\"",
+        "base_url = \"https://user:hunter2@api.example.com\"",
+    );
+    assert!(text.contains("hunter2"));
+    let cfg = keys.path().join("minigate.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
+        .args(["config", "check", "--config"])
+        .arg(&cfg)
+        .env("TEST_WECHAT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("api.example.com"), "{all}");
+    for secret in ["hunter2", "routepass", "redispass", SECRET] {
+        assert!(!all.contains(secret), "{secret} in: {all}");
+    }
+}

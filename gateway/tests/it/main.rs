@@ -9,7 +9,6 @@
 mod support;
 
 mod admin;
-mod adversarial;
 mod authz;
 mod cli;
 mod deploy;
@@ -17,9 +16,10 @@ mod devices;
 mod enrichment;
 mod errors;
 mod examples;
-mod hardening;
-mod hostile;
+mod forgery;
+mod headers;
 mod interop;
+mod limits;
 mod login_flow;
 mod metrics;
 mod monitoring;

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
+use std::time::Duration;
+
 use crate::support::*;
 
 /// The `[[roles]]` granting `admin` to the user of `code`.
@@ -51,12 +53,6 @@ async fn send(
         .unwrap_or_else(|| panic!("no response to {target}: {res:?}"));
     let body = res.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
     (status, body)
-}
-
-/// The `error` of a JSON error body.
-fn error_of(body: &str) -> String {
-    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    v["error"].as_str().unwrap_or("").to_owned()
 }
 
 /// The admin page, spelt as each upstream in the attack run read it.
@@ -346,4 +342,78 @@ async fn forward_auth_through_the_nginx_example_judges_the_path_the_app_reads() 
     let (status, body) = get("/app/%61dmin/users", admin.clone()).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("admin-handler "), "{body}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
+async fn encoded_separators_never_reach_an_nginx_upstream_that_decodes_them() {
+    let echo = upstream().await;
+    let nginx = Nginx::start("nginx_upstream.conf", echo.addr).await;
+    let gw = start(Setup {
+        routes: format!(
+            "[[routes]]\nprefix = \"/ng/public/\"\nupstream = \"http://{0}\"\nauth = \"public\"\n\n\
+             [[routes]]\nprefix = \"/ng/\"\nupstream = \"http://{0}\"\nauth = \"required\"\n",
+            nginx.addr
+        ),
+        ..hard("")
+    })
+    .await;
+
+    // The hole is real: asked directly, nginx takes the public-looking
+    // path to the secret one.
+    let (status, _, _) = exchange(
+        nginx.addr,
+        "GET /ng/public/..%2fsecret HTTP/1.1\r\nHost: ng\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(echo.last().uri, "/real/secret");
+    // The secret path is behind the required route.
+    assert_eq!(gw.get("/ng/secret", None).await.status(), 401);
+    // A plain public path passes.
+    assert_eq!(gw.get("/ng/public/x", None).await.status(), 200);
+    assert_eq!(echo.last().uri, "/real/public/x");
+    // nginx logs a request once it is done: wait for both lines.
+    eventually(
+        "nginx logged 2 requests",
+        Duration::from_secs(5),
+        || async { nginx.access_log("ng_access.log").len() == 2 },
+    )
+    .await;
+    let seen = echo.count();
+    let before = gw.scrape().await;
+
+    let attacks = [
+        "/ng/public/..%2fsecret",
+        "/ng/public/..%2Fsecret",
+        "/ng/public/%2e%2e%2fsecret",
+        "/ng/public/..%5csecret",
+        "/ng/public/..%5Csecret",
+        "/ng/public/..\\secret",
+        "/ng/public/..;/secret",
+        "/ng/public/.;/secret",
+        "/ng/public/..;jsessionid=x/secret",
+    ];
+    for path in attacks {
+        let (status, _, body) = exchange(
+            gw.running.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(
+            (status, error_of(&body).as_str()),
+            (400, "invalid_request"),
+            "{path}: {body}"
+        );
+    }
+    assert_eq!(nginx.access_log("ng_access.log").len(), 2);
+    assert_eq!(echo.count(), seen);
+    let after = gw.scrape().await;
+    assert_eq!(
+        moved(&before, &after, &refused("path_refused")),
+        attacks.len() as f64
+    );
 }

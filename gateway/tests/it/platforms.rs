@@ -585,3 +585,35 @@ fn config_check_shows_each_platform_and_where_its_credentials_come_from() {
         assert!(!err.contains(&secret), "{secret} in:\n{err}");
     }
 }
+
+#[tokio::test]
+async fn a_provider_redirect_is_never_followed() {
+    // Where the redirect points: another stand-in that must hear nothing.
+    let elsewhere = wechat().await;
+    let redirecting = wechat_redirecting(elsewhere.addr).await;
+    let gw = start(Setup {
+        wechat_addr: Some(redirecting.addr),
+        ..hard("")
+    })
+    .await;
+    let statuses = [301, 302, 303, 307, 308];
+    for status in statuses {
+        let res = gw
+            .post(
+                "/auth/login",
+                &format!("{{\"code\":\"redirect:{status}\"}}"),
+            )
+            .await;
+        assert_eq!(res.status(), 502, "{status}");
+        let text = res.text().await.unwrap();
+        assert_eq!(error_of(&text), "provider_error", "{status}: {text}");
+        assert!(
+            !text.contains(SECRET) && !text.contains("location"),
+            "{text}"
+        );
+    }
+    // Each login made one call, to the configured platform only; the
+    // secret went nowhere else.
+    assert_eq!(redirecting.queries.lock().unwrap().len(), statuses.len());
+    assert!(elsewhere.queries.lock().unwrap().is_empty());
+}

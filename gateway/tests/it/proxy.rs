@@ -2,9 +2,12 @@
 //! tampered and confused tokens, a second gateway sharing the keys, and
 //! pass-through of everything else.
 
-use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
+
+use serde_json::json;
+
+use crate::support::*;
 
 const SPOOFS: [(&str, &str); 4] = [
     ("X-Auth-Subject", "admin"),
@@ -530,4 +533,121 @@ async fn an_upstream_connection_closed_while_idle_is_not_reused() {
         // request: the gateway must notice and open another, not answer 502.
         closed.recv().await.unwrap();
     }
+}
+
+/// An unsigned token (`alg: none`) claiming to be `sub`.
+fn forged_none(sub: &str) -> String {
+    let now = now();
+    let header = json!({"alg": "none", "typ": "at+jwt"});
+    let claims = json!({"iss": "https://auth.test", "aud": "api", "sub": sub, "client_id": APPID,
+        "iat": now, "exp": now + 600, "jti": "j", "sid": "s", "platform": "wechat"});
+    format!(
+        "{}.{}.",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string())
+    )
+}
+
+#[tokio::test]
+async fn a_malformed_authorization_on_an_optional_route_is_401_not_anonymous() {
+    let gw = start(hard("")).await;
+    let t = gw.login("optional-user").await;
+    let forged = forged_none("admin");
+    // Verified once, so in the cache: a variant of it must not hit there.
+    assert_eq!(
+        gw.get("/maybe/x", Some(&t.access_token)).await.status(),
+        200
+    );
+    let before = gw.upstream.count();
+    for authorization in [
+        format!("Bearer\t{}", t.access_token),
+        format!("Bearer,{}", t.access_token),
+        format!("Bearer {}!", t.access_token),
+        format!("Bearer \t{}", t.access_token),
+        "Basic dXNlcjpwYXNzd29yZA==".to_owned(),
+        format!("Bearer\t{forged}"),
+        format!("Bearer {forged}"),
+        format!("Bearer {} x", t.access_token),
+        "Bearer".to_owned(),
+    ] {
+        let res = gw
+            .http
+            .get(format!("{}/maybe/x", gw.url))
+            .header("authorization", &authorization)
+            .send()
+            .await
+            .unwrap();
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert_error(res, 401, "invalid_token").await;
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{authorization:?}: {challenge}"
+        );
+        assert_eq!(
+            gw.upstream.count(),
+            before,
+            "{authorization:?} reached the upstream"
+        );
+    }
+    // The route still serves the anonymous and the authenticated.
+    assert_eq!(gw.get("/maybe/x", None).await.status(), 200);
+    assert!(gw.upstream.last().headers.get("x-auth-subject").is_none());
+    assert_eq!(
+        gw.get("/maybe/x", Some(&t.access_token)).await.status(),
+        200
+    );
+    assert_eq!(
+        gw.upstream.last().headers["x-auth-subject"],
+        openid_for("optional-user").as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_bad_chunk_size_is_400_and_not_an_upstream_failure() {
+    let gw = start(hard("")).await;
+    let before = gw.scrape().await;
+    let (status, _, body) = exchange(
+        gw.running.addr,
+        "POST /public/chunked HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n",
+    )
+    .await;
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (400, "invalid_request"),
+        "{body}"
+    );
+    // A well-formed chunked body passes.
+    let (status, _, body) = exchange(
+        gw.running.addr,
+        "POST /public/chunked HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(gw
+        .upstream
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.body == "hello"));
+    let after = gw.scrape().await;
+    assert_eq!(
+        moved(&before, &after, &requests("/public/", "5xx")),
+        0.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved(&before, &after, &requests("/public/", "4xx")),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved(&before, &after, &requests("/public/", "2xx")),
+        1.0,
+        "{after}"
+    );
 }

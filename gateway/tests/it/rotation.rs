@@ -7,6 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::time::Instant;
+
+use serde_json::Value;
+
 use crate::support::*;
 
 fn cli(args: &[&str]) -> String {
@@ -439,4 +443,79 @@ fn concurrent_cli_writers_serialize_on_the_lock() {
         .file_name()
         .to_string_lossy()
         .contains(".tmp")));
+}
+
+#[tokio::test]
+async fn readyz_reports_a_broken_key_file_without_its_path_or_contents() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let keys = key_dir(jwks::Alg::ES256);
+    let file = keys.path().join("keyset.json");
+    let good = std::fs::read_to_string(&file).unwrap();
+    let private_key = serde_json::from_str::<Value>(&good).unwrap()["keys"][0]["private_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gw = start(Setup {
+        keys_dir: Some(keys.path().to_path_buf()),
+        reload_interval: "200ms",
+        ..hard("")
+    })
+    .await;
+    let write = |text: &str, mode: u32| {
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let marker = "FILE-CONTENTS-MARKER";
+    // What is written, and a word of the reason readiness must give.
+    type Breakage<'a> = (Box<dyn Fn() + 'a>, &'static str);
+    let breakages: Vec<Breakage> = vec![
+        (
+            Box::new(|| write(&format!("{marker} {private_key}"), 0o600)),
+            "not a key set",
+        ),
+        (
+            Box::new(|| write(&good.replace("current", "currnt"), 0o644)),
+            "accessible to others",
+        ),
+        (
+            Box::new(|| write(&good.replace(&private_key, &private_key[..40]), 0o600)),
+            "key 0",
+        ),
+        (
+            // A hand edit gone wrong: the key pasted into another field.
+            Box::new(|| {
+                write(
+                    &good.replacen("\"current\"", &format!("\"{private_key}\""), 1),
+                    0o600,
+                )
+            }),
+            "not a key set",
+        ),
+        (
+            Box::new(|| std::fs::remove_file(&file).unwrap()),
+            "No such file",
+        ),
+    ];
+    let dir = keys.path().display().to_string();
+    for (n, (breakage, reason)) in breakages.iter().enumerate() {
+        breakage();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let ready: Value = loop {
+            let ready: Value = gw.get("/readyz", None).await.json().await.unwrap();
+            if ready["reload_failures"] == n as u64 + 1 {
+                break ready;
+            }
+            assert!(Instant::now() < deadline, "breakage {n} not seen: {ready}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let error = ready["last_reload_error"].as_str().unwrap();
+        assert!(error.contains(reason), "{reason:?} not in {error:?}");
+        assert!(
+            !error.contains(&dir) && !error.contains("keyset.json"),
+            "{error}"
+        );
+        assert!(!error.contains(marker), "{error}");
+        assert!(!error.contains(&private_key[..16]), "{error}");
+        assert_eq!(ready["status"], "ready");
+    }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
+use std::time::Instant;
+
 use crate::support::*;
 
 async fn ws_gateway(server: &str) -> (Gateway, WsEcho) {
@@ -184,4 +186,119 @@ async fn open_tunnels_hold_connection_slots_and_are_cut_at_the_shutdown_deadline
             .expect("the tunnel was not cut");
         assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
     }
+}
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed_and_a_busy_one_is_kept() {
+    let echo = ws_echo().await;
+    let gw = start(Setup {
+        upstream_addr: Some(echo.addr),
+        // Tunnels outlive the head deadline too.
+        ..hard("tunnel_idle_timeout = \"1s\"\nheader_timeout = \"500ms\"\n")
+    })
+    .await;
+    let t = gw.login("tunnel-idle").await;
+    let bearer = format!("Bearer {}", t.access_token);
+    let auth = [("authorization", bearer.as_str())];
+    let mut idle = ws_connect(&gw, "/api/ws", &auth).await.unwrap();
+    let mut busy = ws_connect(&gw, "/api/ws", &auth).await.unwrap();
+    for ws in [&mut idle, &mut busy] {
+        assert_eq!(ws_next_data(ws).await, Message::text("hello from upstream"));
+    }
+    let opened = Instant::now();
+    // The idle one is watched for its end.
+    let idle_end = tokio::spawn(async move {
+        loop {
+            match idle.next().await {
+                Some(Ok(m)) if !m.is_close() => continue,
+                _ => return opened.elapsed(),
+            }
+        }
+    });
+    // The busy one talks every 250 ms for 2.5 s, more than twice the limit.
+    for i in 0..10 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let text = format!("still here {i}");
+        busy.send(Message::text(text.clone())).await.unwrap();
+        assert_eq!(ws_next_data(&mut busy).await, Message::text(text));
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(3), idle_end)
+        .await
+        .expect("the idle tunnel is still open")
+        .unwrap();
+    assert!(
+        ended >= Duration::from_millis(900) && ended < Duration::from_secs(3),
+        "the idle tunnel ended after {ended:?}"
+    );
+    let text = gw.scrape().await;
+    assert_eq!(series(&text, &refused("tunnel_idle")), 1.0, "{text}");
+}
+
+#[tokio::test]
+async fn open_tunnels_are_capped_per_user_and_per_anonymous_address() {
+    let echo = ws_echo().await;
+    let gw = start(Setup {
+        upstream_addr: Some(echo.addr),
+        ..hard("max_tunnels_per_user = 2\n")
+    })
+    .await;
+    let alice = format!("Bearer {}", gw.login("alice").await.access_token);
+    let bob = format!("Bearer {}", gw.login("bob").await.access_token);
+    let as_alice = [("authorization", alice.as_str())];
+    let mut alices = Vec::new();
+    for _ in 0..2 {
+        let mut ws = ws_connect(&gw, "/api/ws", &as_alice).await.unwrap();
+        assert_eq!(
+            ws_next_data(&mut ws).await,
+            Message::text("hello from upstream")
+        );
+        alices.push(ws);
+    }
+    let refused_third = ws_connect(&gw, "/api/ws", &as_alice).await.unwrap_err();
+    assert_eq!(ws_status(refused_third), 429);
+    // Another user is not affected.
+    let mut bobs = ws_connect(&gw, "/api/ws", &[("authorization", bob.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(
+        ws_next_data(&mut bobs).await,
+        Message::text("hello from upstream")
+    );
+    // Anonymous tunnels count per client address.
+    let mut anon = Vec::new();
+    for _ in 0..2 {
+        let mut ws = ws_connect(&gw, "/public/ws", &[]).await.unwrap();
+        assert_eq!(
+            ws_next_data(&mut ws).await,
+            Message::text("hello from upstream")
+        );
+        anon.push(ws);
+    }
+    let refused_anon = ws_connect(&gw, "/public/ws", &[]).await.unwrap_err();
+    assert_eq!(ws_status(refused_anon), 429);
+    // Only the handshakes that passed reached the upstream.
+    assert_eq!(echo.handshakes.lock().unwrap().len(), 5);
+    // When one of alice's tunnels closes, she may open another.
+    let mut first = alices.remove(0);
+    first.send(Message::text("bye")).await.unwrap();
+    assert!(ws_next_data(&mut first).await.is_close());
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut again = loop {
+        match ws_connect(&gw, "/api/ws", &as_alice).await {
+            Ok(ws) => break ws,
+            Err(e) => assert_eq!(ws_status(e), 429),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice's closed tunnel kept its place"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(
+        ws_next_data(&mut again).await,
+        Message::text("hello from upstream")
+    );
+    let text = gw.scrape().await;
+    assert!(series(&text, &refused("tunnel_cap")) >= 2.0, "{text}");
 }

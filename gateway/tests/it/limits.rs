@@ -1,5 +1,6 @@
-//! Hostile clients and failing neighbours: header floods, slow-loris, the
-//! connection cap, login rate limiting, slow bodies, SIGTERM with requests in
+//! Limits on clients and upstreams, and failing neighbours: header floods,
+//! slow-loris, the connection cap, login rate limiting, slow bodies and slow
+//! readers, requests in flight per client address, SIGTERM with requests in
 //! flight, and an upstream that dies and comes back under load.
 
 use std::net::SocketAddr;
@@ -9,6 +10,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+use std::time::Instant;
 
 use crate::support::*;
 
@@ -106,7 +109,7 @@ async fn slow_loris_connections_are_closed_without_harm() {
 
 /// Reads one response off `s`: its head, and a body of `Content-Length` or
 /// chunked to its last chunk.
-async fn read_response(s: &mut TcpStream) -> String {
+async fn read_until_answered(s: &mut TcpStream) -> String {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -173,7 +176,7 @@ async fn the_head_deadline_spares_requests_in_flight_and_closes_idle_keep_alive(
         s.write_all(format!("GET /public/{path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .await
             .unwrap();
-        let answer = read_response(&mut s).await;
+        let answer = read_until_answered(&mut s).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         let body = &answer[answer.find("\r\n\r\n").unwrap()..];
         for part in parts {
@@ -672,4 +675,116 @@ async fn the_route_timeout_holds_on_a_pooled_connection_and_outlives_its_idle_ti
     assert_eq!(gw.get("/public/slow-again", None).await.status(), 504);
     assert_eq!(gw.get("/public/d", None).await.status(), 200);
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_is_408_and_frees_the_upstream_slot() {
+    let gw = start(Setup {
+        upstream_timeout: "5s",
+        ..hard("upstream_max_connections = 1\nproxy_body_timeout = \"1s\"\n")
+    })
+    .await;
+    let t = gw.login("slow-body").await;
+    let before = gw.scrape().await;
+    let mut s = TcpStream::connect(gw.running.addr).await.unwrap();
+    s.write_all(
+        b"POST /public/upload HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let sent = Instant::now();
+    let (status, _, body) = read_response(&mut s).await;
+    let waited = sent.elapsed();
+    assert_eq!(
+        (status, error_of(&body).as_str()),
+        (408, "invalid_request"),
+        "{body}"
+    );
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "408 after {waited:?}"
+    );
+    // The only upstream slot is free at once: an authenticated request
+    // to the same upstream does not wait for it (held, it would wait out
+    // the route's 5 s timeout and get 504).
+    let asked = Instant::now();
+    assert_eq!(
+        gw.get("/api/after", Some(&t.access_token)).await.status(),
+        200
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    let after = gw.scrape().await;
+    assert_eq!(moved(&before, &after, &refused("slow_body")), 1.0);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_and_frees_the_upstream_slot() {
+    let gw = start(Setup {
+        upstream_timeout: "5s",
+        ..hard("upstream_max_connections = 1\nsend_timeout = \"1s\"\n")
+    })
+    .await;
+    // A small receive window, so the kernel buffers little of the answer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(gw.running.addr).await.unwrap();
+    s.write_all(b"GET /public/big?mib=64 HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    let asked = Instant::now();
+    // It never reads. After send_timeout the gateway gives up on it.
+    eventually("slow_reader counted", Duration::from_secs(10), || async {
+        series(&gw.scrape().await, &refused("slow_reader")) == 1.0
+    })
+    .await;
+    assert!(asked.elapsed() >= Duration::from_millis(900));
+    // The only upstream slot is free: another request passes at once
+    // (held, it would wait out the route's 5 s timeout and get 504).
+    let again = Instant::now();
+    assert_eq!(gw.get("/public/after", None).await.status(), 200);
+    assert!(
+        again.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        again.elapsed()
+    );
+    // And the slow reader's connection was closed, well short of 64 MiB.
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert!(closed.is_ok(), "the slow reader's connection is still open");
+    assert!(got.len() < 32 << 20, "{} bytes were sent", got.len());
+}
+
+#[tokio::test]
+async fn requests_in_flight_per_client_address_are_capped() {
+    let gw = start(Setup {
+        upstream_timeout: "5s",
+        ..hard("max_requests_per_ip = 2\n")
+    })
+    .await;
+    let before = gw.scrape().await;
+    // Two slow requests (3 s at the upstream) from 127.0.0.1.
+    let slow = |n: u32| {
+        let (http, url) = (gw.http.clone(), format!("{}/public/slow?n={n}", gw.url));
+        tokio::spawn(async move { http.get(url).send().await.unwrap().status() })
+    };
+    let (one, two) = (slow(1), slow(2));
+    eventually("both at the upstream", Duration::from_secs(5), || async {
+        gw.upstream.count() == 2
+    })
+    .await;
+    // A third from the same address is refused while they are in flight.
+    let headers = assert_error(gw.get("/public/third", None).await, 429, "rate_limited").await;
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait >= 1, "Retry-After {wait}");
+    assert_eq!(gw.upstream.count(), 2);
+    assert_eq!(one.await.unwrap(), 200);
+    assert_eq!(two.await.unwrap(), 200);
+    // Once they are done, requests pass again.
+    assert_eq!(gw.get("/public/again", None).await.status(), 200);
+    let after = gw.scrape().await;
+    assert_eq!(moved(&before, &after, &refused("per_ip_cap")), 1.0);
 }
