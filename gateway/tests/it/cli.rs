@@ -11,26 +11,13 @@ fn minigate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_minigate"))
 }
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = minigate()
-        .args(args)
-        .env_remove("MINIGATE_CONFIG")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn keys_init_list_jwks_rotate_prune() {
     use std::os::unix::fs::PermissionsExt as _;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("keys");
     let d = dir.to_str().unwrap();
-    let (code, out, err) = run(&["keys", "init", "--dir", d]);
+    let (code, out, err) = run_cli(&["keys", "init", "--dir", d]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("current") && out.contains("next"), "{out}");
     let file = dir.join("keyset.json");
@@ -40,14 +27,14 @@ fn keys_init_list_jwks_rotate_prune() {
     );
 
     // A second init refuses to overwrite.
-    let (code, _, err) = run(&["keys", "init", "--dir", d]);
+    let (code, _, err) = run_cli(&["keys", "init", "--dir", d]);
     assert_eq!(code, 2);
     assert!(
         err.contains("keyset.json") && err.lines().count() == 1,
         "{err}"
     );
 
-    let (code, jwks, _) = run(&["keys", "jwks", "--dir", d]);
+    let (code, jwks, _) = run_cli(&["keys", "jwks", "--dir", d]);
     assert_eq!(code, 0);
     let doc: serde_json::Value = serde_json::from_str(&jwks).unwrap();
     assert_eq!(doc["keys"].as_array().unwrap().len(), 2);
@@ -58,10 +45,10 @@ fn keys_init_list_jwks_rotate_prune() {
         set.entries()[0].key.kid().to_owned(),
         set.entries()[1].key.kid().to_owned(),
     );
-    let (code, out, _) = run(&["keys", "rotate", "--dir", d]);
+    let (code, out, _) = run_cli(&["keys", "rotate", "--dir", d]);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("now signing with {second}")), "{out}");
-    let (_, list, _) = run(&["keys", "list", "--dir", d]);
+    let (_, list, _) = run_cli(&["keys", "list", "--dir", d]);
     assert!(
         list.lines()
             .any(|l| l.starts_with(&first) && l.contains("retired")),
@@ -69,13 +56,13 @@ fn keys_init_list_jwks_rotate_prune() {
     );
     assert_eq!(list.lines().count(), 4);
     // Nothing is old enough with the default; everything retired is with 0s.
-    let (_, out, _) = run(&["keys", "prune", "--dir", d]);
+    let (_, out, _) = run_cli(&["keys", "prune", "--dir", d]);
     assert!(out.contains("pruned 0"), "{out}");
     std::thread::sleep(Duration::from_millis(1100));
-    let (_, out, _) = run(&["keys", "prune", "--dir", d, "--older-than", "1s"]);
+    let (_, out, _) = run_cli(&["keys", "prune", "--dir", d, "--older-than", "1s"]);
     assert!(out.contains("pruned 1") && out.contains(&first), "{out}");
 
-    let (code, _, _) = run(&[
+    let (code, _, _) = run_cli(&[
         "keys",
         "init",
         "--dir",
@@ -84,7 +71,7 @@ fn keys_init_list_jwks_rotate_prune() {
         "EdDSA",
     ]);
     assert_eq!(code, 0);
-    let (code, _, err) = run(&[
+    let (code, _, err) = run_cli(&[
         "keys",
         "init",
         "--dir",
@@ -115,7 +102,7 @@ fn bad_keys_and_configs_fail_with_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().to_str().unwrap();
     std::fs::write(tmp.path().join("keyset.json"), "{garbage").unwrap();
-    let (code, _, err) = run(&["keys", "list", "--dir", d]);
+    let (code, _, err) = run_cli(&["keys", "list", "--dir", d]);
     assert_eq!(code, 2);
     assert!(
         err.contains("keyset.json") && err.lines().count() == 1,
@@ -210,7 +197,7 @@ fn bad_keys_and_configs_fail_with_one_line() {
     }
     assert!(!text.contains("hunter2"), "{text}");
     // serve with neither --config nor --dev explains itself.
-    let (code, _, err) = run(&["serve"]);
+    let (code, _, err) = run_cli(&["serve"]);
     assert_eq!(code, 2);
     assert!(err.contains("--config") && err.contains("--dev"), "{err}");
 }
@@ -228,7 +215,7 @@ fn help_exists_on_every_command() {
         &["keys", "jwks", "--help"],
         &["config", "check", "--help"],
     ] {
-        let (code, out, _) = run(args);
+        let (code, out, _) = run_cli(args);
         assert_eq!(code, 0, "{args:?}");
         assert!(out.contains("Usage: minigate"), "{args:?}: {out}");
     }
@@ -353,10 +340,10 @@ fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
         assert!(!stderr.contains("code exchange failed"), "{stderr}");
     }
     // An unknown platform, or --platform without --dev, is refused.
-    let (code, _, err) = run(&["serve", "--dev", "--platform", "line"]);
+    let (code, _, err) = run_cli(&["serve", "--dev", "--platform", "line"]);
     assert_eq!(code, 2);
     assert!(err.contains("wechat, qq, douyin, baidu, alipay"), "{err}");
-    let (code, _, err) = run(&["serve", "--platform", "qq"]);
+    let (code, _, err) = run_cli(&["serve", "--platform", "qq"]);
     assert_eq!(code, 2);
     assert!(err.contains("--dev"), "{err}");
 }

@@ -13,19 +13,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-fn cli(args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 async fn kids(http: &reqwest::Client, url: &str) -> Vec<String> {
     let doc: serde_json::Value = http
         .get(format!("{url}/.well-known/jwks.json"))
@@ -135,7 +122,7 @@ async fn rotation_under_load_fails_nothing_and_replicas_agree() {
         }));
     }
     for round in 0..3 {
-        cli(&["keys", "rotate", "--dir", &dir]);
+        cli_ok(&["keys", "rotate", "--dir", &dir]);
         // Only A reloads at first: it signs with the promoted key, which B
         // already publishes and verifies as `next`.
         a.hangup();
@@ -224,7 +211,7 @@ async fn tokens_of_a_pruned_key_are_refused_after_the_next_reload() {
         }
     };
     assert_eq!(get(old.access_token.clone()).await.status(), 200);
-    cli(&["keys", "rotate", "--dir", &dir]);
+    cli_ok(&["keys", "rotate", "--dir", &dir]);
     gw.hangup();
     eventually("reload", Duration::from_secs(10), || async {
         ready(&http, &gw.url).await["reloads"] == 1
@@ -233,7 +220,7 @@ async fn tokens_of_a_pruned_key_are_refused_after_the_next_reload() {
     // Retired, not pruned: still good (and it was cached before).
     assert_eq!(get(old.access_token.clone()).await.status(), 200);
     std::thread::sleep(Duration::from_millis(1100));
-    let out = cli(&["keys", "prune", "--dir", &dir, "--older-than", "0s"]);
+    let out = cli_ok(&["keys", "prune", "--dir", &dir, "--older-than", "0s"]);
     assert!(out.contains("pruned 1"), "{out}");
     // Until the gateway reloads it keeps its set; then the token is refused.
     assert_eq!(get(old.access_token.clone()).await.status(), 200);

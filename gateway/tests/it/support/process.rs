@@ -101,3 +101,25 @@ pub async fn spawn_binary_with(
         Process { child, url, keys }.stop()
     );
 }
+
+/// Runs the `minigate` binary with `args` (and no `MINIGATE_CONFIG` from
+/// the environment): its exit code, stdout and stderr.
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
+        .args(args)
+        .env_remove("MINIGATE_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`run_cli`], failing the test unless the command succeeds; its stdout.
+pub fn cli_ok(args: &[&str]) -> String {
+    let (code, out, err) = run_cli(args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    out
+}
