@@ -333,3 +333,145 @@ impl From<ApiError> for Response<Body> {
         e.into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of each variant, in declaration order.
+    fn every() -> Vec<ApiError> {
+        use ApiError as E;
+        let mut all = vec![
+            E::InvalidRequest("code is required"),
+            E::TooLarge,
+            E::MethodNotAllowed("POST"),
+            E::InvalidCode,
+            E::RateLimited(60),
+            E::TooManyLogins(1),
+            E::TooOften("too many refreshes of this session, retry later", 1),
+            E::BodyTimeout,
+            E::SessionsUnavailable,
+            E::RiskyUser,
+            E::ProviderUnavailable,
+            E::ProviderTimeout,
+            E::ProviderError,
+            E::InvalidGrant("refresh token reused"),
+            E::MissingToken,
+        ];
+        all.extend(TokenError::ALL.map(E::InvalidToken));
+        all.extend([
+            E::TooManyInFlight,
+            E::SessionKeyExpired,
+            E::InsufficientScope,
+            E::AccessDenied,
+            E::CsrfRejected,
+            E::EnrichUnavailable,
+            E::NotFound,
+            E::SessionNotFound,
+            E::SessionLimit,
+            E::AdminUnauthorized,
+            E::AdminScope(AdminScope::Sessions),
+            E::AdminScope(AdminScope::Wechat),
+            E::BadGateway,
+            E::GatewayTimeout,
+            E::Internal,
+        ]);
+        all
+    }
+
+    /// The variant's place in the declaration; no wildcard, so a new
+    /// variant does not compile until it has a place here, and the test
+    /// below fails until [`every`] has one of it.
+    fn place(e: &ApiError) -> usize {
+        match e {
+            ApiError::InvalidRequest(_) => 0,
+            ApiError::TooLarge => 1,
+            ApiError::MethodNotAllowed(_) => 2,
+            ApiError::InvalidCode => 3,
+            ApiError::RateLimited(_) => 4,
+            ApiError::TooManyLogins(_) => 5,
+            ApiError::TooOften(..) => 6,
+            ApiError::BodyTimeout => 7,
+            ApiError::SessionsUnavailable => 8,
+            ApiError::RiskyUser => 9,
+            ApiError::ProviderUnavailable => 10,
+            ApiError::ProviderTimeout => 11,
+            ApiError::ProviderError => 12,
+            ApiError::InvalidGrant(_) => 13,
+            ApiError::MissingToken => 14,
+            ApiError::InvalidToken(_) => 15,
+            ApiError::TooManyInFlight => 16,
+            ApiError::SessionKeyExpired => 17,
+            ApiError::InsufficientScope => 18,
+            ApiError::AccessDenied => 19,
+            ApiError::CsrfRejected => 20,
+            ApiError::EnrichUnavailable => 21,
+            ApiError::NotFound => 22,
+            ApiError::SessionNotFound => 23,
+            ApiError::SessionLimit => 24,
+            ApiError::AdminUnauthorized => 25,
+            ApiError::AdminScope(_) => 26,
+            ApiError::BadGateway => 27,
+            ApiError::GatewayTimeout => 28,
+            ApiError::Internal => 29,
+        }
+    }
+
+    #[test]
+    fn every_error_is_a_row_of_the_errors_reference() {
+        let every = every();
+        let mut places: Vec<usize> = every.iter().map(place).collect();
+        places.dedup();
+        assert_eq!(
+            places,
+            (0..=29).collect::<Vec<_>>(),
+            "every() misses a variant"
+        );
+        let doc = include_str!("../../docs/errors.md");
+        let rows: Vec<(u16, &str)> = doc
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.split('|').map(str::trim).skip(1);
+                let status = cells.next()?.parse::<u16>().ok()?;
+                let code = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((status, code))
+            })
+            .collect();
+        for e in &every {
+            let row = (e.status().as_u16(), e.code());
+            assert!(
+                rows.contains(&row),
+                "docs/errors.md has no row {row:?} ({e:?})"
+            );
+        }
+        for row in &rows {
+            assert!(
+                every
+                    .iter()
+                    .any(|e| (e.status().as_u16(), e.code()) == *row),
+                "docs/errors.md lists {row:?}, which no ApiError answers with"
+            );
+        }
+        // A description of its own (not given by the caller or the token
+        // error) is the one the reference shows.
+        for e in &every {
+            if matches!(
+                e,
+                ApiError::InvalidRequest(_)
+                    | ApiError::InvalidGrant(_)
+                    | ApiError::TooOften(..)
+                    | ApiError::InvalidToken(_)
+                    | ApiError::AdminScope(AdminScope::Wechat)
+            ) {
+                continue;
+            }
+            let cell = format!(
+                "| {} | `{}` | {}",
+                e.status().as_u16(),
+                e.code(),
+                e.description()
+            );
+            assert!(doc.contains(&cell), "docs/errors.md has no {cell}");
+        }
+    }
+}

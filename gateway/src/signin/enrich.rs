@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{is_header_safe, is_role_name, EnrichConfig, RoleGrant};
 use crate::outbound::{self, CallError};
-use crate::telemetry::labels::{Counters, Label};
+use crate::telemetry::labels::{label_enum, Counters, Label};
 
 /// Most roles one answer may give.
 pub const MAX_ROLES: usize = 32;
@@ -116,45 +116,23 @@ pub struct Enriched {
     pub claims: BTreeMap<String, String>,
 }
 
-/// How an enrichment call failed; every kind is a 503 to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnrichFailure {
-    /// No answer within `enrich.timeout`.
-    Timeout,
-    /// The service could not be reached.
-    Connect,
-    /// A 3xx: redirects are not followed.
-    Redirect,
-    /// A status other than 200 or 403.
-    Status,
-    /// An answer larger than the gateway reads.
-    TooLarge,
-    /// Not the expected JSON object.
-    BadAnswer,
-    /// Beyond the limits (too many roles or claims, bad names, long values).
-    Limits,
-}
-
-impl Label for EnrichFailure {
-    const ALL: &'static [EnrichFailure] = &[
-        EnrichFailure::Timeout,
-        EnrichFailure::Connect,
-        EnrichFailure::Redirect,
-        EnrichFailure::Status,
-        EnrichFailure::TooLarge,
-        EnrichFailure::BadAnswer,
-        EnrichFailure::Limits,
-    ];
-    fn label(self) -> &'static str {
-        match self {
-            EnrichFailure::Timeout => "timeout",
-            EnrichFailure::Connect => "connect",
-            EnrichFailure::Redirect => "redirect",
-            EnrichFailure::Status => "status",
-            EnrichFailure::TooLarge => "too_large",
-            EnrichFailure::BadAnswer => "bad_answer",
-            EnrichFailure::Limits => "limits",
-        }
+label_enum! {
+    /// How an enrichment call failed; every kind is a 503 to the client.
+    pub enum EnrichFailure {
+        /// No answer within `enrich.timeout`.
+        Timeout = "timeout",
+        /// The service could not be reached.
+        Connect = "connect",
+        /// A 3xx: redirects are not followed.
+        Redirect = "redirect",
+        /// A status other than 200 or 403.
+        Status = "status",
+        /// An answer larger than the gateway reads.
+        TooLarge = "too_large",
+        /// Not the expected JSON object.
+        BadAnswer = "bad_answer",
+        /// Beyond the limits (too many roles or claims, bad names, long values).
+        Limits = "limits",
     }
 }
 

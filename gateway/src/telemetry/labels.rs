@@ -79,6 +79,14 @@ impl<L> Clone for Counters<L> {
 /// enum, its [`Label::ALL`] (every variant, in order) and its
 /// [`Label::label`] follow, so a variant cannot be left uncounted.
 ///
+/// `pub enum Name by path::to::fn { Variant, … }` declares an enum whose
+/// labels come from a function of the value (an error whose label is its
+/// code in another table). For an enum declared elsewhere,
+/// `label_enum! { impl Name { Variant = "label", … } }` lists its values,
+/// with an optional `uncounted { … }` part for values that have a label
+/// but no series; its match has no wildcard, so a variant left out of the
+/// list does not compile.
+///
 /// ```ignore
 /// label_enum! {
 ///     /// How a resync went.
@@ -97,19 +105,52 @@ macro_rules! label_enum {
             $( $(#[$vmeta:meta])* $variant:ident = $label:literal, )+
         }
     ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        $vis enum $name {
-            $( $(#[$vmeta])* $variant, )+
+        label_enum! { @enum $(#[$meta])* $vis $name { $( $(#[$vmeta])* $variant, )+ } }
+        label_enum! { impl $name { $( $variant = $label, )+ } }
+    };
+    // Labels given by a function of the value (`fn($name) -> &'static
+    // str`), for an enum whose label is another table's (an error code).
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident by $by:path {
+            $( $(#[$vmeta:meta])* $variant:ident, )+
         }
-
+    ) => {
+        label_enum! { @enum $(#[$meta])* $vis $name { $( $(#[$vmeta])* $variant, )+ } }
+        impl $crate::telemetry::labels::Label for $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+            fn label(self) -> &'static str {
+                $by(self)
+            }
+        }
+    };
+    // An enum declared elsewhere, its values listed here; those after
+    // `uncounted` have a label but are left out of `ALL`. The match has no
+    // wildcard, so a variant missing from the list does not compile.
+    (
+        impl $name:ident {
+            $( $variant:ident = $label:literal, )+
+        } $( uncounted { $( $other:ident = $olabel:literal, )+ } )?
+    ) => {
         impl $crate::telemetry::labels::Label for $name {
             const ALL: &'static [$name] = &[$($name::$variant),+];
             fn label(self) -> &'static str {
                 match self {
                     $($name::$variant => $label,)+
+                    $($($name::$other => $olabel,)+)?
                 }
             }
+        }
+    };
+    (
+        @enum $(#[$meta:meta])* $vis:vis $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $( $(#[$vmeta])* $variant, )+
         }
     };
 }

@@ -198,30 +198,13 @@ label_enum! {
     }
 }
 
-impl Label for TlsReload {
-    // Unchanged is the common case and not counted.
-    const ALL: &'static [TlsReload] = &[TlsReload::Replaced, TlsReload::Refused];
-    fn label(self) -> &'static str {
-        match self {
-            TlsReload::Replaced => "replaced",
-            TlsReload::Refused => "refused",
-            TlsReload::Unchanged => "unchanged",
-        }
-    }
-}
-
-impl Label for ExchangeError {
-    const ALL: &'static [ExchangeError] = &[
-        ExchangeError::InvalidCode,
-        ExchangeError::RateLimited,
-        ExchangeError::RiskyUser,
-        ExchangeError::Unavailable,
-        ExchangeError::Timeout,
-        ExchangeError::Unusable,
-    ];
-    /// The contract's error code.
-    fn label(self) -> &'static str {
-        crate::error::ApiError::from(self).code()
+// Unchanged is the common case and not counted.
+label_enum! {
+    impl TlsReload {
+        Replaced = "replaced",
+        Refused = "refused",
+    } uncounted {
+        Unchanged = "unchanged",
     }
 }
 
@@ -525,6 +508,7 @@ impl Metrics {
 mod tests {
     use super::*;
     use crate::signin::enrich::EnrichFailure;
+    use crate::wechat::client::WxError;
 
     /// Every value of `L` is named in `doc`, as `` `value` ``.
     fn documented<L: Label + std::fmt::Debug>(doc: &str) -> Vec<String> {
@@ -550,6 +534,7 @@ mod tests {
             documented::<Decision>(doc),
             documented::<ExchangeError>(doc),
             documented::<EnrichFailure>(doc),
+            documented::<WxError>(doc),
         ]
         .concat();
         assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");

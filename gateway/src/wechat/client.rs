@@ -15,25 +15,27 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::outbound::{self, CallError};
+use crate::telemetry::labels::label_enum;
 
-/// What went wrong with a WeChat call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WxError {
-    /// 40029 / 40163: the code is invalid or was used.
-    InvalidCode,
-    /// 45011: the app is rate-limited.
-    RateLimited,
-    /// 40226: the user is flagged as risky.
-    RiskyUser,
-    /// -1, an HTTP 5xx, or no connection: busy or unreachable.
-    Busy,
-    /// 40001 / 42001 / 40014: the access token was refused (expired, or
-    /// replaced by another caller).
-    TokenRejected,
-    /// No answer within the call's deadline.
-    Timeout,
-    /// Anything else: not JSON, another errcode, a 3xx or 4xx.
-    Unusable,
+label_enum! {
+    /// What went wrong with a WeChat call.
+    pub enum WxError by WxError::label {
+        /// 40029 / 40163: the code is invalid or was used.
+        InvalidCode,
+        /// 45011: the app is rate-limited.
+        RateLimited,
+        /// 40226: the user is flagged as risky.
+        RiskyUser,
+        /// -1, an HTTP 5xx, or no connection: busy or unreachable.
+        Busy,
+        /// 40001 / 42001 / 40014: the access token was refused (expired, or
+        /// replaced by another caller).
+        TokenRejected,
+        /// No answer within the call's deadline.
+        Timeout,
+        /// Anything else: not JSON, another errcode, a 3xx or 4xx.
+        Unusable,
+    }
 }
 
 impl WxError {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{WxClient, WxError};
 use crate::config::Secret;
-use crate::telemetry::labels::{Counters, Label};
+use crate::telemetry::labels::Counters;
 use crate::tokens::now_secs;
 
 /// How long before its expiry a token is renewed.
@@ -31,21 +31,6 @@ pub const MARGIN: u64 = 300;
 const LOCK_TTL: Duration = Duration::from_secs(10);
 /// How often a replica waiting for another one's renewal looks again.
 const POLL: Duration = Duration::from_millis(100);
-
-impl Label for WxError {
-    const ALL: &'static [WxError] = &[
-        WxError::InvalidCode,
-        WxError::RateLimited,
-        WxError::RiskyUser,
-        WxError::Busy,
-        WxError::TokenRejected,
-        WxError::Timeout,
-        WxError::Unusable,
-    ];
-    fn label(self) -> &'static str {
-        WxError::label(self)
-    }
-}
 
 /// An access token and when it expires.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,6 +22,7 @@ use http::StatusCode;
 use crate::config::{is_header_safe, ProviderConfig, Secret};
 use crate::error::ApiError;
 use crate::outbound::{self, CallError};
+use crate::telemetry::labels::label_enum;
 
 /// RSA2 (SHA256withRSA) signing and verifying, for Alipay.
 pub mod rsa2;
@@ -197,22 +198,23 @@ impl fmt::Debug for Exchanged {
     }
 }
 
-/// Why an exchange failed, in the contract's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExchangeError {
-    /// The code is bad or already used.
-    InvalidCode,
-    /// The platform rate-limited the app.
-    RateLimited,
-    /// The platform refuses this user as risky.
-    RiskyUser,
-    /// The platform is busy or unreachable.
-    Unavailable,
-    /// The platform did not answer within the provider's timeout.
-    Timeout,
-    /// The answer cannot be used (not JSON, no openid, unknown errcode, a
-    /// signature that does not verify…).
-    Unusable,
+label_enum! {
+    /// Why an exchange failed, in the contract's terms.
+    pub enum ExchangeError by ExchangeError::code {
+        /// The code is bad or already used.
+        InvalidCode,
+        /// The platform rate-limited the app.
+        RateLimited,
+        /// The platform refuses this user as risky.
+        RiskyUser,
+        /// The platform is busy or unreachable.
+        Unavailable,
+        /// The platform did not answer within the provider's timeout.
+        Timeout,
+        /// The answer cannot be used (not JSON, no openid, unknown errcode, a
+        /// signature that does not verify…).
+        Unusable,
+    }
 }
 
 impl From<ExchangeError> for ApiError {
@@ -226,6 +228,14 @@ impl From<ExchangeError> for ApiError {
             ExchangeError::Timeout => ApiError::ProviderTimeout,
             ExchangeError::Unusable => ApiError::ProviderError,
         }
+    }
+}
+
+impl ExchangeError {
+    /// The contract's error code it answers with, which is also its
+    /// metric label.
+    pub fn code(self) -> &'static str {
+        ApiError::from(self).code()
     }
 }
 
