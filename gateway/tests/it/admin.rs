@@ -44,22 +44,6 @@ async fn call(gw: &Gateway, method: Method, path: &str, token: Option<&str>) -> 
     req.send().await.unwrap()
 }
 
-/// Runs `minigate` with `token` as `MINIGATE_ADMIN_TOKEN`.
-async fn cli(args: &[&str], token: &str) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_minigate"))
-        .args(args)
-        .env_remove("MINIGATE_CONFIG")
-        .env("MINIGATE_ADMIN_TOKEN", token)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn challenge(scope: &str) -> String {
     format!("Bearer realm=\"minigate-admin\", error=\"insufficient_scope\", scope=\"{scope}\"")
 }
@@ -156,11 +140,11 @@ async fn the_cli_works_with_a_sessions_token_and_explains_a_missing_scope() {
     let user = openid_for("scoped-bob");
     let url = gw.admin_url();
     let list = ["sessions", "list", "--user", &user, "--admin", &url];
-    let (code, out, err) = cli(&list, SUPPORT).await;
+    let (code, out, err) = admin_cli(&list, Some(SUPPORT)).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 live session(s)"), "{out}");
 
-    let (code, out, err) = cli(&list, BROKER).await;
+    let (code, out, err) = admin_cli(&list, Some(BROKER)).await;
     assert_eq!(code, 1, "{out}");
     assert_eq!(
         err.trim_end(),
@@ -169,10 +153,10 @@ async fn the_cli_works_with_a_sessions_token_and_explains_a_missing_scope() {
     );
     assert!(!err.contains(BROKER) && !out.contains(BROKER));
     let revoke = ["sessions", "revoke", "--user", &user, "--admin", &url];
-    let (code, _, err) = cli(&revoke, BROKER).await;
+    let (code, _, err) = admin_cli(&revoke, Some(BROKER)).await;
     assert_eq!(code, 1);
     assert!(err.contains("does not hold the sessions scope"), "{err}");
-    let (code, out, err) = cli(&revoke, SUPPORT).await;
+    let (code, out, err) = admin_cli(&revoke, Some(SUPPORT)).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ended every session"), "{out}");
 }
@@ -204,7 +188,7 @@ async fn the_cli_prints_what_an_admin_server_says_with_control_characters_escape
     )
     .await;
     let args = ["sessions", "list", "--user", "o_1", "--admin", &url];
-    let (code, _, err) = cli(&args, "any-token-of-enough-length").await;
+    let (code, _, err) = admin_cli(&args, Some("any-token-of-enough-length")).await;
     assert_eq!(code, 1, "{err}");
     assert_eq!(err.lines().count(), 1, "{err:?}");
     assert!(!err.contains('\u{1b}') && !err.contains('\r'), "{err:?}");
@@ -221,7 +205,7 @@ async fn the_cli_prints_what_an_admin_server_says_with_control_characters_escape
     )
     .await;
     let args = ["sessions", "list", "--user", "o_1", "--admin", &url];
-    let (code, out, err) = cli(&args, "any-token-of-enough-length").await;
+    let (code, out, err) = admin_cli(&args, Some("any-token-of-enough-length")).await;
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains('\u{1b}'), "{out:?}");
     assert!(

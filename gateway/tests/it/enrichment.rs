@@ -38,11 +38,8 @@ fn claims(n: usize, len: usize) -> Value {
 /// characters (the most the gateway takes): the raw response.
 async fn login_long(gw: &Gateway, code: &str) -> reqwest::Response {
     let code = fresh(&format!("union:{}", "u".repeat(128 - code.len()) + code));
-    gw.post(
-        "/auth/login",
-        &json!({"code": code, "device_id": "d".repeat(128)}).to_string(),
-    )
-    .await
+    gw.try_login(json!({"code": code, "device_id": "d".repeat(128)}))
+        .await
 }
 
 #[tokio::test]

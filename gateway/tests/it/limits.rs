@@ -15,13 +15,6 @@ use std::time::Instant;
 
 use crate::support::*;
 
-fn hostile_setup(server: &str) -> Setup {
-    Setup {
-        server: format!("login_per_minute = 0\n{server}"),
-        ..Setup::default()
-    }
-}
-
 /// A good client on its own connection: a public request must still work.
 async fn good_client_served(gw: &Gateway) {
     assert_eq!(gw.get("/public/ok", None).await.status(), 200);
@@ -39,7 +32,7 @@ async fn read_until_closed(s: &mut TcpStream, within: Duration) -> (String, bool
 
 #[tokio::test]
 async fn header_floods_get_431_and_others_are_unharmed() {
-    let gw = start(hostile_setup("max_headers = 32\nmax_header_bytes = 8192\n")).await;
+    let gw = start(hard("max_headers = 32\nmax_header_bytes = 8192\n")).await;
     let addr = gw.running.addr;
     // Too many headers.
     let mut many = String::from("GET /public/x HTTP/1.1\r\nHost: x\r\n");
@@ -79,7 +72,7 @@ async fn header_floods_get_431_and_others_are_unharmed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_connections_are_closed_without_harm() {
-    let gw = start(hostile_setup("header_timeout = \"1s\"\n")).await;
+    let gw = start(hard("header_timeout = \"1s\"\n")).await;
     let addr = gw.running.addr;
     let mut lorises = Vec::new();
     for i in 0..50 {
@@ -168,7 +161,7 @@ async fn the_head_deadline_spares_requests_in_flight_and_closes_idle_keep_alive(
     let gw = start(Setup {
         upstream_addr: Some(up),
         upstream_timeout: "10s",
-        ..hostile_setup("header_timeout = \"400ms\"\n")
+        ..hard("header_timeout = \"400ms\"\n")
     })
     .await;
     let mut s = TcpStream::connect(gw.running.addr).await.unwrap();
@@ -191,7 +184,7 @@ async fn the_head_deadline_spares_requests_in_flight_and_closes_idle_keep_alive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
-    let gw = start(hostile_setup("max_connections = 4\n")).await;
+    let gw = start(hard("max_connections = 4\n")).await;
     let addr = gw.running.addr;
     // Four keep-alive connections, each served once and left open.
     let mut held = Vec::new();
@@ -251,7 +244,7 @@ async fn login_is_rate_limited_per_client_ip() {
 
 #[tokio::test]
 async fn a_login_body_that_never_arrives_is_408() {
-    let gw = start(hostile_setup("body_timeout = \"1s\"\n")).await;
+    let gw = start(hard("body_timeout = \"1s\"\n")).await;
     let mut s = TcpStream::connect(gw.running.addr).await.unwrap();
     s.write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"code\":")
         .await
@@ -531,7 +524,7 @@ async fn requests_beyond_the_upstream_cap_wait_for_a_slot_instead_of_failing() {
     let gw = start(Setup {
         upstream_addr: Some(upstream),
         upstream_timeout: "5s",
-        ..hostile_setup("upstream_max_connections = 2\n")
+        ..hard("upstream_max_connections = 2\n")
     })
     .await;
     // 12 clients at once, each on its own connection to the gateway; every
@@ -563,7 +556,7 @@ async fn requests_beyond_the_upstream_cap_wait_for_a_slot_instead_of_failing() {
     let gw = start(Setup {
         upstream_addr: Some(upstream),
         upstream_timeout: "600ms",
-        ..hostile_setup("upstream_max_connections = 1\n")
+        ..hard("upstream_max_connections = 1\n")
     })
     .await;
     let first = tokio::spawn({
@@ -613,7 +606,7 @@ async fn a_wait_for_a_slot_ends_at_the_route_timeout_while_the_slot_is_still_hel
     let gw = start(Setup {
         upstream_addr: Some(up),
         upstream_timeout: "300ms",
-        ..hostile_setup("upstream_max_connections = 1\n")
+        ..hard("upstream_max_connections = 1\n")
     })
     .await;
     // Its head is in: the slot is held until its body ends.
@@ -651,7 +644,7 @@ async fn the_route_timeout_holds_on_a_pooled_connection_and_outlives_its_idle_ti
     let gw = start(Setup {
         upstream_addr: Some(upstream),
         upstream_timeout: "300ms",
-        ..hostile_setup("")
+        ..hard("")
     })
     .await;
     assert_eq!(gw.get("/public/a", None).await.status(), 200);

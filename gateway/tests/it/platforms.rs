@@ -104,10 +104,9 @@ timeout = "{timeout}"
     }
 }
 
-/// `POST /auth/login` for the provider `appid`.
-async fn login(gw: &Gateway, appid: &str, code: &str) -> reqwest::Response {
-    let body = serde_json::json!({"code": code, "appid": appid});
-    gw.post("/auth/login", &body.to_string()).await
+/// A login's body for the provider `appid`, with `code` as given.
+fn app_login(appid: &str, code: &str) -> serde_json::Value {
+    serde_json::json!({"code": code, "appid": appid})
 }
 
 #[tokio::test]
@@ -123,7 +122,7 @@ async fn every_platform_logs_in_and_its_tokens_and_headers_name_it() {
         ("alipay", ALIPAY_APPID, "alipay-user", None),
     ];
     for (platform, appid, code, unionid) in cases {
-        let res = login(&gw, appid, code).await;
+        let res = gw.try_login(app_login(appid, code)).await;
         assert_eq!(res.status(), 200, "{platform}");
         let text = res.text().await.unwrap();
         for secret in [
@@ -302,7 +301,7 @@ async fn every_platforms_answers_map_onto_the_error_table() {
     let answers = futures_util::future::join_all(
         cases
             .iter()
-            .map(|(_, appid, code, _, _)| login(&gw, appid, code)),
+            .map(|(_, appid, code, _, _)| gw.try_login(app_login(appid, code))),
     )
     .await;
     assert!(
@@ -345,16 +344,23 @@ async fn alipay_answers_are_believed_only_once_their_signature_verifies() {
         "tampered",
         "dupe",
     ] {
-        assert_error(login(&gw, ALIPAY_APPID, code).await, 502, "provider_error").await;
+        assert_error(
+            gw.try_login(app_login(ALIPAY_APPID, code)).await,
+            502,
+            "provider_error",
+        )
+        .await;
     }
     // open_id is preferred; the legacy user_id is taken when alone.
-    let t: Tokens = login(&gw, ALIPAY_APPID, "both-ids")
+    let t: Tokens = gw
+        .try_login(app_login(ALIPAY_APPID, "both-ids"))
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(t.openid, openid_for("both-ids"));
-    let t: Tokens = login(&gw, ALIPAY_APPID, "userid")
+    let t: Tokens = gw
+        .try_login(app_login(ALIPAY_APPID, "userid"))
         .await
         .json()
         .await
@@ -373,7 +379,7 @@ async fn alipay_answers_are_believed_only_once_their_signature_verifies() {
     })
     .await;
     assert_error(
-        login(&gw, ALIPAY_APPID, "someone").await,
+        gw.try_login(app_login(ALIPAY_APPID, "someone")).await,
         502,
         "provider_error",
     )
@@ -384,7 +390,12 @@ async fn alipay_answers_are_believed_only_once_their_signature_verifies() {
 async fn alipay_calls_are_signed_with_the_apps_key() {
     let n = neighbours().await;
     let gw = start(n.setup()).await;
-    assert_eq!(login(&gw, ALIPAY_APPID, "signed").await.status(), 200);
+    assert_eq!(
+        gw.try_login(app_login(ALIPAY_APPID, "signed"))
+            .await
+            .status(),
+        200
+    );
     let refused = || {
         n.alipay
             .bad_signatures
@@ -398,7 +409,12 @@ async fn alipay_calls_are_signed_with_the_apps_key() {
         ..n.setup()
     })
     .await;
-    assert_eq!(login(&gw, ALIPAY_APPID, "signed").await.status(), 200);
+    assert_eq!(
+        gw.try_login(app_login(ALIPAY_APPID, "signed"))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(refused(), 0);
     // Another app's key: Alipay refuses the call, so does the gateway.
     let other = key_file(n.keys.path(), "alipay.pk8.pem", 0o600);
@@ -408,7 +424,7 @@ async fn alipay_calls_are_signed_with_the_apps_key() {
     })
     .await;
     assert_error(
-        login(&gw, ALIPAY_APPID, "signed").await,
+        gw.try_login(app_login(ALIPAY_APPID, "signed")).await,
         502,
         "provider_error",
     )

@@ -13,44 +13,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-async fn kids(http: &reqwest::Client, url: &str) -> Vec<String> {
-    let doc: serde_json::Value = http
-        .get(format!("{url}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    doc["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn ready(http: &reqwest::Client, url: &str) -> serde_json::Value {
-    http.get(format!("{url}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn login(http: &reqwest::Client, url: &str, code: &str) -> Tokens {
-    let res = http
-        .post(format!("{url}/auth/login"))
-        .body(format!("{{\"code\":\"{code}\"}}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
-}
-
 fn shared_keys() -> tempfile::TempDir {
     key_dir(jwks::Alg::ES256)
 }
@@ -85,7 +47,7 @@ async fn rotation_under_load_fails_nothing_and_replicas_agree() {
     )
     .await;
     let http = client();
-    let before = login(&http, &a.url, "before").await;
+    let before = login_at(&http, &a.url, "before").await;
     let mut refresh_token = before.refresh_token.clone();
 
     let tokens = Arc::new(std::sync::Mutex::new(vec![before.access_token.clone()]));
@@ -137,7 +99,7 @@ async fn rotation_under_load_fails_nothing_and_replicas_agree() {
             || async { ready(&http, &a.url).await["current_kid"] == current.as_str() },
         )
         .await;
-        let fresh = login(&http, &a.url, &format!("round-{round}")).await;
+        let fresh = login_at(&http, &a.url, &format!("round-{round}")).await;
         assert_eq!(
             http.get(format!("{}/api/x", b.url))
                 .bearer_auth(&fresh.access_token)
@@ -199,7 +161,7 @@ async fn tokens_of_a_pruned_key_are_refused_after_the_next_reload() {
     )
     .await;
     let http = client();
-    let old = login(&http, &gw.url, "old").await;
+    let old = login_at(&http, &gw.url, "old").await;
     let get = |t: String| {
         let (http, url) = (http.clone(), gw.url.clone());
         async move {
@@ -261,7 +223,7 @@ async fn a_broken_key_set_changes_nothing_the_gateway_serves() {
     )
     .await;
     let http = client();
-    let t = login(&http, &gw.url, "steady").await;
+    let t = login_at(&http, &gw.url, "steady").await;
     let jwks_before = kids(&http, &gw.url).await;
     let write = |bytes: &[u8], mode: u32| {
         std::fs::write(&file, bytes).unwrap();
@@ -320,7 +282,7 @@ async fn a_broken_key_set_changes_nothing_the_gateway_serves() {
             200,
             "{what}"
         );
-        let fresh = login(&http, &gw.url, what).await;
+        let fresh = login_at(&http, &gw.url, what).await;
         assert_eq!(
             http.get(format!("{}/api/x", gw.url))
                 .bearer_auth(&fresh.access_token)
@@ -369,7 +331,7 @@ async fn a_secret_volume_swap_is_picked_up_by_the_interval_reload() {
     symlink("..data/keyset.json", v.join("keyset.json")).unwrap();
     let gw = spawn_binary_with(&setup(v, "1s"), wechat.addr, upstream.addr, "info").await;
     let http = client();
-    let t = login(&http, &gw.url, "k8s").await;
+    let t = login_at(&http, &gw.url, "k8s").await;
     assert_eq!(kids(&http, &gw.url).await.len(), 2);
 
     let mut second = jwks::KeySet::load(&v.join("..2026_11_24_10_00_00.1")).unwrap();

@@ -5,18 +5,6 @@ use std::time::Duration;
 
 use crate::support::*;
 
-async fn login_at(http: &reqwest::Client, base: &str, code: &str) -> Tokens {
-    let res = http
-        .post(format!("{base}/auth/login"))
-        .header("content-type", "application/json")
-        .body(format!("{{\"code\":\"{code}\"}}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "login at {base}");
-    res.json().await.unwrap()
-}
-
 async fn refresh_ok(http: &reqwest::Client, base: &str, token: &str) -> Tokens {
     let res = post_refresh(http, base, "/auth/refresh", token).await;
     assert_eq!(res.status(), 200, "refresh at {base}");
@@ -184,14 +172,7 @@ async fn two_processes_share_sessions_through_redis() {
         let t = login_at(&http, &a.url, &format!("race-{round}")).await;
         assert_eq!(race(&http, &[&a.url, &b.url], &t.refresh_token).await, 1);
     }
-    let ready: serde_json::Value = http
-        .get(format!("{}/readyz", b.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = ready(&http, &b.url).await;
     assert_eq!(ready["sessions"], "redis");
     for logs in [a.stop(), b.stop()] {
         assert!(

@@ -830,16 +830,7 @@ async fn web_exchange_errors_map_like_the_mini_programs() {
 async fn a_mini_program_and_a_web_sign_in_of_one_unionid_list_each_other() {
     let pki = Pki::new();
     let w = web_gateway(&pki, true, "").await;
-    let mp: Tokens = w
-        .http
-        .post(format!("{}/auth/login", w.base))
-        .body("{\"code\":\"union:U-shared-42\"}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mp = login_at(&w.http, &w.base, "union:U-shared-42").await;
     assert_eq!(mp.unionid.as_deref(), Some("U-shared-42"));
     let web = sign_in(&w, WEB_APPID, "union:U-shared-42").await;
     let pc = sign_in(&w, PC_APPID, "union:U-shared-42").await;

@@ -24,10 +24,6 @@ async fn post_as(gw: &Gateway, path: &str, token: &str, body: Value) -> reqwest:
         .unwrap()
 }
 
-async fn login_raw(gw: &Gateway, body: Value) -> reqwest::Response {
-    gw.post("/auth/login", &body.to_string()).await
-}
-
 /// `/auth/phone` on the store of `store` (a `[sessions]` section), with a
 /// user service that first grants `admin`: the number is kept with the
 /// session and no token is minted, so an access token (which every
@@ -259,7 +255,7 @@ fn encrypt(key: &str, iv: &[u8; 16], plain: &[u8]) -> String {
 async fn encrypted_data_is_decrypted_with_the_sessions_own_key() {
     let gw = start(Setup::default()).await;
     let code = fresh("aes:dora");
-    let res = login_raw(&gw, json!({ "code": code })).await;
+    let res = gw.try_login(json!({ "code": code })).await;
     assert_eq!(res.status(), 200);
     let t: Tokens = res.json().await.unwrap();
     let key = session_key_for(code.split('#').next().unwrap());
@@ -300,7 +296,7 @@ async fn encrypted_data_is_decrypted_with_the_sessions_own_key() {
     .await;
     // A later login is another session with its own key; this session's
     // data still decrypts with this session's key.
-    let again = login_raw(&gw, json!({ "code": fresh("aes:dora") })).await;
+    let again = gw.try_login(json!({ "code": fresh("aes:dora") })).await;
     assert_eq!(again.status(), 200);
     assert_eq!(
         decrypt(data(APPID), STANDARD.encode(iv)).await.status(),
@@ -432,7 +428,9 @@ async fn one_code_one_exchange_and_a_retry_lands_in_the_same_session() {
     assert_eq!(calls(), 1, "one platform call for concurrent logins");
     assert!(sids.iter().all(|s| *s == sids[0]), "{sids:?}");
     // A retry after success, same client and device: a pair in the session.
-    let res = login_raw(&gw, json!({ "code": code, "device_id": "dev-1" })).await;
+    let res = gw
+        .try_login(json!({ "code": code, "device_id": "dev-1" }))
+        .await;
     assert_eq!(res.status(), 200);
     let retried: Tokens = res.json().await.unwrap();
     assert_eq!(claims(&retried.access_token)["sid"], sids[0]);
@@ -441,15 +439,17 @@ async fn one_code_one_exchange_and_a_retry_lands_in_the_same_session() {
     let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &retried.refresh_token).await;
     assert_eq!(res.status(), 200);
     // From another device: the code is spent.
-    let res = login_raw(&gw, json!({ "code": code, "device_id": "dev-2" })).await;
+    let res = gw
+        .try_login(json!({ "code": code, "device_id": "dev-2" }))
+        .await;
     assert_error(res, 400, "invalid_code").await;
-    let res = login_raw(&gw, json!({ "code": code })).await;
+    let res = gw.try_login(json!({ "code": code })).await;
     assert_error(res, 400, "invalid_code").await;
     // A failed exchange is not remembered: the platform is asked again.
     let bad = fresh("err:-1");
     for _ in 0..2 {
         assert_error(
-            login_raw(&gw, json!({ "code": bad })).await,
+            gw.try_login(json!({ "code": bad })).await,
             503,
             "provider_unavailable",
         )

@@ -240,6 +240,57 @@ pub fn fresh(code: &str) -> String {
     format!("{code}#{n}")
 }
 
+/// A login's body: a fresh code of the user of `code`, and the device
+/// class if one is named.
+pub fn login_body(code: &str, device_type: Option<&str>) -> serde_json::Value {
+    match device_type {
+        Some(t) => serde_json::json!({"code": fresh(code), "device_type": t}),
+        None => serde_json::json!({"code": fresh(code)}),
+    }
+}
+
+/// Logs in with `code` as sent (not made fresh) at the gateway at `base`.
+pub async fn login_at(http: &reqwest::Client, base: &str, code: &str) -> Tokens {
+    let res = http
+        .post(format!("{base}/auth/login"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"code\":\"{code}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "login at {base}");
+    res.json().await.unwrap()
+}
+
+/// The key ids of the JWKS the gateway at `base` serves, in its order.
+pub async fn kids(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let doc: serde_json::Value = http
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `/readyz` document of the gateway at `base`.
+pub async fn ready(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    http.get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The login response.
 #[derive(Debug, serde::Deserialize)]
 pub struct Tokens {
@@ -268,12 +319,22 @@ impl Gateway {
         format!("http://{}", self.running.admin.expect("no [admin] section"))
     }
 
+    /// Logs in as the user of `code` (made fresh).
     pub async fn login(&self, code: &str) -> Tokens {
-        let res = self
-            .post("/auth/login", &format!("{{\"code\":\"{}\"}}", fresh(code)))
-            .await;
-        assert_eq!(res.status(), 200, "login failed");
+        self.login_on(code, None).await
+    }
+
+    /// Logs in as the user of `code` (made fresh) from a device of the
+    /// class `device_type` (none: the platform's own).
+    pub async fn login_on(&self, code: &str, device_type: Option<&str>) -> Tokens {
+        let res = self.try_login(login_body(code, device_type)).await;
+        assert_eq!(res.status(), 200, "login {code} {device_type:?}");
         res.json().await.unwrap()
+    }
+
+    /// `POST /auth/login` with `body` as given: the raw response.
+    pub async fn try_login(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/auth/login", &body.to_string()).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {

@@ -123,3 +123,21 @@ pub fn cli_ok(args: &[&str]) -> String {
     assert_eq!(code, 0, "{args:?}: {err}");
     out
 }
+
+/// Runs the `minigate` binary with `args` as the admin commands are run:
+/// `token` as `MINIGATE_ADMIN_TOKEN` (none: the variable removed), no
+/// `MINIGATE_CONFIG`; its exit code, stdout and stderr.
+pub async fn admin_cli(args: &[&str], token: Option<&str>) -> (i32, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_minigate"));
+    cmd.args(args).env_remove("MINIGATE_CONFIG");
+    match token {
+        Some(t) => cmd.env("MINIGATE_ADMIN_TOKEN", t),
+        None => cmd.env_remove("MINIGATE_ADMIN_TOKEN"),
+    };
+    let out = cmd.output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
