@@ -247,17 +247,8 @@ async fn underscored_identity_headers_are_dropped_over_http2_too() {
     let dir = tempfile::tempdir().unwrap();
     let gw = tls_gateway_with(&pki, dir.path(), Some(wsgi.addr), hard("")).await;
     let port = gw.running.addr.port();
-    let tokens: Tokens = pki
-        .client(false)
-        .post(format!("https://localhost:{port}/auth/login"))
-        .header("content-type", "application/json")
-        .body("{\"code\":\"h2-underscore\"}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let tokens = login_at(&pki.client(false), &base, "h2-underscore").await;
     let bearer = format!("Bearer {}", tokens.access_token);
     let mut sender = h2(&pki, port).await;
     for (path, auth) in [
