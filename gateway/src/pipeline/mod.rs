@@ -10,11 +10,11 @@
 //!   the path is put in its canonical form ([`path`]; paths an
 //!   upstream could read as another are refused) and the request carries
 //!   that form from then on, so the path judged is the path forwarded; what
-//!   is left is one of the gateway's own endpoints, a route, or nothing
-//!   (404);
+//!   is left is one of the gateway's own endpoints, a route (the longest
+//!   prefix of the path, [`routes`]), or nothing (404);
 //! - **admit** holds a place in the client address's count of requests in
-//!   flight (`max_requests_per_ip`, [`limits`]), kept until the response body is
-//!   done; the route is the longest prefix of the path ([`routes`]);
+//!   flight (`max_requests_per_ip`, [`limits`]), kept until the response
+//!   body is done;
 //! - **authenticate** applies the route's `auth` to the bearer token and
 //!   refuses a token whose session has ended (the revoked-session set);
 //!   **authorize** applies its `allow` rules to the caller's roles and the

@@ -184,7 +184,11 @@ async fn a_wsgi_service_reads_the_path_that_was_judged() {
     let user = gw.login("wsgi-user").await.access_token;
     let admin = gw.login("wsgi-admin").await.access_token;
     let environ = |body: &str| -> Value { serde_json::from_str(body).unwrap() };
-    for spelling in ["/app/%61dmin/x", "/app//admin/x", "/app/%41DMIN/../admin/x"] {
+    for (spelling, want) in [
+        ("/app/%61dmin/x", 403),
+        ("/app//admin/x", 403),
+        ("/app/%41DMIN/../admin/x", 400),
+    ] {
         let (status, _) = send(
             gw.running.addr,
             "GET",
@@ -192,7 +196,7 @@ async fn a_wsgi_service_reads_the_path_that_was_judged() {
             &[("authorization", &format!("Bearer {user}"))],
         )
         .await;
-        assert!(matches!(status, 400 | 403), "{spelling}: {status}");
+        assert_eq!(status, want, "{spelling}");
     }
     for spelling in ["/app/%61dmin/x", "/app//admin/x", "/app/admin/x"] {
         let (status, body) = send(
