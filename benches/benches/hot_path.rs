@@ -14,7 +14,7 @@ use http::Method;
 use http::{HeaderMap, HeaderValue};
 use jwks::Alg;
 use minigate::config::{AllowRule, AuthMode, RouteConfig};
-use minigate::listener::conn::ClientAddr;
+use minigate::pipeline::conn::ClientAddr;
 use minigate::pipeline::headers::{request_id, rewrite_request_headers, RequestIds};
 use minigate::pipeline::routes::Routes;
 use minigate::sessions::revoked::RevokedSet;

@@ -1,4 +1,4 @@
-//! The canonical path (`minigate::pipeline::path`): canonical twice is canonical
+//! The canonical path (`minigate::protocol::path`): canonical twice is canonical
 //! once; what it accepts holds nothing an upstream could read as another
 //! path; and the request the pipeline forwards (`pipeline::with_path`)
 //! carries exactly the path that was judged, with the query as sent.
@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use http::Uri;
 use libfuzzer_sys::fuzz_target;
-use minigate::pipeline::path::canonical;
+use minigate::protocol::path::canonical;
 use minigate::pipeline::with_path;
 
 fuzz_target!(|data: &[u8]| {

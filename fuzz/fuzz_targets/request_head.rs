@@ -8,7 +8,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use minigate::pipeline::headers::drop_underscored;
-use minigate::pipeline::path::canonical;
+use minigate::protocol::path::canonical;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

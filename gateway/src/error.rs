@@ -7,10 +7,9 @@
 //! chosen here: nothing a client or a provider sent is echoed back.
 
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{Response, StatusCode};
+use http::{HeaderMap, StatusCode};
 
 use crate::config::AdminScope;
-use crate::forward::body::{json, Body};
 use crate::tokens::TokenError;
 
 /// An error from the contract's table.
@@ -96,7 +95,7 @@ const REALM: &str = "Bearer realm=\"minigate\"";
 impl ApiError {
     /// The error's row of the contract's table: status, `error` code and
     /// `error_description`, declared together for each variant.
-    fn row(&self) -> (StatusCode, &'static str, &'static str) {
+    pub fn row(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         match self {
             ApiError::InvalidRequest(d) => (S::BAD_REQUEST, "invalid_request", d),
@@ -246,22 +245,10 @@ impl ApiError {
         self.row().2
     }
 
-    /// The response, with `WWW-Authenticate`, `Retry-After` or `Allow` where due.
-    pub fn into_response(self) -> Response<Body> {
-        #[derive(serde::Serialize)]
-        struct Wire {
-            error: &'static str,
-            error_description: &'static str,
-        }
-        let (status, error, error_description) = self.row();
-        let mut res = json(
-            status,
-            &Wire {
-                error,
-                error_description,
-            },
-        );
-        let headers = res.headers_mut();
+    /// Adds the `WWW-Authenticate`, `Retry-After` or `Allow` header its
+    /// answer carries, where one is due. The answer itself is built by
+    /// [`ApiError::into_response`], beside the body every response has.
+    pub fn add_headers(self, headers: &mut HeaderMap) {
         match self {
             ApiError::MissingToken => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(REALM));
@@ -318,19 +305,12 @@ impl ApiError {
             }
             _ => {}
         }
-        res
     }
 }
 
 impl From<crate::tokens::Internal> for ApiError {
     fn from(_: crate::tokens::Internal) -> ApiError {
         ApiError::Internal
-    }
-}
-
-impl From<ApiError> for Response<Body> {
-    fn from(e: ApiError) -> Self {
-        e.into_response()
     }
 }
 

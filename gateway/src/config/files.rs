@@ -13,7 +13,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::{err, ConfigError, TlsConfig};
-use crate::signin::providers::rsa2::{SigningKey, VerifyingKey};
+use crate::crypto::rsa2::{SigningKey, VerifyingKey};
 
 /// A secret file's value, without its trailing newline.
 pub(super) fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError> {

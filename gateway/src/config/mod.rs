@@ -24,6 +24,7 @@ mod raw;
 mod routes;
 mod server;
 mod sessions;
+pub mod tls;
 mod tokens;
 mod values;
 

@@ -21,6 +21,16 @@ pub struct WebConfig {
 /// [`crate::signin::providers`], so a new platform needs no change here.
 pub use crate::signin::providers::Platform;
 
+/// What a platform needs of the config to prove the app to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// An app secret sent with each call: `secret_env` or `secret_file`.
+    AppSecret,
+    /// An RSA2 key pair: `private_key_file` signs each call,
+    /// `alipay_public_key_file` verifies each answer.
+    KeyPair,
+}
+
 /// A secret value. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -51,7 +61,7 @@ pub struct ProviderConfig {
     /// The mini-program's appid; `client_id` of its tokens.
     pub appid: String,
     /// What the gateway proves itself to the platform with: the kind its
-    /// platform names (see [`crate::signin::providers::CredentialKind`]).
+    /// platform names (see [`CredentialKind`]).
     pub credentials: Credentials,
     /// The platform API's base URL.
     pub base_url: String,
@@ -113,11 +123,11 @@ impl fmt::Display for Credentials {
 #[derive(Debug, Clone)]
 pub struct KeyPair {
     /// The app's private key.
-    pub private_key: crate::signin::providers::rsa2::SigningKey,
+    pub private_key: crate::crypto::rsa2::SigningKey,
     /// The file it was read from.
     pub private_key_file: PathBuf,
     /// The platform's public key.
-    pub platform_key: crate::signin::providers::rsa2::VerifyingKey,
+    pub platform_key: crate::crypto::rsa2::VerifyingKey,
     /// The file it was read from.
     pub platform_key_file: PathBuf,
 }

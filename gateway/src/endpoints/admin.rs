@@ -127,7 +127,7 @@ impl AdminTokens {
     }
 
     /// The scopes of the token `header` (an `Authorization` value, read as
-    /// the proxied routes read it: [`crate::pipeline::auth::bearer`])
+    /// the proxied routes read it: [`crate::protocol::credentials::bearer`])
     /// holds; `None` if it holds none of them. The presented token is hashed and
     /// its digest compared with every token's in constant time, without
     /// stopping at a match: the time taken tells nothing of any token's
@@ -135,7 +135,7 @@ impl AdminTokens {
     pub fn scopes_of(&self, header: Option<&HeaderValue>) -> Option<&[AdminScope]> {
         use subtle::ConstantTimeEq as _;
         let presented = header
-            .and_then(|v| crate::pipeline::auth::bearer(v.as_bytes()))
+            .and_then(|v| crate::protocol::credentials::bearer(v.as_bytes()))
             .unwrap_or_default();
         let presented_digest = digest(presented);
         let mut found = None;

@@ -47,7 +47,7 @@ use crate::config::is_header_safe;
 use crate::error::ApiError;
 use crate::forward::body::{full, json, Body};
 use crate::gateway::Gateway;
-use crate::pipeline::path::canonical;
+use crate::protocol::path::canonical;
 use crate::sessions::{Checked, Redeemed, SessionInfo, SessionStore as _};
 use crate::signin::codes::CodeSession;
 use crate::signin::enrich::Event;

@@ -11,10 +11,10 @@ fn caller_subject(
     gw: &Gateway,
     req: &Request<Incoming>,
 ) -> Result<crate::tokens::Refresh, ApiError> {
-    let token = match crate::pipeline::auth::credentials(req.headers()) {
-        crate::pipeline::auth::Presented::Bearer(t) => t,
-        crate::pipeline::auth::Presented::None => return Err(ApiError::MissingToken),
-        crate::pipeline::auth::Presented::Malformed => {
+    let token = match crate::protocol::credentials::credentials(req.headers()) {
+        crate::protocol::credentials::Presented::Bearer(t) => t,
+        crate::protocol::credentials::Presented::None => return Err(ApiError::MissingToken),
+        crate::protocol::credentials::Presented::Malformed => {
             return Err(ApiError::InvalidToken(TokenError::MALFORMED))
         }
     };

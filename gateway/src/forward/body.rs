@@ -25,8 +25,9 @@ use http_body_util::{Either, Full};
 use hyper::body::{Frame, Incoming, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 
+use crate::error::ApiError;
+use crate::forward::occupancy::InFlight;
 use crate::forward::upstream::Lent;
-use crate::pipeline::limits::InFlight;
 
 /// The body of every response: an upstream's streamed body, or one of ours.
 pub type Body = Either<UpstreamBody, Full<Bytes>>;
@@ -53,6 +54,34 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
 
 /// An upstream's response body, streamed to the client as it comes, driving
 /// the upstream connection it comes on and holding its upstream connection
+impl ApiError {
+    /// The answer the contract gives for the error: its JSON body, with
+    /// the headers it carries ([`ApiError::add_headers`]).
+    pub fn into_response(self) -> Response<Body> {
+        #[derive(serde::Serialize)]
+        struct Wire {
+            error: &'static str,
+            error_description: &'static str,
+        }
+        let (status, error, error_description) = self.row();
+        let mut res = json(
+            status,
+            &Wire {
+                error,
+                error_description,
+            },
+        );
+        self.add_headers(res.headers_mut());
+        res
+    }
+}
+
+impl From<ApiError> for Response<Body> {
+    fn from(e: ApiError) -> Self {
+        e.into_response()
+    }
+}
+
 /// slot and its client's in-flight place.
 #[derive(Debug)]
 pub struct UpstreamBody {

@@ -1,7 +1,7 @@
 //! Forwarding: send a request upstream over a pooled keep-alive
 //! connection and stream the answer back. The request's headers were made
 //! for the upstream by the pipeline's rewrite phase
-//! ([`crate::pipeline::headers`]); what is left here is HTTP's own rule
+//! (the pipeline's `headers`); what is left here is HTTP's own rule
 //! that hop-by-hop headers stop at each hop, both ways.
 //!
 //! Bodies are never buffered: the request body is handed to the upstream
@@ -22,11 +22,12 @@ use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::forward::body::{Body, ClientBodyError, RequestBody, UpstreamBody};
+use crate::forward::occupancy::InFlight;
 use crate::forward::tunnel::{self, Lease, TunnelPlace};
 use crate::forward::upstream::{UpstreamError, Upstreams};
-use crate::pipeline::limits::InFlight;
-use crate::pipeline::routes::Route;
 use crate::telemetry::metrics::{Counters, Refusal, RouteMetrics};
+use http::uri::Authority;
+use tokio::sync::Semaphore;
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
@@ -102,11 +103,22 @@ fn hop_by_hop_bit(name: &HeaderName) -> u16 {
     1 << at
 }
 
+/// Where a route sends its requests: all that forwarding needs of it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Upstream `host:port`.
+    pub authority: Authority,
+    /// How long the upstream may take to answer.
+    pub timeout: Duration,
+    /// Requests in flight to the upstream, shared by every route to it.
+    pub upstream_slots: Arc<Semaphore>,
+}
+
 /// A slot of `route`'s upstream: at once when one is free (no timer for
 /// the common case), else waited for until `deadline`. The slots are never
 /// closed, so `None` does not happen.
 async fn upstream_slot(
-    route: &Route,
+    route: &Target,
     deadline: Instant,
 ) -> Result<Option<OwnedSemaphorePermit>, UpstreamError> {
     match route.upstream_slots.clone().try_acquire_owned() {
@@ -126,8 +138,8 @@ async fn upstream_slot(
 /// What a proxied request holds besides itself, handed to [`Proxy::forward`].
 #[derive(Debug)]
 pub struct Forward<'a> {
-    /// The route.
-    pub route: &'a Route,
+    /// Where the route sends it.
+    pub target: &'a Target,
     /// The connection's slot, handed on to a tunnel.
     pub lease: &'a Arc<Lease>,
     /// The client's in-flight place, held until the response body is done.
@@ -169,7 +181,7 @@ impl Proxy {
     /// Forwards `req` (its headers already rewritten) to the route's
     /// upstream and streams the answer back.
     pub async fn forward(&self, req: Request<Incoming>, f: Forward<'_>) -> Response<Body> {
-        let route = f.route;
+        let route = f.target;
         let (mut parts, body) = req.into_parts();
         if let Some((upgrade, _)) = &f.upgrade {
             tunnel::mark_upgrade(&mut parts.headers, upgrade.clone());

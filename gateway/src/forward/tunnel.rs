@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
-use crate::pipeline::limits::Held;
+use crate::forward::occupancy::Held;
 
 /// A place in a user's count of open tunnels, held for the tunnel's life.
 pub type TunnelPlace = Held<Box<str>>;

@@ -48,7 +48,7 @@ use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::listener::timer::Timer;
+use crate::forward::timer::Timer;
 
 /// A request body hyper's client can send: the gateway's is
 /// [`crate::forward::body::RequestBody`]; this module needs to know no more of it.

@@ -15,7 +15,7 @@
 //! previous response fully handed to hyper) until that head has been read,
 //! exactly as hyper's did. What knows those moments is the service, not the
 //! socket, so the service and the socket share the connection's
-//! [`HeadDue`](crate::listener::conn::HeadDue): the service marks it busy when a request head arrives, and
+//! [`HeadDue`](crate::pipeline::conn::HeadDue): the service marks it busy when a request head arrives, and
 //! the response's body ([`Served`]) sets the next deadline when hyper drops
 //! it, done. While a
 //! request is in flight (an upload, a slow upstream, a long download or
@@ -33,8 +33,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::forward::body::Body;
-use crate::listener::conn::Conn;
-use crate::listener::timer::Timer;
+use crate::forward::timer::Timer;
+use crate::pipeline::conn::Conn;
 
 /// A response body that, once hyper is done with it (sent or abandoned),
 /// starts the wait for the connection's next request head.

@@ -13,9 +13,6 @@
 //! finish up to a deadline, close idle connections.
 
 mod client_io;
-pub mod conn;
-pub mod timer;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,11 +31,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::config::tls::Tls;
 use crate::config::{Config, ServerConfig};
 use crate::forward::tunnel::Lease;
 use crate::gateway::{spawn_tasks, Gateway, StartError};
-use crate::listener::conn::{ClientAddr, Conn};
-use crate::listener::tls::Tls;
+use crate::pipeline::conn::{ClientAddr, Conn};
 use crate::pipeline::handle;
 use crate::telemetry::metrics::Refusal;
 use crate::tokens::keys::KeyStore;

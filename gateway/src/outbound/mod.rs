@@ -31,7 +31,7 @@ pub struct ClientError;
 /// ring, no redirects followed, no `Referer` sent. Cheap to clone; one is
 /// shared by the calls of a part of the gateway.
 pub fn client() -> Result<reqwest::Client, ClientError> {
-    crate::tokens::crypto::install_crypto_provider();
+    crate::crypto::install_crypto_provider();
     reqwest::Client::builder()
         .pool_idle_timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())

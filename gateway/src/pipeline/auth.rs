@@ -19,7 +19,6 @@
 
 use std::sync::Arc;
 
-use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
 use http::Method;
@@ -28,49 +27,9 @@ use crate::config::AuthMode;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::pipeline::routes::{Decision, Route};
-use crate::telemetry::metrics::AuthFailure;
+use crate::protocol::credentials::{credentials, Presented};
+use crate::tokens::AuthFailure;
 use crate::tokens::{Identity, Roles, TokenError, Tokens};
-
-/// What a request's `Authorization` header holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presented<'a> {
-    /// No `Authorization` header.
-    None,
-    /// `Bearer <token>`: the token as sent, to be checked by verification
-    /// (a token outside RFC 6750's `b64token` alphabet is malformed there).
-    Bearer(&'a [u8]),
-    /// Anything else: another scheme, a tab or comma for the space, an
-    /// empty token, several headers.
-    Malformed,
-}
-
-/// Reads the request's credentials. The token's characters are left to
-/// [`Tokens::verify_access`], which checks them only when the token is not
-/// in its cache of tokens already verified.
-#[inline]
-pub fn credentials(headers: &HeaderMap) -> Presented<'_> {
-    let mut all = headers.get_all(AUTHORIZATION).iter();
-    let Some(first) = all.next() else {
-        return Presented::None;
-    };
-    if all.next().is_some() {
-        return Presented::Malformed;
-    }
-    bearer(first.as_bytes()).map_or(Presented::Malformed, Presented::Bearer)
-}
-
-/// The token of one `Authorization` value of the form `Bearer <token>`:
-/// the scheme in any case, then one or more spaces (a tab or comma there
-/// is malformed), then a token that is not empty. The token's characters
-/// are the caller's to check. What the proxied routes and the admin
-/// listener both read.
-#[inline]
-pub fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let at = value.iter().position(|&b| b == b' ')?;
-    let (scheme, token) = value.split_at(at);
-    let token = &token[token.iter().take_while(|&&b| b == b' ').count()..];
-    (scheme.eq_ignore_ascii_case(b"bearer") && !token.is_empty()).then_some(token)
-}
 
 /// Applies `mode` to the request's headers: the caller's identity, `None`
 /// for an anonymous request that may pass, or the 401 to answer.
@@ -196,28 +155,12 @@ pub fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::AUTHORIZATION;
 
     fn headers(auth: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, http::HeaderValue::from_bytes(auth).unwrap());
         h
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(
-            credentials(&headers(b"Bearer abc")),
-            Presented::Bearer(b"abc")
-        );
-        assert_eq!(
-            credentials(&headers(b"bEaReR a.b-c_d~e+f/g==")),
-            Presented::Bearer(b"a.b-c_d~e+f/g==")
-        );
-        assert_eq!(
-            credentials(&headers(b"Bearer  abc")),
-            Presented::Bearer(b"abc")
-        );
-        assert_eq!(credentials(&HeaderMap::new()), Presented::None);
     }
 
     /// The token as verification reads it, `None` if malformed.

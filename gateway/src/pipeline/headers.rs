@@ -21,7 +21,7 @@ use http::HeaderMap;
 
 use crate::config::ServerConfig;
 use crate::forward::proxy::remove_hop_by_hop;
-use crate::listener::conn::ClientAddr;
+use crate::pipeline::conn::ClientAddr;
 use crate::tokens::Identity;
 
 /// `X-Request-Id`: kept if the client's is sane, else generated.

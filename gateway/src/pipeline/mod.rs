@@ -29,14 +29,14 @@
 //!
 //! One `Ctx` per request carries what the phases learn (the client
 //! address, the request id, the identity, what to count the response
-//! under) to the log phase. The connection handling that calls [`handle`]
-//! is in [`crate::listener`]; the shared state it reads is
+//! under) to the log phase. The listener's connection handling calls
+//! [`handle`]; the shared state it reads is
 //! [`crate::gateway::Gateway`].
 
 pub mod auth;
+pub mod conn;
 pub mod headers;
 pub mod limits;
-pub mod path;
 pub mod routes;
 
 use std::borrow::Cow;
@@ -52,14 +52,15 @@ use tracing::Instrument as _;
 use crate::endpoints::{self, Endpoint};
 use crate::error::ApiError;
 use crate::forward::body::Body;
+use crate::forward::occupancy::InFlight;
 use crate::forward::proxy::Forward;
 use crate::forward::tunnel::{self, TunnelPlace};
 use crate::gateway::Gateway;
-use crate::listener::conn::{ClientAddr, Conn};
 use crate::pipeline::auth::check;
-use crate::pipeline::limits::{bucket, InFlight};
-use crate::pipeline::path::canonical;
+use crate::pipeline::conn::{ClientAddr, Conn};
+use crate::pipeline::limits::bucket;
 use crate::pipeline::routes::Route;
+use crate::protocol::path::canonical;
 use crate::telemetry::metrics::{Own, Refusal};
 use crate::tokens::Identity;
 use headers::{client_behind, request_id, REQUEST_ID};
@@ -184,7 +185,7 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
         .forward(
             req,
             Forward {
-                route,
+                target: &route.target,
                 lease: &ctx.conn.lease,
                 in_flight,
                 upgrade,

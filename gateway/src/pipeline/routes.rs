@@ -1,6 +1,6 @@
 //! Route matching: the longest configured prefix that starts the path.
 //!
-//! The path matched is always the canonical one ([`crate::pipeline::path`]), the
+//! The path matched is always the canonical one ([`crate::protocol::path`]), the
 //! same the upstream is sent: a spelling an upstream would read as another
 //! path never picks a more lenient route than that path's own.
 //!
@@ -19,7 +19,6 @@
 //! no allocation, on every proxied request and every forward-auth check.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
@@ -28,21 +27,10 @@ use http::uri::Authority;
 use http::Method;
 
 use crate::config::{AllowRule, AuthMode, RouteConfig};
-use crate::telemetry::labels::label_enum;
+use crate::forward::proxy::Target;
 use crate::tokens::Roles;
 
-label_enum! {
-    /// What the `allow` rules say of a request (the label of
-    /// `minigate_authz_decisions_total`).
-    pub enum Decision {
-        /// An entry matches (or the route has no rules).
-        Allowed = "allowed",
-        /// No entry names a role the caller holds.
-        DeniedRole = "denied_role",
-        /// The caller's roles match an entry, but not with this method.
-        DeniedMethod = "denied_method",
-    }
-}
+pub use crate::telemetry::metrics::Decision;
 
 /// One compiled `allow` entry.
 #[derive(Debug, Clone)]
@@ -95,14 +83,10 @@ pub struct Route {
     pub prefix: String,
     /// Token policy.
     pub auth: AuthMode,
-    /// Upstream `host:port`.
-    pub authority: Authority,
-    /// How long the upstream may take to answer.
-    pub timeout: Duration,
+    /// Where its requests are sent.
+    pub target: Target,
     /// Its place in the config: the index of its metrics.
     pub index: usize,
-    /// Requests in flight to its upstream, shared by every route to it.
-    pub upstream_slots: Arc<Semaphore>,
     /// The compiled `allow` rules; `None` lets every authenticated caller in.
     allow: Option<Box<[Rule]>>,
 }
@@ -170,9 +154,11 @@ impl Routes {
                     index,
                     prefix: c.prefix.clone(),
                     auth: c.auth,
-                    authority,
-                    timeout: c.timeout,
-                    upstream_slots,
+                    target: Target {
+                        authority,
+                        timeout: c.timeout,
+                        upstream_slots,
+                    },
                     allow: c
                         .allow
                         .as_ref()
@@ -212,6 +198,7 @@ fn host_port(authority: &Authority) -> Option<Authority> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn route(prefix: &str, upstream: &str) -> RouteConfig {
         RouteConfig {
@@ -289,7 +276,11 @@ mod tests {
             ],
             8,
         );
-        let hit = |p: &str| routes.find(p).map(|r| r.authority.as_str().to_owned());
+        let hit = |p: &str| {
+            routes
+                .find(p)
+                .map(|r| r.target.authority.as_str().to_owned())
+        };
         assert_eq!(hit("/api/admin/x").as_deref(), Some("admin:1"));
         assert_eq!(hit("/api/adminx").as_deref(), Some("api:1"));
         assert_eq!(hit("/api").as_deref(), Some("root:1"));
@@ -309,7 +300,12 @@ mod tests {
             ],
             3,
         );
-        let slots = |p: &str| routes.find(p).map(|r| r.upstream_slots.clone()).unwrap();
+        let slots = |p: &str| {
+            routes
+                .find(p)
+                .map(|r| r.target.upstream_slots.clone())
+                .unwrap()
+        };
         assert!(Arc::ptr_eq(&slots("/a/"), &slots("/b/")));
         assert!(!Arc::ptr_eq(&slots("/a/"), &slots("/c/")));
         assert_eq!(slots("/c/").available_permits(), 3);
@@ -318,6 +314,9 @@ mod tests {
     #[test]
     fn upstream_credentials_are_not_kept() {
         let routes = Routes::new(&[route("/a/", "http://svc:hunter2@one:1")], 1);
-        assert_eq!(routes.find("/a/x").unwrap().authority.as_str(), "one:1");
+        assert_eq!(
+            routes.find("/a/x").unwrap().target.authority.as_str(),
+            "one:1"
+        );
     }
 }

@@ -26,27 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{is_header_safe, is_role_name, EnrichConfig, RoleGrant};
 use crate::outbound::{self, CallError};
 use crate::telemetry::labels::{label_enum, Counters, Label};
-
-/// Most roles one answer may give.
-pub const MAX_ROLES: usize = 32;
-/// Most claims one answer may give.
-pub const MAX_CLAIMS: usize = 16;
-/// Most characters of an answer's roles, claim names and claim values
-/// together. Everything else a token carries is bounded too (ids of at most
-/// 128 characters, an issuer of at most 512), so with this the tokens of
-/// any answer within the limits stay within the 8 KiB the gateway accepts
-/// (see `tokens::tests::the_largest_answer_within_the_limits_makes_tokens_the_gateway_accepts`).
-/// 32 roles of 64 characters alone are 2048 of them.
-pub const MAX_ROLES_AND_CLAIMS: usize = 3072;
-
-/// Is `name` a claim name the contract allows (`[a-z0-9_]{1,32}`)?
-pub fn is_claim_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
+use crate::tokens::identity::{is_claim_name, MAX_CLAIMS, MAX_ROLES, MAX_ROLES_AND_CLAIMS};
 
 /// Static role grants, by user key.
 #[derive(Debug, Default)]

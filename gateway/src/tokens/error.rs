@@ -1,5 +1,7 @@
 //! Why a token was refused, and the gateway's own failures.
 
+use crate::telemetry::labels::Label;
+
 /// The system failed the gateway (no randomness, a key that would not
 /// sign): a fault of the gateway itself, never of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,3 +92,30 @@ impl std::fmt::Display for TokenError {
 }
 
 impl std::error::Error for TokenError {}
+
+/// Why authentication failed: no token, or the token's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No bearer token on a route that needs one.
+    Missing,
+    /// A token that did not verify.
+    Token(TokenError),
+}
+
+impl Label for AuthFailure {
+    const ALL: &'static [AuthFailure] = &{
+        let mut all = [AuthFailure::Missing; 1 + TokenError::ALL.len()];
+        let mut i = 0;
+        while i < TokenError::ALL.len() {
+            all[i + 1] = AuthFailure::Token(TokenError::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+    fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Token(e) => e.reason(),
+        }
+    }
+}

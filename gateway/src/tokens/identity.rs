@@ -7,6 +7,27 @@ use http::{HeaderName, HeaderValue};
 use super::header;
 use super::{user_key, Claims};
 
+/// Most roles one answer of the user service may give.
+pub const MAX_ROLES: usize = 32;
+/// Most claims one answer of the user service may give.
+pub const MAX_CLAIMS: usize = 16;
+/// Most characters of an answer's roles, claim names and claim values
+/// together. Everything else a token carries is bounded too (ids of at most
+/// 128 characters, an issuer of at most 512), so with this the tokens of
+/// any answer within the limits stay within the 8 KiB the gateway accepts
+/// (see `tokens::tests::the_largest_answer_within_the_limits_makes_tokens_the_gateway_accepts`).
+/// 32 roles of 64 characters alone are 2048 of them.
+pub const MAX_ROLES_AND_CLAIMS: usize = 3072;
+
+/// Is `name` a claim name the contract allows (`[a-z0-9_]{1,32}`)?
+pub fn is_claim_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// A verified access token, as the proxy needs it, and as the cache keeps
 /// it: every value in one buffer, each header a slice of it made when a
 /// request needs it.
@@ -203,7 +224,7 @@ pub(super) fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     };
     let mut claims = Vec::new();
     for (name, value) in &c.ext {
-        if !crate::signin::enrich::is_claim_name(name) {
+        if !is_claim_name(name) {
             return None;
         }
         let name = HeaderName::from_bytes(format!("{CLAIM_PREFIX}{name}").as_bytes()).ok()?;

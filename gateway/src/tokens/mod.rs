@@ -18,16 +18,15 @@
 //! refused ([`TokenError`]), the cache's key, and the key set ([`keys`]).
 
 mod cache;
-pub mod crypto;
 mod error;
 pub mod header;
-mod identity;
+pub mod identity;
 mod ids;
 pub mod keys;
 mod subject;
 
 use cache::{token_key, TokenCache};
-pub use error::{Internal, TokenError};
+pub use error::{AuthFailure, Internal, TokenError};
 use identity::identity;
 pub use identity::{Headers, Identity, Roles};
 pub use ids::{now_secs, random_id};
@@ -695,7 +694,7 @@ mod tests {
 
     #[test]
     fn the_largest_answer_within_the_limits_makes_tokens_the_gateway_accepts() {
-        use crate::signin::enrich::{MAX_CLAIMS, MAX_ROLES, MAX_ROLES_AND_CLAIMS};
+        use crate::tokens::identity::{MAX_CLAIMS, MAX_ROLES, MAX_ROLES_AND_CLAIMS};
         let issuer = format!("https://{}", "i".repeat(512 - 8));
         let config = TokensConfig {
             issuer: issuer.clone(),

@@ -79,20 +79,6 @@ impl WxError {
     }
 }
 
-impl From<WxError> for crate::signin::providers::ExchangeError {
-    fn from(e: WxError) -> Self {
-        use crate::signin::providers::ExchangeError;
-        match e {
-            WxError::InvalidCode => ExchangeError::InvalidCode,
-            WxError::RateLimited => ExchangeError::RateLimited,
-            WxError::RiskyUser => ExchangeError::RiskyUser,
-            WxError::Busy => ExchangeError::Unavailable,
-            WxError::Timeout => ExchangeError::Timeout,
-            WxError::TokenRejected | WxError::Unusable => ExchangeError::Unusable,
-        }
-    }
-}
-
 /// The client; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WxClient {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::support::*;
-use minigate::listener::tls::TlsReload;
+use minigate::config::tls::TlsReload;
 
 #[tokio::test]
 async fn https_with_http2_and_http11_reaches_the_upstream() {

@@ -33,7 +33,7 @@ use super::{
     ProviderConfig, RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig,
     TokensConfig, WebConfig,
 };
-use crate::signin::providers::CredentialKind;
+use crate::config::CredentialKind;
 
 /// The shortest admin token accepted: a guessable token would open every
 /// user's sessions to whoever reaches the admin port.

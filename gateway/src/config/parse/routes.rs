@@ -114,7 +114,7 @@ pub(super) fn route(i: usize, r: RawRoute) -> Result<RouteConfig, ConfigError> {
     }
     // Requests are matched in the canonical form: a prefix in any other
     // would never match.
-    match crate::pipeline::path::canonical(&prefix) {
+    match crate::protocol::path::canonical(&prefix) {
         Ok(form) if form == prefix.as_str() => {}
         Ok(form) => {
             return Err(err(

@@ -91,9 +91,9 @@ pub(super) fn check(path: &Path) -> Result<(), Failure> {
         say!(
             "route     {} -> http://{} auth {:?} (timeout {})",
             r.prefix,
-            r.authority,
+            r.target.authority,
             r.auth,
-            d(r.timeout)
+            d(r.target.timeout)
         );
         let rules = config
             .routes

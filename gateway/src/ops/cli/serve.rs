@@ -73,7 +73,7 @@ pub fn load(path: &Path) -> Result<(Config, KeyStore), LoadError> {
 }
 
 pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
-    crate::tokens::crypto::install_crypto_provider();
+    crate::crypto::install_crypto_provider();
     if args.dev {
         init_logging(LogFormat::Text);
         let listen = args

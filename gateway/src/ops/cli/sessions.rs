@@ -85,7 +85,7 @@ pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
     if let Some(sid) = sid {
         url = format!("{url}/{}", path_segment(sid));
     }
-    crate::tokens::crypto::install_crypto_provider();
+    crate::crypto::install_crypto_provider();
     let fail = |e: reqwest::Error| {
         // The URL is the operator's own; the token is never in it.
         Failure(1, format!("admin API at {base}: {}", e.without_url()))

@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 use super::{spawn_http, text, DevError};
+use crate::config::CredentialKind;
 use crate::config::{defaults, Credentials, KeyPair, Platform, ProviderConfig, Secret};
+use crate::crypto::rsa2::SigningKey;
 use crate::signin::providers::alipay::{sign_content, ERROR_RESPONSE, RESPONSE};
-use crate::signin::providers::rsa2::SigningKey;
-use crate::signin::providers::CredentialKind;
 use crate::tokens::now_secs;
 
 /// The appid of the dev WeChat mini-program.

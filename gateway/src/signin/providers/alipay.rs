@@ -36,7 +36,7 @@ use super::{
     CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError, SignIn,
 };
 use crate::config::{is_header_safe, ProviderConfig};
-use crate::signin::providers::rsa2::{SigningKey, VerifyingKey};
+use crate::crypto::rsa2::{SigningKey, VerifyingKey};
 
 /// Alipay in the registry.
 pub static PLATFORM: PlatformSpec = PlatformSpec {

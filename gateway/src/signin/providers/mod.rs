@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
+pub use crate::config::CredentialKind;
 use crate::config::{is_header_safe, ProviderConfig, Secret};
 use crate::error::ApiError;
 use crate::outbound::{self, CallError};
 use crate::telemetry::labels::label_enum;
-
-/// RSA2 (SHA256withRSA) signing and verifying, for Alipay.
-pub mod rsa2;
+use crate::telemetry::metrics::Counters;
+use metrics::Histogram;
 
 /// Declares the platform modules and the registry of their specs, in the
 /// order they are listed to operators.
@@ -38,16 +38,6 @@ macro_rules! platforms {
 }
 
 platforms!(wechat, qq, douyin, baidu, alipay, wechat_web, wechat_pc);
-
-/// What a platform needs of the config to prove the app to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CredentialKind {
-    /// An app secret sent with each call: `secret_env` or `secret_file`.
-    AppSecret,
-    /// An RSA2 key pair: `private_key_file` signs each call,
-    /// `alipay_public_key_file` verifies each answer.
-    KeyPair,
-}
 
 /// How a platform's users sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +136,15 @@ impl fmt::Debug for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// Code-exchange metrics of one platform.
+#[derive(Debug)]
+pub struct ExchangeMetrics {
+    /// Time of each exchange, whatever its outcome.
+    pub latency: Histogram,
+    /// Failed exchanges, by the contract's error code.
+    pub errors: Counters<ExchangeError>,
 }
 
 /// One platform's code exchange: the call, and the reading of its answer.

@@ -19,6 +19,21 @@ use super::{
 use crate::wechat::WxError;
 use crate::config::{ProviderConfig, Secret};
 
+/// A WeChat service's failure met during a sign-in (the web sign-in's
+/// token exchange), as the code exchange's error.
+impl From<WxError> for ExchangeError {
+    fn from(e: WxError) -> Self {
+        match e {
+            WxError::InvalidCode => ExchangeError::InvalidCode,
+            WxError::RateLimited => ExchangeError::RateLimited,
+            WxError::RiskyUser => ExchangeError::RiskyUser,
+            WxError::Busy => ExchangeError::Unavailable,
+            WxError::Timeout => ExchangeError::Timeout,
+            WxError::TokenRejected | WxError::Unusable => ExchangeError::Unusable,
+        }
+    }
+}
+
 /// WeChat in the registry.
 pub static PLATFORM: PlatformSpec = PlatformSpec {
     sign_in: SignIn::MiniProgram,

@@ -24,7 +24,7 @@
 //! From there the browser holds its tokens only as `HttpOnly` cookies
 //! ([`cookies`]): with `[web] cookies = true` the access cookie
 //! authenticates proxied requests that send no `Authorization`
-//! ([`crate::pipeline::auth`]), an unsafe one only from the gateway's own origin
+//! (the pipeline's `auth` phase), an unsafe one only from the gateway's own origin
 //! ([`check_origin`]); `POST /auth/refresh` and `POST /auth/logout` without
 //! a `refresh_token` use the refresh cookie and answer with new or cleared
 //! cookies ([`cookie_answer`], [`logged_out`]). Sessions are made exactly as
@@ -46,7 +46,7 @@ use hyper::body::Incoming;
 use crate::error::ApiError;
 use crate::forward::body::{full, json, Body};
 use crate::gateway::Gateway;
-use crate::pipeline::path::canonical;
+use crate::protocol::path::canonical;
 use crate::signin::{device_class, open_session, MAX_CODE};
 use crate::telemetry::metrics::{Csrf, SessionOp, WebLogin};
 use crate::tokens::{Subject, TokenPair};

@@ -78,7 +78,7 @@ pub struct Gateway {
 }
 
 pub fn client() -> reqwest::Client {
-    minigate::listener::tls::install_crypto_provider();
+    minigate::crypto::install_crypto_provider();
     reqwest::Client::builder().build().unwrap()
 }
 

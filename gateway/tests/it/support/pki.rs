@@ -52,7 +52,7 @@ impl Pki {
     }
 
     pub fn client(&self, http1_only: bool) -> reqwest::Client {
-        minigate::listener::tls::install_crypto_provider();
+        minigate::crypto::install_crypto_provider();
         let root = reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).unwrap();
         let b = reqwest::Client::builder()
             .tls_certs_only([root])

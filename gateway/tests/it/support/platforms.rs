@@ -16,8 +16,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
+use minigate::crypto::rsa2::{SigningKey, VerifyingKey};
 use minigate::signin::providers::alipay::{china_time, sign_content, ERROR_RESPONSE, RESPONSE};
-use minigate::signin::providers::rsa2::{SigningKey, VerifyingKey};
 
 use super::{openid_for, serve};
 

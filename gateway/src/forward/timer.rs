@@ -10,8 +10,8 @@
 //! timer pays the wheel about once, not per request; an earlier deadline
 //! (a pooled upstream connection lent to a route with a shorter timeout)
 //! is registered again under the lock, as a new timer would be. The client side
-//! ([`crate::listener`]) keeps its request-head and send deadlines this way,
-//! the upstream side ([`crate::forward::upstream`]) the route's timeout.
+//! (the listener) keeps its request-head and send deadlines this way,
+//! the upstream side (`forward::upstream`) the route's timeout.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

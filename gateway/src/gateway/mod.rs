@@ -6,6 +6,8 @@
 //! the TLS pair) is swapped atomically inside its owner and re-read by the
 //! reloader here, on a tick and on SIGHUP.
 
+pub mod metrics;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,21 +17,22 @@ use arc_swap::ArcSwap;
 
 use tokio::sync::watch;
 
+use crate::config::tls::{Tls, TlsReload};
 use crate::config::{Config, ConfigError, Platform, ServerConfig, SessionsConfig};
+use crate::forward::occupancy::Occupancy;
 use crate::forward::proxy::Proxy;
-use crate::listener::tls::{Tls, TlsReload};
 use crate::pipeline::headers::RequestIds;
-use crate::pipeline::limits::{LoginLimiter, Occupancy, UserLimiter};
+use crate::pipeline::limits::{LoginLimiter, UserLimiter};
 use crate::pipeline::routes::Routes;
 use crate::sessions::revoked::RevokedSet;
 use crate::sessions::{self, Store};
 use crate::signin::enrich::{Enricher, Grants};
 use crate::signin::providers::{self, Providers};
-use crate::telemetry::metrics::Metrics;
 use crate::tokens::keys::{KeyStore, Reload};
 use crate::tokens::Tokens;
 use crate::wechat::token::{AccessTokens, AppConfig, Share, TokenMetrics};
 use crate::wechat::WxClient;
+use metrics::Metrics;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]

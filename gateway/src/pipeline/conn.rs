@@ -2,7 +2,7 @@
 //! ([`ClientAddr`]), the slot it holds, and when its next request head is
 //! due ([`HeadDue`]).
 //!
-//! The listener ([`crate::listener`]) makes a [`Conn`] when it accepts; the
+//! The listener makes a [`Conn`] when it accepts; the
 //! socket, the service and every request of the connection share it. Its
 //! changing fields are atomics with relaxed ordering: the request count is
 //! only ever added to, and the head deadline is written by one task at a
@@ -92,7 +92,7 @@ const BUSY: u64 = 0;
 const OFF: u64 = u64::MAX;
 
 /// When a connection's next request head is due: set by its service and
-/// its responses, read by its socket ([`crate::listener::ClientIo`]).
+/// its responses, read by its socket (the listener's `ClientIo`).
 ///
 /// One HTTP/1 connection handles one request at a time in one task, so the
 /// stores need no ordering with anything else; the atomic only makes the

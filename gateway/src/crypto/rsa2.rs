@@ -173,10 +173,10 @@ impl VerifyingKey {
 mod tests {
     use super::*;
 
-    const APP_PK8: &str = include_str!("../../../tests/it/fixtures/alipay/app.pk8.pem");
-    const APP_PKCS1: &str = include_str!("../../../tests/it/fixtures/alipay/app.pkcs1.pem");
-    const APP_SPKI: &str = include_str!("../../../tests/it/fixtures/alipay/app.spki.pem");
-    const ALIPAY_SPKI: &str = include_str!("../../../tests/it/fixtures/alipay/alipay.spki.pem");
+    const APP_PK8: &str = include_str!("../../tests/it/fixtures/alipay/app.pk8.pem");
+    const APP_PKCS1: &str = include_str!("../../tests/it/fixtures/alipay/app.pkcs1.pem");
+    const APP_SPKI: &str = include_str!("../../tests/it/fixtures/alipay/app.spki.pem");
+    const ALIPAY_SPKI: &str = include_str!("../../tests/it/fixtures/alipay/alipay.spki.pem");
 
     /// The base64 between a PEM file's BEGIN and END lines, as Alipay's
     /// tools show keys.

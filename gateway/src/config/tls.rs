@@ -1,4 +1,4 @@
-//! Inbound TLS (rustls over ring, see [`crate::tokens::crypto`]) with HTTP/2 and
+//! Inbound TLS (rustls over ring, see [`crate::crypto`]) with HTTP/2 and
 //! HTTP/1.1 chosen by ALPN.
 //!
 //! WeChat requires HTTPS of mini-program servers, so the gateway can
@@ -17,8 +17,7 @@ use rustls::ServerConfig;
 
 use crate::config::files::load_tls as load;
 use crate::config::{ConfigError, TlsConfig};
-
-pub use crate::tokens::crypto::install_crypto_provider;
+use crate::telemetry::labels::label_enum;
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
@@ -33,6 +32,16 @@ pub enum TlsReload {
     Replaced,
     /// The files changed but did not load; the previous pair still serves.
     Refused,
+}
+
+// Unchanged is the common case and not counted.
+label_enum! {
+    impl TlsReload {
+        Replaced = "replaced",
+        Refused = "refused",
+    } uncounted {
+        Unchanged = "unchanged",
+    }
 }
 
 /// The live server config, replaced when the files change.
