@@ -38,6 +38,7 @@ use crate::forward::body::{json, Body};
 use crate::gateway::Gateway;
 use crate::sessions::SessionStore as _;
 use crate::telemetry::metrics::{Own, SessionOp};
+use crate::tokens::{Sid, UserKey};
 
 /// The admin API's endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,14 +240,18 @@ pub async fn serve(
     };
     match (endpoint, req.method()) {
         (Admin::UserSessions { user }, &Method::GET) => {
-            let list = gw.sessions.list(&user).await.map_err(down)?;
+            let list = gw.sessions.list(UserKey(&user)).await.map_err(down)?;
             let mut res = json(StatusCode::OK, &serde_json::json!({ "sessions": list }));
             res.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(res)
         }
         (Admin::UserSessions { user }, &Method::DELETE) => {
-            let ended = gw.sessions.end(&user, None, ttl).await.map_err(down)?;
+            let ended = gw
+                .sessions
+                .end(UserKey(&user), None, ttl)
+                .await
+                .map_err(down)?;
             gw.sessions.announce(&gw.revoked, &ended).await;
             tracing::info!(user = %user, sessions = ended.len(), "admin: every session ended");
             Ok(crate::endpoints::no_content())
@@ -254,7 +259,7 @@ pub async fn serve(
         (Admin::UserSession { user, sid }, &Method::DELETE) => {
             let ended = gw
                 .sessions
-                .end(&user, Some(&sid), ttl)
+                .end(UserKey(&user), Some(Sid(&sid)), ttl)
                 .await
                 .map_err(down)?;
             if ended.is_empty() {

@@ -48,13 +48,13 @@ use crate::error::ApiError;
 use crate::forward::body::{full, json, Body};
 use crate::gateway::Gateway;
 use crate::protocol::path::canonical;
-use crate::sessions::{Checked, Redeemed, SessionInfo, SessionStore as _};
+use crate::sessions::{Checked, Redeemed, Rotation, SessionInfo, SessionStore as _};
 use crate::signin::codes::CodeSession;
 use crate::signin::enrich::Event;
 use crate::signin::providers::Login;
 use crate::telemetry::metrics::{Own, Refusal, SessionOp};
 use crate::tokens::TokenError;
-use crate::tokens::{random_id, Subject, TokenPair};
+use crate::tokens::{random_id, Jti, Sid, Subject, TokenPair, UserKey};
 use crate::wechat::crypt::DecryptError;
 use crate::wechat::phone::PhoneError;
 

@@ -70,12 +70,7 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
     // REFRESHES_PER_WINDOW times a window.
     let checked = gw
         .sessions
-        .check(
-            old.subject.user(),
-            &old.sid,
-            &old.jti,
-            gw.tokens.refresh_ttl(),
-        )
+        .check(old.session(), old.jti(), gw.tokens.refresh_ttl())
         .await
         .map_err(|_| store_down(gw, SessionOp::Refresh))?;
     match checked {
@@ -99,7 +94,11 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             // A banned user's session ends here, not at its refresh TTL.
             match gw
                 .sessions
-                .end(old.subject.user(), Some(&old.sid), gw.tokens.refresh_ttl())
+                .end(
+                    old.subject.user_key(),
+                    Some(old.session().sid),
+                    gw.tokens.refresh_ttl(),
+                )
                 .await
             {
                 Ok(_) => {
@@ -118,10 +117,11 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
     let outcome = gw
         .sessions
         .redeem(
-            old.subject.user(),
-            &old.sid,
-            &old.jti,
-            &next_jti,
+            old.session(),
+            Rotation {
+                spent: old.jti(),
+                next: Jti(&next_jti),
+            },
             gw.tokens.refresh_ttl(),
         )
         .await
@@ -183,10 +183,9 @@ async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<
         .verify_refresh(token)
         .map_err(|e| ApiError::InvalidGrant(e.message()))?;
     let ttl = gw.tokens.refresh_ttl();
-    let user = old.subject.user();
     let mut ended = if everywhere {
         gw.sessions
-            .end_everywhere(user, &old.sid, &old.jti, ttl)
+            .end_everywhere(old.session(), old.jti(), ttl)
             .await
             .map_err(|_| store_down(gw, SessionOp::Logout))?
             .ok_or(ApiError::InvalidGrant(
@@ -194,7 +193,7 @@ async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<
             ))?
     } else {
         gw.sessions
-            .end(user, Some(&old.sid), ttl)
+            .end(old.subject.user_key(), Some(old.session().sid), ttl)
             .await
             .map_err(|_| store_down(gw, SessionOp::Logout))?
     };

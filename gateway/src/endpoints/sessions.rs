@@ -46,7 +46,7 @@ pub async fn list_sessions(
     let id = caller(gw, req)?;
     let list = gw
         .sessions
-        .list(id.user())
+        .list(UserKey(id.user()))
         .await
         .map_err(|_| store_down(gw, SessionOp::Sessions))?;
     let sessions: Vec<Listed> = list
@@ -78,7 +78,7 @@ pub async fn end_session(
         .ok_or(ApiError::SessionNotFound)?;
     let ended = gw
         .sessions
-        .end(id.user(), Some(sid), gw.tokens.refresh_ttl())
+        .end(UserKey(id.user()), Some(Sid(sid)), gw.tokens.refresh_ttl())
         .await
         .map_err(|_| store_down(gw, SessionOp::Sessions))?;
     if ended.is_empty() {

@@ -65,7 +65,7 @@ pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
         })?;
     let kept = gw
         .sessions
-        .set_phone(who.subject.user(), &who.sid, &number.phone_number)
+        .set_phone(who.session(), &number.phone_number)
         .await
         .map_err(|_| store_down(gw, SessionOp::Refresh))?;
     if !kept {
@@ -98,7 +98,7 @@ pub async fn decrypt(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
     };
     let key = gw
         .sessions
-        .session_key(who.subject.user(), &who.sid)
+        .session_key(who.session())
         .await
         .map_err(|_| store_down(gw, SessionOp::Refresh))?
         .ok_or(ApiError::SessionKeyExpired)?;

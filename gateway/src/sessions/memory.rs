@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use super::{
-    Checked, NewSession, Recorded, Redeemed, SessionInfo, SessionStore, Unavailable, MAX_LISTED,
-    REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+    Checked, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef, SessionStore,
+    Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
-use crate::tokens::now_secs;
+use crate::tokens::{now_secs, Jti, Sid, UserKey};
 
 /// Revoked sessions remembered per user, to answer "session revoked".
 pub const MAX_REVOKED_PER_USER: usize = 64;
@@ -227,7 +227,7 @@ fn info(sid: &str, s: &Session) -> SessionInfo {
 impl SessionStore for MemoryStore {
     async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Recorded, Unavailable> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        Ok(self.with_user(new.user, ttl, |u| {
+        Ok(self.with_user(new.user.0, ttl, |u| {
             let now = Instant::now();
             let mut evicted = Vec::new();
             if new.limit > 0 {
@@ -272,9 +272,9 @@ impl SessionStore for MemoryStore {
             }
             let secs = now_secs();
             u.live.insert(
-                new.sid.into(),
+                new.sid.0.into(),
                 Session {
-                    jti: new.jti.into(),
+                    jti: new.jti.0.into(),
                     prev: None,
                     device_type: new.device_type.into(),
                     device_id: new.device_id.map(Into::into),
@@ -293,12 +293,11 @@ impl SessionStore for MemoryStore {
 
     async fn redeem(
         &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
-        next: &str,
+        at: SessionRef<'_>,
+        turn: Rotation<'_>,
         ttl: Duration,
     ) -> Result<Redeemed, Unavailable> {
+        let (user, sid, jti, next) = (at.user.0, at.sid.0, turn.spent.0, turn.next.0);
         let grace = self.grace;
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
@@ -328,11 +327,11 @@ impl SessionStore for MemoryStore {
 
     async fn check(
         &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
+        at: SessionRef<'_>,
+        jti: Jti<'_>,
         ttl: Duration,
     ) -> Result<Checked, Unavailable> {
+        let (user, sid, jti) = (at.user.0, at.sid.0, jti.0);
         let grace = self.grace;
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
@@ -360,11 +359,11 @@ impl SessionStore for MemoryStore {
 
     async fn end_everywhere(
         &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
+        at: SessionRef<'_>,
+        jti: Jti<'_>,
         ttl: Duration,
     ) -> Result<Option<Vec<String>>, Unavailable> {
+        let (user, sid, jti) = (at.user.0, at.sid.0, jti.0);
         let grace = self.grace;
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
@@ -381,7 +380,8 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn set_phone(&self, user: &str, sid: &str, phone: &str) -> Result<bool, Unavailable> {
+    async fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> Result<bool, Unavailable> {
+        let (user, sid) = (at.user.0, at.sid.0);
         Ok(self.with_user(user, Duration::ZERO, |u| {
             let Some(s) = u.live.get_mut(sid) else {
                 return (false, false);
@@ -394,11 +394,11 @@ impl SessionStore for MemoryStore {
 
     async fn reissue(
         &self,
-        user: &str,
-        sid: &str,
-        next: &str,
+        at: SessionRef<'_>,
+        next: Jti<'_>,
         ttl: Duration,
     ) -> Result<bool, Unavailable> {
+        let (user, sid, next) = (at.user.0, at.sid.0, next.0);
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
             let Some(s) = u.live.get_mut(sid) else {
@@ -412,7 +412,8 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn session_key(&self, user: &str, sid: &str) -> Result<Option<Secret>, Unavailable> {
+    async fn session_key(&self, at: SessionRef<'_>) -> Result<Option<Secret>, Unavailable> {
+        let (user, sid) = (at.user.0, at.sid.0);
         let Some(slot) = self.users.get(user) else {
             return Ok(None);
         };
@@ -426,10 +427,11 @@ impl SessionStore for MemoryStore {
 
     async fn end(
         &self,
-        user: &str,
-        sid: Option<&str>,
+        user: UserKey<'_>,
+        sid: Option<Sid<'_>>,
         ttl: Duration,
     ) -> Result<Vec<String>, Unavailable> {
+        let (user, sid) = (user.0, sid.map(|s| s.0));
         Ok(self.with_user(user, ttl, |u| {
             let until = Instant::now() + ttl;
             let ended: Vec<String> = match sid {
@@ -443,7 +445,8 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, Unavailable> {
+    async fn list(&self, user: UserKey<'_>) -> Result<Vec<SessionInfo>, Unavailable> {
+        let user = user.0;
         let listed = self.listed;
         Ok(self.with_user(user, Duration::ZERO, |u| {
             // As the Redis store reads them: the most recently used ones
@@ -464,11 +467,25 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(60);
 
+    fn at<'a>(user: &'a str, sid: &'a str) -> SessionRef<'a> {
+        SessionRef {
+            user: UserKey(user),
+            sid: Sid(sid),
+        }
+    }
+
+    fn turn<'a>(spent: &'a str, next: &'a str) -> Rotation<'a> {
+        Rotation {
+            spent: Jti(spent),
+            next: Jti(next),
+        }
+    }
+
     fn new<'a>(user: &'a str, sid: &'a str, class: &'a str, limit: u32) -> NewSession<'a> {
         NewSession {
-            user,
-            sid,
-            jti: "a",
+            user: UserKey(user),
+            sid: Sid(sid),
+            jti: Jti("a"),
             device_type: class,
             device_id: None,
             limit,
@@ -482,36 +499,43 @@ mod tests {
     async fn rotation_reuse_and_logout() {
         let s = MemoryStore::new(100, Duration::ZERO);
         assert_eq!(
-            s.redeem("u", "s", "a", "b", TTL).await,
+            s.redeem(at("u", "s"), turn("a", "b"), TTL).await,
             Ok(Redeemed::Unknown)
         );
         s.begin(&new("u", "s", "phone", 0), TTL).await.unwrap();
         assert_eq!(
-            s.redeem("u", "s", "a", "b", TTL).await,
+            s.redeem(at("u", "s"), turn("a", "b"), TTL).await,
             Ok(Redeemed::Rotated { phone: None })
         );
         assert_eq!(
-            s.redeem("u", "s", "b", "c", TTL).await,
+            s.redeem(at("u", "s"), turn("b", "c"), TTL).await,
             Ok(Redeemed::Rotated { phone: None })
         );
         // "a" again: reuse, and the session is gone for everyone.
         assert_eq!(
-            s.redeem("u", "s", "a", "x", TTL).await,
+            s.redeem(at("u", "s"), turn("a", "x"), TTL).await,
             Ok(Redeemed::Reused)
         );
         assert_eq!(
-            s.redeem("u", "s", "c", "d", TTL).await,
+            s.redeem(at("u", "s"), turn("c", "d"), TTL).await,
             Ok(Redeemed::Revoked)
         );
         s.begin(&new("u", "t", "phone", 0), TTL).await.unwrap();
-        assert_eq!(s.end("u", Some("t"), TTL).await.unwrap(), ["t"]);
         assert_eq!(
-            s.redeem("u", "t", "a", "b", TTL).await,
+            s.end(UserKey("u"), Some(Sid("t")), TTL).await.unwrap(),
+            ["t"]
+        );
+        assert_eq!(
+            s.redeem(at("u", "t"), turn("a", "b"), TTL).await,
             Ok(Redeemed::Revoked)
         );
         // Another user's session is not this user's to end.
         s.begin(&new("v", "w", "phone", 0), TTL).await.unwrap();
-        assert!(s.end("u", Some("w"), TTL).await.unwrap().is_empty());
+        assert!(s
+            .end(UserKey("u"), Some(Sid("w")), TTL)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -521,7 +545,10 @@ mod tests {
         let tasks: Vec<_> = (0..16)
             .map(|i| {
                 let s = s.clone();
-                tokio::spawn(async move { s.redeem("u", "s", "a", &format!("n{i}"), TTL).await })
+                tokio::spawn(async move {
+                    s.redeem(at("u", "s"), turn("a", &format!("n{i}")), TTL)
+                        .await
+                })
             })
             .collect();
         let mut rotated = 0;
@@ -550,16 +577,16 @@ mod tests {
         refuse.on_limit = OnLimit::Refuse;
         assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Recorded::Refused);
         let sids: Vec<String> = s
-            .list("u")
+            .list(UserKey("u"))
             .await
             .unwrap()
             .into_iter()
             .map(|i| i.sid)
             .collect();
         assert_eq!(sids, ["w3", "p1", "w2"]);
-        let all = s.end("u", None, TTL).await.unwrap();
+        let all = s.end(UserKey("u"), None, TTL).await.unwrap();
         assert_eq!(all.len(), 3);
-        assert!(s.list("u").await.unwrap().is_empty());
+        assert!(s.list(UserKey("u")).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -567,17 +594,17 @@ mod tests {
         let s = MemoryStore::new(100, Duration::from_secs(5));
         s.begin(&new("u", "s", "phone", 0), TTL).await.unwrap();
         assert_eq!(
-            s.redeem("u", "s", "a", "b", TTL).await,
+            s.redeem(at("u", "s"), turn("a", "b"), TTL).await,
             Ok(Redeemed::Rotated { phone: None })
         );
         // The answer was lost: "a" again, within the grace.
         assert_eq!(
-            s.redeem("u", "s", "a", "c", TTL).await,
+            s.redeem(at("u", "s"), turn("a", "c"), TTL).await,
             Ok(Redeemed::Rotated { phone: None })
         );
         // A third time is reuse.
         assert_eq!(
-            s.redeem("u", "s", "a", "d", TTL).await,
+            s.redeem(at("u", "s"), turn("a", "d"), TTL).await,
             Ok(Redeemed::Reused)
         );
     }
@@ -602,7 +629,7 @@ mod tests {
         refuse.on_limit = OnLimit::Refuse;
         assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Recorded::Refused);
         let sids: Vec<String> = s
-            .list("u")
+            .list(UserKey("u"))
             .await
             .unwrap()
             .into_iter()
@@ -617,28 +644,49 @@ mod tests {
         s.begin(&new("u", "s", "phone", 0), TTL).await.unwrap();
         s.begin(&new("u", "t", "phone", 0), TTL).await.unwrap();
         for _ in 0..REFRESHES_PER_WINDOW {
-            assert_eq!(s.check("u", "s", "a", TTL).await, Ok(Checked::Live));
+            assert_eq!(
+                s.check(at("u", "s"), Jti("a"), TTL).await,
+                Ok(Checked::Live)
+            );
         }
-        let Ok(Checked::TooSoon(wait)) = s.check("u", "s", "a", TTL).await else {
+        let Ok(Checked::TooSoon(wait)) = s.check(at("u", "s"), Jti("a"), TTL).await else {
             panic!("the eleventh check passed");
         };
         assert!(wait <= REFRESH_WINDOW);
         // Another session of the user is counted on its own.
-        assert_eq!(s.check("u", "t", "a", TTL).await, Ok(Checked::Live));
+        assert_eq!(
+            s.check(at("u", "t"), Jti("a"), TTL).await,
+            Ok(Checked::Live)
+        );
         // A check redeems nothing: "a" is still the token to redeem...
         assert_eq!(
-            s.redeem("u", "t", "a", "b", TTL).await,
+            s.redeem(at("u", "t"), turn("a", "b"), TTL).await,
             Ok(Redeemed::Rotated { phone: None })
         );
         // ...and once spent, checking it is reuse: the session ends.
-        assert_eq!(s.check("u", "t", "a", TTL).await, Ok(Checked::Reused));
-        assert_eq!(s.check("u", "t", "b", TTL).await, Ok(Checked::Revoked));
-        assert_eq!(s.check("u", "x", "a", TTL).await, Ok(Checked::Unknown));
-        // Logout everywhere needs the live token, and then ends them all.
-        assert_eq!(s.end_everywhere("u", "t", "b", TTL).await, Ok(None));
-        assert_eq!(s.end_everywhere("u", "s", "z", TTL).await, Ok(None));
         assert_eq!(
-            s.end_everywhere("u", "s", "a", TTL).await,
+            s.check(at("u", "t"), Jti("a"), TTL).await,
+            Ok(Checked::Reused)
+        );
+        assert_eq!(
+            s.check(at("u", "t"), Jti("b"), TTL).await,
+            Ok(Checked::Revoked)
+        );
+        assert_eq!(
+            s.check(at("u", "x"), Jti("a"), TTL).await,
+            Ok(Checked::Unknown)
+        );
+        // Logout everywhere needs the live token, and then ends them all.
+        assert_eq!(
+            s.end_everywhere(at("u", "t"), Jti("b"), TTL).await,
+            Ok(None)
+        );
+        assert_eq!(
+            s.end_everywhere(at("u", "s"), Jti("z"), TTL).await,
+            Ok(None)
+        );
+        assert_eq!(
+            s.end_everywhere(at("u", "s"), Jti("a"), TTL).await,
             Ok(Some(vec!["s".to_owned()]))
         );
     }
@@ -646,11 +694,11 @@ mod tests {
     #[tokio::test]
     async fn a_phone_number_kept_with_the_session_comes_with_its_next_redemption() {
         let s = MemoryStore::new(100, Duration::ZERO);
-        assert_eq!(s.set_phone("u", "s", "+86 1").await, Ok(false));
+        assert_eq!(s.set_phone(at("u", "s"), "+86 1").await, Ok(false));
         s.begin(&new("u", "s", "phone", 0), TTL).await.unwrap();
-        assert_eq!(s.set_phone("u", "s", "+86 1").await, Ok(true));
+        assert_eq!(s.set_phone(at("u", "s"), "+86 1").await, Ok(true));
         assert_eq!(
-            s.redeem("u", "s", "a", "b", TTL).await,
+            s.redeem(at("u", "s"), turn("a", "b"), TTL).await,
             Ok(Redeemed::Rotated {
                 phone: Some("+86 1".into())
             })
@@ -665,9 +713,9 @@ mod tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
-            s.redeem("u", "s", "a", "b", TTL).await,
+            s.redeem(at("u", "s"), turn("a", "b"), TTL).await,
             Ok(Redeemed::Unknown)
         );
-        assert!(s.list("u").await.unwrap().is_empty());
+        assert!(s.list(UserKey("u")).await.unwrap().is_empty());
     }
 }

@@ -45,6 +45,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{OnLimit, Secret};
+pub use crate::tokens::SessionRef;
+use crate::tokens::{Jti, Sid, UserKey};
 
 /// What redeeming a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,15 +105,25 @@ pub enum Recorded {
     Refused,
 }
 
+/// A refresh token spent and the one that replaces it, named so that the
+/// two cannot trade places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation<'a> {
+    /// The token presented.
+    pub spent: Jti<'a>,
+    /// The token issued in its place.
+    pub next: Jti<'a>,
+}
+
 /// A login to record.
 #[derive(Debug, Clone, Copy)]
 pub struct NewSession<'a> {
-    /// The user (see [`crate::tokens::Subject::user`]).
-    pub user: &'a str,
+    /// The user.
+    pub user: UserKey<'a>,
     /// The new session's id.
-    pub sid: &'a str,
+    pub sid: Sid<'a>,
     /// Its first redeemable refresh token.
-    pub jti: &'a str,
+    pub jti: Jti<'a>,
     /// Its device class.
     pub device_type: &'a str,
     /// The device id the client sent, if any.
@@ -184,26 +196,23 @@ pub trait SessionStore: Send + Sync {
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Recorded, Unavailable>> + Send;
 
-    /// Checks `jti` of `user`'s session `sid` before a refresh asks the
-    /// user service: see [`Checked`]. A token already used revokes the
-    /// session here, as a redemption would; a live one is counted against
-    /// the session's refresh rate.
+    /// Checks `jti` of the session `at` before a refresh asks the user
+    /// service: see [`Checked`]. A token already used revokes the session
+    /// here, as a redemption would; a live one is counted against the
+    /// session's refresh rate.
     fn check(
         &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
+        at: SessionRef<'_>,
+        jti: Jti<'_>,
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Checked, Unavailable>> + Send;
 
-    /// Redeems `jti` of `user`'s session `sid`, making `next` the
-    /// redeemable one.
+    /// Redeems the spent refresh token of the session `at`, making the next
+    /// one redeemable.
     fn redeem(
         &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
-        next: &str,
+        at: SessionRef<'_>,
+        turn: Rotation<'_>,
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Redeemed, Unavailable>> + Send;
 
@@ -212,50 +221,46 @@ pub trait SessionStore: Send + Sync {
     /// is not a live session of `user`).
     fn end(
         &self,
-        user: &str,
-        sid: Option<&str>,
+        user: UserKey<'_>,
+        sid: Option<Sid<'_>>,
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Vec<String>, Unavailable>> + Send;
 
-    /// Ends every live session of `user`, if `jti` is the redeemable
-    /// refresh token of the live session `sid` (its current one, or within
+    /// Ends every live session of the user of `at`, if `jti` is the
+    /// redeemable refresh token of the live session `at` (its current one, or within
     /// `reuse_grace` the one redeemed last): the sids ended. `None`: it is
     /// not (spent, revoked, unknown), and nothing ended. One atomic step.
     fn end_everywhere(
         &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
+        at: SessionRef<'_>,
+        jti: Jti<'_>,
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Option<Vec<String>>, Unavailable>> + Send;
 
-    /// Keeps `phone` with `user`'s live session `sid`: its next refreshes
-    /// carry it. `false`: the session is not live.
+    /// Keeps `phone` with the live session `at`: its next refreshes carry
+    /// it. `false`: the session is not live.
     fn set_phone(
         &self,
-        user: &str,
-        sid: &str,
+        at: SessionRef<'_>,
         phone: &str,
     ) -> impl std::future::Future<Output = Result<bool, Unavailable>> + Send;
 
-    /// Makes `next` the redeemable refresh token of `user`'s live session
-    /// `sid`, without a refresh token presented: for a new pair in the same
+    /// Makes `next` the redeemable refresh token of the live session `at`,
+    /// without a refresh token presented: for a new pair in the same
     /// session (a phone number verified, a login code retried). The token
     /// it replaces counts as just redeemed (so `reuse_grace` covers a client
     /// that lost the answer). `false`: the session is not live.
     fn reissue(
         &self,
-        user: &str,
-        sid: &str,
-        next: &str,
+        at: SessionRef<'_>,
+        next: Jti<'_>,
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<bool, Unavailable>> + Send;
 
-    /// The platform session key kept with `user`'s live session `sid`.
+    /// The platform session key kept with the live session `at`.
     fn session_key(
         &self,
-        user: &str,
-        sid: &str,
+        at: SessionRef<'_>,
     ) -> impl std::future::Future<Output = Result<Option<Secret>, Unavailable>> + Send;
 
     /// `user`'s live sessions, newest first: at most the store's listing
@@ -263,7 +268,7 @@ pub trait SessionStore: Send + Sync {
     /// bounded by it.
     fn list(
         &self,
-        user: &str,
+        user: UserKey<'_>,
     ) -> impl std::future::Future<Output = Result<Vec<SessionInfo>, Unavailable>> + Send;
 }
 
@@ -341,14 +346,14 @@ macro_rules! to_the_store {
 impl SessionStore for Store {
     to_the_store! {
         fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Recorded;
-        fn check(&self, user: &str, sid: &str, jti: &str, ttl: Duration) -> Checked;
-        fn redeem(&self, user: &str, sid: &str, jti: &str, next: &str, ttl: Duration) -> Redeemed;
-        fn end(&self, user: &str, sid: Option<&str>, ttl: Duration) -> Vec<String>;
-        fn end_everywhere(&self, user: &str, sid: &str, jti: &str, ttl: Duration)
+        fn check(&self, at: SessionRef<'_>, jti: Jti<'_>, ttl: Duration) -> Checked;
+        fn redeem(&self, at: SessionRef<'_>, turn: Rotation<'_>, ttl: Duration) -> Redeemed;
+        fn end(&self, user: UserKey<'_>, sid: Option<Sid<'_>>, ttl: Duration) -> Vec<String>;
+        fn end_everywhere(&self, at: SessionRef<'_>, jti: Jti<'_>, ttl: Duration)
             -> Option<Vec<String>>;
-        fn set_phone(&self, user: &str, sid: &str, phone: &str) -> bool;
-        fn reissue(&self, user: &str, sid: &str, next: &str, ttl: Duration) -> bool;
-        fn session_key(&self, user: &str, sid: &str) -> Option<Secret>;
-        fn list(&self, user: &str) -> Vec<SessionInfo>;
+        fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> bool;
+        fn reissue(&self, at: SessionRef<'_>, next: Jti<'_>, ttl: Duration) -> bool;
+        fn session_key(&self, at: SessionRef<'_>) -> Option<Secret>;
+        fn list(&self, user: UserKey<'_>) -> Vec<SessionInfo>;
     }
 }

@@ -16,7 +16,7 @@ use crate::gateway::Gateway;
 use crate::sessions::{NewSession, Recorded, SessionStore as _};
 use crate::signin::enrich::{merge_roles, Ask, EnrichError, EnrichFailure, Event};
 use crate::telemetry::metrics::SessionOp;
-use crate::tokens::{random_id, Subject, TokenPair};
+use crate::tokens::{random_id, Jti, SessionRef, Sid, Subject, TokenPair};
 
 /// The longest login code accepted, from any platform.
 pub const MAX_CODE: usize = 256;
@@ -52,7 +52,14 @@ pub async fn new_pair(gw: &Gateway, who: &Subject, sid: &str) -> Result<TokenPai
     let jti = random_id()?;
     let live = gw
         .sessions
-        .reissue(who.user(), sid, &jti, gw.tokens.refresh_ttl())
+        .reissue(
+            SessionRef {
+                user: who.user_key(),
+                sid: Sid(sid),
+            },
+            Jti(&jti),
+            gw.tokens.refresh_ttl(),
+        )
         .await
         .map_err(|_| store_down(gw, SessionOp::Refresh))?;
     if !live {
@@ -147,9 +154,9 @@ async fn begin_session(
 ) -> Result<(), ApiError> {
     let new = NewSession {
         session_key,
-        user: who.user(),
-        sid,
-        jti,
+        user: who.user_key(),
+        sid: Sid(sid),
+        jti: Jti(jti),
         device_type: &who.device_type,
         device_id: who.device_id.as_deref(),
         limit,

@@ -29,7 +29,7 @@ use cache::{token_key, TokenCache};
 pub use error::{AuthFailure, Internal, TokenError};
 use identity::identity;
 pub use identity::{Headers, Identity, Roles};
-pub use ids::{now_secs, random_id};
+pub use ids::{now_secs, random_id, Jti, SessionRef, Sid, UserKey};
 pub use subject::{user_key, Subject};
 
 use std::collections::BTreeMap;
@@ -135,6 +135,21 @@ pub struct Refresh {
     pub jti: String,
     /// When it expires (seconds since the epoch).
     pub exp: u64,
+}
+
+impl Refresh {
+    /// The session it belongs to.
+    pub fn session(&self) -> SessionRef<'_> {
+        SessionRef {
+            user: self.subject.user_key(),
+            sid: Sid(&self.sid),
+        }
+    }
+
+    /// Its id.
+    pub fn jti(&self) -> Jti<'_> {
+        Jti(&self.jti)
+    }
 }
 
 /// Issues and verifies tokens for one issuer.

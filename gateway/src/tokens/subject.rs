@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::UserKey;
+
 /// Who a token pair is for.
 #[derive(Debug, Clone)]
 pub struct Subject {
@@ -40,6 +42,11 @@ impl Subject {
             Some(u) => u,
             None => user_key(self.uid.as_deref(), self.unionid.as_deref(), &self.openid),
         }
+    }
+
+    /// [`Subject::user`], as the key type the session store takes.
+    pub fn user_key(&self) -> UserKey<'_> {
+        UserKey(self.user())
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use minigate::config::OnLimit;
 use minigate::sessions::{NewSession, Recorded, SessionStore as _};
+use minigate::tokens::{Jti, Sid, UserKey};
 
 use crate::support::*;
 
@@ -765,9 +766,9 @@ async fn an_expired_session_frees_its_slot_on_redis() {
     let redis = Redis::start().await;
     let store = minigate::sessions::redis::RedisStore::new(&redis.url(), Duration::ZERO).unwrap();
     let new = |sid: &'static str, device_type: &'static str, limit| NewSession {
-        user: "kim",
-        sid,
-        jti: "j",
+        user: UserKey("kim"),
+        sid: Sid(sid),
+        jti: Jti("j"),
         device_type,
         device_id: None,
         limit,
@@ -799,7 +800,7 @@ async fn an_expired_session_frees_its_slot_on_redis() {
     // ...and its PC slot is free.
     assert_eq!(store.begin(&new("pc3", "pc", 2), long).await, Ok(started));
     let sids: Vec<String> = store
-        .list("kim")
+        .list(UserKey("kim"))
         .await
         .unwrap()
         .into_iter()

@@ -49,10 +49,11 @@ pub use sync::{spawn_sync, Synced, RESYNC_EVERY};
 
 use super::revoked::now_ms;
 use super::{
-    Checked, NewSession, Recorded, Redeemed, SessionInfo, SessionStore, StoreSetupError,
-    Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+    Checked, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef, SessionStore,
+    StoreSetupError, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
+use crate::tokens::{Jti, Sid, UserKey};
 
 /// The sorted set of ended sessions, and the channel announcing them.
 pub const REVOKED_KEY: &str = "minigate:revoked";
@@ -367,15 +368,15 @@ impl KindStr for redis::RedisError {
 
 impl SessionStore for RedisStore {
     async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Recorded, Unavailable> {
-        let keys = Keys::of(new.user);
+        let keys = Keys::of(new.user.0);
         let mut con = self.con().await?;
         let mut inv = self.scripts.begin.prepare_invoke();
         inv.key(&keys.index)
             .key(keys.class(new.device_type))
-            .key(keys.session(new.sid))
+            .key(keys.session(new.sid.0))
             .key(&keys.all);
-        inv.arg(new.sid)
-            .arg(new.jti)
+        inv.arg(new.sid.0)
+            .arg(new.jti.0)
             .arg(new.device_type)
             .arg(new.device_id.unwrap_or(""))
             .arg(ms(ttl))
@@ -403,12 +404,11 @@ impl SessionStore for RedisStore {
 
     async fn redeem(
         &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
-        next: &str,
+        at: SessionRef<'_>,
+        turn: Rotation<'_>,
         ttl: Duration,
     ) -> Result<Redeemed, Unavailable> {
+        let (user, sid, jti, next) = (at.user.0, at.sid.0, turn.spent.0, turn.next.0);
         let keys = Keys::of(user);
         let mut con = self.con().await?;
         let mut inv = self.scripts.redeem.prepare_invoke();
@@ -435,11 +435,11 @@ impl SessionStore for RedisStore {
 
     async fn check(
         &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
+        at: SessionRef<'_>,
+        jti: Jti<'_>,
         ttl: Duration,
     ) -> Result<Checked, Unavailable> {
+        let (user, sid, jti) = (at.user.0, at.sid.0, jti.0);
         let keys = Keys::of(user);
         let mut con = self.con().await?;
         let mut inv = self.scripts.check.prepare_invoke();
@@ -470,11 +470,11 @@ impl SessionStore for RedisStore {
 
     async fn end_everywhere(
         &self,
-        user: &str,
-        sid: &str,
-        jti: &str,
+        at: SessionRef<'_>,
+        jti: Jti<'_>,
         ttl: Duration,
     ) -> Result<Option<Vec<String>>, Unavailable> {
+        let (user, sid, jti) = (at.user.0, at.sid.0, jti.0);
         let keys = Keys::of(user);
         let mut con = self.con().await?;
         let mut inv = self.scripts.end.prepare_invoke();
@@ -490,7 +490,8 @@ impl SessionStore for RedisStore {
         Ok(ended(out))
     }
 
-    async fn set_phone(&self, user: &str, sid: &str, phone: &str) -> Result<bool, Unavailable> {
+    async fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> Result<bool, Unavailable> {
+        let (user, sid) = (at.user.0, at.sid.0);
         let keys = Keys::of(user);
         let mut con = self.con().await?;
         let mut inv = self.scripts.set_phone.prepare_invoke();
@@ -502,11 +503,11 @@ impl SessionStore for RedisStore {
 
     async fn reissue(
         &self,
-        user: &str,
-        sid: &str,
-        next: &str,
+        at: SessionRef<'_>,
+        next: Jti<'_>,
         ttl: Duration,
     ) -> Result<bool, Unavailable> {
+        let (user, sid, next) = (at.user.0, at.sid.0, next.0);
         let keys = Keys::of(user);
         let mut con = self.con().await?;
         let mut inv = self.scripts.reissue.prepare_invoke();
@@ -516,7 +517,8 @@ impl SessionStore for RedisStore {
         Ok(done == 1)
     }
 
-    async fn session_key(&self, user: &str, sid: &str) -> Result<Option<Secret>, Unavailable> {
+    async fn session_key(&self, at: SessionRef<'_>) -> Result<Option<Secret>, Unavailable> {
+        let (user, sid) = (at.user.0, at.sid.0);
         let keys = Keys::of(user);
         let mut con = self.con().await?;
         let mut cmd = redis::cmd("HMGET");
@@ -531,10 +533,11 @@ impl SessionStore for RedisStore {
 
     async fn end(
         &self,
-        user: &str,
-        sid: Option<&str>,
+        user: UserKey<'_>,
+        sid: Option<Sid<'_>>,
         ttl: Duration,
     ) -> Result<Vec<String>, Unavailable> {
+        let (user, sid) = (user.0, sid.map(|s| s.0));
         let keys = Keys::of(user);
         let mut con = self.con().await?;
         let mut inv = self.scripts.end.prepare_invoke();
@@ -550,7 +553,8 @@ impl SessionStore for RedisStore {
         Ok(ended(out).unwrap_or_default())
     }
 
-    async fn list(&self, user: &str) -> Result<Vec<SessionInfo>, Unavailable> {
+    async fn list(&self, user: UserKey<'_>) -> Result<Vec<SessionInfo>, Unavailable> {
+        let user = user.0;
         let keys = Keys::of(user);
         let mut con = self.con().await?;
         let mut inv = self.scripts.list.prepare_invoke();
