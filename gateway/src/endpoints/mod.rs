@@ -54,7 +54,7 @@ use crate::signin::enrich::Event;
 use crate::signin::providers::Login;
 use crate::telemetry::metrics::{Own, Refusal, SessionOp};
 use crate::tokens::TokenError;
-use crate::tokens::{random_id, Jti, Sid, Subject, TokenPair, UserKey};
+use crate::tokens::{random_id, DeviceClass, Jti, Sid, Subject, TokenPair, UserKey};
 use crate::wechat::crypt::DecryptError;
 use crate::wechat::phone::PhoneError;
 

@@ -80,7 +80,7 @@ pub async fn identify(
     if let Some(enricher) = &gw.enricher {
         let ask = Ask {
             event,
-            platform: &subject.platform,
+            platform: subject.platform.name(),
             appid: &subject.appid,
             openid: &subject.openid,
             unionid: subject.unionid.as_deref(),

@@ -30,7 +30,7 @@ pub use error::{AuthFailure, Internal, TokenError};
 use identity::identity;
 pub use identity::{Headers, Identity, Roles};
 pub use ids::{now_secs, random_id, Jti, SessionRef, Sid, UserKey};
-pub use subject::{user_key, Subject};
+pub use subject::{user_key, DeviceClass, Subject};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,7 +40,7 @@ use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::UnitWeighter;
 use serde::{Deserialize, Serialize};
 
-use crate::config::TokensConfig;
+use crate::config::{Platform, TokensConfig};
 use crate::tokens::keys::KeyStore;
 
 /// `typ` of access tokens (RFC 9068).
@@ -332,13 +332,13 @@ impl Tokens {
             nbf: None,
             jti,
             sid: sid.to_owned(),
-            platform: who.platform.clone(),
+            platform: who.platform.name().to_owned(),
             unionid: who.unionid.clone(),
             did: who.device_id.clone(),
             roles: who.roles.clone(),
             uid: who.uid.clone(),
             ext: who.ext.clone(),
-            dvt: Some(who.device_type.clone()),
+            dvt: Some(who.device_type.to_string()),
             phone_number: who.phone.clone(),
             usr: None,
         };
@@ -397,7 +397,7 @@ impl Tokens {
             REFRESH_TYP,
             |aud| matches!(aud, Audience::One(a) if a == issuer),
         )?;
-        Ok(into_refresh(c))
+        into_refresh(c)
     }
 
     /// Verifies an access token in full (no cache) and gives what it says
@@ -408,7 +408,7 @@ impl Tokens {
         let (c, _) = self.check(token, ACCESS_TYP, |aud| {
             aud.contains_any(&self.config.audience)
         })?;
-        Ok(into_refresh(c))
+        into_refresh(c)
     }
     /// Signature, type and the registered claims, with the generation of the
     /// key set that verified them.
@@ -448,28 +448,31 @@ impl Tokens {
     }
 }
 
-/// The subject and session of verified claims.
-fn into_refresh(c: Claims) -> Refresh {
-    Refresh {
+/// The subject and session of verified claims; a platform the gateway
+/// does not know makes them invalid.
+fn into_refresh(c: Claims) -> Result<Refresh, TokenError> {
+    let platform = Platform::named(&c.platform).ok_or(TokenError::InvalidClaims)?;
+    Ok(Refresh {
         subject: Subject {
             openid: c.sub,
             unionid: c.unionid,
             appid: c.client_id,
-            platform: c.platform,
+            platform,
             device_id: c.did,
             uid: c.uid,
             roles: c.roles,
             ext: c.ext,
-            device_type: c
-                .dvt
-                .unwrap_or_else(|| crate::config::defaults::DEVICE_TYPE.to_owned()),
+            device_type: DeviceClass::new(
+                c.dvt
+                    .unwrap_or_else(|| crate::config::defaults::DEVICE_TYPE.to_owned()),
+            ),
             session_user: c.usr,
             phone: c.phone_number,
         },
         sid: c.sid,
         jti: c.jti,
         exp: c.exp,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -696,12 +699,12 @@ mod tests {
             openid: "o".repeat(128),
             unionid: Some("u".repeat(128)),
             appid: "a".repeat(64),
-            platform: "wechat_web".into(),
+            platform: Platform::named("wechat_web").unwrap(),
             device_id: Some("d".repeat(128)),
             uid: Some("i".repeat(128)),
             roles,
             ext,
-            device_type: "t".repeat(32),
+            device_type: DeviceClass::new("t".repeat(32)),
             phone: Some("p".repeat(32)),
             session_user: None,
         }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::UserKey;
+use crate::config::Platform;
 
 /// Who a token pair is for.
 #[derive(Debug, Clone)]
@@ -13,8 +14,8 @@ pub struct Subject {
     pub unionid: Option<String>,
     /// The mini-program's appid (`client_id`).
     pub appid: String,
-    /// The platform name.
-    pub platform: String,
+    /// The platform.
+    pub platform: Platform,
     /// The device id the client sent at login, if any.
     pub device_id: Option<String>,
     /// The user service's id for the person, from enrichment.
@@ -24,12 +25,43 @@ pub struct Subject {
     /// Short custom claims from enrichment (`ext`).
     pub ext: BTreeMap<String, String>,
     /// The device class of the login (`dvt`).
-    pub device_type: String,
+    pub device_type: DeviceClass,
     /// The phone number WeChat verified for this session (`phone_number`).
     pub phone: Option<String>,
     /// The user the login session was begun under (`usr` of its refresh
     /// token), once there is one; see [`Subject::user`].
     pub session_user: Option<String>,
+}
+
+/// A device class (`dvt`): one of `[sessions] device_types`, or the
+/// default class of a login that named none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceClass(String);
+
+impl DeviceClass {
+    /// The class named `name`, which the caller has checked against the
+    /// configured classes (or read from a token the gateway signed).
+    pub fn new(name: impl Into<String>) -> DeviceClass {
+        DeviceClass(name.into())
+    }
+
+    /// Its name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for DeviceClass {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for DeviceClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl Subject {

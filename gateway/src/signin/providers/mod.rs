@@ -138,6 +138,12 @@ impl fmt::Debug for Platform {
     }
 }
 
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Code-exchange metrics of one platform.
 #[derive(Debug)]
 pub struct ExchangeMetrics {

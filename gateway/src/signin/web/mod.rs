@@ -49,7 +49,7 @@ use crate::gateway::Gateway;
 use crate::protocol::path::canonical;
 use crate::signin::{device_class, open_session, MAX_CODE};
 use crate::telemetry::metrics::{Csrf, SessionOp, WebLogin};
-use crate::tokens::{Subject, TokenPair};
+use crate::tokens::{DeviceClass, Subject, TokenPair};
 
 use cookies::Found;
 pub use setup::{Web, CALLBACK, LOGIN};
@@ -335,12 +335,12 @@ async fn signed_in(
         openid: user.openid,
         unionid: user.unionid,
         appid: provider.appid.clone(),
-        platform: provider.platform.name().to_owned(),
+        platform: provider.platform,
         device_id: None,
         uid: None,
         roles: Vec::new(),
         ext: Default::default(),
-        device_type,
+        device_type: DeviceClass::new(device_type),
         session_user: None,
         phone: None,
     };
