@@ -62,11 +62,34 @@ enum Command {
     Sessions(SessionsCommand),
 }
 
-/// A failure to report: the line to print and the exit code.
-struct Failure(u8, String);
+/// Why a command failed: the one line it prints, and by its kind the exit
+/// code. What the operator must correct (the command line, the config, the
+/// key set) exits 2; what failed while the command ran (the runtime, the
+/// listener, the admin API) exits 1.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// The command line, the config or the key set is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The gateway (or the runtime under it) could not start.
+    #[error("{0}")]
+    Start(String),
+    /// The admin API could not be asked, or did not do what was asked.
+    #[error(transparent)]
+    Admin(#[from] sessions::AdminFailure),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Invalid(_) => 2,
+            Failure::Start(_) | Failure::Admin(_) => 1,
+        }
+    }
+}
 
 fn bad(msg: impl std::fmt::Display) -> Failure {
-    Failure(2, msg.to_string())
+    Failure::Invalid(msg.to_string())
 }
 
 /// Parses the command line and runs it.
@@ -74,9 +97,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(code, line)) => {
-            eprintln!("minigate: {line}");
-            ExitCode::from(code)
+        Err(failure) => {
+            eprintln!("minigate: {failure}");
+            ExitCode::from(failure.exit_code())
         }
     }
 }
@@ -115,5 +138,5 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure(1, format!("cannot start the runtime: {e}")))
+        .map_err(|e| Failure::Start(format!("cannot start the runtime: {e}")))
 }

@@ -86,7 +86,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
                 .ok_or_else(|| bad("no platform"))?;
             let running = crate::ops::dev::start(listen, platform)
                 .await
-                .map_err(|e| Failure(1, e.to_string()))?;
+                .map_err(|e| Failure::Start(e.to_string()))?;
             say!("{}", crate::ops::dev::walkthrough(running.addr, platform));
             tracing::info!(addr = %running.addr, "minigate dev mode listening");
             shutdown_signal().await;
@@ -107,7 +107,7 @@ pub(super) fn serve(args: ServeArgs) -> Result<(), Failure> {
     runtime()?.block_on(async {
         let running = crate::listener::start(&config, keys)
             .await
-            .map_err(|e| Failure(1, e.to_string()))?;
+            .map_err(|e| Failure::Start(e.to_string()))?;
         tracing::info!(
             addr = %running.addr,
             routes = config.routes.len(),

@@ -86,9 +86,10 @@ pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
         url = format!("{url}/{}", path_segment(sid));
     }
     crate::crypto::install_crypto_provider();
-    let fail = |e: reqwest::Error| {
+    let fail = |e: reqwest::Error| AdminFailure::Unreachable {
+        base: base.clone(),
         // The URL is the operator's own; the token is never in it.
-        Failure(1, format!("admin API at {base}: {}", e.without_url()))
+        error: e.without_url().to_string(),
     };
     let (status, body) = runtime()?.block_on(async {
         let client = reqwest::Client::builder()
@@ -103,21 +104,17 @@ pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
             .map_err(fail)?;
         let status = res.status();
         let body = res.bytes().await.map_err(fail)?;
-        Ok::<_, Failure>((status, body))
+        Ok::<_, AdminFailure>((status, body))
     })?;
     match status.as_u16() {
         200 => {
-            let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
-                Failure(
-                    1,
-                    "the admin API answered something that is not JSON".into(),
-                )
-            })?;
-            let time = |v: &serde_json::Value| {
-                let t = std::time::UNIX_EPOCH + Duration::from_secs(v.as_u64().unwrap_or(0));
+            let listing: Listing =
+                serde_json::from_slice(&body).map_err(|_| AdminFailure::NotJson)?;
+            let time = |secs: Option<u64>| {
+                let t = std::time::UNIX_EPOCH + Duration::from_secs(secs.unwrap_or(0));
                 humantime::format_rfc3339_seconds(t).to_string()
             };
-            let list = doc["sessions"].as_array().cloned().unwrap_or_default();
+            let list = listing.sessions;
             say!(
                 "{:<24} {:<8} {:<21} {:<21} DEVICE_ID",
                 "SID",
@@ -125,15 +122,15 @@ pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
                 "CREATED",
                 "REFRESHED"
             );
-            let text = |v: &serde_json::Value| escaped(v.as_str().unwrap_or("-"));
+            let text = |v: &Option<String>| escaped(v.as_deref().unwrap_or("-"));
             for s in &list {
                 say!(
                     "{:<24} {:<8} {:<21} {:<21} {}",
-                    text(&s["sid"]),
-                    text(&s["device_type"]),
-                    time(&s["created_at"]),
-                    time(&s["refreshed_at"]),
-                    text(&s["device_id"])
+                    text(&s.sid),
+                    text(&s.device_type),
+                    time(s.created_at),
+                    time(s.refreshed_at),
+                    text(&s.device_id)
                 );
             }
             say!("{} live session(s) of {}", list.len(), escaped(&args.user));
@@ -141,46 +138,92 @@ pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
         }
         204 => {
             match sid {
-                Some(sid) => say!(
-                    "ended session {} of {}",
-                    escaped(sid),
-                    escaped(&args.user)
-                ),
+                Some(sid) => say!("ended session {} of {}", escaped(sid), escaped(&args.user)),
                 None => say!("ended every session of {}", escaped(&args.user)),
             }
             Ok(())
         }
-        401 => Err(Failure(
-            1,
-            "the admin API refused the token in MINIGATE_ADMIN_TOKEN".into(),
-        )),
-        403 => Err(Failure(
-            1,
-            "the token in MINIGATE_ADMIN_TOKEN does not hold the sessions scope: use a token with scopes = [\"sessions\"] (or token_env/token_file's, which has every scope)".into(),
-        )),
-        404 if sid.is_some() => Err(Failure(
-            1,
-            format!(
-                "{} has no live session {}",
-                escaped(&args.user),
-                escaped(sid.unwrap_or(""))
-            ),
-        )),
+        401 => Err(AdminFailure::TokenRefused.into()),
+        403 => Err(AdminFailure::NoSessionsScope.into()),
+        404 if sid.is_some() => Err(AdminFailure::NoSuchSession {
+            user: escaped(&args.user),
+            sid: escaped(sid.unwrap_or("")),
+        }
+        .into()),
         other => {
             let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            Err(Failure(
-                1,
-                format!(
-                    "the admin API answered {other}: {}",
-                    escaped(
-                        doc["error_description"]
-                            .as_str()
-                            .unwrap_or("(no description)")
-                    )
+            Err(AdminFailure::Answered {
+                status: other,
+                description: escaped(
+                    doc["error_description"]
+                        .as_str()
+                        .unwrap_or("(no description)"),
                 ),
-            ))
+            }
+            .into())
         }
     }
+}
+
+/// `GET /admin/users/{user}/sessions`' answer, as the CLI prints it: a
+/// field the server left out prints as `-` (or the epoch).
+#[derive(Debug, serde::Deserialize)]
+struct Listing {
+    sessions: Vec<ListedSession>,
+}
+
+/// One session of a [`Listing`].
+#[derive(Debug, serde::Deserialize)]
+struct ListedSession {
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    device_type: Option<String>,
+    #[serde(default)]
+    created_at: Option<u64>,
+    #[serde(default)]
+    refreshed_at: Option<u64>,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+/// What went wrong asking the admin API. Every text in it is escaped
+/// ([`escaped`]) or the operator's own.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AdminFailure {
+    /// The call did not get an answer.
+    #[error("admin API at {base}: {error}")]
+    Unreachable {
+        /// The admin listener's base URL.
+        base: String,
+        /// What failed, without the URL.
+        error: String,
+    },
+    /// A 200 whose body is not JSON.
+    #[error("the admin API answered something that is not JSON")]
+    NotJson,
+    /// 401.
+    #[error("the admin API refused the token in MINIGATE_ADMIN_TOKEN")]
+    TokenRefused,
+    /// 403.
+    #[error("the token in MINIGATE_ADMIN_TOKEN does not hold the sessions scope: use a token with scopes = [\"sessions\"] (or token_env/token_file's, which has every scope)")]
+    NoSessionsScope,
+    /// 404 for one session.
+    #[error("{user} has no live session {sid}")]
+    NoSuchSession {
+        /// The user key, escaped.
+        user: String,
+        /// The sid, escaped.
+        sid: String,
+    },
+    /// Any other answer.
+    #[error("the admin API answered {status}: {description}")]
+    Answered {
+        /// Its status.
+        status: u16,
+        /// Its `error_description`, escaped.
+        description: String,
+    },
 }
 
 /// `s` with its control characters (C0, DEL, C1) and the Unicode marks
