@@ -365,7 +365,7 @@ async fn behind_a_trusted_nginx_the_forwarded_client_is_the_client() {
         let headers = assert_error(login(xff, 2).await.unwrap(), 429, "rate_limited").await;
         assert!(headers.contains_key("retry-after"));
     }
-    assert_eq!(gw.wechat.queries.lock().unwrap().len(), 4);
+    assert_eq!(gw.wechat.queries().len(), 4);
 }
 
 #[tokio::test]

@@ -234,7 +234,7 @@ async fn login_is_rate_limited_per_client_ip() {
         assert!((1..=10).contains(&wait), "Retry-After {wait}");
     }
     // The platform saw only the logins that passed: the quota is safe.
-    assert_eq!(gw.wechat.queries.lock().unwrap().len(), 3);
+    assert_eq!(gw.wechat.queries().len(), 3);
     // Refresh and proxied requests are not login: unaffected.
     let t = &tokens[0];
     let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &t.refresh_token).await;
@@ -252,7 +252,7 @@ async fn a_login_body_that_never_arrives_is_408() {
     let (got, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
     assert!(got.starts_with("HTTP/1.1 408"), "{got}");
     assert!(got.contains("invalid_request"), "{got}");
-    assert!(gw.wechat.queries.lock().unwrap().is_empty());
+    assert!(gw.wechat.queries().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 //! Alipay's signed calls and signed answers, and secrets and keys kept out
 //! of responses, logs and `config check`.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,14 +45,44 @@ impl Neighbours {
     /// `[[providers]]` of QQ, Douyin, Baidu and Alipay (the harness adds
     /// WeChat), each with `timeout`; Alipay with these key files.
     fn providers_with(&self, timeout: &str, private_key: &Path, alipay_key: &Path) -> String {
-        let (wechat, douyin, baidu, alipay) = (
+        let addrs = [
             self.wechat.addr,
             self.douyin.addr,
             self.baidu.addr,
             self.alipay.addr,
-        );
-        format!(
-            r#"
+        ];
+        providers_at(addrs, timeout, private_key, alipay_key)
+    }
+
+    fn providers(&self, timeout: &str) -> String {
+        self.providers_with(
+            timeout,
+            &self.keys.path().join("app.pk8.pem"),
+            &self.keys.path().join("alipay.spki.pem"),
+        )
+    }
+
+    fn setup(&self) -> Setup {
+        Setup {
+            wechat_addr: Some(self.wechat.addr),
+            wechat_timeout: "1s",
+            extra: self.providers("1s"),
+            ..Setup::default()
+        }
+    }
+}
+
+/// `[[providers]]` of QQ, Douyin, Baidu and Alipay at the stand-ins
+/// (WeChat's serves QQ) at `addrs`, each with `timeout`; Alipay with these
+/// key files.
+fn providers_at(
+    [wechat, douyin, baidu, alipay]: [SocketAddr; 4],
+    timeout: &str,
+    private_key: &Path,
+    alipay_key: &Path,
+) -> String {
+    format!(
+        r#"
 [[providers]]
 platform = "qq"
 appid = "{QQ_APPID}"
@@ -81,27 +112,9 @@ alipay_public_key_file = "{}"
 base_url = "http://{alipay}/gateway.do"
 timeout = "{timeout}"
 "#,
-            private_key.display(),
-            alipay_key.display()
-        )
-    }
-
-    fn providers(&self, timeout: &str) -> String {
-        self.providers_with(
-            timeout,
-            &self.keys.path().join("app.pk8.pem"),
-            &self.keys.path().join("alipay.spki.pem"),
-        )
-    }
-
-    fn setup(&self) -> Setup {
-        Setup {
-            wechat_addr: Some(self.wechat.addr),
-            wechat_timeout: "1s",
-            extra: self.providers("1s"),
-            ..Setup::default()
-        }
-    }
+        private_key.display(),
+        alipay_key.display()
+    )
 }
 
 /// A login's body for the provider `appid`, with `code` as given.
@@ -165,12 +178,12 @@ async fn every_platform_logs_in_and_its_tokens_and_headers_name_it() {
     }
 
     // Each platform was called in its own wire format.
-    let qq = n.wechat.queries.lock().unwrap().last().cloned().unwrap();
+    let qq = n.wechat.queries().last().cloned().unwrap();
     assert!(
         qq.contains(&format!("appid={QQ_APPID}")) && qq.contains("js_code=union%3Au-qq"),
         "{qq}"
     );
-    let dy = n.douyin.last();
+    let dy = n.douyin.last_call().unwrap();
     assert_eq!(
         (dy.method.as_str(), dy.path.as_str()),
         ("POST", "/api/apps/v2/jscode2session")
@@ -180,7 +193,7 @@ async fn every_platform_logs_in_and_its_tokens_and_headers_name_it() {
         body,
         serde_json::json!({"appid": DOUYIN_APPID, "secret": DOUYIN_SECRET, "code": "union:u-dy"})
     );
-    let bd = n.baidu.last();
+    let bd = n.baidu.last_call().unwrap();
     assert_eq!(
         (bd.method.as_str(), bd.path.as_str()),
         ("POST", "/oauth/jscode2sessionkey")
@@ -193,7 +206,7 @@ async fn every_platform_logs_in_and_its_tokens_and_headers_name_it() {
             ("sk".to_owned(), BAIDU_SECRET.to_owned())
         ]
     );
-    let ali = n.alipay.last();
+    let ali = n.alipay.last_call().unwrap();
     assert_eq!(
         (ali.method.as_str(), ali.path.as_str()),
         ("POST", "/gateway.do")
@@ -201,9 +214,7 @@ async fn every_platform_logs_in_and_its_tokens_and_headers_name_it() {
     assert_eq!(ali.param("code").as_deref(), Some("alipay-user"));
     assert!(ali.query.is_empty(), "everything travels in the form body");
     assert_eq!(
-        n.alipay
-            .bad_signatures
-            .load(std::sync::atomic::Ordering::Relaxed),
+        n.alipay.bad_signatures(),
         0,
         "the stand-in verified every call's signature"
     );
@@ -222,7 +233,8 @@ async fn douyin_trades_the_anonymous_code_too() {
         t["anonymous_openid"],
         format!("anon-{}", openid_for("dy-device")).as_str()
     );
-    let sent: serde_json::Value = serde_json::from_str(&n.douyin.last().body).unwrap();
+    let sent: serde_json::Value =
+        serde_json::from_str(&n.douyin.last_call().unwrap().body).unwrap();
     assert_eq!(sent["anonymous_code"], "dy-device");
     // Other platforms ignore it; an empty one is a bad request.
     let body = serde_json::json!({"code": "b", "anonymous_code": "x", "appid": BAIDU_APPID});
@@ -396,11 +408,7 @@ async fn alipay_calls_are_signed_with_the_apps_key() {
             .status(),
         200
     );
-    let refused = || {
-        n.alipay
-            .bad_signatures
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let refused = || n.alipay.bad_signatures();
     assert_eq!(refused(), 0);
     // The same key as PKCS#1 signs the same.
     let pkcs1 = key_file(n.keys.path(), "app.pkcs1.pem", 0o600);
@@ -520,32 +528,13 @@ fn config_check_shows_each_platform_and_where_its_credentials_come_from() {
     let public = alipay_fixtures().join("alipay.spki.pem");
     let keys = key_dir(jwks::Alg::ES256);
     let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-    let n = Neighbours {
-        wechat: WeChat {
-            addr: addr(1),
-            queries: Default::default(),
-            token_calls: Default::default(),
-            generation: Default::default(),
-        },
-        douyin: StandIn {
-            addr: addr(2),
-            calls: Default::default(),
-            bad_signatures: Default::default(),
-        },
-        baidu: StandIn {
-            addr: addr(3),
-            calls: Default::default(),
-            bad_signatures: Default::default(),
-        },
-        alipay: StandIn {
-            addr: addr(4),
-            calls: Default::default(),
-            bad_signatures: Default::default(),
-        },
-        keys: tempfile::tempdir().unwrap(),
-    };
     let setup = Setup {
-        extra: n.providers_with("2s", &private, &public),
+        extra: providers_at(
+            [addr(1), addr(2), addr(3), addr(4)],
+            "2s",
+            &private,
+            &public,
+        ),
         ..Setup::default()
     };
     let cfg = tmp.path().join("c.toml");
@@ -630,6 +619,6 @@ async fn a_provider_redirect_is_never_followed() {
     }
     // Each login made one call, to the configured platform only; the
     // secret went nowhere else.
-    assert_eq!(redirecting.queries.lock().unwrap().len(), statuses.len());
-    assert!(elsewhere.queries.lock().unwrap().is_empty());
+    assert_eq!(redirecting.queries().len(), statuses.len());
+    assert!(elsewhere.queries().is_empty());
 }

@@ -246,7 +246,7 @@ async fn the_whole_sign_in_over_tls_sets_the_contracts_cookies() {
     assert_eq!(cleared, "");
     assert!(line.contains("Max-Age=0"), "{line}");
     // The exchange: WeChat's wire format, once; its token goes nowhere.
-    let exchanges = w.wx.exchanges.lock().unwrap().clone();
+    let exchanges = w.wx.exchanges();
     assert_eq!(exchanges.len(), 1);
     assert_eq!(
         exchanges[0],
@@ -302,7 +302,7 @@ async fn the_whole_sign_in_over_tls_sets_the_contracts_cookies() {
 
     // PC: the QR-code page, snsapi_login, device type pc.
     let pc = sign_in(&w, PC_APPID, "pc-user").await;
-    let page = w.wx.authorizes.lock().unwrap().last().unwrap().clone();
+    let page = w.wx.authorizes().last().unwrap().clone();
     assert!(page.contains("scope=snsapi_login"), "{page}");
     w.http
         .get(format!("{}/app/page", w.base))

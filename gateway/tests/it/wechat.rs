@@ -398,9 +398,7 @@ async fn one_code_one_exchange_and_a_retry_lands_in_the_same_session() {
     let code = fresh("retry-user");
     let calls = || {
         gw.wechat
-            .queries
-            .lock()
-            .unwrap()
+            .queries()
             .iter()
             .filter(|q| q.contains(&urlencode(&code)))
             .count()

@@ -70,6 +70,8 @@ impl Default for Setup {
 pub struct Gateway {
     pub running: Running,
     pub url: String,
+    /// The harness's stand-in WeChat (called by nobody when the setup
+    /// names a `wechat_addr`).
     pub wechat: WeChat,
     pub upstream: Upstream,
     pub keys_dir: PathBuf,
@@ -196,15 +198,9 @@ pub fn key_dir(alg: jwks::Alg) -> tempfile::TempDir {
 }
 
 pub async fn start(setup: Setup) -> Gateway {
-    let wechat = match setup.wechat_addr {
-        Some(addr) => WeChat {
-            addr,
-            queries: Default::default(),
-            token_calls: Default::default(),
-            generation: Default::default(),
-        },
-        None => wechat().await,
-    };
+    // With `wechat_addr` the config points elsewhere, and this stand-in
+    // is called by nobody.
+    let wechat = wechat().await;
     let upstream = upstream().await;
     let (tmp, keys_dir) = match &setup.keys_dir {
         Some(dir) => (None, dir.clone()),
@@ -215,7 +211,8 @@ pub async fn start(setup: Setup) -> Gateway {
         }
     };
     let up = setup.upstream_addr.unwrap_or(upstream.addr);
-    let text = config_text(&setup, &keys_dir, wechat.addr, up, &setup.listen);
+    let wechat_addr = setup.wechat_addr.unwrap_or(wechat.addr);
+    let text = config_text(&setup, &keys_dir, wechat_addr, up, &setup.listen);
     let config = Config::from_toml(&text, &test_env).unwrap();
     let keys =
         minigate::tokens::keys::KeyStore::open(keys_dir.clone(), &config.tokens.issuer).unwrap();
