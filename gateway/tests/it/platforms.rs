@@ -44,7 +44,12 @@ async fn neighbours() -> Neighbours {
 impl Neighbours {
     /// `[[providers]]` of QQ, Douyin, Baidu and Alipay (the harness adds
     /// WeChat), each with `timeout`; Alipay with these key files.
-    fn providers_with(&self, timeout: &str, private_key: &Path, alipay_key: &Path) -> String {
+    fn providers_with(
+        &self,
+        timeout: Duration,
+        private_key: &Path,
+        alipay_key: &Path,
+    ) -> Vec<Provider> {
         let addrs = [
             self.wechat.addr,
             self.douyin.addr,
@@ -54,7 +59,7 @@ impl Neighbours {
         providers_at(addrs, timeout, private_key, alipay_key)
     }
 
-    fn providers(&self, timeout: &str) -> String {
+    fn providers(&self, timeout: Duration) -> Vec<Provider> {
         self.providers_with(
             timeout,
             &self.keys.path().join("app.pk8.pem"),
@@ -66,7 +71,7 @@ impl Neighbours {
         Setup {
             wechat_addr: Some(self.wechat.addr),
             wechat_timeout: "1s",
-            extra: self.providers("1s"),
+            providers: self.providers(secs(1)),
             ..Setup::default()
         }
     }
@@ -77,44 +82,26 @@ impl Neighbours {
 /// key files.
 fn providers_at(
     [wechat, douyin, baidu, alipay]: [SocketAddr; 4],
-    timeout: &str,
+    timeout: Duration,
     private_key: &Path,
     alipay_key: &Path,
-) -> String {
-    format!(
-        r#"
-[[providers]]
-platform = "qq"
-appid = "{QQ_APPID}"
-secret_env = "TEST_QQ_SECRET"
-base_url = "http://{wechat}"
-timeout = "{timeout}"
-
-[[providers]]
-platform = "douyin"
-appid = "{DOUYIN_APPID}"
-secret_env = "TEST_DOUYIN_SECRET"
-base_url = "http://{douyin}"
-timeout = "{timeout}"
-
-[[providers]]
-platform = "baidu"
-appid = "{BAIDU_APPID}"
-secret_env = "TEST_BAIDU_SECRET"
-base_url = "http://{baidu}/"
-timeout = "{timeout}"
-
-[[providers]]
-platform = "alipay"
-appid = "{ALIPAY_APPID}"
-private_key_file = "{}"
-alipay_public_key_file = "{}"
-base_url = "http://{alipay}/gateway.do"
-timeout = "{timeout}"
-"#,
-        private_key.display(),
-        alipay_key.display()
-    )
+) -> Vec<Provider> {
+    vec![
+        Provider::new("qq", QQ_APPID, "TEST_QQ_SECRET").base_url(format!("http://{wechat}")),
+        Provider::new("douyin", DOUYIN_APPID, "TEST_DOUYIN_SECRET")
+            .base_url(format!("http://{douyin}")),
+        Provider::new("baidu", BAIDU_APPID, "TEST_BAIDU_SECRET")
+            .base_url(format!("http://{baidu}/")),
+        Provider::default()
+            .platform("alipay")
+            .appid(ALIPAY_APPID)
+            .private_key_file(private_key)
+            .alipay_public_key_file(alipay_key)
+            .base_url(format!("http://{alipay}/gateway.do")),
+    ]
+    .into_iter()
+    .map(|p| p.timeout(timeout))
+    .collect()
 }
 
 /// A login's body for the provider `appid`, with `code` as given.
@@ -381,12 +368,12 @@ async fn alipay_answers_are_believed_only_once_their_signature_verifies() {
 
     // A gateway that trusts the wrong Alipay key believes nothing.
     let wrong = n.providers_with(
-        "1s",
+        secs(1),
         &n.keys.path().join("app.pk8.pem"),
         &alipay_fixtures().join("app.spki.pem"),
     );
     let gw = start(Setup {
-        extra: wrong,
+        providers: wrong,
         ..n.setup()
     })
     .await;
@@ -413,7 +400,7 @@ async fn alipay_calls_are_signed_with_the_apps_key() {
     // The same key as PKCS#1 signs the same.
     let pkcs1 = key_file(n.keys.path(), "app.pkcs1.pem", 0o600);
     let gw = start(Setup {
-        extra: n.providers_with("1s", &pkcs1, &n.keys.path().join("alipay.spki.pem")),
+        providers: n.providers_with(secs(1), &pkcs1, &n.keys.path().join("alipay.spki.pem")),
         ..n.setup()
     })
     .await;
@@ -427,7 +414,7 @@ async fn alipay_calls_are_signed_with_the_apps_key() {
     // Another app's key: Alipay refuses the call, so does the gateway.
     let other = key_file(n.keys.path(), "alipay.pk8.pem", 0o600);
     let gw = start(Setup {
-        extra: n.providers_with("1s", &other, &n.keys.path().join("alipay.spki.pem")),
+        providers: n.providers_with(secs(1), &other, &n.keys.path().join("alipay.spki.pem")),
         ..n.setup()
     })
     .await;
@@ -473,7 +460,7 @@ async fn secrets_and_private_keys_stay_out_of_responses_and_logs() {
     let n = neighbours().await;
     let upstream = upstream().await;
     let setup = Setup {
-        extra: n.providers("1s"),
+        providers: n.providers(secs(1)),
         ..n.setup()
     };
     let gw = spawn_binary_with(&setup, n.wechat.addr, upstream.addr, "trace").await;
@@ -529,9 +516,9 @@ fn config_check_shows_each_platform_and_where_its_credentials_come_from() {
     let keys = key_dir(jwks::Alg::ES256);
     let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
     let setup = Setup {
-        extra: providers_at(
+        providers: providers_at(
             [addr(1), addr(2), addr(3), addr(4)],
-            "2s",
+            secs(2),
             &private,
             &public,
         ),
@@ -598,7 +585,7 @@ async fn a_provider_redirect_is_never_followed() {
     let redirecting = wechat_redirecting(elsewhere.addr).await;
     let gw = start(Setup {
         wechat_addr: Some(redirecting.addr),
-        ..hard("")
+        ..Setup::default()
     })
     .await;
     let statuses = [301, 302, 303, 307, 308];
