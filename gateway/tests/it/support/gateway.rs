@@ -84,6 +84,18 @@ impl Default for Setup {
     }
 }
 
+/// A setter of `Setup` for each optional section named.
+macro_rules! sections {
+    ($($name:ident: $ty:ty),*) => {
+        $(
+            pub fn $name(mut self, $name: $ty) -> Setup {
+                self.$name = Some($name);
+                self
+            }
+        )*
+    };
+}
+
 impl Setup {
     /// These `[server]` keys too (over the harness's).
     pub fn server(mut self, server: Server) -> Setup {
@@ -103,35 +115,8 @@ impl Setup {
         self
     }
 
-    pub fn sessions(mut self, sessions: Sessions) -> Setup {
-        self.sessions = Some(sessions);
-        self
-    }
-
-    pub fn admin(mut self, admin: Admin) -> Setup {
-        self.admin = Some(admin);
-        self
-    }
-
-    pub fn enrich(mut self, enrich: Enrich) -> Setup {
-        self.enrich = Some(enrich);
-        self
-    }
-
-    pub fn web(mut self, web: Web) -> Setup {
-        self.web = Some(web);
-        self
-    }
-
-    pub fn log(mut self, log: Log) -> Setup {
-        self.log = Some(log);
-        self
-    }
-
-    pub fn tls(mut self, tls: Tls) -> Setup {
-        self.tls = Some(tls);
-        self
-    }
+    // One setter per optional section: `.sessions(..)`, `.admin(..)`...
+    sections!(sessions: Sessions, admin: Admin, enrich: Enrich, web: Web, log: Log, tls: Tls);
 }
 
 /// A running gateway with its neighbours.

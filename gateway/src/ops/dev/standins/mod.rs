@@ -362,6 +362,16 @@ impl StandIn {
             .find(|a| a.appid == appid && accept(a.platform.name()))
     }
 
+    /// The script's answer to `code` of `app`.
+    fn login(&self, app: &App, code: &str, anonymous_code: Option<&str>) -> Outcome {
+        self.state.script.login(&Login {
+            platform: app.platform,
+            appid: &app.appid,
+            code,
+            anonymous_code,
+        })
+    }
+
     /// Records the call, then routes it by path (the platforms' paths do
     /// not collide, so one stand-in may serve several).
     async fn answer(&self, req: Request<Incoming>) -> Answer {

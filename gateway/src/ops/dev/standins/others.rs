@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 use serde_json::json;
 
-use super::{reply, Answer, Call, Checked, Credential, Login, Outcome, Refusal, Render, StandIn};
+use super::{reply, Answer, Call, Checked, Credential, Outcome, Refusal, Render, StandIn};
 use crate::signin::providers::alipay::{
     china_time, sign_content, ERROR_RESPONSE, METHOD, RESPONSE,
 };
@@ -46,13 +46,10 @@ impl StandIn {
                 app.platform,
             ))));
         };
-        let login = Login {
-            platform: app.platform,
-            appid: &app.appid,
-            code,
-            anonymous_code: field("anonymous_code"),
-        };
-        Checked::Ask(self.state.script.login(&login), Render::Douyin)
+        Checked::Ask(
+            self.login(app, code, field("anonymous_code")),
+            Render::Douyin,
+        )
     }
 
     /// Baidu's `POST /oauth/jscode2sessionkey`, a form in, JSON out.
@@ -76,13 +73,7 @@ impl StandIn {
                 app.platform,
             ))));
         };
-        let login = Login {
-            platform: app.platform,
-            appid: &app.appid,
-            code: &code,
-            anonymous_code: None,
-        };
-        Checked::Ask(self.state.script.login(&login), Render::Baidu)
+        Checked::Ask(self.login(app, &code, None), Render::Baidu)
     }
 
     /// Alipay's open gateway: the call's RSA2 signature checked with the
@@ -148,13 +139,7 @@ impl StandIn {
         let Some(code) = call.param("code") else {
             return refuse("isv.code-invalid");
         };
-        let login = Login {
-            platform: app.platform,
-            appid: &app.appid,
-            code: &code,
-            anonymous_code: None,
-        };
-        Checked::Ask(self.state.script.login(&login), Render::Alipay(key))
+        Checked::Ask(self.login(app, &code, None), Render::Alipay(key))
     }
 }
 

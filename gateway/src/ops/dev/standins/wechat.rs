@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use http::StatusCode;
 use serde_json::json;
 
-use super::{lock, reply, Answer, AuthorizePage, Call, Checked, Login, Outcome, Render, StandIn};
+use super::{
+    lock, reply, Answer, App, AuthorizePage, Call, Checked, Outcome, Refusal, Render, StandIn,
+};
 use crate::tokens::now_secs;
 
 /// JSON as WeChat answers it.
@@ -24,27 +26,36 @@ fn access_token(appid: &str, generation: usize) -> String {
 }
 
 impl StandIn {
+    /// The app of a code exchange (`appid`, `secret`,
+    /// `grant_type=authorization_code`) and its code, from the query
+    /// parameter `code_param`.
+    fn exchange<'a>(
+        &self,
+        call: &Call,
+        app: Option<&'a App>,
+        code_param: &str,
+    ) -> Result<(&'a App, String), Refusal> {
+        let Some(app) = app.filter(|a| {
+            a.secret_is(call.param("secret").as_deref())
+                && call.param("grant_type").as_deref() == Some("authorization_code")
+        }) else {
+            return Err(Refusal::new(40125, "invalid appsecret"));
+        };
+        let code = call
+            .param(code_param)
+            .ok_or_else(|| Refusal::new(40029, "invalid code"))?;
+        Ok((app, code))
+    }
+
     /// `GET /sns/jscode2session`: WeChat's and QQ's code exchange.
     pub(super) fn jscode2session(&self, call: &Call) -> Checked<'_> {
         let app = self.app(call.param("appid").as_deref(), |p| {
             matches!(p, "wechat" | "qq")
         });
-        let Some(app) = app.filter(|a| {
-            a.secret_is(call.param("secret").as_deref())
-                && call.param("grant_type").as_deref() == Some("authorization_code")
-        }) else {
-            return Checked::Refused(errcode(40125, "invalid appsecret"));
-        };
-        let Some(code) = call.param("js_code") else {
-            return Checked::Refused(errcode(40029, "invalid code"));
-        };
-        let login = Login {
-            platform: app.platform,
-            appid: &app.appid,
-            code: &code,
-            anonymous_code: None,
-        };
-        Checked::Ask(self.state.script.login(&login), Render::Session)
+        match self.exchange(call, app, "js_code") {
+            Ok((app, code)) => Checked::Ask(self.login(app, &code, None), Render::Session),
+            Err(r) => Checked::Refused(errcode(r.code, &r.reason)),
+        }
     }
 
     /// `POST /cgi-bin/stable_token`: the app's access token, the same
@@ -136,26 +147,16 @@ impl StandIn {
 
     /// `GET /sns/oauth2/access_token`: a web sign-in's code exchange.
     pub(super) fn web_access_token(&self, call: &Call) -> Checked<'_> {
-        let app = self.app(call.param("appid").as_deref(), |_| true);
-        let Some((app, browser)) = app
-            .filter(|a| {
-                a.secret_is(call.param("secret").as_deref())
-                    && call.param("grant_type").as_deref() == Some("authorization_code")
-            })
-            .and_then(|a| Some((a, a.platform.browser()?)))
-        else {
-            return Checked::Refused(errcode(40125, "invalid appsecret"));
-        };
-        let Some(code) = call.param("code") else {
-            return Checked::Refused(errcode(40029, "invalid code"));
-        };
-        let login = Login {
-            platform: app.platform,
-            appid: &app.appid,
-            code: &code,
-            anonymous_code: None,
-        };
-        Checked::Ask(self.state.script.login(&login), Render::Web(browser.scope))
+        let app = self
+            .app(call.param("appid").as_deref(), |_| true)
+            .filter(|a| a.platform.is_web());
+        match self.exchange(call, app, "code") {
+            Ok((app, code)) => {
+                let scope = app.platform.browser().map_or("", |b| b.scope);
+                Checked::Ask(self.login(app, &code, None), Render::Web(scope))
+            }
+            Err(r) => Checked::Refused(errcode(r.code, &r.reason)),
+        }
     }
 }
 
