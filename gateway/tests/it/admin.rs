@@ -19,21 +19,18 @@ const SUPPORT: &str = "test-support-token-sessions-only-9d2a";
 
 /// `[admin]` with the test token of every scope (`TEST_ADMIN_TOKEN`) and
 /// the two scoped tokens, from files in `dir` (mode 0600).
-fn scoped_admin(dir: &Path) -> String {
+fn scoped_admin(dir: &Path) -> Admin {
     use std::os::unix::fs::PermissionsExt as _;
-    let file = |name: &str, token: &str| {
+    let file = |name: &str, token: &str, scope: &'static str| {
         let path = dir.join(name);
         std::fs::write(&path, format!("{token}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        path.display().to_string()
+        AdminToken::default().file(&path).scopes(vec![scope])
     };
-    format!(
-        "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n\
-         [[admin.tokens]]\nfile = {:?}\nscopes = [\"wechat\"]\n\
-         [[admin.tokens]]\nfile = {:?}\nscopes = [\"sessions\"]\n",
-        file("broker", BROKER),
-        file("support", SUPPORT)
-    )
+    Admin::test().tokens(vec![
+        file("broker", BROKER, "wechat"),
+        file("support", SUPPORT, "sessions"),
+    ])
 }
 
 async fn call(gw: &Gateway, method: Method, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -52,7 +49,7 @@ fn challenge(scope: &str) -> String {
 async fn each_admin_endpoint_needs_a_token_holding_its_scope() {
     let dir = tempfile::tempdir().unwrap();
     let gw = start(Setup {
-        extra: scoped_admin(dir.path()),
+        admin: Some(scoped_admin(dir.path())),
         ..Setup::default()
     })
     .await;
@@ -132,7 +129,7 @@ async fn each_admin_endpoint_needs_a_token_holding_its_scope() {
 async fn the_cli_works_with_a_sessions_token_and_explains_a_missing_scope() {
     let dir = tempfile::tempdir().unwrap();
     let gw = start(Setup {
-        extra: scoped_admin(dir.path()),
+        admin: Some(scoped_admin(dir.path())),
         ..Setup::default()
     })
     .await;
@@ -220,7 +217,7 @@ fn config_check_names_each_admin_token_by_its_source_and_scopes() {
     let dir = tempfile::tempdir().unwrap();
     let keys = key_dir(jwks::Alg::ES256);
     let setup = Setup {
-        extra: scoped_admin(dir.path()),
+        admin: Some(scoped_admin(dir.path())),
         ..Setup::default()
     };
     let text = config_text(

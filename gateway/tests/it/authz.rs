@@ -10,37 +10,24 @@ use crate::support::*;
 
 /// The seed's role table as routes, plus grants and an optional user
 /// service.
-fn setup(grants: &str, enrich: Option<&UserService>) -> Setup {
-    let enrich = enrich.map_or(String::new(), |u| {
-        format!("[enrich]\nurl = \"{}\"\ntimeout = \"300ms\"\n", u.url())
-    });
-    Setup {
-        routes: r#"
-[[routes]]
-prefix = "/api/profile"
-upstream = "http://{upstream}"
-allow = [ { roles = ["user"], methods = ["GET", "POST"] } ]
-
-[[routes]]
-prefix = "/api/logs"
-upstream = "http://{upstream}"
-allow = [ { roles = ["auditor"], methods = ["GET"] }, { roles = ["admin"] } ]
-
-[[routes]]
-prefix = "/api/admin/panel/"
-upstream = "http://{upstream}"
-allow = [ { roles = ["admin"] } ]
-
-[[routes]]
-prefix = "/maybe/ro/"
-upstream = "http://{upstream}"
-auth = "optional"
-allow = [ { methods = ["GET"] } ]
-"#
-        .into(),
-        extra: format!("{grants}\n{enrich}"),
+fn setup(grants: Vec<Role>, enrich: Option<&UserService>) -> Setup {
+    let mut setup = Setup {
+        routes: vec![
+            Route::new("/api/profile").allow(vec![roles(["user"]).methods(vec!["GET", "POST"])]),
+            Route::new("/api/logs").allow(vec![
+                roles(["auditor"]).methods(vec!["GET"]),
+                roles(["admin"]),
+            ]),
+            Route::new("/api/admin/panel/").allow(vec![roles(["admin"])]),
+            Route::optional("/maybe/ro/").allow(vec![methods(["GET"])]),
+        ],
+        roles: grants,
         ..Setup::default()
+    };
+    if let Some(u) = enrich {
+        setup = setup.enrich(crate::support::enrich(u.url()).timeout(ms(300)));
     }
+    setup
 }
 
 async fn refresh(gw: &Gateway, token: &str) -> reqwest::Response {
@@ -48,15 +35,8 @@ async fn refresh(gw: &Gateway, token: &str) -> reqwest::Response {
 }
 
 /// The `[[roles]]` granting `role` to the user of `code`.
-fn grant(role: &str, codes: &[&str]) -> String {
-    let users: Vec<String> = codes
-        .iter()
-        .map(|c| format!("\"{}\"", openid_for(c)))
-        .collect();
-    format!(
-        "[[roles]]\nrole = \"{role}\"\nusers = [{}]\n",
-        users.join(", ")
-    )
+fn grant_to(role: &str, codes: &[&str]) -> Vec<Role> {
+    vec![grant(role, codes.iter().map(|c| openid_for(c)).collect())]
 }
 
 async fn send(gw: &Gateway, method: &str, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -72,12 +52,12 @@ async fn send(gw: &Gateway, method: &str, path: &str, token: Option<&str>) -> re
 #[tokio::test]
 async fn the_seeds_role_table_is_enforced_with_403_and_the_challenge() {
     let grants = [
-        grant("user", &["code-u", "code-a"]),
-        grant("auditor", &["code-au"]),
-        grant("admin", &["code-a"]),
+        grant_to("user", &["code-u", "code-a"]),
+        grant_to("auditor", &["code-au"]),
+        grant_to("admin", &["code-a"]),
     ]
     .concat();
-    let gw = start(setup(&grants, None)).await;
+    let gw = start(setup(grants, None)).await;
     let user = gw.login("code-u").await.access_token;
     let auditor = gw.login("code-au").await.access_token;
     let admin = gw.login("code-a").await.access_token;
@@ -157,7 +137,7 @@ async fn enrichment_gives_uid_roles_and_claims_that_reach_the_upstream() {
     .await;
     // The static grant keys on the uid once enrichment gives one.
     let gw = start(setup(
-        "[[roles]]\nrole = \"auditor\"\nusers = [\"u_1024\"]\n",
+        vec![grant("auditor", vec!["u_1024".into()])],
         Some(&users),
     ))
     .await;
@@ -190,7 +170,7 @@ async fn enrichment_gives_uid_roles_and_claims_that_reach_the_upstream() {
 #[tokio::test]
 async fn a_role_change_reaches_the_tokens_at_the_next_refresh_and_a_ban_ends_the_session() {
     let users = user_service(Answer::Json(json!({"roles": ["user"]}))).await;
-    let gw = start(setup("", Some(&users))).await;
+    let gw = start(setup(Vec::new(), Some(&users))).await;
     let t = gw.login("code-r").await;
     assert_eq!(
         send(&gw, "GET", "/api/admin/panel/x", Some(&t.access_token))
@@ -240,7 +220,7 @@ async fn a_role_change_reaches_the_tokens_at_the_next_refresh_and_a_ban_ends_the
 #[tokio::test]
 async fn enrichment_fails_closed_on_every_kind_of_bad_answer() {
     let users = user_service(Answer::Json(json!({}))).await;
-    let gw = start(setup("", Some(&users))).await;
+    let gw = start(setup(Vec::new(), Some(&users))).await;
     let t = gw.login("code-ok").await;
     let many: Vec<String> = (0..33).map(|i| format!("r{i}")).collect();
     for (answer, kind) in [
@@ -281,11 +261,7 @@ async fn enrichment_fails_closed_on_every_kind_of_bad_answer() {
     assert_eq!(refresh(&gw, &t.refresh_token).await.status(), 200);
     // Unreachable: no token either.
     drop(users);
-    let down = start(Setup {
-        extra: "[enrich]\nurl = \"http://127.0.0.1:9/enrich\"\n".into(),
-        ..Setup::default()
-    })
-    .await;
+    let down = start(Setup::default().enrich(enrich("http://127.0.0.1:9/enrich".into()))).await;
     assert_error(
         down.post("/auth/login", r#"{"code":"code-y"}"#).await,
         503,
@@ -300,7 +276,7 @@ async fn spoofed_role_user_and_claim_headers_never_reach_an_upstream() {
         json!({"uid": "u_1", "claims": {"tier": "free"}}),
     ))
     .await;
-    let gw = start(setup("", Some(&users))).await;
+    let gw = start(setup(Vec::new(), Some(&users))).await;
     let t = gw.login("code-s").await;
     for (path, token) in [
         ("/api/x", Some(t.access_token.as_str())),
@@ -336,7 +312,7 @@ async fn spoofed_role_user_and_claim_headers_never_reach_an_upstream() {
 
 #[tokio::test]
 async fn static_grants_are_reread_when_the_config_file_changes() {
-    let gw = start(setup(&grant("admin", &["code-g"]), None)).await;
+    let gw = start(setup(grant_to("admin", &["code-g"]), None)).await;
     let t = gw.login("code-g").await;
     assert_eq!(claims(&t.access_token)["roles"], json!(["admin"]));
     // The in-process gateway was not loaded from a file: write one and
@@ -345,11 +321,11 @@ async fn static_grants_are_reread_when_the_config_file_changes() {
     let path = dir.path().join("minigate.toml");
     let secret = dir.path().join("secret");
     std::fs::write(&secret, SECRET).unwrap();
-    let text = |grants: &str| {
+    let text = |grants: Vec<Role>| {
         let text = config_text(
             &Setup {
                 keys_dir: Some(gw.keys_dir.clone()),
-                extra: grants.into(),
+                roles: grants,
                 ..Setup::default()
             },
             &gw.keys_dir,
@@ -362,7 +338,7 @@ async fn static_grants_are_reread_when_the_config_file_changes() {
             &format!("secret_file = {:?}", secret.display().to_string()),
         )
     };
-    std::fs::write(&path, text(&grant("admin", &["code-g"]))).unwrap();
+    std::fs::write(&path, text(grant_to("admin", &["code-g"]))).unwrap();
     let config = minigate::config::Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let keys =
         minigate::tokens::keys::KeyStore::open(gw.keys_dir.clone(), &config.tokens.issuer).unwrap();
@@ -398,13 +374,13 @@ async fn static_grants_are_reread_when_the_config_file_changes() {
     // Nothing changed: nothing reloaded.
     assert!(!running.gateway.reload_grants());
     // A broken file is refused whole: the grants stay.
-    std::fs::write(&path, text("[[roles]]\nrole = \"a,b\"\nusers = [\"x\"]\n")).unwrap();
+    std::fs::write(&path, text(vec![grant("a,b", vec!["x".into()])])).unwrap();
     bump_mtime(&path);
     assert!(!running.gateway.reload_grants());
     let t = refresh(t.refresh_token).await;
     assert_eq!(claims(&t.access_token)["roles"], json!(["admin"]));
     // Auditor instead of admin, at the next refresh.
-    std::fs::write(&path, text(&grant("auditor", &["code-g"]))).unwrap();
+    std::fs::write(&path, text(grant_to("auditor", &["code-g"]))).unwrap();
     bump_mtime(&path);
     assert!(running.gateway.reload_grants());
     let t = refresh(t.refresh_token).await;
@@ -430,7 +406,7 @@ fn rand_secs() -> u64 {
 
 #[tokio::test]
 async fn forward_auth_answers_traefik_nginx_and_envoy_styles() {
-    let gw = start(setup(&grant("auditor", &["code-f"]), None)).await;
+    let gw = start(setup(grant_to("auditor", &["code-f"]), None)).await;
     let t = gw.login("code-f").await.access_token;
     let verify =
         |path: &str, method: &str, headers: Vec<(&'static str, &str)>, token: Option<&str>| {
@@ -553,7 +529,7 @@ async fn forward_auth_answers_traefik_nginx_and_envoy_styles() {
     ignore = "needs tools outside Rust: ./test runs it"
 )]
 async fn nginx_auth_request_uses_the_decision_and_passes_the_identity_on() {
-    let gw = start(setup(&grant("auditor", &["code-n"]), None)).await;
+    let gw = start(setup(grant_to("auditor", &["code-n"]), None)).await;
     let t = gw.login("code-n").await.access_token;
     let gateway_addr = gw.running.addr;
     let nginx = Nginx::start_with(

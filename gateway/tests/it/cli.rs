@@ -181,11 +181,15 @@ fn bad_keys_and_configs_fail_with_one_line() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     std::fs::write(&crt, cert.cert.pem()).unwrap();
     std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
-    let more = format!(
-        "{good}\n[sessions]\nredis_url = \"redis://:hunter2-pass@10.0.0.7:6379/1\"\n\
-         [tls]\ncert = \"{}\"\nkey = \"{}\"\n[log]\nformat = \"json\"\n",
-        crt.display(),
-        key.display()
+    let more = config_text(
+        &Setup::default()
+            .sessions(Sessions::default().redis_url("redis://:hunter2-pass@10.0.0.7:6379/1".into()))
+            .tls(Tls::default().cert(&crt).key(&key))
+            .log(Log::default().format("json")),
+        keys.path(),
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+        "127.0.0.1:0",
     );
     let text = config_check(&cfg, &more);
     for says in [
@@ -409,10 +413,7 @@ async fn logs_carry_no_secrets_even_at_trace_level() {
 async fn json_logs_are_one_object_per_line_with_the_request_id_on_each() {
     let wechat = wechat().await;
     let upstream = upstream().await;
-    let setup = Setup {
-        extra: "[log]\nformat = \"json\"\n".into(),
-        ..Setup::default()
-    };
+    let setup = Setup::default().log(Log::default().format("json"));
     let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
     let http = client();
     let login = |code: &'static str, id: &'static str| {
@@ -467,12 +468,9 @@ async fn json_logs_are_one_object_per_line_with_the_request_id_on_each() {
 fn config_check_shows_no_url_credentials() {
     let keys = key_dir(jwks::Alg::ES256);
     let text = config_text(
-        &Setup {
-            routes: "[[routes]]\nprefix = \"/creds/\"\nupstream = \"http://svc:routepass@127.0.0.1:9\"\nauth = \"public\"\n"
-                .into(),
-            extra: "[sessions]\nredis_url = \"redis://:redispass@127.0.0.1:6379/0\"\n".into(),
-            ..Setup::default()
-        },
+        &Setup::default()
+            .route(Route::public("/creds/").upstream_url("http://svc:routepass@127.0.0.1:9"))
+            .sessions(Sessions::default().redis_url("redis://:redispass@127.0.0.1:6379/0".into())),
         keys.path(),
         "127.0.0.1:1".parse().unwrap(),
         "127.0.0.1:1".parse().unwrap(),

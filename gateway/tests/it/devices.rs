@@ -16,24 +16,16 @@ use crate::support::*;
 /// The contract's bound on revocation reaching every replica.
 const WITHIN: Duration = Duration::from_secs(2);
 
-/// `[admin]` on a port of its own, with the test token.
-const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n";
-
 fn sid(t: &Tokens) -> String {
     claims(&t.access_token)["sid"].as_str().unwrap().to_owned()
 }
 
-/// Two replicas sharing keys and the `[sessions]`/`[admin]` text `extra`.
-async fn replicas(extra: &str) -> (Gateway, Gateway) {
-    let a = start(Setup {
-        extra: extra.to_owned(),
-        ..Setup::default()
-    })
-    .await;
+/// Two replicas of `setup` sharing keys.
+async fn replicas(setup: Setup) -> (Gateway, Gateway) {
+    let a = start(setup.clone()).await;
     let b = start(Setup {
         keys_dir: Some(a.keys_dir.clone()),
-        extra: extra.to_owned(),
-        ..Setup::default()
+        ..setup
     })
     .await;
     (a, b)
@@ -136,7 +128,12 @@ async fn admin(
 )]
 async fn limits_eviction_logout_and_delete_reach_both_replicas() {
     let redis = Redis::start().await;
-    let (a, b) = replicas(&format!("{}{ADMIN}", redis.sessions_section())).await;
+    let (a, b) = replicas(
+        Setup::default()
+            .sessions(redis.sessions())
+            .admin(Admin::test()),
+    )
+    .await;
     let both = [&a, &b];
 
     // A PC login, then another of the same user on the other replica: the
@@ -249,7 +246,12 @@ async fn limits_eviction_logout_and_delete_reach_both_replicas() {
 )]
 async fn reuse_detection_logout_everywhere_and_the_admin_api_reach_both_replicas() {
     let redis = Redis::start().await;
-    let (a, b) = replicas(&format!("{}{ADMIN}", redis.sessions_section())).await;
+    let (a, b) = replicas(
+        Setup::default()
+            .sessions(redis.sessions())
+            .admin(Admin::test()),
+    )
+    .await;
     let both = [&a, &b];
     let alice = openid_for("alice");
 
@@ -336,7 +338,7 @@ async fn reuse_detection_logout_everywhere_and_the_admin_api_reach_both_replicas
 )]
 async fn replicas_catch_up_after_a_redis_restart_and_nothing_revoked_comes_back() {
     let mut redis = Redis::start().await;
-    let (a, b) = replicas(&redis.sessions_section()).await;
+    let (a, b) = replicas(Setup::default().sessions(redis.sessions())).await;
     let both = [&a, &b];
     let x = a.login_on("dave", None).await;
     let live = b.login_on("dave", None).await;
@@ -392,11 +394,7 @@ async fn replicas_catch_up_after_a_redis_restart_and_nothing_revoked_comes_back(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_lists_and_revokes_through_the_admin_listener() {
-    let gw = start(Setup {
-        extra: ADMIN.into(),
-        ..Setup::default()
-    })
-    .await;
+    let gw = start(Setup::default().admin(Admin::test())).await;
     let user = openid_for("erin");
     let pc = gw.login_on("erin", Some("pc")).await;
     let phone = gw.login_on("erin", None).await;
@@ -476,12 +474,9 @@ async fn the_cli_lists_and_revokes_through_the_admin_listener() {
 
 /// `refuse` mode and device classes, on the store of `store` (a
 /// `[sessions]` section).
-async fn refuse_story(store: &str) {
-    let gw = start(Setup {
-        extra: format!("{store}on_limit = \"refuse\"\n[sessions.devices]\nweb = 2\ntablet = 1\n"),
-        ..Setup::default()
-    })
-    .await;
+async fn refuse_story(store: Sessions) {
+    let devices = Devices::default().web(2).tablet(1);
+    let gw = start(Setup::default().sessions(store.on_limit("refuse").devices(devices))).await;
     let w1 = gw.login_on("frank", Some("web")).await;
     let _w2 = gw.login_on("frank", Some("web")).await;
     let res = gw.try_login(login_body("frank", Some("web"))).await;
@@ -514,7 +509,7 @@ async fn refuse_story(store: &str) {
 
 #[tokio::test]
 async fn refuse_mode_in_process() {
-    refuse_story("[sessions]\n").await;
+    refuse_story(Sessions::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -524,16 +519,12 @@ async fn refuse_mode_in_process() {
 )]
 async fn refuse_mode_on_redis() {
     let redis = Redis::start().await;
-    refuse_story(&redis.sessions_section()).await;
+    refuse_story(redis.sessions()).await;
 }
 
 /// Reuse grace of 1 s on the store of `store`.
-async fn grace_story(store: &str) {
-    let gw = start(Setup {
-        extra: format!("{store}reuse_grace = \"1s\"\n"),
-        ..Setup::default()
-    })
-    .await;
+async fn grace_story(store: Sessions) {
+    let gw = start(Setup::default().sessions(store.reuse_grace(secs(1)))).await;
     // The answer to the first refresh was lost: the same token again, in
     // time, gets a new pair; the lost pair stops refreshing.
     let t0 = gw.login_on("heidi", None).await;
@@ -593,7 +584,7 @@ async fn grace_story(store: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reuse_grace_in_process() {
-    grace_story("[sessions]\n").await;
+    grace_story(Sessions::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -603,7 +594,7 @@ async fn reuse_grace_in_process() {
 )]
 async fn reuse_grace_on_redis() {
     let redis = Redis::start().await;
-    grace_story(&redis.sessions_section()).await;
+    grace_story(redis.sessions()).await;
 }
 
 /// 32 PC logins of one user at once, spread over `gws`, with pc = 1:
@@ -673,7 +664,7 @@ async fn thirty_two_simultaneous_pc_logins_leave_one_in_process() {
 )]
 async fn thirty_two_simultaneous_pc_logins_leave_one_on_redis() {
     let redis = Redis::start().await;
-    let (a, b) = replicas(&redis.sessions_section()).await;
+    let (a, b) = replicas(Setup::default().sessions(redis.sessions())).await;
     thirty_two_pc_logins(&[&a, &b]).await;
 }
 
@@ -684,7 +675,12 @@ async fn thirty_two_simultaneous_pc_logins_leave_one_on_redis() {
 )]
 async fn redis_cluster_login_refresh_reuse_limits_and_listing() {
     let cluster = RedisCluster::start().await;
-    let (a, b) = replicas(&format!("{}{ADMIN}", cluster.sessions_section())).await;
+    let (a, b) = replicas(
+        Setup::default()
+            .sessions(cluster.sessions())
+            .admin(Admin::test()),
+    )
+    .await;
     let both = [&a, &b];
     let ready: Value = a.get("/readyz", None).await.json().await.unwrap();
     assert_eq!(ready["sessions"], "redis-cluster");
@@ -814,12 +810,8 @@ async fn an_expired_session_frees_its_slot_on_redis() {
 /// `max_per_user = 3` on the store of `store` (a `[sessions]` section):
 /// past it the user's oldest session, of any class, ends everywhere; with
 /// `refuse` the login is 409 and changes nothing.
-async fn ceiling_story(store: &str) {
-    let gw = start(Setup {
-        extra: format!("{store}max_per_user = 3\n"),
-        ..Setup::default()
-    })
-    .await;
+async fn ceiling_story(store: Sessions) {
+    let gw = start(Setup::default().sessions(store.clone().max_per_user(3))).await;
     let p1 = gw.login_on("olga", None).await;
     let w1 = gw.login_on("olga", Some("web")).await;
     let p2 = gw.login_on("olga", None).await;
@@ -859,11 +851,7 @@ async fn ceiling_story(store: &str) {
     }
     drop(gw);
 
-    let gw = start(Setup {
-        extra: format!("{store}max_per_user = 2\non_limit = \"refuse\"\n"),
-        ..Setup::default()
-    })
-    .await;
+    let gw = start(Setup::default().sessions(store.max_per_user(2).on_limit("refuse"))).await;
     let a = gw.login_on("quinn", None).await;
     let b = gw.login_on("quinn", Some("pc")).await;
     let res = gw.try_login(login_body("quinn", Some("web"))).await;
@@ -880,7 +868,7 @@ async fn ceiling_story(store: &str) {
 
 #[tokio::test]
 async fn a_user_holds_at_most_max_per_user_sessions_in_process() {
-    ceiling_story("[sessions]\n").await;
+    ceiling_story(Sessions::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -890,7 +878,7 @@ async fn a_user_holds_at_most_max_per_user_sessions_in_process() {
 )]
 async fn a_user_holds_at_most_max_per_user_sessions_on_redis() {
     let redis = Redis::start().await;
-    ceiling_story(&redis.sessions_section()).await;
+    ceiling_story(redis.sessions()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -900,7 +888,7 @@ async fn a_user_holds_at_most_max_per_user_sessions_on_redis() {
 )]
 async fn a_user_holds_at_most_max_per_user_sessions_on_a_redis_cluster() {
     let cluster = RedisCluster::start().await;
-    ceiling_story(&cluster.sessions_section()).await;
+    ceiling_story(cluster.sessions()).await;
     // The ceiling's set shares the user's hash tag.
     let tag = format!("minigate:{{u:{}}}", openid_for("olga"));
     let a = cluster
@@ -945,11 +933,7 @@ async fn calls_of(redis: &Redis, command: &str) -> u64 {
 )]
 async fn the_default_ceiling_bounds_a_users_sessions_and_a_listings_work_on_redis() {
     let redis = Redis::start().await;
-    let gw = start(Setup {
-        extra: redis.sessions_section(),
-        ..Setup::default()
-    })
-    .await;
+    let gw = start(Setup::default().sessions(redis.sessions())).await;
     let first = gw.login_on("rosa", None).await;
     let mut last = None;
     for _ in 0..100 {

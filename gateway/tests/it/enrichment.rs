@@ -8,13 +8,14 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 /// `[enrich]` at `users`, and `grants` (`[[roles]]` tables).
-fn setup(users: Option<&UserService>, grants: &str) -> Setup {
-    let enrich = users.map_or(String::new(), |u| {
-        format!("[enrich]\nurl = \"{}\"\ntimeout = \"2s\"\n", u.url())
-    });
-    Setup {
-        extra: format!("{grants}\n{enrich}"),
+fn setup(users: Option<&UserService>, grants: Vec<Role>) -> Setup {
+    let setup = Setup {
+        roles: grants,
         ..Setup::default()
+    };
+    match users {
+        Some(u) => setup.enrich(enrich(u.url()).timeout(secs(2))),
+        None => setup,
     }
 }
 
@@ -51,7 +52,7 @@ async fn the_largest_answers_within_the_limits_make_tokens_every_request_accepts
     let deep =
         json!({"uid": "x".repeat(128), "roles": names(3, 'r', 64), "claims": claims(10, 256)});
     let users = user_service(Answer::Json(wide.clone())).await;
-    let gw = start(setup(Some(&users), "")).await;
+    let gw = start(setup(Some(&users), Vec::new())).await;
     for (answer, code) in [(wide, "wide"), (deep, "deep")] {
         users.answer(Answer::Json(answer.clone()));
         let res = login_long(&gw, code).await;
@@ -91,7 +92,7 @@ async fn an_answer_that_would_make_a_token_past_the_cap_is_refused_before_any_to
     let issue_27 =
         json!({"uid": "u".repeat(128), "roles": names(32, 'r', 64), "claims": claims(16, 256)});
     let users = user_service(Answer::Json(json!({"roles": ["user"]}))).await;
-    let gw = start(setup(Some(&users), "")).await;
+    let gw = start(setup(Some(&users), Vec::new())).await;
     let t = gw.login("cap-alice").await;
     users.answer(Answer::Json(issue_27));
     let headers = assert_error(
@@ -121,13 +122,13 @@ async fn an_answer_that_would_make_a_token_past_the_cap_is_refused_before_any_to
 #[tokio::test]
 async fn static_grants_that_would_make_a_token_past_the_cap_are_refused_too() {
     // Within the answer's limits, but static grants add 60 more long roles.
-    let mut grants = String::new();
-    for role in names(60, 'g', 64) {
-        grants += &format!("[[roles]]\nrole = \"{role}\"\nusers = [\"u_many\"]\n");
-    }
+    let grants = names(60, 'g', 64)
+        .iter()
+        .map(|role| grant(role, vec!["u_many".into()]))
+        .collect();
     let answer = json!({"uid": "u_many", "roles": names(32, 'r', 64), "claims": claims(16, 32)});
     let users = user_service(Answer::Json(answer)).await;
-    let gw = start(setup(Some(&users), &grants)).await;
+    let gw = start(setup(Some(&users), grants)).await;
     assert_error(
         gw.post("/auth/login", r#"{"code":"grant-carol"}"#).await,
         503,
@@ -141,14 +142,11 @@ async fn static_grants_that_would_make_a_token_past_the_cap_are_refused_too() {
     );
 
     // Without a user service: static grants alone.
-    let mut grants = String::new();
-    for role in names(120, 'g', 64) {
-        grants += &format!(
-            "[[roles]]\nrole = \"{role}\"\nusers = [\"{}\"]\n",
-            openid_for("grant-dave")
-        );
-    }
-    let gw = start(setup(None, &grants)).await;
+    let grants = names(120, 'g', 64)
+        .iter()
+        .map(|role| grant(role, vec![openid_for("grant-dave")]))
+        .collect();
+    let gw = start(setup(None, grants)).await;
     assert_error(
         gw.post("/auth/login", r#"{"code":"grant-dave"}"#).await,
         503,

@@ -32,7 +32,7 @@ async fn malformed_login_bodies_are_invalid_request() {
         200
     );
     assert_eq!(
-        gw.wechat.queries.lock().unwrap().len(),
+        gw.wechat.queries().len(),
         1,
         "bad bodies never reach the provider"
     );

@@ -404,25 +404,15 @@ async fn send(
 )]
 async fn the_example_user_service_gives_uid_roles_and_claims_and_refuses_a_banned_user() {
     let users = PyService::start("user_service.py").await;
-    let gw = start(Setup {
-        routes: r#"
-[[routes]]
-prefix = "/team/admin/"
-upstream = "http://{upstream}"
-allow = [ { roles = ["admin"] } ]
-
-[[routes]]
-prefix = "/team/logs"
-upstream = "http://{upstream}"
-allow = [ { roles = ["auditor"], methods = ["GET"] }, { roles = ["admin"] } ]
-"#
-        .into(),
-        extra: format!(
-            "[enrich]\nurl = \"http://{}/minigate/enrich\"\ntimeout = \"2s\"\n",
-            users.addr
-        ),
-        ..Setup::default()
-    })
+    let gw = start(
+        Setup::default()
+            .route(Route::new("/team/admin/").allow(vec![roles(["admin"])]))
+            .route(Route::new("/team/logs").allow(vec![
+                roles(["auditor"]).methods(vec!["GET"]),
+                roles(["admin"]),
+            ]))
+            .enrich(enrich(format!("http://{}/minigate/enrich", users.addr)).timeout(secs(2))),
+    )
     .await;
     let call = |method: &'static str, path: &'static str, token: String| {
         let url = format!("{}{path}", gw.url);
@@ -555,17 +545,14 @@ async fn the_nginx_forward_auth_example_lets_minigate_decide_and_passes_the_iden
         "uid": "u_7", "roles": ["auditor"], "claims": {"tier": "gold"}
     })))
     .await;
-    let gw = start(Setup {
-        routes: r#"
-[[routes]]
-prefix = "/api/logs"
-upstream = "http://{upstream}"
-allow = [ { roles = ["auditor"], methods = ["GET"] }, { roles = ["admin"] } ]
-"#
-        .into(),
-        extra: format!("[enrich]\nurl = \"{}\"\n", users.url()),
-        ..Setup::default()
-    })
+    let gw = start(
+        Setup::default()
+            .route(Route::new("/api/logs").allow(vec![
+                roles(["auditor"]).methods(vec!["GET"]),
+                roles(["admin"]),
+            ]))
+            .enrich(enrich(users.url())),
+    )
     .await;
     let nginx = Nginx::start_site(
         &nginx_example(),

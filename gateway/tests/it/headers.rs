@@ -39,11 +39,8 @@ async fn underscored_identity_headers_never_reach_a_wsgi_service() {
     let echo = upstream().await;
     let gw = start(Setup {
         upstream_addr: Some(wsgi.addr),
-        routes: format!(
-            "[[routes]]\nprefix = \"/echo/\"\nupstream = \"http://{}\"\nauth = \"optional\"\n",
-            echo.addr
-        ),
-        ..hard("")
+        routes: vec![Route::optional("/echo/").upstream(echo.addr)],
+        ..Setup::default()
     })
     .await;
     let me = openid_for("underscore-user");
@@ -135,11 +132,8 @@ async fn with_underscores_allowed_only_the_gateways_own_names_are_still_dropped(
     let echo = upstream().await;
     let gw = start(Setup {
         upstream_addr: Some(echo.addr),
-        routes: format!(
-            "[[routes]]\nprefix = \"/wsgi/\"\nupstream = \"http://{}\"\nauth = \"required\"\n",
-            wsgi.addr
-        ),
-        ..hard("underscores_in_headers = true\n")
+        routes: vec![Route::required("/wsgi/").upstream(wsgi.addr)],
+        ..hard(Server::default().underscores_in_headers(true))
     })
     .await;
     let me = openid_for("underscore-allowed");
@@ -245,7 +239,7 @@ async fn underscored_identity_headers_are_dropped_over_http2_too() {
     let wsgi = Wsgi::start().await;
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
-    let gw = tls_gateway_with(&pki, dir.path(), Some(wsgi.addr), hard("")).await;
+    let gw = tls_gateway_with(&pki, dir.path(), Some(wsgi.addr), Setup::default()).await;
     let port = gw.running.addr.port();
     let base = format!("https://localhost:{port}");
     let tokens = login_at(&pki.client(false), &base, "h2-underscore").await;
@@ -288,11 +282,7 @@ async fn underscored_identity_headers_are_dropped_over_http2_too() {
 
 #[tokio::test]
 async fn an_untrusted_client_cannot_choose_its_address() {
-    let gw = start(Setup {
-        server: "login_per_minute = 1\nlogin_burst = 1\n".into(),
-        ..Setup::default()
-    })
-    .await;
+    let gw = start(hard(Server::default().login_per_minute(1).login_burst(1))).await;
     let res = gw
         .http
         .get(format!("{}/public/fwd", gw.url))
@@ -327,11 +317,12 @@ async fn an_untrusted_client_cannot_choose_its_address() {
     ignore = "needs tools outside Rust: ./test runs it"
 )]
 async fn behind_a_trusted_nginx_the_forwarded_client_is_the_client() {
-    let gw = start(Setup {
-        server: "login_per_minute = 1\nlogin_burst = 2\ntrusted_proxies = [\"127.0.0.0/8\"]\n"
-            .into(),
-        ..Setup::default()
-    })
+    let gw = start(hard(
+        Server::default()
+            .login_per_minute(1)
+            .login_burst(2)
+            .trusted_proxies(vec!["127.0.0.0/8"]),
+    ))
     .await;
     let front = Nginx::start("nginx_front.conf", gw.running.addr).await;
     let http = client();
@@ -365,12 +356,12 @@ async fn behind_a_trusted_nginx_the_forwarded_client_is_the_client() {
         let headers = assert_error(login(xff, 2).await.unwrap(), 429, "rate_limited").await;
         assert!(headers.contains_key("retry-after"));
     }
-    assert_eq!(gw.wechat.queries.lock().unwrap().len(), 4);
+    assert_eq!(gw.wechat.queries().len(), 4);
 }
 
 #[tokio::test]
 async fn ambiguous_request_heads_are_400() {
-    let gw = start(hard("")).await;
+    let gw = start(Setup::default()).await;
     let before = gw.scrape().await;
     let heads = [
         "GET /public/x HTTP/1.1\r\nHost: gw\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
@@ -401,7 +392,7 @@ async fn ambiguous_request_heads_are_400() {
 async fn http2_cookie_fields_reach_an_http11_upstream_as_one() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
-    let gw = tls_gateway_with(&pki, dir.path(), None, hard("")).await;
+    let gw = tls_gateway_with(&pki, dir.path(), None, Setup::default()).await;
     let port = gw.running.addr.port();
     let mut sender = h2(&pki, port).await;
     let (status, _) = h2_get(

@@ -32,7 +32,10 @@ async fn read_until_closed(s: &mut TcpStream, within: Duration) -> (String, bool
 
 #[tokio::test]
 async fn header_floods_get_431_and_others_are_unharmed() {
-    let gw = start(hard("max_headers = 32\nmax_header_bytes = 8192\n")).await;
+    let gw = start(hard(
+        Server::default().max_headers(32).max_header_bytes(8192),
+    ))
+    .await;
     let addr = gw.running.addr;
     // Too many headers.
     let mut many = String::from("GET /public/x HTTP/1.1\r\nHost: x\r\n");
@@ -72,7 +75,7 @@ async fn header_floods_get_431_and_others_are_unharmed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_connections_are_closed_without_harm() {
-    let gw = start(hard("header_timeout = \"1s\"\n")).await;
+    let gw = start(hard(Server::default().header_timeout(secs(1)))).await;
     let addr = gw.running.addr;
     let mut lorises = Vec::new();
     for i in 0..50 {
@@ -161,7 +164,7 @@ async fn the_head_deadline_spares_requests_in_flight_and_closes_idle_keep_alive(
     let gw = start(Setup {
         upstream_addr: Some(up),
         upstream_timeout: "10s",
-        ..hard("header_timeout = \"400ms\"\n")
+        ..hard(Server::default().header_timeout(ms(400)))
     })
     .await;
     let mut s = TcpStream::connect(gw.running.addr).await.unwrap();
@@ -184,7 +187,7 @@ async fn the_head_deadline_spares_requests_in_flight_and_closes_idle_keep_alive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
-    let gw = start(hard("max_connections = 4\n")).await;
+    let gw = start(hard(Server::default().max_connections(4))).await;
     let addr = gw.running.addr;
     // Four keep-alive connections, each served once and left open.
     let mut held = Vec::new();
@@ -218,11 +221,7 @@ async fn connections_beyond_the_cap_wait_until_a_slot_frees() {
 
 #[tokio::test]
 async fn login_is_rate_limited_per_client_ip() {
-    let gw = start(Setup {
-        server: "login_per_minute = 6\nlogin_burst = 3\n".into(),
-        ..Setup::default()
-    })
-    .await;
+    let gw = start(hard(Server::default().login_per_minute(6).login_burst(3))).await;
     let mut tokens = Vec::new();
     for i in 0..3 {
         tokens.push(gw.login(&format!("burst-{i}")).await);
@@ -234,7 +233,7 @@ async fn login_is_rate_limited_per_client_ip() {
         assert!((1..=10).contains(&wait), "Retry-After {wait}");
     }
     // The platform saw only the logins that passed: the quota is safe.
-    assert_eq!(gw.wechat.queries.lock().unwrap().len(), 3);
+    assert_eq!(gw.wechat.queries().len(), 3);
     // Refresh and proxied requests are not login: unaffected.
     let t = &tokens[0];
     let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &t.refresh_token).await;
@@ -244,7 +243,7 @@ async fn login_is_rate_limited_per_client_ip() {
 
 #[tokio::test]
 async fn a_login_body_that_never_arrives_is_408() {
-    let gw = start(hard("body_timeout = \"1s\"\n")).await;
+    let gw = start(hard(Server::default().body_timeout(secs(1)))).await;
     let mut s = TcpStream::connect(gw.running.addr).await.unwrap();
     s.write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"code\":")
         .await
@@ -252,7 +251,7 @@ async fn a_login_body_that_never_arrives_is_408() {
     let (got, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
     assert!(got.starts_with("HTTP/1.1 408"), "{got}");
     assert!(got.contains("invalid_request"), "{got}");
-    assert!(gw.wechat.queries.lock().unwrap().is_empty());
+    assert!(gw.wechat.queries().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,8 +260,7 @@ async fn sigterm_lets_a_slow_request_finish_and_exits_0() {
     let upstream = upstream().await;
     let setup = Setup {
         upstream_timeout: "10s",
-        server: "login_per_minute = 0\nshutdown_timeout = \"8s\"\n".into(),
-        ..Setup::default()
+        ..hard(Server::default().shutdown_timeout(secs(8)))
     };
     let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
     let http = client();
@@ -296,8 +294,7 @@ async fn the_shutdown_deadline_cuts_requests_that_take_too_long() {
     let upstream = upstream().await;
     let setup = Setup {
         upstream_timeout: "10s",
-        server: "login_per_minute = 0\nshutdown_timeout = \"1s\"\n".into(),
-        ..Setup::default()
+        ..hard(Server::default().shutdown_timeout(secs(1)))
     };
     let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
     let http = client();
@@ -524,7 +521,7 @@ async fn requests_beyond_the_upstream_cap_wait_for_a_slot_instead_of_failing() {
     let gw = start(Setup {
         upstream_addr: Some(upstream),
         upstream_timeout: "5s",
-        ..hard("upstream_max_connections = 2\n")
+        ..hard(Server::default().upstream_max_connections(2))
     })
     .await;
     // 12 clients at once, each on its own connection to the gateway; every
@@ -556,7 +553,7 @@ async fn requests_beyond_the_upstream_cap_wait_for_a_slot_instead_of_failing() {
     let gw = start(Setup {
         upstream_addr: Some(upstream),
         upstream_timeout: "600ms",
-        ..hard("upstream_max_connections = 1\n")
+        ..hard(Server::default().upstream_max_connections(1))
     })
     .await;
     let first = tokio::spawn({
@@ -606,7 +603,7 @@ async fn a_wait_for_a_slot_ends_at_the_route_timeout_while_the_slot_is_still_hel
     let gw = start(Setup {
         upstream_addr: Some(up),
         upstream_timeout: "300ms",
-        ..hard("upstream_max_connections = 1\n")
+        ..hard(Server::default().upstream_max_connections(1))
     })
     .await;
     // Its head is in: the slot is held until its body ends.
@@ -644,7 +641,7 @@ async fn the_route_timeout_holds_on_a_pooled_connection_and_outlives_its_idle_ti
     let gw = start(Setup {
         upstream_addr: Some(upstream),
         upstream_timeout: "300ms",
-        ..hard("")
+        ..Setup::default()
     })
     .await;
     assert_eq!(gw.get("/public/a", None).await.status(), 200);
@@ -674,7 +671,11 @@ async fn the_route_timeout_holds_on_a_pooled_connection_and_outlives_its_idle_ti
 async fn a_stalled_request_body_is_408_and_frees_the_upstream_slot() {
     let gw = start(Setup {
         upstream_timeout: "5s",
-        ..hard("upstream_max_connections = 1\nproxy_body_timeout = \"1s\"\n")
+        ..hard(
+            Server::default()
+                .upstream_max_connections(1)
+                .proxy_body_timeout(secs(1)),
+        )
     })
     .await;
     let t = gw.login("slow-body").await;
@@ -718,7 +719,11 @@ async fn a_stalled_request_body_is_408_and_frees_the_upstream_slot() {
 async fn a_client_that_stops_reading_is_cut_off_and_frees_the_upstream_slot() {
     let gw = start(Setup {
         upstream_timeout: "5s",
-        ..hard("upstream_max_connections = 1\nsend_timeout = \"1s\"\n")
+        ..hard(
+            Server::default()
+                .upstream_max_connections(1)
+                .send_timeout(secs(1)),
+        )
     })
     .await;
     // A small receive window, so the kernel buffers little of the answer.
@@ -755,7 +760,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_frees_the_upstream_slot() {
 async fn requests_in_flight_per_client_address_are_capped() {
     let gw = start(Setup {
         upstream_timeout: "5s",
-        ..hard("max_requests_per_ip = 2\n")
+        ..hard(Server::default().max_requests_per_ip(2))
     })
     .await;
     let before = gw.scrape().await;

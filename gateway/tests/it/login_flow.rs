@@ -145,7 +145,7 @@ async fn code_is_url_encoded_and_secret_never_leaves() {
     let t: Tokens = serde_json::from_str(&text).unwrap();
     // The stand-in saw the exact code as one parameter, and the real secret.
     assert_eq!(t.openid, openid_for(code));
-    let query = gw.wechat.queries.lock().unwrap().last().cloned().unwrap();
+    let query = gw.wechat.queries().last().cloned().unwrap();
     assert_eq!(query.matches("secret=").count(), 1, "{query}");
     // Neither the app secret nor the session_key appear in the response, the
     // tokens (decoded) or anything the upstream receives.
@@ -191,14 +191,7 @@ async fn several_providers_pick_by_appid() {
     assert_eq!(res.status(), 200);
     let t: Tokens = res.json().await.unwrap();
     assert_eq!(claims(&t.access_token)["client_id"], APPID2);
-    assert!(gw
-        .wechat
-        .queries
-        .lock()
-        .unwrap()
-        .last()
-        .unwrap()
-        .contains(APPID2));
+    assert!(gw.wechat.queries().last().unwrap().contains(APPID2));
 }
 
 #[tokio::test]

@@ -31,17 +31,11 @@ async fn alerts_and_dashboard_use_only_exported_metrics() {
     // service's series always are, but are watched for `[enrich]`: a
     // gateway with both, exercised, as the alerts and dashboard expect.
     let users = user_service(Answer::Json(serde_json::json!({"roles": ["user"]}))).await;
-    let gw = start(Setup {
-        routes: r#"
-[[routes]]
-prefix = "/ruled/"
-upstream = "http://{upstream}"
-allow = [ { roles = ["user"] } ]
-"#
-        .into(),
-        extra: format!("[enrich]\nurl = \"{}\"\n", users.url()),
-        ..Setup::default()
-    })
+    let gw = start(
+        Setup::default()
+            .route(Route::new("/ruled/").allow(vec![roles(["user"])]))
+            .enrich(enrich(users.url())),
+    )
     .await;
     let t = gw.login("monitoring").await;
     assert_eq!(gw.get("/api/x", Some(&t.access_token)).await.status(), 200);

@@ -16,21 +16,19 @@ use std::time::Duration;
 use crate::support::*;
 
 /// The `[[roles]]` granting `admin` to the user of `code`.
-fn admin_grant(code: &str) -> String {
-    format!(
-        "[[roles]]\nrole = \"admin\"\nusers = [\"{}\"]\n",
-        openid_for(code)
-    )
+fn admin_grant(code: &str) -> Vec<Role> {
+    vec![grant("admin", vec![openid_for(code)])]
 }
 
 /// `/app/` open to any signed-in user, `/app/admin/` to `admin` only, both
 /// on `app`: the attack run's configuration.
-fn routes(app: SocketAddr) -> String {
-    format!(
-        "[[routes]]\nprefix = \"/app/\"\nupstream = \"http://{app}\"\nauth = \"required\"\n\n\
-         [[routes]]\nprefix = \"/app/admin/\"\nupstream = \"http://{app}\"\nauth = \"required\"\n\
-         allow = [ {{ roles = [\"admin\"] }} ]\n"
-    )
+fn routes(app: SocketAddr) -> Vec<Route> {
+    vec![
+        Route::required("/app/").upstream(app),
+        Route::required("/app/admin/")
+            .upstream(app)
+            .allow(vec![roles(["admin"])]),
+    ]
 }
 
 /// Sends `METHOD target` with `headers` on a fresh connection (raw bytes:
@@ -79,7 +77,7 @@ async fn path_spellings_never_reach_an_admin_handler_of_an_nginx_app() {
     }
     let gw = start(Setup {
         routes: routes(app.addr),
-        extra: admin_grant("path-admin"),
+        roles: admin_grant("path-admin"),
         ..Setup::default()
     })
     .await;
@@ -177,7 +175,7 @@ async fn a_wsgi_service_reads_the_path_that_was_judged() {
     let wsgi = Wsgi::start().await;
     let gw = start(Setup {
         routes: routes(wsgi.addr),
-        extra: admin_grant("wsgi-admin"),
+        roles: admin_grant("wsgi-admin"),
         ..Setup::default()
     })
     .await;
@@ -237,11 +235,9 @@ async fn a_wsgi_service_reads_the_path_that_was_judged() {
 async fn method_override_headers_never_reach_the_upstream_and_are_judged_at_verify() {
     let wsgi = Wsgi::start().await;
     let gw = start(Setup {
-        routes: format!(
-            "[[routes]]\nprefix = \"/orders/\"\nupstream = \"http://{}\"\n\
-             allow = [ {{ methods = [\"GET\", \"POST\"] }} ]\n",
-            wsgi.addr
-        ),
+        routes: vec![Route::new("/orders/")
+            .upstream(wsgi.addr)
+            .allow(vec![methods(["GET", "POST"])])],
         ..Setup::default()
     })
     .await;
@@ -308,7 +304,7 @@ async fn forward_auth_through_the_nginx_example_judges_the_path_the_app_reads() 
     let app = Nginx::start("nginx_app.conf", "127.0.0.1:9".parse().unwrap()).await;
     let gw = start(Setup {
         routes: routes(app.addr),
-        extra: admin_grant("fa-admin"),
+        roles: admin_grant("fa-admin"),
         ..Setup::default()
     })
     .await;
@@ -357,12 +353,11 @@ async fn encoded_separators_never_reach_an_nginx_upstream_that_decodes_them() {
     let echo = upstream().await;
     let nginx = Nginx::start("nginx_upstream.conf", echo.addr).await;
     let gw = start(Setup {
-        routes: format!(
-            "[[routes]]\nprefix = \"/ng/public/\"\nupstream = \"http://{0}\"\nauth = \"public\"\n\n\
-             [[routes]]\nprefix = \"/ng/\"\nupstream = \"http://{0}\"\nauth = \"required\"\n",
-            nginx.addr
-        ),
-        ..hard("")
+        routes: vec![
+            Route::public("/ng/public/").upstream(nginx.addr),
+            Route::required("/ng/").upstream(nginx.addr),
+        ],
+        ..Setup::default()
     })
     .await;
 

@@ -4,6 +4,7 @@
 //! Alipay's signed calls and signed answers, and secrets and keys kept out
 //! of responses, logs and `config check`.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -43,50 +44,22 @@ async fn neighbours() -> Neighbours {
 impl Neighbours {
     /// `[[providers]]` of QQ, Douyin, Baidu and Alipay (the harness adds
     /// WeChat), each with `timeout`; Alipay with these key files.
-    fn providers_with(&self, timeout: &str, private_key: &Path, alipay_key: &Path) -> String {
-        let (wechat, douyin, baidu, alipay) = (
+    fn providers_with(
+        &self,
+        timeout: Duration,
+        private_key: &Path,
+        alipay_key: &Path,
+    ) -> Vec<Provider> {
+        let addrs = [
             self.wechat.addr,
             self.douyin.addr,
             self.baidu.addr,
             self.alipay.addr,
-        );
-        format!(
-            r#"
-[[providers]]
-platform = "qq"
-appid = "{QQ_APPID}"
-secret_env = "TEST_QQ_SECRET"
-base_url = "http://{wechat}"
-timeout = "{timeout}"
-
-[[providers]]
-platform = "douyin"
-appid = "{DOUYIN_APPID}"
-secret_env = "TEST_DOUYIN_SECRET"
-base_url = "http://{douyin}"
-timeout = "{timeout}"
-
-[[providers]]
-platform = "baidu"
-appid = "{BAIDU_APPID}"
-secret_env = "TEST_BAIDU_SECRET"
-base_url = "http://{baidu}/"
-timeout = "{timeout}"
-
-[[providers]]
-platform = "alipay"
-appid = "{ALIPAY_APPID}"
-private_key_file = "{}"
-alipay_public_key_file = "{}"
-base_url = "http://{alipay}/gateway.do"
-timeout = "{timeout}"
-"#,
-            private_key.display(),
-            alipay_key.display()
-        )
+        ];
+        providers_at(addrs, timeout, private_key, alipay_key)
     }
 
-    fn providers(&self, timeout: &str) -> String {
+    fn providers(&self, timeout: Duration) -> Vec<Provider> {
         self.providers_with(
             timeout,
             &self.keys.path().join("app.pk8.pem"),
@@ -98,10 +71,37 @@ timeout = "{timeout}"
         Setup {
             wechat_addr: Some(self.wechat.addr),
             wechat_timeout: "1s",
-            extra: self.providers("1s"),
+            providers: self.providers(secs(1)),
             ..Setup::default()
         }
     }
+}
+
+/// `[[providers]]` of QQ, Douyin, Baidu and Alipay at the stand-ins
+/// (WeChat's serves QQ) at `addrs`, each with `timeout`; Alipay with these
+/// key files.
+fn providers_at(
+    [wechat, douyin, baidu, alipay]: [SocketAddr; 4],
+    timeout: Duration,
+    private_key: &Path,
+    alipay_key: &Path,
+) -> Vec<Provider> {
+    vec![
+        Provider::new("qq", QQ_APPID, "TEST_QQ_SECRET").base_url(format!("http://{wechat}")),
+        Provider::new("douyin", DOUYIN_APPID, "TEST_DOUYIN_SECRET")
+            .base_url(format!("http://{douyin}")),
+        Provider::new("baidu", BAIDU_APPID, "TEST_BAIDU_SECRET")
+            .base_url(format!("http://{baidu}/")),
+        Provider::default()
+            .platform("alipay")
+            .appid(ALIPAY_APPID)
+            .private_key_file(private_key)
+            .alipay_public_key_file(alipay_key)
+            .base_url(format!("http://{alipay}/gateway.do")),
+    ]
+    .into_iter()
+    .map(|p| p.timeout(timeout))
+    .collect()
 }
 
 /// A login's body for the provider `appid`, with `code` as given.
@@ -165,12 +165,12 @@ async fn every_platform_logs_in_and_its_tokens_and_headers_name_it() {
     }
 
     // Each platform was called in its own wire format.
-    let qq = n.wechat.queries.lock().unwrap().last().cloned().unwrap();
+    let qq = n.wechat.queries().last().cloned().unwrap();
     assert!(
         qq.contains(&format!("appid={QQ_APPID}")) && qq.contains("js_code=union%3Au-qq"),
         "{qq}"
     );
-    let dy = n.douyin.last();
+    let dy = n.douyin.last_call().unwrap();
     assert_eq!(
         (dy.method.as_str(), dy.path.as_str()),
         ("POST", "/api/apps/v2/jscode2session")
@@ -180,7 +180,7 @@ async fn every_platform_logs_in_and_its_tokens_and_headers_name_it() {
         body,
         serde_json::json!({"appid": DOUYIN_APPID, "secret": DOUYIN_SECRET, "code": "union:u-dy"})
     );
-    let bd = n.baidu.last();
+    let bd = n.baidu.last_call().unwrap();
     assert_eq!(
         (bd.method.as_str(), bd.path.as_str()),
         ("POST", "/oauth/jscode2sessionkey")
@@ -193,7 +193,7 @@ async fn every_platform_logs_in_and_its_tokens_and_headers_name_it() {
             ("sk".to_owned(), BAIDU_SECRET.to_owned())
         ]
     );
-    let ali = n.alipay.last();
+    let ali = n.alipay.last_call().unwrap();
     assert_eq!(
         (ali.method.as_str(), ali.path.as_str()),
         ("POST", "/gateway.do")
@@ -201,9 +201,7 @@ async fn every_platform_logs_in_and_its_tokens_and_headers_name_it() {
     assert_eq!(ali.param("code").as_deref(), Some("alipay-user"));
     assert!(ali.query.is_empty(), "everything travels in the form body");
     assert_eq!(
-        n.alipay
-            .bad_signatures
-            .load(std::sync::atomic::Ordering::Relaxed),
+        n.alipay.bad_signatures(),
         0,
         "the stand-in verified every call's signature"
     );
@@ -222,7 +220,8 @@ async fn douyin_trades_the_anonymous_code_too() {
         t["anonymous_openid"],
         format!("anon-{}", openid_for("dy-device")).as_str()
     );
-    let sent: serde_json::Value = serde_json::from_str(&n.douyin.last().body).unwrap();
+    let sent: serde_json::Value =
+        serde_json::from_str(&n.douyin.last_call().unwrap().body).unwrap();
     assert_eq!(sent["anonymous_code"], "dy-device");
     // Other platforms ignore it; an empty one is a bad request.
     let body = serde_json::json!({"code": "b", "anonymous_code": "x", "appid": BAIDU_APPID});
@@ -369,12 +368,12 @@ async fn alipay_answers_are_believed_only_once_their_signature_verifies() {
 
     // A gateway that trusts the wrong Alipay key believes nothing.
     let wrong = n.providers_with(
-        "1s",
+        secs(1),
         &n.keys.path().join("app.pk8.pem"),
         &alipay_fixtures().join("app.spki.pem"),
     );
     let gw = start(Setup {
-        extra: wrong,
+        providers: wrong,
         ..n.setup()
     })
     .await;
@@ -396,16 +395,12 @@ async fn alipay_calls_are_signed_with_the_apps_key() {
             .status(),
         200
     );
-    let refused = || {
-        n.alipay
-            .bad_signatures
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let refused = || n.alipay.bad_signatures();
     assert_eq!(refused(), 0);
     // The same key as PKCS#1 signs the same.
     let pkcs1 = key_file(n.keys.path(), "app.pkcs1.pem", 0o600);
     let gw = start(Setup {
-        extra: n.providers_with("1s", &pkcs1, &n.keys.path().join("alipay.spki.pem")),
+        providers: n.providers_with(secs(1), &pkcs1, &n.keys.path().join("alipay.spki.pem")),
         ..n.setup()
     })
     .await;
@@ -419,7 +414,7 @@ async fn alipay_calls_are_signed_with_the_apps_key() {
     // Another app's key: Alipay refuses the call, so does the gateway.
     let other = key_file(n.keys.path(), "alipay.pk8.pem", 0o600);
     let gw = start(Setup {
-        extra: n.providers_with("1s", &other, &n.keys.path().join("alipay.spki.pem")),
+        providers: n.providers_with(secs(1), &other, &n.keys.path().join("alipay.spki.pem")),
         ..n.setup()
     })
     .await;
@@ -465,7 +460,7 @@ async fn secrets_and_private_keys_stay_out_of_responses_and_logs() {
     let n = neighbours().await;
     let upstream = upstream().await;
     let setup = Setup {
-        extra: n.providers("1s"),
+        providers: n.providers(secs(1)),
         ..n.setup()
     };
     let gw = spawn_binary_with(&setup, n.wechat.addr, upstream.addr, "trace").await;
@@ -520,32 +515,13 @@ fn config_check_shows_each_platform_and_where_its_credentials_come_from() {
     let public = alipay_fixtures().join("alipay.spki.pem");
     let keys = key_dir(jwks::Alg::ES256);
     let addr = |p: u16| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-    let n = Neighbours {
-        wechat: WeChat {
-            addr: addr(1),
-            queries: Default::default(),
-            token_calls: Default::default(),
-            generation: Default::default(),
-        },
-        douyin: StandIn {
-            addr: addr(2),
-            calls: Default::default(),
-            bad_signatures: Default::default(),
-        },
-        baidu: StandIn {
-            addr: addr(3),
-            calls: Default::default(),
-            bad_signatures: Default::default(),
-        },
-        alipay: StandIn {
-            addr: addr(4),
-            calls: Default::default(),
-            bad_signatures: Default::default(),
-        },
-        keys: tempfile::tempdir().unwrap(),
-    };
     let setup = Setup {
-        extra: n.providers_with("2s", &private, &public),
+        providers: providers_at(
+            [addr(1), addr(2), addr(3), addr(4)],
+            secs(2),
+            &private,
+            &public,
+        ),
         ..Setup::default()
     };
     let cfg = tmp.path().join("c.toml");
@@ -609,7 +585,7 @@ async fn a_provider_redirect_is_never_followed() {
     let redirecting = wechat_redirecting(elsewhere.addr).await;
     let gw = start(Setup {
         wechat_addr: Some(redirecting.addr),
-        ..hard("")
+        ..Setup::default()
     })
     .await;
     let statuses = [301, 302, 303, 307, 308];
@@ -630,6 +606,6 @@ async fn a_provider_redirect_is_never_followed() {
     }
     // Each login made one call, to the configured platform only; the
     // secret went nowhere else.
-    assert_eq!(redirecting.queries.lock().unwrap().len(), statuses.len());
-    assert!(elsewhere.queries.lock().unwrap().is_empty());
+    assert_eq!(redirecting.queries().len(), statuses.len());
+    assert!(elsewhere.queries().is_empty());
 }

@@ -298,7 +298,7 @@ async fn a_gateway_with_another_issuer_or_audience_refuses_our_tokens() {
     })
     .await;
     let other_aud = start(Setup {
-        audience: "[\"billing\"]".into(),
+        audience: vec!["billing"],
         keys_dir: Some(a.keys_dir.clone()),
         ..Setup::default()
     })
@@ -550,7 +550,7 @@ fn forged_none(sub: &str) -> String {
 
 #[tokio::test]
 async fn a_malformed_authorization_on_an_optional_route_is_401_not_anonymous() {
-    let gw = start(hard("")).await;
+    let gw = start(Setup::default()).await;
     let t = gw.login("optional-user").await;
     let forged = forged_none("admin");
     // Verified once, so in the cache: a variant of it must not hit there.
@@ -608,7 +608,7 @@ async fn a_malformed_authorization_on_an_optional_route_is_401_not_anonymous() {
 
 #[tokio::test]
 async fn a_bad_chunk_size_is_400_and_not_an_upstream_failure() {
-    let gw = start(hard("")).await;
+    let gw = start(Setup::default()).await;
     let before = gw.scrape().await;
     let (status, _, body) = exchange(
         gw.running.addr,

@@ -407,7 +407,7 @@ async fn readyz_reports_a_broken_key_file_without_its_path_or_contents() {
     let gw = start(Setup {
         keys_dir: Some(keys.path().to_path_buf()),
         reload_interval: "200ms",
-        ..hard("")
+        ..Setup::default()
     })
     .await;
     let write = |text: &str, mode: u32| {

@@ -160,8 +160,7 @@ async fn two_processes_share_sessions_through_redis() {
     let keys = key_dir(jwks::Alg::ES256);
     let setup = Setup {
         keys_dir: Some(keys.path().to_path_buf()),
-        extra: redis.sessions_section(),
-        ..Setup::default()
+        ..Setup::default().sessions(redis.sessions())
     };
     let a = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
     let b = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
@@ -222,11 +221,7 @@ async fn assert_store_down(gw: &Gateway, t: &Tokens) {
 )]
 async fn redis_down_fails_closed_and_recovers() {
     let mut redis = Redis::start().await;
-    let gw = start(Setup {
-        extra: redis.sessions_section(),
-        ..Setup::default()
-    })
-    .await;
+    let gw = start(Setup::default().sessions(redis.sessions())).await;
     let t = gw.login("before-outage").await;
     let t = refresh_ok(&gw.http, &gw.url, &t.refresh_token).await;
 
@@ -268,11 +263,7 @@ async fn redis_down_fails_closed_and_recovers() {
 async fn a_gateway_starts_while_redis_is_down() {
     let mut redis = Redis::start().await;
     redis.kill();
-    let gw = start(Setup {
-        extra: redis.sessions_section(),
-        ..Setup::default()
-    })
-    .await;
+    let gw = start(Setup::default().sessions(redis.sessions())).await;
     assert_eq!(gw.get("/readyz", None).await.status(), 200);
     let res = gw.post("/auth/login", "{\"code\":\"x\"}").await;
     assert_error(res, 503, "temporarily_unavailable").await;
@@ -282,13 +273,9 @@ async fn a_gateway_starts_while_redis_is_down() {
 
 /// A user service that records its calls, and a gateway asking it, on the
 /// store of `store` (a `[sessions]` section).
-async fn with_users(store: &str) -> (UserService, Gateway) {
+async fn with_users(store: Sessions) -> (UserService, Gateway) {
     let users = user_service(Answer::Json(serde_json::json!({}))).await;
-    let gw = start(Setup {
-        extra: format!("{store}\n[enrich]\nurl = \"{}\"\n", users.url()),
-        ..Setup::default()
-    })
-    .await;
+    let gw = start(Setup::default().sessions(store).enrich(enrich(users.url()))).await;
     (users, gw)
 }
 
@@ -317,12 +304,8 @@ async fn logout_everywhere(gw: &Gateway, token: &str) -> reqwest::Response {
 
 /// Logout everywhere with a spent, revoked or unknown refresh token is 400
 /// `invalid_grant` and ends nothing; with the live one it ends them all.
-async fn everywhere_story(store: &str) {
-    let gw = start(Setup {
-        extra: store.to_owned(),
-        ..Setup::default()
-    })
-    .await;
+async fn everywhere_story(store: Sessions) {
+    let gw = start(Setup::default().sessions(store)).await;
     let phone = gw.login("erin").await;
     let spent = gw.login("erin").await;
     let live = refresh_ok(&gw.http, &gw.url, &spent.refresh_token).await;
@@ -383,7 +366,7 @@ fn sid_of(t: &Tokens) -> String {
 
 #[tokio::test]
 async fn logout_everywhere_needs_the_live_refresh_token_in_process() {
-    everywhere_story("").await;
+    everywhere_story(Sessions::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,12 +376,12 @@ async fn logout_everywhere_needs_the_live_refresh_token_in_process() {
 )]
 async fn logout_everywhere_needs_the_live_refresh_token_on_redis() {
     let redis = Redis::start().await;
-    everywhere_story(&redis.sessions_section()).await;
+    everywhere_story(redis.sessions()).await;
 }
 
 /// A spent, revoked or unknown refresh token costs no call of the user
 /// service; a banned user's token ends its session once.
-async fn dead_tokens_story(store: &str) {
+async fn dead_tokens_story(store: Sessions) {
     let (users, gw) = with_users(store).await;
     let asked = || users.asked.lock().unwrap().len();
     let t0 = gw.login("dave").await;
@@ -441,7 +424,7 @@ async fn dead_tokens_story(store: &str) {
 
 #[tokio::test]
 async fn dead_refresh_tokens_cost_no_user_service_call_in_process() {
-    dead_tokens_story("").await;
+    dead_tokens_story(Sessions::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,13 +434,13 @@ async fn dead_refresh_tokens_cost_no_user_service_call_in_process() {
 )]
 async fn dead_refresh_tokens_cost_no_user_service_call_on_redis() {
     let redis = Redis::start().await;
-    dead_tokens_story(&redis.sessions_section()).await;
+    dead_tokens_story(redis.sessions()).await;
 }
 
 /// At most 10 refreshes a minute per session: the 11th is 429 with
 /// `Retry-After`, and costs nothing; other sessions, from the same address,
 /// are not affected.
-async fn refresh_rate_story(store: &str) {
+async fn refresh_rate_story(store: Sessions) {
     let (users, gw) = with_users(store).await;
     let mut t = gw.login("rita").await;
     for _ in 0..10 {
@@ -488,7 +471,7 @@ async fn refresh_rate_story(store: &str) {
 
 #[tokio::test]
 async fn refreshes_are_limited_per_session_in_process() {
-    refresh_rate_story("").await;
+    refresh_rate_story(Sessions::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,5 +481,5 @@ async fn refreshes_are_limited_per_session_in_process() {
 )]
 async fn refreshes_are_limited_per_session_on_redis() {
     let redis = Redis::start().await;
-    refresh_rate_story(&redis.sessions_section()).await;
+    refresh_rate_story(redis.sessions()).await;
 }

@@ -205,10 +205,7 @@ async fn a_stalled_tls_handshake_is_closed_and_others_are_served() {
 
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        server: "login_per_minute = 0\nheader_timeout = \"500ms\"\n".into(),
-        ..Setup::default()
-    };
+    let setup = hard(Server::default().header_timeout(ms(500)));
     let gw = tls_gateway_with(&pki, dir.path(), None, setup).await;
     let port = gw.running.addr.port();
     // One says nothing at all; one sends a few bytes of a ClientHello and
@@ -252,10 +249,7 @@ async fn a_stalled_tls_handshake_is_closed_and_others_are_served() {
 async fn an_idle_http2_connection_is_closed_and_a_busy_one_is_kept() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
-    let setup = Setup {
-        server: "login_per_minute = 0\nheader_timeout = \"1s\"\n".into(),
-        ..Setup::default()
-    };
+    let setup = hard(Server::default().header_timeout(secs(1)));
     let gw = tls_gateway_with(&pki, dir.path(), None, setup).await;
     let port = gw.running.addr.port();
     let pki = &pki;

@@ -24,6 +24,14 @@ struct Web {
     _dir: tempfile::TempDir,
 }
 
+/// `[[providers]]` of a web app at the stand-in `wx`, its secret from
+/// `TEST_WEB_SECRET`.
+fn web_provider(platform: &str, appid: &str, wx: &WebWeChat) -> Provider {
+    Provider::new(platform, appid, "TEST_WEB_SECRET")
+        .base_url(wx.url())
+        .authorize_url(wx.url())
+}
+
 fn web_client(pki: &Pki) -> reqwest::Client {
     let root = reqwest::Certificate::from_pem(pki.ca.pem().as_bytes()).unwrap();
     reqwest::Client::builder()
@@ -44,31 +52,32 @@ async fn get_with_cookie(w: &Web, path: &str, cookie: impl AsRef<str>) -> reqwes
         .unwrap()
 }
 
-async fn web_gateway(pki: &Pki, cookies: bool, extra: &str) -> Web {
+async fn web_gateway(pki: &Pki, cookies: bool, sessions: Option<Sessions>) -> Web {
     let wx = web_wechat().await;
     let pages = pages().await;
     let dir = tempfile::tempdir().unwrap();
     let spki = pki.issue_spki(dir.path());
     let port = free_port();
     let base = format!("https://localhost:{port}");
-    let provider = |platform: &str, appid: &str| {
-        format!(
-            "[[providers]]\nplatform = \"{platform}\"\nappid = \"{appid}\"\nsecret_env = \"TEST_WEB_SECRET\"\nbase_url = \"{u}\"\nauthorize_url = \"{u}\"\ntimeout = \"1s\"\n\n",
-            u = wx.url()
-        )
-    };
+    let provider =
+        |platform: &str, appid: &str| web_provider(platform, appid, &wx).timeout(secs(1));
     let p = pages.addr;
     let setup = Setup {
         listen: format!("127.0.0.1:{port}"),
-        routes: format!(
-            "[[routes]]\nprefix = \"/app/\"\nupstream = \"http://{p}\"\n\n[[routes]]\nprefix = \"/open/\"\nupstream = \"http://{p}\"\nauth = \"optional\"\n\n[[routes]]\nprefix = \"/evil/\"\nupstream = \"http://{p}\"\nauth = \"public\"\n\n"
-        ),
-        extra: format!(
-            "{extra}\n[web]\npublic_url = \"{base}\"\ncookies = {cookies}\n\n{}{}",
-            provider("wechat_web", WEB_APPID),
-            provider("wechat_pc", PC_APPID)
-        ),
+        routes: vec![
+            Route::new("/app/").upstream(p),
+            Route::optional("/open/").upstream(p),
+            Route::public("/evil/").upstream(p),
+        ],
+        sessions,
         ..Setup::default()
+            .web(
+                crate::support::Web::default()
+                    .public_url(base.clone())
+                    .cookies(cookies),
+            )
+            .provider(provider("wechat_web", WEB_APPID))
+            .provider(provider("wechat_pc", PC_APPID))
     };
     let gw = tls_gateway_with(pki, dir.path(), None, setup).await;
     assert_eq!(gw.running.addr.port(), port);
@@ -185,7 +194,7 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 #[tokio::test]
 async fn the_whole_sign_in_over_tls_sets_the_contracts_cookies() {
     let pki = Pki::new();
-    let w = web_gateway(&pki, true, "").await;
+    let w = web_gateway(&pki, true, None).await;
     let port = w.gw.running.addr.port();
 
     // The start: 302 to the authorize page, parameters in WeChat's order.
@@ -246,7 +255,7 @@ async fn the_whole_sign_in_over_tls_sets_the_contracts_cookies() {
     assert_eq!(cleared, "");
     assert!(line.contains("Max-Age=0"), "{line}");
     // The exchange: WeChat's wire format, once; its token goes nowhere.
-    let exchanges = w.wx.exchanges.lock().unwrap().clone();
+    let exchanges = w.wx.exchanges();
     assert_eq!(exchanges.len(), 1);
     assert_eq!(
         exchanges[0],
@@ -302,7 +311,7 @@ async fn the_whole_sign_in_over_tls_sets_the_contracts_cookies() {
 
     // PC: the QR-code page, snsapi_login, device type pc.
     let pc = sign_in(&w, PC_APPID, "pc-user").await;
-    let page = w.wx.authorizes.lock().unwrap().last().unwrap().clone();
+    let page = w.wx.authorizes().last().unwrap().clone();
     assert!(page.contains("scope=snsapi_login"), "{page}");
     w.http
         .get(format!("{}/app/page", w.base))
@@ -332,7 +341,7 @@ async fn the_whole_sign_in_over_tls_sets_the_contracts_cookies() {
 #[tokio::test]
 async fn forged_replayed_and_declined_states_are_refused() {
     let pki = Pki::new();
-    let w = web_gateway(&pki, true, "").await;
+    let w = web_gateway(&pki, true, None).await;
 
     // No state cookie: 400, and no code is exchanged.
     let (page, state_cookie) = start(&w, "redirect=/app/page&appid=wxweb000000000001").await;
@@ -429,7 +438,7 @@ async fn forged_replayed_and_declined_states_are_refused() {
 #[tokio::test]
 async fn open_redirects_are_refused() {
     let pki = Pki::new();
-    let w = web_gateway(&pki, true, "").await;
+    let w = web_gateway(&pki, true, None).await;
     for bad in [
         "%2F%2Fevil.example",
         "%2F%2F%2Fevil.example",
@@ -498,7 +507,7 @@ async fn open_redirects_are_refused() {
 #[tokio::test]
 async fn cookie_requests_from_another_origin_are_refused() {
     let pki = Pki::new();
-    let w = web_gateway(&pki, true, "").await;
+    let w = web_gateway(&pki, true, None).await;
     let s = sign_in(&w, WEB_APPID, "csrf-user").await;
     let port = w.gw.running.addr.port();
     let post = |origin: Option<String>, referer: Option<String>, cookie: String| {
@@ -674,7 +683,7 @@ async fn cookie_requests_from_another_origin_are_refused() {
     }
 
     // With cookies = false the cookie authenticates nothing.
-    let off = web_gateway(&pki, false, "").await;
+    let off = web_gateway(&pki, false, None).await;
     let s = sign_in(&off, WEB_APPID, "cookies-off").await;
     let res = get_with_cookie(&off, "/app/page", s.access()).await;
     assert_error(res, 401, "unauthorized").await;
@@ -683,7 +692,7 @@ async fn cookie_requests_from_another_origin_are_refused() {
 #[tokio::test]
 async fn refresh_and_logout_by_cookie() {
     let pki = Pki::new();
-    let w = web_gateway(&pki, true, "").await;
+    let w = web_gateway(&pki, true, None).await;
     let s = sign_in(&w, WEB_APPID, "refresh-user").await;
     let auth_post = |path: &str, cookie: String, origin: &str, body: &'static str| {
         w.http
@@ -785,7 +794,7 @@ async fn refresh_and_logout_by_cookie() {
 #[tokio::test]
 async fn web_exchange_errors_map_like_the_mini_programs() {
     let pki = Pki::new();
-    let w = web_gateway(&pki, true, "").await;
+    let w = web_gateway(&pki, true, None).await;
     for (code, status, error) in [
         ("err:40029", 400, "invalid_code"),
         ("err:40163", 400, "invalid_code"),
@@ -829,7 +838,7 @@ async fn web_exchange_errors_map_like_the_mini_programs() {
 #[tokio::test]
 async fn a_mini_program_and_a_web_sign_in_of_one_unionid_list_each_other() {
     let pki = Pki::new();
-    let w = web_gateway(&pki, true, "").await;
+    let w = web_gateway(&pki, true, None).await;
     let mp = login_at(&w.http, &w.base, "union:U-shared-42").await;
     assert_eq!(mp.unionid.as_deref(), Some("U-shared-42"));
     let web = sign_in(&w, WEB_APPID, "union:U-shared-42").await;
@@ -895,8 +904,7 @@ async fn a_mini_program_and_a_web_sign_in_of_one_unionid_list_each_other() {
 async fn a_used_state_is_refused_by_every_replica_sharing_redis() {
     let redis = Redis::start().await;
     let pki = Pki::new();
-    let extra = format!("[sessions]\nredis_url = \"{}\"\n", redis.url());
-    let w = web_gateway(&pki, true, &extra).await;
+    let w = web_gateway(&pki, true, Some(redis.sessions())).await;
     // A second replica: same keys, same Redis, same public origin.
     let (page, cookie) = start(&w, &format!("appid={WEB_APPID}")).await;
     let back = authorize(&w, &page).await;
@@ -915,12 +923,14 @@ async fn a_used_state_is_refused_by_every_replica_sharing_redis() {
         None,
         Setup {
             listen: format!("127.0.0.1:{port}"),
-            extra: format!(
-                "{extra}\n[web]\npublic_url = \"{}\"\ncookies = true\n\n[[providers]]\nplatform = \"wechat_web\"\nappid = \"{WEB_APPID}\"\nsecret_env = \"TEST_WEB_SECRET\"\nbase_url = \"{u}\"\nauthorize_url = \"{u}\"\n",
-                w.base,
-                u = w.wx.url()
-            ),
             ..other
+                .sessions(redis.sessions())
+                .web(
+                    crate::support::Web::default()
+                        .public_url(w.base.clone())
+                        .cookies(true),
+                )
+                .provider(web_provider("wechat_web", WEB_APPID, &w.wx))
         },
     )
     .await;
@@ -953,7 +963,7 @@ async fn a_used_state_is_refused_by_every_replica_sharing_redis() {
 async fn a_real_browser_signs_in_and_only_its_own_origin_may_post() {
     let started = Instant::now();
     let pki = Pki::new();
-    let w = web_gateway(&pki, true, "").await;
+    let w = web_gateway(&pki, true, None).await;
     // Another origin of the same site (another port of localhost), served
     // through a second gateway whose public route reaches the same pages.
     let other_dir = tempfile::tempdir().unwrap();
@@ -963,10 +973,7 @@ async fn a_real_browser_signs_in_and_only_its_own_origin_may_post() {
         other_dir.path(),
         None,
         Setup {
-            routes: format!(
-                "[[routes]]\nprefix = \"/evil/\"\nupstream = \"http://{}\"\nauth = \"public\"\n",
-                w.pages.addr
-            ),
+            routes: vec![Route::public("/evil/").upstream(w.pages.addr)],
             ..Setup::default()
         },
     )
@@ -1172,14 +1179,20 @@ async fn logs_carry_no_web_secret_token_or_state_even_at_trace_level() {
     let secret_file = secrets.path().join("web-secret");
     std::fs::write(&secret_file, WEB_SECRET).unwrap();
     let public = "http://127.0.0.1:1";
-    let setup = Setup {
-        extra: format!(
-            "[web]\npublic_url = \"{public}\"\ncookies = true\n\n[[providers]]\nplatform = \"wechat_web\"\nappid = \"{WEB_APPID}\"\nsecret_file = \"{}\"\nbase_url = \"{u}\"\nauthorize_url = \"{u}\"\n",
-            secret_file.display(),
-            u = wx.url()
-        ),
-        ..Setup::default()
-    };
+    let setup = Setup::default()
+        .web(
+            crate::support::Web::default()
+                .public_url(public.into())
+                .cookies(true),
+        )
+        .provider(
+            Provider::default()
+                .platform("wechat_web")
+                .appid(WEB_APPID)
+                .secret_file(&secret_file)
+                .base_url(wx.url())
+                .authorize_url(wx.url()),
+        );
     let gw = spawn_binary_with(&setup, mini.addr, up.addr, "trace").await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -1256,10 +1269,13 @@ async fn logs_carry_no_web_secret_token_or_state_even_at_trace_level() {
 #[test]
 fn config_check_shows_the_web_sign_in() {
     let keys = key_dir(jwks::Alg::ES256);
-    let setup = Setup {
-        extra: "[web]\npublic_url = \"https://App.Example.com\"\ncookies = true\n\n[[providers]]\nplatform = \"wechat_pc\"\nappid = \"wxpc\"\nsecret_env = \"TEST_WEB_SECRET\"\n".into(),
-        ..Setup::default()
-    };
+    let setup = Setup::default()
+        .web(
+            crate::support::Web::default()
+                .public_url("https://App.Example.com".into())
+                .cookies(true),
+        )
+        .provider(Provider::new("wechat_pc", "wxpc", "TEST_WEB_SECRET"));
     let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
     let text = config_text(&setup, keys.path(), addr, addr, "127.0.0.1:8080");
     let cfg = keys.path().join("minigate.toml");

@@ -12,12 +12,11 @@ use std::time::Instant;
 
 use crate::support::*;
 
-async fn ws_gateway(server: &str) -> (Gateway, WsEcho) {
+async fn ws_gateway(server: Server) -> (Gateway, WsEcho) {
     let echo = ws_echo().await;
     let gw = start(Setup {
         upstream_addr: Some(echo.addr),
-        server: server.into(),
-        ..Setup::default()
+        ..hard(server)
     })
     .await;
     (gw, echo)
@@ -25,7 +24,7 @@ async fn ws_gateway(server: &str) -> (Gateway, WsEcho) {
 
 #[tokio::test]
 async fn a_websocket_is_echoed_with_auth_and_refused_without() {
-    let (gw, echo) = ws_gateway("login_per_minute = 0\n").await;
+    let (gw, echo) = ws_gateway(Server::default()).await;
     let tokens = gw.login("ws-user").await;
     let bearer = format!("Bearer {}", tokens.access_token);
 
@@ -123,7 +122,7 @@ async fn a_websocket_is_echoed_with_auth_and_refused_without() {
 
 #[tokio::test]
 async fn a_public_route_tunnels_without_a_token_and_never_passes_a_spoofed_identity() {
-    let (gw, echo) = ws_gateway("login_per_minute = 0\n").await;
+    let (gw, echo) = ws_gateway(Server::default()).await;
     let mut ws = ws_connect(&gw, "/public/ws", &[("x-auth-subject", "admin")])
         .await
         .unwrap();
@@ -137,9 +136,12 @@ async fn a_public_route_tunnels_without_a_token_and_never_passes_a_spoofed_ident
 
 #[tokio::test]
 async fn open_tunnels_hold_connection_slots_and_are_cut_at_the_shutdown_deadline() {
-    let (gw, _echo) =
-        ws_gateway("login_per_minute = 0\nmax_connections = 2\nshutdown_timeout = \"300ms\"\n")
-            .await;
+    let (gw, _echo) = ws_gateway(
+        Server::default()
+            .max_connections(2)
+            .shutdown_timeout(ms(300)),
+    )
+    .await;
     // A public route: no login, so the test's HTTP client holds no
     // pooled connection, and the tunnels are all there is.
     let mut first = ws_connect(&gw, "/public/ws", &[]).await.unwrap();
@@ -194,7 +196,11 @@ async fn an_idle_tunnel_is_closed_and_a_busy_one_is_kept() {
     let gw = start(Setup {
         upstream_addr: Some(echo.addr),
         // Tunnels outlive the head deadline too.
-        ..hard("tunnel_idle_timeout = \"1s\"\nheader_timeout = \"500ms\"\n")
+        ..hard(
+            Server::default()
+                .tunnel_idle_timeout(secs(1))
+                .header_timeout(ms(500)),
+        )
     })
     .await;
     let t = gw.login("tunnel-idle").await;
@@ -239,7 +245,7 @@ async fn open_tunnels_are_capped_per_user_and_per_anonymous_address() {
     let echo = ws_echo().await;
     let gw = start(Setup {
         upstream_addr: Some(echo.addr),
-        ..hard("max_tunnels_per_user = 2\n")
+        ..hard(Server::default().max_tunnels_per_user(2))
     })
     .await;
     let alice = format!("Bearer {}", gw.login("alice").await.access_token);

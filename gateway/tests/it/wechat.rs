@@ -11,8 +11,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n";
-
 async fn post_as(gw: &Gateway, path: &str, token: &str, body: Value) -> reqwest::Response {
     gw.http
         .post(format!("{}{path}", gw.url))
@@ -29,13 +27,9 @@ async fn post_as(gw: &Gateway, path: &str, token: &str, body: Value) -> reqwest:
 /// session and no token is minted, so an access token (which every
 /// upstream sees) never becomes a refresh token, and roles are only ever
 /// what a refresh computes.
-async fn phone_story(store: &str) {
+async fn phone_story(store: Sessions) {
     let users = user_service(Answer::Json(json!({"roles": ["admin"]}))).await;
-    let gw = start(Setup {
-        extra: format!("{store}\n[enrich]\nurl = \"{}\"\n", users.url()),
-        ..Setup::default()
-    })
-    .await;
+    let gw = start(Setup::default().sessions(store).enrich(enrich(users.url()))).await;
     let t = gw.login("phone-user").await;
     assert_eq!(claims(&t.access_token)["roles"], json!(["admin"]));
     // The user service demotes the user; the phone call asks it nothing and
@@ -103,7 +97,7 @@ async fn phone_story(store: &str) {
 
 #[tokio::test]
 async fn the_phone_endpoint_mints_no_token_and_the_next_refresh_carries_the_number_in_process() {
-    phone_story("[sessions]\n").await;
+    phone_story(Sessions::default()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +107,7 @@ async fn the_phone_endpoint_mints_no_token_and_the_next_refresh_carries_the_numb
 )]
 async fn the_phone_endpoint_mints_no_token_and_the_next_refresh_carries_the_number_on_redis() {
     let redis = Redis::start().await;
-    phone_story(&redis.sessions_section()).await;
+    phone_story(redis.sessions()).await;
 }
 
 #[tokio::test]
@@ -163,19 +157,17 @@ async fn phone_errors_map_onto_the_error_table_and_a_refused_token_is_renewed_on
 )]
 async fn two_replicas_on_one_redis_share_one_access_token_served_on_the_admin_listener() {
     let redis = Redis::start().await;
-    let extra = format!("[sessions]\nredis_url = \"{}\"\n{ADMIN}", redis.url());
     let wechat = wechat().await;
-    let a = start(Setup {
-        extra: extra.clone(),
+    let setup = Setup {
         wechat_addr: Some(wechat.addr),
         ..Setup::default()
-    })
-    .await;
+            .sessions(redis.sessions())
+            .admin(Admin::test())
+    };
+    let a = start(setup.clone()).await;
     let b = start(Setup {
         keys_dir: Some(a.keys_dir.clone()),
-        extra,
-        wechat_addr: Some(wechat.addr),
-        ..Setup::default()
+        ..setup
     })
     .await;
     let get = |gw: &Gateway, token: Option<&str>, appid: &str| {
@@ -398,9 +390,7 @@ async fn one_code_one_exchange_and_a_retry_lands_in_the_same_session() {
     let code = fresh("retry-user");
     let calls = || {
         gw.wechat
-            .queries
-            .lock()
-            .unwrap()
+            .queries()
             .iter()
             .filter(|q| q.contains(&urlencode(&code)))
             .count()
@@ -467,8 +457,7 @@ async fn a_failed_renewal_is_an_error_from_the_table_and_is_counted() {
     let (_held, closed) = closed_port();
     let gw = start(Setup {
         wechat_addr: Some(closed),
-        extra: ADMIN.into(),
-        ..Setup::default()
+        ..Setup::default().admin(Admin::test())
     })
     .await;
     let res = gw

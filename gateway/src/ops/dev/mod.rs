@@ -3,16 +3,19 @@
 //! Dev mode runs the real gateway (real platform client, real token code,
 //! real proxy) against two built-in neighbours on 127.0.0.1: a stand-in for
 //! the code exchange of one platform (`--platform`, WeChat by default) that
-//! speaks its wire format and accepts any code (`standins`), and a demo
-//! upstream that echoes the identity headers it received. Keys are generated
-//! in memory and gone at exit. With WeChat, the stand-in also plays
-//! WeChat's web authorization (an authorize page that sends the browser back
-//! with a code and the state, and `sns/oauth2/access_token`), so the browser
-//! sign-in can be clicked through on `http://127.0.0.1` (a `wechat_web` app,
-//! `[web] cookies = true`). None of this is reachable without `--dev`:
-//! the stand-ins exist only inside [`start`].
+//! speaks its wire format and accepts any code of the dev app ([`standins`]
+//! with the script of `apps`), and a demo upstream that echoes the identity
+//! headers it received. Keys are generated in memory and gone at exit. With
+//! WeChat, the stand-in also plays WeChat's web authorization (an authorize
+//! page that sends the browser back with a code and the state, and
+//! `sns/oauth2/access_token`), so the browser sign-in can be clicked
+//! through on `http://127.0.0.1` (a `wechat_web` app, `[web] cookies =
+//! true`). None of this runs without `--dev`: the stand-ins are public so
+//! that the integration tests drive the same ones, but only [`start`] and
+//! the tests start them.
 
-mod standins;
+mod apps;
+pub mod standins;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,7 +36,7 @@ use crate::config::{
 use crate::gateway::{Gateway, StartError};
 use crate::listener::Running;
 
-pub use standins::{DEV_APPID, DEV_WEB_APPID};
+pub use apps::{DEV_APPID, DEV_WEB_APPID};
 
 /// Serves `service` on `listener` until the process ends.
 fn spawn_http<F, Fut>(listener: TcpListener, service: F)
@@ -131,7 +134,7 @@ fn dev_config(
             dir: "(in memory)".into(),
             reload_interval: defaults::KEYS_RELOAD_INTERVAL,
         },
-        providers: standins::providers(platform, stand_in)?,
+        providers: apps::providers(platform, stand_in)?,
         routes: vec![
             route("/api/", AuthMode::Required),
             route("/maybe/", AuthMode::Optional),
@@ -160,7 +163,7 @@ fn dev_config(
 pub fn walkthrough(addr: SocketAddr, platform: Platform) -> String {
     let base = format!("http://{addr}");
     let name = platform.name();
-    let call = standins::client_call(platform);
+    let call = apps::client_call(platform);
     format!(
         r#"minigate dev mode: NOT FOR PRODUCTION (in-memory keys, stand-in {name}, demo upstream)
 gateway on {base}, one {name} mini-program (appid {appid}) logging in at a stand-in {name}
@@ -183,7 +186,7 @@ curl -s {base}/.well-known/jwks.json; echo
 token stops working too. POST /auth/logout with a refresh token ends a session the same way.
 Other platforms: serve --dev --platform {platforms}.)
 {browser}"#,
-        appid = standins::appid(platform),
+        appid = apps::appid(platform),
         browser = if platform == Platform::wechat() {
             format!(
                 r#"
@@ -263,7 +266,16 @@ pub async fn start(listen: SocketAddr, platform: Platform) -> Result<Running, De
     let (upstream, upstream_addr) = bind(loopback(0)).await?;
     let (gateway_listener, listen) = bind(listen).await?;
     let config = dev_config(listen, platform, stand_in_addr, upstream_addr)?;
-    standins::spawn(stand_in, platform)?;
+    standins::StandIn::serve(
+        stand_in,
+        apps::standin_apps(platform)?,
+        apps::DevUsers,
+        standins::AuthorizePage::Form,
+    )
+    .map_err(|source| DevError::Bind {
+        addr: stand_in_addr,
+        source,
+    })?;
     spawn_http(upstream, demo_upstream);
     let keys = jwks::KeySet::generate(jwks::Alg::ES256, std::time::SystemTime::now())?;
     let store = crate::tokens::keys::KeyStore::new(keys, &config.tokens.issuer);

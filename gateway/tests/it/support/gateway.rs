@@ -10,13 +10,17 @@ use http::HeaderMap;
 use minigate::config::Config;
 use minigate::listener::Running;
 
-use super::{upstream, wechat, Upstream, WeChat, APPID, APPID2, SECRET};
+use super::{
+    upstream, wechat, Admin, Enrich, Log, Provider, Role, Route, Server, Sessions, Tls, ToToml,
+    Upstream, WeChat, Web, APPID, APPID2, SECRET,
+};
 
-/// How to set a gateway up.
+/// How to set a gateway up: the harness's own config (one WeChat app,
+/// four routes to the harness upstream) with these values and pieces.
 #[derive(Clone)]
 pub struct Setup {
     pub issuer: String,
-    pub audience: String,
+    pub audience: Vec<&'static str>,
     pub alg: jwks::Alg,
     pub access_ttl: &'static str,
     pub wechat_timeout: &'static str,
@@ -30,14 +34,21 @@ pub struct Setup {
     /// Point routes here instead of at the harness upstream.
     pub upstream_addr: Option<SocketAddr>,
     pub wechat_addr: Option<SocketAddr>,
-    /// The body of the `[server]` section. Login rate limiting is off by
-    /// default here: tests log in far faster than any one client should.
-    pub server: String,
-    /// More `[[routes]]` tables, after the harness's own four; `{upstream}`
-    /// in them is the upstream's address.
-    pub routes: String,
-    /// Appended to the config, e.g. a `[sessions]` section.
-    pub extra: String,
+    /// `[server]`. Login rate limiting is off by default here: tests log
+    /// in far faster than any one client should.
+    pub server: Server,
+    /// More `[[routes]]`, after the harness's own four.
+    pub routes: Vec<Route>,
+    /// `[[roles]]`.
+    pub roles: Vec<Role>,
+    /// More `[[providers]]`, after the harness's WeChat app(s).
+    pub providers: Vec<Provider>,
+    pub sessions: Option<Sessions>,
+    pub admin: Option<Admin>,
+    pub enrich: Option<Enrich>,
+    pub web: Option<Web>,
+    pub log: Option<Log>,
+    pub tls: Option<Tls>,
     /// Where the gateway listens (a port chosen up front when the config
     /// must name it, as `[web] public_url` does).
     pub listen: String,
@@ -47,7 +58,7 @@ impl Default for Setup {
     fn default() -> Self {
         Setup {
             issuer: "https://auth.test".into(),
-            audience: "\"api\"".into(),
+            audience: vec!["api"],
             alg: jwks::Alg::ES256,
             access_ttl: "15m",
             wechat_timeout: "1s",
@@ -58,18 +69,62 @@ impl Default for Setup {
             keys_dir: None,
             upstream_addr: None,
             wechat_addr: None,
-            server: "login_per_minute = 0\n".into(),
-            routes: String::new(),
-            extra: String::new(),
+            server: Server::default().login_per_minute(0),
+            routes: Vec::new(),
+            roles: Vec::new(),
+            providers: Vec::new(),
+            sessions: None,
+            admin: None,
+            enrich: None,
+            web: None,
+            log: None,
+            tls: None,
             listen: "127.0.0.1:0".into(),
         }
     }
+}
+
+/// A setter of `Setup` for each optional section named.
+macro_rules! sections {
+    ($($name:ident: $ty:ty),*) => {
+        $(
+            pub fn $name(mut self, $name: $ty) -> Setup {
+                self.$name = Some($name);
+                self
+            }
+        )*
+    };
+}
+
+impl Setup {
+    /// These `[server]` keys too (over the harness's).
+    pub fn server(mut self, server: Server) -> Setup {
+        self.server.0.extend(server.0);
+        self
+    }
+
+    /// One more route.
+    pub fn route(mut self, route: Route) -> Setup {
+        self.routes.push(route);
+        self
+    }
+
+    /// One more provider.
+    pub fn provider(mut self, provider: Provider) -> Setup {
+        self.providers.push(provider);
+        self
+    }
+
+    // One setter per optional section: `.sessions(..)`, `.admin(..)`...
+    sections!(sessions: Sessions, admin: Admin, enrich: Enrich, web: Web, log: Log, tls: Tls);
 }
 
 /// A running gateway with its neighbours.
 pub struct Gateway {
     pub running: Running,
     pub url: String,
+    /// The harness's stand-in WeChat (called by nobody when the setup
+    /// names a `wechat_addr`).
     pub wechat: WeChat,
     pub upstream: Upstream,
     pub keys_dir: PathBuf,
@@ -82,7 +137,8 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
 
-/// The config TOML for a gateway with these neighbours.
+/// The config TOML for a gateway with these neighbours: the one place a
+/// [`Setup`] becomes text.
 pub fn config_text(
     setup: &Setup,
     keys_dir: &Path,
@@ -90,78 +146,85 @@ pub fn config_text(
     upstream: SocketAddr,
     listen: &str,
 ) -> String {
-    let second = if setup.two_providers {
-        format!(
-            "[[providers]]\nplatform = \"wechat\"\nappid = \"{APPID2}\"\nsecret_env = \"TEST_WECHAT_SECRET\"\nbase_url = \"http://{wechat}\"\ntimeout = \"{}\"\n",
-            setup.wechat_timeout
-        )
-    } else {
-        String::new()
+    let table = |pairs: Vec<(&str, toml::Value)>| {
+        toml::Value::Table(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
     };
-    format!(
-        r#"listen = "{listen}"
-
-[tokens]
-issuer = "{issuer}"
-audience = {audience}
-access_ttl = "{access_ttl}"
-refresh_ttl = "30d"
-leeway = "{leeway}"
-
-[keys]
-dir = "{keys}"
-reload_interval = "{ri}"
-
-[[providers]]
-platform = "wechat"
-appid = "{APPID}"
-secret_env = "TEST_WECHAT_SECRET"
-base_url = "http://{wechat}"
-timeout = "{wt}"
-
-{second}
-[[routes]]
-prefix = "/api/"
-upstream = "http://{upstream}"
-auth = "required"
-timeout = "{ut}"
-
-[[routes]]
-prefix = "/api/admin/"
-upstream = "http://{upstream}"
-auth = "required"
-timeout = "{ut}"
-
-[[routes]]
-prefix = "/maybe/"
-upstream = "http://{upstream}"
-auth = "optional"
-timeout = "{ut}"
-
-[[routes]]
-prefix = "/public/"
-upstream = "http://{upstream}"
-auth = "public"
-timeout = "{ut}"
-
-{routes}
-[server]
-{server}
-{extra}
-"#,
-        server = setup.server,
-        // `{upstream}` in extra routes is the harness upstream's address.
-        routes = setup.routes.replace("{upstream}", &upstream.to_string()),
-        extra = setup.extra,
-        issuer = setup.issuer,
-        audience = setup.audience,
-        access_ttl = setup.access_ttl,
-        leeway = setup.leeway,
-        keys = keys_dir.display(),
-        wt = setup.wechat_timeout,
-        ut = setup.upstream_timeout,
-        ri = setup.reload_interval,
-    )
+    let wechat_app = |appid: &str| {
+        Provider::new("wechat", appid, "TEST_WECHAT_SECRET")
+            .base_url(format!("http://{wechat}"))
+            .0
+            .into_iter()
+            .chain([("timeout".to_owned(), setup.wechat_timeout.to_toml())])
+            .collect::<toml::Table>()
+    };
+    let mut providers = vec![toml::Value::Table(wechat_app(APPID))];
+    if setup.two_providers {
+        providers.push(toml::Value::Table(wechat_app(APPID2)));
+    }
+    providers.extend(setup.providers.iter().cloned().map(ToToml::to_toml));
+    let harness_route = |prefix: &str, auth: &'static str| {
+        Route::new(prefix)
+            .auth(auth)
+            .0
+            .into_iter()
+            .chain([("timeout".to_owned(), setup.upstream_timeout.to_toml())])
+            .collect::<toml::Table>()
+    };
+    let mut routes: Vec<toml::Value> = [
+        ("/api/", "required"),
+        ("/api/admin/", "required"),
+        ("/maybe/", "optional"),
+        ("/public/", "public"),
+    ]
+    .into_iter()
+    .map(|(prefix, auth)| toml::Value::Table(harness_route(prefix, auth)))
+    .collect();
+    routes.extend(setup.routes.iter().cloned().map(ToToml::to_toml));
+    for route in &mut routes {
+        if let toml::Value::Table(t) = route {
+            t.entry("upstream")
+                .or_insert_with(|| format!("http://{upstream}").to_toml());
+        }
+    }
+    let mut doc = toml::Table::new();
+    doc.insert("listen".into(), listen.to_toml());
+    doc.insert(
+        "tokens".into(),
+        table(vec![
+            ("issuer", setup.issuer.clone().to_toml()),
+            ("audience", setup.audience.clone().to_toml()),
+            ("access_ttl", setup.access_ttl.to_toml()),
+            ("refresh_ttl", "30d".to_toml()),
+            ("leeway", setup.leeway.to_toml()),
+        ]),
+    );
+    doc.insert(
+        "keys".into(),
+        table(vec![
+            ("dir", keys_dir.to_toml()),
+            ("reload_interval", setup.reload_interval.to_toml()),
+        ]),
+    );
+    doc.insert("providers".into(), toml::Value::Array(providers));
+    doc.insert("routes".into(), toml::Value::Array(routes));
+    doc.insert("server".into(), setup.server.clone().to_toml());
+    if !setup.roles.is_empty() {
+        doc.insert("roles".into(), setup.roles.clone().to_toml());
+    }
+    let sections = [
+        ("sessions", setup.sessions.clone().map(ToToml::to_toml)),
+        ("admin", setup.admin.clone().map(ToToml::to_toml)),
+        ("enrich", setup.enrich.clone().map(ToToml::to_toml)),
+        ("web", setup.web.clone().map(ToToml::to_toml)),
+        ("log", setup.log.clone().map(ToToml::to_toml)),
+        ("tls", setup.tls.clone().map(ToToml::to_toml)),
+    ];
+    for (name, section) in sections {
+        if let Some(section) = section {
+            doc.insert(name.into(), section);
+        }
+    }
+    toml::to_string(&doc).unwrap()
 }
 
 /// The admin token of gateways whose config has `[admin] token_env =
@@ -196,15 +259,9 @@ pub fn key_dir(alg: jwks::Alg) -> tempfile::TempDir {
 }
 
 pub async fn start(setup: Setup) -> Gateway {
-    let wechat = match setup.wechat_addr {
-        Some(addr) => WeChat {
-            addr,
-            queries: Default::default(),
-            token_calls: Default::default(),
-            generation: Default::default(),
-        },
-        None => wechat().await,
-    };
+    // With `wechat_addr` the config points elsewhere, and this stand-in
+    // is called by nobody.
+    let wechat = wechat().await;
     let upstream = upstream().await;
     let (tmp, keys_dir) = match &setup.keys_dir {
         Some(dir) => (None, dir.clone()),
@@ -215,7 +272,8 @@ pub async fn start(setup: Setup) -> Gateway {
         }
     };
     let up = setup.upstream_addr.unwrap_or(upstream.addr);
-    let text = config_text(&setup, &keys_dir, wechat.addr, up, &setup.listen);
+    let wechat_addr = setup.wechat_addr.unwrap_or(wechat.addr);
+    let text = config_text(&setup, &keys_dir, wechat_addr, up, &setup.listen);
     let config = Config::from_toml(&text, &test_env).unwrap();
     let keys =
         minigate::tokens::keys::KeyStore::open(keys_dir.clone(), &config.tokens.issuer).unwrap();

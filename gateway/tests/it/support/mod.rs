@@ -5,6 +5,7 @@
 //! upstream of pages, and headless Chromium.
 
 mod browser;
+mod config;
 mod gateway;
 mod nginx;
 mod pki;
@@ -19,6 +20,7 @@ mod wechat;
 mod wsgi;
 
 pub use browser::*;
+pub use config::*;
 pub use gateway::*;
 pub use nginx::*;
 pub use pki::*;

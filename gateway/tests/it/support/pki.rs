@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
-use super::{start, Gateway, Setup};
+use super::{start, Gateway, Setup, Tls};
 
 pub struct Pki {
     pub ca: CertifiedIssuer<'static, KeyPair>,
@@ -83,15 +83,12 @@ pub async fn tls_gateway_with(
     if !dir.join("tls.crt").exists() {
         pki.issue(dir);
     }
+    let tls = Tls::default()
+        .cert(&dir.join("tls.crt"))
+        .key(&dir.join("tls.key"));
     start(Setup {
         upstream_addr: upstream,
-        extra: format!(
-            "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            setup.extra,
-            dir.join("tls.crt").display(),
-            dir.join("tls.key").display()
-        ),
-        ..setup
+        ..setup.tls(tls)
     })
     .await
 }

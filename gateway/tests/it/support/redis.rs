@@ -28,9 +28,9 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// The `[sessions]` section pointing at this server.
-    pub fn sessions_section(&self) -> String {
-        format!("[sessions]\nredis_url = \"{}\"\n", self.url())
+    /// `[sessions]` pointing at this server.
+    pub fn sessions(&self) -> super::Sessions {
+        super::Sessions::default().redis_url(self.url())
     }
 
     /// Starts (again) on the same port, and waits until it answers.
@@ -195,14 +195,14 @@ impl RedisCluster {
         panic!("redis cluster node {port} never answered {want} to {command}");
     }
 
-    /// The `[sessions]` section pointing at this cluster's nodes.
-    pub fn sessions_section(&self) -> String {
-        let seeds: Vec<String> = self
-            .ports
-            .iter()
-            .map(|p| format!("\"redis://127.0.0.1:{p}\""))
-            .collect();
-        format!("[sessions]\nredis_cluster = [{}]\n", seeds.join(", "))
+    /// `[sessions]` pointing at this cluster's nodes.
+    pub fn sessions(&self) -> super::Sessions {
+        super::Sessions::default().redis_cluster(
+            self.ports
+                .iter()
+                .map(|p| format!("redis://127.0.0.1:{p}"))
+                .collect(),
+        )
     }
 
     /// `redis-cli -c` (following redirections) on the first node.

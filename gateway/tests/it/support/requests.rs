@@ -10,13 +10,10 @@ use tokio::net::TcpStream;
 
 use super::*;
 
-/// The harness's setup with login rate limiting off and `server` added to
+/// The harness's setup (login rate limiting off) with `server` added to
 /// `[server]`.
-pub fn hard(server: &str) -> Setup {
-    Setup {
-        server: format!("login_per_minute = 0\n{server}"),
-        ..Setup::default()
-    }
+pub fn hard(server: Server) -> Setup {
+    Setup::default().server(server)
 }
 
 /// `minigate_refused_total{reason="…"}`.

@@ -2,7 +2,6 @@
 //! authorization (its authorize pages and `sns/oauth2/access_token`), and
 //! an upstream serving pages that show who reached them.
 
-use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +10,10 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 
-use super::{openid_for, serve, Seen};
+use minigate::config::Platform;
+use minigate::ops::dev::standins::{App, AuthorizePage, StandIn};
+
+use super::{openid_for, serve, Codes, Seen};
 
 /// The `wechat_web` app (in-WeChat H5, `snsapi_base`).
 pub const WEB_APPID: &str = "wxweb000000000001";
@@ -35,163 +37,61 @@ pub fn web_openid(appid: &str, code: &str) -> String {
     format!("web-{}", openid_for(&format!("{appid}:{code}")))
 }
 
-/// The stand-in for WeChat's web authorization.
+/// The stand-in for WeChat's web authorization: the gateway's own
+/// stand-in WeChat with the `wechat_web` and `wechat_pc` apps.
 ///
 /// Its authorize pages (`/connect/oauth2/authorize` with `snsapi_base`,
 /// `/connect/qrconnect` with `snsapi_login`) check their parameters and
 /// send the browser straight back (302) to `redirect_uri?code=...&state=...`,
 /// as WeChat does once the user allows; the code is the next one queued
-/// with [`WebWeChat::next_code`], else a fresh one, and `deny` comes back
+/// with [`StandIn::next_code`], else a fresh one, and `deny` comes back
 /// without a code. `sns/oauth2/access_token` answers codes as the
 /// mini-program stand-in does: `union:X` gives unionid X, `err:N` errcode N,
 /// `notjson`, `slow` (3 s), anything else an openid of the app and code; a
 /// code is good once per app (40163 after).
-#[derive(Clone)]
-pub struct WebWeChat {
-    pub addr: SocketAddr,
-    /// Codes the authorize page hands out next, in order.
-    pub codes: Arc<Mutex<VecDeque<String>>>,
+pub type WebWeChat = StandIn;
+
+/// What the web stand-in was asked.
+pub trait WebCalls {
     /// Every authorize page query.
-    pub authorizes: Arc<Mutex<Vec<String>>>,
+    fn authorizes(&self) -> Vec<String>;
     /// Every exchange query.
-    pub exchanges: Arc<Mutex<Vec<String>>>,
-}
-
-impl WebWeChat {
-    /// The base URL of both the authorize page and the API.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Queues the code the authorize page hands out next.
-    pub fn next_code(&self, code: &str) {
-        self.codes.lock().unwrap().push_back(code.to_owned());
-    }
-
-    pub fn exchange_count(&self) -> usize {
-        self.exchanges.lock().unwrap().len()
+    fn exchanges(&self) -> Vec<String>;
+    fn exchange_count(&self) -> usize {
+        self.exchanges().len()
     }
 }
 
-fn query_of(req: &Request<Incoming>) -> (String, Vec<(String, String)>) {
-    let query = req.uri().query().unwrap_or("").to_owned();
-    let url = reqwest::Url::parse(&format!("http://x/?{query}")).unwrap();
-    let pairs = url
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    (query, pairs)
+impl WebCalls for StandIn {
+    fn authorizes(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path.starts_with("/connect/"))
+            .map(|c| c.query)
+            .collect()
+    }
+
+    fn exchanges(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path == "/sns/oauth2/access_token")
+            .map(|c| c.query)
+            .collect()
+    }
 }
 
 pub async fn web_wechat() -> WebWeChat {
-    let codes: Arc<Mutex<VecDeque<String>>> = Arc::default();
-    let authorizes: Arc<Mutex<Vec<String>>> = Arc::default();
-    let exchanges: Arc<Mutex<Vec<String>>> = Arc::default();
-    let used: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (c, a, e) = (codes.clone(), authorizes.clone(), exchanges.clone());
-    let addr = serve(move |req: Request<Incoming>| {
-        let (codes, authorizes, exchanges, used, counter) = (
-            c.clone(),
-            a.clone(),
-            e.clone(),
-            used.clone(),
-            counter.clone(),
-        );
-        async move {
-            let (query, pairs) = query_of(&req);
-            let param = |n: &str| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-            let json = |v: serde_json::Value| plain(StatusCode::OK, "text/plain", v.to_string());
-            let path = req.uri().path().to_owned();
-            let scope = match path.as_str() {
-                "/connect/oauth2/authorize" => Some("snsapi_base"),
-                "/connect/qrconnect" => Some("snsapi_login"),
-                _ => None,
-            };
-            if let Some(scope) = scope {
-                authorizes.lock().unwrap().push(query.clone());
-                let app = param("appid").unwrap_or_default();
-                let ok = matches!(
-                    (app.as_str(), scope),
-                    (WEB_APPID, "snsapi_base") | (PC_APPID, "snsapi_login")
-                ) && param("response_type").as_deref() == Some("code")
-                    && param("scope").as_deref() == Some(scope);
-                let (Some(redirect), Some(state)) = (param("redirect_uri"), param("state")) else {
-                    return plain(
-                        StatusCode::BAD_REQUEST,
-                        "text/plain",
-                        "redirect_uri and state are required",
-                    );
-                };
-                if !ok {
-                    return plain(
-                        StatusCode::BAD_REQUEST,
-                        "text/plain",
-                        "bad authorize parameters",
-                    );
-                }
-                let code = codes.lock().unwrap().pop_front().unwrap_or_else(|| {
-                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    format!("web-user-{n}")
-                });
-                let mut back = reqwest::Url::parse(&redirect).unwrap();
-                if code != "deny" {
-                    back.query_pairs_mut().append_pair("code", &code);
-                }
-                back.query_pairs_mut().append_pair("state", &state);
-                let mut res = plain(StatusCode::FOUND, "text/html", "<html>redirecting</html>");
-                res.headers_mut()
-                    .insert("location", back.as_str().parse().unwrap());
-                return res;
-            }
-            if path != "/sns/oauth2/access_token" || req.method() != http::Method::GET {
-                return plain(StatusCode::NOT_FOUND, "text/html", "<html>404</html>");
-            }
-            exchanges.lock().unwrap().push(query.clone());
-            let app = param("appid").unwrap_or_default();
-            if !matches!(app.as_str(), WEB_APPID | PC_APPID)
-                || param("secret").as_deref() != Some(WEB_SECRET)
-                || param("grant_type").as_deref() != Some("authorization_code")
-            {
-                return json(serde_json::json!({"errcode": 40125, "errmsg": "invalid appsecret"}));
-            }
-            let code = param("code").unwrap_or_default();
-            if !used.lock().unwrap().insert(format!("{app}:{code}")) {
-                return json(serde_json::json!({"errcode": 40163, "errmsg": "code been used"}));
-            }
-            let ok = |unionid: Option<&str>| {
-                let mut v = serde_json::json!({
-                    "access_token": WX_WEB_TOKEN, "expires_in": 7200,
-                    "refresh_token": "WX-WEB-REFRESH", "openid": web_openid(&app, &code),
-                    "scope": if app == PC_APPID { "snsapi_login" } else { "snsapi_base" },
-                });
-                if let Some(u) = unionid {
-                    v["unionid"] = u.into();
-                }
-                json(v)
-            };
-            match code.as_str() {
-                "notjson" => plain(StatusCode::OK, "text/html", "<html>system busy</html>"),
-                "slow" => {
-                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-                    ok(None)
-                }
-                c if c.starts_with("err:") => {
-                    let n: i64 = c[4..].parse().unwrap();
-                    json(serde_json::json!({"errcode": n, "errmsg": "stand-in error"}))
-                }
-                c if c.starts_with("union:") => ok(Some(&c[6..])),
-                _ => ok(None),
-            }
-        }
-    })
-    .await;
-    WebWeChat {
-        addr,
-        codes,
-        authorizes,
-        exchanges,
-    }
+    let apps = vec![
+        App::secret(
+            Platform::named("wechat_web").unwrap(),
+            WEB_APPID,
+            WEB_SECRET,
+        ),
+        App::secret(Platform::named("wechat_pc").unwrap(), PC_APPID, WEB_SECRET),
+    ];
+    StandIn::start(apps, Codes::default(), AuthorizePage::Redirect)
+        .await
+        .unwrap()
 }
 
 fn escape(s: &str) -> String {
