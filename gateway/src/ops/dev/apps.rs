@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 
 use super::standins::{App, Credential, Login, Outcome, Script, User};
 use super::DevError;
+use crate::config::CredentialKind;
 use crate::config::{defaults, Credentials, KeyPair, Platform, ProviderConfig, Secret};
 use crate::crypto::rsa2::SigningKey;
-use crate::config::CredentialKind;
 
 /// The appid of the dev WeChat mini-program.
 pub const DEV_APPID: &str = "wxdev000000000000";

@@ -17,11 +17,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::StatusCode;
 use minigate::config::Platform;
+use minigate::crypto::rsa2::SigningKey;
 use minigate::ops::dev::standins::{
     alipay_signed, App, AuthorizePage, Credential, Login, Outcome, Refusal, Script, User,
 };
 use minigate::signin::providers::alipay::{ERROR_RESPONSE, RESPONSE};
-use minigate::crypto::rsa2::SigningKey;
 
 use super::{openid_for, session_key_for, web_openid, SESSION_KEY, WX_WEB_TOKEN};
 

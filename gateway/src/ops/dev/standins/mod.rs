@@ -248,7 +248,8 @@ struct State {
     apps: Vec<App>,
     script: Box<dyn Script>,
     authorize: AuthorizePage,
-    calls: Mutex<Vec<Call>>,
+    /// The latest [`RECORDED`] calls.
+    calls: Mutex<VecDeque<Call>>,
     /// `stable_token` calls.
     token_calls: AtomicUsize,
     /// The current app access tokens' generation.
@@ -260,6 +261,10 @@ struct State {
     /// Codes it made up when none was queued.
     made_up: AtomicUsize,
 }
+
+/// How many calls a stand-in keeps ([`StandIn::calls`]): far more than any
+/// test makes, and a bound on a long-running `serve --dev`.
+pub const RECORDED: usize = 10_000;
 
 /// A lock, poisoned or not: a panicking test must not hide what was seen.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -314,9 +319,10 @@ impl StandIn {
         format!("http://{}", self.addr)
     }
 
-    /// Every call received so far, in order.
+    /// The calls received so far, in order: the latest [`RECORDED`] of
+    /// them, so that a long `serve --dev` keeps a bounded log.
     pub fn calls(&self) -> Vec<Call> {
-        lock(&self.state.calls).clone()
+        lock(&self.state.calls).iter().cloned().collect()
     }
 
     /// The raw query string of every call so far.
@@ -329,7 +335,7 @@ impl StandIn {
 
     /// The latest call.
     pub fn last_call(&self) -> Option<Call> {
-        lock(&self.state.calls).last().cloned()
+        lock(&self.state.calls).back().cloned()
     }
 
     /// `stable_token` calls so far.
@@ -393,7 +399,13 @@ impl StandIn {
             query: parts.uri.query().unwrap_or_default().to_owned(),
             body: String::from_utf8_lossy(&body).into_owned(),
         };
-        lock(&self.state.calls).push(call.clone());
+        {
+            let mut calls = lock(&self.state.calls);
+            if calls.len() == RECORDED {
+                calls.pop_front();
+            }
+            calls.push_back(call.clone());
+        }
         let outcome = match (call.method.as_str(), call.path.as_str()) {
             ("GET", "/sns/jscode2session") => self.jscode2session(&call),
             ("POST", "/cgi-bin/stable_token") => return self.stable_token(&call),

@@ -8,10 +8,10 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::{reply, Answer, Call, Checked, Credential, Outcome, Refusal, Render, StandIn};
+use crate::crypto::rsa2::SigningKey;
 use crate::signin::providers::alipay::{
     china_time, sign_content, ERROR_RESPONSE, METHOD, RESPONSE,
 };
-use crate::crypto::rsa2::SigningKey;
 
 fn json_answer(status: StatusCode, v: &serde_json::Value) -> Answer {
     reply(status, "application/json", v.to_string())
