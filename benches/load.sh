@@ -333,7 +333,7 @@ run() {
       r1=$(ticks "$REDIS_PID")
       rps=$(awk '/^finished in/ { printf "%.0f", $4 }' <<<"$out")
       reqs=$(awk '/^requests:/ { print $6 }' <<<"$out")
-      bad=$(awk -v done="$reqs" '/^status codes:/ { print done - $3 }' <<<"$out")
+      bad=$(awk '/^status codes:/ { print $5 + $7 + $9 }' <<<"$out")
       errs=$(awk '/^requests:/ && $10 + $12 + $14 > 0 { print $10 " failed, " $12 " errored, " $14 " timed out" }' <<<"$out")
       # Per-request times (the log's third column, µs) for p50 and p99.
       read -r p50 p99 < <(cut -f3 "$WORK/h2.log" | sort -n | awk '{ v[NR] = $1 }
