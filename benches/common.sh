@@ -86,6 +86,19 @@ auth = "public"
 EOF
 }
 
+# Prints a `[[providers]]` table for WeChat whose code exchange is the
+# stand-in on 127.0.0.1:PORT, its secret in $LOAD_WECHAT_SECRET.
+#   TABLES_EXTRA=$(wechat_provider PORT) minigate_config ...
+wechat_provider() {
+  cat <<EOF
+[[providers]]
+platform = "wechat"
+appid = "wx0123456789abcdef"
+secret_env = "LOAD_WECHAT_SECRET"
+base_url = "http://127.0.0.1:$1"
+EOF
+}
+
 # Starts the upstream of the proxy benchmarks: nginx (2 workers) answering
 # `200 ok` on UP, and beside it a stand-in `jscode2session` on WECHAT that
 # answers as WeChat does (JSON as text/plain) with the openid OPENID (an

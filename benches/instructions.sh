@@ -68,11 +68,7 @@ http {
 }
 CONF
 nginx -c "$WORK/up.conf"
-SERVER_EXTRA='login_per_minute = 0' TABLES_EXTRA="[[providers]]
-platform = \"wechat\"
-appid = \"wx0123456789abcdef\"
-secret_env = \"LOAD_WECHAT_SECRET\"
-base_url = \"http://127.0.0.1:$WECHAT\"" \
+SERVER_EXTRA='login_per_minute = 0' TABLES_EXTRA=$(wechat_provider $WECHAT) \
   minigate_config $GW $UP "$WORK/keys" >"$WORK/minigate.toml"
 wrk_scripts "$WORK"
 case $SCENARIO in

@@ -152,11 +152,7 @@ SERVER_EXTRA='max_connections = 30000
 login_per_minute = 0' \
 TABLES_EXTRA="[sessions]
 max_sessions = 1000000
-[[providers]]
-platform = \"wechat\"
-appid = \"wx0123456789abcdef\"
-secret_env = \"LOAD_WECHAT_SECRET\"
-base_url = \"http://127.0.0.1:$WECHAT\"" \
+$(wechat_provider $WECHAT)" \
   minigate_config $MINIGATE $UP "$WORK/keys" >"$WORK/minigate.toml"
 wrk_scripts "$WORK"
 
