@@ -18,6 +18,19 @@ need_commands() {
   export PATH=$PATH:/usr/sbin
 }
 
+# Installs the given Debian packages that are not installed (libraries,
+# which need_commands cannot see: the Go sources of benches/seed-go).
+#   need_packages golang-github-gin-gonic-gin-dev ...
+need_packages() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    echo "installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 # Builds the given packages in release mode; sets BIN to their binaries.
 #   build_release minigate minigate-benches
 build_release() {
@@ -73,10 +86,24 @@ auth = "public"
 EOF
 }
 
+# Prints a `[[providers]]` table for WeChat whose code exchange is the
+# stand-in on 127.0.0.1:PORT, its secret in $LOAD_WECHAT_SECRET.
+#   TABLES_EXTRA=$(wechat_provider PORT) minigate_config ...
+wechat_provider() {
+  cat <<EOF
+[[providers]]
+platform = "wechat"
+appid = "wx0123456789abcdef"
+secret_env = "LOAD_WECHAT_SECRET"
+base_url = "http://127.0.0.1:$1"
+EOF
+}
+
 # Starts the upstream of the proxy benchmarks: nginx (2 workers) answering
 # `200 ok` on UP, and beside it a stand-in `jscode2session` on WECHAT that
 # answers as WeChat does (JSON as text/plain) with the openid OPENID (an
-# nginx expression: `o-$arg_js_code` makes one user per code). Its pid is
+# nginx expression: `o-$arg_js_code` makes one user per code). The upstream
+# answers `/whoami` with the X-Auth-Openid header it was sent. Its pid is
 # in DIR/pid.
 #   start_upstream DIR UP WECHAT [OPENID]
 start_upstream() {
@@ -89,7 +116,12 @@ events { worker_connections 30000; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$2 backlog=8192; location / { return 200 "ok"; } }
+  server {
+    listen 127.0.0.1:$2 backlog=8192;
+    location / { return 200 "ok"; }
+    # The identity a gateway sent: what load.sh checks reaches the upstream.
+    location = /whoami { return 200 "\$http_x_auth_openid"; }
+  }
   server {
     listen 127.0.0.1:$3 backlog=8192;
     location /sns/jscode2session {
@@ -104,8 +136,10 @@ EOF
 
 # Writes wrk's scripts into DIR: pool.lua (each request a token from the
 # file given after `--`, in turn from a random start), login.lua (a login
-# with a new code each time; after `--`, a device type: with `pc`, logins
-# of one user's PC, each ending the one before) and refresh.lua (refresh tokens from the file
+# with a new code each time; after `--`, a device type, `-` for none: with
+# `pc`, logins of one user's PC, each ending the one before; then,
+# optionally, a file the answers' refresh tokens are written to, one a line)
+# and refresh.lua (refresh tokens from the file
 # given after `--`, each answer's refresh token queued for a later request:
 # sessions refreshed in chains).
 wrk_scripts() {
@@ -134,8 +168,11 @@ function response(status, headers, body)
 end
 EOF
   cat >"$1/login.lua" <<'EOF'
-local n, device = 0, nil
-function init(args) device = args[1] end
+local n, device, seeds = 0, nil, nil
+function init(args)
+  if args[1] ~= "-" then device = args[1] end
+  if args[2] then seeds = io.open(args[2], "w") end
+end
 function request()
   n = n + 1
   local body = '{"code":"load-' .. n .. '"}'
@@ -146,19 +183,11 @@ function request()
   end
   return wrk.format("POST", "/auth/login", { ["Content-Type"] = "application/json" }, body)
 end
+function response(status, headers, body)
+  if seeds then
+    local t = body:match('"refresh_token":"([^"]+)"')
+    if t then seeds:write(t, "\n"); seeds:flush() end
+  end
+end
 EOF
-}
-
-# Logs in N times at the gateway on PORT (codes PREFIX-1 ... PREFIX-N) and
-# writes the refresh tokens, one a line, to FILE: refresh.lua's seeds.
-#   refresh_seeds PORT N PREFIX FILE
-refresh_seeds() {
-  : >"$4"
-  local i
-  for i in $(seq "$2"); do
-    curl -s -X POST "http://127.0.0.1:$1/auth/login" -H 'content-type: application/json' \
-      -d "{\"code\":\"$3-$i\"}" |
-      sed -E 's/.*"refresh_token":"([^"]+)".*/\1/' >>"$4"
-    echo >>"$4"
-  done
 }

@@ -11,6 +11,9 @@
 #   SCENARIO=public benches/instructions.sh          # the public route
 #   SCENARIO=miss benches/instructions.sh            # 20,000 distinct tokens:
 #                                                    # every request a cache miss
+#   SCENARIO=login benches/instructions.sh           # logins of a new user each,
+#                                                    # the code exchanged at an
+#                                                    # nginx stand-in
 #   KEEP=/tmp/cg benches/instructions.sh             # keep callgrind's files
 #                                                    # (callgrind_annotate)
 #   benches/instructions.sh nginx                    # and nginx as a plain
@@ -43,7 +46,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-UP=18281 GW=18290
+UP=18281 GW=18290 WECHAT=18282
 "$BIN/mint" "$WORK/keys" "$([[ $SCENARIO == miss ]] && echo 20000 || echo 10)" >/dev/null
 HOT=$(head -n1 "$WORK/keys/tokens.txt")
 cat >"$WORK/up.conf" <<CONF
@@ -55,18 +58,27 @@ http {
   access_log off;
   keepalive_requests 1000000;
   server { listen 127.0.0.1:$UP; location / { return 200 "ok"; } }
+  server {
+    listen 127.0.0.1:$WECHAT;
+    location /sns/jscode2session {
+      default_type text/plain;
+      return 200 '{"openid":"o-\$arg_js_code","session_key":"not-a-real-key"}';
+    }
+  }
 }
 CONF
 nginx -c "$WORK/up.conf"
-minigate_config $GW $UP "$WORK/keys" >"$WORK/minigate.toml"
+SERVER_EXTRA='login_per_minute = 0' TABLES_EXTRA=$(wechat_provider $WECHAT) \
+  minigate_config $GW $UP "$WORK/keys" >"$WORK/minigate.toml"
+wrk_scripts "$WORK"
 case $SCENARIO in
   hot) ARGS=(-H "Authorization: Bearer $HOT" "http://127.0.0.1:$GW/x") ;;
   public) ARGS=("http://127.0.0.1:$GW/public/x") ;;
+  login) ARGS=(-s "$WORK/login.lua" "http://127.0.0.1:$GW") ;;
   miss)
-    wrk_scripts "$WORK"
     ARGS=(-s "$WORK/pool.lua" "http://127.0.0.1:$GW/x" -- "$WORK/keys/tokens.txt")
     ;;
-  *) echo "SCENARIO is hot, public or miss" >&2; exit 2 ;;
+  *) echo "SCENARIO is hot, public, miss or login" >&2; exit 2 ;;
 esac
 
 echo "| build | requests | instructions | per request |"
@@ -98,7 +110,7 @@ for build in "minigate=$BIN/minigate" "$@"; do
   else
     command=("$binary" serve --config "$WORK/minigate.toml")
   fi
-  RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+  LOAD_WECHAT_SECRET=load-secret RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$WORK/cg.$name.%p" "${command[@]}" 2>"$WORK/vg.$name.log" &
   VG_PID=$!
   # Ready when it answers at all.

@@ -4,7 +4,15 @@
 # front of one nginx upstream, measured in turn in ONE run on this machine;
 # and minigate's forward-auth decision (GET /auth/verify, the hot token,
 # Traefik's X-Forwarded-Method/-Uri naming a required route) beside its
-# proxied hot token.
+# proxied hot token. Beside them the seed's own design (benches/seed-go: the
+# article's Go + Gin service, a JWT verified on every request or a UUID
+# token looked up in Redis), and the HTTPS edge: nginx with TLS 1.3 and an
+# ECDSA P-256 certificate, minigate's own TLS listener and the Go service's,
+# kept alive (wrk), a full handshake per request (benches' tls_conns, which
+# offers no session and counts each connection's handshake kind), a resumed
+# one per request (tls_conns again), and HTTP/2 (h2load, 10 streams per
+# connection); and logins (a new user each, the code exchanged at nginx's
+# stand-in) on minigate and both Go modes.
 #
 #   benches/load.sh              # every scenario, 8 s each
 #   DURATION=4 benches/load.sh   # shorter
@@ -17,7 +25,8 @@
 # nginx's workers count) before and after the wrk run, divided by the
 # requests done. The upstream is its own nginx, so no figure includes it.
 # The run writes its rows to $OUT/load.csv (OUT defaults to
-# benches/results) and draws $OUT/load.svg from it (benches/plot.py).
+# benches/results) and draws $OUT/load.svg and $OUT/load-edge.svg (the
+# seed's design, the HTTPS edge, logins) from it (benches/plot.py).
 #
 # Installs what it lacks from Debian's packages (nginx, haproxy, wrk), builds
 # minigate in release mode, and prints a markdown table: req/s, p50, p99,
@@ -44,22 +53,41 @@ cleanup() {
 trap cleanup EXIT
 
 . benches/common.sh
-need_commands nginx haproxy wrk
+need_commands nginx haproxy wrk h2load=nghttp2-client redis-server go=golang-go openssl
+need_packages golang-github-gin-gonic-gin-dev golang-github-golang-jwt-jwt-dev \
+  golang-gopkg-redis.v5-dev golang-github-google-uuid-dev
 ulimit -n "$(ulimit -Hn)"
 # HAProxy needs two descriptors per connection it may hold.
 HAPROXY_MAXCONN=$(( $(ulimit -n) / 2 - 100 ))
 ((HAPROXY_MAXCONN > 10000)) && HAPROXY_MAXCONN=10000
 build_release minigate minigate-benches
+GO_BIN=$BIN/seed-go/seed-go
+benches/seed-go/build.sh "$GO_BIN"
 if [[ ${PGO:-0} == 1 ]]; then
   PGO_BIN=$(benches/pgo.sh | tail -n1)
   MINIGATE_VARIANTS="pgo=$PGO_BIN ${MINIGATE_VARIANTS:-}"
 fi
 
 UP=18081 NGINX=18082 HAPROXY=18083 MINIGATE=18084 WECHAT=18085
+GO_JWT=18086 GO_REDIS=18087 REDIS=18088 NGINX_TLS=18089 MINIGATE_TLS=18090 GO_TLS=18091
 
 # Keys and 100,000 distinct tokens (plus the PEM HAProxy verifies with).
 "$BIN/mint" "$WORK/keys" 100000
 HOT=$(head -n1 "$WORK/keys/tokens.txt")
+# The TLS edge's certificate: ECDSA P-256, for localhost, from a CA made here
+# (tls_conns verifies it, as a client would).
+(
+  cd "$WORK" && mkdir tls && cd tls
+  openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+  openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 2 -out ca.pem
+  openssl ecparam -name prime256v1 -genkey -noout -out sec1.key
+  openssl pkcs8 -topk8 -nocrypt -in sec1.key -out leaf.key
+  openssl req -new -key leaf.key -subj /CN=localhost -out leaf.csr
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
+  openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile ext -out leaf.pem
+) 2>/dev/null
+TLS=$WORK/tls
 
 mkdir -p "$WORK/nginx-proxy"
 cat >"$WORK/nginx-proxy/nginx.conf" <<EOF
@@ -74,6 +102,18 @@ http {
   upstream up { server 127.0.0.1:$UP; keepalive 256; }
   server {
     listen 127.0.0.1:$NGINX backlog=8192;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+  server {
+    listen 127.0.0.1:$NGINX_TLS ssl http2 backlog=8192;
+    ssl_certificate $TLS/leaf.pem;
+    ssl_certificate_key $TLS/leaf.key;
+    ssl_protocols TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
     location / {
       proxy_pass http://up;
       proxy_http_version 1.1;
@@ -112,16 +152,13 @@ SERVER_EXTRA='max_connections = 30000
 login_per_minute = 0' \
 TABLES_EXTRA="[sessions]
 max_sessions = 1000000
-[[providers]]
-platform = \"wechat\"
-appid = \"wx0123456789abcdef\"
-secret_env = \"LOAD_WECHAT_SECRET\"
-base_url = \"http://127.0.0.1:$WECHAT\"" \
+$(wechat_provider $WECHAT)" \
   minigate_config $MINIGATE $UP "$WORK/keys" >"$WORK/minigate.toml"
 wrk_scripts "$WORK"
 
 # The upstream (nginx `return 200`) and the stand-in code exchange.
-start_upstream "$WORK/nginx-up" $UP $WECHAT
+# One user per code (`o-CODE`): every login below is a new user.
+start_upstream "$WORK/nginx-up" $UP $WECHAT 'o-$arg_js_code'
 nginx -c "$WORK/nginx-proxy/nginx.conf"
 haproxy -D -p "$WORK/haproxy.pid" -f "$WORK/haproxy.cfg"
 # minigate, then each variant on its own port with the same configuration.
@@ -145,7 +182,37 @@ for i in "${!MINIGATES[@]}"; do
   PIDS+=("${PID[$name]}")
 done
 MINIGATE_PID=${PID[minigate]}
-for p in $UP $NGINX $HAPROXY $WECHAT "${PORT[@]}"; do wait_port "$p" "$WORK"/*.log; done
+# minigate's own TLS listener: the same configuration with [tls].
+{
+  sed "s/^listen = .*/listen = \"127.0.0.1:$MINIGATE_TLS\"/" "$WORK/minigate.toml"
+  printf '[tls]\ncert = "%s"\nkey = "%s"\n' "$TLS/leaf.pem" "$TLS/leaf.key"
+} >"$WORK/run-minigate-tls.toml"
+LOAD_WECHAT_SECRET=load-secret RUST_LOG=warn "$BIN/minigate" serve --config "$WORK/run-minigate-tls.toml" \
+  2>"$WORK/minigate-tls.log" &
+MINIGATE_TLS_PID=$!
+PIDS+=("$MINIGATE_TLS_PID")
+# The seed's design: Redis for its token store, then the Go service in its
+# two modes (and the JWT mode again behind TLS), 2 workers each.
+redis-server --port $REDIS --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+  >"$WORK/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+wait_port $REDIS "$WORK/redis.log"
+go_serve() { # NAME PORT MODE [args]
+  local name=$1 port=$2 mode=$3
+  shift 3
+  GOMAXPROCS=2 LOAD_WECHAT_SECRET=load-secret "$GO_BIN" -listen "127.0.0.1:$port" -mode "$mode" \
+    -upstream "http://127.0.0.1:$UP" -wechat "http://127.0.0.1:$WECHAT" \
+    -keyset "$WORK/keys/keyset.json" -redis "127.0.0.1:$REDIS" "$@" 2>"$WORK/$name.log" &
+  PID[$name]=$!
+  PIDS+=("$!")
+}
+go_serve seed-go-jwt $GO_JWT jwt
+go_serve seed-go-redis $GO_REDIS redis
+go_serve seed-go-jwt-tls $GO_TLS jwt -tls-cert "$TLS/leaf.pem" -tls-key "$TLS/leaf.key"
+for p in $UP $NGINX $HAPROXY $WECHAT "${PORT[@]}" $NGINX_TLS $MINIGATE_TLS $GO_JWT $GO_REDIS $GO_TLS; do
+  wait_port "$p" "$WORK"/*.log
+done
 NGINX_UP_PID=$(cat "$WORK/nginx-up/pid")
 NGINX_PID=$(cat "$WORK/nginx-proxy/pid")
 HAPROXY_PID=$(cat "$WORK/haproxy.pid")
@@ -189,6 +256,30 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "${VERIFY_HDR[@]}" -H "Authorizati
 [[ $code == 200 ]] || { echo "/auth/verify answered $code to the hot token" >&2; exit 1; }
 code=$(curl -s -o /dev/null -w '%{http_code}' "${VERIFY_HDR[@]}" "$VERIFY_URL")
 [[ $code == 401 ]] || { echo "/auth/verify answered $code without a token" >&2; exit 1; }
+# The seed's design: its Redis mode's token comes from a login (a new user,
+# o-hot); its JWT mode verifies minigate's own tokens (the same key set).
+GO_REDIS_HOT=$(curl -s -X POST "http://127.0.0.1:$GO_REDIS/auth/login" -H 'content-type: application/json' \
+  -d '{"code":"hot"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
+HOT_OPENID=openid-00000000 # mint's first token's user
+# check NAME URL TOKEN WANT_OPENID [curl args]: 200 with the token, 401
+# without, and the upstream was told WANT_OPENID.
+check() {
+  local name=$1 url=$2 token=$3 want=$4 code who
+  shift 4
+  code=$(curl -s "$@" -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$url/x")
+  [[ $code == 200 ]] || { echo "$name answered $code to its token" >&2; exit 1; }
+  code=$(curl -s "$@" -o /dev/null -w '%{http_code}' "$url/x")
+  [[ $code == 401 ]] || { echo "$name answered $code without a token" >&2; exit 1; }
+  who=$(curl -s "$@" -H "Authorization: Bearer $token" -H "X-Auth-Openid: forged" "$url/whoami")
+  [[ $who == "$want" ]] || { echo "$name told the upstream '$who', not '$want'" >&2; exit 1; }
+}
+for m in "${MINIGATES[@]}"; do check "$m" "http://127.0.0.1:${PORT[$m]}" "$HOT" "$HOT_OPENID"; done
+check seed-go-jwt "http://127.0.0.1:$GO_JWT" "$HOT" "$HOT_OPENID"
+check seed-go-redis "http://127.0.0.1:$GO_REDIS" "$GO_REDIS_HOT" o-hot
+check minigate-tls "https://localhost:$MINIGATE_TLS" "$HOT" "$HOT_OPENID" --cacert "$TLS/ca.pem"
+check seed-go-jwt-tls "https://localhost:$GO_TLS" "$HOT" "$HOT_OPENID" --cacert "$TLS/ca.pem"
+code=$(curl -s --cacert "$TLS/ca.pem" -o /dev/null -w '%{http_code}' "https://localhost:$NGINX_TLS/x")
+[[ $code == 200 ]] || { echo "nginx's TLS server answered $code" >&2; exit 1; }
 
 to_ms() { # wrk latency like 812.00us, 1.20ms, 1.01s
   awk -v v="$1" 'BEGIN {
@@ -198,33 +289,69 @@ to_ms() { # wrk latency like 812.00us, 1.20ms, 1.01s
 }
 ROWS=()
 CSV=$OUT/load.csv
-echo "scenario,server,conns,requests,rps,p50_ms,p99_ms,non2xx,socket_errors,cpu_us_per_req,peak_rss_mib" >"$CSV"
-declare -A RPS P99 CPU
-# run NAME TARGET PID CONNS [wrk args...]
+echo "scenario,server,conns,requests,rps,p50_ms,p99_ms,non2xx,socket_errors,cpu_us_per_req,peak_rss_mib,redis_cpu_us_per_req,full_handshakes,resumed_handshakes" >"$CSV"
+declare -A RPS P99 CPU XCPU FULL RESUMED
+# run NAME TARGET PID CONNS [client args...]: the client is wrk unless
+# CLIENT says tls-full or tls-resume (tls_conns; args ADDR PATH [HEADER]) or
+# h2 (h2load, 10 streams per connection; args as h2load's). With REDIS_TOO
+# set, Redis's CPU per request is measured too (the seed's token store).
 run() {
   local name=$1 target=$2 pid=$3 conns=$4
   shift 4
-  local out t0 t1
+  local out t0 t1 r0 r1
+  local rps p50 p99 bad errs peak reqs cpu xcpu="" full="" resumed=""
   t0=$(ticks "$pid")
-  out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 10s --latency "$@" 2>&1)
-  t1=$(ticks "$pid")
-  local rps p50 p99 bad peak reqs cpu
-  rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out")
-  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
-  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
-  bad=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
-  local errs
-  errs=$(awk '/Socket errors/ { print $0 }' <<<"$out" | sed 's/.*errors: //')
+  r0=$(ticks "$REDIS_PID")
+  case ${CLIENT:-wrk} in
+    wrk)
+      out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --timeout 10s --latency "$@" 2>&1)
+      t1=$(ticks "$pid")
+      r1=$(ticks "$REDIS_PID")
+      rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out")
+      p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+      p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+      bad=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+      errs=$(awk '/Socket errors/ { print $0 }' <<<"$out" | sed 's/.*errors: //')
+      reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
+      ;;
+    tls-full | tls-resume)
+      out=$("$BIN/tls_conns" "$1" "$TLS/ca.pem" "$conns" "$DURATION" "${CLIENT#tls-}" "${@:2}")
+      t1=$(ticks "$pid")
+      r1=$(ticks "$REDIS_PID")
+      get() { awk -v k="$1" '$1 == k { print $2 }' <<<"$out"; }
+      rps=$(get rps) p50=$(get p50_ms) p99=$(get p99_ms) bad=$(get other) reqs=$(get requests)
+      full=$(get full) resumed=$(get resumed)
+      if (($(get errors) > 0)); then errs="$(get errors) failed"; fi
+      ;;
+    h2)
+      out=$(h2load -c"$conns" -m10 -D"$DURATION" --log-file="$WORK/h2.log" "$@" 2>&1)
+      t1=$(ticks "$pid")
+      r1=$(ticks "$REDIS_PID")
+      rps=$(awk '/^finished in/ { printf "%.0f", $4 }' <<<"$out")
+      reqs=$(awk '/^requests:/ { print $6 }' <<<"$out")
+      bad=$(awk '/^status codes:/ { print $5 + $7 + $9 }' <<<"$out")
+      errs=$(awk '/^requests:/ && $10 + $12 + $14 > 0 { print $10 " failed, " $12 " errored, " $14 " timed out" }' <<<"$out")
+      # Per-request times (the log's third column, µs) for p50 and p99.
+      read -r p50 p99 < <(cut -f3 "$WORK/h2.log" | sort -n | awk '{ v[NR] = $1 }
+        END { printf "%.2f %.2f\n", v[int(NR * 0.5) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000 }')
+      ;;
+  esac
   peak=$(($(rss "$pid" VmHWM) / 1024))
-  reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
   cpu=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v n="${reqs:-0}" \
     'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "n/a" }')
+  if [[ -n ${REDIS_TOO:-} ]]; then
+    xcpu=$(awk -v t=$((r1 - r0)) -v hz="$CLK_TCK" -v n="${reqs:-0}" \
+      'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "n/a" }')
+  fi
   RPS["$name/$target"]=$rps
   P99["$name/$target"]=$p99
   CPU["$name/$target"]=$cpu
-  ROWS+=("| $name | $target | $conns | $rps | $p50 | $p99 | $cpu | ${bad:-0}${errs:+ ($errs)} | $peak |")
-  echo "$name,$target,$conns,${reqs:-0},$rps,$p50,$p99,${bad:-0},\"${errs:-}\",$cpu,$peak" >>"$CSV"
-  echo "  $name $target: $rps req/s, p99 $p99 ms, $cpu µs CPU/request" >&2
+  XCPU["$name/$target"]=$xcpu
+  FULL["$name/$target"]=$full
+  RESUMED["$name/$target"]=$resumed
+  ROWS+=("| $name | $target | $conns | $rps | $p50 | $p99 | $cpu${xcpu:+ (+$xcpu Redis)} | ${bad:-0}${errs:+ ($errs)} | $peak |")
+  echo "$name,$target,$conns,${reqs:-0},$rps,$p50,$p99,${bad:-0},\"${errs:-}\",$cpu,$peak,$xcpu,$full,$resumed" >>"$CSV"
+  echo "  $name $target: $rps req/s, p99 $p99 ms, $cpu µs CPU/request${xcpu:+ (+$xcpu Redis)}${full:+, handshakes $full full, $resumed resumed}" >&2
 }
 
 HOT_HDR=(-H "Authorization: Bearer $HOT")
@@ -268,12 +395,42 @@ for target in nginx haproxy "${MINIGATES[@]}"; do
     BURST_AT[$target]=$SECONDS
   fi
 done
-# Sessions: logins of distinct users, and refreshes of 256 sessions in chains
-# (each answer's refresh token is the next request's), on every minigate.
+# The seed's design on plain HTTP/1, the hot token: the JWT mode verifies
+# the same token as minigate; the Redis mode looks its UUID up.
+run "hot token" seed-go-jwt "${PID[seed-go-jwt]}" 64 "${HOT_HDR[@]}" "http://127.0.0.1:$GO_JWT/x"
+REDIS_TOO=1 run "hot token" seed-go-redis "${PID[seed-go-redis]}" 64 \
+  -H "Authorization: Bearer $GO_REDIS_HOT" "http://127.0.0.1:$GO_REDIS/x"
+# The HTTPS edge, one scenario at a time across nginx, the Go service and
+# minigate, so that each comparison is made within a few seconds.
+EDGE=(nginx seed-go-jwt minigate)
+declare -A EDGE_PORT=([nginx]=$NGINX_TLS [seed-go-jwt]=$GO_TLS [minigate]=$MINIGATE_TLS)
+declare -A EDGE_PID=([nginx]=$NGINX_PID [seed-go-jwt]=${PID[seed-go-jwt-tls]} [minigate]=$MINIGATE_TLS_PID)
+for target in "${EDGE[@]}"; do
+  run "TLS keep-alive" "$target" "${EDGE_PID[$target]}" 64 "${HOT_HDR[@]}" "https://127.0.0.1:${EDGE_PORT[$target]}/x"
+done
+for target in "${EDGE[@]}"; do
+  CLIENT=tls-full run "TLS full handshake" "$target" "${EDGE_PID[$target]}" 64 \
+    "127.0.0.1:${EDGE_PORT[$target]}" /x "Authorization: Bearer $HOT"
+done
+for target in "${EDGE[@]}"; do
+  CLIENT=tls-resume run "TLS resumed" "$target" "${EDGE_PID[$target]}" 64 \
+    "127.0.0.1:${EDGE_PORT[$target]}" /x "Authorization: Bearer $HOT"
+done
+for target in "${EDGE[@]}"; do
+  CLIENT=h2 run "h2 over TLS" "$target" "${EDGE_PID[$target]}" 64 \
+    -H "authorization: Bearer $HOT" "https://127.0.0.1:${EDGE_PORT[$target]}/x"
+done
+# Sessions: logins of distinct users (the code exchanged at nginx's stand-in,
+# one user per code) on both Go modes and every minigate, and on every
+# minigate refreshes of the sessions its login burst made, in chains (each
+# answer's refresh token is the next request's; a session may refresh 10
+# times a minute, so a few hundred chains would meet 429s). The article has
+# no refresh: its client logs in again on a 401.
+run "login burst" seed-go-jwt "${PID[seed-go-jwt]}" 64 -s "$WORK/login.lua" "http://127.0.0.1:$GO_JWT"
+REDIS_TOO=1 run "login burst" seed-go-redis "${PID[seed-go-redis]}" 64 -s "$WORK/login.lua" "http://127.0.0.1:$GO_REDIS"
 for target in "${MINIGATES[@]}"; do
   port=${PORT[$target]} pid=${PID[$target]}
-  run "login burst" "$target" "$pid" 64 -s "$WORK/login.lua" "http://127.0.0.1:$port"
-  refresh_seeds "$port" 256 "seed-$target" "$WORK/seeds-$target"
+  run "login burst" "$target" "$pid" 64 -s "$WORK/login.lua" "http://127.0.0.1:$port" -- - "$WORK/seeds-$target"
   run "refresh" "$target" "$pid" 64 -s "$WORK/refresh.lua" "http://127.0.0.1:$port" -- "$WORK/seeds-$target"
 done
 for target in "${MINIGATES[@]}"; do
@@ -311,7 +468,22 @@ for m in "${MINIGATES[@]}"; do
   echo "| $m | $((IDLE_RSS[$m] / 1024)) | $((BEFORE_RSS[$m] / 1024)) | $((HELD_RSS[$m] / 1024)) | $(((HELD_RSS[$m] - BEFORE_RSS[$m]) * 1024 / (held > 0 ? held : 1))) | $((BURST_RSS[$m] / 1024)) | $((LATER_RSS[$m] / 1024)) |"
 done
 echo
+echo "Where users pay, CPU µs per request (req/s): the seed's design in Go beside nginx and minigate; the HTTPS rows on each server's own TLS listener; Redis's CPU for the Redis mode in brackets."
+echo
+echo "| row | nginx (no auth) | seed-go-jwt | seed-go-redis | minigate | minigate ÷ nginx CPU | minigate ÷ seed-go-jwt CPU | minigate ÷ seed-go-jwt req/s | minigate ÷ seed-go-redis req/s |"
+echo "|---|---|---|---|---|---|---|---|---|"
+cell() { [[ -n ${CPU[$1]:-} ]] && echo "${CPU[$1]}${XCPU[$1]:+ (+${XCPU[$1]})} (${RPS[$1]}/s)" || echo "–"; }
+for s in "hot token" "TLS keep-alive" "TLS full handshake" "TLS resumed" "h2 over TLS" "login burst" "refresh"; do
+  echo "| $s | $(cell "$s/nginx") | $(cell "$s/seed-go-jwt") | $(cell "$s/seed-go-redis") | $(cell "$s/minigate") | $(ratio "${CPU[$s/minigate]:-}" "${CPU[$s/nginx]:-}") | $(ratio "${CPU[$s/minigate]:-}" "${CPU[$s/seed-go-jwt]:-}") | $(ratio "${RPS[$s/minigate]:-}" "${RPS[$s/seed-go-jwt]:-}") | $(ratio "${RPS[$s/minigate]:-}" "${RPS[$s/seed-go-redis]:-}") |"
+done
+echo
+echo "| handshakes, as the client counted them | nginx full / resumed | seed-go-jwt full / resumed | minigate full / resumed |"
+echo "|---|---|---|---|"
+for s in "TLS full handshake" "TLS resumed"; do
+  echo "| $s | ${FULL[$s/nginx]} / ${RESUMED[$s/nginx]} | ${FULL[$s/seed-go-jwt]} / ${RESUMED[$s/seed-go-jwt]} | ${FULL[$s/minigate]} / ${RESUMED[$s/minigate]} |"
+done
+echo
 echo "rows: $CSV"
 if command -v python3 >/dev/null; then
-  python3 benches/plot.py "$CSV" "$OUT/load.svg" && echo "plot: $OUT/load.svg"
+  python3 benches/plot.py "$CSV" "$OUT/load.svg" && echo "plots: $OUT/load.svg, $OUT/load-edge.svg"
 fi

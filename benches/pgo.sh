@@ -97,8 +97,7 @@ load "$G/x"
 load -H "Authorization: Bearer not.a-token" "$G/x"
 load -H "Authorization: Bearer $HOT" -H "X-Forwarded-Method: GET" -H "X-Forwarded-Uri: /x" \
   "$G/auth/verify"
-load -s "$WORK/login.lua" "$G"
-refresh_seeds $PLAIN 64 seed "$WORK/seeds"
+load -s "$WORK/login.lua" "$G" -- - "$WORK/seeds"
 load -s "$WORK/refresh.lua" "$G" -- "$WORK/seeds"
 load -H "Authorization: Bearer $HOT" "https://127.0.0.1:$TLS/x"
 h2load -c16 -m10 -D "$SECONDS_EACH" -H "authorization: Bearer $HOT" \

@@ -205,11 +205,9 @@ pub fn sign_with<C: Serialize>(key: &Key, typ: &str, claims: &C) -> Result<Strin
     let mut token = B64.encode(header);
     token.push('.');
     B64.encode_string(claims, &mut token);
-    let signature =
-        jsonwebtoken::crypto::sign(token.as_bytes(), key.encoding(), key.alg().jsonwebtoken())
-            .map_err(|_| SignError)?;
+    let signature = key.sign(token.as_bytes()).ok_or(SignError)?;
     token.push('.');
-    token.push_str(&signature);
+    B64.encode_string(signature, &mut token);
     Ok(token)
 }
 

@@ -1,16 +1,20 @@
 //! One signing key pair.
 //!
-//! The private half exists only as PKCS#8 bytes inside a [`Key`] and is never
-//! formatted: `Debug` prints the kid and algorithm and nothing else. The
+//! The private half exists only inside a [`Key`] (its PKCS#8 bytes and ring's
+//! key pair parsed from them) and is never formatted: `Debug` prints the kid and algorithm and nothing else. The
 //! public half is derived from the private one at load time, so a key file can
 //! never pair a private key with someone else's public key, and the kid is
-//! recomputed and compared rather than trusted.
+//! recomputed and compared rather than trusted. The pair is parsed once, at
+//! load time: ring checks a private key and derives its public point when it
+//! parses one, which costs as much again as an ES256 signature, so a key
+//! parsed at each signature (as jsonwebtoken's `EncodingKey` is) would double
+//! the cost of every token a login or a refresh issues.
 
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::DecodingKey;
 use ring::rand::SystemRandom;
 use ring::signature::{self, KeyPair as _};
 use serde::Serialize;
@@ -36,9 +40,16 @@ pub struct Key {
     kid: String,
     alg: Alg,
     pkcs8: Vec<u8>,
-    encoding: EncodingKey,
+    signer: Signer,
     decoding: DecodingKey,
     public: PublicJwk,
+}
+
+/// The private half, parsed by ring once.
+enum Signer {
+    Ecdsa(signature::EcdsaKeyPair),
+    Ed25519(signature::Ed25519KeyPair),
+    Rsa(signature::RsaKeyPair),
 }
 
 impl fmt::Debug for Key {
@@ -99,24 +110,6 @@ fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         (len, &rest[n..])
     };
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (RFC 5208):
-/// SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING key, ... }.
-fn pkcs1_of_pkcs8(pkcs8: &[u8]) -> Option<&[u8]> {
-    let (0x30, info, _) = der_element(pkcs8)? else {
-        return None;
-    };
-    let (0x02, _, rest) = der_element(info)? else {
-        return None;
-    };
-    let (0x30, _, rest) = der_element(rest)? else {
-        return None;
-    };
-    match der_element(rest)? {
-        (0x04, key, _) => Some(key),
-        _ => None,
-    }
 }
 
 /// The DER of the OID rsaEncryption (1.2.840.113549.1.1.1).
@@ -185,7 +178,7 @@ impl Key {
     /// RSA keys, but it loads, signs and verifies with them.
     pub fn from_pkcs8(alg: Alg, pkcs8: Vec<u8>) -> Result<Key, KeyError> {
         let invalid = |_| KeyError::Invalid(alg);
-        let (public, decoding, encoding) = match alg {
+        let (public, decoding, signer) = match alg {
             Alg::ES256 => {
                 let pair = signature::EcdsaKeyPair::from_pkcs8(
                     &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -197,22 +190,16 @@ impl Key {
                 let point = pair.public_key().as_ref();
                 let (x, y) = point[1..].split_at(32);
                 let jwk = PublicJwk::new("EC", alg).with_curve("P-256", x, Some(y));
-                (
-                    jwk,
-                    DecodingKey::from_ec_der(point),
-                    EncodingKey::from_ec_der(&pkcs8),
-                )
+                let decoding = DecodingKey::from_ec_der(point);
+                (jwk, decoding, Signer::Ecdsa(pair))
             }
             Alg::EdDSA => {
                 let pair = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
                     .map_err(invalid)?;
                 let x = pair.public_key().as_ref();
                 let jwk = PublicJwk::new("OKP", alg).with_curve("Ed25519", x, None);
-                (
-                    jwk,
-                    DecodingKey::from_ed_der(x),
-                    EncodingKey::from_ed_der(&pkcs8),
-                )
+                let decoding = DecodingKey::from_ed_der(x);
+                (jwk, decoding, Signer::Ed25519(pair))
             }
             Alg::RS256 => {
                 let pair = signature::RsaKeyPair::from_pkcs8(&pkcs8).map_err(invalid)?;
@@ -220,14 +207,8 @@ impl Key {
                 let mut jwk = PublicJwk::new("RSA", alg);
                 jwk.n = Some(B64.encode(&parts.n));
                 jwk.e = Some(B64.encode(&parts.e));
-                (
-                    jwk,
-                    DecodingKey::from_rsa_raw_components(&parts.n, &parts.e),
-                    // jsonwebtoken signs with a PKCS#1 key: the one inside.
-                    EncodingKey::from_rsa_der(
-                        pkcs1_of_pkcs8(&pkcs8).ok_or(KeyError::Invalid(alg))?,
-                    ),
-                )
+                let decoding = DecodingKey::from_rsa_raw_components(&parts.n, &parts.e);
+                (jwk, decoding, Signer::Rsa(pair))
             }
         };
         let mut public = public;
@@ -236,7 +217,7 @@ impl Key {
             kid: public.kid.clone(),
             alg,
             pkcs8,
-            encoding,
+            signer,
             decoding,
             public,
         })
@@ -271,8 +252,28 @@ impl Key {
         &self.pkcs8
     }
 
-    pub(crate) fn encoding(&self) -> &EncodingKey {
-        &self.encoding
+    /// The JWS signature of `message` with this key's algorithm (ES256's
+    /// `r || s`, EdDSA's 64 bytes, RS256's PKCS#1 v1.5 with SHA-256), or
+    /// `None` if ring's random source failed.
+    pub(crate) fn sign(&self, message: &[u8]) -> Option<Vec<u8>> {
+        match &self.signer {
+            Signer::Ecdsa(pair) => pair
+                .sign(&SystemRandom::new(), message)
+                .ok()
+                .map(|sig| sig.as_ref().to_vec()),
+            Signer::Ed25519(pair) => Some(pair.sign(message).as_ref().to_vec()),
+            Signer::Rsa(pair) => {
+                let mut sig = vec![0; pair.public().modulus_len()];
+                pair.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    message,
+                    &mut sig,
+                )
+                .ok()?;
+                Some(sig)
+            }
+        }
     }
 
     pub(crate) fn decoding(&self) -> &DecodingKey {
@@ -352,11 +353,9 @@ mod tests {
     }
 
     #[test]
-    fn pkcs1_extraction_refuses_garbage() {
-        assert!(pkcs1_of_pkcs8(&[]).is_none());
-        assert!(pkcs1_of_pkcs8(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_none());
-        assert!(pkcs1_of_pkcs8(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_none());
+    fn an_rs256_key_that_is_not_one_is_refused() {
         assert!(Key::from_pkcs8(Alg::RS256, vec![0x30, 0x00]).is_err());
+        assert!(Key::from_pkcs8(Alg::RS256, vec![0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
     }
 
     #[test]
