@@ -18,6 +18,7 @@ mod errors;
 mod examples;
 mod forgery;
 mod headers;
+mod image;
 mod interop;
 mod limits;
 mod login_flow;
