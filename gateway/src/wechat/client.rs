@@ -147,7 +147,21 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, WxError> {
     let code: Errcode = serde_json::from_slice(body).map_err(|_| WxError::Unusable)?;
     match code.errcode {
         None | Some(0) => serde_json::from_slice(body).map_err(|_| WxError::Unusable),
-        Some(code) => Err(WxError::from_errcode(code)),
+        Some(code) => {
+            let e = WxError::from_errcode(code);
+            // A client's bad code is the client's; the rest are the
+            // operator's to look at.
+            if e == WxError::InvalidCode {
+                tracing::debug!(errcode = code, "WeChat refused the call");
+            } else {
+                tracing::warn!(
+                    errcode = code,
+                    meaning = crate::signin::providers::meaning::wechat(code),
+                    "WeChat refused the call"
+                );
+            }
+            Err(e)
+        }
     }
 }
 

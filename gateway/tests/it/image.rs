@@ -16,9 +16,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{
-    client, free_port, login_at, ready, upstream, wechat, Redis, APPID, SECRET,
-};
+use crate::support::{client, free_port, login_at, ready, upstream, wechat, Redis, APPID, SECRET};
 
 /// The image under test.
 fn image() -> String {
@@ -71,7 +69,10 @@ fn edge_config(listen: &str, wechat: &str, redis: &str, upstream: &str) -> Strin
         ("http://catalog.default.svc.cluster.local:8080", upstream),
     ];
     replaced.iter().fold(shipped, |text, (from, to)| {
-        assert!(text.contains(from), "deploy/base/minigate.toml has no {from}");
+        assert!(
+            text.contains(from),
+            "deploy/base/minigate.toml has no {from}"
+        );
         text.replace(from, to)
     })
 }
@@ -83,7 +84,13 @@ async fn the_image_runs_as_the_deployment_runs_it() {
     let name = format!("minigate-image-test-{}", std::process::id());
     let volume = format!("{name}-keys");
     let _cleanup = Cleanup(vec![
-        vec!["rm".into(), "-f".into(), "-t".into(), "0".into(), name.clone()],
+        vec![
+            "rm".into(),
+            "-f".into(),
+            "-t".into(),
+            "0".into(),
+            name.clone(),
+        ],
         vec!["volume".into(), "rm".into(), "-f".into(), volume.clone()],
     ]);
 
@@ -180,8 +187,7 @@ async fn the_image_runs_as_the_deployment_runs_it() {
     ]);
     let logs = || {
         let out = podman(&["logs", &name]);
-        String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
     };
 
     // The probes the Deployment uses: /healthz (liveness), /readyz

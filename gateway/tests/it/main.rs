@@ -24,6 +24,7 @@ mod limits;
 mod login_flow;
 mod metrics;
 mod monitoring;
+mod operators;
 mod paths;
 mod platforms;
 mod proxy;

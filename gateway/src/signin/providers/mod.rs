@@ -39,6 +39,9 @@ macro_rules! platforms {
 
 platforms!(wechat, qq, douyin, baidu, alipay, wechat_web, wechat_pc);
 
+/// The platforms' error codes in operators' terms.
+pub mod meaning;
+
 /// What a platform needs of the config to prove the app to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialKind {
