@@ -185,3 +185,28 @@ async fn a_refused_app_secret_or_appid_is_logged_in_operators_terms() {
         assert!(line.contains(says), "{line}");
     }
 }
+
+#[test]
+fn a_missing_key_set_says_how_to_make_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys");
+    let path = tmp.path().join("minigate.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[tokens]\nissuer = \"https://auth.test\"\n\
+             audience = \"api\"\n[keys]\ndir = \"{}\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["config", "check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "make one with `minigate keys init --dir {}`",
+            dir.display()
+        )),
+        "{err}"
+    );
+}
