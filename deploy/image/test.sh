@@ -43,7 +43,7 @@ trap 'rm -rf "$bin"' EXIT
 cp "${CARGO_TARGET_DIR:-target}/release/minigate" "$bin/"
 strip "$bin/minigate"
 podman build --pull=never --build-context build="$bin" -t "$image" -f Dockerfile "$bin" >/dev/null
-echo "image: $image, $(podman image inspect --format '{{.Size}}' "$image" | numfmt --to=iec) bytes"
+echo "image: $image, $(podman image inspect --format "{{.Size}}" "$image" | numfmt --to=iec)B"
 step "podman build"
 
 MINIGATE_IMAGE=$image cargo test -p minigate --features system-tests --test it \
