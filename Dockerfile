@@ -1,9 +1,10 @@
 # minigate: a small, non-root image. The project publishes none: build it.
 #   docker build -t minigate:0.1.0 .                   # plain release build (default)
 #   docker build --build-arg PGO=1 -t minigate:0.1.0 . # profile-guided (PGO)
-# On 2 cores the plain build takes about 4 minutes, the profile-guided one
-# about 20 (two release builds and a training load); the profile-guided
-# binary spends 14-22 % less CPU per proxied request (benches/README.md).
+# On 2 cores the plain build takes 4 to 9 minutes (5m50s measured on busy
+# shared cores), the profile-guided one about 20 (two release builds and a
+# training load); the profile-guided binary spends 14-22 % less CPU per
+# proxied request (benches/README.md).
 #
 # With a binary built already (`cargo build --release --locked -p minigate`),
 # the runtime stage alone, the same lines around it:
