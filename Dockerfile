@@ -1,11 +1,23 @@
-# minigate: a small, non-root image.
-#   docker build -t ghcr.io/minigate/minigate:0.1.0 .           # profile-guided (PGO)
-#   docker build --build-arg PGO=0 -t minigate:plain .          # plain release build
+# minigate: a small, non-root image. The project publishes none: build it.
+#   docker build -t minigate:0.1.0 .                   # plain release build (default)
+#   docker build --build-arg PGO=1 -t minigate:0.1.0 . # profile-guided (PGO)
+# On 2 cores the plain build takes 4 to 9 minutes (5m50s measured on busy
+# shared cores), the profile-guided one about 20 (two release builds and a
+# training load); the profile-guided binary spends 14-22 % less CPU per
+# proxied request (benches/README.md).
+#
+# With a binary built already (`cargo build --release --locked -p minigate`),
+# the runtime stage alone, the same lines around it:
+#   mkdir -p bin && cp target/release/minigate bin/ && strip bin/minigate
+#   podman build --build-context build=bin -t minigate:0.1.0 .
+# (`docker buildx build --build-context build=bin` likewise): the named
+# context stands in for the build stage, whose /minigate it provides.
+# deploy/image/test.sh builds and tests the image that way.
+
 # Build stage: the workspace, release profile, locked dependencies.
 FROM rust:1.95-slim-bookworm AS build
-# 1: the profile-guided build (two release builds and a training load: 20
-# minutes where the plain build took 4); 0: the plain release build.
-ARG PGO=1
+# 0: the plain release build; 1: the profile-guided one.
+ARG PGO=0
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY jwks jwks
@@ -18,8 +30,7 @@ COPY benches benches
 # of proxied, public, forward-auth, login and refresh requests over
 # HTTP/1.1, TLS and HTTP/2 (behind an nginx stand-in upstream, driven by wrk
 # and h2load, all installed in this stage only), then built again with the
-# profile: 14-22 % less CPU per proxied request than the plain build
-# (benches/README.md). llvm-tools brings the llvm-profdata of rustc's LLVM.
+# profile. llvm-tools brings the llvm-profdata of rustc's LLVM.
 RUN cargo fetch --locked \
  && if [ "$PGO" = 1 ]; then \
       rustup component add llvm-tools \
@@ -31,9 +42,10 @@ RUN cargo fetch --locked \
     fi \
  && strip /minigate
 
-# Runtime: distroless with glibc and CA certificates (for WeChat's HTTPS),
-# no shell, no package manager, uid 65532.
-FROM gcr.io/distroless/cc-debian12:nonroot
+# Runtime: distroless with glibc and CA certificates (for the platforms'
+# HTTPS), no shell, no package manager, uid 65532. deploy/image/base.sh makes
+# an image of the same contents from Debian's packages, under this name.
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 COPY --from=build /minigate /usr/local/bin/minigate
 USER 65532:65532
 EXPOSE 8080

@@ -23,8 +23,8 @@
 # correct, but not tuned. Both builds are full release builds (fat LTO): about
 # twice the time of `cargo build --release`. The profile belongs to the
 # source it was made from: run this again after changing the code. The
-# Dockerfile's build stage runs this script (unless PGO=0), so the image
-# ships the profile-guided build.
+# Dockerfile's build stage runs this script with --build-arg PGO=1, so that
+# image ships the profile-guided build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${SECONDS_EACH:-3}

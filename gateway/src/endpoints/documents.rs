@@ -60,7 +60,10 @@ pub fn healthz() -> Response<Body> {
 
 /// `GET /readyz`: a key set is loaded, so tokens can be issued and verified.
 /// A refused reload does not make the gateway unready (it keeps serving the
-/// previous set) but is reported here.
+/// previous set) but is reported here, and so is a session store that does
+/// not answer (`session_store`): sign-ins fail while it is down, but
+/// proxying goes on, and a readiness probe must not take the proxy out of
+/// service for it.
 pub fn readyz(gw: &Gateway) -> Response<Body> {
     use std::sync::atomic::Ordering::Relaxed;
     let store = gw.tokens.keys();
@@ -75,6 +78,7 @@ pub fn readyz(gw: &Gateway) -> Response<Body> {
         "reload_failures": store.stats.refused.load(Relaxed),
         "last_reload_error": store.last_error(),
         "sessions": gw.sessions.kind(),
+        "session_store": gw.sessions.readiness(),
         "revoked_sessions": gw.revoked.len(),
     });
     json(StatusCode::OK, &body)

@@ -310,6 +310,28 @@ impl Store {
         }
     }
 
+    /// `/readyz`'s `session_store`: its kind, where it is (credentials
+    /// redacted), whether it answered last (`up`, `down`, `unknown`) and so
+    /// whether sign-ins work (`ready`, `degraded`). Proxying does not
+    /// depend on it, so neither does readiness.
+    pub fn readiness(&self) -> serde_json::Value {
+        match self {
+            Store::Memory(_) => serde_json::json!({
+                "kind": "memory", "state": "up", "sign_in": "ready",
+            }),
+            Store::Redis(r) => r.health().json(r.kind()),
+        }
+    }
+
+    /// Reaches the store once (`PING`): `None` for the in-process store,
+    /// else how long the answer took or why none came.
+    pub async fn ping(&self) -> Option<Result<Duration, String>> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Redis(r) => Some(r.ping().await),
+        }
+    }
+
     /// Tells every replica that `sids` ended: into the local revoked set at
     /// once, and with Redis published and recorded for the others' resyncs
     /// (best effort: the sessions themselves are already ended in the

@@ -128,12 +128,45 @@ async fn answer(req: reqwest::RequestBuilder, deadline: Duration) -> Result<Vec<
     Ok(outbound::read(res).await?)
 }
 
+/// What WeChat's `errcode` means (QQ's `jscode2session` answers with the
+/// same codes), for operators.
+pub fn errcode_meaning(errcode: i64) -> &'static str {
+    match errcode {
+        40029 => "the login code is invalid or expired: a client's mistake, nothing to fix here",
+        40163 => "the login code was used already: a client's mistake or a replay",
+        40013 => "invalid appid: check the provider's `appid` against the app's AppID (WeChat MP console: Development > Development settings)",
+        40125 => "invalid app secret: check that the provider's `secret_env` or `secret_file` holds the app's current AppSecret (resetting it in the console invalidates the old one)",
+        41002 | 41004 => "appid or secret missing from the call: check the provider's `appid` and that its secret is not empty",
+        40164 => "the gateway's address is not in the app's IP allowlist: add the gateway's egress addresses (WeChat MP console: Development settings > IP allowlist)",
+        45011 => "WeChat's per-user login rate limit was reached: the client gets 429",
+        40226 => "WeChat refuses this user as high-risk: the client gets 403 risky_user",
+        -1 => "WeChat is busy: retry later; it is on WeChat's side",
+        40001 | 42001 | 40014 => "the app's access token was refused or expired: the gateway fetches a new one; if this repeats, check the app secret and that nothing else resets the app's token",
+        48001 => "the app is not authorized for this API: check the app's permissions in the WeChat MP console",
+        _ => "an errcode not listed here: see WeChat's error code list",
+    }
+}
+
 /// An answer as `T`, or the error its `errcode` means.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, WxError> {
     let code: Errcode = serde_json::from_slice(body).map_err(|_| WxError::Unusable)?;
     match code.errcode {
         None | Some(0) => serde_json::from_slice(body).map_err(|_| WxError::Unusable),
-        Some(code) => Err(WxError::from_errcode(code)),
+        Some(code) => {
+            let e = WxError::from_errcode(code);
+            // A client's bad code is the client's; the rest are the
+            // operator's to look at.
+            if e == WxError::InvalidCode {
+                tracing::debug!(errcode = code, "WeChat refused the call");
+            } else {
+                tracing::warn!(
+                    errcode = code,
+                    meaning = errcode_meaning(code),
+                    "WeChat refused the call"
+                );
+            }
+            Err(e)
+        }
     }
 }
 

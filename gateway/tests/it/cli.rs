@@ -266,15 +266,28 @@ fn dev_mode_walkthrough_works_as_pasted() {
     let log = tmp.path().join("stderr.log");
     let (mut child, script) = dev_mode(&log, &[]);
     assert!(script.contains("/auth/login"), "no walkthrough printed");
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    // Pasted twice in a row, as a newcomer does: the second run must not
+    // rejoin the session the first one revoked.
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap()
+        })
+        .collect();
     child.kill().unwrap();
     let _ = child.wait();
     let stderr = std::fs::read_to_string(&log).unwrap();
+    for out in &runs {
+        walkthrough_worked(out, &stderr);
+    }
+}
+
+/// What one run of the dev walkthrough must print.
+fn walkthrough_worked(out: &std::process::Output, stderr: &str) {
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{}",

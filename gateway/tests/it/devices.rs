@@ -468,8 +468,13 @@ async fn the_cli_lists_and_revokes_through_the_admin_listener() {
     assert_eq!(code, 0);
     assert!(out.contains("ended every session"), "{out}");
     assert_eq!(status(&gw, &phone.access_token).await, 401);
-    let (_, out, _) = admin_cli(&list, Some(ADMIN_TOKEN)).await;
-    assert!(out.contains("0 live session(s)"), "{out}");
+    let (_, out, err) = admin_cli(&list, Some(ADMIN_TOKEN)).await;
+    assert!(
+        out.contains(&format!("0 live session(s) under the user key {user}")),
+        "{out}"
+    );
+    // An empty list says which key it looked up and which others to try.
+    assert!(err.contains("try their unionid or uid"), "{err}");
 }
 
 /// `refuse` mode and device classes, on the store of `store` (a

@@ -1097,6 +1097,7 @@ async fn a_real_browser_signs_in_and_only_its_own_origin_may_post() {
         .await;
     assert_eq!(status, 401);
     eprintln!("browser flow took {:?}", started.elapsed());
+    b.close().await;
 }
 
 /// `serve --dev` on plain http://127.0.0.1, clicked through in Chromium:
@@ -1164,6 +1165,7 @@ async fn serve_dev_offers_the_web_sign_in_on_loopback_http() {
         .as_str()
         .unwrap()
         .starts_with("dev-unionid-"));
+    b.close().await;
 }
 
 /// The binary at `RUST_LOG=trace` through a whole web sign-in, a cookie

@@ -9,10 +9,14 @@ pub(super) enum ConfigCommand {
         /// The config file.
         #[arg(long, env = "MINIGATE_CONFIG", value_name = "PATH")]
         config: PathBuf,
+        /// Do not try to reach the Redis session store (by default `check`
+        /// sends it one PING and says whether it answered).
+        #[arg(long)]
+        offline: bool,
     },
 }
 
-pub(super) fn check(path: &Path) -> Result<(), Failure> {
+pub(super) fn check(path: &Path, offline: bool) -> Result<(), Failure> {
     let (config, store) = load(path).map_err(bad)?;
     let loaded = store.load();
     let keys = &loaded.set;
@@ -141,6 +145,9 @@ pub(super) fn check(path: &Path) -> Result<(), Failure> {
             sc.max_sessions
         ),
     }
+    if !offline {
+        reach(sc)?;
+    }
     say!(
         "          devices {}; {}; past a limit: {}; reuse grace {}",
         sc.devices
@@ -235,5 +242,32 @@ pub(super) fn check(path: &Path) -> Result<(), Failure> {
             LogFormat::Json => "JSON",
         }
     );
+    Ok(())
+}
+
+/// Sends the Redis session store one PING and says whether it answered. An
+/// unreachable store does not make the config invalid (the gateway starts
+/// without it, and sign-ins answer 503 until it is there), so this only
+/// reports.
+fn reach(sc: &crate::config::SessionsConfig) -> Result<(), Failure> {
+    if sc.redis_url.is_none() && sc.redis_cluster.is_empty() {
+        return Ok(());
+    }
+    let pinged = runtime()?.block_on(async {
+        // The client spawns its connection task: inside the runtime.
+        let store = crate::sessions::Store::new(sc).map_err(bad)?;
+        Ok::<_, Failure>(store.ping().await)
+    })?;
+    match pinged {
+        None => {}
+        Some(Ok(took)) => say!(
+            "          reachable: PING answered in {} ms",
+            took.as_millis()
+        ),
+        Some(Err(why)) => say!(
+            "          NOT reachable: {why}; the gateway starts without it, but \
+             login, refresh and logout answer 503 until it is (--offline skips this)"
+        ),
+    }
     Ok(())
 }

@@ -108,7 +108,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Keys(cmd) => keys(cmd),
-        Command::Config(ConfigCommand::Check { config }) => check(&config),
+        Command::Config(ConfigCommand::Check { config, offline }) => check(&config, offline),
         Command::Sessions(cmd) => sessions(cmd),
     }
 }

@@ -60,6 +60,14 @@ pub enum LoadError {
     /// The key set the config names.
     #[error("keys: {0}")]
     Keys(#[from] jwks::KeySetError),
+    /// No key set where the config says: the first run's usual mistake.
+    #[error("keys: {error}; make one with `minigate keys init --dir {}`", dir.display())]
+    NoKeySet {
+        /// The config's `[keys] dir`.
+        dir: std::path::PathBuf,
+        /// The error reading it.
+        error: jwks::KeySetError,
+    },
 }
 
 /// Loads a config and its key set; errors name the file or key.
@@ -68,7 +76,20 @@ pub fn load(path: &Path) -> Result<(Config, KeyStore), LoadError> {
         path: path.to_owned(),
         error,
     })?;
-    let keys = KeyStore::open(config.keys.dir.clone(), &config.tokens.issuer)?;
+    let keys =
+        KeyStore::open(config.keys.dir.clone(), &config.tokens.issuer).map_err(
+            |error| match &error {
+                jwks::KeySetError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    LoadError::NoKeySet {
+                        dir: config.keys.dir.clone(),
+                        error,
+                    }
+                }
+                _ => LoadError::Keys(error),
+            },
+        )?;
     Ok((config, keys))
 }
 

@@ -17,6 +17,13 @@ pub(super) struct AdminArgs {
     config: Option<PathBuf>,
 }
 
+/// What `sessions list` says when a user key holds no sessions.
+const USER_KEY_HINT: &str = "\
+note: sessions are kept under the user key: the user service's uid when \
+enrichment gives one, else the unionid when the platform gives one, else \
+the openid. Upstreams see it as X-Auth-User, else X-Auth-Unionid, else \
+X-Auth-Openid. If this is a user's openid, try their unionid or uid.";
+
 #[derive(Debug, Subcommand)]
 pub(super) enum SessionsCommand {
     /// The user's live sessions, newest first.
@@ -133,7 +140,16 @@ pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
                     text(&s.device_id)
                 );
             }
-            say!("{} live session(s) of {}", list.len(), escaped(&args.user));
+            say!(
+                "{} live session(s) under the user key {}",
+                list.len(),
+                escaped(&args.user)
+            );
+            if list.is_empty() {
+                // The commonest surprise: an openid looked up for a user
+                // whose sessions are kept under a unionid or a uid.
+                eprintln!("{}", USER_KEY_HINT);
+            }
             Ok(())
         }
         204 => {

@@ -171,9 +171,11 @@ gateway on {base}, one {name} mini-program (appid {appid}) logging in at a stand
   /maybe/   -> demo upstream, token optional
   /public/  -> demo upstream, no check
 
-Try it in another terminal (bash); any code logs in, as a code from {call} would:
+Try it in another terminal (bash); any code logs in, as a code from {call} would (a fresh
+one each run: a login code is single-use, and one seen again rejoins the session it began):
 ### walkthrough
-LOGIN=$(curl -s -X POST {base}/auth/login -H 'content-type: application/json' -d '{{"code":"any-code-from-{code}"}}'); echo "$LOGIN"
+CODE=any-code-from-{code}-$RANDOM$RANDOM
+LOGIN=$(curl -s -X POST {base}/auth/login -H 'content-type: application/json' -d "{{\"code\":\"$CODE\"}}"); echo "$LOGIN"
 ACCESS=$(printf '%s' "$LOGIN" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 REFRESH=$(printf '%s' "$LOGIN" | sed -E 's/.*"refresh_token":"([^"]+)".*/\1/')
 curl -s {base}/api/hello -H "Authorization: Bearer $ACCESS"

@@ -41,9 +41,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::OnceCell;
 
+pub mod health;
 pub mod scripts;
 pub mod sync;
 
+use health::{reason, Health};
 use scripts::Scripts;
 pub use sync::{spawn_sync, Synced, RESYNC_EVERY};
 
@@ -116,6 +118,8 @@ pub struct RedisStore {
     /// Boxed: the store sits in [`crate::sessions::Store`] beside the small
     /// in-process one.
     scripts: Box<Scripts>,
+    /// Where it is and how it last answered, for logs and `/readyz`.
+    health: Box<Health>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -195,7 +199,12 @@ impl RedisStore {
             .set_max_delay(Duration::from_secs(1));
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(setup("sessions.redis_url"))?;
-        Ok(Self::with(Backend::One(manager), vec![client], grace))
+        Ok(Self::with(
+            Backend::One(manager),
+            vec![client],
+            Health::new([url]),
+            grace,
+        ))
     }
 
     /// A store on the Redis Cluster of these seed URLs.
@@ -214,12 +223,19 @@ impl RedisStore {
         Ok(Self::with(
             Backend::Cluster(Box::new((client, OnceCell::new()))),
             subscribe,
+            Health::new(seeds.iter().copied()),
             grace,
         ))
     }
 
-    fn with(backend: Backend, subscribe: Vec<redis::Client>, grace: Duration) -> RedisStore {
+    fn with(
+        backend: Backend,
+        subscribe: Vec<redis::Client>,
+        health: Health,
+        grace: Duration,
+    ) -> RedisStore {
         RedisStore {
+            health: Box::new(health),
             backend,
             subscribe: Arc::new(subscribe),
             grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
@@ -251,11 +267,11 @@ impl RedisStore {
                     match tokio::time::timeout(CALL_TIMEOUT, client.get_async_connection()).await {
                         Ok(Ok(c)) => Ok(c),
                         Ok(Err(e)) => {
-                            tracing::warn!(error = %e.kind_str(), "redis cluster unreachable");
+                            self.health.down("connect", reason(&e));
                             Err(Unavailable)
                         }
                         Err(_) => {
-                            tracing::warn!("redis cluster did not answer");
+                            self.health.down("connect", no_answer());
                             Err(Unavailable)
                         }
                     }
@@ -274,14 +290,59 @@ impl RedisStore {
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
         match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                self.health.up();
+                Ok(v)
+            }
             Ok(Err(e)) => {
-                tracing::warn!(op = what, error = %e.kind_str(), "session store unavailable");
+                let why = reason(&e);
+                tracing::warn!(op = what, at = %self.health.target(), error = %why,
+                    "session store unavailable");
+                self.health.down(what, why);
                 Err(Unavailable)
             }
             Err(_) => {
-                tracing::warn!(op = what, "session store timed out");
+                tracing::warn!(op = what, at = %self.health.target(), "session store timed out");
+                self.health.down(what, no_answer());
                 Err(Unavailable)
+            }
+        }
+    }
+
+    /// Where the store is and how it last answered.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Asks the store for a `PING`: how long the answer took, or why none
+    /// came (see [`health::reason`]).
+    pub async fn ping(&self) -> Result<Duration, String> {
+        let started = std::time::Instant::now();
+        let mut con = self
+            .con()
+            .await
+            .map_err(|Unavailable| match self.health.state() {
+                health::State::Down { reason, .. } => reason,
+                _ => no_answer(),
+            })?;
+        match tokio::time::timeout(
+            CALL_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut con),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {
+                self.health.up();
+                Ok(started.elapsed())
+            }
+            Ok(Err(e)) => {
+                let why = reason(&e);
+                self.health.down("ping", why.clone());
+                Err(why)
+            }
+            Err(_) => {
+                self.health.down("ping", no_answer());
+                Err(no_answer())
             }
         }
     }
@@ -353,6 +414,14 @@ impl RedisStore {
         self.call("resync", cmd.query_async::<Vec<(String, u64)>>(&mut con))
             .await
     }
+}
+
+/// Why a call that never came back failed.
+fn no_answer() -> String {
+    format!(
+        "no answer within {}",
+        humantime::format_duration(CALL_TIMEOUT)
+    )
 }
 
 /// A short name for an error kind, with nothing from the server's reply.

@@ -75,8 +75,20 @@ pub fn spawn_sync<S: Synced>(shared: Arc<S>, mut stopped: watch::Receiver<bool>)
                 r = tokio::time::timeout(CALL_TIMEOUT, subscribed) => r,
             };
             let mut messages = match pubsub {
-                Ok(Ok(p)) => p.into_on_message(),
-                _ => {
+                Ok(Ok(p)) => {
+                    redis.health.up();
+                    p.into_on_message()
+                }
+                failed => {
+                    // At start too: the first warning that Redis is not
+                    // there, where it was looked for, and why.
+                    redis.health.down(
+                        "subscribe",
+                        match failed {
+                            Ok(Err(e)) => super::health::reason(&e),
+                            _ => super::no_answer(),
+                        },
+                    );
                     revoked.resynced(Resync::Failed);
                     tokio::select! {
                         _ = stopped.changed() => return,

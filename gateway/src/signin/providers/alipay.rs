@@ -241,7 +241,12 @@ pub fn read(appid: &str, content: &str, is_error: bool) -> Result<Exchanged, Exc
     };
     if is_error || !ok_code {
         let sub_code = c.sub_code.as_deref().unwrap_or("");
-        tracing::warn!(appid = %appid, sub_code = loggable(c.sub_code.as_deref()), "Alipay refused the code");
+        tracing::warn!(
+            appid = %appid,
+            sub_code = loggable(c.sub_code.as_deref()),
+            meaning = super::meaning::alipay(sub_code),
+            "Alipay refused the code"
+        );
         return Err(if sub_code == "isv.code-invalid" {
             ExchangeError::InvalidCode
         } else if sub_code.starts_with("isp.") {

@@ -99,6 +99,7 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchang
             appid = %appid,
             errno = ?answer.errno.as_ref().and_then(serde_json::Value::as_i64),
             invalid_grant = invalid,
+            meaning = super::meaning::baidu(error.as_deref()),
             "Baidu refused the code"
         );
         return Err(if invalid {

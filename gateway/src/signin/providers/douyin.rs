@@ -106,7 +106,12 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchang
             return Err(ExchangeError::Unusable);
         }
         Some(code) => {
-            tracing::warn!(appid = %appid, err_no = code, "Douyin refused the code");
+            tracing::warn!(
+                appid = %appid,
+                err_no = code,
+                meaning = super::meaning::douyin(code),
+                "Douyin refused the code"
+            );
             return Err(match code {
                 40018 | 40019 => ExchangeError::InvalidCode,
                 -1 => ExchangeError::Unavailable,

@@ -39,6 +39,9 @@ macro_rules! platforms {
 
 platforms!(wechat, qq, douyin, baidu, alipay, wechat_web, wechat_pc);
 
+/// The platforms' error codes in operators' terms.
+pub mod meaning;
+
 /// How a platform's users sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignIn {

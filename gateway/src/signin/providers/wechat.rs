@@ -112,7 +112,12 @@ pub fn interpret(appid: &str, body: &[u8]) -> Result<Exchanged, ExchangeError> {
     match answer.errcode {
         None | Some(0) => {}
         Some(code) => {
-            tracing::warn!(appid = %appid, errcode = code, "jscode2session refused the code");
+            tracing::warn!(
+                appid = %appid,
+                errcode = code,
+                meaning = super::meaning::wechat(code),
+                "jscode2session refused the code"
+            );
             // WeChat's errcodes are mapped in one place, for every call.
             return Err(WxError::from_errcode(code).into());
         }

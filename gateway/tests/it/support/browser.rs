@@ -2,6 +2,7 @@
 //! Debian's chromedriver, with the `fantoccini` client. Nothing is
 //! downloaded at run time; `./test` installs both packages.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -11,17 +12,47 @@ use super::free_port;
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A headless Chromium session, with its chromedriver and a fresh profile;
-/// all of it ends on drop.
+/// all of it ends on drop, whatever the test's outcome.
 pub struct Browser {
     pub client: fantoccini::Client,
     driver: Child,
+    /// Removed after every process of the group has exited (fields drop
+    /// after [`Drop::drop`]).
     _profile: tempfile::TempDir,
 }
 
+impl Browser {
+    /// Ends the WebDriver session (Chromium closes its windows and exits),
+    /// then everything else as on drop.
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
+    }
+}
+
 impl Drop for Browser {
+    /// chromedriver starts Chromium, which starts its helpers (zygotes,
+    /// renderers, the GPU and network processes): killing chromedriver alone
+    /// leaves them all running, with their profile. They share chromedriver's
+    /// process group (its own, see [`browser`]), so the whole group is
+    /// killed, and waited for, before the profile is removed.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.wait();
+        for _ in 0..200 {
+            let alive = Command::new("kill")
+                .args(["-0", "--", &group])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !alive {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 }
 
@@ -42,7 +73,9 @@ pub async fn browser(spki: &str) -> Browser {
          (apt-get install chromium chromium-driver)"
     );
     let port = free_port();
+    // Its own process group, which Chromium and its helpers join: see Drop.
     let driver = Command::new(driver_path.unwrap())
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -74,6 +107,9 @@ pub async fn browser(spki: &str) -> Browser {
         "--no-first-run".to_owned(),
         "--no-default-browser-check".to_owned(),
         "--no-proxy-server".to_owned(),
+        // No crash handler: it would outlive the browser.
+        "--disable-breakpad".to_owned(),
+        "--disable-crash-reporter".to_owned(),
         format!("--user-data-dir={}", profile.path().display()),
         format!("--ignore-certificate-errors-spki-list={spki}"),
     ];
