@@ -34,7 +34,7 @@
 //!   with a deadline, answers read within a bound, errors never formatted.
 //! - [`telemetry`]: the metrics registry and the label enums' trait and
 //!   macro; every layer counts into it. A new metric goes in
-//!   `telemetry/metrics.rs`.
+//!   `telemetry/metrics.rs`, a new audit event in `telemetry/audit.rs`.
 //! - [`ops`]: the `minigate` command (one file a command) and
 //!   `serve --dev`. A new CLI command goes here.
 //!

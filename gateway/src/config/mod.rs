@@ -15,6 +15,7 @@
 //! key goes in its part's two files and in `raw`.
 
 mod admin;
+mod audit;
 pub mod defaults;
 pub mod files;
 mod load;
@@ -34,6 +35,7 @@ pub use load::{admin_listen_of, grants_of, refresh_ttl_of};
 pub use parse::public_origin;
 
 pub use admin::*;
+pub use audit::*;
 pub use providers::*;
 pub use routes::*;
 pub use server::*;
@@ -73,6 +75,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[web]`: browser sign-in and cookie sessions, if configured.
     pub web: Option<WebConfig>,
+    /// `[audit]`: where audit events go besides their log target.
+    pub audit: AuditConfig,
 }
 
 #[cfg(test)]

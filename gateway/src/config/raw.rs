@@ -25,6 +25,14 @@ pub(super) struct Raw {
     pub enrich: Option<RawEnrich>,
     pub admin: Option<RawAdmin>,
     pub web: Option<RawWeb>,
+    pub audit: Option<RawAudit>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub redis_stream: Option<String>,
+    pub stream_maxlen: Option<i64>,
 }
 
 #[derive(Deserialize)]

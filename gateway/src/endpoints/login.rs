@@ -3,6 +3,7 @@
 //! the session key kept with it, its tokens.
 
 use super::*;
+use crate::telemetry::audit;
 
 #[derive(Deserialize)]
 struct LoginBody {
@@ -111,6 +112,13 @@ pub async fn login(
             if let Some(m) = metrics {
                 m.errors.increment(e);
             }
+            if e == crate::signin::providers::ExchangeError::RiskyUser {
+                gw.audit.emit(audit::Event::RiskyUserRefused {
+                    platform: provider.platform.name(),
+                    appid: &provider.appid,
+                    client,
+                });
+            }
             ApiError::from(e)
         })?;
     let device_id = body.device_id;
@@ -147,8 +155,20 @@ pub async fn login(
             })
         })
         .await?;
+    let audit_login = |retried| {
+        gw.audit.emit(audit::Event::Login {
+            platform: &began.subject.platform,
+            appid: &began.subject.appid,
+            device_type: &began.subject.device_type,
+            user: began.subject.user(),
+            sid: &began.sid,
+            client,
+            retried,
+        })
+    };
     let pair = if mine {
         tracing::info!(appid = %began.subject.appid, sub = %began.subject.openid, sid = %began.sid, "login");
+        audit_login(false);
         first_pair
             .into_inner()
             .ok()
@@ -165,7 +185,9 @@ pub async fn login(
             return Err(ApiError::InvalidCode);
         }
         tracing::info!(appid = %began.subject.appid, sid = %began.sid, "login code retried: a new pair in its session");
-        new_pair(gw, &began.subject, &began.sid).await?
+        let pair = new_pair(gw, &began.subject, &began.sid).await?;
+        audit_login(true);
+        pair
     };
     let mut pair = pair;
     pair.anonymous_openid = session.anonymous_openid.clone();

@@ -72,6 +72,13 @@ pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
         return Err(ApiError::InvalidGrant("session revoked"));
     }
     tracing::info!(appid = %who.subject.appid, sid = %who.sid, "phone number verified");
+    gw.audit.emit(crate::telemetry::audit::Event::PhoneBound {
+        appid: &who.subject.appid,
+        user: who.subject.user(),
+        sid: &who.sid,
+        phone_last4: crate::telemetry::audit::last_four(&number.pure_phone_number),
+        country_code: &number.country_code,
+    });
     let mut res = json(StatusCode::OK, &number);
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::sessions::{NewSession, Recorded, SessionStore as _};
 use crate::signin::enrich::{merge_roles, Ask, EnrichError, EnrichFailure, Event};
+use crate::telemetry::audit;
 use crate::telemetry::metrics::SessionOp;
 use crate::tokens::{random_id, Subject, TokenPair};
 
@@ -86,7 +87,18 @@ pub async fn identify(
                 .ask(&ask, &gw.metrics.enrich)
                 .await
                 .map_err(|refused| match refused {
-                    EnrichError::Denied => ApiError::AccessDenied,
+                    EnrichError::Denied => {
+                        gw.audit.emit(audit::Event::UserBanned {
+                            at: match event {
+                                Event::Login => audit::Stage::Login,
+                                Event::Refresh => audit::Stage::Refresh,
+                            },
+                            appid: &subject.appid,
+                            user: subject.user(),
+                            sid: (event == Event::Refresh).then_some(sid),
+                        });
+                        ApiError::AccessDenied
+                    }
                     EnrichError::Failed(_) => ApiError::EnrichUnavailable,
                 })?;
         // The uid is fixed at login: it is part of the user key the session
@@ -169,6 +181,14 @@ async fn begin_session(
                     "device limit: oldest session ended"
                 );
                 gw.sessions.announce(&gw.revoked, &evicted).await;
+                for ended in &evicted {
+                    gw.audit.emit(audit::Event::SessionEnded {
+                        reason: audit::Ended::Replaced,
+                        user: who.user(),
+                        sid: ended,
+                        by_sid: Some(sid),
+                    });
+                }
             }
             Ok(())
         }

@@ -172,6 +172,7 @@ fn bad_keys_and_configs_fail_with_one_line() {
         "sessions  in-process, up to 200000",
         "server    max 10000 connections",
         "log       text lines",
+        "audit     JSON lines on stderr (target minigate::audit)\n",
     ] {
         assert!(text.contains(says), "{says:?} not in:\n{text}");
     }
@@ -183,7 +184,8 @@ fn bad_keys_and_configs_fail_with_one_line() {
     std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
     let more = format!(
         "{good}\n[sessions]\nredis_url = \"redis://:hunter2-pass@10.0.0.7:6379/1\"\n\
-         [tls]\ncert = \"{}\"\nkey = \"{}\"\n[log]\nformat = \"json\"\n",
+         [tls]\ncert = \"{}\"\nkey = \"{}\"\n[log]\nformat = \"json\"\n\
+         [audit]\nredis_stream = \"audit:events\"\nstream_maxlen = 5000\n",
         crt.display(),
         key.display()
     );
@@ -192,6 +194,7 @@ fn bad_keys_and_configs_fail_with_one_line() {
         "(TLS; HTTP/2 and HTTP/1.1 by ALPN)",
         "sessions  Redis at redis://[credentials redacted]@10.0.0.7:6379/1",
         "log       JSON lines",
+        "audit     JSON lines on stderr (target minigate::audit), and the stream audit:events of the session store's Redis (MAXLEN ~ 5000)",
     ] {
         assert!(text.contains(says), "{says:?} not in:\n{text}");
     }

@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod audit;
 mod authz;
 mod cli;
 mod deploy;

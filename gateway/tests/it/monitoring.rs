@@ -236,7 +236,10 @@ impl Prometheus {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        panic!("{path} {query:?} never came to pass: {data}\n{}", self.log());
+        panic!(
+            "{path} {query:?} never came to pass: {data}\n{}",
+            self.log()
+        );
     }
 }
 

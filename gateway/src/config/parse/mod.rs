@@ -2,6 +2,7 @@
 //! naming its key.
 
 mod admin;
+mod audit;
 mod providers;
 mod routes;
 mod server;
@@ -9,6 +10,7 @@ mod sessions;
 mod tokens;
 
 use admin::admin;
+use audit::audit;
 pub use providers::public_origin;
 use providers::{provider, web};
 pub(in crate::config) use routes::grants;
@@ -23,15 +25,15 @@ use std::time::Duration;
 use http::Uri;
 
 use super::raw::{
-    Raw, RawAdmin, RawAllow, RawAudience, RawEnrich, RawProvider, RawRole, RawRoute, RawServer,
-    RawSessions, RawTokens, RawWeb,
+    Raw, RawAdmin, RawAllow, RawAudience, RawAudit, RawEnrich, RawProvider, RawRole, RawRoute,
+    RawServer, RawSessions, RawTokens, RawWeb,
 };
 use super::{
     defaults, err, files, is_class_name, is_header_safe, is_role_name, parse_duration, AdminConfig,
-    AdminScope, AdminToken, AllowRule, AuthMode, Config, ConfigError, Credentials, DeviceClass,
-    DeviceClasses, EnrichConfig, KeyPair, KeysConfig, LogConfig, LogFormat, OnLimit, Platform,
-    ProviderConfig, RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig,
-    TokensConfig, WebConfig,
+    AdminScope, AdminToken, AllowRule, AuditConfig, AuthMode, Config, ConfigError, Credentials,
+    DeviceClass, DeviceClasses, EnrichConfig, KeyPair, KeysConfig, LogConfig, LogFormat, OnLimit,
+    Platform, ProviderConfig, RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig,
+    TlsConfig, TokensConfig, WebConfig,
 };
 use crate::signin::providers::CredentialKind;
 
@@ -138,6 +140,7 @@ impl Config {
         let roles = grants(raw.roles)?;
         let enrich = raw.enrich.map(enrich).transpose()?;
         let sessions = sessions(raw.sessions)?;
+        let audit = audit(raw.audit, &sessions)?;
         let server = server(raw.server)?;
         let log = LogConfig {
             format: match raw.log.and_then(|l| l.format).as_deref() {
@@ -176,6 +179,7 @@ impl Config {
             source: None,
             admin,
             web,
+            audit,
         })
     }
 }

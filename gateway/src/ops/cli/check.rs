@@ -235,5 +235,16 @@ pub(super) fn check(path: &Path) -> Result<(), Failure> {
             LogFormat::Json => "JSON",
         }
     );
+    match &config.audit.redis_stream {
+        Some(stream) => say!(
+            "audit     JSON lines on stderr (target {}), and the stream {stream} of the session store's Redis (MAXLEN ~ {})",
+            crate::telemetry::audit::TARGET,
+            config.audit.stream_maxlen
+        ),
+        None => say!(
+            "audit     JSON lines on stderr (target {})",
+            crate::telemetry::audit::TARGET
+        ),
+    }
     Ok(())
 }

@@ -148,6 +148,7 @@ fn dev_config(
         enrich: None,
         source: None,
         admin: None,
+        audit: Default::default(),
         web: (platform == Platform::wechat()).then(|| WebConfig {
             public_url: format!("http://{listen}"),
             cookies: true,
