@@ -44,6 +44,9 @@ pub enum StartError {
     /// The TLS pair did not load.
     #[error(transparent)]
     Tls(#[from] ConfigError),
+    /// The trace exporter could not be built.
+    #[error(transparent)]
+    Tracing(#[from] crate::telemetry::traces::TracingSetupError),
     /// The listen address could not be bound.
     #[error("listen {addr}: {source}")]
     Bind {
@@ -112,6 +115,9 @@ pub struct Gateway {
     pub web: Option<crate::signin::web::setup::Web>,
     /// Where audit events go.
     pub audit: Audit,
+    /// OpenTelemetry traces, when `[tracing]` is configured; `None` costs
+    /// the request path nothing more than the test.
+    pub tracing: Option<crate::telemetry::traces::Tracing>,
     /// `[audit]`, and the queue of events for its stream, until the stream
     /// writer takes it.
     audit_stream: (
@@ -134,7 +140,16 @@ impl Gateway {
             }
             None => (Audit::log_only(), None),
         };
+        let tracing = match &config.tracing {
+            Some(t) => Some(crate::telemetry::traces::Tracing::new(
+                t,
+                providers::outbound_client()?,
+                metrics.spans_dropped.clone(),
+            )?),
+            None => None,
+        };
         Ok(Gateway {
+            tracing,
             audit,
             audit_stream: (config.audit.clone(), Mutex::new(queue)),
             tokens: Tokens::new(config.tokens.clone(), store)
@@ -321,6 +336,9 @@ fn wechat_tokens(
 pub fn spawn_tasks(gw: &Arc<Gateway>, reload: Option<Duration>, stopped: &watch::Sender<bool>) {
     crate::sessions::redis::spawn_sync(gw.clone(), stopped.subscribe());
     spawn_audit_stream(gw.clone(), stopped.subscribe());
+    if let Some(tracing) = &gw.tracing {
+        tracing.spawn_export(stopped.subscribe());
+    }
     if let Some(every) = reload {
         spawn_reloader(gw.clone(), every, stopped.subscribe());
     }

@@ -26,6 +26,7 @@ mod routes;
 mod server;
 mod sessions;
 mod tokens;
+mod traces;
 mod values;
 
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub use routes::*;
 pub use server::*;
 pub use sessions::*;
 pub use tokens::*;
+pub use traces::*;
 pub use values::*;
 
 /// A validated gateway configuration.
@@ -77,6 +79,8 @@ pub struct Config {
     pub web: Option<WebConfig>,
     /// `[audit]`: where audit events go besides their log target.
     pub audit: AuditConfig,
+    /// `[tracing]`: OpenTelemetry traces, if configured.
+    pub tracing: Option<TracingConfig>,
 }
 
 #[cfg(test)]

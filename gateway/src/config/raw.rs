@@ -26,6 +26,15 @@ pub(super) struct Raw {
     pub admin: Option<RawAdmin>,
     pub web: Option<RawWeb>,
     pub audit: Option<RawAudit>,
+    pub tracing: Option<RawTracing>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -712,3 +712,45 @@ fn audit_section() {
         assert_eq!(got, error, "{text}");
     }
 }
+
+#[test]
+fn tracing_section() {
+    assert_eq!(Config::from_toml(GOOD, &env).unwrap().tracing, None);
+    let c = Config::from_toml(
+        &format!("{GOOD}[tracing]\notlp_endpoint = \"http://otel-collector:4318\"\n"),
+        &env,
+    )
+    .unwrap();
+    assert_eq!(
+        c.tracing,
+        Some(TracingConfig {
+            otlp_endpoint: "http://otel-collector:4318".into(),
+            sample_ratio: 0.01,
+            service_name: "minigate".into(),
+        })
+    );
+    for (section, error) in [
+        ("sample_ratio = 1.0", "tracing.otlp_endpoint: is required"),
+        (
+            "otlp_endpoint = \"otel-collector:4318\"",
+            "tracing.otlp_endpoint: is not a URL like \"http://otel-collector:4318\"",
+        ),
+        (
+            "otlp_endpoint = \"http://u:pw@otel:4318\"",
+            "tracing.otlp_endpoint: must not hold credentials",
+        ),
+        (
+            "otlp_endpoint = \"http://otel:4318\"\nsample_ratio = 1.5",
+            "tracing.sample_ratio: must be from 0 to 1",
+        ),
+        (
+            "otlp_endpoint = \"http://otel:4318\"\nservice_name = \"\"",
+            "tracing.service_name: must be 1-128 characters",
+        ),
+    ] {
+        let got = Config::from_toml(&format!("{GOOD}[tracing]\n{section}\n"), &env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(got, error, "{section}");
+    }
+}

@@ -4,6 +4,9 @@
 
 use super::*;
 use crate::telemetry::audit;
+use crate::telemetry::traces::{self, Step};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 
 #[derive(Deserialize)]
 struct LoginBody {
@@ -95,13 +98,34 @@ pub async fn login(
     let body = parse_login(&read_body(gw, req).await?)?;
     let (device_type, limit) = device_class(gw, body.device_type.as_deref())?;
     let provider = gw.providers.pick(body.appid.as_deref())?;
+    traces::annotate(gw.tracing.as_ref(), || {
+        KeyValue::new("minigate.platform", provider.platform.name())
+    });
+    traces::annotate(gw.tracing.as_ref(), || {
+        KeyValue::new("minigate.device_type", device_type.clone())
+    });
     let metrics = gw.metrics.exchange(provider.platform);
     // One platform call for concurrent logins with this code.
     let (used, session) = gw
         .codes
         .exchange(&provider.appid, &body.code, || async {
             let started = std::time::Instant::now();
+            let step = Step::of(
+                gw.tracing.as_ref(),
+                "platform code exchange",
+                SpanKind::Client,
+                || {
+                    vec![
+                        KeyValue::new("minigate.platform", provider.platform.name()),
+                        KeyValue::new("minigate.appid", provider.appid.clone()),
+                    ]
+                },
+            );
             let exchanged = provider.exchange(&body.login()).await;
+            if let Err(e) = &exchanged {
+                step.fail(ApiError::from(*e).code());
+            }
+            drop(step);
             if let Some(m) = metrics {
                 m.latency.record(started.elapsed().as_secs_f64());
             }

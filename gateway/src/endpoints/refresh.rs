@@ -69,6 +69,7 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
     // The session first: a spent, revoked or unknown refresh token costs no
     // call of the user service, and a session refreshes at most
     // REFRESHES_PER_WINDOW times a window.
+    let step = crate::signin::store_step(gw, "check");
     let checked = gw
         .sessions
         .check(
@@ -77,8 +78,12 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             &old.jti,
             gw.tokens.refresh_ttl(),
         )
-        .await
-        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+        .await;
+    if checked.is_err() {
+        step.fail("temporarily_unavailable");
+    }
+    drop(step);
+    let checked = checked.map_err(|_| store_down(gw, SessionOp::Refresh))?;
     match checked {
         Checked::Live => {}
         Checked::TooSoon(wait) => {
@@ -122,6 +127,7 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
         other => other?,
     };
     let next_jti = random_id()?;
+    let step = crate::signin::store_step(gw, "redeem");
     let outcome = gw
         .sessions
         .redeem(
@@ -131,8 +137,12 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             &next_jti,
             gw.tokens.refresh_ttl(),
         )
-        .await
-        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+        .await;
+    if outcome.is_err() {
+        step.fail("temporarily_unavailable");
+    }
+    drop(step);
+    let outcome = outcome.map_err(|_| store_down(gw, SessionOp::Refresh))?;
     match outcome {
         Redeemed::Rotated { phone } => {
             // The number verified at /auth/phone is kept with the session.

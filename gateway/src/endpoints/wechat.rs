@@ -56,13 +56,27 @@ pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
             "phone numbers come from WeChat: this session is not a WeChat app's",
         ));
     }
-    let number = crate::wechat::phone::phone_number(&gw.wechat, &who.subject.appid, &code)
-        .await
-        .map_err(|e| match e {
-            // A code of another app is no code of this one.
-            PhoneError::WrongWatermark => ApiError::InvalidCode,
-            PhoneError::Wx(e) => e.into_api(),
-        })?;
+    let step = crate::telemetry::traces::Step::of(
+        gw.tracing.as_ref(),
+        "wechat phone number",
+        opentelemetry::trace::SpanKind::Client,
+        || {
+            vec![opentelemetry::KeyValue::new(
+                "minigate.appid",
+                who.subject.appid.clone(),
+            )]
+        },
+    );
+    let number = crate::wechat::phone::phone_number(&gw.wechat, &who.subject.appid, &code).await;
+    if number.is_err() {
+        step.fail("wechat_error");
+    }
+    drop(step);
+    let number = number.map_err(|e| match e {
+        // A code of another app is no code of this one.
+        PhoneError::WrongWatermark => ApiError::InvalidCode,
+        PhoneError::Wx(e) => e.into_api(),
+    })?;
     let kept = gw
         .sessions
         .set_phone(who.subject.user(), &who.sid, &number.phone_number)

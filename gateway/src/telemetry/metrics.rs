@@ -277,6 +277,8 @@ pub struct Metrics {
     pub csrf: Counters<Csrf>,
     /// Audit events not appended to the `[audit]` stream.
     pub audit_dropped: Counter,
+    /// Trace spans not exported (`[tracing]`).
+    pub spans_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -438,6 +440,7 @@ impl Metrics {
             web_logins: by(counter, "minigate_web_logins_total", "outcome", &[]),
             csrf: by(counter, "minigate_csrf_refusals_total", "reason", &[]),
             audit_dropped: counter("minigate_audit_stream_dropped_total", vec![]),
+            spans_dropped: counter("minigate_trace_spans_dropped_total", vec![]),
             revoked,
             tls_reloads,
             auth_ok: counter("minigate_auth_success_total", vec![]),

@@ -173,6 +173,7 @@ fn bad_keys_and_configs_fail_with_one_line() {
         "server    max 10000 connections",
         "log       text lines",
         "audit     JSON lines on stderr (target minigate::audit)\n",
+        "tracing   off\n",
     ] {
         assert!(text.contains(says), "{says:?} not in:\n{text}");
     }
@@ -185,7 +186,8 @@ fn bad_keys_and_configs_fail_with_one_line() {
     let more = format!(
         "{good}\n[sessions]\nredis_url = \"redis://:hunter2-pass@10.0.0.7:6379/1\"\n\
          [tls]\ncert = \"{}\"\nkey = \"{}\"\n[log]\nformat = \"json\"\n\
-         [audit]\nredis_stream = \"audit:events\"\nstream_maxlen = 5000\n",
+         [audit]\nredis_stream = \"audit:events\"\nstream_maxlen = 5000\n\
+         [tracing]\notlp_endpoint = \"http://otel:4318/\"\nsample_ratio = 0.25\n",
         crt.display(),
         key.display()
     );
@@ -194,6 +196,7 @@ fn bad_keys_and_configs_fail_with_one_line() {
         "(TLS; HTTP/2 and HTTP/1.1 by ALPN)",
         "sessions  Redis at redis://[credentials redacted]@10.0.0.7:6379/1",
         "log       JSON lines",
+        "tracing   OTLP/HTTP to http://otel:4318/v1/traces as minigate, sampling 0.25 of new traces (a parent's decision is followed)",
         "audit     JSON lines on stderr (target minigate::audit), and the stream audit:events of the session store's Redis (MAXLEN ~ 5000)",
     ] {
         assert!(text.contains(says), "{says:?} not in:\n{text}");

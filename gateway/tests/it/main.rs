@@ -30,6 +30,7 @@ mod proxy;
 mod rotation;
 mod sessions;
 mod tls;
+mod traces;
 mod web;
 mod websocket;
 mod wechat;

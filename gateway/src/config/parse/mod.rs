@@ -8,6 +8,7 @@ mod routes;
 mod server;
 mod sessions;
 mod tokens;
+mod traces;
 
 use admin::admin;
 use audit::audit;
@@ -18,6 +19,7 @@ use routes::{enrich, route};
 use server::server;
 use sessions::sessions;
 use tokens::tokens;
+use traces::tracing_section;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,14 +28,14 @@ use http::Uri;
 
 use super::raw::{
     Raw, RawAdmin, RawAllow, RawAudience, RawAudit, RawEnrich, RawProvider, RawRole, RawRoute,
-    RawServer, RawSessions, RawTokens, RawWeb,
+    RawServer, RawSessions, RawTokens, RawTracing, RawWeb,
 };
 use super::{
     defaults, err, files, is_class_name, is_header_safe, is_role_name, parse_duration, AdminConfig,
     AdminScope, AdminToken, AllowRule, AuditConfig, AuthMode, Config, ConfigError, Credentials,
     DeviceClass, DeviceClasses, EnrichConfig, KeyPair, KeysConfig, LogConfig, LogFormat, OnLimit,
     Platform, ProviderConfig, RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig,
-    TlsConfig, TokensConfig, WebConfig,
+    TlsConfig, TokensConfig, TracingConfig, WebConfig,
 };
 use crate::signin::providers::CredentialKind;
 
@@ -141,6 +143,7 @@ impl Config {
         let enrich = raw.enrich.map(enrich).transpose()?;
         let sessions = sessions(raw.sessions)?;
         let audit = audit(raw.audit, &sessions)?;
+        let tracing = raw.tracing.map(tracing_section).transpose()?;
         let server = server(raw.server)?;
         let log = LogConfig {
             format: match raw.log.and_then(|l| l.format).as_deref() {
@@ -180,6 +183,7 @@ impl Config {
             admin,
             web,
             audit,
+            tracing,
         })
     }
 }

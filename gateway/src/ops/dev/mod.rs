@@ -149,6 +149,7 @@ fn dev_config(
         source: None,
         admin: None,
         audit: Default::default(),
+        tracing: None,
         web: (platform == Platform::wechat()).then(|| WebConfig {
             public_url: format!("http://{listen}"),
             cookies: true,
