@@ -118,6 +118,10 @@ async fn a_session_life_is_audited_event_by_event() {
         json!({"event": "login", "platform": "wechat", "appid": APPID, "device_type": device_type,
                "user": user, "sid": sid, "client": "127.0.0.1", "retried": retried})
     };
+    let ended = |reason: &str, sid: &str, by: Option<&str>| {
+        json!({"event": "session_ended", "reason": reason, "user": user, "sid": sid,
+               "by_sid": by})
+    };
     expect(&gw, login_event(&first_sid, "phone", false)).await;
     let again = login_at(&http, &gw.url, &code).await;
     assert_eq!(sid(&again), first_sid);
@@ -128,12 +132,7 @@ async fn a_session_life_is_audited_event_by_event() {
     let second = login(&gw, "audit-ann", Some("phone")).await;
     let second_sid = sid(&second);
     expect(&gw, login_event(&second_sid, "phone", false)).await;
-    expect(
-        &gw,
-        json!({"event": "session_ended", "reason": "replaced", "user": user,
-               "sid": first_sid, "by_sid": second_sid}),
-    )
-    .await;
+    expect(&gw, ended("replaced", &first_sid, Some(&second_sid))).await;
 
     // A refresh; then its spent token again: reuse, the session ends.
     let res = post_refresh(&http, &gw.url, "/auth/refresh", &second.refresh_token).await;
@@ -152,12 +151,7 @@ async fn a_session_life_is_audited_event_by_event() {
         json!({"event": "refresh_reused", "appid": APPID, "user": user, "sid": second_sid}),
     )
     .await;
-    expect(
-        &gw,
-        json!({"event": "session_ended", "reason": "reused", "user": user,
-               "sid": second_sid, "by_sid": null}),
-    )
-    .await;
+    expect(&gw, ended("reused", &second_sid, None)).await;
 
     // A logout of one session.
     let third = login(&gw, "audit-ann", Some("phone")).await;
@@ -170,12 +164,7 @@ async fn a_session_life_is_audited_event_by_event() {
                "everywhere": false, "ended": 1}),
     )
     .await;
-    expect(
-        &gw,
-        json!({"event": "session_ended", "reason": "logged_out", "user": user,
-               "sid": third_sid, "by_sid": third_sid}),
-    )
-    .await;
+    expect(&gw, ended("logged_out", &third_sid, Some(&third_sid))).await;
 
     // Three sessions; the user ends one from another, then logs out
     // everywhere from the phone.
@@ -190,12 +179,7 @@ async fn a_session_life_is_audited_event_by_event() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    expect(
-        &gw,
-        json!({"event": "session_ended", "reason": "logged_out", "user": user,
-               "sid": sid(&pc2), "by_sid": sid(&pc)}),
-    )
-    .await;
+    expect(&gw, ended("logged_out", &sid(&pc2), Some(&sid(&pc)))).await;
     let res = http
         .post(format!("{}/auth/logout", gw.url))
         .header("content-type", "application/json")
@@ -210,13 +194,8 @@ async fn a_session_life_is_audited_event_by_event() {
                "everywhere": true, "ended": 2}),
     )
     .await;
-    for ended in [sid(&phone), sid(&pc)] {
-        expect(
-            &gw,
-            json!({"event": "session_ended", "reason": "logged_out", "user": user,
-                   "sid": ended, "by_sid": sid(&phone)}),
-        )
-        .await;
+    for gone in [sid(&phone), sid(&pc)] {
+        expect(&gw, ended("logged_out", &gone, Some(&sid(&phone)))).await;
     }
 
     for t in [
@@ -352,81 +331,68 @@ async fn admin_calls_are_audited_with_their_scopes() {
     let user = openid_for("audit-cy");
     let t = login(&gw, "audit-cy", None).await;
     let path = format!("/admin/users/{user}/sessions");
-    let call = |method: reqwest::Method, path: String, token: Option<&'static str>| {
-        let mut req = http.request(method, format!("http://{admin}{path}"));
+    let one = format!("{path}/{}", sid(&t));
+    let every = json!(["sessions", "wechat"]);
+    // (method, path, token, status, the endpoint's scope, the token's)
+    let calls = [
+        (
+            "GET",
+            &path,
+            Some(ADMIN_TOKEN),
+            200,
+            json!("sessions"),
+            every.clone(),
+        ),
+        (
+            "GET",
+            &path,
+            Some(BROKER),
+            403,
+            json!("sessions"),
+            json!(["wechat"]),
+        ),
+        (
+            "GET",
+            &path,
+            Some("not-a-token-at-all-0000"),
+            401,
+            json!("sessions"),
+            Value::Null,
+        ),
+        (
+            "GET",
+            &"/admin/nothing".to_owned(),
+            None,
+            401,
+            Value::Null,
+            Value::Null,
+        ),
+        (
+            "DELETE",
+            &one,
+            Some(ADMIN_TOKEN),
+            204,
+            json!("sessions"),
+            every,
+        ),
+    ];
+    for (method, path, token, status, scope, token_scopes) in calls {
+        let mut req = http.request(method.parse().unwrap(), format!("http://{admin}{path}"));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
-        req.send()
-    };
-    let admin_event = |method: &str, path: &str, scope: Value, token: Value, status: u16| {
-        json!({"event": "admin", "method": method, "path": path, "scope": scope,
-               "token_scopes": token, "status": status, "client": "127.0.0.1"})
-    };
-
-    let res = call(reqwest::Method::GET, path.clone(), Some(ADMIN_TOKEN))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    expect(
-        &gw,
-        admin_event(
-            "GET",
-            &path,
-            json!("sessions"),
-            json!(["sessions", "wechat"]),
-            200,
-        ),
-    )
-    .await;
-    let res = call(reqwest::Method::GET, path.clone(), Some(BROKER))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403);
-    expect(
-        &gw,
-        admin_event("GET", &path, json!("sessions"), json!(["wechat"]), 403),
-    )
-    .await;
-    let res = call(
-        reqwest::Method::GET,
-        path.clone(),
-        Some("not-a-token-at-all-0000"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(res.status(), 401);
-    expect(
-        &gw,
-        admin_event("GET", &path, json!("sessions"), Value::Null, 401),
-    )
-    .await;
-    let res = call(reqwest::Method::GET, "/admin/nothing".into(), None)
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 401);
-    expect(
-        &gw,
-        admin_event("GET", "/admin/nothing", Value::Null, Value::Null, 401),
-    )
-    .await;
-
-    let one = format!("{path}/{}", sid(&t));
-    let res = call(reqwest::Method::DELETE, one.clone(), Some(ADMIN_TOKEN))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
-    expect(
-        &gw,
-        admin_event(
-            "DELETE",
-            &one,
-            json!("sessions"),
-            json!(["sessions", "wechat"]),
-            204,
-        ),
-    )
-    .await;
+        assert_eq!(
+            req.send().await.unwrap().status(),
+            status,
+            "{method} {path}"
+        );
+        expect(
+            &gw,
+            json!({"event": "admin", "method": method, "path": path, "scope": scope,
+                   "token_scopes": token_scopes, "status": status, "client": "127.0.0.1"}),
+        )
+        .await;
+    }
     expect(
         &gw,
         json!({"event": "session_ended", "reason": "revoked", "user": user, "sid": sid(&t),
@@ -562,21 +528,8 @@ async fn events_reach_a_redis_stream_and_drops_are_counted() {
                "client": "127.0.0.1"}),
     )
     .await;
-    let mut dropped = 0.0;
-    for _ in 0..400 {
-        let text = client()
-            .get(format!("{}/metrics", gw.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        dropped = series(&text, "minigate_audit_stream_dropped_total");
-        if dropped >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let dropped = gw
+        .series_once("minigate_audit_stream_dropped_total", |v| v >= 1.0)
+        .await;
     assert_eq!(dropped, 1.0);
 }
