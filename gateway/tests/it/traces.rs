@@ -395,6 +395,46 @@ async fn a_request_is_one_trace_across_the_gateway_and_its_upstream() {
         .collect();
     assert_eq!(ops, ["check", "redeem"], "{spans:#?}");
 
+    // WeChat's phone number: its call under the request's span; and a
+    // forward-auth decision.
+    let res = client()
+        .post(format!("{}/auth/phone", gw.url))
+        .bearer_auth(&next.access_token)
+        .header("content-type", "application/json")
+        .body(r#"{"code":"phone:13800002222"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = get(&gw, "/auth/verify/api/x", &next.access_token, &[]).await;
+    assert_eq!(res.status(), 200);
+    let named = |name: &'static str| {
+        let collector = collector.clone();
+        async move {
+            for _ in 0..400 {
+                let found = collector.all().into_iter().find(|g| g.span.name == name);
+                if let Some(found) = found {
+                    return found;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            panic!("no span {name}: {:#?}", collector.all());
+        }
+    };
+    let phone = named("POST /auth/wechat").await;
+    let spans = collector
+        .trace(&hex(&phone.span.trace_id), |s| s.len() >= 2)
+        .await;
+    let call = one(&spans, "edge-gw", "wechat phone number");
+    assert_eq!(call.span.parent_span_id, phone.span.span_id);
+    assert_eq!(call.attr("minigate.appid").as_deref(), Some(APPID));
+    let verify = named("GET /auth/verify").await;
+    assert_eq!(verify.attr("http.route").as_deref(), Some("/auth/verify"));
+    assert_eq!(
+        verify.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
+
     // Nothing secret in any attribute of any span.
     let secrets = [
         t.access_token.as_str(),
@@ -404,6 +444,8 @@ async fn a_request_is_one_trace_across_the_gateway_and_its_upstream() {
         &code,
         SECRET,
         SESSION_KEY,
+        "13800002222",
+        "phone:",
     ];
     for g in collector.all() {
         for kv in &g.span.attributes {
