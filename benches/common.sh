@@ -60,6 +60,9 @@ wait_port() {
 # connection comes from 127.0.0.1: the default 256 would answer the 1k and
 # 10k runs with 429s). TOKENS_EXTRA, SERVER_EXTRA and TABLES_EXTRA add
 # lines to `[tokens]`, to `[server]`, and whole tables before the routes.
+# TRACE_RATIO=r adds `[tracing]` sampling r of the requests, exporting to
+# the upstream's port (nginx answers the OTLP posts 200): the cost of
+# tracing on (docs/tracing.md).
 #   minigate_config PORT UPSTREAM_PORT KEYS > minigate.toml
 minigate_config() {
   cat <<EOF
@@ -75,6 +78,9 @@ dir = "$3"
 max_requests_per_ip = 0
 ${SERVER_EXTRA:-}
 ${TABLES_EXTRA:-}
+${TRACE_RATIO:+[tracing]
+otlp_endpoint = \"http://127.0.0.1:$2\"
+sample_ratio = $TRACE_RATIO}
 [[routes]]
 prefix = "/"
 upstream = "http://127.0.0.1:$2"

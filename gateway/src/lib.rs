@@ -47,8 +47,9 @@
 //! - At the ground, depending on nothing of the gateway's: [`protocol`]
 //!   (the canonical request path, the credentials a request presents),
 //!   [`crypto`] (ring, and Alipay's RSA2) and [`telemetry`] (the series
-//!   the layers count into and the label enums they count by; a new label
-//!   goes here).
+//!   the layers count into and the label enums they count by, the audit
+//!   events (`telemetry/audit.rs`) and the OpenTelemetry traces
+//!   (`telemetry/traces.rs`); a new label or audit event goes here).
 //!
 //! Three arrows run the other way, on purpose: the gateway's state holds
 //! parts of the pipeline and of sign-in (the route table, the limiters, the

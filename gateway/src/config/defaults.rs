@@ -70,5 +70,11 @@ pub const SEND_TIMEOUT: Duration = secs(30);
 pub const MAX_REQUESTS_PER_IP: u32 = 256;
 /// `server.tunnel_idle_timeout`.
 pub const TUNNEL_IDLE_TIMEOUT: Duration = secs(5 * 60);
+/// `tracing.sample_ratio`.
+pub const TRACE_SAMPLE_RATIO: f64 = 0.01;
+/// `tracing.service_name`.
+pub const TRACE_SERVICE_NAME: &str = "minigate";
+/// `audit.stream_maxlen`.
+pub const AUDIT_STREAM_MAXLEN: u64 = 100_000;
 /// `server.max_tunnels_per_user`.
 pub const MAX_TUNNELS_PER_USER: u32 = 16;

@@ -15,6 +15,7 @@
 //! key goes in its part's two files and in `raw`.
 
 mod admin;
+mod audit;
 pub mod defaults;
 pub mod files;
 mod load;
@@ -26,6 +27,7 @@ mod server;
 mod sessions;
 pub mod tls;
 mod tokens;
+mod traces;
 mod values;
 
 use std::net::SocketAddr;
@@ -35,11 +37,13 @@ pub use load::{admin_listen_of, grants_of, refresh_ttl_of};
 pub use parse::public_origin;
 
 pub use admin::*;
+pub use audit::*;
 pub use providers::*;
 pub use routes::*;
 pub use server::*;
 pub use sessions::*;
 pub use tokens::*;
+pub use traces::*;
 pub use values::*;
 
 /// A validated gateway configuration.
@@ -74,6 +78,10 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// `[web]`: browser sign-in and cookie sessions, if configured.
     pub web: Option<WebConfig>,
+    /// `[audit]`: where audit events go besides their log target.
+    pub audit: AuditConfig,
+    /// `[tracing]`: OpenTelemetry traces, if configured.
+    pub tracing: Option<TracingConfig>,
 }
 
 #[cfg(test)]

@@ -25,6 +25,23 @@ pub(super) struct Raw {
     pub enrich: Option<RawEnrich>,
     pub admin: Option<RawAdmin>,
     pub web: Option<RawWeb>,
+    pub audit: Option<RawAudit>,
+    pub tracing: Option<RawTracing>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTracing {
+    pub otlp_endpoint: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub service_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub redis_stream: Option<String>,
+    pub stream_maxlen: Option<i64>,
 }
 
 #[derive(Deserialize)]

@@ -672,3 +672,85 @@ fn sessions_and_server_sections() {
     assert_eq!(c.server.login_per_minute, 0);
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
 }
+
+#[test]
+fn audit_section() {
+    let c = Config::from_toml(GOOD, &env).unwrap();
+    assert_eq!(c.audit.redis_stream, None);
+    assert_eq!(c.audit.stream_maxlen, 100_000);
+    let redis = "[sessions]\nredis_url = \"redis://127.0.0.1:6379/0\"\n";
+    let c = Config::from_toml(
+        &format!("{GOOD}{redis}[audit]\nredis_stream = \"minigate:audit\"\nstream_maxlen = 500\n"),
+        &env,
+    )
+    .unwrap();
+    assert_eq!(c.audit.redis_stream.as_deref(), Some("minigate:audit"));
+    assert_eq!(c.audit.stream_maxlen, 500);
+    for (text, error) in [
+        (
+            format!("{GOOD}[audit]\nredis_stream = \"a\"\n"),
+            "audit.redis_stream: needs the session store's Redis ([sessions] redis_url or redis_cluster)",
+        ),
+        (
+            format!("{GOOD}{redis}[audit]\nredis_stream = \"a b\"\n"),
+            "audit.redis_stream: must be 1-128 visible ASCII characters",
+        ),
+        (
+            format!("{GOOD}{redis}[audit]\nredis_stream = \"\"\n"),
+            "audit.redis_stream: must be 1-128 visible ASCII characters",
+        ),
+        (
+            format!("{GOOD}{redis}[audit]\nredis_stream = \"a\"\nstream_maxlen = 0\n"),
+            "audit.stream_maxlen: must be at least 1",
+        ),
+        (
+            format!("{GOOD}[audit]\nstream_maxlen = 10\n"),
+            "audit.stream_maxlen: caps the stream of audit.redis_stream, which is not set",
+        ),
+    ] {
+        let got = Config::from_toml(&text, &env).unwrap_err().to_string();
+        assert_eq!(got, error, "{text}");
+    }
+}
+
+#[test]
+fn tracing_section() {
+    assert_eq!(Config::from_toml(GOOD, &env).unwrap().tracing, None);
+    let c = Config::from_toml(
+        &format!("{GOOD}[tracing]\notlp_endpoint = \"http://otel-collector:4318\"\n"),
+        &env,
+    )
+    .unwrap();
+    assert_eq!(
+        c.tracing,
+        Some(TracingConfig {
+            otlp_endpoint: "http://otel-collector:4318".into(),
+            sample_ratio: 0.01,
+            service_name: "minigate".into(),
+        })
+    );
+    for (section, error) in [
+        ("sample_ratio = 1.0", "tracing.otlp_endpoint: is required"),
+        (
+            "otlp_endpoint = \"otel-collector:4318\"",
+            "tracing.otlp_endpoint: is not a URL like \"http://otel-collector:4318\"",
+        ),
+        (
+            "otlp_endpoint = \"http://u:pw@otel:4318\"",
+            "tracing.otlp_endpoint: must not hold credentials",
+        ),
+        (
+            "otlp_endpoint = \"http://otel:4318\"\nsample_ratio = 1.5",
+            "tracing.sample_ratio: must be from 0 to 1",
+        ),
+        (
+            "otlp_endpoint = \"http://otel:4318\"\nservice_name = \"\"",
+            "tracing.service_name: must be 1-128 characters",
+        ),
+    ] {
+        let got = Config::from_toml(&format!("{GOOD}[tracing]\n{section}\n"), &env)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(got, error, "{section}");
+    }
+}

@@ -37,6 +37,7 @@ use crate::error::ApiError;
 use crate::forward::body::{json, Body};
 use crate::gateway::Gateway;
 use crate::sessions::SessionStore as _;
+use crate::telemetry::audit;
 use crate::telemetry::metrics::{Own, SessionOp};
 use crate::tokens::{Sid, UserKey};
 
@@ -170,7 +171,7 @@ pub async fn start(
     let mut stopping = stopped.clone();
     tokio::spawn(async move {
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = until_stopped(&mut stopping) => break,
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
@@ -186,7 +187,7 @@ pub async fn start(
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
                     let (gw, tokens) = (gw.clone(), tokens.clone());
-                    async move { Ok::<_, Infallible>(handle(&gw, &tokens, req).await) }
+                    async move { Ok::<_, Infallible>(handle(&gw, &tokens, req, peer.ip()).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let mut conn = std::pin::pin!(conn);
@@ -208,16 +209,43 @@ async fn until_stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// One admin request: the token, then the endpoint and its scope.
-async fn handle(gw: &Gateway, tokens: &AdminTokens, req: Request<Incoming>) -> Response<Body> {
-    let res = match tokens.scopes_of(req.headers().get(AUTHORIZATION)) {
+/// One admin request: the token, then the endpoint and its scope; an
+/// audit event of each, whatever its answer.
+async fn handle(
+    gw: &Gateway,
+    tokens: &AdminTokens,
+    req: Request<Incoming>,
+    client: std::net::IpAddr,
+) -> Response<Body> {
+    let scopes = tokens.scopes_of(req.headers().get(AUTHORIZATION));
+    let res = match scopes {
         Some(scopes) => serve(gw, scopes, &req)
             .await
             .unwrap_or_else(ApiError::into_response),
         None => ApiError::AdminUnauthorized.into_response(),
     };
     gw.metrics.own(Own::Admin).count(res.status().as_u16());
+    gw.audit.emit(audit::Event::Admin {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        scope: Admin::of(req.uri().path()).map(|a| a.scope().name()),
+        token_scopes: scopes.map(|s| s.iter().map(|s| s.name()).collect()),
+        status: res.status().as_u16(),
+        client,
+    });
     res
+}
+
+/// The audit events of sessions an operator ended.
+fn revoked(gw: &Gateway, user: &str, ended: &[String]) {
+    for sid in ended {
+        gw.audit.emit(audit::Event::SessionEnded {
+            reason: audit::Ended::Revoked,
+            user,
+            sid,
+            by_sid: None,
+        });
+    }
 }
 
 /// Serves one admin request of a valid token holding `scopes`: 403
@@ -254,6 +282,7 @@ pub async fn serve(
                 .map_err(down)?;
             gw.sessions.announce(&gw.revoked, &ended).await;
             tracing::info!(user = %user, sessions = ended.len(), "admin: every session ended");
+            revoked(gw, &user, &ended);
             Ok(crate::endpoints::no_content())
         }
         (Admin::UserSession { user, sid }, &Method::DELETE) => {
@@ -267,6 +296,7 @@ pub async fn serve(
             }
             gw.sessions.announce(&gw.revoked, &ended).await;
             tracing::info!(user = %user, sid = %sid, "admin: session ended");
+            revoked(gw, &user, &ended);
             Ok(crate::endpoints::no_content())
         }
         (Admin::WeChatAccessToken, &Method::GET) => wechat_access_token(gw, req).await,

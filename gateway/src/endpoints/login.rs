@@ -3,6 +3,10 @@
 //! the session key kept with it, its tokens.
 
 use super::*;
+use crate::telemetry::audit;
+use crate::telemetry::traces::{self, Step};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 
 #[derive(Deserialize)]
 struct LoginBody {
@@ -94,13 +98,34 @@ pub async fn login(
     let body = parse_login(&read_body(gw, req).await?)?;
     let (device_type, limit) = device_class(gw, body.device_type.as_deref())?;
     let provider = gw.providers.pick(body.appid.as_deref())?;
+    traces::annotate(gw.tracing.as_ref(), || {
+        KeyValue::new("minigate.platform", provider.platform.name())
+    });
+    traces::annotate(gw.tracing.as_ref(), || {
+        KeyValue::new("minigate.device_type", device_type.clone())
+    });
     let metrics = gw.metrics.exchange(provider.platform);
     // One platform call for concurrent logins with this code.
     let (used, session) = gw
         .codes
         .exchange(&provider.appid, &body.code, || async {
             let started = std::time::Instant::now();
+            let step = Step::of(
+                gw.tracing.as_ref(),
+                "platform code exchange",
+                SpanKind::Client,
+                || {
+                    vec![
+                        KeyValue::new("minigate.platform", provider.platform.name()),
+                        KeyValue::new("minigate.appid", provider.appid.clone()),
+                    ]
+                },
+            );
             let exchanged = provider.exchange(&body.login()).await;
+            if let Err(e) = &exchanged {
+                step.fail(ApiError::from(*e).code());
+            }
+            drop(step);
             if let Some(m) = metrics {
                 m.latency.record(started.elapsed().as_secs_f64());
             }
@@ -110,6 +135,13 @@ pub async fn login(
         .map_err(|e| {
             if let Some(m) = metrics {
                 m.errors.increment(e);
+            }
+            if e == crate::signin::providers::ExchangeError::RiskyUser {
+                gw.audit.emit(audit::Event::RiskyUserRefused {
+                    platform: provider.platform.name(),
+                    appid: &provider.appid,
+                    client,
+                });
             }
             ApiError::from(e)
         })?;
@@ -147,8 +179,20 @@ pub async fn login(
             })
         })
         .await?;
+    let audit_login = |retried| {
+        gw.audit.emit(audit::Event::Login {
+            platform: &began.subject.platform,
+            appid: &began.subject.appid,
+            device_type: &began.subject.device_type,
+            user: began.subject.user(),
+            sid: &began.sid,
+            client,
+            retried,
+        })
+    };
     let pair = if mine {
         tracing::info!(appid = %began.subject.appid, sub = %began.subject.openid, sid = %began.sid, "login");
+        audit_login(false);
         first_pair
             .into_inner()
             .ok()
@@ -165,7 +209,9 @@ pub async fn login(
             return Err(ApiError::InvalidCode);
         }
         tracing::info!(appid = %began.subject.appid, sid = %began.sid, "login code retried: a new pair in its session");
-        new_pair(gw, &began.subject, &began.sid).await?
+        let pair = new_pair(gw, &began.subject, &began.sid).await?;
+        audit_login(true);
+        pair
     };
     let mut pair = pair;
     pair.anonymous_openid = session.anonymous_openid.clone();

@@ -3,6 +3,7 @@
 //! (or every session of its user) ended.
 
 use super::*;
+use crate::telemetry::audit;
 
 #[derive(Deserialize)]
 struct RefreshBody {
@@ -68,11 +69,16 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
     // The session first: a spent, revoked or unknown refresh token costs no
     // call of the user service, and a session refreshes at most
     // REFRESHES_PER_WINDOW times a window.
+    let step = crate::signin::store_step(gw, "check");
     let checked = gw
         .sessions
         .check(old.session(), old.jti(), gw.tokens.refresh_ttl())
-        .await
-        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+        .await;
+    if checked.is_err() {
+        step.fail("temporarily_unavailable");
+    }
+    drop(step);
+    let checked = checked.map_err(|_| store_down(gw, SessionOp::Refresh))?;
     match checked {
         Checked::Live => {}
         Checked::TooSoon(wait) => {
@@ -109,11 +115,18 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
                 Err(_) => gw.metrics.session_errors.increment(SessionOp::Logout),
             }
             tracing::info!(appid = %old.subject.appid, sid = %old.sid, "refresh refused by the user service: session ended");
+            gw.audit.emit(audit::Event::SessionEnded {
+                reason: audit::Ended::Banned,
+                user: old.subject.user(),
+                sid: &old.sid,
+                by_sid: None,
+            });
             return Err(ApiError::AccessDenied);
         }
         other => other?,
     };
     let next_jti = random_id()?;
+    let step = crate::signin::store_step(gw, "redeem");
     let outcome = gw
         .sessions
         .redeem(
@@ -124,8 +137,12 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             },
             gw.tokens.refresh_ttl(),
         )
-        .await
-        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+        .await;
+    if outcome.is_err() {
+        step.fail("temporarily_unavailable");
+    }
+    drop(step);
+    let outcome = outcome.map_err(|_| store_down(gw, SessionOp::Refresh))?;
     match outcome {
         Redeemed::Rotated { phone } => {
             // The number verified at /auth/phone is kept with the session.
@@ -134,6 +151,13 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             }
             let pair = gw.tokens.issue(&subject, &old.sid, next_jti)?;
             tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "refresh");
+            gw.audit.emit(audit::Event::Refresh {
+                platform: &old.subject.platform,
+                appid: &old.subject.appid,
+                device_type: &old.subject.device_type,
+                user: old.subject.user(),
+                sid: &old.sid,
+            });
             Ok(pair)
         }
         Redeemed::Reused => Err(reused(gw, &old).await),
@@ -152,6 +176,17 @@ async fn reused(gw: &Gateway, old: &crate::tokens::Refresh) -> ApiError {
         appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid,
         "refresh token reused: session revoked"
     );
+    gw.audit.emit(audit::Event::RefreshReused {
+        appid: &old.subject.appid,
+        user: old.subject.user(),
+        sid: &old.sid,
+    });
+    gw.audit.emit(audit::Event::SessionEnded {
+        reason: audit::Ended::Reused,
+        user: old.subject.user(),
+        sid: &old.sid,
+        by_sid: None,
+    });
     ApiError::InvalidGrant("refresh token already used")
 }
 
@@ -203,6 +238,21 @@ async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<
     }
     gw.sessions.announce(&gw.revoked, &ended).await;
     tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, sessions = ended.len(), "logout");
+    gw.audit.emit(audit::Event::Logout {
+        appid: &old.subject.appid,
+        user,
+        sid: &old.sid,
+        everywhere,
+        ended: ended.len(),
+    });
+    for sid in &ended {
+        gw.audit.emit(audit::Event::SessionEnded {
+            reason: audit::Ended::LoggedOut,
+            user,
+            sid,
+            by_sid: Some(&old.sid),
+        });
+    }
     let mut res = full(StatusCode::NO_CONTENT, "application/json", Bytes::new());
     res.headers_mut().remove(http::header::CONTENT_TYPE);
     res.headers_mut()

@@ -86,5 +86,11 @@ pub async fn end_session(
     }
     gw.sessions.announce(&gw.revoked, &ended).await;
     tracing::info!(sid = %sid, by = %id.sid(), "session ended by its user");
+    gw.audit.emit(crate::telemetry::audit::Event::SessionEnded {
+        reason: crate::telemetry::audit::Ended::LoggedOut,
+        user: id.user(),
+        sid,
+        by_sid: Some(id.sid()),
+    });
     Ok(no_content())
 }

@@ -56,13 +56,27 @@ pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
             "phone numbers come from WeChat: this session is not a WeChat app's",
         ));
     }
-    let number = crate::wechat::phone::phone_number(&gw.wechat, &who.subject.appid, &code)
-        .await
-        .map_err(|e| match e {
-            // A code of another app is no code of this one.
-            PhoneError::WrongWatermark => ApiError::InvalidCode,
-            PhoneError::Wx(e) => e.into_api(),
-        })?;
+    let step = crate::telemetry::traces::Step::of(
+        gw.tracing.as_ref(),
+        "wechat phone number",
+        opentelemetry::trace::SpanKind::Client,
+        || {
+            vec![opentelemetry::KeyValue::new(
+                "minigate.appid",
+                who.subject.appid.clone(),
+            )]
+        },
+    );
+    let number = crate::wechat::phone::phone_number(&gw.wechat, &who.subject.appid, &code).await;
+    if number.is_err() {
+        step.fail("wechat_error");
+    }
+    drop(step);
+    let number = number.map_err(|e| match e {
+        // A code of another app is no code of this one.
+        PhoneError::WrongWatermark => ApiError::InvalidCode,
+        PhoneError::Wx(e) => e.into_api(),
+    })?;
     let kept = gw
         .sessions
         .set_phone(who.session(), &number.phone_number)
@@ -72,6 +86,13 @@ pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
         return Err(ApiError::InvalidGrant("session revoked"));
     }
     tracing::info!(appid = %who.subject.appid, sid = %who.sid, "phone number verified");
+    gw.audit.emit(crate::telemetry::audit::Event::PhoneBound {
+        appid: &who.subject.appid,
+        user: who.subject.user(),
+        sid: &who.sid,
+        phone_last4: crate::telemetry::audit::last_four(&number.pure_phone_number),
+        country_code: &number.country_code,
+    });
     let mut res = json(StatusCode::OK, &number);
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -67,6 +67,10 @@ pub struct Metrics {
     pub web_logins: Counters<WebLogin>,
     /// Cookie-authenticated unsafe requests refused for their origin.
     pub csrf: Counters<Csrf>,
+    /// Audit events not appended to the `[audit]` stream.
+    pub audit_dropped: Counter,
+    /// Trace spans not exported (`[tracing]`).
+    pub spans_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -227,6 +231,8 @@ impl Metrics {
             web_starts: counter("minigate_web_login_starts_total", vec![]),
             web_logins: by(counter, "minigate_web_logins_total", "outcome", &[]),
             csrf: by(counter, "minigate_csrf_refusals_total", "reason", &[]),
+            audit_dropped: counter("minigate_audit_stream_dropped_total", vec![]),
+            spans_dropped: counter("minigate_trace_spans_dropped_total", vec![]),
             revoked,
             tls_reloads,
             auth_ok: counter("minigate_auth_success_total", vec![]),

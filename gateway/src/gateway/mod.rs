@@ -28,6 +28,7 @@ use crate::sessions::revoked::RevokedSet;
 use crate::sessions::{self, Store};
 use crate::signin::enrich::{Enricher, Grants};
 use crate::signin::providers::{self, Providers};
+use crate::telemetry::audit::{Audit, Event, KeysOutcome, Queued};
 use crate::tokens::keys::{KeyStore, Reload};
 use crate::tokens::Tokens;
 use crate::wechat::token::{AccessTokens, AppConfig, Share, TokenMetrics};
@@ -46,6 +47,9 @@ pub enum StartError {
     /// The TLS pair did not load.
     #[error(transparent)]
     Tls(#[from] ConfigError),
+    /// The trace exporter could not be built.
+    #[error(transparent)]
+    Tracing(#[from] crate::telemetry::traces::TracingSetupError),
     /// The listen address could not be bound.
     #[error("listen {addr}: {source}")]
     Bind {
@@ -112,6 +116,17 @@ pub struct Gateway {
     pub tls: Option<Tls>,
     /// `[web]`: browser sign-in and cookie sessions, when configured.
     pub web: Option<crate::signin::web::setup::Web>,
+    /// Where audit events go.
+    pub audit: Audit,
+    /// OpenTelemetry traces, when `[tracing]` is configured; `None` costs
+    /// the request path nothing more than the test.
+    pub tracing: Option<crate::telemetry::traces::Tracing>,
+    /// `[audit]`, and the queue of events for its stream, until the stream
+    /// writer takes it.
+    audit_stream: (
+        crate::config::AuditConfig,
+        Mutex<Option<tokio::sync::mpsc::Receiver<Queued>>>,
+    ),
 }
 
 impl Gateway {
@@ -121,7 +136,25 @@ impl Gateway {
         let mut metrics = Metrics::new(config);
         let wechat = wechat_tokens(config, std::mem::take(&mut metrics.wechat_tokens))?;
         let server = &config.server;
+        let (audit, queue) = match config.audit.redis_stream {
+            Some(_) => {
+                let (audit, queue) = Audit::with_stream(metrics.audit_dropped.clone());
+                (audit, Some(queue))
+            }
+            None => (Audit::log_only(), None),
+        };
+        let tracing = match &config.tracing {
+            Some(t) => Some(crate::telemetry::traces::Tracing::new(
+                t,
+                providers::outbound_client()?,
+                metrics.spans_dropped.clone(),
+            )?),
+            None => None,
+        };
         Ok(Gateway {
+            tracing,
+            audit,
+            audit_stream: (config.audit.clone(), Mutex::new(queue)),
             tokens: Tokens::new(config.tokens.clone(), store)
                 .with_cache_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone()),
             providers: Providers::new(&config.providers)?,
@@ -203,8 +236,49 @@ impl Gateway {
     /// idle login- and sessions-limiter entries, the TLS pair, the static
     /// role grants.
     fn reload(&self) {
-        if self.tokens.keys().reload() == Reload::Replaced {
+        let keys = self.tokens.keys();
+        let before = keys.load().set.current().kid().to_owned();
+        let refused_before = keys
+            .stats
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let outcome = keys.reload();
+        if outcome == Reload::Replaced {
             self.tokens.clear_cache();
+        }
+        // Refusals of the same broken file are reported once, as counted.
+        let reported = match &outcome {
+            Reload::Replaced => Some((KeysOutcome::Replaced, None)),
+            Reload::Refused(reason)
+                if keys
+                    .stats
+                    .refused
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    != refused_before =>
+            {
+                Some((KeysOutcome::Refused, Some(reason.as_str())))
+            }
+            _ => None,
+        };
+        if let Some((outcome, reason)) = reported {
+            let loaded = keys.load();
+            let kid_of = |state: jwks::KeyState| {
+                loaded
+                    .set
+                    .entries()
+                    .iter()
+                    .find(|e| e.state == state)
+                    .map(|e| e.key.kid())
+            };
+            let current = kid_of(jwks::KeyState::Current);
+            self.audit.emit(Event::KeysReloaded {
+                outcome,
+                current,
+                next: kid_of(jwks::KeyState::Next),
+                keys: loaded.set.entries().len(),
+                rotated: current != Some(before.as_str()),
+                reason,
+            });
         }
         self.login_limiter.forget_idle();
         self.sessions_limiter.forget_idle();
@@ -264,9 +338,49 @@ fn wechat_tokens(
 /// new background task starts here.
 pub fn spawn_tasks(gw: &Arc<Gateway>, reload: Option<Duration>, stopped: &watch::Sender<bool>) {
     crate::sessions::redis::spawn_sync(gw.clone(), stopped.subscribe());
+    spawn_audit_stream(gw.clone(), stopped.subscribe());
+    if let Some(tracing) = &gw.tracing {
+        tracing.spawn_export(stopped.subscribe());
+    }
     if let Some(every) = reload {
         spawn_reloader(gw.clone(), every, stopped.subscribe());
     }
+}
+
+/// Appends the queued audit events to `[audit] redis_stream`, one `XADD`
+/// each (fields `event` and `line`), until `stopped` turns true. An event
+/// Redis does not take is dropped and counted: the log line has it.
+fn spawn_audit_stream(gw: Arc<Gateway>, mut stopped: watch::Receiver<bool>) {
+    let (config, queue) = &gw.audit_stream;
+    let Some(stream) = config.redis_stream.clone() else {
+        return;
+    };
+    let maxlen = config.stream_maxlen;
+    let Some(mut queue) = queue.lock().ok().and_then(|mut q| q.take()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            let (event, line) = tokio::select! {
+                _ = stopped.changed() => break,
+                next = queue.recv() => match next {
+                    Some(queued) => queued,
+                    None => break,
+                },
+            };
+            let appended = match &gw.sessions {
+                Store::Redis(redis) => {
+                    redis
+                        .append(&stream, maxlen, &[("event", event), ("line", &line)])
+                        .await
+                }
+                Store::Memory(_) => Err(crate::sessions::Unavailable),
+            };
+            if appended.is_err() {
+                gw.metrics.audit_dropped.increment(1);
+            }
+        }
+    });
 }
 
 /// Re-reads the key set every `every` and at once on SIGHUP, until

@@ -62,8 +62,10 @@ use crate::pipeline::limits::bucket;
 use crate::pipeline::routes::Route;
 use crate::protocol::path::canonical;
 use crate::telemetry::metrics::{Own, Refusal};
+use crate::telemetry::traces::{self, FutureExt as _, Step};
 use crate::tokens::Identity;
 use headers::{client_behind, request_id, REQUEST_ID};
+use opentelemetry::trace::SpanKind;
 
 /// What one request has learnt on its way, for the phases after.
 struct Ctx<'g> {
@@ -123,6 +125,16 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -
         identity: None,
     };
     let span = tracing::info_span!("request", id = ctx.request_id.to_str().unwrap_or("-"));
+    // The request's server span, only when the gateway traces.
+    let trace = gw.tracing.as_ref().map(|t| {
+        let attributes = server_attributes(&ctx, &req);
+        let method = req.method().clone();
+        let trusted = gw.server_config.is_trusted(conn.addr.ip);
+        (
+            t.request(req.headers_mut(), trusted, method.as_str(), attributes),
+            method,
+        )
+    });
     let dropped =
         headers::drop_underscored(req.headers_mut(), gw.server_config.underscores_in_headers);
     if let Some(c) = gw.metrics.refusals.get(Refusal::HeaderDropped) {
@@ -130,12 +142,62 @@ pub async fn handle(gw: Arc<Gateway>, mut req: Request<Incoming>, conn: &Conn) -
     }
     // Wrapping the request's future in its span moves the whole future (some
     // kilobytes) once more: only done when the span records anything.
-    let res = if span.is_disabled() {
-        run(&mut ctx, req).await
-    } else {
-        run(&mut ctx, req).instrument(span.clone()).await
+    let res = match (&trace, span.is_disabled()) {
+        (None, true) => run(&mut ctx, req).await,
+        (None, false) => run(&mut ctx, req).instrument(span.clone()).await,
+        (Some((cx, _)), true) => run(&mut ctx, req).with_context(cx.clone()).await,
+        (Some((cx, _)), false) => {
+            run(&mut ctx, req)
+                .instrument(span.clone())
+                .with_context(cx.clone())
+                .await
+        }
     };
-    log(&ctx, res, access, &span)
+    log(&ctx, res, access, &span, trace)
+}
+
+/// The server span's attributes known from the request head (never its
+/// path or query, which may hold what is not the trace's to keep).
+fn server_attributes(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Vec<opentelemetry::KeyValue> {
+    use opentelemetry::KeyValue;
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') {
+            h
+        } else {
+            host
+        }
+    });
+    vec![
+        KeyValue::new("http.request.method", req.method().as_str().to_owned()),
+        KeyValue::new("server.address", host.to_owned()),
+        KeyValue::new("client.address", ctx.client().ip.to_string()),
+        KeyValue::new(
+            "network.protocol.version",
+            match req.version() {
+                Version::HTTP_2 => "2",
+                Version::HTTP_10 => "1.0",
+                _ => "1.1",
+            },
+        ),
+        KeyValue::new(
+            "minigate.request_id",
+            ctx.request_id.to_str().unwrap_or("-").to_owned(),
+        ),
+    ]
+}
+
+/// The answer of a refusal, its error code on the request's span.
+fn refused(gw: &Gateway, e: ApiError) -> Response<Body> {
+    traces::annotate(gw.tracing.as_ref(), || {
+        opentelemetry::KeyValue::new("error.type", e.code())
+    });
+    e.into_response()
 }
 
 /// classify → admit → the endpoint, or authenticate → rewrite → forward.
@@ -148,7 +210,7 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
             if let Some(refusal) = refusal {
                 gw.metrics.refusals.increment(refusal);
             }
-            return e.into_response();
+            return refused(gw, e);
         }
     };
     ctx.counted = match target {
@@ -157,7 +219,7 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
     };
     let in_flight = match admit(ctx) {
         Ok(held) => held,
-        Err(e) => return e.into_response(),
+        Err(e) => return refused(gw, e),
     };
     let route = match target {
         Target::Endpoint(e) => {
@@ -167,21 +229,30 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
             // copy with every move of its own future.
             let res = Box::pin(endpoints::serve(e, gw, req, client)).await;
             drop(in_flight);
-            return res.unwrap_or_else(ApiError::into_response);
+            return res.unwrap_or_else(|e| refused(gw, e));
         }
         Target::Route(route) => route,
     };
     // authenticate, then authorize (the route's `allow` rules).
     ctx.identity = match check(gw, route, req.method(), req.headers()) {
         Ok(identity) => identity,
-        Err(e) => return e.into_response(),
+        Err(e) => return refused(gw, e),
     };
+    traces::mark(gw.tracing.as_ref(), "authorized");
     let upgrade = match tunnel_place(ctx, &req) {
         Ok(upgrade) => upgrade,
-        Err(e) => return e.into_response(),
+        Err(e) => return refused(gw, e),
     };
     rewrite(ctx, &mut req);
-    gw.proxy
+    // The upstream call's span, whose traceparent the upstream continues.
+    let step = Step::of(gw.tracing.as_ref(), "upstream", SpanKind::Client, || {
+        upstream_attributes(route, req.method())
+    });
+    if let (Some(t), Some(cx)) = (&gw.tracing, step.context()) {
+        t.inject(cx, req.headers_mut());
+    }
+    let res = gw
+        .proxy
         .forward(
             req,
             Forward {
@@ -195,7 +266,19 @@ async fn run<'g>(ctx: &mut Ctx<'g>, mut req: Request<Incoming>) -> Response<Body
                 tunnel_idle: gw.server_config.tunnel_idle_timeout,
             },
         )
-        .await
+        .await;
+    step.answered(res.status().as_u16());
+    res
+}
+
+/// The upstream call span's attributes.
+fn upstream_attributes(route: &Route, method: &Method) -> Vec<opentelemetry::KeyValue> {
+    use opentelemetry::KeyValue;
+    vec![
+        KeyValue::new("http.request.method", method.as_str().to_owned()),
+        KeyValue::new("server.address", route.authority.host().to_owned()),
+        KeyValue::new("http.route", route.prefix.clone()),
+    ]
 }
 
 /// A refusal before routing: what to count it under, and the answer.
@@ -330,6 +413,7 @@ fn log(
     mut res: Response<Body>,
     access: Option<Access>,
     span: &tracing::Span,
+    trace: Option<(opentelemetry::Context, Method)>,
 ) -> Response<Body> {
     let status = res.status().as_u16();
     let (metrics, label) = match ctx.counted {
@@ -340,6 +424,9 @@ fn log(
         Counted::Route(r) => (ctx.gw.metrics.route(r.index), r.prefix.as_str()),
     };
     metrics.count(status);
+    if let Some((cx, method)) = trace {
+        traces::finish(&cx, method.as_str(), label, status);
+    }
     res.headers_mut().insert(REQUEST_ID, ctx.request_id.clone());
     if let Some(Access {
         start,

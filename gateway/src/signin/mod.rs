@@ -15,11 +15,30 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::sessions::{NewSession, Recorded, SessionStore as _};
 use crate::signin::enrich::{merge_roles, Ask, EnrichError, EnrichFailure, Event};
+use crate::telemetry::audit;
 use crate::telemetry::metrics::SessionOp;
+use crate::telemetry::traces::Step;
 use crate::tokens::{random_id, Jti, SessionRef, Sid, Subject, TokenPair};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 
 /// The longest login code accepted, from any platform.
 pub const MAX_CODE: usize = 256;
+
+/// A span of one session-store call (`op`), when the gateway traces.
+pub fn store_step(gw: &Gateway, op: &'static str) -> Step {
+    Step::of(
+        gw.tracing.as_ref(),
+        "session store",
+        SpanKind::Client,
+        || {
+            vec![
+                KeyValue::new("db.system.name", gw.sessions.kind()),
+                KeyValue::new("db.operation.name", op),
+            ]
+        },
+    )
+}
 
 /// The session store failed during `op`: counted, and 503.
 pub fn store_down(gw: &Gateway, op: SessionOp) -> ApiError {
@@ -88,14 +107,43 @@ pub async fn identify(
             device_id: subject.device_id.as_deref(),
             sid,
         };
-        let enriched =
-            enricher
-                .ask(&ask, &gw.metrics.enrich)
-                .await
-                .map_err(|refused| match refused {
-                    EnrichError::Denied => ApiError::AccessDenied,
-                    EnrichError::Failed(_) => ApiError::EnrichUnavailable,
-                })?;
+        let step = Step::of(
+            gw.tracing.as_ref(),
+            "user service",
+            SpanKind::Client,
+            || {
+                vec![KeyValue::new(
+                    "minigate.event",
+                    match event {
+                        Event::Login => "login",
+                        Event::Refresh => "refresh",
+                    },
+                )]
+            },
+        );
+        let enriched = enricher.ask(&ask, &gw.metrics.enrich).await;
+        if let Err(e) = &enriched {
+            step.fail(match e {
+                EnrichError::Denied => "access_denied",
+                EnrichError::Failed(_) => "temporarily_unavailable",
+            });
+        }
+        drop(step);
+        let enriched = enriched.map_err(|refused| match refused {
+            EnrichError::Denied => {
+                gw.audit.emit(audit::Event::UserBanned {
+                    at: match event {
+                        Event::Login => audit::Stage::Login,
+                        Event::Refresh => audit::Stage::Refresh,
+                    },
+                    appid: &subject.appid,
+                    user: subject.user(),
+                    sid: (event == Event::Refresh).then_some(sid),
+                });
+                ApiError::AccessDenied
+            }
+            EnrichError::Failed(_) => ApiError::EnrichUnavailable,
+        })?;
         // The uid is fixed at login: it is part of the user key the session
         // is kept under, which a refresh must not move.
         if event == Event::Login {
@@ -163,11 +211,13 @@ async fn begin_session(
         max_per_user: gw.sessions_config.max_per_user,
         on_limit: gw.sessions_config.on_limit,
     };
-    let begun = gw
-        .sessions
-        .begin(&new, gw.tokens.refresh_ttl())
-        .await
-        .map_err(|_| store_down(gw, SessionOp::Login))?;
+    let step = store_step(gw, "begin");
+    let begun = gw.sessions.begin(&new, gw.tokens.refresh_ttl()).await;
+    if begun.is_err() {
+        step.fail("temporarily_unavailable");
+    }
+    drop(step);
+    let begun = begun.map_err(|_| store_down(gw, SessionOp::Login))?;
     match begun {
         Recorded::Started { evicted } => {
             if !evicted.is_empty() {
@@ -176,6 +226,14 @@ async fn begin_session(
                     "device limit: oldest session ended"
                 );
                 gw.sessions.announce(&gw.revoked, &evicted).await;
+                for ended in &evicted {
+                    gw.audit.emit(audit::Event::SessionEnded {
+                        reason: audit::Ended::Replaced,
+                        user: who.user(),
+                        sid: ended,
+                        by_sid: Some(sid),
+                    });
+                }
             }
             Ok(())
         }

@@ -172,6 +172,8 @@ fn bad_keys_and_configs_fail_with_one_line() {
         "sessions  in-process, up to 200000",
         "server    max 10000 connections",
         "log       text lines",
+        "audit     JSON lines on stderr (target minigate::audit)\n",
+        "tracing   off\n",
     ] {
         assert!(text.contains(says), "{says:?} not in:\n{text}");
     }
@@ -191,11 +193,18 @@ fn bad_keys_and_configs_fail_with_one_line() {
         "127.0.0.1:2".parse().unwrap(),
         "127.0.0.1:0",
     );
+    // [audit] and [tracing] as an operator writes them.
+    let more = format!(
+        "{more}\n[audit]\nredis_stream = \"audit:events\"\nstream_maxlen = 5000\n\
+         [tracing]\notlp_endpoint = \"http://otel:4318/\"\nsample_ratio = 0.25\n"
+    );
     let text = config_check(&cfg, &more);
     for says in [
         "(TLS; HTTP/2 and HTTP/1.1 by ALPN)",
         "sessions  Redis at redis://[credentials redacted]@10.0.0.7:6379/1",
         "log       JSON lines",
+        "tracing   OTLP/HTTP to http://otel:4318/v1/traces as minigate, sampling 0.25 of new traces (a parent's decision is followed)",
+        "audit     JSON lines on stderr (target minigate::audit), and the stream audit:events of the session store's Redis (MAXLEN ~ 5000)",
     ] {
         assert!(text.contains(says), "{says:?} not in:\n{text}");
     }

@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod audit;
 mod authz;
 mod cli;
 mod deploy;
@@ -31,6 +32,7 @@ mod proxy;
 mod rotation;
 mod sessions;
 mod tls;
+mod traces;
 mod web;
 mod websocket;
 mod wechat;

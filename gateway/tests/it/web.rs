@@ -1306,3 +1306,59 @@ fn config_check_shows_the_web_sign_in() {
     assert!(stdout.contains("web       public origin https://app.example.com; callback https://app.example.com/auth/web/callback; access cookie on proxied routes: accepted"), "{stdout}");
     assert!(!stdout.contains(WEB_SECRET));
 }
+
+/// The audit lines of this thread's gateway: a subscriber that keeps each
+/// `minigate::audit` event's line (the test runtime runs the in-process
+/// gateway's tasks on the test's own thread).
+#[derive(Clone, Default)]
+struct AuditLines(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditLines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Line<'a>(&'a AuditLines);
+        impl tracing::field::Visit for Line<'_> {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "line" {
+                    self.0 .0.lock().unwrap().push(value.to_owned());
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        if event.metadata().target() == minigate::telemetry::audit::TARGET {
+            event.record(&mut Line(self));
+        }
+    }
+}
+
+/// A web sign-in is a `login` audit event like a mini-program's, every
+/// field checked.
+#[tokio::test]
+async fn a_web_sign_in_is_an_audited_login() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let lines = AuditLines::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
+    let pki = Pki::new();
+    let w = web_gateway(&pki, true, "").await;
+    let s = sign_in(&w, WEB_APPID, "audit-web").await;
+    let sid = claims(&s.at)["sid"].as_str().unwrap().to_owned();
+    let logins: Vec<serde_json::Value> = lines
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["event"] == "login")
+        .collect();
+    assert_eq!(logins.len(), 1, "{logins:?}");
+    let mut login = logins[0].clone();
+    assert!(login["ts"].as_str().unwrap().ends_with('Z'));
+    login.as_object_mut().unwrap().remove("ts");
+    assert_eq!(
+        login,
+        serde_json::json!({"target": "minigate::audit", "v": 1, "event": "login",
+            "platform": "wechat_web", "appid": WEB_APPID, "device_type": "web",
+            "user": web_openid(WEB_APPID, "audit-web"), "sid": sid, "client": "127.0.0.1",
+            "retried": false})
+    );
+}

@@ -2,13 +2,16 @@
 //! naming its key.
 
 mod admin;
+mod audit;
 mod providers;
 mod routes;
 mod server;
 mod sessions;
 mod tokens;
+mod traces;
 
 use admin::admin;
+use audit::audit;
 pub use providers::public_origin;
 use providers::{provider, web};
 pub(in crate::config) use routes::grants;
@@ -16,6 +19,7 @@ use routes::{enrich, route};
 use server::server;
 use sessions::sessions;
 use tokens::tokens;
+use traces::tracing_section;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,15 +27,15 @@ use std::time::Duration;
 use http::Uri;
 
 use super::raw::{
-    Raw, RawAdmin, RawAllow, RawAudience, RawEnrich, RawProvider, RawRole, RawRoute, RawServer,
-    RawSessions, RawTokens, RawWeb,
+    Raw, RawAdmin, RawAllow, RawAudience, RawAudit, RawEnrich, RawProvider, RawRole, RawRoute,
+    RawServer, RawSessions, RawTokens, RawTracing, RawWeb,
 };
 use super::{
     defaults, err, files, is_class_name, is_header_safe, is_role_name, parse_duration, AdminConfig,
-    AdminScope, AdminToken, AllowRule, AuthMode, Config, ConfigError, Credentials, DeviceClass,
-    DeviceClasses, EnrichConfig, KeyPair, KeysConfig, LogConfig, LogFormat, OnLimit, Platform,
-    ProviderConfig, RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig, TlsConfig,
-    TokensConfig, WebConfig,
+    AdminScope, AdminToken, AllowRule, AuditConfig, AuthMode, Config, ConfigError, Credentials,
+    DeviceClass, DeviceClasses, EnrichConfig, KeyPair, KeysConfig, LogConfig, LogFormat, OnLimit,
+    Platform, ProviderConfig, RoleGrant, RouteConfig, Secret, ServerConfig, SessionsConfig,
+    TlsConfig, TokensConfig, TracingConfig, WebConfig,
 };
 use crate::config::CredentialKind;
 
@@ -138,6 +142,8 @@ impl Config {
         let roles = grants(raw.roles)?;
         let enrich = raw.enrich.map(enrich).transpose()?;
         let sessions = sessions(raw.sessions)?;
+        let audit = audit(raw.audit, &sessions)?;
+        let tracing = raw.tracing.map(tracing_section).transpose()?;
         let server = server(raw.server)?;
         let log = LogConfig {
             format: match raw.log.and_then(|l| l.format).as_deref() {
@@ -176,6 +182,8 @@ impl Config {
             source: None,
             admin,
             web,
+            audit,
+            tracing,
         })
     }
 }

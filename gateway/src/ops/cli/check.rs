@@ -242,6 +242,26 @@ pub(super) fn check(path: &Path, offline: bool) -> Result<(), Failure> {
             LogFormat::Json => "JSON",
         }
     );
+    match &config.tracing {
+        Some(t) => say!(
+            "tracing   OTLP/HTTP to {}/v1/traces as {}, sampling {} of new traces (a parent's decision is followed)",
+            redacted_url(t.otlp_endpoint.trim_end_matches('/')),
+            t.service_name,
+            t.sample_ratio
+        ),
+        None => say!("tracing   off"),
+    }
+    match &config.audit.redis_stream {
+        Some(stream) => say!(
+            "audit     JSON lines on stderr (target {}), and the stream {stream} of the session store's Redis (MAXLEN ~ {})",
+            crate::telemetry::audit::TARGET,
+            config.audit.stream_maxlen
+        ),
+        None => say!(
+            "audit     JSON lines on stderr (target {})",
+            crate::telemetry::audit::TARGET
+        ),
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use jwks::{Alg, KeySet};
 
 use crate::config::{parse_duration, redacted_url, Config, LogFormat, Platform};
 use crate::listener::shutdown_signal;
+use crate::telemetry::audit;
 use crate::tokens::keys::KeyStore;
 
 /// Prints a line on stdout, ignoring a closed pipe (`minigate keys list |
@@ -113,23 +114,48 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// Logs to stderr in `format`, at `RUST_LOG`'s levels (default `info`);
+/// audit events as their own JSON lines ([`audit::Lines`]), at `info`
+/// whatever the level unless `RUST_LOG` names their target.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&spec)
+        .ok()
+        .filter(|_| !spec.is_empty())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    if !spec.contains(audit::TARGET) {
+        if let Ok(on) = format!("{}=info", audit::TARGET).parse() {
+            filter = filter.add_directive(on);
+        }
+    }
+    // Audit lines are the audit layer's alone.
+    let not_audit = tracing_subscriber::filter::filter_fn(|m| m.target() != audit::TARGET);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(audit::Lines);
     let _ = match format {
         // Colour codes only for a person at a terminal, never in log files.
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        LogFormat::Text => registry
+            .with(
+                lines
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_filter(not_audit),
+            )
             .try_init(),
         // The request span's id goes with every line of the request.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Json => registry
+            .with(
+                lines
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_filter(not_audit),
+            )
             .try_init(),
     };
 }

@@ -151,6 +151,8 @@ fn dev_config(
         enrich: None,
         source: None,
         admin: None,
+        audit: Default::default(),
+        tracing: None,
         web: (platform == Platform::wechat()).then(|| WebConfig {
             public_url: format!("http://{listen}"),
             cookies: true,

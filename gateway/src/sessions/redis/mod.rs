@@ -371,6 +371,26 @@ impl RedisStore {
             .await;
     }
 
+    /// Appends one entry of `fields` to the stream `stream`, trimmed to
+    /// about `maxlen` entries (`XADD stream MAXLEN ~ maxlen * ...`): the
+    /// audit events' stream.
+    pub async fn append(
+        &self,
+        stream: &str,
+        maxlen: u64,
+        fields: &[(&str, &str)],
+    ) -> Result<(), Unavailable> {
+        let mut con = self.con().await?;
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(stream).arg("MAXLEN").arg("~").arg(maxlen).arg("*");
+        for (k, v) in fields {
+            xadd.arg(*k).arg(*v);
+        }
+        self.call("audit", xadd.query_async::<Value>(&mut con))
+            .await
+            .map(drop)
+    }
+
     /// Claims the one-time value `key` for `ttl`: true the first time, false
     /// while an earlier claim lives. Every replica sees the same answer (a
     /// web sign-in's `state` is used once, whichever replica its browser

@@ -328,6 +328,14 @@ async fn signed_in(
         if let Some(m) = metrics {
             m.errors.increment(e);
         }
+        if e == crate::signin::providers::ExchangeError::RiskyUser {
+            gw.audit
+                .emit(crate::telemetry::audit::Event::RiskyUserRefused {
+                    platform: provider.platform.name(),
+                    appid: &provider.appid,
+                    client,
+                });
+        }
         failed(ApiError::from(e))
     })?;
     let (device_type, limit) = device_class(gw, Some(provider.device_type())).map_err(failed)?;
@@ -348,6 +356,15 @@ async fn signed_in(
         .await
         .map_err(failed)?;
     tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, platform = %subject.platform, "web sign-in");
+    gw.audit.emit(crate::telemetry::audit::Event::Login {
+        platform: &subject.platform,
+        appid: &subject.appid,
+        device_type: &subject.device_type,
+        user: subject.user(),
+        sid: &sid,
+        client,
+        retried: false,
+    });
     // A redirect without a fragment keeps the one of the URL before it
     // (WeChat's `#wechat_redirect`): an empty one of its own stops that.
     let fragment = if state.to.contains('#') { "" } else { "#" };

@@ -22,6 +22,23 @@ impl Process {
         assert!(status.success());
     }
 
+    /// The value of `series` in its `/metrics` once `done` holds of it
+    /// (asked every 25 ms for up to 10 s); the last value seen.
+    pub async fn series_once(&self, series: &str, done: impl Fn(f64) -> bool) -> f64 {
+        let http = client();
+        let mut value = f64::NAN;
+        for _ in 0..400 {
+            let res = http.get(format!("{}/metrics", self.url)).send().await;
+            let text = res.unwrap().text().await.unwrap();
+            value = super::series(&text, series);
+            if done(value) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        value
+    }
+
     /// What it wrote to stderr so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.keys.path().join("stderr.log")).unwrap_or_default()
