@@ -276,7 +276,7 @@ fn upstream_attributes(route: &Route, method: &Method) -> Vec<opentelemetry::Key
     use opentelemetry::KeyValue;
     vec![
         KeyValue::new("http.request.method", method.as_str().to_owned()),
-        KeyValue::new("server.address", route.authority.host().to_owned()),
+        KeyValue::new("server.address", route.target.authority.host().to_owned()),
         KeyValue::new("http.route", route.prefix.clone()),
     ]
 }
