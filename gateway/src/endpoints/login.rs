@@ -181,7 +181,7 @@ pub async fn login(
         .await?;
     let audit_login = |retried| {
         gw.audit.emit(audit::Event::Login {
-            platform: &began.subject.platform,
+            platform: began.subject.platform.name(),
             appid: &began.subject.appid,
             device_type: &began.subject.device_type,
             user: began.subject.user(),

@@ -152,7 +152,7 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             let pair = gw.tokens.issue(&subject, &old.sid, next_jti)?;
             tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, "refresh");
             gw.audit.emit(audit::Event::Refresh {
-                platform: &old.subject.platform,
+                platform: old.subject.platform.name(),
                 appid: &old.subject.appid,
                 device_type: &old.subject.device_type,
                 user: old.subject.user(),
@@ -238,6 +238,7 @@ async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<
     }
     gw.sessions.announce(&gw.revoked, &ended).await;
     tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, sessions = ended.len(), "logout");
+    let user = old.subject.user();
     gw.audit.emit(audit::Event::Logout {
         appid: &old.subject.appid,
         user,

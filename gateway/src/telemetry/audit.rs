@@ -136,7 +136,7 @@ serialize_as_label!(Ended, Stage, KeysOutcome);
 
 audit_events! {
     /// A security-relevant fact. `user` is always the user key (see
-    /// [`crate::tokens::Subject::user`]), `client` the client's address as
+    /// `tokens::Subject::user`), `client` the client's address as
     /// the gateway judged it (the forwarded one from a trusted proxy).
     pub enum Event<'a> {
         /// A login began a session (mini-program code or web sign-in).

@@ -43,9 +43,19 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 use tokio::sync::{mpsc, watch};
 
-pub use opentelemetry::trace::FutureExt;
+/// `[tracing]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The collector's OTLP/HTTP base URL; `/v1/traces` is appended.
+    pub otlp_endpoint: String,
+    /// The share of new traces sampled, 0 to 1; a trusted parent's decision
+    /// is followed instead.
+    pub sample_ratio: f64,
+    /// The `service.name` of the spans.
+    pub service_name: String,
+}
 
-use crate::config::TracingConfig;
+pub use opentelemetry::trace::FutureExt;
 
 /// Ended spans waiting for export at most; past it they are dropped.
 pub const QUEUE: usize = 2048;

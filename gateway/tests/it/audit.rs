@@ -101,10 +101,8 @@ async fn login(gw: &Process, code: &str, device_type: Option<&str>) -> Tokens {
 async fn a_session_life_is_audited_event_by_event() {
     let wechat = wechat().await;
     let upstream = upstream().await;
-    let setup = Setup {
-        extra: "[sessions.devices]\nphone = 1\npc = 0\n".into(),
-        ..Setup::default()
-    };
+    let setup =
+        Setup::default().sessions(Sessions::default().devices(Devices::default().phone(1).pc(0)));
     let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "warn").await;
     let http = client();
     let user = openid_for("audit-ann");
@@ -223,10 +221,7 @@ async fn bans_risky_users_and_phone_numbers_are_audited() {
     let wechat = wechat().await;
     let upstream = upstream().await;
     let users = user_service(Answer::Json(json!({"roles": ["user"]}))).await;
-    let setup = Setup {
-        extra: format!("[enrich]\nurl = \"{}\"\n", users.url()),
-        ..Setup::default()
-    };
+    let setup = Setup::default().enrich(enrich(users.url()));
     let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
     let http = client();
     let user = openid_for("audit-bob");
@@ -318,14 +313,14 @@ async fn admin_calls_are_audited_with_their_scopes() {
     std::fs::write(&broker, BROKER).unwrap();
     std::fs::set_permissions(&broker, std::fs::Permissions::from_mode(0o600)).unwrap();
     let admin = format!("127.0.0.1:{}", free_port());
-    let setup = Setup {
-        extra: format!(
-            "[admin]\nlisten = \"{admin}\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n\
-             [[admin.tokens]]\nfile = {:?}\nscopes = [\"wechat\"]\n",
-            broker.display().to_string()
-        ),
-        ..Setup::default()
-    };
+    let setup = Setup::default().admin(
+        Admin::default()
+            .listen(admin.parse().unwrap())
+            .token_env("TEST_ADMIN_TOKEN")
+            .tokens(vec![AdminToken::default()
+                .file(&broker)
+                .scopes(vec!["wechat"])]),
+    );
     let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
     let http = client();
     let user = openid_for("audit-cy");
@@ -467,14 +462,18 @@ async fn events_reach_a_redis_stream_and_drops_are_counted() {
     let wechat = wechat().await;
     let upstream = upstream().await;
     let admin = format!("127.0.0.1:{}", free_port());
-    let setup = Setup {
-        extra: format!(
-            "{}[audit]\nredis_stream = \"minigate:audit:test\"\nstream_maxlen = 1000\n\
-             [admin]\nlisten = \"{admin}\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n",
-            redis.sessions_section()
-        ),
-        ..Setup::default()
-    };
+    let setup = Setup::default()
+        .sessions(redis.sessions())
+        .audit(
+            Audit::default()
+                .redis_stream("minigate:audit:test")
+                .stream_maxlen(1000),
+        )
+        .admin(
+            Admin::default()
+                .listen(admin.parse().unwrap())
+                .token_env("TEST_ADMIN_TOKEN"),
+        );
     let gw = spawn_binary_with(&setup, wechat.addr, upstream.addr, "info").await;
     let t = login(&gw, "audit-dee", None).await;
     let xrange = || async {

@@ -231,17 +231,15 @@ async fn traced(
     upstream: SocketAddr,
 ) -> (Process, WeChat) {
     let wechat = wechat().await;
-    let mut server = "login_per_minute = 0\n".to_owned();
+    let mut setup = Setup::default().tracing(
+        Tracing::default()
+            .otlp_endpoint(collector.to_owned())
+            .sample_ratio(ratio.parse().unwrap())
+            .service_name("edge-gw"),
+    );
     if trusted {
-        server.push_str("trusted_proxies = [\"127.0.0.1\"]\n");
+        setup = setup.server(Server::default().trusted_proxies(vec!["127.0.0.1"]));
     }
-    let setup = Setup {
-        server,
-        extra: format!(
-            "[tracing]\notlp_endpoint = \"{collector}\"\nsample_ratio = {ratio}\nservice_name = \"edge-gw\"\n"
-        ),
-        ..Setup::default()
-    };
     let gw = spawn_binary_with(&setup, wechat.addr, upstream, "info").await;
     (gw, wechat)
 }

@@ -1339,7 +1339,7 @@ async fn a_web_sign_in_is_an_audited_login() {
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
     let pki = Pki::new();
-    let w = web_gateway(&pki, true, "").await;
+    let w = web_gateway(&pki, true, None).await;
     let s = sign_in(&w, WEB_APPID, "audit-web").await;
     let sid = claims(&s.at)["sid"].as_str().unwrap().to_owned();
     let logins: Vec<serde_json::Value> = lines

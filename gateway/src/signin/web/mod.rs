@@ -357,7 +357,7 @@ async fn signed_in(
         .map_err(failed)?;
     tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, platform = %subject.platform, "web sign-in");
     gw.audit.emit(crate::telemetry::audit::Event::Login {
-        platform: &subject.platform,
+        platform: subject.platform.name(),
         appid: &subject.appid,
         device_type: &subject.device_type,
         user: subject.user(),

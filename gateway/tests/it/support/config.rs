@@ -47,6 +47,12 @@ impl ToToml for u64 {
     }
 }
 
+impl ToToml for f64 {
+    fn to_toml(self) -> Value {
+        Value::Float(self)
+    }
+}
+
 impl ToToml for bool {
     fn to_toml(self) -> Value {
         Value::Boolean(self)
@@ -247,6 +253,8 @@ table!(
     Devices {
         web: u64,
         tablet: u64,
+        phone: u64,
+        pc: u64,
     }
 );
 
@@ -308,5 +316,22 @@ table!(
     Tls {
         cert: &Path,
         key: &Path,
+    }
+);
+
+table!(
+    /// `[audit]`.
+    Audit {
+        redis_stream: &str,
+        stream_maxlen: u64,
+    }
+);
+
+table!(
+    /// `[tracing]`.
+    Tracing {
+        otlp_endpoint: String,
+        sample_ratio: f64,
+        service_name: &str,
     }
 );

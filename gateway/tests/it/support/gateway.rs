@@ -11,8 +11,8 @@ use minigate::config::Config;
 use minigate::listener::Running;
 
 use super::{
-    upstream, wechat, Admin, Enrich, Log, Provider, Role, Route, Server, Sessions, Tls, ToToml,
-    Upstream, WeChat, Web, APPID, APPID2, SECRET,
+    upstream, wechat, Admin, Audit, Enrich, Log, Provider, Role, Route, Server, Sessions, Tls,
+    ToToml, Tracing, Upstream, WeChat, Web, APPID, APPID2, SECRET,
 };
 
 /// How to set a gateway up: the harness's own config (one WeChat app,
@@ -49,6 +49,8 @@ pub struct Setup {
     pub web: Option<Web>,
     pub log: Option<Log>,
     pub tls: Option<Tls>,
+    pub audit: Option<Audit>,
+    pub tracing: Option<Tracing>,
     /// Where the gateway listens (a port chosen up front when the config
     /// must name it, as `[web] public_url` does).
     pub listen: String,
@@ -79,6 +81,8 @@ impl Default for Setup {
             web: None,
             log: None,
             tls: None,
+            audit: None,
+            tracing: None,
             listen: "127.0.0.1:0".into(),
         }
     }
@@ -116,7 +120,16 @@ impl Setup {
     }
 
     // One setter per optional section: `.sessions(..)`, `.admin(..)`...
-    sections!(sessions: Sessions, admin: Admin, enrich: Enrich, web: Web, log: Log, tls: Tls);
+    sections!(
+        sessions: Sessions,
+        admin: Admin,
+        enrich: Enrich,
+        web: Web,
+        log: Log,
+        tls: Tls,
+        audit: Audit,
+        tracing: Tracing
+    );
 }
 
 /// A running gateway with its neighbours.
@@ -218,6 +231,8 @@ pub fn config_text(
         ("web", setup.web.clone().map(ToToml::to_toml)),
         ("log", setup.log.clone().map(ToToml::to_toml)),
         ("tls", setup.tls.clone().map(ToToml::to_toml)),
+        ("audit", setup.audit.clone().map(ToToml::to_toml)),
+        ("tracing", setup.tracing.clone().map(ToToml::to_toml)),
     ];
     for (name, section) in sections {
         if let Some(section) = section {
