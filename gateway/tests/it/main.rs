@@ -16,6 +16,7 @@ mod devices;
 mod enrichment;
 mod errors;
 mod examples;
+mod faults;
 mod forgery;
 mod headers;
 mod interop;
