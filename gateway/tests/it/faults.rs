@@ -382,3 +382,114 @@ async fn sigterm_under_load_drains_refuses_new_connections_and_exits() {
     });
     assert!(http.get(format!("{url}/healthz")).send().await.is_err());
 }
+
+/// A TCP relay to Redis that can black-hole its connections: frozen, it
+/// forwards nothing and closes nothing, as a partition does; healed, it
+/// forwards again on connections made since, while the ones from before
+/// stay silent, as TCP connections do that are still backing off their
+/// retransmissions long after the network is back.
+struct Blackhole {
+    addr: std::net::SocketAddr,
+    frozen: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Blackhole {
+    async fn start(target: u16) -> Blackhole {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (f, g) = (frozen.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let (client, _) = listener.accept().await.unwrap();
+                let born = g.load(Ordering::SeqCst);
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [(cr, sw), (sr, cw)] {
+                    let (f, g) = (f.clone(), g.clone());
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            while f.load(Ordering::SeqCst) || g.load(Ordering::SeqCst) != born {
+                                if g.load(Ordering::SeqCst) != born && !f.load(Ordering::SeqCst) {
+                                    // Healed, but this connection is from
+                                    // before: silent for good, never closed.
+                                    let _keep = (&from, &to);
+                                    std::future::pending::<()>().await;
+                                }
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Blackhole {
+            addr,
+            frozen,
+            generation,
+            _task: task,
+        }
+    }
+
+    fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn heal(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "system-tests"),
+    ignore = "needs tools outside Rust: ./test runs it"
+)]
+async fn logins_come_back_after_a_partition_from_redis_without_waiting_on_tcp() {
+    let redis = Redis::start().await;
+    let hole = Blackhole::start(redis.port).await;
+    let gw = start(Setup {
+        extra: format!("[sessions]\nredis_url = \"redis://{}/0\"\n", hole.addr),
+        ..Setup::default()
+    })
+    .await;
+    let before = gw.login("partitioned").await;
+
+    hole.freeze();
+    let asked = Instant::now();
+    let res = gw.try_login(login_body("partitioned", None)).await;
+    let headers = assert_error(res, 503, "temporarily_unavailable").await;
+    assert!(headers.contains_key("retry-after"));
+    assert!(asked.elapsed() < HANG, "a login hung through the partition");
+    // The request path never waits for Redis.
+    assert_eq!(
+        gw.get("/api/x", Some(&before.access_token)).await.status(),
+        200
+    );
+
+    hole.heal();
+    eventually(
+        "a login after the partition",
+        Duration::from_secs(15),
+        || async { gw.try_login(login_body("partitioned", None)).await.status() == 200 },
+    )
+    .await;
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &before.refresh_token).await;
+    assert_eq!(res.status(), 200);
+}
