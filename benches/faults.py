@@ -224,6 +224,11 @@ def main():
         t = tally(rows)
         no_ra = sum(t[k]["no_ra"] for k in KINDS)
         slowest = max(t[k]["max_ms"] for k in KINDS)
+        for at, label in events:
+            if label in ("healed", "replica promoted"):
+                after = [x for x in t["login"]["fail_t"] + t["refresh"]["fail_t"] if x >= int(at)]
+                facts[f"last failure after '{label}'"] = (
+                    f"{max(after) + 1 - at:.1f} s" if after else "none")
         measured = "; ".join(f"{k} {v}" for k, v in facts.items() if k != "check")
         if check_cell(facts):
             measured += "; " + check_cell(facts)

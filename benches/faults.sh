@@ -8,6 +8,8 @@
 #   benches/faults.sh failover killed      # some of them
 #   SOAK=1800 benches/faults.sh soak       # the 30-minute soak
 #   PARTITION=60 benches/faults.sh network # a longer partition (default 10 s)
+#   ACCESS_TTL=2m benches/faults.sh soak   # access tokens (and so the verified-token
+#                                          # cache's entries) living 2 min instead of 2 h
 #
 # Scenarios:
 #   failover  a Redis Cluster of 3 masters and 3 replicas, two gateways; the
@@ -106,7 +108,7 @@ listen = "127.0.0.1:$port"
 [tokens]
 issuer = "https://bench.minigate"
 audience = "api"
-access_ttl = "2h"
+access_ttl = "${ACCESS_TTL:-2h}"
 [keys]
 dir = "$keys"
 reload_interval = "1s"
@@ -300,14 +302,22 @@ scenario_network() {
   ip netns del $NS
 }
 
+# One Redis (its data in DIR) and two gateways on it: their pids in
+# REDIS_PID, G1_PID and G2_PID, their [sessions] line in SESSIONS.
+#   pair_on_redis DIR
+pair_on_redis() {
+  redis_node $REDIS "$1"
+  REDIS_PID=$NODE_PID SESSIONS="redis_url = \"redis://127.0.0.1:$REDIS/0\""
+  gateway g1 $G1 "$SESSIONS"
+  G1_PID=$GW_PID
+  gateway g2 $G2 "$SESSIONS"
+  G2_PID=$GW_PID
+}
+
 scenario_killed() {
   fresh killed
-  redis_node $REDIS "$WORK/redis"
-  local redis=$NODE_PID sessions="redis_url = \"redis://127.0.0.1:$REDIS/0\""
-  gateway g1 $G1 "$sessions"
-  local g1=$GW_PID
-  gateway g2 $G2 "$sessions"
-  local g2=$GW_PID
+  pair_on_redis "$WORK/redis"
+  local redis=$REDIS_PID sessions=$SESSIONS g1=$G1_PID g2=$G2_PID
   mkdir -p "$WORK/nginx-lb"
   cat >"$WORK/nginx-lb/nginx.conf" <<EOF
 worker_processes 2;
@@ -433,12 +443,8 @@ scenario_disk() {
 
 scenario_soak() {
   fresh soak
-  redis_node $REDIS "$WORK/redis-soak"
-  local redis=$NODE_PID sessions="redis_url = \"redis://127.0.0.1:$REDIS/0\""
-  gateway g1 $G1 "$sessions"
-  local g1=$GW_PID
-  gateway g2 $G2 "$sessions"
-  local g2=$GW_PID
+  pair_on_redis "$WORK/redis-soak"
+  local redis=$REDIS_PID g1=$G1_PID g2=$G2_PID
   echo "t,second,g1_rss_kb,g2_rss_kb,g1_fds,g2_fds,redis_used_memory,redis_keys" >"$RUN/soak.samples.csv"
   local t0
   t0=$(date +%s)
