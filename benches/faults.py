@@ -55,7 +55,8 @@ def failed(r):
 def tally(rows, lo=None, hi=None):
     """Totals by kind of the rows with lo <= t < hi."""
     out = {k: {"total": 0, "failed": 0, "s503": 0, "s500": 0, "no_ra": 0, "timeout": 0,
-               "connect": 0, "transport": 0, "s502": 0, "s400": 0, "max_ms": 0, "fail_t": []}
+               "connect": 0, "transport": 0, "s502": 0, "s400": 0, "s401": 0, "max_ms": 0,
+               "fail_t": []}
            for k in KINDS}
     for r in rows:
         t = int(r["t"])
@@ -66,7 +67,8 @@ def tally(rows, lo=None, hi=None):
         k["failed"] += failed(r)
         for key, col in [("s503", "s503"), ("s500", "s500"), ("no_ra", "s503_no_retry_after"),
                          ("timeout", "timeout"), ("connect", "connect"),
-                         ("transport", "transport"), ("s502", "s502"), ("s400", "s400")]:
+                         ("transport", "transport"), ("s502", "s502"), ("s400", "s400"),
+                         ("s401", "s401")]:
             k[key] += int(r[col])
         k["max_ms"] = max(k["max_ms"], int(r["max_ms"]))
         if failed(r):
@@ -78,11 +80,13 @@ def how(k):
     """What the failures of one kind were."""
     parts = []
     for key, name in [("s503", "503"), ("s502", "502"), ("s500", "500"), ("s400", "400"),
+                      ("s401", "401"),
                       ("timeout", "timeout"), ("connect", "refused"), ("transport", "cut")]:
         if k[key]:
             parts.append(f"{k[key]} {name}")
     rest = k["failed"] - sum(k[key] for key in
-                             ["s503", "s502", "s500", "s400", "timeout", "connect", "transport"])
+                             ["s503", "s502", "s500", "s400", "s401", "timeout", "connect",
+                              "transport"])
     if rest:
         parts.append(f"{rest} other")
     return ", ".join(parts)

@@ -184,6 +184,8 @@ struct Run {
     queue: Mutex<VecDeque<(String, Instant)>>,
     counts: Mutex<BTreeMap<(u64, Kind), Counts>>,
     codes: AtomicU64,
+    /// The pool's slot the next token replaces.
+    slot: AtomicU64,
     tag: u128,
     skipped_refreshes: AtomicU64,
 }
@@ -213,7 +215,9 @@ impl Run {
 
     fn keep(&self, t: Tokens) {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let n = self.codes.load(Ordering::Relaxed) as usize;
+        // Each new token takes the place of the oldest: with a short
+        // access_ttl no proxied request goes out with an expired one.
+        let n = self.slot.fetch_add(1, Ordering::Relaxed) as usize;
         if pool.len() < 1000 {
             pool.push(t.access);
         } else {
@@ -377,6 +381,7 @@ async fn run(a: Args) -> Result<(), String> {
         queue: Mutex::new(VecDeque::new()),
         counts: Mutex::new(BTreeMap::new()),
         codes: AtomicU64::new(0),
+        slot: AtomicU64::new(0),
         tag: unix_ms(),
         skipped_refreshes: AtomicU64::new(0),
     });
