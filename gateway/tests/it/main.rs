@@ -17,6 +17,7 @@ mod devices;
 mod enrichment;
 mod errors;
 mod examples;
+mod faults;
 mod forgery;
 mod headers;
 mod image;

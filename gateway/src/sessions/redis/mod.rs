@@ -31,7 +31,10 @@
 //!
 //! The connection reconnects by itself; while Redis is unreachable every
 //! call fails fast with [`Unavailable`] (login, refresh and logout answer
-//! 503), and nothing on the access-token path ever waits for Redis.
+//! 503), and nothing on the access-token path ever waits for Redis. A call
+//! to one Redis that gets no answer in time also replaces the connection
+//! ([`One`]): a partition closes nothing, and the old connection would wait
+//! on TCP's retransmissions for minutes after the network is back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,9 +105,46 @@ impl ConnectionLike for Con {
 }
 
 enum Backend {
-    One(ConnectionManager),
+    One(Box<One>),
     /// Connected on first use: the gateway starts while the cluster is down.
     Cluster(Box<(redis::cluster::ClusterClient, OnceCell<ClusterConnection>)>),
+}
+
+/// The connection to one Redis, and what makes another. The manager
+/// reconnects when a connection drops, but not when it only stops
+/// answering (a partition, a lossy link): its commands then time out one
+/// after the other while TCP, retransmitting with growing backoff, may
+/// take minutes to notice the network is back. So a call that timed out
+/// swaps in a fresh manager, at most once per [`CALL_TIMEOUT`] however
+/// many calls timed out together; dropping the old one once its last
+/// caller is done closes its socket and the commands queued on it.
+struct One {
+    client: redis::Client,
+    config: redis::aio::ConnectionManagerConfig,
+    manager: arc_swap::ArcSwap<ConnectionManager>,
+    renewed: std::sync::Mutex<std::time::Instant>,
+}
+
+impl One {
+    fn renew(&self) {
+        let mut renewed = self
+            .renewed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if renewed.elapsed() < CALL_TIMEOUT {
+            return;
+        }
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            Ok(m) => {
+                self.manager.store(Arc::new(m));
+                *renewed = std::time::Instant::now();
+                tracing::warn!("session store connection replaced after a timeout");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e.kind_str(), "session store connection not replaced")
+            }
+        }
+    }
 }
 
 /// Sessions in Redis.
@@ -197,10 +237,16 @@ impl RedisStore {
             .set_response_timeout(Some(CALL_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config)
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(setup("sessions.redis_url"))?;
+        let one = One {
+            client: client.clone(),
+            config,
+            manager: arc_swap::ArcSwap::from_pointee(manager),
+            renewed: std::sync::Mutex::new(std::time::Instant::now()),
+        };
         Ok(Self::with(
-            Backend::One(manager),
+            Backend::One(Box::new(one)),
             vec![client],
             Health::new([url]),
             grace,
@@ -260,7 +306,7 @@ impl RedisStore {
 
     async fn con(&self) -> Result<Con, Unavailable> {
         match &self.backend {
-            Backend::One(m) => Ok(Con::One(m.clone())),
+            Backend::One(one) => Ok(Con::One(ConnectionManager::clone(&one.manager.load()))),
             Backend::Cluster(cluster) => {
                 let (client, cell) = &**cluster;
                 let connect = || async {
@@ -289,24 +335,28 @@ impl RedisStore {
         what: &'static str,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        let timed_out = match tokio::time::timeout(CALL_TIMEOUT, fut).await {
             Ok(Ok(v)) => {
                 self.health.up();
-                Ok(v)
+                return Ok(v);
             }
             Ok(Err(e)) => {
                 let why = reason(&e);
                 tracing::warn!(op = what, at = %self.health.target(), error = %why,
                     "session store unavailable");
                 self.health.down(what, why);
-                Err(Unavailable)
+                e.is_timeout()
             }
             Err(_) => {
                 tracing::warn!(op = what, at = %self.health.target(), "session store timed out");
                 self.health.down(what, no_answer());
-                Err(Unavailable)
+                true
             }
+        };
+        if let (true, Backend::One(one)) = (timed_out, &self.backend) {
+            one.renew();
         }
+        Err(Unavailable)
     }
 
     /// Where the store is and how it last answered.

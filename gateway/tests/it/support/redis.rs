@@ -90,8 +90,9 @@ impl Drop for Redis {
     }
 }
 
-/// A real three-node Redis Cluster (three masters, no replicas), started by
-/// the test on free ports with `redis-server --cluster-enabled yes` and
+/// A real Redis Cluster of three masters (and, from
+/// [`RedisCluster::start_replicated`], a replica of each), started by the
+/// test on free ports with `redis-server --cluster-enabled yes` and
 /// `redis-cli --cluster create`, killed when dropped.
 pub struct RedisCluster {
     pub ports: Vec<u16>,
@@ -116,9 +117,31 @@ fn free_cluster_port() -> u16 {
 }
 
 impl RedisCluster {
+    /// Three masters, no replicas.
     pub async fn start() -> RedisCluster {
+        RedisCluster::start_nodes(0).await
+    }
+
+    /// Three masters and a replica of each, every replica in sync: kill a
+    /// master ([`RedisCluster::kill`]) and its replica takes over.
+    pub async fn start_replicated() -> RedisCluster {
+        let cluster = RedisCluster::start_nodes(1).await;
+        for port in &cluster.ports {
+            for _ in 0..400 {
+                let info = cluster.cli_at(*port, &["INFO", "replication"]).await;
+                if info.contains("connected_slaves:1") || info.contains("master_link_status:up") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+        cluster
+    }
+
+    async fn start_nodes(replicas: usize) -> RedisCluster {
+        let nodes = 3 * (1 + replicas);
         let mut ports: Vec<u16> = Vec::new();
-        while ports.len() < 3 {
+        while ports.len() < nodes {
             let p = free_cluster_port();
             if !ports.contains(&p) {
                 ports.push(p);
@@ -161,7 +184,7 @@ impl RedisCluster {
         let out = tokio::process::Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&nodes)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .await
             .expect("redis-cli is not installed");
@@ -178,8 +201,26 @@ impl RedisCluster {
         cluster
     }
 
+    /// Kills the node on `port` outright (SIGKILL).
+    pub fn kill(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).unwrap();
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
+    }
+
+    /// `redis-cli -p PORT ARGS...` on one node.
+    pub async fn cli_at(&self, port: u16, args: &[&str]) -> String {
+        let out = tokio::process::Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Waits until `redis-cli -p PORT COMMAND` answers something holding `want`.
-    async fn wait_for(&self, port: u16, command: &str, want: &str) {
+    pub async fn wait_for(&self, port: u16, command: &str, want: &str) {
         for _ in 0..400 {
             let out = tokio::process::Command::new("redis-cli")
                 .args(["-p", &port.to_string()])
