@@ -15,6 +15,7 @@
 //! key goes in its part's two files and in `raw`.
 
 mod admin;
+mod component;
 pub mod defaults;
 pub mod files;
 mod load;
@@ -35,6 +36,7 @@ pub use load::{admin_listen_of, grants_of, refresh_ttl_of};
 pub use parse::public_origin;
 
 pub use admin::*;
+pub use component::*;
 pub use providers::*;
 pub use routes::*;
 pub use server::*;

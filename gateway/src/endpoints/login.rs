@@ -32,9 +32,12 @@ pub struct LoginRequest {
 }
 
 impl LoginRequest {
-    /// What the provider is asked to trade.
-    pub fn login(&self) -> Login<'_> {
+    /// What the provider is asked to trade, for the mini-program `appid`
+    /// (with the platform's access token, where its exchange needs one).
+    pub fn login<'a>(&'a self, appid: &'a str, platform_token: Option<&'a str>) -> Login<'a> {
         Login {
+            appid,
+            platform_token,
             code: &self.code,
             anonymous_code: self.anonymous_code.as_deref(),
         }
@@ -93,14 +96,24 @@ pub async fn login(
         .map_err(ApiError::TooManyLogins)?;
     let body = parse_login(&read_body(gw, req).await?)?;
     let (device_type, limit) = device_class(gw, body.device_type.as_deref())?;
-    let provider = gw.providers.pick(body.appid.as_deref())?;
+    let picked = gw.providers.pick(body.appid.as_deref())?;
+    let provider = picked.provider;
     let metrics = gw.metrics.exchange(provider.platform);
     // One platform call for concurrent logins with this code.
     let (used, session) = gw
         .codes
-        .exchange(&provider.appid, &body.code, || async {
+        .exchange(picked.appid, &body.code, || async {
             let started = std::time::Instant::now();
-            let exchanged = provider.exchange(&body.login()).await;
+            let exchanged = async {
+                // A third-party platform's exchange carries its token.
+                let token = match picked.component_appid() {
+                    Some(component) => Some(gw.wechat.component(component).await?),
+                    None => None,
+                };
+                let token = token.as_ref().map(crate::wechat::token::Token::expose);
+                provider.exchange(&body.login(picked.appid, token)).await
+            }
+            .await;
             if let Some(m) = metrics {
                 m.latency.record(started.elapsed().as_secs_f64());
             }
@@ -121,8 +134,9 @@ pub async fn login(
             let subject = Subject {
                 openid: session.openid.clone(),
                 unionid: session.unionid.clone(),
-                appid: provider.appid.clone(),
+                appid: picked.appid.to_owned(),
                 platform: provider.platform,
+                component_appid: picked.component_appid().map(str::to_owned),
                 device_id: device_id.clone(),
                 uid: None,
                 roles: Vec::new(),

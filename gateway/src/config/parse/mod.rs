@@ -2,6 +2,7 @@
 //! naming its key.
 
 mod admin;
+mod component;
 mod providers;
 mod routes;
 mod server;
@@ -124,6 +125,7 @@ impl Config {
             }
             providers.push(p);
         }
+        component::check_all(&providers)?;
         let mut routes = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
             let r = route(i, r)?;

@@ -65,6 +65,9 @@ pub(super) fn check(path: &Path) -> Result<(), Failure> {
             d(p.timeout),
             p.credentials
         );
+        if let Some(c) = &p.component {
+            say!("          {c}");
+        }
         if let Some(page) = &p.authorize_url {
             say!(
                 "          browser sign-in, authorize page at {}",

@@ -109,6 +109,7 @@ pub(super) fn providers(
             base_url: format!("http://{addr}"),
             timeout: defaults::PROVIDER_TIMEOUT,
             authorize_url: Some(format!("http://{addr}")),
+            component: None,
         });
     }
     Ok(all)
@@ -144,6 +145,7 @@ fn provider(platform: Platform, addr: SocketAddr) -> Result<ProviderConfig, DevE
         base_url: format!("http://{addr}{path}"),
         timeout: defaults::PROVIDER_TIMEOUT,
         authorize_url: None,
+        component: None,
     })
 }
 
