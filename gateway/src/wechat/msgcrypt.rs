@@ -387,7 +387,10 @@ mod tests {
             msg_signature: "5d197aaffba7e9b25a30732f161a50dee96bd5fb",
             ..signed
         };
-        assert_eq!(crypt.open(&off, body.as_bytes()), Err(PushError::BadSignature));
+        assert_eq!(
+            crypt.open(&off, body.as_bytes()),
+            Err(PushError::BadSignature)
+        );
     }
 
     #[test]

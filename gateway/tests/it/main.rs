@@ -11,6 +11,7 @@ mod support;
 mod admin;
 mod authz;
 mod cli;
+mod component;
 mod deploy;
 mod devices;
 mod enrichment;
