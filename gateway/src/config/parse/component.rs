@@ -160,3 +160,119 @@ pub(super) fn check_all(providers: &[ProviderConfig]) -> Result<(), ConfigError>
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const BASE: &str = r#"
+[tokens]
+issuer = "https://auth.example.com"
+audience = "api"
+[keys]
+dir = "/tmp/keys"
+[[providers]]
+platform = "wechat"
+appid = "wx-own"
+secret_env = "SECRET"
+"#;
+
+    const COMPONENT: &str = r#"
+[[providers]]
+platform = "wechat_component"
+component_appid = "wx3rd"
+secret_env = "SECRET"
+encoding_aes_key_env = "AES"
+verify_token_env = "TOKEN"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SECRET" => Some("component-secret".into()),
+            "AES" => Some("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG".into()),
+            "TOKEN" => Some("pamtest".into()),
+            "SHORT_AES" => Some("abcdefghijklmnopqrstuvwxyz".into()),
+            "BAD_TOKEN" => Some("to ken!".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        Config::from_toml(&format!("{BASE}{extra}"), &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_third_party_platform_names_its_keys_and_its_mini_programs() {
+        let c = parse(&format!("{COMPONENT}appids = [\"wxa\", \"wxb\"]\n")).unwrap();
+        let p = &c.providers[1];
+        assert_eq!(p.appid, "wx3rd");
+        assert_eq!(p.base_url, "https://api.weixin.qq.com");
+        let k = p.component.as_ref().unwrap();
+        assert_eq!(k.appids, ["wxa", "wxb"]);
+        assert!(k.serves("wxa") && !k.serves("wxc") && !k.serves("wx3rd"));
+        assert_eq!(k.verify_token.expose(), "pamtest");
+        let shown = format!("{k} {:?}", c.providers[1]);
+        assert!(
+            !shown.contains("pamtest") && !shown.contains("ABCDEFG"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("env TOKEN") && shown.contains("env AES"),
+            "{shown}"
+        );
+        let any = parse(&format!("{COMPONENT}allow_any_authorized = true\n")).unwrap();
+        assert!(any.providers[1].component.as_ref().unwrap().serves("wxz"));
+    }
+
+    #[test]
+    fn each_mistake_names_its_key() {
+        for (extra, want) in [
+            (
+                COMPONENT.to_owned(),
+                "providers[1].appids: lists the mini-programs",
+            ),
+            (
+                format!("{COMPONENT}appid = \"wx3rd\"\nappids = [\"wxa\"]\n"),
+                "providers[1].appid: a third-party platform names itself with component_appid",
+            ),
+            (
+                COMPONENT.replace("component_appid = \"wx3rd\"\n", "") + "appids = [\"wxa\"]\n",
+                "providers[1].component_appid: ",
+            ),
+            (
+                COMPONENT.replace("\"AES\"", "\"SHORT_AES\"") + "appids = [\"wxa\"]\n",
+                "providers[1].encoding_aes_key_env: SHORT_AES must hold WeChat's EncodingAESKey",
+            ),
+            (
+                COMPONENT.replace("\"AES\"", "\"UNSET\"") + "appids = [\"wxa\"]\n",
+                "providers[1].encoding_aes_key_env: environment variable UNSET is not set",
+            ),
+            (
+                COMPONENT.replace("\"TOKEN\"", "\"BAD_TOKEN\"") + "appids = [\"wxa\"]\n",
+                "providers[1].verify_token_env: BAD_TOKEN must hold WeChat's message token",
+            ),
+            (
+                format!("{COMPONENT}appids = [\"wxa\", \"wxa\"]\n"),
+                "providers[1].appids[1]: \"wxa\" appears twice",
+            ),
+            (
+                format!("{COMPONENT}appids = [\"wx-own\"]\n"),
+                "providers[1].appids[0]: \"wx-own\" is providers[0]'s too",
+            ),
+            (
+                format!(
+                    "{COMPONENT}allow_any_authorized = true\n{}allow_any_authorized = true\n",
+                    COMPONENT.replace("wx3rd", "wx3rd2")
+                ),
+                "providers[2].allow_any_authorized: providers[1] takes any authorized appid already",
+            ),
+            (
+                "[[providers]]\nplatform = \"qq\"\nappid = \"1\"\nsecret_env = \"SECRET\"\nappids = [\"x\"]\n".to_owned(),
+                "providers[1].appids: is only for platform = \"wechat_component\"",
+            ),
+        ] {
+            let e = parse(&extra).unwrap_err();
+            assert!(e.starts_with(want), "{e}\nwanted: {want}");
+        }
+    }
+}

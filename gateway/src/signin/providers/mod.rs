@@ -451,7 +451,8 @@ impl Providers {
 
     /// The provider for a login and the mini-program it logs in to: the
     /// provider of `appid`, else the third-party platform that lists it,
-    /// else one that takes any authorized appid; or the only provider.
+    /// else one that takes any authorized appid; without `appid`, the only
+    /// provider (a third-party platform's only mini-program).
     pub fn pick<'a>(&'a self, appid: Option<&'a str>) -> Result<Picked<'a>, ApiError> {
         let own = |p: &&Provider| p.component.is_none();
         if let Some(id) = appid {
@@ -493,6 +494,11 @@ impl Providers {
             None => Ok(Picked {
                 provider,
                 appid: &provider.appid,
+            }),
+            // A platform of one mini-program: that one.
+            Some(c) if !c.allow_any_authorized && c.appids.len() == 1 => Ok(Picked {
+                provider,
+                appid: &c.appids[0],
             }),
             Some(_) => Err(ApiError::InvalidRequest(
                 "appid is required: a third-party platform logs in several mini-programs",
