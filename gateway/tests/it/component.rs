@@ -25,6 +25,16 @@ async fn send(gw: &Gateway, push: &Push) -> (u16, String) {
     (status.as_u16(), body)
 }
 
+/// The stand-in WeChat pushes the platform a new ticket at `gw`, which
+/// takes it.
+async fn push_ticket(wechat: &StandIn, gw: &Gateway) {
+    let (status, body) = wechat
+        .push_ticket(&gw.http, COMPONENT_APPID, &ticket_callback(&gw.url))
+        .await
+        .unwrap();
+    assert_eq!((status.as_u16(), body.as_str()), (200, "success"));
+}
+
 /// The `component/jscode2session` calls `standin` received.
 fn exchanges(standin: &StandIn) -> Vec<minigate::ops::dev::standins::Call> {
     standin
@@ -127,11 +137,7 @@ async fn pushes_are_checked_and_the_platform_logs_in_its_mini_programs_once_a_ti
     assert_eq!(wechat.component_token_calls(), 0);
 
     // WeChat's own push: acknowledged as WeChat expects, and then logins work.
-    let (status, body) = wechat
-        .push_ticket(&gw.http, COMPONENT_APPID, &ticket_callback(&gw.url))
-        .await
-        .unwrap();
-    assert_eq!((status.as_u16(), body.as_str()), (200, "success"));
+    push_ticket(&wechat, &gw).await;
     // Another event of the platform is acknowledged too.
     let event = "<xml><AppId>wx3rd00000000000001</AppId><CreateTime>1</CreateTime><InfoType>unauthorized</InfoType><AuthorizerAppid>wxz</AuthorizerAppid></xml>";
     assert_eq!(
@@ -249,11 +255,7 @@ async fn allow_any_authorized_takes_any_appid_and_wechat_still_decides() {
         Setup::default().provider(component_provider(&wechat, vec![]).allow_any_authorized(true)),
     )
     .await;
-    let (status, _) = wechat
-        .push_ticket(&gw.http, COMPONENT_APPID, &ticket_callback(&gw.url))
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
+    push_ticket(&wechat, &gw).await;
     // Listed nowhere, authorized at WeChat: in.
     assert_eq!(login_for(&gw, MERCHANT_B, "kim").await.status(), 200);
     // Not authorized at WeChat: 61003.
@@ -289,11 +291,7 @@ async fn two_gateways_on_one_redis_share_the_ticket_and_one_component_token() {
     })
     .await;
     // WeChat pushes to one replica (whichever the balancer picks)...
-    let (status, _) = wechat
-        .push_ticket(&a.http, COMPONENT_APPID, &ticket_callback(&a.url))
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
+    push_ticket(&wechat, &a).await;
     // ...and the other, which never saw it, fetches the token with it...
     assert_eq!(login_for(&b, MERCHANT_B, "lee").await.status(), 200);
     assert_eq!(wechat.component_token_calls(), 1);
