@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::msgcrypt::{MsgCrypt, PushError, Signed};
-use super::token::Share;
+use super::token::{Share, TokenKind};
 use crate::config::Secret;
 
 /// How long a ticket is kept: WeChat's validity of one.
@@ -34,8 +34,9 @@ impl Tickets {
         }
     }
 
+    /// The platform's keys share the hash tag of its token's.
     fn tag(component_appid: &str) -> String {
-        format!("wechat_component:{component_appid}")
+        TokenKind::Component.tag(component_appid)
     }
 
     /// Keeps `ticket` as the platform's latest, for every replica. Redis

@@ -93,7 +93,7 @@ pub enum TokenKind {
 
 impl TokenKind {
     /// The hash tag of an app's keys in Redis.
-    fn tag(self, appid: &str) -> String {
+    pub(super) fn tag(self, appid: &str) -> String {
         match self {
             TokenKind::Stable => format!("wechat:{appid}"),
             TokenKind::Component => format!("wechat_component:{appid}"),
