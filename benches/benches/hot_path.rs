@@ -95,6 +95,7 @@ fn issue(c: &mut Criterion) {
         unionid: Some("union-1".into()),
         appid: "wx0123456789abcdef".into(),
         platform: minigate::config::Platform::wechat(),
+        component_appid: None,
         device_id: None,
         uid: Some("u_1024".into()),
         roles: vec!["user".into()],

@@ -87,6 +87,9 @@ pub enum ApiError {
     GatewayTimeout,
     /// 500 server_error: a fault of the gateway itself.
     Internal,
+    /// 401 unauthorized: a push to a third-party platform's callback whose
+    /// `msg_signature` is not of its verify token: not from WeChat.
+    PushSignature,
 }
 
 /// The `realm` of every `WWW-Authenticate` challenge.
@@ -227,6 +230,11 @@ impl ApiError {
                 "the upstream service did not answer in time",
             ),
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, "server_error", "internal error"),
+            ApiError::PushSignature => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "the push's msg_signature is not the platform's: not from WeChat",
+            ),
         }
     }
 
@@ -355,6 +363,7 @@ mod tests {
             E::BadGateway,
             E::GatewayTimeout,
             E::Internal,
+            E::PushSignature,
         ]);
         all
     }
@@ -394,6 +403,7 @@ mod tests {
             ApiError::BadGateway => 27,
             ApiError::GatewayTimeout => 28,
             ApiError::Internal => 29,
+            ApiError::PushSignature => 30,
         }
     }
 
@@ -404,7 +414,7 @@ mod tests {
         places.dedup();
         assert_eq!(
             places,
-            (0..=29).collect::<Vec<_>>(),
+            (0..=30).collect::<Vec<_>>(),
             "every() misses a variant"
         );
         let doc = include_str!("../../docs/errors.md");

@@ -16,6 +16,7 @@
 
 mod admin;
 mod audit;
+mod component;
 pub mod defaults;
 pub mod files;
 mod load;
@@ -38,6 +39,7 @@ pub use parse::public_origin;
 
 pub use admin::*;
 pub use audit::*;
+pub use component::*;
 pub use providers::*;
 pub use routes::*;
 pub use server::*;

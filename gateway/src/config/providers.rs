@@ -69,6 +69,9 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     /// Web providers only: the base URL of the platform's authorize page.
     pub authorize_url: Option<String>,
+    /// A WeChat third-party platform's own keys (`appid` is then its
+    /// `component_appid`, not a mini-program's).
+    pub component: Option<super::ComponentConfig>,
 }
 
 impl ProviderConfig {

@@ -181,6 +181,11 @@ pub(super) struct RawProvider {
     pub base_url: Option<String>,
     pub timeout: Option<String>,
     pub authorize_url: Option<String>,
+    pub component_appid: Option<String>,
+    pub encoding_aes_key_env: Option<String>,
+    pub verify_token_env: Option<String>,
+    pub appids: Option<Vec<String>>,
+    pub allow_any_authorized: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -36,9 +36,12 @@ pub struct LoginRequest {
 }
 
 impl LoginRequest {
-    /// What the provider is asked to trade.
-    pub fn login(&self) -> Login<'_> {
+    /// What the provider is asked to trade, for the mini-program `appid`
+    /// (with the platform's access token, where its exchange needs one).
+    pub fn login<'a>(&'a self, appid: &'a str, platform_token: Option<&'a str>) -> Login<'a> {
         Login {
+            appid,
+            platform_token,
             code: &self.code,
             anonymous_code: self.anonymous_code.as_deref(),
         }
@@ -97,7 +100,8 @@ pub async fn login(
         .map_err(ApiError::TooManyLogins)?;
     let body = parse_login(&read_body(gw, req).await?)?;
     let (device_type, limit) = device_class(gw, body.device_type.as_deref())?;
-    let provider = gw.providers.pick(body.appid.as_deref())?;
+    let picked = gw.providers.pick(body.appid.as_deref())?;
+    let provider = picked.provider;
     traces::annotate(gw.tracing.as_ref(), || {
         KeyValue::new("minigate.platform", provider.platform.name())
     });
@@ -108,7 +112,7 @@ pub async fn login(
     // One platform call for concurrent logins with this code.
     let (used, session) = gw
         .codes
-        .exchange(&provider.appid, &body.code, || async {
+        .exchange(picked.appid, &body.code, || async {
             let started = std::time::Instant::now();
             let step = Step::of(
                 gw.tracing.as_ref(),
@@ -117,11 +121,20 @@ pub async fn login(
                 || {
                     vec![
                         KeyValue::new("minigate.platform", provider.platform.name()),
-                        KeyValue::new("minigate.appid", provider.appid.clone()),
+                        KeyValue::new("minigate.appid", picked.appid.to_owned()),
                     ]
                 },
             );
-            let exchanged = provider.exchange(&body.login()).await;
+            let exchanged = async {
+                // A third-party platform's exchange carries its token.
+                let token = match picked.component_appid() {
+                    Some(component) => Some(gw.wechat.component(component).await?),
+                    None => None,
+                };
+                let token = token.as_ref().map(crate::wechat::token::Token::expose);
+                provider.exchange(&body.login(picked.appid, token)).await
+            }
+            .await;
             if let Err(e) = &exchanged {
                 step.fail(ApiError::from(*e).code());
             }
@@ -139,7 +152,7 @@ pub async fn login(
             if e == crate::signin::providers::ExchangeError::RiskyUser {
                 gw.audit.emit(audit::Event::RiskyUserRefused {
                     platform: provider.platform.name(),
-                    appid: &provider.appid,
+                    appid: picked.appid,
                     client,
                 });
             }
@@ -153,8 +166,9 @@ pub async fn login(
             let subject = Subject {
                 openid: session.openid.clone(),
                 unionid: session.unionid.clone(),
-                appid: provider.appid.clone(),
+                appid: picked.appid.to_owned(),
                 platform: provider.platform,
+                component_appid: picked.component_appid().map(str::to_owned),
                 device_id: device_id.clone(),
                 uid: None,
                 roles: Vec::new(),

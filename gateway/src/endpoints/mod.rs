@@ -18,6 +18,7 @@
 //! here or on the proxied path depends on it.
 
 pub mod admin;
+mod component;
 mod documents;
 mod login;
 mod refresh;
@@ -26,6 +27,7 @@ mod verify;
 mod wechat;
 
 use crate::signin::{device_class, identify, new_pair, open_session, store_down, MAX_CODE};
+pub use component::{is_ticket_path, ticket, COMPONENT_PREFIX};
 pub use documents::{discovery, healthz, jwks, metrics, readyz};
 pub use login::{login, parse_login, LoginRequest};
 pub use refresh::{logout, parse_logout, parse_refresh, refresh};
@@ -129,6 +131,9 @@ endpoints! {
     Phone: "/auth/phone" => WeChat, phone(gw, req).await;
     /// `POST /auth/wechat/decrypt`: WeChat's legacy `encryptedData`.
     Decrypt: "/auth/wechat/decrypt" => WeChat, decrypt(gw, req).await;
+    /// `POST /auth/wechat/component/{component_appid}/ticket`: WeChat's
+    /// pushes to a third-party platform.
+    ComponentTicket: p if is_ticket_path(p) => WeChat, ticket(gw, req).await;
     /// `GET /auth/sessions`.
     Sessions: "/auth/sessions" | SESSIONS_PREFIX => Sessions, list_sessions(gw, &req).await;
     /// `DELETE /auth/sessions/{sid}`.
@@ -228,6 +233,13 @@ mod tests {
             ("/.well-known/jwks.json", Some(Endpoint::Jwks)),
             ("/healthz", Some(Endpoint::Healthz)),
             ("/auth/login/", None),
+            (
+                "/auth/wechat/component/wx3rd/ticket",
+                Some(Endpoint::ComponentTicket),
+            ),
+            ("/auth/wechat/component//ticket", None),
+            ("/auth/wechat/component/a/b/ticket", None),
+            ("/auth/wechat/component/wx3rd", None),
             ("/api/x", None),
         ] {
             assert_eq!(Endpoint::of(path), want, "{path}");

@@ -176,7 +176,8 @@ impl Metrics {
         let wechat_tokens = config
             .providers
             .iter()
-            .filter(|p| p.platform == Platform::wechat())
+            // A third-party platform's component_access_token too.
+            .filter(|p| p.platform == Platform::wechat() || p.component.is_some())
             .map(|p| {
                 let app = metrics::Label::new("appid", p.appid.clone());
                 let m = TokenMetrics {

@@ -31,7 +31,7 @@ use crate::signin::providers::{self, Providers};
 use crate::telemetry::audit::{Audit, Event, KeysOutcome, Queued};
 use crate::tokens::keys::{KeyStore, Reload};
 use crate::tokens::Tokens;
-use crate::wechat::token::{AccessTokens, AppConfig, Share, TokenMetrics};
+use crate::wechat::token::{AccessTokens, AppConfig, Share, TokenKind, TokenMetrics};
 use crate::wechat::WxClient;
 use metrics::Metrics;
 
@@ -298,8 +298,8 @@ impl crate::sessions::redis::Synced for Gateway {
     }
 }
 
-/// The token keeper of every WeChat app, sharing through the session
-/// store's Redis when there is one.
+/// The token keeper of every WeChat app and third-party platform, sharing
+/// through the session store's Redis when there is one.
 fn wechat_tokens(
     config: &Config,
     mut metrics: Vec<(String, TokenMetrics)>,
@@ -307,12 +307,17 @@ fn wechat_tokens(
     let apps = config
         .providers
         .iter()
-        .filter(|p| p.platform == Platform::wechat())
         .filter_map(|p| {
+            let kind = match p.component {
+                Some(_) => TokenKind::Component,
+                None if p.platform == Platform::wechat() => TokenKind::Stable,
+                None => return None,
+            };
             let i = metrics.iter().position(|(appid, _)| *appid == p.appid)?;
             let (_, m) = metrics.swap_remove(i);
             let app = AppConfig {
                 appid: &p.appid,
+                kind,
                 secret: p.secret()?,
                 base_url: &p.base_url,
                 timeout: p.timeout,

@@ -118,6 +118,9 @@ struct Claims {
     /// The verified phone number, once shared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     phone_number: Option<String>,
+    /// The third-party platform that logged the user in, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    component_appid: Option<String>,
     /// Refresh tokens only: the user key the session is stored under, so a
     /// refresh finds its session from the token alone (Redis Cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -340,6 +343,7 @@ impl Tokens {
             ext: who.ext.clone(),
             dvt: Some(who.device_type.to_string()),
             phone_number: who.phone.clone(),
+            component_appid: who.component_appid.clone(),
             usr: None,
         };
         let access = claims(aud, self.config.access_ttl, access_jti);
@@ -458,6 +462,7 @@ fn into_refresh(c: Claims) -> Result<Refresh, TokenError> {
             unionid: c.unionid,
             appid: c.client_id,
             platform,
+            component_appid: c.component_appid,
             device_id: c.did,
             uid: c.uid,
             roles: c.roles,
@@ -699,7 +704,8 @@ mod tests {
             openid: "o".repeat(128),
             unionid: Some("u".repeat(128)),
             appid: "a".repeat(64),
-            platform: Platform::named("wechat_web").unwrap(),
+            platform: Platform::wechat_component(),
+            component_appid: Some("c".repeat(64)),
             device_id: Some("d".repeat(128)),
             uid: Some("i".repeat(128)),
             roles,

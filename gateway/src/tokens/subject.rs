@@ -16,6 +16,10 @@ pub struct Subject {
     pub appid: String,
     /// The platform.
     pub platform: Platform,
+    /// The WeChat third-party platform that logged the user in to the
+    /// mini-program `appid` on its behalf (claim `component_appid`), if one
+    /// did.
+    pub component_appid: Option<String>,
     /// The device id the client sent at login, if any.
     pub device_id: Option<String>,
     /// The user service's id for the person, from enrichment.

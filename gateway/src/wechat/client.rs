@@ -33,6 +33,12 @@ label_enum! {
         TokenRejected,
         /// No answer within the call's deadline.
         Timeout,
+        /// 61003: the mini-program has not authorized the third-party
+        /// platform that asked for it.
+        NotAuthorized,
+        /// A third-party platform has no `component_verify_ticket` yet, or
+        /// WeChat refused the one it has (61005, 61006).
+        NoTicket,
         /// Anything else: not JSON, another errcode, a 3xx or 4xx.
         Unusable,
     }
@@ -47,6 +53,8 @@ impl WxError {
             40226 => WxError::RiskyUser,
             -1 => WxError::Busy,
             40001 | 42001 | 40014 => WxError::TokenRejected,
+            61003 => WxError::NotAuthorized,
+            61005 | 61006 => WxError::NoTicket,
             _ => WxError::Unusable,
         }
     }
@@ -59,8 +67,9 @@ impl WxError {
             WxError::InvalidCode => ApiError::InvalidCode,
             WxError::RateLimited => ApiError::RateLimited(60),
             WxError::RiskyUser => ApiError::RiskyUser,
-            WxError::Busy => ApiError::ProviderUnavailable,
+            WxError::Busy | WxError::NoTicket => ApiError::ProviderUnavailable,
             WxError::Timeout => ApiError::ProviderTimeout,
+            WxError::NotAuthorized => ApiError::InvalidRequest(NOT_AUTHORIZED),
             WxError::TokenRejected | WxError::Unusable => ApiError::ProviderError,
         }
     }
@@ -74,10 +83,17 @@ impl WxError {
             WxError::Busy => "busy",
             WxError::TokenRejected => "token_rejected",
             WxError::Timeout => "timeout",
+            WxError::NotAuthorized => "not_authorized",
+            WxError::NoTicket => "no_ticket",
             WxError::Unusable => "unusable",
         }
     }
 }
+
+/// What a login for a mini-program that has not authorized the
+/// third-party platform (61003) is told.
+pub const NOT_AUTHORIZED: &str =
+    "this mini-program has not authorized the third-party platform (WeChat errcode 61003)";
 
 /// The client; cheap to clone.
 #[derive(Debug, Clone)]
@@ -200,6 +216,8 @@ mod tests {
             (-1, WxError::Busy),
             (40001, WxError::TokenRejected),
             (42001, WxError::TokenRejected),
+            (61003, WxError::NotAuthorized),
+            (61006, WxError::NoTicket),
             (99999, WxError::Unusable),
         ] {
             let body = format!(r#"{{"errcode":{code},"errmsg":"x"}}"#);

@@ -4,10 +4,14 @@
 //! [`client`] is the one HTTP client every one of these calls goes
 //! through; [`token`] keeps the app's access token (one source of truth per
 //! cluster); [`crypt`] decrypts with the session's `session_key`, which
-//! never leaves the gateway.
+//! never leaves the gateway. A third-party platform's callback is opened
+//! by [`msgcrypt`] (WeChat's message crypto) and its ticket kept by
+//! [`component`].
 
 pub mod client;
+pub mod component;
 pub mod crypt;
+pub mod msgcrypt;
 pub mod phone;
 pub mod token;
 

@@ -13,6 +13,11 @@
 //! answers with the very token just refused, the renewal forces a new one.
 //! A token in use is renewed ahead of its expiry on the reload tick, so a
 //! caller rarely waits for WeChat.
+//!
+//! A third-party platform's `component_access_token` is the same kind of
+//! thing, kept by the same machinery: only its fetch differs
+//! ([`TokenKind::Component`]: `api_component_token`, with the latest
+//! `component_verify_ticket` WeChat pushed, from [`Tickets`]).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,6 +26,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use super::client::{WxClient, WxError};
+pub use super::component::Tickets;
 use crate::config::Secret;
 use crate::telemetry::labels::Counters;
 use crate::tokens::now_secs;
@@ -75,10 +81,31 @@ pub struct TokenMetrics {
     pub expiry: metrics::Gauge,
 }
 
+/// Which of WeChat's tokens an app keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A mini-program's access token, from `stable_token`.
+    Stable,
+    /// A third-party platform's `component_access_token`, from
+    /// `api_component_token`.
+    Component,
+}
+
+impl TokenKind {
+    /// The hash tag of an app's keys in Redis.
+    pub(super) fn tag(self, appid: &str) -> String {
+        match self {
+            TokenKind::Stable => format!("wechat:{appid}"),
+            TokenKind::Component => format!("wechat_component:{appid}"),
+        }
+    }
+}
+
 /// One WeChat app's token.
 #[derive(Debug)]
 struct App {
     appid: String,
+    kind: TokenKind,
     secret: Secret,
     base: String,
     url: Url,
@@ -129,37 +156,54 @@ impl Share {
         Some(Share { redis })
     }
 
-    /// Keys of one app, under one hash tag so they share a Cluster slot.
-    fn key(appid: &str, what: &str) -> String {
-        format!("minigate:{{wechat:{appid}}}:{what}")
+    /// Keys of one app (its [`TokenKind::tag`]), under one hash tag so
+    /// they share a Cluster slot.
+    fn key(tag: &str, what: &str) -> String {
+        format!("minigate:{{{tag}}}:{what}")
     }
 
-    async fn shared(&self, appid: &str) -> redis::RedisResult<Option<Token>> {
+    /// The value of `what` of the app tagged `tag`.
+    pub(super) async fn get(&self, tag: &str, what: &str) -> redis::RedisResult<Option<String>> {
         let mut con = self.redis.clone();
-        let raw: Option<String> = redis::cmd("GET")
-            .arg(Self::key(appid, "access_token"))
-            .query_async(&mut con)
-            .await?;
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
-    }
-
-    async fn put(&self, appid: &str, token: &Token) -> redis::RedisResult<()> {
-        let mut con = self.redis.clone();
-        let ttl = token.expires_in().max(1);
-        let value = serde_json::to_string(token).unwrap_or_default();
-        redis::cmd("SET")
-            .arg(Self::key(appid, "access_token"))
-            .arg(value)
-            .arg("EX")
-            .arg(ttl)
+        redis::cmd("GET")
+            .arg(Self::key(tag, what))
             .query_async(&mut con)
             .await
     }
 
-    async fn lock(&self, appid: &str, me: &str) -> redis::RedisResult<bool> {
+    /// Sets `what` of the app tagged `tag` to `value` for `ttl` seconds.
+    pub(super) async fn set(
+        &self,
+        tag: &str,
+        what: &str,
+        value: &str,
+        ttl: u64,
+    ) -> redis::RedisResult<()> {
+        let mut con = self.redis.clone();
+        redis::cmd("SET")
+            .arg(Self::key(tag, what))
+            .arg(value)
+            .arg("EX")
+            .arg(ttl.max(1))
+            .query_async(&mut con)
+            .await
+    }
+
+    async fn shared(&self, tag: &str) -> redis::RedisResult<Option<Token>> {
+        let raw = self.get(tag, "access_token").await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    async fn put(&self, tag: &str, token: &Token) -> redis::RedisResult<()> {
+        let value = serde_json::to_string(token).unwrap_or_default();
+        self.set(tag, "access_token", &value, token.expires_in())
+            .await
+    }
+
+    async fn lock(&self, tag: &str, me: &str) -> redis::RedisResult<bool> {
         let mut con = self.redis.clone();
         let set: Option<String> = redis::cmd("SET")
-            .arg(Self::key(appid, "renewing"))
+            .arg(Self::key(tag, "renewing"))
             .arg(me)
             .arg("NX")
             .arg("PX")
@@ -169,10 +213,10 @@ impl Share {
         Ok(set.is_some())
     }
 
-    async fn unlock(&self, appid: &str, me: &str) {
+    async fn unlock(&self, tag: &str, me: &str) {
         let mut con = self.redis.clone();
         let _: redis::RedisResult<i64> = redis::Script::new(UNLOCK)
-            .key(Self::key(appid, "renewing"))
+            .key(Self::key(tag, "renewing"))
             .arg(me)
             .invoke_async(&mut con)
             .await;
@@ -193,18 +237,36 @@ struct StableTokenAnswer {
     expires_in: u64,
 }
 
-/// The access tokens of every configured WeChat app.
+#[derive(Serialize)]
+struct ComponentTokenAsk<'a> {
+    component_appid: &'a str,
+    component_appsecret: &'a str,
+    component_verify_ticket: &'a str,
+}
+
+#[derive(Deserialize)]
+struct ComponentTokenAnswer {
+    component_access_token: String,
+    expires_in: u64,
+}
+
+/// The access tokens of every configured WeChat app, and the
+/// `component_access_token` of every third-party platform.
 #[derive(Debug)]
 pub struct AccessTokens {
     apps: Vec<(App, TokenMetrics)>,
     client: WxClient,
     share: Option<Share>,
+    /// The third-party platforms' `component_verify_ticket`s.
+    pub tickets: Tickets,
 }
 
 /// One app to keep a token for.
 pub struct AppConfig<'a> {
-    /// The appid.
+    /// The appid (a third-party platform's `component_appid`).
     pub appid: &'a str,
+    /// Which token.
+    pub kind: TokenKind,
     /// Its secret.
     pub secret: &'a Secret,
     /// The WeChat API base URL.
@@ -223,10 +285,15 @@ impl AccessTokens {
         let apps = apps
             .into_iter()
             .filter_map(|(a, m)| {
-                let url = Url::parse(&format!("{}/cgi-bin/stable_token", a.base_url)).ok()?;
+                let path = match a.kind {
+                    TokenKind::Stable => "/cgi-bin/stable_token",
+                    TokenKind::Component => "/cgi-bin/component/api_component_token",
+                };
+                let url = Url::parse(&format!("{}{path}", a.base_url)).ok()?;
                 Some((
                     App {
                         appid: a.appid.to_owned(),
+                        kind: a.kind,
                         secret: a.secret.clone(),
                         base: a.base_url.to_owned(),
                         url,
@@ -241,18 +308,29 @@ impl AccessTokens {
         AccessTokens {
             apps,
             client,
+            tickets: Tickets::new(share.clone()),
             share,
         }
     }
 
-    /// Whether `appid` is one of the apps.
+    /// Whether `appid` is one of the (mini-program) apps.
     pub fn knows(&self, appid: &str) -> bool {
-        self.apps.iter().any(|(a, _)| a.appid == appid)
+        self.app(appid, TokenKind::Stable).is_ok()
     }
 
     /// The app's token: the one in hand while it is fresh, else a renewed one.
     pub async fn get(&self, appid: &str) -> Result<Token, WxError> {
-        let (app, m) = self.app(appid)?;
+        self.get_kind(appid, TokenKind::Stable).await
+    }
+
+    /// The `component_access_token` of the third-party platform
+    /// `component_appid`, likewise.
+    pub async fn component(&self, component_appid: &str) -> Result<Token, WxError> {
+        self.get_kind(component_appid, TokenKind::Component).await
+    }
+
+    async fn get_kind(&self, appid: &str, kind: TokenKind) -> Result<Token, WxError> {
+        let (app, m) = self.app(appid, kind)?;
         if let Some(t) = app.cached().filter(Token::fresh) {
             return Ok(t);
         }
@@ -268,7 +346,7 @@ impl AccessTokens {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, WxError> {
-        let (app, _) = self.app(appid)?;
+        let (app, _) = self.app(appid, TokenKind::Stable)?;
         let mut token = self.get(appid).await?;
         for attempt in 0..2 {
             let mut url =
@@ -302,14 +380,14 @@ impl AccessTokens {
 
     /// A new token after WeChat refused `rejected`.
     pub async fn renew_rejected(&self, appid: &str, rejected: &Token) -> Result<Token, WxError> {
-        let (app, m) = self.app(appid)?;
+        let (app, m) = self.app(appid, TokenKind::Stable)?;
         self.renew(app, m, Some(rejected)).await
     }
 
-    fn app(&self, appid: &str) -> Result<(&App, &TokenMetrics), WxError> {
+    fn app(&self, appid: &str, kind: TokenKind) -> Result<(&App, &TokenMetrics), WxError> {
         self.apps
             .iter()
-            .find(|(a, _)| a.appid == appid)
+            .find(|(a, _)| a.appid == appid && a.kind == kind)
             .map(|(a, m)| (a, m))
             .ok_or(WxError::Unusable)
     }
@@ -345,21 +423,22 @@ impl AccessTokens {
         rejected: Option<&Token>,
         usable: &impl Fn(&Token) -> bool,
     ) -> Result<Token, WxError> {
-        if let Ok(Some(t)) = share.shared(&app.appid).await {
+        let tag = app.kind.tag(&app.appid);
+        if let Ok(Some(t)) = share.shared(&tag).await {
             if usable(&t) {
                 return Ok(t);
             }
         }
         let me = crate::tokens::random_id().unwrap_or_else(|_| "minigate".to_owned());
-        match share.lock(&app.appid, &me).await {
+        match share.lock(&tag, &me).await {
             Ok(true) => {
                 let fetched = self.fetch(app, m, rejected).await;
                 if let Ok(t) = &fetched {
-                    if let Err(e) = share.put(&app.appid, t).await {
+                    if let Err(e) = share.put(&tag, t).await {
                         tracing::warn!(appid = %app.appid, error = ?e.kind(), "could not share the WeChat access token");
                     }
                 }
-                share.unlock(&app.appid, &me).await;
+                share.unlock(&tag, &me).await;
                 fetched
             }
             Ok(false) => {
@@ -367,18 +446,18 @@ impl AccessTokens {
                 let deadline = tokio::time::Instant::now() + app.timeout + LOCK_TTL;
                 while tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(POLL).await;
-                    if let Ok(Some(t)) = share.shared(&app.appid).await {
+                    if let Ok(Some(t)) = share.shared(&tag).await {
                         if usable(&t) {
                             return Ok(t);
                         }
                     }
                     // The holder gave up or died: its lock is gone, try again.
-                    if let Ok(true) = share.lock(&app.appid, &me).await {
+                    if let Ok(true) = share.lock(&tag, &me).await {
                         let fetched = self.fetch(app, m, rejected).await;
                         if let Ok(t) = &fetched {
-                            let _ = share.put(&app.appid, t).await;
+                            let _ = share.put(&tag, t).await;
                         }
-                        share.unlock(&app.appid, &me).await;
+                        share.unlock(&tag, &me).await;
                         return fetched;
                     }
                 }
@@ -390,13 +469,17 @@ impl AccessTokens {
     }
 
     /// Asks `stable_token`; forces a new token if it hands back the one
-    /// WeChat just refused.
+    /// WeChat just refused. A third-party platform's comes from
+    /// `api_component_token`, new at every call.
     async fn fetch(
         &self,
         app: &App,
         m: &TokenMetrics,
         rejected: Option<&Token>,
     ) -> Result<Token, WxError> {
+        if app.kind == TokenKind::Component {
+            return self.component_token(app, m).await;
+        }
         let mut token = self.stable_token(app, m, false).await?;
         if rejected.is_some_and(|r| r.value == token.value) {
             token = self.stable_token(app, m, true).await?;
@@ -420,13 +503,42 @@ impl AccessTokens {
             .client
             .post_json(app.url.clone(), &ask, app.timeout)
             .await;
+        let answer = answer.map(|a| (a.access_token, a.expires_in));
+        Self::counted(app, m, answer)
+    }
+
+    async fn component_token(&self, app: &App, m: &TokenMetrics) -> Result<Token, WxError> {
+        let Some(ticket) = self.tickets.current(&app.appid).await else {
+            m.failures.increment(WxError::NoTicket);
+            tracing::warn!(appid = %app.appid, "no component_verify_ticket from WeChat yet: the component_access_token must wait for one");
+            return Err(WxError::NoTicket);
+        };
+        let ask = ComponentTokenAsk {
+            component_appid: &app.appid,
+            component_appsecret: app.secret.expose(),
+            component_verify_ticket: ticket.expose(),
+        };
+        let answer: Result<ComponentTokenAnswer, WxError> = self
+            .client
+            .post_json(app.url.clone(), &ask, app.timeout)
+            .await;
+        let answer = answer.map(|a| (a.component_access_token, a.expires_in));
+        Self::counted(app, m, answer)
+    }
+
+    /// A fetched token (its value and lifetime) as a [`Token`], counted.
+    fn counted(
+        app: &App,
+        m: &TokenMetrics,
+        answer: Result<(String, u64), WxError>,
+    ) -> Result<Token, WxError> {
         match answer {
-            Ok(a) if !a.access_token.is_empty() && a.expires_in > 0 => {
+            Ok((value, expires_in)) if !value.is_empty() && expires_in > 0 => {
                 m.renewals.increment(1);
-                tracing::info!(appid = %app.appid, expires_in = a.expires_in, force_refresh, "WeChat access token renewed");
+                tracing::info!(appid = %app.appid, kind = ?app.kind, expires_in, "WeChat access token renewed");
                 Ok(Token {
-                    value: a.access_token,
-                    expires_at: now_secs() + a.expires_in,
+                    value,
+                    expires_at: now_secs() + expires_in,
                 })
             }
             Ok(_) => {

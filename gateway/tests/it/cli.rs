@@ -330,7 +330,9 @@ fn walkthrough_worked(out: &std::process::Output, stderr: &str) {
     ignore = "needs tools outside Rust: ./test runs it"
 )]
 fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
-    let runs: Vec<_> = ["qq", "douyin", "baidu", "alipay"]
+    // wechat_component: the stand-in pushes its ticket at start, and the
+    // dev mini-program logs in through the third-party platform.
+    let runs: Vec<_> = ["qq", "douyin", "baidu", "alipay", "wechat_component"]
         .into_iter()
         .map(|platform| {
             std::thread::spawn(move || {
@@ -363,6 +365,11 @@ fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
         assert!(text.contains("\"x-auth-openid\": \"dev-openid-"), "{text}");
         assert!(text.contains("HTTP/1.1 401"), "{text}");
         assert!(!stderr.contains("dev-mode-app-secret") && !stderr.contains("eyJ"));
+        // Nor a component_verify_ticket or component_access_token.
+        assert!(
+            !stderr.contains("ticket@@@") && !stderr.contains("CAT-"),
+            "{stderr}"
+        );
         assert!(!stderr.contains("code exchange failed"), "{stderr}");
     }
     // An unknown platform, or --platform without --dev, is refused.

@@ -12,6 +12,7 @@ mod admin;
 mod audit;
 mod authz;
 mod cli;
+mod component;
 mod deploy;
 mod devices;
 mod enrichment;

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod component;
 mod providers;
 mod routes;
 mod server;
@@ -128,6 +129,7 @@ impl Config {
             }
             providers.push(p);
         }
+        component::check_all(&providers)?;
         let mut routes = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
             let r = route(i, r)?;

@@ -62,11 +62,11 @@ pub fn public_origin(url: &str) -> Result<String, &'static str> {
 
 pub(super) fn provider(
     i: usize,
-    p: RawProvider,
+    mut p: RawProvider,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ProviderConfig, ConfigError> {
     let key = |k: &str| format!("providers[{i}].{k}");
-    let name = required(&key("platform"), p.platform)?;
+    let name = required(&key("platform"), p.platform.take())?;
     let platform = Platform::named(&name).ok_or_else(|| {
         let known: Vec<&str> = Platform::all().map(Platform::name).collect();
         err(
@@ -74,7 +74,13 @@ pub(super) fn provider(
             format!("{name:?} is not a known platform ({})", known.join(", ")),
         )
     })?;
-    let appid = required(&key("appid"), p.appid)?;
+    let (appid, component) = if super::component::is_component(platform) {
+        let (appid, c) = super::component::component(&key, &mut p, env)?;
+        (appid, Some(c))
+    } else {
+        super::component::refuse_keys(&key, &p, &name)?;
+        (required(&key("appid"), p.appid)?, None)
+    };
     if !is_header_safe(&appid, 64) {
         return Err(err(key("appid"), "must be 1-64 visible ASCII characters"));
     }
@@ -164,6 +170,7 @@ pub(super) fn provider(
     };
     Ok(ProviderConfig {
         authorize_url,
+        component,
         platform,
         appid,
         credentials,

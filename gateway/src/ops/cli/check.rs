@@ -69,6 +69,9 @@ pub(super) fn check(path: &Path, offline: bool) -> Result<(), Failure> {
             d(p.timeout),
             p.credentials
         );
+        if let Some(c) = &p.component {
+            say!("          {c}");
+        }
         if let Some(page) = &p.authorize_url {
             say!(
                 "          browser sign-in, authorize page at {}",

@@ -7,11 +7,14 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use base64::Engine as _;
 use std::net::SocketAddr;
 
-use super::standins::{App, Credential, Login, Outcome, Script, User};
+use super::standins::{App, Component, Credential, Login, Outcome, Script, User};
 use super::DevError;
 use crate::config::CredentialKind;
-use crate::config::{defaults, Credentials, KeyPair, Platform, ProviderConfig, Secret};
+use crate::config::{
+    defaults, ComponentConfig, Credentials, KeyPair, Platform, ProviderConfig, Secret,
+};
 use crate::crypto::rsa2::SigningKey;
+use crate::wechat::msgcrypt::MsgCrypt;
 
 /// The appid of the dev WeChat mini-program.
 pub const DEV_APPID: &str = "wxdev000000000000";
@@ -23,6 +26,12 @@ const DEV_SECRET: &str = "dev-mode-app-secret";
 /// mini-program.
 pub const DEV_WEB_APPID: &str = "wxdevweb000000000";
 const DEV_WEB_SECRET: &str = "dev-mode-web-secret";
+/// The dev third-party platform (`wechat_component`), which logs in the
+/// dev mini-program [`DEV_APPID`] on its behalf.
+pub const DEV_COMPONENT_APPID: &str = "wxdev3rd000000000";
+/// Its dev `EncodingAESKey` and message token: they protect nothing.
+const DEV_COMPONENT_AES_KEY: &str = "ZGV2IG1vZGUgb25seTogcHJvdGVjdHMgbm90aGluZzA";
+const DEV_COMPONENT_TOKEN: &str = "devComponentToken";
 /// A throwaway 2048-bit RSA key, PKCS#8 base64, made for dev mode only: it
 /// signs the gateway's Alipay calls and the stand-in's answers alike (ring
 /// cannot generate RSA keys). It protects nothing.
@@ -32,6 +41,7 @@ const DEV_RSA_KEY: &str = include_str!("alipay-dev-key.pk8.b64");
 pub(super) fn appid(platform: Platform) -> &'static str {
     match platform.name() {
         "wechat" => DEV_APPID,
+        "wechat_component" => DEV_COMPONENT_APPID,
         "qq" => "1100000000",
         "douyin" => DOUYIN_APPID,
         "baidu" => BAIDU_APPID,
@@ -43,7 +53,7 @@ pub(super) fn appid(platform: Platform) -> &'static str {
 /// What a mini-program calls on `platform` to get a code.
 pub(super) fn client_call(platform: Platform) -> &'static str {
     match platform.name() {
-        "wechat" => "wx.login()",
+        "wechat" | "wechat_component" => "wx.login()",
         "qq" => "qq.login()",
         "douyin" => "tt.login()",
         "baidu" => "swan.login()",
@@ -67,9 +77,29 @@ fn web_platform() -> Result<Platform, DevError> {
 pub(super) fn standin_apps(platform: Platform) -> Result<Vec<App>, DevError> {
     if !matches!(
         platform.name(),
-        "wechat" | "qq" | "douyin" | "baidu" | "alipay"
+        "wechat" | "qq" | "douyin" | "baidu" | "alipay" | "wechat_component"
     ) {
         return Err(DevError::Platform(platform.name(), "has no dev stand-in"));
+    }
+    if let Some(c) = component(platform) {
+        let crypt = MsgCrypt::new(
+            DEV_COMPONENT_APPID,
+            c.verify_token.expose(),
+            c.encoding_aes_key.expose(),
+        )
+        .ok_or(DevError::Platform(
+            "wechat_component",
+            "the built-in dev key did not load",
+        ))?;
+        return Ok(vec![App {
+            platform,
+            appid: DEV_COMPONENT_APPID.into(),
+            credential: Credential::Component(Component {
+                secret: DEV_SECRET.into(),
+                crypt,
+                authorized: c.appids,
+            }),
+        }]);
     }
     let mut apps = vec![match platform.credentials() {
         CredentialKind::AppSecret => App::secret(platform, appid(platform), DEV_SECRET),
@@ -109,6 +139,7 @@ pub(super) fn providers(
             base_url: format!("http://{addr}"),
             timeout: defaults::PROVIDER_TIMEOUT,
             authorize_url: Some(format!("http://{addr}")),
+            component: None,
         });
     }
     Ok(all)
@@ -144,6 +175,20 @@ fn provider(platform: Platform, addr: SocketAddr) -> Result<ProviderConfig, DevE
         base_url: format!("http://{addr}{path}"),
         timeout: defaults::PROVIDER_TIMEOUT,
         authorize_url: None,
+        component: component(platform),
+    })
+}
+
+/// The dev third-party platform's own keys, when `platform` is one: it
+/// logs in the dev WeChat mini-program.
+fn component(platform: Platform) -> Option<ComponentConfig> {
+    (platform == Platform::wechat_component()).then(|| ComponentConfig {
+        encoding_aes_key: Secret::new(DEV_COMPONENT_AES_KEY.into()),
+        encoding_aes_key_env: "(built in, dev)".into(),
+        verify_token: Secret::new(DEV_COMPONENT_TOKEN.into()),
+        verify_token_env: "(built in, dev)".into(),
+        appids: vec![DEV_APPID.into()],
+        allow_any_authorized: false,
     })
 }
 

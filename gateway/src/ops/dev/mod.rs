@@ -10,7 +10,10 @@
 //! page that sends the browser back with a code and the state, and
 //! `sns/oauth2/access_token`), so the browser sign-in can be clicked
 //! through on `http://127.0.0.1` (a `wechat_web` app, `[web] cookies =
-//! true`). None of this runs without `--dev`: the stand-ins are public so
+//! true`). With `--platform wechat_component` the stand-in is a third-party
+//! platform's WeChat, which pushes the gateway a `component_verify_ticket`
+//! at start as WeChat would, and the dev mini-program logs in through the
+//! platform. None of this runs without `--dev`: the stand-ins are public so
 //! that the integration tests drive the same ones, but only [`start`] and
 //! the tests start them.
 
@@ -168,7 +171,7 @@ pub fn walkthrough(addr: SocketAddr, platform: Platform) -> String {
     let call = apps::client_call(platform);
     format!(
         r#"minigate dev mode: NOT FOR PRODUCTION (in-memory keys, stand-in {name}, demo upstream)
-gateway on {base}, one {name} mini-program (appid {appid}) logging in at a stand-in {name}
+gateway on {base}, one {name} mini-program (appid {appid}) logging in at a stand-in {name}{component}
   /api/     -> demo upstream, token required
   /maybe/   -> demo upstream, token optional
   /public/  -> demo upstream, no check
@@ -190,7 +193,21 @@ curl -s {base}/.well-known/jwks.json; echo
 token stops working too. POST /auth/logout with a refresh token ends a session the same way.
 Other platforms: serve --dev --platform {platforms}.)
 {browser}"#,
-        appid = apps::appid(platform),
+        appid = if platform == Platform::wechat_component() {
+            apps::DEV_APPID
+        } else {
+            apps::appid(platform)
+        },
+        component = if platform == Platform::wechat_component() {
+            format!(
+                "\n  through the third-party platform {}, whose component_verify_ticket the stand-in\n  pushed to {base}{}{}/ticket at start, as WeChat does every 10 minutes",
+                apps::DEV_COMPONENT_APPID,
+                crate::endpoints::COMPONENT_PREFIX,
+                apps::DEV_COMPONENT_APPID
+            )
+        } else {
+            String::new()
+        },
         browser = if platform == Platform::wechat() {
             format!(
                 r#"
@@ -270,7 +287,7 @@ pub async fn start(listen: SocketAddr, platform: Platform) -> Result<Running, De
     let (upstream, upstream_addr) = bind(loopback(0)).await?;
     let (gateway_listener, listen) = bind(listen).await?;
     let config = dev_config(listen, platform, stand_in_addr, upstream_addr)?;
-    standins::StandIn::serve(
+    let standin = standins::StandIn::serve(
         stand_in,
         apps::standin_apps(platform)?,
         apps::DevUsers,
@@ -284,8 +301,36 @@ pub async fn start(listen: SocketAddr, platform: Platform) -> Result<Running, De
     let keys = jwks::KeySet::generate(jwks::Alg::ES256, std::time::SystemTime::now())?;
     let store = crate::tokens::keys::KeyStore::new(keys, &config.tokens.issuer);
     let gateway = std::sync::Arc::new(Gateway::new(&config, store).map_err(DevError::Start)?);
-    crate::listener::serve(gateway_listener, gateway, None).map_err(|source| DevError::Bind {
-        addr: listen,
-        source,
-    })
+    let running = crate::listener::serve(gateway_listener, gateway, None).map_err(|source| {
+        DevError::Bind {
+            addr: listen,
+            source,
+        }
+    })?;
+    if platform == Platform::wechat_component() {
+        // WeChat pushes the platform its ticket every 10 minutes; the
+        // stand-in pushes one now, so that logins work from the start.
+        let pushed = match crate::outbound::client() {
+            Ok(http) => standin
+                .push_ticket(
+                    &http,
+                    apps::DEV_COMPONENT_APPID,
+                    &format!(
+                        "http://{listen}{}{}/ticket",
+                        crate::endpoints::COMPONENT_PREFIX,
+                        apps::DEV_COMPONENT_APPID
+                    ),
+                )
+                .await
+                .is_ok_and(|(status, _)| status == StatusCode::OK),
+            Err(_) => false,
+        };
+        if !pushed {
+            return Err(DevError::Platform(
+                "wechat_component",
+                "the stand-in could not push its component_verify_ticket to the gateway",
+            ));
+        }
+    }
+    Ok(running)
 }

@@ -37,7 +37,16 @@ macro_rules! platforms {
     };
 }
 
-platforms!(wechat, qq, douyin, baidu, alipay, wechat_web, wechat_pc);
+platforms!(
+    wechat,
+    qq,
+    douyin,
+    baidu,
+    alipay,
+    wechat_web,
+    wechat_pc,
+    wechat_component
+);
 
 /// The platforms' error codes in operators' terms.
 pub mod meaning;
@@ -90,6 +99,12 @@ impl Platform {
     /// phone number, decryption) the gateway also speaks.
     pub fn wechat() -> Platform {
         Platform(&wechat::PLATFORM)
+    }
+
+    /// A WeChat third-party platform, logging in the mini-programs that
+    /// authorized it.
+    pub fn wechat_component() -> Platform {
+        Platform(&wechat_component::PLATFORM)
     }
 
     /// Every platform, in registry order.
@@ -176,6 +191,13 @@ pub trait Exchange: Send + Sync {
 /// What a client sends to log in.
 #[derive(Debug, Clone, Copy)]
 pub struct Login<'a> {
+    /// The mini-program the code is for: the provider's own, or one a
+    /// third-party platform logs in.
+    pub appid: &'a str,
+    /// The platform's access token the exchange carries, for platforms
+    /// whose exchange needs one (a third-party platform's
+    /// `component_access_token`); fetched by the login, never logged.
+    pub platform_token: Option<&'a str>,
     /// The login code (`wx.login`'s `code`, `my.getAuthCode`'s `authCode`…).
     pub code: &'a str,
     /// Douyin's `anonymousCode`, when the client sent one.
@@ -219,6 +241,9 @@ label_enum! {
         Unavailable,
         /// The platform did not answer within the provider's timeout.
         Timeout,
+        /// The mini-program has not authorized the third-party platform
+        /// that logs it in (WeChat's 61003).
+        NotAuthorized,
         /// The answer cannot be used (not JSON, no openid, unknown errcode, a
         /// signature that does not verify…).
         Unusable,
@@ -234,6 +259,9 @@ impl From<ExchangeError> for ApiError {
             ExchangeError::RiskyUser => ApiError::RiskyUser,
             ExchangeError::Unavailable => ApiError::ProviderUnavailable,
             ExchangeError::Timeout => ApiError::ProviderTimeout,
+            ExchangeError::NotAuthorized => {
+                ApiError::InvalidRequest(crate::wechat::client::NOT_AUTHORIZED)
+            }
             ExchangeError::Unusable => ApiError::ProviderError,
         }
     }
@@ -302,10 +330,13 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
 
 /// One configured mini-program and the client for its platform.
 pub struct Provider {
-    /// The mini-program's appid (`client_id` of its tokens).
+    /// The mini-program's appid (`client_id` of its tokens); a third-party
+    /// platform's `component_appid`.
     pub appid: String,
     /// Its platform.
     pub platform: Platform,
+    /// A third-party platform's keys and the mini-programs it logs in.
+    pub component: Option<crate::config::ComponentConfig>,
     timeout: Duration,
     http: reqwest::Client,
     wire: Box<dyn Exchange>,
@@ -330,6 +361,7 @@ impl Provider {
         Ok(Provider {
             appid: config.appid.clone(),
             platform: config.platform,
+            component: config.component.clone(),
             timeout: config.timeout,
             http,
             wire: (config.platform.0.build)(config)?,
@@ -420,17 +452,90 @@ impl Providers {
         Ok(Providers { list })
     }
 
-    /// The provider for a login: the one named by `appid`, or the only one.
-    pub fn pick(&self, appid: Option<&str>) -> Result<&Provider, ApiError> {
-        pick(
+    /// The provider for a login and the mini-program it logs in to: the
+    /// provider of `appid`, else the third-party platform that lists it,
+    /// else one that takes any authorized appid; without `appid`, the only
+    /// provider (a third-party platform's only mini-program).
+    pub fn pick<'a>(&'a self, appid: Option<&'a str>) -> Result<Picked<'a>, ApiError> {
+        let own = |p: &&Provider| p.component.is_none();
+        if let Some(id) = appid {
+            let listed = |p: &&Provider| {
+                p.component
+                    .as_ref()
+                    .is_some_and(|c| c.appids.iter().any(|a| a == id))
+            };
+            let any = |p: &&Provider| p.component.as_ref().is_some_and(|c| c.allow_any_authorized);
+            if let Some(p) = self.list.iter().filter(own).find(|p| p.appid == id) {
+                return Ok(Picked {
+                    provider: p,
+                    appid: &p.appid,
+                });
+            }
+            return match self
+                .list
+                .iter()
+                .find(listed)
+                .or_else(|| self.list.iter().find(any))
+            {
+                Some(p) => Ok(Picked {
+                    provider: p,
+                    appid: id,
+                }),
+                None => Err(ApiError::InvalidRequest("unknown appid")),
+            };
+        }
+        let provider = pick(
             &self.list,
-            appid,
+            None,
             |p| &p.appid,
             [
                 "no mini-program is configured for login",
                 "appid is required: several mini-programs are configured",
             ],
-        )
+        )?;
+        match &provider.component {
+            None => Ok(Picked {
+                provider,
+                appid: &provider.appid,
+            }),
+            // A platform of one mini-program: that one.
+            Some(c) if !c.allow_any_authorized && c.appids.len() == 1 => Ok(Picked {
+                provider,
+                appid: &c.appids[0],
+            }),
+            Some(_) => Err(ApiError::InvalidRequest(
+                "appid is required: a third-party platform logs in several mini-programs",
+            )),
+        }
+    }
+}
+
+impl Providers {
+    /// The third-party platform `component_appid`.
+    pub fn component(&self, component_appid: &str) -> Option<&Provider> {
+        self.list
+            .iter()
+            .find(|p| p.component.is_some() && p.appid == component_appid)
+    }
+}
+
+/// A login's provider and the mini-program it logs in to.
+#[derive(Debug, Clone, Copy)]
+pub struct Picked<'a> {
+    /// The provider.
+    pub provider: &'a Provider,
+    /// The mini-program (`client_id`): the provider's own appid, or one
+    /// its third-party platform logs in.
+    pub appid: &'a str,
+}
+
+impl Picked<'_> {
+    /// The third-party platform that logs the user in, if one does.
+    pub fn component_appid(&self) -> Option<&str> {
+        self.provider
+            .component
+            .as_ref()
+            .map(|_| self.provider.appid.as_str())
     }
 }
 
@@ -470,7 +575,8 @@ mod tests {
                 "baidu",
                 "alipay",
                 "wechat_web",
-                "wechat_pc"
+                "wechat_pc",
+                "wechat_component"
             ]
         );
         let web: Vec<&str> = Platform::all()

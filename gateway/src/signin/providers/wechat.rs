@@ -27,7 +27,8 @@ impl From<WxError> for ExchangeError {
             WxError::InvalidCode => ExchangeError::InvalidCode,
             WxError::RateLimited => ExchangeError::RateLimited,
             WxError::RiskyUser => ExchangeError::RiskyUser,
-            WxError::Busy => ExchangeError::Unavailable,
+            WxError::Busy | WxError::NoTicket => ExchangeError::Unavailable,
+            WxError::NotAuthorized => ExchangeError::NotAuthorized,
             WxError::Timeout => ExchangeError::Timeout,
             WxError::TokenRejected | WxError::Unusable => ExchangeError::Unusable,
         }

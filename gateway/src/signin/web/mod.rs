@@ -351,6 +351,7 @@ async fn signed_in(
         device_type: DeviceClass::new(device_type),
         session_user: None,
         phone: None,
+        component_appid: None,
     };
     let (subject, sid, pair) = open_session(gw, subject, limit, None)
         .await

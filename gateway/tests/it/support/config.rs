@@ -221,6 +221,11 @@ table!(
         base_url: String,
         authorize_url: String,
         timeout: Duration,
+        component_appid: &str,
+        encoding_aes_key_env: &str,
+        verify_token_env: &str,
+        appids: Vec<&'static str>,
+        allow_any_authorized: bool,
     }
 );
 

@@ -5,6 +5,7 @@
 //! upstream of pages, and headless Chromium.
 
 mod browser;
+mod component;
 mod config;
 mod gateway;
 mod nginx;
@@ -20,6 +21,7 @@ mod wechat;
 mod wsgi;
 
 pub use browser::*;
+pub use component::*;
 pub use config::*;
 pub use gateway::*;
 pub use nginx::*;

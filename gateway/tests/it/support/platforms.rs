@@ -155,7 +155,7 @@ impl Script for Codes {
     fn login(&self, login: &Login<'_>) -> Outcome {
         let code = login.code;
         match login.platform.name() {
-            "wechat" | "qq" => wechat_code(code),
+            "wechat" | "qq" | "wechat_component" => wechat_code(code),
             "wechat_web" | "wechat_pc" => self.web_code(login.appid, code),
             name => {
                 let answer = || match name {

@@ -1,7 +1,9 @@
 //! Stand-ins for the platforms the gateway calls, speaking each one's wire
 //! format: WeChat's and QQ's `jscode2session`, WeChat's `stable_token`,
 //! phone-number exchange and web authorization (its authorize pages and
-//! `sns/oauth2/access_token`), Douyin's JSON POST, Baidu's form POST and
+//! `sns/oauth2/access_token`), a WeChat third-party platform's side (the
+//! `component_verify_ticket` it pushes, `api_component_token`, component
+//! `jscode2session`), Douyin's JSON POST, Baidu's form POST and
 //! Alipay's RSA2-signed form POST with its signed answers. Each checks the
 //! call as its platform would (method, path, encoding, the app and its
 //! secret or signature, the fixed parameters) and answers in its shape.
@@ -19,6 +21,7 @@
 //! listen on loopback only and are started by `serve --dev` or by a test,
 //! never by a configured gateway.
 
+mod component;
 mod others;
 mod wechat;
 
@@ -37,6 +40,7 @@ use tokio::net::TcpListener;
 use crate::config::Platform;
 use crate::crypto::rsa2::{SigningKey, VerifyingKey};
 
+pub use component::{ticket_message, Component, Push};
 pub use others::alipay_signed;
 
 /// One app a stand-in knows.
@@ -62,6 +66,8 @@ pub enum Credential {
         /// The stand-in Alipay's own private key.
         platform: SigningKey,
     },
+    /// A WeChat third-party platform (its `appid` the `component_appid`).
+    Component(Component),
 }
 
 impl App {
@@ -258,8 +264,12 @@ struct State {
     bad_signatures: AtomicUsize,
     /// Codes the redirecting authorize page hands out next.
     codes: Mutex<VecDeque<String>>,
-    /// Codes it made up when none was queued.
+    /// Codes it made up when none was queued; tickets and tokens made.
     made_up: AtomicUsize,
+    /// The `component_verify_ticket`s pushed.
+    tickets: Mutex<Vec<String>>,
+    /// The `component_access_token`s issued.
+    component_tokens: Mutex<Vec<String>>,
 }
 
 /// How many calls a stand-in keeps ([`StandIn::calls`]): far more than any
@@ -294,6 +304,8 @@ impl StandIn {
                 bad_signatures: AtomicUsize::new(0),
                 codes: Mutex::default(),
                 made_up: AtomicUsize::new(0),
+                tickets: Mutex::default(),
+                component_tokens: Mutex::default(),
             }),
         };
         let me = standin.clone();
@@ -410,6 +422,10 @@ impl StandIn {
             ("GET", "/sns/jscode2session") => self.jscode2session(&call),
             ("POST", "/cgi-bin/stable_token") => return self.stable_token(&call),
             ("POST", "/wxa/business/getuserphonenumber") => self.phone_number(&call),
+            ("POST", "/cgi-bin/component/api_component_token") => {
+                return self.component_token(&call)
+            }
+            ("GET", "/sns/component/jscode2session") => self.component_jscode2session(&call),
             ("GET", "/connect/oauth2/authorize" | "/connect/qrconnect") => {
                 return self.authorize_page(&call)
             }

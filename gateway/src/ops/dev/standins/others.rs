@@ -88,7 +88,7 @@ impl StandIn {
             .app(call.param("app_id").as_deref(), |p| p == "alipay")
             .and_then(|a| match &a.credential {
                 Credential::Rsa2 { app, platform } => Some((a, app, platform)),
-                Credential::Secret(_) => None,
+                Credential::Secret(_) | Credential::Component(_) => None,
             })
         else {
             // No key to sign with: an unsigned refusal.
