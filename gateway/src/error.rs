@@ -3,14 +3,15 @@
 //! Every error the gateway answers with is one of these variants, and each
 //! variant's row (status, `error` code, description) is declared once, in
 //! `ApiError::row`, so status, code and headers are decided in one place and every handler speaks
-//! the same JSON `{"error", "error_description"}`. Descriptions are fixed text
+//! the same JSON `{"error", "error_description"}` (with `"reason"` beside them for a token of
+//! an ended session: [`ApiError::reason`]). Descriptions are fixed text
 //! chosen here: nothing a client or a provider sent is echoed back.
 
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
 
 use crate::config::AdminScope;
-use crate::tokens::TokenError;
+use crate::tokens::{EndReason, TokenError};
 
 /// An error from the contract's table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +88,9 @@ pub enum ApiError {
     GatewayTimeout,
     /// 500 server_error: a fault of the gateway itself.
     Internal,
+    /// 400 invalid_grant: a refresh token (at refresh or logout
+    /// everywhere) of a session that ended, for this reason.
+    SessionEnded(EndReason),
 }
 
 /// The `realm` of every `WWW-Authenticate` challenge.
@@ -227,6 +231,23 @@ impl ApiError {
                 "the upstream service did not answer in time",
             ),
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, "server_error", "internal error"),
+            ApiError::SessionEnded(EndReason::Reused) => {
+                (S::BAD_REQUEST, "invalid_grant", "refresh token already used")
+            }
+            ApiError::SessionEnded(_) => (S::BAD_REQUEST, "invalid_grant", "session revoked"),
+        }
+    }
+
+    /// Why the session of the token presented ended, for the answer's
+    /// `reason` member: a 401 `invalid_token` or a 400 `invalid_grant` of
+    /// an ended session. Known only for a session the store (or the revoked
+    /// set) remembers ending; an expired or forgotten one has none.
+    pub fn reason(&self) -> Option<EndReason> {
+        match self {
+            ApiError::InvalidToken(TokenError::Revoked(why)) | ApiError::SessionEnded(why) => {
+                Some(*why)
+            }
+            _ => None,
         }
     }
 
@@ -355,6 +376,7 @@ mod tests {
             E::BadGateway,
             E::GatewayTimeout,
             E::Internal,
+            E::SessionEnded(EndReason::Replaced),
         ]);
         all
     }
@@ -394,6 +416,7 @@ mod tests {
             ApiError::BadGateway => 27,
             ApiError::GatewayTimeout => 28,
             ApiError::Internal => 29,
+            ApiError::SessionEnded(_) => 30,
         }
     }
 
@@ -404,7 +427,7 @@ mod tests {
         places.dedup();
         assert_eq!(
             places,
-            (0..=29).collect::<Vec<_>>(),
+            (0..=30).collect::<Vec<_>>(),
             "every() misses a variant"
         );
         let doc = include_str!("../../docs/errors.md");
@@ -439,6 +462,7 @@ mod tests {
                 e,
                 ApiError::InvalidRequest(_)
                     | ApiError::InvalidGrant(_)
+                    | ApiError::SessionEnded(_)
                     | ApiError::TooOften(..)
                     | ApiError::InvalidToken(_)
                     | ApiError::AdminScope(AdminScope::Wechat)

@@ -36,7 +36,7 @@ use crate::config::{AdminConfig, AdminScope, AdminToken};
 use crate::error::ApiError;
 use crate::forward::body::{json, Body};
 use crate::gateway::Gateway;
-use crate::sessions::SessionStore as _;
+use crate::sessions::{EndReason, SessionStore as _};
 use crate::telemetry::metrics::{Own, SessionOp};
 use crate::tokens::{Sid, UserKey};
 
@@ -249,23 +249,27 @@ pub async fn serve(
         (Admin::UserSessions { user }, &Method::DELETE) => {
             let ended = gw
                 .sessions
-                .end(UserKey(&user), None, ttl)
+                .end(UserKey(&user), None, EndReason::Revoked, ttl)
                 .await
                 .map_err(down)?;
-            gw.sessions.announce(&gw.revoked, &ended).await;
+            gw.sessions
+                .announce(&gw.revoked, &ended, EndReason::Revoked)
+                .await;
             tracing::info!(user = %user, sessions = ended.len(), "admin: every session ended");
             Ok(crate::endpoints::no_content())
         }
         (Admin::UserSession { user, sid }, &Method::DELETE) => {
             let ended = gw
                 .sessions
-                .end(UserKey(&user), Some(Sid(&sid)), ttl)
+                .end(UserKey(&user), Some(Sid(&sid)), EndReason::Revoked, ttl)
                 .await
                 .map_err(down)?;
             if ended.is_empty() {
                 return Err(ApiError::SessionNotFound);
             }
-            gw.sessions.announce(&gw.revoked, &ended).await;
+            gw.sessions
+                .announce(&gw.revoked, &ended, EndReason::Revoked)
+                .await;
             tracing::info!(user = %user, sid = %sid, "admin: session ended");
             Ok(crate::endpoints::no_content())
         }

@@ -84,7 +84,7 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             ));
         }
         Checked::Reused => return Err(reused(gw, &old).await),
-        Checked::Revoked => return Err(ApiError::InvalidGrant("session revoked")),
+        Checked::Revoked(why) => return Err(ApiError::SessionEnded(why)),
         Checked::Unknown => return Err(ApiError::InvalidGrant("unknown or expired session")),
     }
     // Asked before the token is redeemed: a user service that is down must
@@ -97,13 +97,18 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
                 .end(
                     old.subject.user_key(),
                     Some(old.session().sid),
+                    EndReason::Banned,
                     gw.tokens.refresh_ttl(),
                 )
                 .await
             {
                 Ok(_) => {
                     gw.sessions
-                        .announce(&gw.revoked, std::slice::from_ref(&old.sid))
+                        .announce(
+                            &gw.revoked,
+                            std::slice::from_ref(&old.sid),
+                            EndReason::Banned,
+                        )
                         .await
                 }
                 Err(_) => gw.metrics.session_errors.increment(SessionOp::Logout),
@@ -137,7 +142,7 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             Ok(pair)
         }
         Redeemed::Reused => Err(reused(gw, &old).await),
-        Redeemed::Revoked => Err(ApiError::InvalidGrant("session revoked")),
+        Redeemed::Revoked(why) => Err(ApiError::SessionEnded(why)),
         Redeemed::Unknown => Err(ApiError::InvalidGrant("unknown or expired session")),
     }
 }
@@ -146,13 +151,17 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
 /// now; every replica is told.
 async fn reused(gw: &Gateway, old: &crate::tokens::Refresh) -> ApiError {
     gw.sessions
-        .announce(&gw.revoked, std::slice::from_ref(&old.sid))
+        .announce(
+            &gw.revoked,
+            std::slice::from_ref(&old.sid),
+            EndReason::Reused,
+        )
         .await;
     tracing::warn!(
         appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid,
         "refresh token reused: session revoked"
     );
-    ApiError::InvalidGrant("refresh token already used")
+    ApiError::SessionEnded(EndReason::Reused)
 }
 
 /// `POST /auth/logout`: revokes the login session of a valid refresh token,
@@ -193,15 +202,23 @@ async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<
             ))?
     } else {
         gw.sessions
-            .end(old.subject.user_key(), Some(old.session().sid), ttl)
+            .end(
+                old.subject.user_key(),
+                Some(old.session().sid),
+                EndReason::LoggedOut,
+                ttl,
+            )
             .await
             .map_err(|_| store_down(gw, SessionOp::Logout))?
     };
-    // This token's session ends whether or not the store still knew it.
+    // This token's session ends whether or not the store still knew it
+    // (had it ended another way, every replica keeps the graver reason).
     if !ended.contains(&old.sid) {
         ended.push(old.sid.clone());
     }
-    gw.sessions.announce(&gw.revoked, &ended).await;
+    gw.sessions
+        .announce(&gw.revoked, &ended, EndReason::LoggedOut)
+        .await;
     tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, sessions = ended.len(), "logout");
     let mut res = full(StatusCode::NO_CONTENT, "application/json", Bytes::new());
     res.headers_mut().remove(http::header::CONTENT_TYPE);

@@ -137,7 +137,7 @@ impl Config {
         }
         let roles = grants(raw.roles)?;
         let enrich = raw.enrich.map(enrich).transpose()?;
-        let sessions = sessions(raw.sessions)?;
+        let sessions = sessions(raw.sessions, &tokens)?;
         let server = server(raw.server)?;
         let log = LogConfig {
             format: match raw.log.and_then(|l| l.format).as_deref() {

@@ -142,7 +142,7 @@ pub(super) fn check(path: &Path) -> Result<(), Failure> {
         ),
     }
     say!(
-        "          devices {}; {}; past a limit: {}; reuse grace {}",
+        "          devices {}; {}; past a limit: {}; reuse grace {}; idle timeout {}",
         sc.devices
             .0
             .iter()
@@ -161,7 +161,8 @@ pub(super) fn check(path: &Path) -> Result<(), Failure> {
             "off".to_owned()
         } else {
             d(sc.reuse_grace)
-        }
+        },
+        sc.idle_ttl.map_or_else(|| "off".to_owned(), d)
     );
     match &config.admin {
         Some(a) => {

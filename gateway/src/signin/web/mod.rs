@@ -344,7 +344,7 @@ async fn signed_in(
         session_user: None,
         phone: None,
     };
-    let (subject, sid, pair) = open_session(gw, subject, limit, None)
+    let (subject, sid, pair) = open_session(gw, subject, limit, None, None)
         .await
         .map_err(failed)?;
     tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, platform = %subject.platform, "web sign-in");
