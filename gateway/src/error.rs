@@ -88,9 +88,12 @@ pub enum ApiError {
     GatewayTimeout,
     /// 500 server_error: a fault of the gateway itself.
     Internal,
-    /// 400 invalid_grant: a refresh token (at refresh or logout
-    /// everywhere) of a session that ended, for this reason.
+    /// 400 invalid_grant: a refresh token of a session that ended, for
+    /// this reason.
     SessionEnded(EndReason),
+    /// 400 invalid_grant: a refresh token already redeemed, presented
+    /// again: its session ends now (reason `reused`).
+    RefreshReused,
 }
 
 /// The `realm` of every `WWW-Authenticate` challenge.
@@ -231,10 +234,12 @@ impl ApiError {
                 "the upstream service did not answer in time",
             ),
             ApiError::Internal => (S::INTERNAL_SERVER_ERROR, "server_error", "internal error"),
-            ApiError::SessionEnded(EndReason::Reused) => {
-                (S::BAD_REQUEST, "invalid_grant", "refresh token already used")
-            }
             ApiError::SessionEnded(_) => (S::BAD_REQUEST, "invalid_grant", "session revoked"),
+            ApiError::RefreshReused => (
+                S::BAD_REQUEST,
+                "invalid_grant",
+                "refresh token already used",
+            ),
         }
     }
 
@@ -247,6 +252,7 @@ impl ApiError {
             ApiError::InvalidToken(TokenError::Revoked(why)) | ApiError::SessionEnded(why) => {
                 Some(*why)
             }
+            ApiError::RefreshReused => Some(EndReason::Reused),
             _ => None,
         }
     }
@@ -377,6 +383,7 @@ mod tests {
             E::GatewayTimeout,
             E::Internal,
             E::SessionEnded(EndReason::Replaced),
+            E::RefreshReused,
         ]);
         all
     }
@@ -417,6 +424,7 @@ mod tests {
             ApiError::GatewayTimeout => 28,
             ApiError::Internal => 29,
             ApiError::SessionEnded(_) => 30,
+            ApiError::RefreshReused => 31,
         }
     }
 
@@ -427,7 +435,7 @@ mod tests {
         places.dedup();
         assert_eq!(
             places,
-            (0..=30).collect::<Vec<_>>(),
+            (0..=31).collect::<Vec<_>>(),
             "every() misses a variant"
         );
         let doc = include_str!("../../docs/errors.md");
@@ -463,6 +471,7 @@ mod tests {
                 ApiError::InvalidRequest(_)
                     | ApiError::InvalidGrant(_)
                     | ApiError::SessionEnded(_)
+                    | ApiError::RefreshReused
                     | ApiError::TooOften(..)
                     | ApiError::InvalidToken(_)
                     | ApiError::AdminScope(AdminScope::Wechat)

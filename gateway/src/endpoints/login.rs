@@ -85,7 +85,11 @@ pub fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
             ));
         }
     }
-    if body.device_name.as_deref().is_some_and(|n| !is_device_name(n)) {
+    if body
+        .device_name
+        .as_deref()
+        .is_some_and(|n| !is_device_name(n))
+    {
         return Err(ApiError::InvalidRequest(
             "device_name must be 1-64 printable ASCII characters",
         ));

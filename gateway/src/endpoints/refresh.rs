@@ -161,7 +161,7 @@ async fn reused(gw: &Gateway, old: &crate::tokens::Refresh) -> ApiError {
         appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid,
         "refresh token reused: session revoked"
     );
-    ApiError::SessionEnded(EndReason::Reused)
+    ApiError::RefreshReused
 }
 
 /// `POST /auth/logout`: revokes the login session of a valid refresh token,

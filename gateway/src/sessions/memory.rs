@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use super::{
-    Checked, EndReason, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef, SessionStore,
-    Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+    Checked, EndReason, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef,
+    SessionStore, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
 use crate::tokens::{now_secs, Jti, Sid, UserKey};

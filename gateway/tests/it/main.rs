@@ -13,6 +13,7 @@ mod authz;
 mod cli;
 mod deploy;
 mod devices;
+mod ended;
 mod enrichment;
 mod errors;
 mod examples;

@@ -49,8 +49,8 @@ pub use sync::{spawn_sync, Synced, RESYNC_EVERY};
 
 use super::revoked::now_ms;
 use super::{
-    Checked, EndReason, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef, SessionStore,
-    StoreSetupError, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+    Checked, EndReason, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef,
+    SessionStore, StoreSetupError, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
 use crate::telemetry::labels::Label as _;
