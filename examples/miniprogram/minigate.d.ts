@@ -69,7 +69,7 @@ export interface ClientOptions {
    * every ended session logs in again silently.
    */
   onSessionEnded?(reason: SessionEndReason): void;
-  /** A name of the device for the user's session list ("iPhone 15"): 1-64 printable ASCII characters. */
+  /** A name of the device for the user's session list ("iPhone 15"); characters other than printable ASCII are dropped, and it is cut to 64. */
   deviceName?: string;
 }
 

@@ -116,7 +116,11 @@ function createClient(options) {
   const appid = options.appid;
   const storageKey = options.storageKey || DEFAULT_STORAGE_KEY;
   const onSessionEnded = options.onSessionEnded;
-  const deviceName = options.deviceName;
+  // What the gateway keeps of a device name: 1-64 printable ASCII
+  // characters; anything else is dropped here rather than failing the login.
+  const deviceName = options.deviceName
+    ? String(options.deviceName).replace(/[^\x20-\x7e]/g, '').trim().slice(0, 64).trim()
+    : '';
   const JSON_HEADER = { 'content-type': 'application/json' };
   let renewing = null; // the one login or refresh in flight, shared
 

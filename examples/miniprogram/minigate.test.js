@@ -184,6 +184,12 @@ test('deviceName goes with the login as device_name', async () => {
   const client = createClient({ baseUrl: 'https://gw.test', wx: stubWx(gateway), deviceName: 'iPhone 15' });
   await client.login();
   assert.equal(gateway.state.loginBodies[0].device_name, 'iPhone 15');
+  // What the gateway would refuse is dropped rather than failing the login.
+  for (const [given, sent] of [['小米 14 Pro', '14 Pro'], ['x'.repeat(80), 'x'.repeat(64)], ['手机', undefined]]) {
+    const g = fakeGateway();
+    await createClient({ baseUrl: 'https://gw.test', wx: stubWx(g), deviceName: given }).login();
+    assert.equal(g.state.loginBodies[0].device_name, sent);
+  }
 });
 
 test('tokens survive a new client (a restarted mini-program)', async () => {

@@ -116,7 +116,7 @@ pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
             };
             let list = listing.sessions;
             say!(
-                "{:<24} {:<8} {:<8} {:<20} {:<21} {:<21} {:<16} DEVICE_NAME",
+                "{:<24} {:<8} {:<10} {:<20} {:<21} {:<21} {:<16} DEVICE_NAME",
                 "SID",
                 "TYPE",
                 "PLATFORM",
@@ -128,7 +128,7 @@ pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
             let text = |v: &Option<String>| escaped(v.as_deref().unwrap_or("-"));
             for s in &list {
                 say!(
-                    "{:<24} {:<8} {:<8} {:<20} {:<21} {:<21} {:<16} {}",
+                    "{:<24} {:<8} {:<10} {:<20} {:<21} {:<21} {:<16} {}",
                     text(&s.sid),
                     text(&s.device_type),
                     text(&s.platform),
