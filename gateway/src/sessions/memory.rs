@@ -534,6 +534,12 @@ mod tests {
         }
     }
 
+    /// The sids `user`'s listing shows, in its order.
+    async fn listed(s: &MemoryStore, user: &str) -> Vec<String> {
+        let list = s.list(UserKey(user)).await.unwrap();
+        list.into_iter().map(|i| i.sid).collect()
+    }
+
     fn new<'a>(user: &'a str, sid: &'a str, class: &'a str, limit: u32) -> NewSession<'a> {
         NewSession {
             user: UserKey(user),
@@ -634,13 +640,7 @@ mod tests {
         let mut refuse = new("u", "w4", "web", 2);
         refuse.on_limit = OnLimit::Refuse;
         assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Recorded::Refused);
-        let sids: Vec<String> = s
-            .list(UserKey("u"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| i.sid)
-            .collect();
+        let sids = listed(&s, "u").await;
         assert_eq!(sids, ["w3", "p1", "w2"]);
         assert_eq!(
             s.redeem(at("u", "w1"), turn("a", "b"), TTL).await,
@@ -693,13 +693,7 @@ mod tests {
         let mut refuse = capped("p3", "phone");
         refuse.on_limit = OnLimit::Refuse;
         assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Recorded::Refused);
-        let sids: Vec<String> = s
-            .list(UserKey("u"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| i.sid)
-            .collect();
+        let sids = listed(&s, "u").await;
         assert_eq!(sids, ["p2", "w1"]);
     }
 
@@ -796,14 +790,7 @@ mod tests {
             Ok(Redeemed::Rotated { phone: None })
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let listed: Vec<String> = s
-            .list(UserKey("u"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| i.sid)
-            .collect();
-        assert_eq!(listed, ["t"]);
+        assert_eq!(listed(&s, "u").await, ["t"]);
         assert_eq!(
             s.check(at("u", "s"), Jti("a"), TTL).await,
             Ok(Checked::Revoked(EndReason::Idle))

@@ -14,17 +14,18 @@ use minigate::tokens::{Jti, Sid, UserKey};
 use crate::support::*;
 
 /// The contract's bound on revocation reaching every replica.
-const WITHIN: Duration = Duration::from_secs(2);
+pub(crate) const WITHIN: Duration = Duration::from_secs(2);
 
 /// `[admin]` on a port of its own, with the test token.
-const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n";
+pub(crate) const ADMIN: &str =
+    "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n";
 
-fn sid(t: &Tokens) -> String {
+pub(crate) fn sid(t: &Tokens) -> String {
     claims(&t.access_token)["sid"].as_str().unwrap().to_owned()
 }
 
 /// Two replicas sharing keys and the `[sessions]`/`[admin]` text `extra`.
-async fn replicas(extra: &str) -> (Gateway, Gateway) {
+pub(crate) async fn replicas(extra: &str) -> (Gateway, Gateway) {
     let a = start(Setup {
         extra: extra.to_owned(),
         ..Setup::default()
@@ -43,7 +44,7 @@ async fn refresh(gw: &Gateway, t: &str) -> reqwest::Response {
     post_refresh(&gw.http, &gw.url, "/auth/refresh", t).await
 }
 
-async fn refresh_ok(gw: &Gateway, t: &str) -> Tokens {
+pub(crate) async fn refresh_ok(gw: &Gateway, t: &str) -> Tokens {
     let res = refresh(gw, t).await;
     assert_eq!(res.status(), 200, "refresh at {}", gw.url);
     res.json().await.unwrap()
@@ -99,7 +100,7 @@ async fn refused_everywhere(gws: &[&Gateway], access: &str, what: &str) -> Durat
     started.elapsed()
 }
 
-async fn sessions(gw: &Gateway, access: &str) -> Vec<Value> {
+pub(crate) async fn sessions(gw: &Gateway, access: &str) -> Vec<Value> {
     let res = gw.get("/auth/sessions", Some(access)).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
@@ -916,7 +917,7 @@ async fn a_user_holds_at_most_max_per_user_sessions_on_a_redis_cluster() {
 }
 
 /// `redis-cli -p PORT ARGS...` on the test's Redis.
-async fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+pub(crate) async fn redis_cli(redis: &Redis, args: &[&str]) -> String {
     let out = tokio::process::Command::new("redis-cli")
         .args(["-p", &redis.port.to_string()])
         .args(args)

@@ -8,17 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::devices::{redis_cli, refresh_ok, replicas, sessions, sid, ADMIN, WITHIN};
 use crate::support::*;
-
-/// `[admin]` on a port of its own, with the test token.
-const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_env = \"TEST_ADMIN_TOKEN\"\n";
-
-/// The contract's bound on revocation reaching every replica.
-const WITHIN: Duration = Duration::from_secs(2);
-
-fn sid(t: &Tokens) -> String {
-    claims(&t.access_token)["sid"].as_str().unwrap().to_owned()
-}
 
 /// An error answer's status, `error` and `reason` (`None`: no member).
 async fn answered(res: reqwest::Response) -> (u16, String, Option<String>) {
@@ -86,23 +77,10 @@ async fn refused_within(gw: &Gateway, access: &str) -> Option<String> {
     }
 }
 
-async fn refresh_ok(gw: &Gateway, refresh: &str) -> Tokens {
-    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", refresh).await;
-    assert_eq!(res.status(), 200, "refresh at {}", gw.url);
-    res.json().await.unwrap()
-}
-
 async fn login_with(gw: &Gateway, body: Value) -> Tokens {
     let res = gw.try_login(body).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
-}
-
-async fn listing(gw: &Gateway, access: &str) -> Vec<Value> {
-    let res = gw.get("/auth/sessions", Some(access)).await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    body["sessions"].as_array().unwrap().clone()
 }
 
 async fn delete(gw: &Gateway, url: String, token: &str) -> u16 {
@@ -225,20 +203,10 @@ async fn every_ending_tells_its_reason_on_redis() {
 )]
 async fn the_other_replica_tells_the_same_reason() {
     let redis = Redis::start().await;
-    let extra = format!(
+    let (a, b) = replicas(&format!(
         "{}[sessions.devices]\npc = 1\n{ADMIN}",
         redis.sessions_section()
-    );
-    let a = start(Setup {
-        extra: extra.clone(),
-        ..Setup::default()
-    })
-    .await;
-    let b = start(Setup {
-        keys_dir: Some(a.keys_dir.clone()),
-        extra,
-        ..Setup::default()
-    })
+    ))
     .await;
     // Replaced by a login at B: A tells it too.
     let p1 = a.login_on("saul", Some("pc")).await;
@@ -281,17 +249,6 @@ async fn the_other_replica_tells_the_same_reason() {
         refused_within(&a, &l.access_token).await.as_deref(),
         Some("logged_out")
     );
-}
-
-/// `redis-cli -p PORT ARGS...` on the test's Redis.
-async fn redis_cli(redis: &Redis, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string()])
-        .args(args)
-        .output()
-        .await
-        .expect("redis-cli is not installed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// An older replica's revocations carry no reason: its message on the
@@ -372,7 +329,7 @@ async fn idle_story(store: &str) {
     let used = refresh_ok(&gw, &used.refresh_token).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let used = refresh_ok(&gw, &used.refresh_token).await;
-    let listed: Vec<String> = listing(&gw, &used.access_token)
+    let listed: Vec<String> = sessions(&gw, &used.access_token)
         .await
         .iter()
         .map(|s| s["sid"].as_str().unwrap().to_owned())
@@ -395,7 +352,7 @@ async fn idle_story(store: &str) {
         )
         .await;
     assert_eq!(res.status(), 400);
-    assert_eq!(listing(&gw, &used.access_token).await.len(), 1);
+    assert_eq!(sessions(&gw, &used.access_token).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +385,7 @@ async fn listing_story(store: &str) {
     )
     .await;
     let other = login_with(&gw, json!({"code": fresh("vera"), "appid": APPID2})).await;
-    let listed = listing(&gw, &phone.access_token).await;
+    let listed = sessions(&gw, &phone.access_token).await;
     assert_eq!(listed.len(), 2);
     let of = |t: &Tokens| {
         listed
