@@ -3,6 +3,7 @@
 //! (or every session of its user) ended.
 
 use super::*;
+use crate::sessions::EndedAll;
 
 #[derive(Deserialize)]
 struct RefreshBody {
@@ -193,13 +194,21 @@ async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<
         .map_err(|e| ApiError::InvalidGrant(e.message()))?;
     let ttl = gw.tokens.refresh_ttl();
     let mut ended = if everywhere {
-        gw.sessions
+        match gw
+            .sessions
             .end_everywhere(old.session(), old.jti(), ttl)
             .await
             .map_err(|_| store_down(gw, SessionOp::Logout))?
-            .ok_or(ApiError::InvalidGrant(
-                "logging out everywhere needs the current refresh token of a live session",
-            ))?
+        {
+            EndedAll::Ended(sids) => sids,
+            // A token of an ended session: told why, as a refresh is.
+            EndedAll::Refused(Some(why)) => return Err(ApiError::SessionEnded(why)),
+            EndedAll::Refused(None) => {
+                return Err(ApiError::InvalidGrant(
+                    "logging out everywhere needs the current refresh token of a live session",
+                ))
+            }
+        }
     } else {
         gw.sessions
             .end(

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use super::{
-    Checked, EndReason, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef,
-    SessionStore, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+    Checked, EndReason, EndedAll, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
+    SessionRef, SessionStore, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
 use crate::tokens::{now_secs, Jti, Sid, UserKey};
@@ -409,17 +409,18 @@ impl SessionStore for MemoryStore {
         at: SessionRef<'_>,
         jti: Jti<'_>,
         ttl: Duration,
-    ) -> Result<Option<Vec<String>>, Unavailable> {
+    ) -> Result<EndedAll, Unavailable> {
         let (user, sid, jti) = (at.user.0, at.sid.0, jti.0);
         let grace = self.grace;
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
-            let live = u
-                .live
-                .get(sid)
-                .is_some_and(|s| redeemable(s, jti, grace, now).is_some());
-            if !live {
-                return (None, false);
+            match u.session(sid) {
+                Err(Gone::Revoked(why)) => return (EndedAll::Refused(Some(why)), false),
+                Err(Gone::Unknown) => return (EndedAll::Refused(None), false),
+                Ok(s) if redeemable(s, jti, grace, now).is_none() => {
+                    return (EndedAll::Refused(None), false)
+                }
+                Ok(_) => {}
             }
             let ended: Vec<String> = u.live.keys().map(|s| s.to_string()).collect();
             u.revoke_all(
@@ -427,7 +428,7 @@ impl SessionStore for MemoryStore {
                 now + ttl,
                 EndReason::LoggedOut,
             );
-            (Some(ended), true)
+            (EndedAll::Ended(ended), true)
         }))
     }
 
@@ -738,15 +739,15 @@ mod tests {
         // Logout everywhere needs the live token, and then ends them all.
         assert_eq!(
             s.end_everywhere(at("u", "t"), Jti("b"), TTL).await,
-            Ok(None)
+            Ok(EndedAll::Refused(Some(EndReason::Reused)))
         );
         assert_eq!(
             s.end_everywhere(at("u", "s"), Jti("z"), TTL).await,
-            Ok(None)
+            Ok(EndedAll::Refused(None))
         );
         assert_eq!(
             s.end_everywhere(at("u", "s"), Jti("a"), TTL).await,
-            Ok(Some(vec!["s".to_owned()]))
+            Ok(EndedAll::Ended(vec!["s".to_owned()]))
         );
     }
 

@@ -117,6 +117,17 @@ pub enum Recorded {
     Refused,
 }
 
+/// What logging out everywhere did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndedAll {
+    /// The token was the redeemable one of a live session: these sids
+    /// ended (reason [`EndReason::LoggedOut`]).
+    Ended(Vec<String>),
+    /// It was not (spent, revoked, idle, unknown) and nothing ended; why
+    /// its session ended, if it has.
+    Refused(Option<EndReason>),
+}
+
 /// A refresh token spent and the one that replaces it, named so that the
 /// two cannot trade places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,14 +269,14 @@ pub trait SessionStore: Send + Sync {
     /// Ends every live session of the user of `at` (reason
     /// [`EndReason::LoggedOut`]), if `jti` is the
     /// redeemable refresh token of the live session `at` (its current one, or within
-    /// `reuse_grace` the one redeemed last): the sids ended. `None`: it is
-    /// not (spent, revoked, unknown), and nothing ended. One atomic step.
+    /// `reuse_grace` the one redeemed last): see [`EndedAll`]. One atomic
+    /// step.
     fn end_everywhere(
         &self,
         at: SessionRef<'_>,
         jti: Jti<'_>,
         ttl: Duration,
-    ) -> impl std::future::Future<Output = Result<Option<Vec<String>>, Unavailable>> + Send;
+    ) -> impl std::future::Future<Output = Result<EndedAll, Unavailable>> + Send;
 
     /// Keeps `phone` with the live session `at`: its next refreshes carry
     /// it. `false`: the session is not live.
@@ -385,8 +396,7 @@ impl SessionStore for Store {
         fn redeem(&self, at: SessionRef<'_>, turn: Rotation<'_>, ttl: Duration) -> Redeemed;
         fn end(&self, user: UserKey<'_>, sid: Option<Sid<'_>>, why: EndReason, ttl: Duration)
             -> Vec<String>;
-        fn end_everywhere(&self, at: SessionRef<'_>, jti: Jti<'_>, ttl: Duration)
-            -> Option<Vec<String>>;
+        fn end_everywhere(&self, at: SessionRef<'_>, jti: Jti<'_>, ttl: Duration) -> EndedAll;
         fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> bool;
         fn reissue(&self, at: SessionRef<'_>, next: Jti<'_>, ttl: Duration) -> bool;
         fn session_key(&self, at: SessionRef<'_>) -> Option<Secret>;

@@ -56,6 +56,15 @@ async fn ended_as(gw: &Gateway, t: &Tokens, reason: &str) {
     );
 }
 
+/// What `gw` answers a logout everywhere with a token of an ended
+/// session: 400 `invalid_grant` and its reason.
+async fn everywhere(gw: &Gateway, t: &Tokens) -> Option<String> {
+    let body = json!({"refresh_token": t.refresh_token, "everywhere": true});
+    let (status, error, reason) = answered(gw.post("/auth/logout", &body.to_string()).await).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_grant"));
+    reason
+}
+
 /// Polls `gw` until it refuses `access` (within [`WITHIN`]): its reason.
 async fn refused_within(gw: &Gateway, access: &str) -> Option<String> {
     let started = Instant::now();
@@ -137,8 +146,9 @@ async fn reasons_story(store: &str) {
         Some("reused")
     );
     ended_as(&gw, &r1, "reused").await;
-    // Logging out with a token of a session that ended another way does
-    // not change why it ended.
+    // Logging out everywhere with it ends nothing, and says why; logging
+    // out of it does not change why it ended.
+    assert_eq!(everywhere(&gw, &r1).await.as_deref(), Some("reused"));
     let res = post_refresh(&gw.http, &gw.url, "/auth/logout", &r1.refresh_token).await;
     assert_eq!(res.status(), 204);
     ended_as(&gw, &r1, "reused").await;
@@ -159,6 +169,11 @@ async fn reasons_story(store: &str) {
         .await;
     assert_eq!(res.status(), 204);
     ended_as(&gw, &e1, "logged_out").await;
+    // A spent token of a live session ends nothing, and has no reason.
+    let l0 = gw.login("ruth").await;
+    let l1 = refresh_ok(&gw, &l0.refresh_token).await;
+    assert_eq!(everywhere(&gw, &l0).await, None);
+    assert_eq!(gw.get("/api/x", Some(&l1.access_token)).await.status(), 200);
     ended_as(&gw, &e2, "logged_out").await;
     // A token the store does not know as ended has no reason: signed by
     // this gateway's key for a session it never recorded.
@@ -340,18 +355,12 @@ async fn idle_story(store: &str) {
         Some("idle")
     );
     // Still idle when asked again; logging out everywhere with its token
-    // ends nothing.
+    // ends nothing, and says why.
     assert_eq!(
         refresh_reason(&gw, &left.refresh_token).await.as_deref(),
         Some("idle")
     );
-    let res = gw
-        .post(
-            "/auth/logout",
-            &json!({"refresh_token": left.refresh_token, "everywhere": true}).to_string(),
-        )
-        .await;
-    assert_eq!(res.status(), 400);
+    assert_eq!(everywhere(&gw, &left).await.as_deref(), Some("idle"));
     assert_eq!(sessions(&gw, &used.access_token).await.len(), 1);
 }
 

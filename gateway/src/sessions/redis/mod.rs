@@ -49,8 +49,9 @@ pub use sync::{spawn_sync, Synced, RESYNC_EVERY};
 
 use super::revoked::now_ms;
 use super::{
-    Checked, EndReason, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef,
-    SessionStore, StoreSetupError, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+    Checked, EndReason, EndedAll, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
+    SessionRef, SessionStore, StoreSetupError, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW,
+    REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
 use crate::telemetry::labels::Label as _;
@@ -490,7 +491,7 @@ impl SessionStore for RedisStore {
         at: SessionRef<'_>,
         jti: Jti<'_>,
         ttl: Duration,
-    ) -> Result<Option<Vec<String>>, Unavailable> {
+    ) -> Result<EndedAll, Unavailable> {
         let (user, sid, jti) = (at.user.0, at.sid.0, jti.0);
         let keys = Keys::of(user);
         let mut con = self.con().await?;
@@ -506,7 +507,14 @@ impl SessionStore for RedisStore {
             .arg(EndReason::LoggedOut.label())
             .arg(self.idle_ms);
         let out: Vec<Value> = self.call("end", inv.invoke_async(&mut con)).await?;
-        Ok(ended(out))
+        Ok(match ended(out) {
+            Ok(sids) => EndedAll::Ended(sids),
+            Err(why) => EndedAll::Refused(
+                why.and_then(|v| redis::from_redis_value::<String>(v).ok())
+                    .filter(|l| !l.is_empty())
+                    .map(|l| EndReason::parse(&l).unwrap_or(EndReason::Revoked)),
+            ),
+        })
     }
 
     async fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> Result<bool, Unavailable> {
@@ -631,15 +639,15 @@ fn why(value: Option<Value>) -> EndReason {
         .unwrap_or(EndReason::Revoked)
 }
 
-/// The `END` script's answer: the sids ended, or `None` when it refused.
-fn ended(out: Vec<Value>) -> Option<Vec<String>> {
+/// The `END` script's answer: the sids ended, or, when it refused, the
+/// value beside its code (why the session ended).
+fn ended(out: Vec<Value>) -> Result<Vec<String>, Option<Value>> {
     let mut out = out.into_iter();
     match out.next() {
-        Some(Value::Int(1)) => Some(
-            out.filter_map(|v| redis::from_redis_value::<String>(v).ok())
-                .collect(),
-        ),
-        _ => None,
+        Some(Value::Int(1)) => Ok(out
+            .filter_map(|v| redis::from_redis_value::<String>(v).ok())
+            .collect()),
+        _ => Err(out.next()),
     }
 }
 
