@@ -128,7 +128,11 @@ fn revoked(c: &mut Criterion) {
     let full = RevokedSet::new(lifetime, RevokedMetrics::noop());
     let until = minigate::sessions::revoked::now_ms() + 3_600_000;
     for i in 0..100_000 {
-        full.insert(&format!("revoked-sid-{i:016}"), until);
+        full.insert(
+            &format!("revoked-sid-{i:016}"),
+            until,
+            minigate::tokens::EndReason::Replaced,
+        );
     }
     assert!(full.check(&id).is_ok());
     let mut g = c.benchmark_group("revoked");

@@ -61,7 +61,20 @@ export interface ClientOptions {
   platform?: 'wechat' | 'qq' | 'douyin' | 'baidu' | 'alipay';
   /** The storage key of the tokens; default `minigate.tokens`. */
   storageKey?: string;
+  /**
+   * Called when the gateway says the session ended for a reason the user should hear of,
+   * instead of a silent new login: the tokens are forgotten, the request that found out fails
+   * with an error whose `reason` is the same, and the next request (or `login()`) logs in
+   * again. An expiry (no reason, or `idle`) still logs in again silently. Without this hook
+   * every ended session logs in again silently.
+   */
+  onSessionEnded?(reason: SessionEndReason): void;
+  /** A name of the device for the user's session list ("iPhone 15"); characters other than printable ASCII are dropped, and it is cut to 64. */
+  deviceName?: string;
 }
+
+/** Why the gateway ended a session (the `reason` of its 401 / 400 answers). */
+export type SessionEndReason = 'replaced' | 'logged_out' | 'revoked' | 'reused' | 'banned' | 'idle';
 
 export interface Client {
   /** A request with the access token; one shared refresh (or login) and one retry on 401. */

@@ -19,7 +19,14 @@
 // - on a 401, runs ONE refresh (POST /auth/refresh) shared by every request
 //   in flight, then retries each of them once with the new token;
 // - when the refresh is refused (expired, revoked, reused: 400
-//   invalid_grant), logs in afresh and retries;
+//   invalid_grant), logs in afresh and retries; but when the gateway says
+//   the session was ended for a reason the user should hear of (`reason`
+//   `replaced`, `logged_out`, `revoked`, `reused`, `banned`) and the app
+//   gave `onSessionEnded`, that hook is called with the reason instead,
+//   the tokens are forgotten and the request fails with `err.reason`: the
+//   app tells the user ("you signed in on another device") and the next
+//   request (or `client.login()`) logs in again. An expiry (no reason, or
+//   `idle`) always logs in again silently;
 // - opens WebSockets (client.connectSocket) with the same Authorization
 //   header, renewing first if the access token is about to expire.
 // Refresh tokens are single-use on the gateway: two refreshes of one token
@@ -29,6 +36,9 @@
 'use strict';
 
 const DEFAULT_STORAGE_KEY = 'minigate.tokens';
+// Reasons a session ended that are an expiry: a new login follows silently.
+// Any other reason goes to onSessionEnded, when the app gave one.
+const EXPIRY = new Set(['idle']);
 // A socket's token is checked once, at the handshake: renew before opening
 // one if the access token has less than this left.
 const SOCKET_MARGIN_MS = 30 * 1000;
@@ -105,6 +115,12 @@ function createClient(options) {
   const baseUrl = options.baseUrl.replace(/\/+$/, '');
   const appid = options.appid;
   const storageKey = options.storageKey || DEFAULT_STORAGE_KEY;
+  const onSessionEnded = options.onSessionEnded;
+  // What the gateway keeps of a device name: 1-64 printable ASCII
+  // characters; anything else is dropped here rather than failing the login.
+  const deviceName = options.deviceName
+    ? String(options.deviceName).replace(/[^\x20-\x7e]/g, '').trim().slice(0, 64).trim()
+    : '';
   const JSON_HEADER = { 'content-type': 'application/json' };
   let renewing = null; // the one login or refresh in flight, shared
 
@@ -136,6 +152,7 @@ function createClient(options) {
     const data = { code };
     if (appid) data.appid = appid;
     if (anonymousCode) data.anonymous_code = anonymousCode;
+    if (deviceName) data.device_name = deviceName;
     const res = await raw({ url: '/auth/login', method: 'POST', data, header: JSON_HEADER });
     if (res.statusCode !== 200) {
       const err = new Error(`login failed: ${res.statusCode} ${res.data && res.data.error}`);
@@ -155,6 +172,16 @@ function createClient(options) {
         header: JSON_HEADER,
       });
       if (res.statusCode === 200) return save(res.data);
+      const reason = res.data && res.data.reason;
+      if (res.statusCode === 400 && reason && !EXPIRY.has(reason) && onSessionEnded) {
+        // Ended for a reason the user should hear of: no silent login.
+        platform.remove(storageKey);
+        const err = new Error(`minigate: the session ended (${reason})`);
+        err.reason = reason;
+        err.response = res;
+        onSessionEnded(reason);
+        throw err;
+      }
       if (res.statusCode !== 400) {
         // 503 and the like: the session may still be fine; let the caller retry later.
         const err = new Error(`refresh failed: ${res.statusCode}`);

@@ -10,7 +10,19 @@ const assert = require('node:assert/strict');
 const { createClient } = require('./minigate.js');
 
 function fakeGateway() {
-  const state = { n: 0, logins: 0, refreshes: 0, phone: undefined, validAccess: new Set(), validRefresh: new Set(), seen: [], loginBodies: [] };
+  const state = { n: 0, logins: 0, refreshes: 0, phone: undefined, validAccess: new Set(), validRefresh: new Set(), seen: [], loginBodies: [], ended: new Map() };
+  // Ends the session of every token now valid, for `reason`: its tokens are
+  // then answered with that reason beside the error, as the gateway does.
+  state.end = (reason) => {
+    for (const t of [...state.validAccess, ...state.validRefresh]) state.ended.set(t, reason);
+    state.validAccess.clear();
+    state.validRefresh.clear();
+  };
+  const refused = (status, error, token) => {
+    const data = { error, error_description: 'session revoked' };
+    if (state.ended.has(token)) data.reason = state.ended.get(token);
+    return { statusCode: status, data };
+  };
   const issue = () => {
     state.n += 1;
     const pair = { access_token: `at-${state.n}`, refresh_token: `rt-${state.n}`, openid: 'o-1', expires_in: 900 };
@@ -31,7 +43,7 @@ function fakeGateway() {
     if (path === '/auth/refresh') {
       state.refreshes += 1;
       if (!state.validRefresh.delete(data.refresh_token)) {
-        return { statusCode: 400, data: { error: 'invalid_grant' } };
+        return refused(400, 'invalid_grant', data.refresh_token);
       }
       return { statusCode: 200, data: issue() };
     }
@@ -41,7 +53,7 @@ function fakeGateway() {
     }
     const auth = (header && header.Authorization) || '';
     if (!state.validAccess.has(auth.replace(/^Bearer /, ''))) {
-      return { statusCode: 401, data: { error: 'invalid_token' } };
+      return refused(401, 'invalid_token', auth.replace(/^Bearer /, ''));
     }
     if (path === '/auth/phone') {
       if (!data.code) return { statusCode: 400, data: { error: 'invalid_request' } };
@@ -117,6 +129,67 @@ test('a refused refresh falls back to a fresh login, then retries', async () => 
   assert.equal(res.statusCode, 200);
   assert.equal(gateway.state.refreshes, 1);
   assert.equal(gateway.state.logins, 2);
+});
+
+test('a session ended for a reason calls onSessionEnded once, instead of a silent login', async () => {
+  const gateway = fakeGateway();
+  const wx = stubWx(gateway);
+  const told = [];
+  const client = createClient({ baseUrl: 'https://gw.test', wx, onSessionEnded: (reason) => told.push(reason) });
+  await client.request({ url: '/api/warm' });
+  gateway.state.end('replaced'); // a newer login on another device took its place
+  const results = await Promise.allSettled([1, 2, 3].map((i) => client.request({ url: `/api/${i}` })));
+  assert.deepEqual(told, ['replaced'], 'told once, for every request in flight');
+  for (const r of results) {
+    assert.equal(r.status, 'rejected');
+    assert.equal(r.reason.reason, 'replaced');
+    assert.equal(r.reason.response.statusCode, 400);
+  }
+  assert.equal(gateway.state.refreshes, 1);
+  assert.equal(gateway.state.logins, 1, 'no silent login');
+  assert.equal(client.tokens(), null, 'the dead tokens are forgotten');
+  // The app logs in again when it chooses: the next request does.
+  const res = await client.request({ url: '/api/again' });
+  assert.equal(res.statusCode, 200);
+  assert.equal(gateway.state.logins, 2);
+});
+
+test('an expiry (idle, or no reason) logs in again silently, even with onSessionEnded', async () => {
+  for (const reason of ['idle', undefined]) {
+    const gateway = fakeGateway();
+    const told = [];
+    const client = createClient({ baseUrl: 'https://gw.test', wx: stubWx(gateway), onSessionEnded: (r) => told.push(r) });
+    await client.request({ url: '/api/warm' });
+    if (reason) gateway.state.end(reason);
+    else {
+      gateway.state.validAccess.clear();
+      gateway.state.validRefresh.clear();
+    }
+    const res = await client.request({ url: '/api/after' });
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(told, []);
+    assert.equal(gateway.state.logins, 2);
+  }
+  // Without the hook, any reason logs in again silently, as before.
+  const gateway = fakeGateway();
+  const client = createClient({ baseUrl: 'https://gw.test', wx: stubWx(gateway) });
+  await client.request({ url: '/api/warm' });
+  gateway.state.end('logged_out');
+  assert.equal((await client.request({ url: '/api/after' })).statusCode, 200);
+  assert.equal(gateway.state.logins, 2);
+});
+
+test('deviceName goes with the login as device_name', async () => {
+  const gateway = fakeGateway();
+  const client = createClient({ baseUrl: 'https://gw.test', wx: stubWx(gateway), deviceName: 'iPhone 15' });
+  await client.login();
+  assert.equal(gateway.state.loginBodies[0].device_name, 'iPhone 15');
+  // What the gateway would refuse is dropped rather than failing the login.
+  for (const [given, sent] of [['小米 14 Pro', '14 Pro'], ['x'.repeat(80), 'x'.repeat(64)], ['手机', undefined]]) {
+    const g = fakeGateway();
+    await createClient({ baseUrl: 'https://gw.test', wx: stubWx(g), deviceName: given }).login();
+    assert.equal(g.state.loginBodies[0].device_name, sent);
+  }
 });
 
 test('tokens survive a new client (a restarted mini-program)', async () => {

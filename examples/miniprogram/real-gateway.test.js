@@ -16,14 +16,15 @@ const skip = !base && 'MINIGATE_URL is not set';
 
 // A wx-shaped platform whose request() is node's fetch; every call and its
 // status is recorded.
-function fetchPlatform() {
+// `who` makes its login codes its own (a code sent twice is a retry of one login).
+function fetchPlatform(who = 'node-client') {
   const storage = new Map();
   const calls = [];
   let codes = 0;
   return {
     calls,
     storage,
-    login: ({ success }) => success({ code: `node-client-${process.pid}-${++codes}` }),
+    login: ({ success }) => success({ code: `${who}-${process.pid}-${++codes}` }),
     request({ url, method = 'GET', data, header = {}, success, fail }) {
       const body = data === undefined ? undefined : JSON.stringify(data);
       fetch(url, { method, headers: header, body })
@@ -122,4 +123,33 @@ test('decrypt of data the session key does not decrypt is 409 session_key_expire
     assert.equal(err.response.data.error, 'session_key_expired');
     return true;
   });
+});
+
+test('a session ended elsewhere is told to onSessionEnded, with no silent login', { skip }, async () => {
+  const other = fetchPlatform('node-ended');
+  const told = [];
+  const ended = createClient({
+    baseUrl: base || 'http://unused',
+    api: other,
+    deviceName: 'node test',
+    onSessionEnded: (reason) => told.push(reason),
+  });
+  const list = await ended.request({ url: '/auth/sessions' });
+  assert.equal(list.statusCode, 200);
+  const [mine] = list.data.sessions;
+  assert.equal(mine.device_name, 'node test');
+  assert.equal(mine.platform, 'wechat');
+  // The user signs out everywhere on another device.
+  const res = await fetch(`${base}/auth/logout`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ refresh_token: ended.tokens().refresh_token, everywhere: true }),
+  });
+  assert.equal(res.status, 204);
+  await assert.rejects(ended.request({ url: '/api/ended/after' }), (err) => err.reason === 'logged_out');
+  assert.deepEqual(told, ['logged_out']);
+  const calls = other.calls.map((c) => `${c.call} ${c.status}`);
+  assert.deepEqual(calls.slice(-2), ['GET /api/ended/after 401', 'POST /auth/refresh 400']);
+  assert.equal(other.calls.filter((c) => c.call === 'POST /auth/login').length, 1, 'no silent login');
+  assert.equal(ended.tokens(), null);
 });

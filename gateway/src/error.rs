@@ -3,14 +3,15 @@
 //! Every error the gateway answers with is one of these variants, and each
 //! variant's row (status, `error` code, description) is declared once, in
 //! `ApiError::row`, so status, code and headers are decided in one place and every handler speaks
-//! the same JSON `{"error", "error_description"}`. Descriptions are fixed text
+//! the same JSON `{"error", "error_description"}` (with `"reason"` beside them for a token of
+//! an ended session: [`ApiError::reason`]). Descriptions are fixed text
 //! chosen here: nothing a client or a provider sent is echoed back.
 
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, StatusCode};
 
 use crate::config::AdminScope;
-use crate::tokens::TokenError;
+use crate::tokens::{EndReason, TokenError};
 
 /// An error from the contract's table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +91,12 @@ pub enum ApiError {
     /// 401 unauthorized: a push to a third-party platform's callback whose
     /// `msg_signature` is not of its verify token: not from WeChat.
     PushSignature,
+    /// 400 invalid_grant: a refresh token of a session that ended, for
+    /// this reason.
+    SessionEnded(EndReason),
+    /// 400 invalid_grant: a refresh token already redeemed, presented
+    /// again: its session ends now (reason `reused`).
+    RefreshReused,
 }
 
 /// The `realm` of every `WWW-Authenticate` challenge.
@@ -235,6 +242,26 @@ impl ApiError {
                 "unauthorized",
                 "the push's msg_signature is not the platform's: not from WeChat",
             ),
+            ApiError::SessionEnded(_) => (S::BAD_REQUEST, "invalid_grant", "session revoked"),
+            ApiError::RefreshReused => (
+                S::BAD_REQUEST,
+                "invalid_grant",
+                "refresh token already used",
+            ),
+        }
+    }
+
+    /// Why the session of the token presented ended, for the answer's
+    /// `reason` member: a 401 `invalid_token` or a 400 `invalid_grant` of
+    /// an ended session. Known only for a session the store (or the revoked
+    /// set) remembers ending; an expired or forgotten one has none.
+    pub fn reason(&self) -> Option<EndReason> {
+        match self {
+            ApiError::InvalidToken(TokenError::Revoked(why)) | ApiError::SessionEnded(why) => {
+                Some(*why)
+            }
+            ApiError::RefreshReused => Some(EndReason::Reused),
+            _ => None,
         }
     }
 
@@ -364,6 +391,8 @@ mod tests {
             E::GatewayTimeout,
             E::Internal,
             E::PushSignature,
+            E::SessionEnded(EndReason::Replaced),
+            E::RefreshReused,
         ]);
         all
     }
@@ -404,6 +433,8 @@ mod tests {
             ApiError::GatewayTimeout => 28,
             ApiError::Internal => 29,
             ApiError::PushSignature => 30,
+            ApiError::SessionEnded(_) => 31,
+            ApiError::RefreshReused => 32,
         }
     }
 
@@ -414,7 +445,7 @@ mod tests {
         places.dedup();
         assert_eq!(
             places,
-            (0..=30).collect::<Vec<_>>(),
+            (0..=32).collect::<Vec<_>>(),
             "every() misses a variant"
         );
         let doc = include_str!("../../docs/errors.md");
@@ -449,6 +480,8 @@ mod tests {
                 e,
                 ApiError::InvalidRequest(_)
                     | ApiError::InvalidGrant(_)
+                    | ApiError::SessionEnded(_)
+                    | ApiError::RefreshReused
                     | ApiError::TooOften(..)
                     | ApiError::InvalidToken(_)
                     | ApiError::AdminScope(AdminScope::Wechat)

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use minigate::sessions::revoked::{now_ms, RevokedSet};
 use minigate::telemetry::metrics::RevokedMetrics;
+use minigate::tokens::EndReason;
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
@@ -32,7 +33,10 @@ fn main() {
     let set = RevokedSet::new(Duration::from_secs(930), RevokedMetrics::noop());
     let until = now_ms() + 3_600_000;
     let before = rss_bytes();
-    set.insert_all(sids.iter().map(|s| (s.as_str(), until)));
+    set.insert_all(
+        sids.iter()
+            .map(|s| (s.as_str(), until, EndReason::LoggedOut)),
+    );
     let after = rss_bytes();
     assert_eq!(set.len(), n);
     println!(

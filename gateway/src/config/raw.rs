@@ -119,6 +119,7 @@ pub(super) struct RawSessions {
     pub max_sessions: Option<u64>,
     pub max_per_user: Option<i64>,
     pub reuse_grace: Option<String>,
+    pub idle_ttl: Option<String>,
     pub on_limit: Option<String>,
     pub devices: Option<std::collections::BTreeMap<String, i64>>,
 }

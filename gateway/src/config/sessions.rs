@@ -1,4 +1,5 @@
-//! The `[sessions]` section: the store, device classes, limits and the ceiling per user.
+//! The `[sessions]` section: the store, device classes, limits, the ceiling per user and
+//! the idle timeout.
 
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ pub struct SessionsConfig {
     /// How long a refresh token just redeemed may be redeemed once more
     /// (zero: never).
     pub reuse_grace: Duration,
+    /// A session not refreshed for this long ends at its next refresh
+    /// (reason `idle`); none: only the refresh TTL ends it.
+    pub idle_ttl: Option<Duration>,
     /// What a login past its device class's limit does.
     pub on_limit: OnLimit,
     /// The device classes and their limits.
@@ -34,6 +38,7 @@ impl Default for SessionsConfig {
             max_sessions: defaults::MAX_SESSIONS,
             max_per_user: defaults::MAX_PER_USER,
             reuse_grace: Duration::ZERO,
+            idle_ttl: None,
             on_limit: OnLimit::EvictOldest,
             devices: DeviceClasses::default(),
         }

@@ -178,6 +178,18 @@ fn bad_values_name_their_key() {
             "sessions.reuse_grace",
         ),
         (
+            format!("{GOOD}[sessions]\nidle_ttl = \"15m\"\n"),
+            "sessions.idle_ttl",
+        ),
+        (
+            format!("{GOOD}[sessions]\nidle_ttl = \"30d\"\n"),
+            "sessions.idle_ttl",
+        ),
+        (
+            format!("{GOOD}[sessions]\nidle_ttl = \"idle\"\n"),
+            "sessions.idle_ttl",
+        ),
+        (
             format!("{GOOD}[sessions.devices]\npc = -1\n"),
             "sessions.devices.pc",
         ),
@@ -439,7 +451,13 @@ fn devices_and_admin() {
     assert_eq!(c.sessions.devices, DeviceClasses::default());
     assert_eq!(c.sessions.on_limit, OnLimit::EvictOldest);
     assert!(c.sessions.reuse_grace.is_zero());
+    assert_eq!(c.sessions.idle_ttl, None);
     assert!(c.admin.is_none());
+    let idle = Config::from_toml(&format!("{GOOD}[sessions]\nidle_ttl = \"7d\"\n"), &env).unwrap();
+    assert_eq!(
+        idle.sessions.idle_ttl,
+        Some(Duration::from_secs(7 * 24 * 3600))
+    );
     let text = format!(
         "{GOOD}[sessions]\non_limit = \"refuse\"\nreuse_grace = \"10s\"\n[sessions.devices]\npc = 2\ntablet = 1\n[admin]\nlisten = \"127.0.0.1:9901\"\ntoken_env = \"ADMIN\"\n"
     );

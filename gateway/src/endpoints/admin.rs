@@ -36,7 +36,7 @@ use crate::config::{AdminConfig, AdminScope, AdminToken};
 use crate::error::ApiError;
 use crate::forward::body::{json, Body};
 use crate::gateway::Gateway;
-use crate::sessions::SessionStore as _;
+use crate::sessions::{EndReason, SessionStore as _};
 use crate::telemetry::audit;
 use crate::telemetry::metrics::{Own, SessionOp};
 use crate::tokens::{Sid, UserKey};
@@ -277,10 +277,12 @@ pub async fn serve(
         (Admin::UserSessions { user }, &Method::DELETE) => {
             let ended = gw
                 .sessions
-                .end(UserKey(&user), None, ttl)
+                .end(UserKey(&user), None, EndReason::Revoked, ttl)
                 .await
                 .map_err(down)?;
-            gw.sessions.announce(&gw.revoked, &ended).await;
+            gw.sessions
+                .announce(&gw.revoked, &ended, EndReason::Revoked)
+                .await;
             tracing::info!(user = %user, sessions = ended.len(), "admin: every session ended");
             revoked(gw, &user, &ended);
             Ok(crate::endpoints::no_content())
@@ -288,13 +290,15 @@ pub async fn serve(
         (Admin::UserSession { user, sid }, &Method::DELETE) => {
             let ended = gw
                 .sessions
-                .end(UserKey(&user), Some(Sid(&sid)), ttl)
+                .end(UserKey(&user), Some(Sid(&sid)), EndReason::Revoked, ttl)
                 .await
                 .map_err(down)?;
             if ended.is_empty() {
                 return Err(ApiError::SessionNotFound);
             }
-            gw.sessions.announce(&gw.revoked, &ended).await;
+            gw.sessions
+                .announce(&gw.revoked, &ended, EndReason::Revoked)
+                .await;
             tracing::info!(user = %user, sid = %sid, "admin: session ended");
             revoked(gw, &user, &ended);
             Ok(crate::endpoints::no_content())

@@ -14,6 +14,7 @@ struct LoginBody {
     appid: Option<String>,
     device_id: Option<String>,
     device_type: Option<String>,
+    device_name: Option<String>,
     anonymous_code: Option<String>,
 }
 
@@ -33,6 +34,23 @@ pub struct LoginRequest {
     /// Douyin's `anonymousCode` (1 to [`MAX_CODE`] bytes), if sent; other
     /// platforms ignore it.
     pub anonymous_code: Option<String>,
+    /// The device's name for the session listing ("iPhone 15", "Xiaomi
+    /// 14"), if sent: [`is_device_name`].
+    pub device_name: Option<String>,
+}
+
+/// The longest device name kept.
+pub const MAX_DEVICE_NAME: usize = 64;
+
+/// Is `s` a device name the listing may show: 1 to [`MAX_DEVICE_NAME`]
+/// printable ASCII characters (spaces allowed, not at either end), so it
+/// is safe in a header, a log line and a terminal.
+pub fn is_device_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_DEVICE_NAME
+        && s.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
 }
 
 impl LoginRequest {
@@ -74,6 +92,15 @@ pub fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
             ));
         }
     }
+    if body
+        .device_name
+        .as_deref()
+        .is_some_and(|n| !is_device_name(n))
+    {
+        return Err(ApiError::InvalidRequest(
+            "device_name must be 1-64 printable ASCII characters",
+        ));
+    }
     if let Some(t) = &body.device_type {
         if !crate::config::is_class_name(t) {
             return Err(ApiError::InvalidRequest("device_type is not a device type"));
@@ -85,6 +112,7 @@ pub fn parse_login(body: &[u8]) -> Result<LoginRequest, ApiError> {
         device_id: body.device_id,
         device_type: body.device_type,
         anonymous_code: body.anonymous_code,
+        device_name: body.device_name,
     })
 }
 
@@ -181,7 +209,8 @@ pub async fn login(
                 .session_key
                 .as_ref()
                 .map(crate::config::Secret::expose);
-            let (subject, sid, pair) = open_session(gw, subject, limit, key).await?;
+            let (subject, sid, pair) =
+                open_session(gw, subject, limit, key, body.device_name.as_deref()).await?;
             if let Ok(mut first) = first_pair.lock() {
                 *first = Some(pair);
             }

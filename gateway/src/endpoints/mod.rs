@@ -50,7 +50,7 @@ use crate::error::ApiError;
 use crate::forward::body::{full, json, Body};
 use crate::gateway::Gateway;
 use crate::protocol::path::canonical;
-use crate::sessions::{Checked, Redeemed, Rotation, SessionInfo, SessionStore as _};
+use crate::sessions::{Checked, EndReason, Redeemed, Rotation, SessionInfo, SessionStore as _};
 use crate::signin::codes::CodeSession;
 use crate::signin::enrich::Event;
 use crate::signin::providers::Login;

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::telemetry::audit;
+use crate::sessions::EndedAll;
 
 #[derive(Deserialize)]
 struct RefreshBody {
@@ -90,7 +91,7 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             ));
         }
         Checked::Reused => return Err(reused(gw, &old).await),
-        Checked::Revoked => return Err(ApiError::InvalidGrant("session revoked")),
+        Checked::Revoked(why) => return Err(ApiError::SessionEnded(why)),
         Checked::Unknown => return Err(ApiError::InvalidGrant("unknown or expired session")),
     }
     // Asked before the token is redeemed: a user service that is down must
@@ -103,13 +104,18 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
                 .end(
                     old.subject.user_key(),
                     Some(old.session().sid),
+                    EndReason::Banned,
                     gw.tokens.refresh_ttl(),
                 )
                 .await
             {
                 Ok(_) => {
                     gw.sessions
-                        .announce(&gw.revoked, std::slice::from_ref(&old.sid))
+                        .announce(
+                            &gw.revoked,
+                            std::slice::from_ref(&old.sid),
+                            EndReason::Banned,
+                        )
                         .await
                 }
                 Err(_) => gw.metrics.session_errors.increment(SessionOp::Logout),
@@ -161,7 +167,7 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             Ok(pair)
         }
         Redeemed::Reused => Err(reused(gw, &old).await),
-        Redeemed::Revoked => Err(ApiError::InvalidGrant("session revoked")),
+        Redeemed::Revoked(why) => Err(ApiError::SessionEnded(why)),
         Redeemed::Unknown => Err(ApiError::InvalidGrant("unknown or expired session")),
     }
 }
@@ -170,7 +176,11 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
 /// now; every replica is told.
 async fn reused(gw: &Gateway, old: &crate::tokens::Refresh) -> ApiError {
     gw.sessions
-        .announce(&gw.revoked, std::slice::from_ref(&old.sid))
+        .announce(
+            &gw.revoked,
+            std::slice::from_ref(&old.sid),
+            EndReason::Reused,
+        )
         .await;
     tracing::warn!(
         appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid,
@@ -187,7 +197,7 @@ async fn reused(gw: &Gateway, old: &crate::tokens::Refresh) -> ApiError {
         sid: &old.sid,
         by_sid: None,
     });
-    ApiError::InvalidGrant("refresh token already used")
+    ApiError::RefreshReused
 }
 
 /// `POST /auth/logout`: revokes the login session of a valid refresh token,
@@ -219,24 +229,40 @@ async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<
         .map_err(|e| ApiError::InvalidGrant(e.message()))?;
     let ttl = gw.tokens.refresh_ttl();
     let mut ended = if everywhere {
-        gw.sessions
+        match gw
+            .sessions
             .end_everywhere(old.session(), old.jti(), ttl)
             .await
             .map_err(|_| store_down(gw, SessionOp::Logout))?
-            .ok_or(ApiError::InvalidGrant(
-                "logging out everywhere needs the current refresh token of a live session",
-            ))?
+        {
+            EndedAll::Ended(sids) => sids,
+            // A token of an ended session: told why, as a refresh is.
+            EndedAll::Refused(Some(why)) => return Err(ApiError::SessionEnded(why)),
+            EndedAll::Refused(None) => {
+                return Err(ApiError::InvalidGrant(
+                    "logging out everywhere needs the current refresh token of a live session",
+                ))
+            }
+        }
     } else {
         gw.sessions
-            .end(old.subject.user_key(), Some(old.session().sid), ttl)
+            .end(
+                old.subject.user_key(),
+                Some(old.session().sid),
+                EndReason::LoggedOut,
+                ttl,
+            )
             .await
             .map_err(|_| store_down(gw, SessionOp::Logout))?
     };
-    // This token's session ends whether or not the store still knew it.
+    // This token's session ends whether or not the store still knew it
+    // (had it ended another way, every replica keeps the graver reason).
     if !ended.contains(&old.sid) {
         ended.push(old.sid.clone());
     }
-    gw.sessions.announce(&gw.revoked, &ended).await;
+    gw.sessions
+        .announce(&gw.revoked, &ended, EndReason::LoggedOut)
+        .await;
     tracing::info!(appid = %old.subject.appid, sub = %old.subject.openid, sid = %old.sid, sessions = ended.len(), "logout");
     let user = old.subject.user();
     gw.audit.emit(audit::Event::Logout {

@@ -78,13 +78,20 @@ pub async fn end_session(
         .ok_or(ApiError::SessionNotFound)?;
     let ended = gw
         .sessions
-        .end(UserKey(id.user()), Some(Sid(sid)), gw.tokens.refresh_ttl())
+        .end(
+            UserKey(id.user()),
+            Some(Sid(sid)),
+            EndReason::LoggedOut,
+            gw.tokens.refresh_ttl(),
+        )
         .await
         .map_err(|_| store_down(gw, SessionOp::Sessions))?;
     if ended.is_empty() {
         return Err(ApiError::SessionNotFound);
     }
-    gw.sessions.announce(&gw.revoked, &ended).await;
+    gw.sessions
+        .announce(&gw.revoked, &ended, EndReason::LoggedOut)
+        .await;
     tracing::info!(sid = %sid, by = %id.sid(), "session ended by its user");
     gw.audit.emit(crate::telemetry::audit::Event::SessionEnded {
         reason: crate::telemetry::audit::Ended::LoggedOut,

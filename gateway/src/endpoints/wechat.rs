@@ -22,8 +22,8 @@ fn caller_subject(
         .tokens
         .access_subject(token)
         .map_err(ApiError::InvalidToken)?;
-    if gw.revoked.contains(&who.sid) {
-        return Err(ApiError::InvalidToken(TokenError::Revoked));
+    if let Some(why) = gw.revoked.ended(&who.sid) {
+        return Err(ApiError::InvalidToken(TokenError::Revoked(why)));
     }
     Ok(who)
 }

@@ -55,13 +55,16 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
 /// An upstream's response body, streamed to the client as it comes, driving
 /// the upstream connection it comes on and holding its upstream connection
 impl ApiError {
-    /// The answer the contract gives for the error: its JSON body, with
-    /// the headers it carries ([`ApiError::add_headers`]).
+    /// The answer the contract gives for the error: its JSON body (with
+    /// `reason` beside `error` for a token of an ended session), with the
+    /// headers it carries ([`ApiError::add_headers`]).
     pub fn into_response(self) -> Response<Body> {
         #[derive(serde::Serialize)]
         struct Wire {
             error: &'static str,
             error_description: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<crate::tokens::EndReason>,
         }
         let (status, error, error_description) = self.row();
         let mut res = json(
@@ -69,6 +72,7 @@ impl ApiError {
             &Wire {
                 error,
                 error_description,
+                reason: self.reason(),
             },
         );
         self.add_headers(res.headers_mut());

@@ -117,7 +117,7 @@ pub fn check(
         .inspect_err(|e| {
             let reason = match e {
                 ApiError::MissingToken => Some(AuthFailure::Missing),
-                ApiError::InvalidToken(t) => Some(AuthFailure::Token(*t)),
+                ApiError::InvalidToken(t) => Some(AuthFailure::of(*t)),
                 _ => None,
             };
             if let Some(reason) = reason {

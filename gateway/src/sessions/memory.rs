@@ -12,9 +12,11 @@
 //! lock striped by user, held from reading the user's sessions to writing
 //! them back. The cache is weighed in sessions (live ones plus remembered
 //! revocations), so `max_sessions` bounds the whole store, and each user
-//! keeps at most [`MAX_REVOKED_PER_USER`] revocations (a forgotten one
-//! makes a later refresh "unknown" instead of "revoked": refused all the
-//! same).
+//! keeps at most [`MAX_REVOKED_PER_USER`] revocations, each with why it
+//! ended (a forgotten one makes a later refresh "unknown" instead of
+//! "revoked": refused all the same, without a reason). A session idle past
+//! `idle_ttl` turns into such a revocation (reason `idle`) the next time
+//! its user's sessions are touched.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher as _;
@@ -25,8 +27,8 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use super::{
-    Checked, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef, SessionStore,
-    Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+    Checked, EndReason, EndedAll, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
+    SessionRef, SessionStore, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
 use crate::tokens::{now_secs, Jti, Sid, UserKey};
@@ -43,6 +45,9 @@ struct Session {
     prev: Option<(Box<str>, Instant)>,
     device_type: Box<str>,
     device_id: Option<Box<str>>,
+    platform: Box<str>,
+    appid: Box<str>,
+    device_name: Option<Box<str>>,
     session_key: Option<Secret>,
     /// The phone number verified at `/auth/phone`, for the next refreshes.
     phone: Option<Box<str>>,
@@ -53,19 +58,30 @@ struct Session {
     refreshed: u64,
     /// Wall-clock order of logins within one second.
     seq: u64,
+    /// When its record goes: the refresh TTL past the last refresh.
     expires: Instant,
+    /// When it ends unless refreshed: `expires`, or sooner with `idle_ttl`.
+    live_until: Instant,
+}
+
+impl Session {
+    /// Refreshed (or begun) `now`: it lives `ttl` more, or `idle` less.
+    fn touch(&mut self, now: Instant, ttl: Duration, idle: Option<Duration>) {
+        self.expires = now + ttl;
+        self.live_until = now + idle.map_or(ttl, |i| i.min(ttl));
+    }
 }
 
 #[derive(Debug, Default)]
 struct User {
     live: HashMap<Box<str>, Session>,
-    revoked: VecDeque<(Box<str>, Instant)>,
+    revoked: VecDeque<(Box<str>, Instant, EndReason)>,
 }
 
 /// Why a session a refresh token names cannot be used.
 enum Gone {
-    /// It was ended.
-    Revoked,
+    /// It was ended, for this reason.
+    Revoked(EndReason),
     /// It never was, or it expired.
     Unknown,
 }
@@ -73,29 +89,45 @@ enum Gone {
 impl User {
     /// The live session `sid`, or why there is none.
     fn session(&mut self, sid: &str) -> Result<&mut Session, Gone> {
-        if self.revoked.iter().any(|(s, _)| &**s == sid) {
-            return Err(Gone::Revoked);
+        if let Some((_, _, why)) = self.revoked.iter().find(|(s, _, _)| &**s == sid) {
+            return Err(Gone::Revoked(*why));
         }
         self.live.get_mut(sid).ok_or(Gone::Unknown)
     }
 
+    /// Drops what expired; sessions idle too long end (reason `idle`),
+    /// remembered until their record would have expired.
     fn forget_expired(&mut self, now: Instant) {
         self.live.retain(|_, s| s.expires > now);
-        self.revoked.retain(|(_, until)| *until > now);
+        self.revoked.retain(|(_, until, _)| *until > now);
+        let idle: Vec<(Box<str>, Instant)> = self
+            .live
+            .iter()
+            .filter(|(_, s)| s.live_until <= now)
+            .map(|(sid, s)| (sid.clone(), s.expires))
+            .collect();
+        for (sid, until) in idle {
+            self.revoke(&sid, until, EndReason::Idle);
+        }
     }
 
-    fn revoke(&mut self, sid: &str, until: Instant) {
+    fn revoke(&mut self, sid: &str, until: Instant, why: EndReason) {
         self.live.remove(sid);
         if self.revoked.len() >= MAX_REVOKED_PER_USER {
             self.revoked.pop_front();
         }
-        self.revoked.push_back((sid.into(), until));
+        self.revoked.push_back((sid.into(), until, why));
     }
 
     /// Ends the live sessions of `sids`.
-    fn revoke_all<'a>(&mut self, sids: impl IntoIterator<Item = &'a str>, until: Instant) {
+    fn revoke_all<'a>(
+        &mut self,
+        sids: impl IntoIterator<Item = &'a str>,
+        until: Instant,
+        why: EndReason,
+    ) {
         for sid in sids {
-            self.revoke(sid, until);
+            self.revoke(sid, until, why);
         }
     }
 
@@ -137,6 +169,7 @@ pub struct MemoryStore {
     stripes: Vec<Mutex<()>>,
     hasher: foldhash::fast::RandomState,
     grace: Duration,
+    idle: Option<Duration>,
     seq: AtomicU64,
     listed: usize,
 }
@@ -179,9 +212,16 @@ impl MemoryStore {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             hasher: foldhash::fast::RandomState::default(),
             grace,
+            idle: None,
             seq: Default::default(),
             listed: MAX_LISTED,
         }
+    }
+
+    /// Ends sessions not refreshed for `idle` (`sessions.idle_ttl`).
+    pub fn idle(mut self, idle: Option<Duration>) -> MemoryStore {
+        self.idle = idle;
+        self
     }
 
     /// Lists at most `n` sessions of a user (see [`super::listed`]).
@@ -219,6 +259,9 @@ fn info(sid: &str, s: &Session) -> SessionInfo {
         sid: sid.to_owned(),
         device_type: s.device_type.to_string(),
         device_id: s.device_id.as_deref().map(str::to_owned),
+        platform: Some(s.platform.to_string()),
+        appid: Some(s.appid.to_string()),
+        device_name: s.device_name.as_deref().map(str::to_owned),
         created_at: s.created,
         refreshed_at: s.refreshed,
     }
@@ -227,6 +270,7 @@ fn info(sid: &str, s: &Session) -> SessionInfo {
 impl SessionStore for MemoryStore {
     async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Recorded, Unavailable> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let idle = self.idle;
         Ok(self.with_user(new.user.0, ttl, |u| {
             let now = Instant::now();
             let mut evicted = Vec::new();
@@ -245,7 +289,7 @@ impl SessionStore for MemoryStore {
                     class.sort_unstable();
                     let over = class.len() + 1 - limit;
                     for (_, _, sid) in class.into_iter().take(over) {
-                        u.revoke(&sid, now + ttl);
+                        u.revoke(&sid, now + ttl, EndReason::Replaced);
                         evicted.push(sid.into_string());
                     }
                 }
@@ -266,27 +310,30 @@ impl SessionStore for MemoryStore {
                 all.sort_unstable();
                 let over = all.len() + 1 - max;
                 for (_, _, sid) in all.into_iter().take(over) {
-                    u.revoke(&sid, now + ttl);
+                    u.revoke(&sid, now + ttl, EndReason::Replaced);
                     evicted.push(sid.into_string());
                 }
             }
             let secs = now_secs();
-            u.live.insert(
-                new.sid.0.into(),
-                Session {
-                    jti: new.jti.0.into(),
-                    prev: None,
-                    device_type: new.device_type.into(),
-                    device_id: new.device_id.map(Into::into),
-                    session_key: new.session_key.map(|k| Secret::new(k.to_owned())),
-                    phone: None,
-                    recent: VecDeque::new(),
-                    created: secs,
-                    refreshed: secs,
-                    seq,
-                    expires: now + ttl,
-                },
-            );
+            let mut session = Session {
+                jti: new.jti.0.into(),
+                prev: None,
+                device_type: new.device_type.into(),
+                device_id: new.device_id.map(Into::into),
+                platform: new.platform.into(),
+                appid: new.appid.into(),
+                device_name: new.device_name.map(Into::into),
+                session_key: new.session_key.map(|k| Secret::new(k.to_owned())),
+                phone: None,
+                recent: VecDeque::new(),
+                created: secs,
+                refreshed: secs,
+                seq,
+                expires: now,
+                live_until: now,
+            };
+            session.touch(now, ttl, idle);
+            u.live.insert(new.sid.0.into(), session);
             (Recorded::Started { evicted }, true)
         }))
     }
@@ -298,12 +345,12 @@ impl SessionStore for MemoryStore {
         ttl: Duration,
     ) -> Result<Redeemed, Unavailable> {
         let (user, sid, jti, next) = (at.user.0, at.sid.0, turn.spent.0, turn.next.0);
-        let grace = self.grace;
+        let (grace, idle) = (self.grace, self.idle);
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
             let s = match u.session(sid) {
                 Ok(s) => s,
-                Err(Gone::Revoked) => return (Redeemed::Revoked, false),
+                Err(Gone::Revoked(why)) => return (Redeemed::Revoked(why), false),
                 Err(Gone::Unknown) => return (Redeemed::Unknown, false),
             };
             if let Some(in_grace) = redeemable(s, jti, grace, now) {
@@ -316,11 +363,11 @@ impl SessionStore for MemoryStore {
                 };
                 s.jti = next.into();
                 s.refreshed = now_secs();
-                s.expires = now + ttl;
+                s.touch(now, ttl, idle);
                 let phone = s.phone.as_deref().map(str::to_owned);
                 return (Redeemed::Rotated { phone }, true);
             }
-            u.revoke(sid, now + ttl);
+            u.revoke(sid, now + ttl, EndReason::Reused);
             (Redeemed::Reused, true)
         }))
     }
@@ -337,11 +384,11 @@ impl SessionStore for MemoryStore {
             let now = Instant::now();
             let s = match u.session(sid) {
                 Ok(s) => s,
-                Err(Gone::Revoked) => return (Checked::Revoked, false),
+                Err(Gone::Revoked(why)) => return (Checked::Revoked(why), false),
                 Err(Gone::Unknown) => return (Checked::Unknown, false),
             };
             if redeemable(s, jti, grace, now).is_none() {
-                u.revoke(sid, now + ttl);
+                u.revoke(sid, now + ttl, EndReason::Reused);
                 return (Checked::Reused, true);
             }
             s.recent
@@ -362,21 +409,26 @@ impl SessionStore for MemoryStore {
         at: SessionRef<'_>,
         jti: Jti<'_>,
         ttl: Duration,
-    ) -> Result<Option<Vec<String>>, Unavailable> {
+    ) -> Result<EndedAll, Unavailable> {
         let (user, sid, jti) = (at.user.0, at.sid.0, jti.0);
         let grace = self.grace;
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
-            let live = u
-                .live
-                .get(sid)
-                .is_some_and(|s| redeemable(s, jti, grace, now).is_some());
-            if !live {
-                return (None, false);
+            match u.session(sid) {
+                Err(Gone::Revoked(why)) => return (EndedAll::Refused(Some(why)), false),
+                Err(Gone::Unknown) => return (EndedAll::Refused(None), false),
+                Ok(s) if redeemable(s, jti, grace, now).is_none() => {
+                    return (EndedAll::Refused(None), false)
+                }
+                Ok(_) => {}
             }
             let ended: Vec<String> = u.live.keys().map(|s| s.to_string()).collect();
-            u.revoke_all(ended.iter().map(String::as_str), now + ttl);
-            (Some(ended), true)
+            u.revoke_all(
+                ended.iter().map(String::as_str),
+                now + ttl,
+                EndReason::LoggedOut,
+            );
+            (EndedAll::Ended(ended), true)
         }))
     }
 
@@ -399,6 +451,7 @@ impl SessionStore for MemoryStore {
         ttl: Duration,
     ) -> Result<bool, Unavailable> {
         let (user, sid, next) = (at.user.0, at.sid.0, next.0);
+        let idle = self.idle;
         Ok(self.with_user(user, ttl, |u| {
             let now = Instant::now();
             let Some(s) = u.live.get_mut(sid) else {
@@ -407,7 +460,7 @@ impl SessionStore for MemoryStore {
             let current = std::mem::replace(&mut s.jti, next.into());
             s.prev = Some((current, now));
             s.refreshed = now_secs();
-            s.expires = now + ttl;
+            s.touch(now, ttl, idle);
             (true, true)
         }))
     }
@@ -421,7 +474,7 @@ impl SessionStore for MemoryStore {
         let now = Instant::now();
         Ok(u.live
             .get(sid)
-            .filter(|s| s.expires > now)
+            .filter(|s| s.live_until > now)
             .and_then(|s| s.session_key.clone()))
     }
 
@@ -429,6 +482,7 @@ impl SessionStore for MemoryStore {
         &self,
         user: UserKey<'_>,
         sid: Option<Sid<'_>>,
+        why: EndReason,
         ttl: Duration,
     ) -> Result<Vec<String>, Unavailable> {
         let (user, sid) = (user.0, sid.map(|s| s.0));
@@ -439,7 +493,7 @@ impl SessionStore for MemoryStore {
                 Some(_) => Vec::new(),
                 None => u.live.keys().map(|s| s.to_string()).collect(),
             };
-            u.revoke_all(ended.iter().map(String::as_str), until);
+            u.revoke_all(ended.iter().map(String::as_str), until, why);
             let changed = !ended.is_empty();
             (ended, changed)
         }))
@@ -481,6 +535,12 @@ mod tests {
         }
     }
 
+    /// The sids `user`'s listing shows, in its order.
+    async fn listed(s: &MemoryStore, user: &str) -> Vec<String> {
+        let list = s.list(UserKey(user)).await.unwrap();
+        list.into_iter().map(|i| i.sid).collect()
+    }
+
     fn new<'a>(user: &'a str, sid: &'a str, class: &'a str, limit: u32) -> NewSession<'a> {
         NewSession {
             user: UserKey(user),
@@ -488,6 +548,9 @@ mod tests {
             jti: Jti("a"),
             device_type: class,
             device_id: None,
+            platform: "wechat",
+            appid: "wx1",
+            device_name: None,
             limit,
             max_per_user: 0,
             on_limit: OnLimit::EvictOldest,
@@ -518,21 +581,23 @@ mod tests {
         );
         assert_eq!(
             s.redeem(at("u", "s"), turn("c", "d"), TTL).await,
-            Ok(Redeemed::Revoked)
+            Ok(Redeemed::Revoked(EndReason::Reused))
         );
         s.begin(&new("u", "t", "phone", 0), TTL).await.unwrap();
         assert_eq!(
-            s.end(UserKey("u"), Some(Sid("t")), TTL).await.unwrap(),
+            s.end(UserKey("u"), Some(Sid("t")), EndReason::LoggedOut, TTL)
+                .await
+                .unwrap(),
             ["t"]
         );
         assert_eq!(
             s.redeem(at("u", "t"), turn("a", "b"), TTL).await,
-            Ok(Redeemed::Revoked)
+            Ok(Redeemed::Revoked(EndReason::LoggedOut))
         );
         // Another user's session is not this user's to end.
         s.begin(&new("v", "w", "phone", 0), TTL).await.unwrap();
         assert!(s
-            .end(UserKey("u"), Some(Sid("w")), TTL)
+            .end(UserKey("u"), Some(Sid("w")), EndReason::Revoked, TTL)
             .await
             .unwrap()
             .is_empty());
@@ -576,15 +641,16 @@ mod tests {
         let mut refuse = new("u", "w4", "web", 2);
         refuse.on_limit = OnLimit::Refuse;
         assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Recorded::Refused);
-        let sids: Vec<String> = s
-            .list(UserKey("u"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| i.sid)
-            .collect();
+        let sids = listed(&s, "u").await;
         assert_eq!(sids, ["w3", "p1", "w2"]);
-        let all = s.end(UserKey("u"), None, TTL).await.unwrap();
+        assert_eq!(
+            s.redeem(at("u", "w1"), turn("a", "b"), TTL).await,
+            Ok(Redeemed::Revoked(EndReason::Replaced))
+        );
+        let all = s
+            .end(UserKey("u"), None, EndReason::Revoked, TTL)
+            .await
+            .unwrap();
         assert_eq!(all.len(), 3);
         assert!(s.list(UserKey("u")).await.unwrap().is_empty());
     }
@@ -628,13 +694,7 @@ mod tests {
         let mut refuse = capped("p3", "phone");
         refuse.on_limit = OnLimit::Refuse;
         assert_eq!(s.begin(&refuse, TTL).await.unwrap(), Recorded::Refused);
-        let sids: Vec<String> = s
-            .list(UserKey("u"))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| i.sid)
-            .collect();
+        let sids = listed(&s, "u").await;
         assert_eq!(sids, ["p2", "w1"]);
     }
 
@@ -670,7 +730,7 @@ mod tests {
         );
         assert_eq!(
             s.check(at("u", "t"), Jti("b"), TTL).await,
-            Ok(Checked::Revoked)
+            Ok(Checked::Revoked(EndReason::Reused))
         );
         assert_eq!(
             s.check(at("u", "x"), Jti("a"), TTL).await,
@@ -679,15 +739,15 @@ mod tests {
         // Logout everywhere needs the live token, and then ends them all.
         assert_eq!(
             s.end_everywhere(at("u", "t"), Jti("b"), TTL).await,
-            Ok(None)
+            Ok(EndedAll::Refused(Some(EndReason::Reused)))
         );
         assert_eq!(
             s.end_everywhere(at("u", "s"), Jti("z"), TTL).await,
-            Ok(None)
+            Ok(EndedAll::Refused(None))
         );
         assert_eq!(
             s.end_everywhere(at("u", "s"), Jti("a"), TTL).await,
-            Ok(Some(vec!["s".to_owned()]))
+            Ok(EndedAll::Ended(vec!["s".to_owned()]))
         );
     }
 
@@ -717,5 +777,48 @@ mod tests {
             Ok(Redeemed::Unknown)
         );
         assert!(s.list(UserKey("u")).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_session_idle_too_long_ends_as_idle_and_leaves_the_listing() {
+        let s = MemoryStore::new(100, Duration::ZERO).idle(Some(Duration::from_millis(300)));
+        s.begin(&new("u", "s", "phone", 1), TTL).await.unwrap();
+        s.begin(&new("u", "t", "pc", 0), TTL).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // A refresh keeps "t" going; "s" is left alone.
+        assert_eq!(
+            s.redeem(at("u", "t"), turn("a", "b"), TTL).await,
+            Ok(Redeemed::Rotated { phone: None })
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(listed(&s, "u").await, ["t"]);
+        assert_eq!(
+            s.check(at("u", "s"), Jti("a"), TTL).await,
+            Ok(Checked::Revoked(EndReason::Idle))
+        );
+        // An idle session holds no place in its class: a new login of the
+        // class replaces nothing.
+        assert_eq!(
+            s.begin(&new("u", "s2", "phone", 1), TTL).await.unwrap(),
+            Recorded::Started { evicted: vec![] }
+        );
+        assert_eq!(
+            s.redeem(at("u", "s"), turn("a", "b"), TTL).await,
+            Ok(Redeemed::Revoked(EndReason::Idle))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_listing_shows_platform_app_and_device_name() {
+        let s = MemoryStore::new(100, Duration::ZERO);
+        let mut n = new("u", "s", "phone", 0);
+        n.platform = "qq";
+        n.appid = "1109";
+        n.device_name = Some("Mi 14");
+        s.begin(&n, TTL).await.unwrap();
+        let listed = s.list(UserKey("u")).await.unwrap();
+        assert_eq!(listed[0].platform.as_deref(), Some("qq"));
+        assert_eq!(listed[0].appid.as_deref(), Some("1109"));
+        assert_eq!(listed[0].device_name.as_deref(), Some("Mi 14"));
     }
 }

@@ -30,7 +30,17 @@
 //! A session that ends (logout, `DELETE`, a device limit, reuse detection,
 //! the admin API) goes into the [`revoked::RevokedSet`], checked on every
 //! proxied request; with Redis it is also published to every replica
-//! ([`redis::spawn_sync`]).
+//! ([`redis::spawn_sync`]). Why it ended ([`EndReason`]) is kept with it
+//! everywhere (the store's record, the revoked set, what replicas
+//! exchange), so a client presenting one of its tokens is told why by any
+//! replica, and a mini-program can tell "you signed in on another device"
+//! from "you signed out everywhere".
+//!
+//! With `idle_ttl`, a session not refreshed for that long ends at its next
+//! refresh (reason `idle`): it stops being listed and counted against the
+//! limits at that point, and its record stays, revoked, only as long as
+//! its last refresh token could still verify (the refresh TTL past the last
+//! refresh), to tell why.
 //!
 //! Two stores sit behind one small trait: [`memory`] (the default, bounded,
 //! one process) and [`redis`] (one Redis or a Redis Cluster, shared by
@@ -45,7 +55,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{OnLimit, Secret};
-pub use crate::tokens::SessionRef;
+pub use crate::tokens::{EndReason, SessionRef};
 use crate::tokens::{Jti, Sid, UserKey};
 
 /// What redeeming a refresh token did.
@@ -59,8 +69,9 @@ pub enum Redeemed {
     },
     /// It was already used: the session is now revoked.
     Reused,
-    /// The session was revoked earlier.
-    Revoked,
+    /// The session ended earlier, for this reason (or, with `idle_ttl`, it
+    /// was idle too long and ends now: [`EndReason::Idle`]).
+    Revoked(EndReason),
     /// The store does not know the session.
     Unknown,
 }
@@ -80,8 +91,9 @@ pub enum Checked {
     TooSoon(Duration),
     /// Already used: the session is now revoked.
     Reused,
-    /// The session was revoked earlier.
-    Revoked,
+    /// The session ended earlier, for this reason (or, with `idle_ttl`, it
+    /// was idle too long and ends now: [`EndReason::Idle`]).
+    Revoked(EndReason),
     /// The store does not know the session.
     Unknown,
 }
@@ -103,6 +115,17 @@ pub enum Recorded {
     /// The class (or the user's ceiling) is full and `on_limit` is
     /// `refuse`: nothing recorded.
     Refused,
+}
+
+/// What logging out everywhere did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndedAll {
+    /// The token was the redeemable one of a live session: these sids
+    /// ended (reason [`EndReason::LoggedOut`]).
+    Ended(Vec<String>),
+    /// It was not (spent, revoked, idle, unknown) and nothing ended; why
+    /// its session ended, if it has.
+    Refused(Option<EndReason>),
 }
 
 /// A refresh token spent and the one that replaces it, named so that the
@@ -128,6 +151,12 @@ pub struct NewSession<'a> {
     pub device_type: &'a str,
     /// The device id the client sent, if any.
     pub device_id: Option<&'a str>,
+    /// The platform signed in at (`wechat`, `qq`…), for the listing.
+    pub platform: &'a str,
+    /// The app (`client_id`), for the listing.
+    pub appid: &'a str,
+    /// The device's name the client sent at login, if any, for the listing.
+    pub device_name: Option<&'a str>,
     /// Most live sessions of the user in the class; 0 = no limit.
     pub limit: u32,
     /// Most live sessions of the user across every class (`max_per_user`);
@@ -151,6 +180,16 @@ pub struct SessionInfo {
     /// The device id sent at login, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
+    /// The platform signed in at (none for a session recorded by an older
+    /// gateway).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The app (`client_id`) signed in to (none, as `platform`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
+    /// The device's name sent at login, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
     /// Login time, unix seconds.
     pub created_at: u64,
     /// Last refresh (or the login), unix seconds.
@@ -216,26 +255,28 @@ pub trait SessionStore: Send + Sync {
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Redeemed, Unavailable>> + Send;
 
-    /// Ends `user`'s live session `sid`, or all of them: none of their
-    /// refresh tokens redeem again. Returns the sids it ended (empty: `sid`
-    /// is not a live session of `user`).
+    /// Ends `user`'s live session `sid`, or all of them, for reason `why`:
+    /// none of their refresh tokens redeem again. Returns the sids it ended
+    /// (empty: `sid` is not a live session of `user`).
     fn end(
         &self,
         user: UserKey<'_>,
         sid: Option<Sid<'_>>,
+        why: EndReason,
         ttl: Duration,
     ) -> impl std::future::Future<Output = Result<Vec<String>, Unavailable>> + Send;
 
-    /// Ends every live session of the user of `at`, if `jti` is the
+    /// Ends every live session of the user of `at` (reason
+    /// [`EndReason::LoggedOut`]), if `jti` is the
     /// redeemable refresh token of the live session `at` (its current one, or within
-    /// `reuse_grace` the one redeemed last): the sids ended. `None`: it is
-    /// not (spent, revoked, unknown), and nothing ended. One atomic step.
+    /// `reuse_grace` the one redeemed last): see [`EndedAll`]. One atomic
+    /// step.
     fn end_everywhere(
         &self,
         at: SessionRef<'_>,
         jti: Jti<'_>,
         ttl: Duration,
-    ) -> impl std::future::Future<Output = Result<Option<Vec<String>>, Unavailable>> + Send;
+    ) -> impl std::future::Future<Output = Result<EndedAll, Unavailable>> + Send;
 
     /// Keeps `phone` with the live session `at`: its next refreshes carry
     /// it. `false`: the session is not live.
@@ -288,17 +329,23 @@ impl Store {
         let listed = listed(config.max_per_user);
         if let Some(url) = &config.redis_url {
             return Ok(Store::Redis(
-                redis::RedisStore::new(url.expose(), config.reuse_grace)?.listing(listed),
+                redis::RedisStore::new(url.expose(), config.reuse_grace)?
+                    .listing(listed)
+                    .idle(config.idle_ttl),
             ));
         }
         if !config.redis_cluster.is_empty() {
             let seeds: Vec<&str> = config.redis_cluster.iter().map(|s| s.expose()).collect();
             return Ok(Store::Redis(
-                redis::RedisStore::cluster(&seeds, config.reuse_grace)?.listing(listed),
+                redis::RedisStore::cluster(&seeds, config.reuse_grace)?
+                    .listing(listed)
+                    .idle(config.idle_ttl),
             ));
         }
         Ok(Store::Memory(
-            memory::MemoryStore::new(config.max_sessions, config.reuse_grace).listing(listed),
+            memory::MemoryStore::new(config.max_sessions, config.reuse_grace)
+                .listing(listed)
+                .idle(config.idle_ttl),
         ))
     }
 
@@ -332,21 +379,20 @@ impl Store {
         }
     }
 
-    /// Tells every replica that `sids` ended: into the local revoked set at
-    /// once, and with Redis published and recorded for the others' resyncs
-    /// (best effort: the sessions themselves are already ended in the
-    /// store, so at worst an access token lives out its short life).
-    pub async fn announce(&self, revoked: &revoked::RevokedSet, sids: &[String]) {
+    /// Tells every replica that `sids` ended, and why: into the local
+    /// revoked set at once, and with Redis published and recorded for the
+    /// others' resyncs (best effort: the sessions themselves are already
+    /// ended in the store, so at worst an access token lives out its short
+    /// life).
+    pub async fn announce(&self, revoked: &revoked::RevokedSet, sids: &[String], why: EndReason) {
         if sids.is_empty() {
             return;
         }
         let at = revoked::now_ms();
         let until = at.saturating_add(revoked.lifetime_ms());
-        for sid in sids {
-            revoked.insert(sid, until);
-        }
+        revoked.insert_all(sids.iter().map(|sid| (sid.as_str(), until, why)));
         if let Store::Redis(r) = self {
-            r.publish(sids, at, until).await;
+            r.publish(sids, at, until, why).await;
         }
     }
 }
@@ -370,9 +416,9 @@ impl SessionStore for Store {
         fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Recorded;
         fn check(&self, at: SessionRef<'_>, jti: Jti<'_>, ttl: Duration) -> Checked;
         fn redeem(&self, at: SessionRef<'_>, turn: Rotation<'_>, ttl: Duration) -> Redeemed;
-        fn end(&self, user: UserKey<'_>, sid: Option<Sid<'_>>, ttl: Duration) -> Vec<String>;
-        fn end_everywhere(&self, at: SessionRef<'_>, jti: Jti<'_>, ttl: Duration)
-            -> Option<Vec<String>>;
+        fn end(&self, user: UserKey<'_>, sid: Option<Sid<'_>>, why: EndReason, ttl: Duration)
+            -> Vec<String>;
+        fn end_everywhere(&self, at: SessionRef<'_>, jti: Jti<'_>, ttl: Duration) -> EndedAll;
         fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> bool;
         fn reissue(&self, at: SessionRef<'_>, next: Jti<'_>, ttl: Duration) -> bool;
         fn session_key(&self, at: SessionRef<'_>) -> Option<Secret>;

@@ -13,7 +13,7 @@ pub mod web;
 
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::sessions::{NewSession, Recorded, SessionStore as _};
+use crate::sessions::{EndReason, NewSession, Recorded, SessionStore as _};
 use crate::signin::enrich::{merge_roles, Ask, EnrichError, EnrichFailure, Event};
 use crate::telemetry::audit;
 use crate::telemetry::metrics::SessionOp;
@@ -49,18 +49,24 @@ pub fn store_down(gw: &Gateway, op: SessionOp) -> ApiError {
 /// A new login session for `subject`, whoever signed in (a mini-program's
 /// code, a browser's web sign-in): enrichment (which may refuse the user),
 /// the session recorded within its device class's `limit` with the
-/// platform's `session_key` if it gave one, and its tokens. Returns the
-/// enriched subject, the sid and the pair.
+/// platform's `session_key` if it gave one (and the device's name, if the
+/// client sent one, for the listing), and its tokens. Returns the enriched
+/// subject, the sid and the pair.
 pub async fn open_session(
     gw: &Gateway,
     subject: Subject,
     limit: u32,
     session_key: Option<&str>,
+    device_name: Option<&str>,
 ) -> Result<(Subject, String, TokenPair), ApiError> {
     let sid = random_id()?;
     let subject = identify(gw, subject, Event::Login, &sid).await?;
     let refresh_jti = random_id()?;
-    begin_session(gw, &subject, &sid, &refresh_jti, limit, session_key).await?;
+    let kept = Kept {
+        session_key,
+        device_name,
+    };
+    begin_session(gw, &subject, &sid, &refresh_jti, limit, kept).await?;
     let pair = gw.tokens.issue(&subject, &sid, refresh_jti)?;
     Ok((subject, sid, pair))
 }
@@ -190,23 +196,33 @@ pub fn device_class(gw: &Gateway, named: Option<&str>) -> Result<(String, u32), 
         ))
 }
 
+/// What a new session keeps beside its subject.
+struct Kept<'a> {
+    session_key: Option<&'a str>,
+    device_name: Option<&'a str>,
+}
+
 /// Records a new session of `who` within its class's limit: the sessions
-/// it evicts end everywhere; a full class under `refuse` is 409.
+/// it evicts end everywhere (reason `replaced`); a full class under
+/// `refuse` is 409.
 async fn begin_session(
     gw: &Gateway,
     who: &Subject,
     sid: &str,
     jti: &str,
     limit: u32,
-    session_key: Option<&str>,
+    kept: Kept<'_>,
 ) -> Result<(), ApiError> {
     let new = NewSession {
-        session_key,
+        session_key: kept.session_key,
         user: who.user_key(),
         sid: Sid(sid),
         jti: Jti(jti),
         device_type: &who.device_type,
         device_id: who.device_id.as_deref(),
+        platform: who.platform.name(),
+        appid: &who.appid,
+        device_name: kept.device_name,
         limit,
         max_per_user: gw.sessions_config.max_per_user,
         on_limit: gw.sessions_config.on_limit,
@@ -225,7 +241,9 @@ async fn begin_session(
                     sid = %sid, device_type = %who.device_type, evicted = evicted.len(),
                     "device limit: oldest session ended"
                 );
-                gw.sessions.announce(&gw.revoked, &evicted).await;
+                gw.sessions
+                    .announce(&gw.revoked, &evicted, EndReason::Replaced)
+                    .await;
                 for ended in &evicted {
                     gw.audit.emit(audit::Event::SessionEnded {
                         reason: audit::Ended::Replaced,

@@ -1,5 +1,6 @@
 //! Why a token was refused, and the gateway's own failures.
 
+use super::EndReason;
 use crate::telemetry::labels::Label;
 
 /// The system failed the gateway (no randomness, a key that would not
@@ -28,9 +29,9 @@ pub enum TokenError {
     NotYetValid,
     /// `iat` in the future (beyond the leeway).
     IssuedInFuture,
-    /// The token's login session has ended (logout, `DELETE`, a device
-    /// limit, reuse detection, the admin API).
-    Revoked,
+    /// The token's login session has ended, for this reason (told to the
+    /// client beside the error).
+    Revoked(EndReason),
 }
 
 impl TokenError {
@@ -49,7 +50,7 @@ impl TokenError {
         TokenError::Expired,
         TokenError::NotYetValid,
         TokenError::IssuedInFuture,
-        TokenError::Revoked,
+        TokenError::Revoked(EndReason::Revoked),
     ];
 
     /// A malformed token: also what an `Authorization` header that is not
@@ -66,7 +67,7 @@ impl TokenError {
             TokenError::Expired => "token expired",
             TokenError::NotYetValid => "token not yet valid",
             TokenError::IssuedInFuture => "token issued in the future",
-            TokenError::Revoked => "session revoked",
+            TokenError::Revoked(_) => "session revoked",
         }
     }
 
@@ -80,7 +81,7 @@ impl TokenError {
             TokenError::Expired => "expired",
             TokenError::NotYetValid => "not_yet_valid",
             TokenError::IssuedInFuture => "issued_in_future",
-            TokenError::Revoked => "revoked",
+            TokenError::Revoked(_) => "revoked",
         }
     }
 }
@@ -100,6 +101,18 @@ pub enum AuthFailure {
     Missing,
     /// A token that did not verify.
     Token(TokenError),
+}
+
+impl AuthFailure {
+    /// The failure a refused token counts as: one series for every reason
+    /// a session ended.
+    #[inline]
+    pub fn of(e: TokenError) -> AuthFailure {
+        AuthFailure::Token(match e {
+            TokenError::Revoked(_) => TokenError::Revoked(EndReason::Revoked),
+            e => e,
+        })
+    }
 }
 
 impl Label for AuthFailure {

@@ -18,6 +18,7 @@
 //! refused ([`TokenError`]), the cache's key, and the key set ([`keys`]).
 
 mod cache;
+mod ended;
 mod error;
 pub mod header;
 pub mod identity;
@@ -26,6 +27,7 @@ pub mod keys;
 mod subject;
 
 use cache::{token_key, TokenCache};
+pub use ended::EndReason;
 pub use error::{AuthFailure, Internal, TokenError};
 use identity::identity;
 pub use identity::{Headers, Identity, Roles};

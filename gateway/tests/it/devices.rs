@@ -14,14 +14,14 @@ use minigate::tokens::{Jti, Sid, UserKey};
 use crate::support::*;
 
 /// The contract's bound on revocation reaching every replica.
-const WITHIN: Duration = Duration::from_secs(2);
+pub(crate) const WITHIN: Duration = Duration::from_secs(2);
 
-fn sid(t: &Tokens) -> String {
+pub(crate) fn sid(t: &Tokens) -> String {
     claims(&t.access_token)["sid"].as_str().unwrap().to_owned()
 }
 
 /// Two replicas of `setup` sharing keys.
-async fn replicas(setup: Setup) -> (Gateway, Gateway) {
+pub(crate) async fn replicas(setup: Setup) -> (Gateway, Gateway) {
     let a = start(setup.clone()).await;
     let b = start(Setup {
         keys_dir: Some(a.keys_dir.clone()),
@@ -35,7 +35,7 @@ async fn refresh(gw: &Gateway, t: &str) -> reqwest::Response {
     post_refresh(&gw.http, &gw.url, "/auth/refresh", t).await
 }
 
-async fn refresh_ok(gw: &Gateway, t: &str) -> Tokens {
+pub(crate) async fn refresh_ok(gw: &Gateway, t: &str) -> Tokens {
     let res = refresh(gw, t).await;
     assert_eq!(res.status(), 200, "refresh at {}", gw.url);
     res.json().await.unwrap()
@@ -91,7 +91,7 @@ async fn refused_everywhere(gws: &[&Gateway], access: &str, what: &str) -> Durat
     started.elapsed()
 }
 
-async fn sessions(gw: &Gateway, access: &str) -> Vec<Value> {
+pub(crate) async fn sessions(gw: &Gateway, access: &str) -> Vec<Value> {
     let res = gw.get("/auth/sessions", Some(access)).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
@@ -772,6 +772,9 @@ async fn an_expired_session_frees_its_slot_on_redis() {
         jti: Jti("j"),
         device_type,
         device_id: None,
+        platform: "wechat",
+        appid: "wx1",
+        device_name: None,
         limit,
         max_per_user: 0,
         on_limit: OnLimit::Refuse,
@@ -906,7 +909,7 @@ async fn a_user_holds_at_most_max_per_user_sessions_on_a_redis_cluster() {
 }
 
 /// `redis-cli -p PORT ARGS...` on the test's Redis.
-async fn redis_cli(redis: &Redis, args: &[&str]) -> String {
+pub(crate) async fn redis_cli(redis: &Redis, args: &[&str]) -> String {
     let out = tokio::process::Command::new("redis-cli")
         .args(["-p", &redis.port.to_string()])
         .args(args)

@@ -15,6 +15,7 @@ mod cli;
 mod component;
 mod deploy;
 mod devices;
+mod ended;
 mod enrichment;
 mod errors;
 mod examples;

@@ -143,7 +143,7 @@ impl Config {
         }
         let roles = grants(raw.roles)?;
         let enrich = raw.enrich.map(enrich).transpose()?;
-        let sessions = sessions(raw.sessions)?;
+        let sessions = sessions(raw.sessions, &tokens)?;
         let audit = audit(raw.audit, &sessions)?;
         let tracing = raw.tracing.map(tracing_section).transpose()?;
         let server = server(raw.server)?;

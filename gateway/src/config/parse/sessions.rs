@@ -9,7 +9,14 @@ pub(super) fn is_redis_url(url: &str) -> bool {
         && redis::IntoConnectionInfo::into_connection_info(url).is_ok()
 }
 
-pub(super) fn sessions(s: Option<RawSessions>) -> Result<SessionsConfig, ConfigError> {
+/// `[sessions]`, checked against `[tokens]`: an idle timeout only makes
+/// sense between the access and the refresh TTL (a client refreshes about
+/// once an access TTL while it is used; a session past the refresh TTL is
+/// over anyway).
+pub(super) fn sessions(
+    s: Option<RawSessions>,
+    tokens: &TokensConfig,
+) -> Result<SessionsConfig, ConfigError> {
     let s = s.unwrap_or_default();
     // Checked here so a typo fails at start, not at the first refresh.
     // The message never repeats the URL: it may hold a password.
@@ -59,6 +66,24 @@ pub(super) fn sessions(s: Option<RawSessions>) -> Result<SessionsConfig, ConfigE
             "must be at most 5m: it is for a client that lost one answer",
         ));
     }
+    let idle_ttl = match s.idle_ttl.as_deref() {
+        Some(v) => Some(parse_duration("sessions.idle_ttl", v)?),
+        None => None,
+    };
+    if let Some(idle) = idle_ttl {
+        if idle <= tokens.access_ttl {
+            return Err(err(
+                "sessions.idle_ttl",
+                "must be longer than tokens.access_ttl: a client in use refreshes about once an access TTL",
+            ));
+        }
+        if idle >= tokens.refresh_ttl {
+            return Err(err(
+                "sessions.idle_ttl",
+                "must be shorter than tokens.refresh_ttl, or it never applies",
+            ));
+        }
+    }
     let on_limit = match s.on_limit.as_deref() {
         None | Some("evict_oldest") => OnLimit::EvictOldest,
         Some("refuse") => OnLimit::Refuse,
@@ -88,6 +113,7 @@ pub(super) fn sessions(s: Option<RawSessions>) -> Result<SessionsConfig, ConfigE
         max_sessions,
         max_per_user,
         reuse_grace,
+        idle_ttl,
         on_limit,
         devices,
     })

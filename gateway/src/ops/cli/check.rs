@@ -152,7 +152,7 @@ pub(super) fn check(path: &Path, offline: bool) -> Result<(), Failure> {
         reach(sc)?;
     }
     say!(
-        "          devices {}; {}; past a limit: {}; reuse grace {}",
+        "          devices {}; {}; past a limit: {}; reuse grace {}; idle timeout {}",
         sc.devices
             .0
             .iter()
@@ -171,7 +171,8 @@ pub(super) fn check(path: &Path, offline: bool) -> Result<(), Failure> {
             "off".to_owned()
         } else {
             d(sc.reuse_grace)
-        }
+        },
+        sc.idle_ttl.map_or_else(|| "off".to_owned(), d)
     );
     match &config.admin {
         Some(a) => {

@@ -123,21 +123,27 @@ pub(super) fn sessions(cmd: SessionsCommand) -> Result<(), Failure> {
             };
             let list = listing.sessions;
             say!(
-                "{:<24} {:<8} {:<21} {:<21} DEVICE_ID",
+                "{:<24} {:<8} {:<10} {:<20} {:<21} {:<21} {:<16} DEVICE_NAME",
                 "SID",
                 "TYPE",
+                "PLATFORM",
+                "APPID",
                 "CREATED",
-                "REFRESHED"
+                "REFRESHED",
+                "DEVICE_ID"
             );
             let text = |v: &Option<String>| escaped(v.as_deref().unwrap_or("-"));
             for s in &list {
                 say!(
-                    "{:<24} {:<8} {:<21} {:<21} {}",
+                    "{:<24} {:<8} {:<10} {:<20} {:<21} {:<21} {:<16} {}",
                     text(&s.sid),
                     text(&s.device_type),
+                    text(&s.platform),
+                    text(&s.appid),
                     time(s.created_at),
                     time(s.refreshed_at),
-                    text(&s.device_id)
+                    text(&s.device_id),
+                    text(&s.device_name)
                 );
             }
             say!(
@@ -201,6 +207,12 @@ struct ListedSession {
     refreshed_at: Option<u64>,
     #[serde(default)]
     device_id: Option<String>,
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    appid: Option<String>,
+    #[serde(default)]
+    device_name: Option<String>,
 }
 
 /// What went wrong asking the admin API. Every text in it is escaped

@@ -7,11 +7,11 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `minigate:{u:USER}:sessions` | sorted set | the user's live sessions: sid → expiry (unix ms) |
+//! | `minigate:{u:USER}:sessions` | sorted set | the user's live sessions: sid → when it stops being live unless refreshed (unix ms: the refresh TTL, or `idle_ttl` when shorter, past its last refresh) |
 //! | `minigate:{u:USER}:class:CLASS` | sorted set | the user's sessions of one limited device class: sid → login time (unix µs) |
 //! | `minigate:{u:USER}:all` | sorted set | with a ceiling (`max_per_user`), the user's sessions counted against it: sid → login time (unix µs) |
-//! | `minigate:{u:USER}:s:SID` | hash | one session: `jti` (redeemable next), `state` (`live`/`revoked`), `dvt`, `did`, `created` (unix µs), `refreshed` (unix ms), `prev`/`prev_at` (reuse grace), `sk` (platform session key), `ph` (phone number), `rl` (the last minute's refreshes, unix ms) |
-//! | `minigate:revoked` | sorted set | ended sessions: sid → when its last access token expires (unix ms), for replicas' resyncs |
+//! | `minigate:{u:USER}:s:SID` | hash | one session: `jti` (redeemable next), `state` (`live`/`revoked`), `why` (the reason a revoked one ended; absent, from an older gateway: `revoked`), `dvt`, `did`, `pf` (platform), `app` (appid), `dn` (device name), `created` (unix µs), `refreshed` (unix ms), `prev`/`prev_at` (reuse grace), `sk` (platform session key), `ph` (phone number), `rl` (the last minute's refreshes, unix ms) |
+//! | `minigate:revoked` | sorted set | ended sessions: `SID REASON` (or a bare `SID`, from an older gateway, read as `revoked`) → when its last access token expires (unix ms), for replicas' resyncs |
 //!
 //! Every time in these keys is the Redis server's (`TIME`): one user's keys
 //! are on one server, so replicas with skewed clocks agree on expiry, the
@@ -54,10 +54,12 @@ pub use sync::{spawn_sync, Synced, RESYNC_EVERY};
 
 use super::revoked::now_ms;
 use super::{
-    Checked, NewSession, Recorded, Redeemed, Rotation, SessionInfo, SessionRef, SessionStore,
-    StoreSetupError, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
+    Checked, EndReason, EndedAll, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
+    SessionRef, SessionStore, StoreSetupError, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW,
+    REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
+use crate::telemetry::labels::Label as _;
 use crate::tokens::{Jti, Sid, UserKey};
 
 /// The sorted set of ended sessions, and the channel announcing them.
@@ -154,6 +156,8 @@ pub struct RedisStore {
     /// turn. Never shown: they may hold a password.
     subscribe: Arc<Vec<redis::Client>>,
     grace_ms: u64,
+    /// `idle_ttl` in ms; 0: none.
+    idle_ms: u64,
     listed: usize,
     /// Boxed: the store sits in [`crate::sessions::Store`] beside the small
     /// in-process one.
@@ -285,6 +289,7 @@ impl RedisStore {
             backend,
             subscribe: Arc::new(subscribe),
             grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+            idle_ms: 0,
             listed: MAX_LISTED,
             scripts: Box::new(Scripts::load()),
         }
@@ -293,6 +298,12 @@ impl RedisStore {
     /// Lists at most `n` sessions of a user (see [`super::listed`]).
     pub fn listing(mut self, n: usize) -> RedisStore {
         self.listed = n;
+        self
+    }
+
+    /// Ends sessions not refreshed for `idle` (`sessions.idle_ttl`).
+    pub fn idle(mut self, idle: Option<Duration>) -> RedisStore {
+        self.idle_ms = idle.map_or(0, ms);
         self
     }
 
@@ -397,21 +408,22 @@ impl RedisStore {
         }
     }
 
-    /// Records ended sessions for the other replicas' resyncs and publishes
-    /// them. Best effort: a failure is logged, and the others still learn
-    /// it at their next full resync only if the record made it.
-    pub async fn publish(&self, sids: &[String], at: u64, until: u64) {
+    /// Records ended sessions, and why, for the other replicas' resyncs
+    /// and publishes them (see [`sync`] for the formats). Best effort: a
+    /// failure is logged, and the others still learn it at their next full
+    /// resync only if the record made it.
+    pub async fn publish(&self, sids: &[String], at: u64, until: u64, why: EndReason) {
         let Ok(mut con) = self.con().await else {
             return;
         };
         let mut zadd = redis::cmd("ZADD");
         zadd.arg(REVOKED_KEY);
         for sid in sids {
-            zadd.arg(until).arg(sid);
+            zadd.arg(until).arg(sync::member(sid, why));
         }
         let mut trim = redis::cmd("ZREMRANGEBYSCORE");
         trim.arg(REVOKED_KEY).arg("-inf").arg(at);
-        let message = format!("{at} {until} {}", sids.join(" "));
+        let message = sync::message(at, until, why, sids);
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(REVOKED_KEY).arg(message);
         let _ = self.call("revoke", zadd.query_async::<()>(&mut con)).await;
@@ -528,7 +540,11 @@ impl SessionStore for RedisStore {
             .arg(&keys.session_prefix)
             .arg(new.session_key.unwrap_or(""))
             .arg(new.max_per_user)
-            .arg(&keys.class_prefix);
+            .arg(&keys.class_prefix)
+            .arg(new.platform)
+            .arg(new.appid)
+            .arg(new.device_name.unwrap_or(""))
+            .arg(self.idle_ms);
         let out: Vec<Value> = self.call("begin", inv.invoke_async(&mut con)).await?;
         let mut out = out.into_iter();
         match out.next() {
@@ -557,17 +573,18 @@ impl SessionStore for RedisStore {
             .arg(next)
             .arg(ms(ttl))
             .arg(self.grace_ms)
-            .arg(&keys.class_prefix);
+            .arg(&keys.class_prefix)
+            .arg(self.idle_ms);
         let out: Vec<Value> = self.call("redeem", inv.invoke_async(&mut con)).await?;
-        let (code, phone) = code_and(out);
+        let (code, value) = code_and(out);
         Ok(match code {
             2 => Redeemed::Rotated {
-                phone: phone
+                phone: value
                     .and_then(|v| redis::from_redis_value::<String>(v).ok())
                     .filter(|p| !p.is_empty()),
             },
             3 => Redeemed::Reused,
-            1 => Redeemed::Revoked,
+            1 => Redeemed::Revoked(why(value)),
             _ => Redeemed::Unknown,
         })
     }
@@ -589,20 +606,21 @@ impl SessionStore for RedisStore {
             .arg(self.grace_ms)
             .arg(&keys.class_prefix)
             .arg(REFRESHES_PER_WINDOW)
-            .arg(ms(REFRESH_WINDOW));
+            .arg(ms(REFRESH_WINDOW))
+            .arg(self.idle_ms);
         let out: Vec<Value> = self.call("check", inv.invoke_async(&mut con)).await?;
-        let (code, wait) = code_and(out);
+        let (code, value) = code_and(out);
         Ok(match code {
             2 => Checked::Live,
             4 => {
-                let wait = wait
+                let wait = value
                     .and_then(|v| redis::from_redis_value::<i64>(v).ok())
                     .and_then(|ms| u64::try_from(ms).ok())
                     .unwrap_or(0);
                 Checked::TooSoon(Duration::from_millis(wait))
             }
             3 => Checked::Reused,
-            1 => Checked::Revoked,
+            1 => Checked::Revoked(why(value)),
             _ => Checked::Unknown,
         })
     }
@@ -612,7 +630,7 @@ impl SessionStore for RedisStore {
         at: SessionRef<'_>,
         jti: Jti<'_>,
         ttl: Duration,
-    ) -> Result<Option<Vec<String>>, Unavailable> {
+    ) -> Result<EndedAll, Unavailable> {
         let (user, sid, jti) = (at.user.0, at.sid.0, jti.0);
         let keys = Keys::of(user);
         let mut con = self.con().await?;
@@ -624,9 +642,18 @@ impl SessionStore for RedisStore {
             .arg(&keys.class_prefix)
             .arg(jti)
             .arg(self.grace_ms)
-            .arg(sid);
+            .arg(sid)
+            .arg(EndReason::LoggedOut.label())
+            .arg(self.idle_ms);
         let out: Vec<Value> = self.call("end", inv.invoke_async(&mut con)).await?;
-        Ok(ended(out))
+        Ok(match ended(out) {
+            Ok(sids) => EndedAll::Ended(sids),
+            Err(why) => EndedAll::Refused(
+                why.and_then(|v| redis::from_redis_value::<String>(v).ok())
+                    .filter(|l| !l.is_empty())
+                    .map(|l| EndReason::parse(&l).unwrap_or(EndReason::Revoked)),
+            ),
+        })
     }
 
     async fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> Result<bool, Unavailable> {
@@ -651,7 +678,11 @@ impl SessionStore for RedisStore {
         let mut con = self.con().await?;
         let mut inv = self.scripts.reissue.prepare_invoke();
         inv.key(&keys.index).key(keys.session(sid)).key(&keys.all);
-        inv.arg(sid).arg(next).arg(ms(ttl)).arg(&keys.class_prefix);
+        inv.arg(sid)
+            .arg(next)
+            .arg(ms(ttl))
+            .arg(&keys.class_prefix)
+            .arg(self.idle_ms);
         let done: i64 = self.call("reissue", inv.invoke_async(&mut con)).await?;
         Ok(done == 1)
     }
@@ -674,6 +705,7 @@ impl SessionStore for RedisStore {
         &self,
         user: UserKey<'_>,
         sid: Option<Sid<'_>>,
+        why: EndReason,
         ttl: Duration,
     ) -> Result<Vec<String>, Unavailable> {
         let (user, sid) = (user.0, sid.map(|s| s.0));
@@ -687,7 +719,9 @@ impl SessionStore for RedisStore {
             .arg(&keys.class_prefix)
             .arg("")
             .arg(0)
-            .arg("");
+            .arg("")
+            .arg(why.label())
+            .arg(self.idle_ms);
         let out: Vec<Value> = self.call("end", inv.invoke_async(&mut con)).await?;
         Ok(ended(out).unwrap_or_default())
     }
@@ -701,13 +735,17 @@ impl SessionStore for RedisStore {
         inv.arg(&keys.session_prefix).arg(self.listed);
         let flat: Vec<String> = self.call("list", inv.invoke_async(&mut con)).await?;
         let mut list: Vec<(u64, SessionInfo)> = flat
-            .chunks_exact(5)
+            .chunks_exact(8)
             .map(|c| {
                 let created_us = c[3].parse::<u64>().unwrap_or(0);
+                let given = |v: &String| (!v.is_empty()).then(|| v.clone());
                 let info = SessionInfo {
                     sid: c[0].clone(),
                     device_type: c[1].clone(),
-                    device_id: (!c[2].is_empty()).then(|| c[2].clone()),
+                    device_id: given(&c[2]),
+                    platform: given(&c[5]),
+                    appid: given(&c[6]),
+                    device_name: given(&c[7]),
                     created_at: created_us / 1_000_000,
                     refreshed_at: c[4].parse::<u64>().unwrap_or(0) / 1000,
                 };
@@ -730,15 +768,25 @@ fn code_and(out: Vec<Value>) -> (i64, Option<Value>) {
     (code, out.next())
 }
 
-/// The `END` script's answer: the sids ended, or `None` when it refused.
-fn ended(out: Vec<Value>) -> Option<Vec<String>> {
+/// The reason a script answered beside "revoked": none or an unknown one
+/// (a record of an older or a newer gateway) reads as
+/// [`EndReason::Revoked`].
+fn why(value: Option<Value>) -> EndReason {
+    value
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .and_then(|l| EndReason::parse(&l))
+        .unwrap_or(EndReason::Revoked)
+}
+
+/// The `END` script's answer: the sids ended, or, when it refused, the
+/// value beside its code (why the session ended).
+fn ended(out: Vec<Value>) -> Result<Vec<String>, Option<Value>> {
     let mut out = out.into_iter();
     match out.next() {
-        Some(Value::Int(1)) => Some(
-            out.filter_map(|v| redis::from_redis_value::<String>(v).ok())
-                .collect(),
-        ),
-        _ => None,
+        Some(Value::Int(1)) => Ok(out
+            .filter_map(|v| redis::from_redis_value::<String>(v).ok())
+            .collect()),
+        _ => Err(out.next()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! says its KEYS, ARGV and answer). Every operation that reads and writes
 //! one user's keys is one script, so it is atomic on the server whatever
 //! the number of replicas racing; the shared functions (`redeemable`,
-//! `reused`) are prepended to the scripts that call them.
+//! `reused`, and `idle.lua`'s) are prepended to the scripts that call them.
 
 use redis::Script;
 
@@ -10,6 +10,7 @@ const BEGIN: &str = include_str!("scripts/begin.lua");
 const REISSUE: &str = include_str!("scripts/reissue.lua");
 const REDEEMABLE: &str = include_str!("scripts/redeemable.lua");
 const REUSED: &str = include_str!("scripts/reused.lua");
+const IDLE: &str = include_str!("scripts/idle.lua");
 const REDEEM: &str = include_str!("scripts/redeem.lua");
 const CHECK: &str = include_str!("scripts/check.lua");
 const END: &str = include_str!("scripts/end.lua");
@@ -31,11 +32,11 @@ impl Scripts {
     /// Every script, with its hash computed once.
     pub fn load() -> Scripts {
         Scripts {
-            begin: Script::new(BEGIN),
-            check: Script::new(&format!("{REDEEMABLE}{REUSED}{CHECK}")),
-            redeem: Script::new(&format!("{REDEEMABLE}{REUSED}{REDEEM}")),
-            reissue: Script::new(REISSUE),
-            end: Script::new(&format!("{REDEEMABLE}{END}")),
+            begin: Script::new(&format!("{IDLE}{BEGIN}")),
+            check: Script::new(&format!("{REDEEMABLE}{REUSED}{IDLE}{CHECK}")),
+            redeem: Script::new(&format!("{REDEEMABLE}{REUSED}{IDLE}{REDEEM}")),
+            reissue: Script::new(&format!("{IDLE}{REISSUE}")),
+            end: Script::new(&format!("{REDEEMABLE}{IDLE}{END}")),
             set_phone: Script::new(SET_PHONE),
             list: Script::new(LIST),
         }

@@ -353,7 +353,7 @@ async fn signed_in(
         phone: None,
         component_appid: None,
     };
-    let (subject, sid, pair) = open_session(gw, subject, limit, None)
+    let (subject, sid, pair) = open_session(gw, subject, limit, None, None)
         .await
         .map_err(failed)?;
     tracing::info!(appid = %subject.appid, sub = %subject.openid, sid = %sid, platform = %subject.platform, "web sign-in");
@@ -454,7 +454,9 @@ pub fn cookie_answer(result: Result<TokenPair, ApiError>) -> Response<Body> {
             res
         }
         Err(e) => {
-            let ended = matches!(e, ApiError::InvalidGrant(_) | ApiError::AccessDenied);
+            // Every invalid_grant (a dead refresh token, whatever the
+            // reason its session ended) and a ban clear the cookies.
+            let ended = e.code() == "invalid_grant" || matches!(e, ApiError::AccessDenied);
             let mut res = e.into_response();
             if ended {
                 clear_session(&mut res);

@@ -248,6 +248,7 @@ table!(
         /// `evict` or `refuse`.
         on_limit: &str,
         reuse_grace: Duration,
+        idle_ttl: Duration,
         /// `[sessions.devices]`.
         devices: Devices,
     }

@@ -2,12 +2,14 @@
 -- ceiling set.
 -- ARGV: 1 sid, 2 jti, 3 class, 4 device id ('' none), 5 ttl ms, 6 limit
 -- (0 none), 7 '1' to refuse, 8 session key prefix, 9 platform session key
--- ('' none), 10 ceiling (0 none), 11 class key prefix.
+-- ('' none), 10 ceiling (0 none), 11 class key prefix, 12 platform, 13
+-- appid, 14 device name ('' none), 15 idle ms (0 none).
 -- Returns {0} refused, or {1, evicted sid...}.
 --
--- Expired sessions leave the index here (at most 1024 a call) and leave a
--- limited class's set, or the ceiling set, when that set is counted: each
--- holds only what its limit allows plus what ended since, so it is small.
+-- Sessions it ends are 'replaced'. Expired (or idle) sessions leave the
+-- index here (at most 1024 a call) and leave a limited class's set, or the
+-- ceiling set, when that set is counted: each holds only what its limit
+-- allows plus what ended since, so it is small.
 -- Every time here is the server's: one user's keys are on one server, so
 -- logins and refreshes from replicas with skewed clocks still agree, and
 -- logins order by the microsecond.
@@ -37,7 +39,7 @@ local function revoke(sid)
   local dvt = redis.call('HGET', h, 'dvt')
   if dvt then
     redis.call('ZREM', ARGV[11] .. dvt, sid)
-    redis.call('HSET', h, 'state', 'revoked')
+    redis.call('HSET', h, 'state', 'revoked', 'why', 'replaced')
     redis.call('PEXPIRE', h, ttl)
   end
 end
@@ -68,10 +70,11 @@ if max > 0 then
 end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[3], 'jti', ARGV[2], 'state', 'live', 'dvt', ARGV[3], 'did', ARGV[4],
-  'created', created, 'refreshed', now)
+  'created', created, 'refreshed', now, 'pf', ARGV[12], 'app', ARGV[13])
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[3], 'sk', ARGV[9]) end
+if ARGV[14] ~= '' then redis.call('HSET', KEYS[3], 'dn', ARGV[14]) end
 redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZADD', KEYS[1], now + live_ms(ttl, tonumber(ARGV[15])), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl)
 if limit > 0 then
   redis.call('ZADD', KEYS[2], created, ARGV[1])
