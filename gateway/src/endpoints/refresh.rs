@@ -3,8 +3,8 @@
 //! (or every session of its user) ended.
 
 use super::*;
-use crate::telemetry::audit;
 use crate::sessions::EndedAll;
+use crate::telemetry::audit;
 
 #[derive(Deserialize)]
 struct RefreshBody {
