@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::msgcrypt::{MsgCrypt, PushError, Signed};
-use super::token::{Share, TokenKind};
+use super::share::{Share, TokenKind};
 use crate::config::Secret;
 
 /// How long a ticket is kept: WeChat's validity of one.

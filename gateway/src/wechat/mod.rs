@@ -3,7 +3,7 @@
 //!
 //! [`client`] is the one HTTP client every one of these calls goes
 //! through; [`token`] keeps the app's access token (one source of truth per
-//! cluster); [`crypt`] decrypts with the session's `session_key`, which
+//! cluster, what replicas share of it in [`share`]); [`crypt`] decrypts with the session's `session_key`, which
 //! never leaves the gateway. A third-party platform's callback is opened
 //! by [`msgcrypt`] (WeChat's message crypto) and its ticket kept by
 //! [`component`].
@@ -13,6 +13,7 @@ pub mod component;
 pub mod crypt;
 pub mod msgcrypt;
 pub mod phone;
+pub mod share;
 pub mod token;
 
 pub use client::{WxClient, WxError};
