@@ -129,18 +129,18 @@ impl Share {
             .await
     }
 
-    async fn shared(&self, tag: &str) -> redis::RedisResult<Option<Token>> {
+    pub(super) async fn shared(&self, tag: &str) -> redis::RedisResult<Option<Token>> {
         let raw = self.get(tag, "access_token").await?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
-    async fn put(&self, tag: &str, token: &Token) -> redis::RedisResult<()> {
+    pub(super) async fn put(&self, tag: &str, token: &Token) -> redis::RedisResult<()> {
         let value = serde_json::to_string(token).unwrap_or_default();
         self.set(tag, "access_token", &value, token.expires_in())
             .await
     }
 
-    async fn lock(&self, tag: &str, me: &str) -> redis::RedisResult<bool> {
+    pub(super) async fn lock(&self, tag: &str, me: &str) -> redis::RedisResult<bool> {
         let mut con = self.redis.clone();
         let set: Option<String> = redis::cmd("SET")
             .arg(Self::key(tag, "renewing"))
@@ -153,7 +153,7 @@ impl Share {
         Ok(set.is_some())
     }
 
-    async fn unlock(&self, tag: &str, me: &str) {
+    pub(super) async fn unlock(&self, tag: &str, me: &str) {
         let mut con = self.redis.clone();
         let _: redis::RedisResult<i64> = redis::Script::new(UNLOCK)
             .key(Self::key(tag, "renewing"))
@@ -162,4 +162,3 @@ impl Share {
             .await;
     }
 }
-

@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{WxClient, WxError};
 pub use super::component::Tickets;
-pub use super::share::{Share, Token, TokenKind};
 use super::share::LOCK_TTL;
 pub use super::share::MARGIN;
+pub use super::share::{Share, Token, TokenKind};
 use crate::config::Secret;
 use crate::telemetry::labels::Counters;
 use crate::tokens::now_secs;
