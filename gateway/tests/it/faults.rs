@@ -367,10 +367,14 @@ async fn sigterm_under_load_drains_refuses_new_connections_and_exits() {
             "an in-flight request cut: {logs}"
         );
     }
-    // After the signal, requests are either answered or refused at
-    // connect: none cut half-way, none hangs.
+    // After the signal, requests are answered, refused at connect, or --
+    // one written onto an idle keep-alive connection just as the drain
+    // closes it -- see that connection closed: none hangs, and the
+    // requests in flight at the signal (the slow ones above) all finish.
+    // (Under a loaded machine the last race does happen; a client retries
+    // such a request on a new connection, which is refused.)
     survived(&answers, |x| {
-        x.started >= signalled && matches!(x.outcome, Outcome::Refused)
+        x.started >= signalled && matches!(x.outcome, Outcome::Refused | Outcome::Cut)
     });
     assert!(http.get(format!("{url}/healthz")).send().await.is_err());
 }
