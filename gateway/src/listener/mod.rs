@@ -151,25 +151,6 @@ fn service(
 type BoxedAnswer =
     Pin<Box<dyn std::future::Future<Output = Result<Response<Served>, Infallible>> + Send>>;
 
-/// [`service`] for an HTTP/2 connection, each request's future boxed.
-/// hyper spawns a task for every HTTP/2 stream with the service's future
-/// inside it, and the pipeline's future is several kilobytes, which were
-/// copied as the stream's task was built and spawned; boxed, a pointer
-/// moves, and the task it is spawned into is small. HTTP/1 keeps its
-/// request's future inside the connection's own, with no spawn.
-fn service_h2(
-    gw: Arc<Gateway>,
-    conn: Arc<Conn>,
-) -> impl hyper::service::Service<
-    Request<Incoming>,
-    Response = Response<Served>,
-    Error = Infallible,
-    Future = BoxedAnswer,
-> + Clone {
-    let inner = service(gw, conn);
-    service_fn(move |req| Box::pin(hyper::service::Service::call(&inner, req)) as BoxedAnswer)
-}
-
 /// Drives one connection to its end. When the gateway stops accepting, the
 /// connection is asked to finish gracefully (`drain`: answer what is in
 /// flight, then close); when the shutdown deadline passes, it is dropped.
@@ -370,7 +351,17 @@ pub fn serve(
                 }
                 let io = TokioIo::new(stream);
                 if h2 {
-                    let service = service_h2(gw, conn.clone());
+                    // Each request's future boxed: hyper spawns a task for
+                    // every HTTP/2 stream with the service's future inside
+                    // it, and the pipeline's future is several kilobytes,
+                    // which were copied as the stream's task was built and
+                    // spawned; boxed, a pointer moves, and the task is
+                    // small. HTTP/1 keeps its request's future inside the
+                    // connection's own, with no spawn.
+                    let inner = service(gw, conn.clone());
+                    let service = service_fn(move |req| {
+                        Box::pin(hyper::service::Service::call(&inner, req)) as BoxedAnswer
+                    });
                     let served = http2_builder(&limits).serve_connection(io, service);
                     let idle = Some(limits.header_timeout);
                     drive(served, |c| c.graceful_shutdown(), stopping, &conn, idle).await;
