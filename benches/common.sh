@@ -92,6 +92,24 @@ auth = "public"
 EOF
 }
 
+# Makes DIR/ca.pem, a CA made here, and DIR/leaf.pem and DIR/leaf.key
+# (PKCS#8), an ECDSA P-256 certificate it signed for localhost and
+# 127.0.0.1: the TLS edge's certificate.
+#   make_cert DIR
+make_cert() {
+  (
+    mkdir -p "$1" && cd "$1"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+    openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 2 -out ca.pem
+    openssl ecparam -name prime256v1 -genkey -noout -out sec1.key
+    openssl pkcs8 -topk8 -nocrypt -in sec1.key -out leaf.key
+    openssl req -new -key leaf.key -subj /CN=localhost -out leaf.csr
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
+    openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile ext -out leaf.pem
+  ) 2>/dev/null
+}
+
 # Prints a `[[providers]]` table for WeChat whose code exchange is the
 # stand-in on 127.0.0.1:PORT, its secret in $LOAD_WECHAT_SECRET.
 #   TABLES_EXTRA=$(wechat_provider PORT) minigate_config ...

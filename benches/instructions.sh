@@ -14,11 +14,17 @@
 #   SCENARIO=login benches/instructions.sh           # logins of a new user each,
 #                                                    # the code exchanged at an
 #                                                    # nginx stand-in
+#   SCENARIO=refresh benches/instructions.sh         # refreshes of the sessions
+#                                                    # a login warm-up made
+#   SCENARIO=h2 benches/instructions.sh              # the hot token over TLS
+#                                                    # and HTTP/2 (h2load, 8
+#                                                    # connections x 10 streams)
 #   KEEP=/tmp/cg benches/instructions.sh             # keep callgrind's files
 #                                                    # (callgrind_annotate)
 #   benches/instructions.sh nginx                    # and nginx as a plain
 #                                                    # proxy (one worker, the
-#                                                    # same requests passed on)
+#                                                    # same requests passed on;
+#                                                    # with h2, over TLS and h2)
 #
 # Each build runs under callgrind behind one nginx upstream; after a 3 s
 # warm-up, instrumentation is switched on for a DURATION-second (default 10)
@@ -32,7 +38,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 SCENARIO=${SCENARIO:-hot}
 . benches/common.sh
-need_commands nginx wrk valgrind
+need_commands nginx wrk valgrind h2load=nghttp2-client openssl
 build_release minigate minigate-benches
 
 WORK=$(mktemp -d /tmp/minigate-instructions.XXXXXX)
@@ -70,15 +76,25 @@ CONF
 nginx -c "$WORK/up.conf"
 SERVER_EXTRA='login_per_minute = 0' TABLES_EXTRA=$(wechat_provider $WECHAT) \
   minigate_config $GW $UP "$WORK/keys" >"$WORK/minigate.toml"
+SCHEME=http LISTEN="127.0.0.1:$GW" NGINX_TLS=
+if [[ $SCENARIO == h2 ]]; then
+  make_cert "$WORK/tls"
+  printf '[tls]\ncert = "%s"\nkey = "%s"\n' "$WORK/tls/leaf.pem" "$WORK/tls/leaf.key" >>"$WORK/minigate.toml"
+  SCHEME=https LISTEN="127.0.0.1:$GW ssl http2"
+  NGINX_TLS="ssl_certificate $WORK/tls/leaf.pem; ssl_certificate_key $WORK/tls/leaf.key; ssl_protocols TLSv1.3;"
+fi
 wrk_scripts "$WORK"
 case $SCENARIO in
   hot) ARGS=(-H "Authorization: Bearer $HOT" "http://127.0.0.1:$GW/x") ;;
   public) ARGS=("http://127.0.0.1:$GW/public/x") ;;
   login) ARGS=(-s "$WORK/login.lua" "http://127.0.0.1:$GW") ;;
+  # The warm-up's logins write the sessions' refresh tokens for the run.
+  refresh) ARGS=(-s "$WORK/refresh.lua" "http://127.0.0.1:$GW" -- "$WORK/seeds") ;;
+  h2) ARGS=(-c8 -m10 -H "authorization: Bearer $HOT" "https://127.0.0.1:$GW/x") ;;
   miss)
     ARGS=(-s "$WORK/pool.lua" "http://127.0.0.1:$GW/x" -- "$WORK/keys/tokens.txt")
     ;;
-  *) echo "SCENARIO is hot, public, miss or login" >&2; exit 2 ;;
+  *) echo "SCENARIO is hot, public, miss, login, refresh or h2" >&2; exit 2 ;;
 esac
 
 echo "| build | requests | instructions | per request |"
@@ -97,7 +113,8 @@ http {
   keepalive_requests 1000000;
   upstream up { server 127.0.0.1:$UP; keepalive 256; }
   server {
-    listen 127.0.0.1:$GW;
+    listen $LISTEN;
+    $NGINX_TLS
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
@@ -115,18 +132,32 @@ for build in "minigate=$BIN/minigate" "$@"; do
   VG_PID=$!
   # Ready when it answers at all.
   for _ in $(seq 150); do
-    curl -s -o /dev/null "http://127.0.0.1:$GW/public/x" && break
+    curl -sk -o /dev/null "$SCHEME://127.0.0.1:$GW/public/x" && break
     sleep 0.2
   done
-  wrk -t1 -c8 -d3s "${ARGS[@]}" >/dev/null
+  case $SCENARIO in
+    h2) h2load -D3 "${ARGS[@]}" >/dev/null ;;
+    refresh) wrk -t1 -c8 -d3s -s "$WORK/login.lua" "http://127.0.0.1:$GW" -- - "$WORK/seeds" >/dev/null ;;
+    *) wrk -t1 -c8 -d3s "${ARGS[@]}" >/dev/null ;;
+  esac
   callgrind_control -i on "$VG_PID" >/dev/null 2>&1
-  out=$(wrk -t1 -c8 -d"${DURATION}s" "${ARGS[@]}")
+  if [[ $SCENARIO == h2 ]]; then
+    out=$(h2load -D"$DURATION" "${ARGS[@]}")
+    requests=$(awk '/^requests:/ { print $8 }' <<<"$out")
+  else
+    out=$(wrk -t1 -c8 -d"${DURATION}s" "${ARGS[@]}")
+    requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  fi
+  # Counted requests must be the scenario's own, not refusals.
+  if grep -q Non-2xx <<<"$out" || ! grep -qE '^status codes: [0-9]+ 2xx, 0 3xx, 0 4xx, 0 5xx|requests in' <<<"$out"; then
+    echo "$name: not every answer was 2xx:" >&2
+    grep -E 'Non-2xx|^status codes' <<<"$out" >&2
+  fi
   callgrind_control -i off "$VG_PID" >/dev/null 2>&1
   callgrind_control -d "$VG_PID" >/dev/null 2>&1
   kill "$VG_PID"
   wait "$VG_PID" 2>/dev/null || true
   VG_PID=
-  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
   total=$(cat "$WORK"/cg."$name".* | awk '/^totals:/ { s += $2 } END { printf "%.0f", s }')
   echo "| $name | $requests | $total | $(awk -v t="$total" -v n="$requests" 'BEGIN { printf "%.0f", t / n }') |"
 done

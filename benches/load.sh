@@ -74,19 +74,8 @@ GO_JWT=18086 GO_REDIS=18087 REDIS=18088 NGINX_TLS=18089 MINIGATE_TLS=18090 GO_TL
 # Keys and 100,000 distinct tokens (plus the PEM HAProxy verifies with).
 "$BIN/mint" "$WORK/keys" 100000
 HOT=$(head -n1 "$WORK/keys/tokens.txt")
-# The TLS edge's certificate: ECDSA P-256, for localhost, from a CA made here
-# (tls_conns verifies it, as a client would).
-(
-  cd "$WORK" && mkdir tls && cd tls
-  openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-  openssl req -x509 -new -key ca.key -subj /CN=bench-ca -days 2 -out ca.pem
-  openssl ecparam -name prime256v1 -genkey -noout -out sec1.key
-  openssl pkcs8 -topk8 -nocrypt -in sec1.key -out leaf.key
-  openssl req -new -key leaf.key -subj /CN=localhost -out leaf.csr
-  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext
-  openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-    -extfile ext -out leaf.pem
-) 2>/dev/null
+# The TLS edge's certificate (tls_conns verifies it, as a client would).
+make_cert "$WORK/tls"
 TLS=$WORK/tls
 
 mkdir -p "$WORK/nginx-proxy"

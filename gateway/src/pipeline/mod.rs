@@ -427,7 +427,14 @@ fn log(
     if let Some((cx, method)) = trace {
         traces::finish(&cx, method.as_str(), label, status);
     }
-    res.headers_mut().insert(REQUEST_ID, ctx.request_id.clone());
+    // Marked sensitive for HPACK: an HTTP/2 encoder sends it as a literal
+    // never indexed. A value that is new on every response would otherwise
+    // go into the connection's dynamic table each time, after a walk down
+    // the earlier ids there, evicting what the next responses could reuse,
+    // and never be referenced again. HTTP/1 writes it as before.
+    let mut id = ctx.request_id.clone();
+    id.set_sensitive(true);
+    res.headers_mut().insert(REQUEST_ID, id);
     if let Some(Access {
         start,
         method,

@@ -31,6 +31,7 @@ pub use ended::EndReason;
 pub use error::{AuthFailure, Internal, TokenError};
 use identity::identity;
 pub use identity::{Headers, Identity, Roles};
+use ids::ID_OF_RANDOM_ID_LENGTH;
 pub use ids::{now_secs, random_id, Jti, SessionRef, Sid, UserKey};
 pub use subject::{user_key, DeviceClass, Subject};
 
@@ -305,8 +306,10 @@ impl Tokens {
     /// a token the gateway itself would refuse on every request, so one
     /// never to issue. Measured without signing.
     pub fn oversized(&self, who: &Subject, sid: &str) -> Result<Option<usize>, Internal> {
-        // Ids of the length `random_id` makes.
-        let (access, refresh) = self.pair_claims(who, sid, now_secs(), random_id()?, random_id()?);
+        // Ids of the length `random_id` makes: the length is what counts,
+        // so no random bytes are drawn for them.
+        let id = || ID_OF_RANDOM_ID_LENGTH.to_owned();
+        let (access, refresh) = self.pair_claims(who, sid, now_secs(), id(), id());
         let keys = self.keys.load();
         let len = |typ, c: &Claims| keys.set.signed_len(typ, c).map_err(|_| Internal);
         let longer = len(ACCESS_TYP, &access)?.max(len(REFRESH_TYP, &refresh)?);
