@@ -240,7 +240,7 @@ async fn handle(
 fn revoked(gw: &Gateway, user: &str, ended: &[String]) {
     for sid in ended {
         gw.audit.emit(audit::Event::SessionEnded {
-            reason: audit::Ended::Revoked,
+            reason: EndReason::Revoked,
             user,
             sid,
             by_sid: None,

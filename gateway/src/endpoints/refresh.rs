@@ -122,7 +122,7 @@ async fn rotate(gw: &Gateway, token: &str) -> Result<TokenPair, ApiError> {
             }
             tracing::info!(appid = %old.subject.appid, sid = %old.sid, "refresh refused by the user service: session ended");
             gw.audit.emit(audit::Event::SessionEnded {
-                reason: audit::Ended::Banned,
+                reason: EndReason::Banned,
                 user: old.subject.user(),
                 sid: &old.sid,
                 by_sid: None,
@@ -192,7 +192,7 @@ async fn reused(gw: &Gateway, old: &crate::tokens::Refresh) -> ApiError {
         sid: &old.sid,
     });
     gw.audit.emit(audit::Event::SessionEnded {
-        reason: audit::Ended::Reused,
+        reason: EndReason::Reused,
         user: old.subject.user(),
         sid: &old.sid,
         by_sid: None,
@@ -274,7 +274,7 @@ async fn end_by(gw: &Gateway, token: &str, everywhere: bool) -> Result<Response<
     });
     for sid in &ended {
         gw.audit.emit(audit::Event::SessionEnded {
-            reason: audit::Ended::LoggedOut,
+            reason: EndReason::LoggedOut,
             user,
             sid,
             by_sid: Some(&old.sid),

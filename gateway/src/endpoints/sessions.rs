@@ -94,7 +94,7 @@ pub async fn end_session(
         .await;
     tracing::info!(sid = %sid, by = %id.sid(), "session ended by its user");
     gw.audit.emit(crate::telemetry::audit::Event::SessionEnded {
-        reason: crate::telemetry::audit::Ended::LoggedOut,
+        reason: EndReason::LoggedOut,
         user: id.user(),
         sid,
         by_sid: Some(id.sid()),

@@ -246,7 +246,7 @@ async fn begin_session(
                     .await;
                 for ended in &evicted {
                     gw.audit.emit(audit::Event::SessionEnded {
-                        reason: audit::Ended::Replaced,
+                        reason: EndReason::Replaced,
                         user: who.user(),
                         sid: ended,
                         by_sid: Some(sid),

@@ -34,7 +34,8 @@ use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 
-use crate::telemetry::labels::{label_enum, Label};
+use super::ended::EndReason;
+use super::labels::{label_enum, Label};
 
 /// The log target of every audit line.
 pub const TARGET: &str = "minigate::audit";
@@ -87,22 +88,6 @@ macro_rules! audit_events {
 }
 
 label_enum! {
-    /// Why a session ended (`session_ended`'s `reason`).
-    pub enum Ended {
-        /// A device limit (or the user's ceiling) ended it for a newer login.
-        Replaced = "replaced",
-        /// Its user: logout, logout everywhere, `DELETE /auth/sessions/{sid}`.
-        LoggedOut = "logged_out",
-        /// An operator, through the admin API.
-        Revoked = "revoked",
-        /// Reuse detection: a refresh token of the session was presented again.
-        Reused = "reused",
-        /// The user service refused the user (403) at a refresh.
-        Banned = "banned",
-    }
-}
-
-label_enum! {
     /// Where the user service refused a user (`user_banned`'s `at`).
     pub enum Stage {
         /// At login: no session began.
@@ -132,7 +117,7 @@ macro_rules! serialize_as_label {
         }
     )+};
 }
-serialize_as_label!(Ended, Stage, KeysOutcome);
+serialize_as_label!(Stage, KeysOutcome);
 
 audit_events! {
     /// A security-relevant fact. `user` is always the user key (see
@@ -185,8 +170,9 @@ audit_events! {
         },
         /// A session ended, for `reason`.
         SessionEnded = "session_ended" {
-            /// Why: `replaced`, `logged_out`, `revoked`, `reused`, `banned`.
-            reason: Ended,
+            /// Why: `replaced`, `logged_out`, `revoked`, `reused`, `banned`
+            /// (never `idle`: a timeout is no act, see `docs/audit.md`).
+            reason: EndReason,
             /// The user key.
             user: &'a str,
             /// The session that ended.
@@ -399,7 +385,7 @@ mod tests {
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         let text = line(
             &Event::SessionEnded {
-                reason: Ended::Replaced,
+                reason: EndReason::Replaced,
                 user: "o_1",
                 sid: "s1",
                 by_sid: None,
@@ -469,7 +455,7 @@ mod tests {
             }
         }
         for values in [
-            Ended::ALL.iter().map(|v| v.label()).collect::<Vec<_>>(),
+            EndReason::ALL.iter().map(|v| v.label()).collect::<Vec<_>>(),
             Stage::ALL.iter().map(|v| v.label()).collect(),
             KeysOutcome::ALL.iter().map(|v| v.label()).collect(),
         ] {

@@ -18,7 +18,6 @@
 //! refused ([`TokenError`]), the cache's key, and the key set ([`keys`]).
 
 mod cache;
-mod ended;
 mod error;
 pub mod header;
 pub mod identity;
@@ -26,8 +25,8 @@ mod ids;
 pub mod keys;
 mod subject;
 
+pub use crate::telemetry::ended::EndReason;
 use cache::{token_key, TokenCache};
-pub use ended::EndReason;
 pub use error::{AuthFailure, Internal, TokenError};
 use identity::identity;
 pub use identity::{Headers, Identity, Roles};

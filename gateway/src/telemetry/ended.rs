@@ -3,10 +3,11 @@
 //! store, in the revoked set and in what replicas exchange, so every
 //! replica tells the same.
 //!
-//! Beside the tokens because a refused token carries it
-//! ([`super::TokenError::Revoked`]); the sessions keep and exchange it.
+//! At the ground, beside the labels, because every layer names it: a refused
+//! token carries it (`tokens::TokenError::Revoked`), the sessions
+//! keep and exchange it, and the audit log's `session_ended` reports it.
 
-use crate::telemetry::labels::{label_enum, Label as _};
+use super::labels::{label_enum, Label as _};
 
 label_enum! {
     /// Why a session ended, as the `reason` member of an error answer.
