@@ -1,6 +1,7 @@
 //! WeChat's services on the caller's own session: the phone number
-//! (`/auth/phone`) and decryption with the session's key
-//! (`/auth/wechat/decrypt`).
+//! (`/auth/phone`), decryption with the session's key
+//! (`/auth/wechat/decrypt`) and that key's health at WeChat
+//! (`/auth/wechat/session_key`).
 
 use super::*;
 
@@ -117,21 +118,84 @@ pub async fn decrypt(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
             "encrypted_data and iv are required",
         ));
     };
-    let key = gw
+    let kept = gw
         .sessions
         .session_key(who.session())
         .await
         .map_err(|_| store_down(gw, SessionOp::Refresh))?
         .ok_or(ApiError::SessionKeyExpired)?;
-    let object = crate::wechat::crypt::decrypt(key.expose(), &data, &iv, &who.subject.appid)
-        .map_err(|e| match e {
-            DecryptError::Malformed(why) => ApiError::InvalidRequest(why),
-            DecryptError::WrongWatermark => {
-                ApiError::InvalidRequest("the data's watermark names another app")
-            }
-            DecryptError::StaleKey => ApiError::SessionKeyExpired,
-        })?;
+    let decrypted =
+        crate::wechat::crypt::decrypt(kept.key.expose(), &data, &iv, &who.subject.appid);
+    let object = match decrypted {
+        Ok(object) => object,
+        Err(DecryptError::Malformed(why)) => return Err(ApiError::InvalidRequest(why)),
+        Err(DecryptError::WrongWatermark) => {
+            return Err(ApiError::InvalidRequest(
+                "the data's watermark names another app",
+            ))
+        }
+        // Whose fault: a key WeChat no longer holds (log in again), or data
+        // of another key (fetch it again). Unknown if WeChat cannot say.
+        Err(DecryptError::StaleKey) => {
+            return Err(match checked(gw, &kept).await {
+                Some(Ok(valid)) => ApiError::SessionKeyChecked { valid },
+                Some(Err(_)) | None => ApiError::SessionKeyExpired,
+            })
+        }
+    };
     let mut res = json(StatusCode::OK, &object);
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// What WeChat's `checksession` says of the kept key: `None` for a key of
+/// an app that is not a configured WeChat mini-program (no access token to
+/// ask with).
+async fn checked(
+    gw: &Gateway,
+    kept: &crate::sessions::KeptKey,
+) -> Option<Result<bool, crate::wechat::WxError>> {
+    if !gw.wechat.knows(&kept.appid) || kept.openid.is_empty() {
+        return None;
+    }
+    let of = crate::wechat::session_key::KeyOf {
+        appid: &kept.appid,
+        openid: &kept.openid,
+    };
+    let valid = crate::wechat::session_key::check(&gw.wechat, of, &kept.key).await;
+    if let Err(e) = valid {
+        tracing::warn!(appid = %kept.appid, failure = e.label(), "WeChat checksession failed");
+    }
+    Some(valid)
+}
+
+/// `GET /auth/wechat/session_key`: `{"valid": true|false}`, whether WeChat
+/// still holds the session's `session_key` as the user's (`checksession`),
+/// so that a client knows before it asks the user for encrypted data. A
+/// session that holds no key is not valid; WeChat's failures are the
+/// platform's errors.
+pub async fn session_key(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    require(req, Method::GET, "GET")?;
+    let who = caller_subject(gw, req)?;
+    if !gw.wechat.knows(&who.subject.appid) {
+        return Err(ApiError::InvalidRequest(
+            "session_key health is WeChat's: this session is not a WeChat app's",
+        ));
+    }
+    let kept = gw
+        .sessions
+        .session_key(who.session())
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+    let valid = match kept {
+        None => false,
+        Some(kept) => checked(gw, &kept)
+            .await
+            .unwrap_or(Ok(false))
+            .map_err(crate::wechat::WxError::into_api)?,
+    };
+    let mut res = json(StatusCode::OK, &serde_json::json!({ "valid": valid }));
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use super::{
-    Checked, EndReason, EndedAll, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
+    Checked, EndReason, EndedAll, KeptKey, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
     SessionRef, SessionStore, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
@@ -49,6 +49,8 @@ struct Session {
     appid: Box<str>,
     device_name: Option<Box<str>>,
     session_key: Option<Secret>,
+    /// The openid the key is of.
+    openid: Box<str>,
     /// The phone number verified at `/auth/phone`, for the next refreshes.
     phone: Option<Box<str>>,
     /// When the last refreshes were checked, oldest first (at most
@@ -324,6 +326,7 @@ impl SessionStore for MemoryStore {
                 appid: new.appid.into(),
                 device_name: new.device_name.map(Into::into),
                 session_key: new.session_key.map(|k| Secret::new(k.to_owned())),
+                openid: new.openid.into(),
                 phone: None,
                 recent: VecDeque::new(),
                 created: secs,
@@ -465,7 +468,19 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn session_key(&self, at: SessionRef<'_>) -> Result<Option<Secret>, Unavailable> {
+    async fn set_session_key(&self, at: SessionRef<'_>, key: &Secret) -> Result<bool, Unavailable> {
+        let (user, sid) = (at.user.0, at.sid.0);
+        Ok(self.with_user(user, Duration::ZERO, |u| {
+            let Some(s) = u.live.get_mut(sid) else {
+                return (false, false);
+            };
+            s.session_key = Some(key.clone());
+            // Changed in place, as `set_phone`.
+            (true, false)
+        }))
+    }
+
+    async fn session_key(&self, at: SessionRef<'_>) -> Result<Option<KeptKey>, Unavailable> {
         let (user, sid) = (at.user.0, at.sid.0);
         let Some(slot) = self.users.get(user) else {
             return Ok(None);
@@ -475,7 +490,13 @@ impl SessionStore for MemoryStore {
         Ok(u.live
             .get(sid)
             .filter(|s| s.live_until > now)
-            .and_then(|s| s.session_key.clone()))
+            .and_then(|s| {
+                Some(KeptKey {
+                    key: s.session_key.clone()?,
+                    openid: s.openid.to_string(),
+                    appid: s.appid.to_string(),
+                })
+            }))
     }
 
     async fn end(
@@ -555,6 +576,7 @@ mod tests {
             max_per_user: 0,
             on_limit: OnLimit::EvictOldest,
             session_key: None,
+            openid: "o",
         }
     }
 

@@ -215,6 +215,7 @@ async fn begin_session(
 ) -> Result<(), ApiError> {
     let new = NewSession {
         session_key: kept.session_key,
+        openid: &who.openid,
         user: who.user_key(),
         sid: Sid(sid),
         jti: Jti(jti),
