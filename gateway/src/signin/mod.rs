@@ -9,6 +9,7 @@
 pub mod codes;
 pub mod enrich;
 pub mod providers;
+pub mod risk;
 pub mod web;
 
 use crate::error::ApiError;

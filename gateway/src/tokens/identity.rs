@@ -212,6 +212,9 @@ pub(super) fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     if let Some(p) = &c.phone_number {
         v.add(PHONE, p)?;
     }
+    if let Some(r) = c.risk_rank {
+        v.add(RISK_RANK, &r.to_string())?;
+    }
     if !c.roles.is_empty() {
         if !c.roles.iter().all(|r| crate::config::is_role_name(r)) {
             return None;

@@ -9,6 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use super::client::WxError;
 use super::token::AccessTokens;
+use crate::telemetry::labels::Counters;
+
+/// The risk-rank counters of one app.
+#[derive(Debug)]
+pub struct RiskMetrics {
+    /// Risk calls that failed, by kind (the login went on without a rank,
+    /// or with `risk_required` failed).
+    pub failures: Counters<WxError>,
+    /// Logins refused for a rank at or above `refuse_risk_rank`.
+    pub refused: metrics::Counter,
+}
 
 #[derive(Serialize)]
 struct Ask<'a> {
