@@ -781,7 +781,7 @@ fn risk_keys_are_a_wechat_providers_and_need_risk_scene() {
             &format!("secret_env = \"WECHAT_APP_SECRET\"\n{keys}"),
         )
     };
-    let c = Config::from_toml(&GOOD, &env).unwrap();
+    let c = Config::from_toml(GOOD, &env).unwrap();
     assert_eq!(c.providers[0].risk, None);
     let c = Config::from_toml(&risky("risk_scene = 1\nrefuse_risk_rank = 3"), &env).unwrap();
     assert_eq!(
@@ -802,8 +802,16 @@ fn risk_keys_are_a_wechat_providers_and_need_risk_scene() {
         })
     );
     for (text, key, says) in [
-        (risky("refuse_risk_rank = 3"), "providers[0].refuse_risk_rank", "needs risk_scene"),
-        (risky("risk_required = true"), "providers[0].risk_required", "needs risk_scene"),
+        (
+            risky("refuse_risk_rank = 3"),
+            "providers[0].refuse_risk_rank",
+            "needs risk_scene",
+        ),
+        (
+            risky("risk_required = true"),
+            "providers[0].risk_required",
+            "needs risk_scene",
+        ),
         (
             risky("risk_scene = 0\nrefuse_risk_rank = 0"),
             "providers[0].refuse_risk_rank",

@@ -88,12 +88,10 @@ impl Admin {
                 user,
                 sid: percent_decode(sid)?,
             },
-            (Some(sid), Some("reset_session_key")) if !sid.is_empty() => {
-                Admin::ResetSessionKey {
-                    user,
-                    sid: percent_decode(sid)?,
-                }
-            }
+            (Some(sid), Some("reset_session_key")) if !sid.is_empty() => Admin::ResetSessionKey {
+                user,
+                sid: percent_decode(sid)?,
+            },
             _ => return None,
         };
         parts.next().is_none().then_some(found)
@@ -338,7 +336,11 @@ pub async fn serve(
 /// leaves the gateway. 404: no live session of the user holding a key;
 /// 409 `session_key_expired`: WeChat no longer holds the current key
 /// (87009), so it will not reset it: the user must log in again.
-async fn reset_session_key(gw: &Gateway, user: &str, sid: &str) -> Result<Response<Body>, ApiError> {
+async fn reset_session_key(
+    gw: &Gateway,
+    user: &str,
+    sid: &str,
+) -> Result<Response<Body>, ApiError> {
     let at = crate::tokens::SessionRef {
         user: UserKey(user),
         sid: Sid(sid),
@@ -365,7 +367,12 @@ async fn reset_session_key(gw: &Gateway, user: &str, sid: &str) -> Result<Respon
     let fresh = crate::wechat::session_key::reset(&gw.wechat, of, &kept.key)
         .await
         .map_err(crate::wechat::WxError::into_api)?;
-    if !gw.sessions.set_session_key(at, &fresh).await.map_err(down)? {
+    if !gw
+        .sessions
+        .set_session_key(at, &fresh)
+        .await
+        .map_err(down)?
+    {
         return Err(ApiError::SessionNotFound);
     }
     tracing::info!(user = %user, sid = %sid, "admin: session_key reset");

@@ -175,7 +175,10 @@ async fn checked(
 /// so that a client knows before it asks the user for encrypted data. A
 /// session that holds no key is not valid; WeChat's failures are the
 /// platform's errors.
-pub async fn session_key(gw: &Gateway, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn session_key(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     require(req, Method::GET, "GET")?;
     let who = caller_subject(gw, req)?;
     if !gw.wechat.knows(&who.subject.appid) {

@@ -47,7 +47,12 @@ pub async fn assess(
             if let Some(m) = metrics {
                 m.failures.increment(e);
             }
-            tracing::warn!(appid, failure = e.label(), required = risk.required, "WeChat getuserriskrank failed");
+            tracing::warn!(
+                appid,
+                failure = e.label(),
+                required = risk.required,
+                "WeChat getuserriskrank failed"
+            );
             if risk.required {
                 Err(e.into_api())
             } else {

@@ -79,7 +79,10 @@ pub async fn reset(
         )
         .await?;
     if answer.openid != of.openid || answer.session_key.is_empty() {
-        tracing::warn!(appid = of.appid, "resetusersessionkey answered for another user, or without a key");
+        tracing::warn!(
+            appid = of.appid,
+            "resetusersessionkey answered for another user, or without a key"
+        );
         return Err(WxError::Unusable);
     }
     Ok(Secret::new(answer.session_key))

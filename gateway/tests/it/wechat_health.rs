@@ -87,7 +87,10 @@ async fn checksession_tells_a_good_key_from_a_stale_one_and_the_decrypt_409_says
     assert!(valid(&gw, &t.access_token).await);
     // The call WeChat got: signed with the key, which itself never travels.
     let call = wechat.last_call().unwrap();
-    assert_eq!((call.method.as_str(), call.path.as_str()), ("GET", "/wxa/checksession"));
+    assert_eq!(
+        (call.method.as_str(), call.path.as_str()),
+        ("GET", "/wxa/checksession")
+    );
     assert_eq!(call.param("openid").unwrap(), openid);
     assert_eq!(call.param("signature").unwrap(), signature_of(&key));
     assert_eq!(call.param("sig_method").unwrap(), "hmac_sha256");
@@ -96,8 +99,17 @@ async fn checksession_tells_a_good_key_from_a_stale_one_and_the_decrypt_409_says
     // Data of another key, while WeChat still holds the session's: the
     // data is the client's mistake (fetch it again), not the session's.
     let other = user_data(&STANDARD.encode([9u8; 16]));
-    assert_stale(decrypt(&gw, &t.access_token, other.clone()).await, Some("valid")).await;
-    assert_eq!(decrypt(&gw, &t.access_token, user_data(&key)).await.status(), 200);
+    assert_stale(
+        decrypt(&gw, &t.access_token, other.clone()).await,
+        Some("valid"),
+    )
+    .await;
+    assert_eq!(
+        decrypt(&gw, &t.access_token, user_data(&key))
+            .await
+            .status(),
+        200
+    );
     // WeChat drops the key (the user logged in again elsewhere): the client
     // is told before it asks the user for data, and the 409 says why.
     wechat.expire_session_key(APPID, &openid);
@@ -118,7 +130,12 @@ async fn checksession_tells_a_good_key_from_a_stale_one_and_the_decrypt_409_says
     assert!(valid(&gw, &again.access_token).await);
     // A bearer token is required, GET only, and only a WeChat app's
     // session has a session_key to check.
-    assert_error(gw.get("/auth/wechat/session_key", None).await, 401, "unauthorized").await;
+    assert_error(
+        gw.get("/auth/wechat/session_key", None).await,
+        401,
+        "unauthorized",
+    )
+    .await;
     let res = gw
         .http
         .post(format!("{}/auth/wechat/session_key", gw.url))
@@ -135,7 +152,8 @@ async fn checksession_tells_a_good_key_from_a_stale_one_and_the_decrypt_409_says
     let qq: Tokens = res.json().await.unwrap();
     let asked = wechat.calls().len();
     assert_error(
-        gw.get("/auth/wechat/session_key", Some(&qq.access_token)).await,
+        gw.get("/auth/wechat/session_key", Some(&qq.access_token))
+            .await,
         400,
         "invalid_request",
     )
@@ -144,7 +162,8 @@ async fn checksession_tells_a_good_key_from_a_stale_one_and_the_decrypt_409_says
     // Logged out: refused like every endpoint acting on the session.
     post_refresh(&gw.http, &gw.url, "/auth/logout", &t.refresh_token).await;
     assert_error(
-        gw.get("/auth/wechat/session_key", Some(&t.access_token)).await,
+        gw.get("/auth/wechat/session_key", Some(&t.access_token))
+            .await,
         401,
         "invalid_token",
     )
@@ -174,7 +193,12 @@ async fn reset_story(store: Sessions, shared: bool) {
     };
     let code = fresh("aes:lee");
     let openid = openid_for(&code);
-    let t: Tokens = a.try_login(json!({ "code": code })).await.json().await.unwrap();
+    let t: Tokens = a
+        .try_login(json!({ "code": code }))
+        .await
+        .json()
+        .await
+        .unwrap();
     let sid = claims(&t.access_token)["sid"].as_str().unwrap().to_owned();
     let user = openid.clone();
     let old = wechat.session_key(APPID, &openid).unwrap();
@@ -193,7 +217,10 @@ async fn reset_story(store: Sessions, shared: bool) {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let body = res.text().await.unwrap();
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"reset": true}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"reset": true})
+    );
     // WeChat was asked with the old key's signature and handed out a new
     // key, which the store now holds for every replica.
     let call = wechat
@@ -206,18 +233,33 @@ async fn reset_story(store: Sessions, shared: bool) {
     let new = wechat.session_key(APPID, &openid).unwrap();
     assert_ne!(new, old);
     assert!(!body.contains(&new) && !body.contains(&old));
-    assert!(valid(b, &t.access_token).await, "replica b checks the new key");
-    assert_eq!(decrypt(b, &t.access_token, user_data(&new)).await.status(), 200);
-    assert_eq!(decrypt(&a, &t.access_token, user_data(&new)).await.status(), 200);
+    assert!(
+        valid(b, &t.access_token).await,
+        "replica b checks the new key"
+    );
+    assert_eq!(
+        decrypt(b, &t.access_token, user_data(&new)).await.status(),
+        200
+    );
+    assert_eq!(
+        decrypt(&a, &t.access_token, user_data(&new)).await.status(),
+        200
+    );
     // Data of the old key: the session's key is good, the data is stale.
-    assert_stale(decrypt(b, &t.access_token, user_data(&old)).await, Some("valid")).await;
+    assert_stale(
+        decrypt(b, &t.access_token, user_data(&old)).await,
+        Some("valid"),
+    )
+    .await;
     // A key WeChat no longer holds cannot be reset: the user logs in again.
     wechat.expire_session_key(APPID, &openid);
     let res = reset(&a, Some(ADMIN_TOKEN), &sid).await.unwrap();
     assert_stale(res, Some("invalid")).await;
     // Another user's sid, an unknown sid, no admin token, wrong method.
     assert_error(
-        reset(&a, Some(ADMIN_TOKEN), "no-such-session").await.unwrap(),
+        reset(&a, Some(ADMIN_TOKEN), "no-such-session")
+            .await
+            .unwrap(),
         404,
         "not_found",
     )
@@ -330,7 +372,10 @@ async fn a_risk_rank_reaches_tokens_and_upstreams_and_a_high_one_is_refused() {
         .rfind(|c| c.path == "/wxa/getuserriskrank")
         .unwrap();
     assert_eq!(call.method, "POST");
-    assert_eq!(call.param("access_token").unwrap(), format!("AT-{APPID2}-1"));
+    assert_eq!(
+        call.param("access_token").unwrap(),
+        format!("AT-{APPID2}-1")
+    );
     let ask: Value = serde_json::from_str(&call.body).unwrap();
     assert_eq!(
         ask,
@@ -384,8 +429,7 @@ async fn a_risk_rank_reaches_tokens_and_upstreams_and_a_high_one_is_refused() {
     assert_eq!(gw.get("/api/x", Some(&t.access_token)).await.status(), 200);
     assert!(!gw.upstream.last().headers.contains_key("x-auth-risk-rank"));
     let m = gw.scrape().await;
-    let failed =
-        format!("minigate_wechat_risk_failures_total{{appid=\"{APPID2}\",kind=\"busy\"}}");
+    let failed = format!("minigate_wechat_risk_failures_total{{appid=\"{APPID2}\",kind=\"busy\"}}");
     assert_eq!(series(&m, &failed), 1.0);
     // The app without risk_scene asks nothing.
     let asked = wechat.calls().len();

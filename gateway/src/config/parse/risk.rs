@@ -21,7 +21,10 @@ pub(super) fn risk(
         .into_iter()
         .find_map(|(k, set)| set.then_some(k));
         return match companion {
-            Some(k) => Err(err(key(k), "needs risk_scene, which turns the risk call on")),
+            Some(k) => Err(err(
+                key(k),
+                "needs risk_scene, which turns the risk call on",
+            )),
             None => Ok(None),
         };
     };

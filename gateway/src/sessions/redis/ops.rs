@@ -199,7 +199,12 @@ impl SessionStore for RedisStore {
             .arg("sk")
             .arg("oid")
             .arg("app");
-        type Fields = (Option<String>, Option<String>, Option<String>, Option<String>);
+        type Fields = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
         let (state, key, openid, appid): Fields =
             self.call("session_key", cmd.query_async(&mut con)).await?;
         Ok(match (state.as_deref(), key) {

@@ -72,10 +72,8 @@ impl StandIn {
             outcome = then;
         }
         if let Outcome::User(u) = outcome {
-            lock(&self.state.session_keys).insert(
-                (appid.to_owned(), u.openid.clone()),
-                u.session_key.clone(),
-            );
+            lock(&self.state.session_keys)
+                .insert((appid.to_owned(), u.openid.clone()), u.session_key.clone());
         }
     }
 
@@ -90,25 +88,25 @@ impl StandIn {
     }
 
     /// The user of a call signed with a `session_key` (`openid`,
-    /// `signature`, `sig_method=hmac_sha256`) and its current key, if the
-    /// signature is of that key; else WeChat's refusal.
-    fn signed(&self, call: &Call) -> Result<(String, String), Answer> {
+    /// `signature`, `sig_method=hmac_sha256`) as (appid, openid), if the
+    /// signature is of the user's current key; else WeChat's errcode and
+    /// errmsg.
+    fn signed(&self, call: &Call) -> Result<(String, String), (i64, &'static str)> {
         let Some(app) = self.token_app(call) else {
-            return Err(errcode(40001, "invalid credential"));
+            return Err((40001, "invalid credential"));
         };
         let (Some(openid), Some(signature)) = (call.param("openid"), call.param("signature"))
         else {
-            return Err(errcode(40097, "invalid args"));
+            return Err((40097, "invalid args"));
         };
         if call.param("sig_method").as_deref() != Some("hmac_sha256") {
-            return Err(errcode(40097, "invalid args"));
+            return Err((40097, "invalid args"));
         }
-        let current = self.session_key(&app.appid, &openid);
-        match current {
+        match self.session_key(&app.appid, &openid) {
             Some(key) if crate::wechat::session_key::signature(&key) == signature => {
                 Ok((app.appid.clone(), openid))
             }
-            _ => Err(errcode(87009, "invalid signature")),
+            _ => Err((87009, "invalid signature")),
         }
     }
 
@@ -117,7 +115,7 @@ impl StandIn {
     pub(super) fn checksession(&self, call: &Call) -> Answer {
         match self.signed(call) {
             Ok(_) => errcode(0, "ok"),
-            Err(refused) => refused,
+            Err((code, msg)) => errcode(code, msg),
         }
     }
 
@@ -126,7 +124,7 @@ impl StandIn {
     pub(super) fn reset_session_key(&self, call: &Call) -> Answer {
         let (appid, openid) = match self.signed(call) {
             Ok(user) => user,
-            Err(refused) => return refused,
+            Err((code, msg)) => return errcode(code, msg),
         };
         let n = self.state.made_up.fetch_add(1, Ordering::SeqCst);
         let seed = format!("{appid}/{openid}/reset/{n}");
@@ -156,7 +154,10 @@ impl StandIn {
         if let Some(code) = *lock(&self.state.risk_failure) {
             return errcode(code, "system error");
         }
-        let rank = lock(&self.state.risk_ranks).get(openid).copied().unwrap_or(0);
+        let rank = lock(&self.state.risk_ranks)
+            .get(openid)
+            .copied()
+            .unwrap_or(0);
         let id = self.state.made_up.fetch_add(1, Ordering::SeqCst);
         plain(&json!({
             "errcode": 0, "errmsg": "getuserriskrank succ", "risk_rank": rank, "unoin_id": id,
