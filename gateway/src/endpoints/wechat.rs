@@ -118,11 +118,8 @@ pub async fn decrypt(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
             "encrypted_data and iv are required",
         ));
     };
-    let kept = gw
-        .sessions
-        .session_key(who.session())
-        .await
-        .map_err(|_| store_down(gw, SessionOp::Refresh))?
+    let kept = kept_key(gw, &who)
+        .await?
         .ok_or(ApiError::SessionKeyExpired)?;
     let decrypted =
         crate::wechat::crypt::decrypt(kept.key.expose(), &data, &iv, &who.subject.appid);
@@ -147,6 +144,17 @@ pub async fn decrypt(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
+}
+
+/// The platform session key kept with the caller's session.
+async fn kept_key(
+    gw: &Gateway,
+    who: &crate::tokens::Refresh,
+) -> Result<Option<crate::sessions::KeptKey>, ApiError> {
+    gw.sessions
+        .session_key(who.session())
+        .await
+        .map_err(|_| store_down(gw, SessionOp::Refresh))
 }
 
 /// What WeChat's `checksession` says of the kept key: `None` for a key of
@@ -186,11 +194,7 @@ pub async fn session_key(
             "session_key health is WeChat's: this session is not a WeChat app's",
         ));
     }
-    let kept = gw
-        .sessions
-        .session_key(who.session())
-        .await
-        .map_err(|_| store_down(gw, SessionOp::Refresh))?;
+    let kept = kept_key(gw, &who).await?;
     let valid = match kept {
         None => false,
         Some(kept) => checked(gw, &kept)

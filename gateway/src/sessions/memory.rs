@@ -232,6 +232,20 @@ impl MemoryStore {
         self
     }
 
+    /// Changes the live session `at` in place with `f` (its user's entry
+    /// keeps its weight and life); `false`: it is not live.
+    fn change_live(&self, at: SessionRef<'_>, f: impl FnOnce(&mut Session)) -> bool {
+        self.with_user(at.user.0, Duration::ZERO, |u| {
+            match u.live.get_mut(at.sid.0) {
+                Some(s) => {
+                    f(s);
+                    (true, false)
+                }
+                None => (false, false),
+            }
+        })
+    }
+
     /// Runs `f` on `user`'s sessions in the user's critical section, then
     /// writes them back (weight and TTL renewed) if `f` says they changed.
     fn with_user<T>(&self, user: &str, ttl: Duration, f: impl FnOnce(&mut User) -> (T, bool)) -> T {
@@ -436,15 +450,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> Result<bool, Unavailable> {
-        let (user, sid) = (at.user.0, at.sid.0);
-        Ok(self.with_user(user, Duration::ZERO, |u| {
-            let Some(s) = u.live.get_mut(sid) else {
-                return (false, false);
-            };
-            s.phone = Some(phone.into());
-            // Changed in place: the user's entry keeps its weight and life.
-            (true, false)
-        }))
+        Ok(self.change_live(at, |s| s.phone = Some(phone.into())))
     }
 
     async fn reissue(
@@ -469,15 +475,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn set_session_key(&self, at: SessionRef<'_>, key: &Secret) -> Result<bool, Unavailable> {
-        let (user, sid) = (at.user.0, at.sid.0);
-        Ok(self.with_user(user, Duration::ZERO, |u| {
-            let Some(s) = u.live.get_mut(sid) else {
-                return (false, false);
-            };
-            s.session_key = Some(key.clone());
-            // Changed in place, as `set_phone`.
-            (true, false)
-        }))
+        Ok(self.change_live(at, |s| s.session_key = Some(key.clone())))
     }
 
     async fn session_key(&self, at: SessionRef<'_>) -> Result<Option<KeptKey>, Unavailable> {
@@ -771,6 +769,29 @@ mod tests {
             s.end_everywhere(at("u", "s"), Jti("a"), TTL).await,
             Ok(EndedAll::Ended(vec!["s".to_owned()]))
         );
+    }
+
+    #[tokio::test]
+    async fn the_session_key_is_kept_with_its_openid_and_replaced_in_place() {
+        let s = MemoryStore::new(100, Duration::ZERO);
+        let key = Secret::new("k2".into());
+        assert_eq!(s.set_session_key(at("u", "s"), &key).await, Ok(false));
+        let mut n = new("u", "s", "phone", 0);
+        n.session_key = Some("k1");
+        s.begin(&n, TTL).await.unwrap();
+        let kept = s.session_key(at("u", "s")).await.unwrap().unwrap();
+        assert_eq!(
+            (kept.key.expose(), kept.openid.as_str(), kept.appid.as_str()),
+            ("k1", "o", "wx1")
+        );
+        assert_eq!(s.set_session_key(at("u", "s"), &key).await, Ok(true));
+        let kept = s.session_key(at("u", "s")).await.unwrap().unwrap();
+        assert_eq!(kept.key.expose(), "k2");
+        s.end(UserKey("u"), None, EndReason::LoggedOut, TTL)
+            .await
+            .unwrap();
+        assert!(s.session_key(at("u", "s")).await.unwrap().is_none());
+        assert_eq!(s.set_session_key(at("u", "s"), &key).await, Ok(false));
     }
 
     #[tokio::test]

@@ -203,15 +203,18 @@ async fn reset_story(store: Sessions, shared: bool) {
     let user = openid.clone();
     let old = wechat.session_key(APPID, &openid).unwrap();
     assert!(valid(b, &t.access_token).await);
-    let reset = |gw: &Gateway, token: Option<&str>, sid: &str| {
-        let mut req = gw.http.post(format!(
-            "{}/admin/users/{user}/sessions/{sid}/reset_session_key",
-            gw.admin_url()
-        ));
+    // `reset_session_key` of `sid` at `base` (the admin listener's, or
+    // not), with `method` and `token`.
+    let call = |base: String, method: reqwest::Method, token: Option<&str>, sid: &str| {
+        let url = format!("{base}/admin/users/{user}/sessions/{sid}/reset_session_key");
+        let mut req = a.http.request(method, url);
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
         req.send()
+    };
+    let reset = |gw: &Gateway, token: Option<&str>, sid: &str| {
+        call(gw.admin_url(), reqwest::Method::POST, token, sid)
     };
     let res = reset(&a, Some(ADMIN_TOKEN), &sid).await.unwrap();
     assert_eq!(res.status(), 200);
@@ -265,29 +268,17 @@ async fn reset_story(store: Sessions, shared: bool) {
     )
     .await;
     assert_error(reset(&a, None, &sid).await.unwrap(), 401, "unauthorized").await;
-    let res = a
-        .http
-        .get(format!(
-            "{}/admin/users/{user}/sessions/{sid}/reset_session_key",
-            a.admin_url()
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_error(res, 405, "invalid_request").await;
+    let res = call(a.admin_url(), reqwest::Method::GET, Some(ADMIN_TOKEN), &sid).await;
+    assert_error(res.unwrap(), 405, "invalid_request").await;
     // Not on the public port.
-    let res = a
-        .http
-        .post(format!(
-            "{}/admin/users/{user}/sessions/{sid}/reset_session_key",
-            a.url
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
+    let res = call(
+        a.url.clone(),
+        reqwest::Method::POST,
+        Some(ADMIN_TOKEN),
+        &sid,
+    )
+    .await;
+    assert_eq!(res.unwrap().status(), 404);
     // An ended session has no key to reset.
     post_refresh(&a.http, &a.url, "/auth/logout", &t.refresh_token).await;
     assert_error(

@@ -5,6 +5,26 @@
 
 use super::*;
 
+impl RedisStore {
+    /// Sets `field` of the live session `at` to `value` (one script, as
+    /// `op`); `false`: the session is not live.
+    async fn set_field(
+        &self,
+        op: &'static str,
+        at: SessionRef<'_>,
+        field: &str,
+        value: &str,
+    ) -> Result<bool, Unavailable> {
+        let keys = Keys::of(at.user.0);
+        let mut con = self.con().await?;
+        let mut inv = self.scripts.set_field.prepare_invoke();
+        inv.key(keys.session(at.sid.0));
+        inv.arg(field).arg(value);
+        let done: i64 = self.call(op, inv.invoke_async(&mut con)).await?;
+        Ok(done == 1)
+    }
+}
+
 impl SessionStore for RedisStore {
     async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Recorded, Unavailable> {
         let keys = Keys::of(new.user.0);
@@ -146,27 +166,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> Result<bool, Unavailable> {
-        let (user, sid) = (at.user.0, at.sid.0);
-        let keys = Keys::of(user);
-        let mut con = self.con().await?;
-        let mut inv = self.scripts.set_field.prepare_invoke();
-        inv.key(keys.session(sid));
-        inv.arg("ph").arg(phone);
-        let done: i64 = self.call("set_phone", inv.invoke_async(&mut con)).await?;
-        Ok(done == 1)
+        self.set_field("set_phone", at, "ph", phone).await
     }
 
     async fn set_session_key(&self, at: SessionRef<'_>, key: &Secret) -> Result<bool, Unavailable> {
-        let (user, sid) = (at.user.0, at.sid.0);
-        let keys = Keys::of(user);
-        let mut con = self.con().await?;
-        let mut inv = self.scripts.set_field.prepare_invoke();
-        inv.key(keys.session(sid));
-        inv.arg("sk").arg(key.expose());
-        let done: i64 = self
-            .call("set_session_key", inv.invoke_async(&mut con))
-            .await?;
-        Ok(done == 1)
+        self.set_field("set_session_key", at, "sk", key.expose())
+            .await
     }
 
     async fn reissue(
