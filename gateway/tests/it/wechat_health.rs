@@ -205,7 +205,7 @@ async fn reset_story(store: Sessions, shared: bool) {
     assert!(valid(b, &t.access_token).await);
     // `reset_session_key` of `sid` at `base` (the admin listener's, or
     // not), with `method` and `token`.
-    let call = |base: String, method: reqwest::Method, token: Option<&str>, sid: &str| {
+    let reset_at = |base: String, method: reqwest::Method, token: Option<&str>, sid: &str| {
         let url = format!("{base}/admin/users/{user}/sessions/{sid}/reset_session_key");
         let mut req = a.http.request(method, url);
         if let Some(token) = token {
@@ -214,7 +214,7 @@ async fn reset_story(store: Sessions, shared: bool) {
         req.send()
     };
     let reset = |gw: &Gateway, token: Option<&str>, sid: &str| {
-        call(gw.admin_url(), reqwest::Method::POST, token, sid)
+        reset_at(gw.admin_url(), reqwest::Method::POST, token, sid)
     };
     let res = reset(&a, Some(ADMIN_TOKEN), &sid).await.unwrap();
     assert_eq!(res.status(), 200);
@@ -268,10 +268,10 @@ async fn reset_story(store: Sessions, shared: bool) {
     )
     .await;
     assert_error(reset(&a, None, &sid).await.unwrap(), 401, "unauthorized").await;
-    let res = call(a.admin_url(), reqwest::Method::GET, Some(ADMIN_TOKEN), &sid).await;
+    let res = reset_at(a.admin_url(), reqwest::Method::GET, Some(ADMIN_TOKEN), &sid).await;
     assert_error(res.unwrap(), 405, "invalid_request").await;
     // Not on the public port.
-    let res = call(
+    let res = reset_at(
         a.url.clone(),
         reqwest::Method::POST,
         Some(ADMIN_TOKEN),
