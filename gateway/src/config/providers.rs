@@ -90,6 +90,26 @@ pub struct RiskConfig {
     pub required: bool,
 }
 
+/// What `config check` says of it.
+impl fmt::Display for RiskConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "risk rank asked at login (getuserriskrank, scene {})",
+            self.scene
+        )?;
+        match self.refuse_at {
+            Some(at) => write!(f, "; ranks {at}-4 refused")?,
+            None => f.write_str("; no rank refused")?,
+        }
+        f.write_str(if self.required {
+            "; a failed risk call fails the login"
+        } else {
+            "; a failed risk call lets the login through without a rank"
+        })
+    }
+}
+
 impl ProviderConfig {
     /// The app secret, for platforms that use one.
     pub fn secret(&self) -> Option<&Secret> {

@@ -792,6 +792,11 @@ fn risk_keys_are_a_wechat_providers_and_need_risk_scene() {
             required: false
         })
     );
+    assert_eq!(
+        c.providers[0].risk.unwrap().to_string(),
+        "risk rank asked at login (getuserriskrank, scene 1); ranks 3-4 refused; \
+         a failed risk call lets the login through without a rank"
+    );
     let c = Config::from_toml(&risky("risk_scene = 0\nrisk_required = true"), &env).unwrap();
     assert_eq!(
         c.providers[0].risk,
