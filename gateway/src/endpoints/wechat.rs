@@ -171,8 +171,20 @@ async fn checked(
         appid: &kept.appid,
         openid: &kept.openid,
     };
+    let step = crate::telemetry::traces::Step::of(
+        gw.tracing.as_ref(),
+        "wechat checksession",
+        opentelemetry::trace::SpanKind::Client,
+        || {
+            vec![opentelemetry::KeyValue::new(
+                "minigate.appid",
+                kept.appid.clone(),
+            )]
+        },
+    );
     let valid = crate::wechat::session_key::check(&gw.wechat, of, &kept.key).await;
     if let Err(e) = valid {
+        step.fail("wechat_error");
         tracing::warn!(appid = %kept.appid, failure = e.label(), "WeChat checksession failed");
     }
     Some(valid)

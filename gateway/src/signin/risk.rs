@@ -13,6 +13,9 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::signin::providers::Provider;
 use crate::telemetry::audit;
+use crate::telemetry::traces::Step;
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 
 /// The user's risk rank at `provider` (`None`: not asked, or asked and
 /// failed with the failure let through), or why the login is refused.
@@ -28,7 +31,18 @@ pub async fn assess(
     };
     let metrics = gw.metrics.risk(appid);
     let ip = client.to_string();
+    let step = Step::of(
+        gw.tracing.as_ref(),
+        "wechat risk rank",
+        SpanKind::Client,
+        || vec![KeyValue::new("minigate.appid", appid.to_owned())],
+    );
     let ranked = crate::wechat::risk::rank(&gw.wechat, appid, openid, risk.scene, &ip).await;
+    match &ranked {
+        Ok(rank) => step.set(|| KeyValue::new("minigate.risk_rank", i64::from(*rank))),
+        Err(_) => step.fail("wechat_error"),
+    }
+    drop(step);
     match ranked {
         Ok(rank) if risk.refuse_at.is_some_and(|at| rank >= at) => {
             if let Some(m) = metrics {
