@@ -29,6 +29,21 @@ fn caller_subject(
     Ok(who)
 }
 
+/// The span of a call to WeChat for app `appid`.
+fn wechat_step(gw: &Gateway, name: &'static str, appid: &str) -> crate::telemetry::traces::Step {
+    crate::telemetry::traces::Step::of(
+        gw.tracing.as_ref(),
+        name,
+        opentelemetry::trace::SpanKind::Client,
+        || {
+            vec![opentelemetry::KeyValue::new(
+                "minigate.appid",
+                appid.to_owned(),
+            )]
+        },
+    )
+}
+
 #[derive(Deserialize)]
 struct CodeBody {
     code: Option<String>,
@@ -57,17 +72,7 @@ pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
             "phone numbers come from WeChat: this session is not a WeChat app's",
         ));
     }
-    let step = crate::telemetry::traces::Step::of(
-        gw.tracing.as_ref(),
-        "wechat phone number",
-        opentelemetry::trace::SpanKind::Client,
-        || {
-            vec![opentelemetry::KeyValue::new(
-                "minigate.appid",
-                who.subject.appid.clone(),
-            )]
-        },
-    );
+    let step = wechat_step(gw, "wechat phone number", &who.subject.appid);
     let number = crate::wechat::phone::phone_number(&gw.wechat, &who.subject.appid, &code).await;
     if number.is_err() {
         step.fail("wechat_error");
@@ -171,17 +176,7 @@ async fn checked(
         appid: &kept.appid,
         openid: &kept.openid,
     };
-    let step = crate::telemetry::traces::Step::of(
-        gw.tracing.as_ref(),
-        "wechat checksession",
-        opentelemetry::trace::SpanKind::Client,
-        || {
-            vec![opentelemetry::KeyValue::new(
-                "minigate.appid",
-                kept.appid.clone(),
-            )]
-        },
-    );
+    let step = wechat_step(gw, "wechat checksession", &kept.appid);
     let valid = crate::wechat::session_key::check(&gw.wechat, of, &kept.key).await;
     if let Err(e) = valid {
         step.fail("wechat_error");
