@@ -89,6 +89,8 @@ export interface Client {
   getPhoneNumber(code: string): Promise<{ phone_number: string; pure_phone_number: string; country_code: string }>;
   /** WeChat's legacy `encryptedData`, decrypted by the gateway with the session's `session_key`. */
   decrypt<T = any>(data: { encryptedData: string; iv: string }): Promise<T>;
+  /** WeChat: whether WeChat still holds the session's `session_key` (`checksession`, asked by the gateway); `false`: log in again before asking the user for encrypted data. */
+  checkSessionKey(): Promise<boolean>;
   /** Logs in now (a new login session), whatever is stored. */
   login(): Promise<StoredTokens>;
   /** Forgets the tokens and ends the login session at the gateway. */

@@ -265,7 +265,9 @@ function createClient(options) {
   // WeChat's legacy encryptedData (e.g. from wx.getWeRunData): decrypted by
   // the gateway with this session's session_key, which never reaches the
   // mini-program. A 409 session_key_expired means the user logged in again
-  // since: log in once more and fetch the data again.
+  // since: log in once more and fetch the data again. When the gateway
+  // could ask WeChat, err.response.data.session_key says which: 'invalid'
+  // (log in again) or 'valid' (only fetch the data again).
   async function decrypt({ encryptedData, iv }) {
     const res = await request({
       url: '/auth/wechat/decrypt',
@@ -281,7 +283,20 @@ function createClient(options) {
     return res.data;
   }
 
-  return { request, connectSocket, login, logout, getPhoneNumber, decrypt, tokens: load };
+  // Whether WeChat still holds this session's session_key (its
+  // checksession, asked by the gateway): ask before asking the user for
+  // encrypted data; false means log in again (client.login()) first.
+  async function checkSessionKey() {
+    const res = await request({ url: '/auth/wechat/session_key', method: 'GET' });
+    if (res.statusCode !== 200) {
+      const err = new Error(`session_key check failed: ${res.statusCode} ${res.data && res.data.error}`);
+      err.response = res;
+      throw err;
+    }
+    return res.data.valid === true;
+  }
+
+  return { request, connectSocket, login, logout, getPhoneNumber, decrypt, checkSessionKey, tokens: load };
 }
 
 module.exports = { createClient };

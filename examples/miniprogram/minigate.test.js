@@ -64,6 +64,9 @@ function fakeGateway() {
         data: { phone_number: '+86 13800001111', pure_phone_number: '13800001111', country_code: '86' },
       };
     }
+    if (path === '/auth/wechat/session_key') {
+      return { statusCode: 200, data: { valid: state.keyValid !== false } };
+    }
     if (path === '/auth/wechat/decrypt') {
       return data.encrypted_data === 'stale'
         ? { statusCode: 409, data: { error: 'session_key_expired' } }
@@ -352,6 +355,13 @@ test('decrypt sends the data and iv, and a stale key is an error with its respon
     assert.equal(err.response.data.error, 'session_key_expired');
     return true;
   });
+});
+
+test('checkSessionKey tells a good session_key from a stale one', async () => {
+  const { gateway, client } = setup();
+  assert.equal(await client.checkSessionKey(), true);
+  gateway.state.keyValid = false;
+  assert.equal(await client.checkSessionKey(), false);
 });
 
 test('a global platform object is found when none is passed', async () => {

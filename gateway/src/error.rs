@@ -58,6 +58,17 @@ pub enum ApiError {
     /// 409 session_key_expired: the session's platform key does not decrypt
     /// the data (the user logged in again since), or there is none.
     SessionKeyExpired,
+    /// 409 session_key_expired, told apart by WeChat's `checksession`
+    /// (the answer's `"session_key"` member): the key is no longer the
+    /// user's (`valid: false`: log in again), or it is and the data was
+    /// encrypted under another one (`valid: true`: fetch the data again).
+    SessionKeyChecked {
+        /// What `checksession` said of the session's key.
+        valid: bool,
+    },
+    /// 403 risky_user: the platform's risk rank of the user is at or above
+    /// the provider's `refuse_risk_rank`.
+    RiskRank,
     /// 403 insufficient_scope: the route's `allow` rules refuse the caller.
     InsufficientScope,
     /// 403 access_denied: the user service refused the user (banned).
@@ -187,6 +198,21 @@ impl ApiError {
                 "session_key_expired",
                 "the session's key does not decrypt this data; log in again (wx.login) and retry",
             ),
+            ApiError::SessionKeyChecked { valid: false } => (
+                S::CONFLICT,
+                "session_key_expired",
+                "WeChat no longer holds the session's key; log in again (wx.login) and retry",
+            ),
+            ApiError::SessionKeyChecked { valid: true } => (
+                S::CONFLICT,
+                "session_key_expired",
+                "the session's key is valid but this data was encrypted under another; fetch it again",
+            ),
+            ApiError::RiskRank => (
+                S::FORBIDDEN,
+                "risky_user",
+                "the platform ranks this user's risk at or above what this app accepts",
+            ),
             ApiError::InsufficientScope => (
                 S::FORBIDDEN,
                 "insufficient_scope",
@@ -261,6 +287,17 @@ impl ApiError {
                 Some(*why)
             }
             ApiError::RefreshReused => Some(EndReason::Reused),
+            _ => None,
+        }
+    }
+
+    /// What WeChat's `checksession` said of the session's key, for the
+    /// answer's `session_key` member (`valid` / `invalid`) of a 409
+    /// `session_key_expired` told apart by it.
+    pub fn session_key(&self) -> Option<&'static str> {
+        match self {
+            ApiError::SessionKeyChecked { valid: true } => Some("valid"),
+            ApiError::SessionKeyChecked { valid: false } => Some("invalid"),
             _ => None,
         }
     }
@@ -377,6 +414,9 @@ mod tests {
         all.extend([
             E::TooManyInFlight,
             E::SessionKeyExpired,
+            E::SessionKeyChecked { valid: false },
+            E::SessionKeyChecked { valid: true },
+            E::RiskRank,
             E::InsufficientScope,
             E::AccessDenied,
             E::CsrfRejected,
@@ -420,21 +460,23 @@ mod tests {
             ApiError::InvalidToken(_) => 15,
             ApiError::TooManyInFlight => 16,
             ApiError::SessionKeyExpired => 17,
-            ApiError::InsufficientScope => 18,
-            ApiError::AccessDenied => 19,
-            ApiError::CsrfRejected => 20,
-            ApiError::EnrichUnavailable => 21,
-            ApiError::NotFound => 22,
-            ApiError::SessionNotFound => 23,
-            ApiError::SessionLimit => 24,
-            ApiError::AdminUnauthorized => 25,
-            ApiError::AdminScope(_) => 26,
-            ApiError::BadGateway => 27,
-            ApiError::GatewayTimeout => 28,
-            ApiError::Internal => 29,
-            ApiError::PushSignature => 30,
-            ApiError::SessionEnded(_) => 31,
-            ApiError::RefreshReused => 32,
+            ApiError::SessionKeyChecked { .. } => 18,
+            ApiError::RiskRank => 19,
+            ApiError::InsufficientScope => 20,
+            ApiError::AccessDenied => 21,
+            ApiError::CsrfRejected => 22,
+            ApiError::EnrichUnavailable => 23,
+            ApiError::NotFound => 24,
+            ApiError::SessionNotFound => 25,
+            ApiError::SessionLimit => 26,
+            ApiError::AdminUnauthorized => 27,
+            ApiError::AdminScope(_) => 28,
+            ApiError::BadGateway => 29,
+            ApiError::GatewayTimeout => 30,
+            ApiError::Internal => 31,
+            ApiError::PushSignature => 32,
+            ApiError::SessionEnded(_) => 33,
+            ApiError::RefreshReused => 34,
         }
     }
 
@@ -445,7 +487,7 @@ mod tests {
         places.dedup();
         assert_eq!(
             places,
-            (0..=32).collect::<Vec<_>>(),
+            (0..=34).collect::<Vec<_>>(),
             "every() misses a variant"
         );
         let doc = include_str!("../../docs/errors.md");

@@ -72,6 +72,42 @@ pub struct ProviderConfig {
     /// A WeChat third-party platform's own keys (`appid` is then its
     /// `component_appid`, not a mini-program's).
     pub component: Option<super::ComponentConfig>,
+    /// WeChat mini-programs only: ask the user's risk rank at login.
+    pub risk: Option<RiskConfig>,
+}
+
+/// `risk_scene` and its companions: WeChat's `getuserriskrank` at login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RiskConfig {
+    /// `risk_scene`: the scene asked about (0 sign-up/login, 1 marketing
+    /// fraud, 2 UGC...).
+    pub scene: u32,
+    /// `refuse_risk_rank`: ranks at or above it are refused (403
+    /// `risky_user`); `None`: none is.
+    pub refuse_at: Option<u8>,
+    /// `risk_required`: a failed risk call fails the login (else it passes
+    /// without a rank, counted).
+    pub required: bool,
+}
+
+/// What `config check` says of it.
+impl fmt::Display for RiskConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "risk rank asked at login (getuserriskrank, scene {})",
+            self.scene
+        )?;
+        match self.refuse_at {
+            Some(at) => write!(f, "; ranks {at}-4 refused")?,
+            None => f.write_str("; no rank refused")?,
+        }
+        f.write_str(if self.required {
+            "; a failed risk call fails the login"
+        } else {
+            "; a failed risk call lets the login through without a rank"
+        })
+    }
 }
 
 impl ProviderConfig {

@@ -187,6 +187,9 @@ pub(super) struct RawProvider {
     pub verify_token_env: Option<String>,
     pub appids: Option<Vec<String>>,
     pub allow_any_authorized: Option<bool>,
+    pub risk_scene: Option<u32>,
+    pub refuse_risk_rank: Option<u8>,
+    pub risk_required: Option<bool>,
 }
 
 #[derive(Deserialize)]

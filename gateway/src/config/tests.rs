@@ -772,3 +772,68 @@ fn tracing_section() {
         assert_eq!(got, error, "{section}");
     }
 }
+
+#[test]
+fn risk_keys_are_a_wechat_providers_and_need_risk_scene() {
+    let risky = |keys: &str| {
+        GOOD.replace(
+            "secret_env = \"WECHAT_APP_SECRET\"",
+            &format!("secret_env = \"WECHAT_APP_SECRET\"\n{keys}"),
+        )
+    };
+    let c = Config::from_toml(GOOD, &env).unwrap();
+    assert_eq!(c.providers[0].risk, None);
+    let c = Config::from_toml(&risky("risk_scene = 1\nrefuse_risk_rank = 3"), &env).unwrap();
+    assert_eq!(
+        c.providers[0].risk,
+        Some(RiskConfig {
+            scene: 1,
+            refuse_at: Some(3),
+            required: false
+        })
+    );
+    assert_eq!(
+        c.providers[0].risk.unwrap().to_string(),
+        "risk rank asked at login (getuserriskrank, scene 1); ranks 3-4 refused; \
+         a failed risk call lets the login through without a rank"
+    );
+    let c = Config::from_toml(&risky("risk_scene = 0\nrisk_required = true"), &env).unwrap();
+    assert_eq!(
+        c.providers[0].risk,
+        Some(RiskConfig {
+            scene: 0,
+            refuse_at: None,
+            required: true
+        })
+    );
+    for (text, key, says) in [
+        (
+            risky("refuse_risk_rank = 3"),
+            "providers[0].refuse_risk_rank",
+            "needs risk_scene",
+        ),
+        (
+            risky("risk_required = true"),
+            "providers[0].risk_required",
+            "needs risk_scene",
+        ),
+        (
+            risky("risk_scene = 0\nrefuse_risk_rank = 0"),
+            "providers[0].refuse_risk_rank",
+            "1-4",
+        ),
+        (
+            risky("risk_scene = 0\nrefuse_risk_rank = 5"),
+            "providers[0].refuse_risk_rank",
+            "1-4",
+        ),
+        (
+            with_provider("qq", "secret_env = \"WECHAT_APP_SECRET\"\nrisk_scene = 0"),
+            "providers[1].risk_scene",
+            "only for platform = \"wechat\"",
+        ),
+    ] {
+        let e = Config::from_toml(&text, &env).unwrap_err().to_string();
+        assert!(e.starts_with(key) && e.contains(says), "{e}");
+    }
+}

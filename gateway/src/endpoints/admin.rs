@@ -13,6 +13,7 @@
 //! | `GET /admin/users/{user}/sessions` | `sessions` | the user's live sessions, newest first |
 //! | `DELETE /admin/users/{user}/sessions` | `sessions` | ends every session of the user |
 //! | `DELETE /admin/users/{user}/sessions/{sid}` | `sessions` | ends one (404 if not the user's) |
+//! | `POST /admin/users/{user}/sessions/{sid}/reset_session_key` | `sessions` | WeChat's `resetusersessionkey`; the new key is kept with the session |
 //! | `GET /admin/wechat/access_token?appid=...` | `wechat` | the app's WeChat access token |
 //!
 //! `{user}` is the user key (see [`crate::tokens::Subject::user`]),
@@ -59,6 +60,14 @@ pub enum Admin {
     /// `/admin/wechat/access_token?appid=...`: the app's WeChat access
     /// token, for backend services (GET).
     WeChatAccessToken,
+    /// `/admin/users/{user}/sessions/{sid}/reset_session_key`: a new
+    /// `session_key` for the session (POST).
+    ResetSessionKey {
+        /// The user key, decoded.
+        user: String,
+        /// The session.
+        sid: String,
+    },
 }
 
 impl Admin {
@@ -73,12 +82,17 @@ impl Admin {
         if user.is_empty() || parts.next()? != "sessions" {
             return None;
         }
-        let found = match parts.next() {
-            None | Some("") => Admin::UserSessions { user },
-            Some(sid) => Admin::UserSession {
+        let found = match (parts.next(), parts.next()) {
+            (None | Some(""), None) => Admin::UserSessions { user },
+            (Some(sid), None) => Admin::UserSession {
                 user,
                 sid: percent_decode(sid)?,
             },
+            (Some(sid), Some("reset_session_key")) if !sid.is_empty() => Admin::ResetSessionKey {
+                user,
+                sid: percent_decode(sid)?,
+            },
+            _ => return None,
         };
         parts.next().is_none().then_some(found)
     }
@@ -86,7 +100,9 @@ impl Admin {
     /// The scope a token needs to call this endpoint.
     pub const fn scope(&self) -> AdminScope {
         match self {
-            Admin::UserSessions { .. } | Admin::UserSession { .. } => AdminScope::Sessions,
+            Admin::UserSessions { .. }
+            | Admin::UserSession { .. }
+            | Admin::ResetSessionKey { .. } => AdminScope::Sessions,
             Admin::WeChatAccessToken => AdminScope::Wechat,
         }
     }
@@ -304,10 +320,66 @@ pub async fn serve(
             Ok(crate::endpoints::no_content())
         }
         (Admin::WeChatAccessToken, &Method::GET) => wechat_access_token(gw, req).await,
+        (Admin::ResetSessionKey { user, sid }, &Method::POST) => {
+            reset_session_key(gw, &user, &sid).await
+        }
+        (Admin::ResetSessionKey { .. }, _) => Err(ApiError::MethodNotAllowed("POST")),
         (Admin::UserSessions { .. }, _) => Err(ApiError::MethodNotAllowed("GET, DELETE")),
         (Admin::UserSession { .. }, _) => Err(ApiError::MethodNotAllowed("DELETE")),
         (Admin::WeChatAccessToken, _) => Err(ApiError::MethodNotAllowed("GET")),
     }
+}
+
+/// `POST /admin/users/{user}/sessions/{sid}/reset_session_key`: WeChat's
+/// `resetusersessionkey`, signed with the session's current key; the new
+/// key replaces it in the store (every replica reads it there) and never
+/// leaves the gateway. 404: no live session of the user holding a key;
+/// 409 `session_key_expired`: WeChat no longer holds the current key
+/// (87009), so it will not reset it: the user must log in again.
+async fn reset_session_key(
+    gw: &Gateway,
+    user: &str,
+    sid: &str,
+) -> Result<Response<Body>, ApiError> {
+    let at = crate::tokens::SessionRef {
+        user: UserKey(user),
+        sid: Sid(sid),
+    };
+    let down = |_| {
+        gw.metrics.session_errors.increment(SessionOp::Sessions);
+        ApiError::SessionsUnavailable
+    };
+    let kept = gw
+        .sessions
+        .session_key(at)
+        .await
+        .map_err(down)?
+        .ok_or(ApiError::SessionNotFound)?;
+    if !gw.wechat.knows(&kept.appid) || kept.openid.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "this session is not a WeChat mini-program's",
+        ));
+    }
+    let of = crate::wechat::session_key::KeyOf {
+        appid: &kept.appid,
+        openid: &kept.openid,
+    };
+    let fresh = crate::wechat::session_key::reset(&gw.wechat, of, &kept.key)
+        .await
+        .map_err(crate::wechat::WxError::into_api)?;
+    if !gw
+        .sessions
+        .set_session_key(at, &fresh)
+        .await
+        .map_err(down)?
+    {
+        return Err(ApiError::SessionNotFound);
+    }
+    tracing::info!(user = %user, sid = %sid, "admin: session_key reset");
+    let mut res = json(StatusCode::OK, &serde_json::json!({ "reset": true }));
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }
 
 /// `GET /admin/wechat/access_token?appid=...`: the one access token of the
@@ -365,6 +437,8 @@ mod tests {
             "/admin/users/u/sessions/s/x",
             "/admin/users/%zz/sessions",
             "/admin/wechat/access_token/x",
+            "/admin/users/u/sessions/s/reset_session_key/x",
+            "/admin/users/u/sessions//reset_session_key",
         ] {
             assert_eq!(Admin::of(bad), None, "{bad}");
         }
@@ -429,6 +503,17 @@ mod tests {
         assert_eq!(
             Admin::of("/admin/wechat/access_token").map(|a| a.scope()),
             Some(AdminScope::Wechat)
+        );
+        assert_eq!(
+            Admin::of("/admin/users/u/sessions/s/reset_session_key"),
+            Some(Admin::ResetSessionKey {
+                user: "u".into(),
+                sid: "s".into()
+            })
+        );
+        assert_eq!(
+            Admin::of("/admin/users/u/sessions/s/reset_session_key").map(|a| a.scope()),
+            Some(AdminScope::Sessions)
         );
     }
 }

@@ -191,6 +191,9 @@ pub async fn login(
     let first_pair = std::sync::Mutex::new(None);
     let (began, mine) = used
         .began(|| async {
+            let risk_rank =
+                crate::signin::risk::assess(gw, provider, picked.appid, &session.openid, client)
+                    .await?;
             let subject = Subject {
                 openid: session.openid.clone(),
                 unionid: session.unionid.clone(),
@@ -204,6 +207,7 @@ pub async fn login(
                 device_type: DeviceClass::new(device_type),
                 session_user: None,
                 phone: None,
+                risk_rank,
             };
             let key = session
                 .session_key

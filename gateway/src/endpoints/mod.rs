@@ -33,7 +33,7 @@ pub use login::{login, parse_login, LoginRequest};
 pub use refresh::{logout, parse_logout, parse_refresh, refresh};
 pub use sessions::{end_session, list_sessions};
 pub use verify::{verify, VERIFY};
-pub use wechat::{decrypt, phone};
+pub use wechat::{decrypt, phone, session_key};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, PRAGMA};
@@ -131,6 +131,9 @@ endpoints! {
     Phone: "/auth/phone" => WeChat, phone(gw, req).await;
     /// `POST /auth/wechat/decrypt`: WeChat's legacy `encryptedData`.
     Decrypt: "/auth/wechat/decrypt" => WeChat, decrypt(gw, req).await;
+    /// `GET /auth/wechat/session_key`: whether WeChat still holds the
+    /// session's `session_key`.
+    SessionKey: "/auth/wechat/session_key" => WeChat, session_key(gw, &req).await;
     /// `POST /auth/wechat/component/{component_appid}/ticket`: WeChat's
     /// pushes to a third-party platform.
     ComponentTicket: p if is_ticket_path(p) => WeChat, ticket(gw, req).await;

@@ -1,6 +1,7 @@
 //! WeChat's services on the caller's own session: the phone number
-//! (`/auth/phone`) and decryption with the session's key
-//! (`/auth/wechat/decrypt`).
+//! (`/auth/phone`), decryption with the session's key
+//! (`/auth/wechat/decrypt`) and that key's health at WeChat
+//! (`/auth/wechat/session_key`).
 
 use super::*;
 
@@ -26,6 +27,21 @@ fn caller_subject(
         return Err(ApiError::InvalidToken(TokenError::Revoked(why)));
     }
     Ok(who)
+}
+
+/// The span of a call to WeChat for app `appid`.
+fn wechat_step(gw: &Gateway, name: &'static str, appid: &str) -> crate::telemetry::traces::Step {
+    crate::telemetry::traces::Step::of(
+        gw.tracing.as_ref(),
+        name,
+        opentelemetry::trace::SpanKind::Client,
+        || {
+            vec![opentelemetry::KeyValue::new(
+                "minigate.appid",
+                appid.to_owned(),
+            )]
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -56,17 +72,7 @@ pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
             "phone numbers come from WeChat: this session is not a WeChat app's",
         ));
     }
-    let step = crate::telemetry::traces::Step::of(
-        gw.tracing.as_ref(),
-        "wechat phone number",
-        opentelemetry::trace::SpanKind::Client,
-        || {
-            vec![opentelemetry::KeyValue::new(
-                "minigate.appid",
-                who.subject.appid.clone(),
-            )]
-        },
-    );
+    let step = wechat_step(gw, "wechat phone number", &who.subject.appid);
     let number = crate::wechat::phone::phone_number(&gw.wechat, &who.subject.appid, &code).await;
     if number.is_err() {
         step.fail("wechat_error");
@@ -117,21 +123,93 @@ pub async fn decrypt(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
             "encrypted_data and iv are required",
         ));
     };
-    let key = gw
-        .sessions
+    let kept = kept_key(gw, &who)
+        .await?
+        .ok_or(ApiError::SessionKeyExpired)?;
+    let decrypted =
+        crate::wechat::crypt::decrypt(kept.key.expose(), &data, &iv, &who.subject.appid);
+    let object = match decrypted {
+        Ok(object) => object,
+        Err(DecryptError::Malformed(why)) => return Err(ApiError::InvalidRequest(why)),
+        Err(DecryptError::WrongWatermark) => {
+            return Err(ApiError::InvalidRequest(
+                "the data's watermark names another app",
+            ))
+        }
+        // Whose fault: a key WeChat no longer holds (log in again), or data
+        // of another key (fetch it again). Unknown if WeChat cannot say.
+        Err(DecryptError::StaleKey) => {
+            return Err(match checked(gw, &kept).await {
+                Some(Ok(valid)) => ApiError::SessionKeyChecked { valid },
+                Some(Err(_)) | None => ApiError::SessionKeyExpired,
+            })
+        }
+    };
+    let mut res = json(StatusCode::OK, &object);
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// The platform session key kept with the caller's session.
+async fn kept_key(
+    gw: &Gateway,
+    who: &crate::tokens::Refresh,
+) -> Result<Option<crate::sessions::KeptKey>, ApiError> {
+    gw.sessions
         .session_key(who.session())
         .await
-        .map_err(|_| store_down(gw, SessionOp::Refresh))?
-        .ok_or(ApiError::SessionKeyExpired)?;
-    let object = crate::wechat::crypt::decrypt(key.expose(), &data, &iv, &who.subject.appid)
-        .map_err(|e| match e {
-            DecryptError::Malformed(why) => ApiError::InvalidRequest(why),
-            DecryptError::WrongWatermark => {
-                ApiError::InvalidRequest("the data's watermark names another app")
-            }
-            DecryptError::StaleKey => ApiError::SessionKeyExpired,
-        })?;
-    let mut res = json(StatusCode::OK, &object);
+        .map_err(|_| store_down(gw, SessionOp::Refresh))
+}
+
+/// What WeChat's `checksession` says of the kept key: `None` for a key of
+/// an app that is not a configured WeChat mini-program (no access token to
+/// ask with).
+async fn checked(
+    gw: &Gateway,
+    kept: &crate::sessions::KeptKey,
+) -> Option<Result<bool, crate::wechat::WxError>> {
+    if !gw.wechat.knows(&kept.appid) || kept.openid.is_empty() {
+        return None;
+    }
+    let of = crate::wechat::session_key::KeyOf {
+        appid: &kept.appid,
+        openid: &kept.openid,
+    };
+    let step = wechat_step(gw, "wechat checksession", &kept.appid);
+    let valid = crate::wechat::session_key::check(&gw.wechat, of, &kept.key).await;
+    if let Err(e) = valid {
+        step.fail("wechat_error");
+        tracing::warn!(appid = %kept.appid, failure = e.label(), "WeChat checksession failed");
+    }
+    Some(valid)
+}
+
+/// `GET /auth/wechat/session_key`: `{"valid": true|false}`, whether WeChat
+/// still holds the session's `session_key` as the user's (`checksession`),
+/// so that a client knows before it asks the user for encrypted data. A
+/// session that holds no key is not valid; WeChat's failures are the
+/// platform's errors.
+pub async fn session_key(
+    gw: &Gateway,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    require(req, Method::GET, "GET")?;
+    let who = caller_subject(gw, req)?;
+    if !gw.wechat.knows(&who.subject.appid) {
+        return Err(ApiError::InvalidRequest(
+            "session_key health is WeChat's: this session is not a WeChat app's",
+        ));
+    }
+    let kept = kept_key(gw, &who).await?;
+    let valid = match kept {
+        None => false,
+        Some(kept) => checked(gw, &kept)
+            .await
+            .unwrap_or(Ok(false))
+            .map_err(crate::wechat::WxError::into_api)?,
+    };
+    let mut res = json(StatusCode::OK, &serde_json::json!({ "valid": valid }));
     res.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)

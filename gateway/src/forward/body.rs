@@ -65,6 +65,8 @@ impl ApiError {
             error_description: &'static str,
             #[serde(skip_serializing_if = "Option::is_none")]
             reason: Option<crate::tokens::EndReason>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            session_key: Option<&'static str>,
         }
         let (status, error, error_description) = self.row();
         let mut res = json(
@@ -73,6 +75,7 @@ impl ApiError {
                 error,
                 error_description,
                 reason: self.reason(),
+                session_key: self.session_key(),
             },
         );
         self.add_headers(res.headers_mut());

@@ -22,6 +22,7 @@ use crate::telemetry::metrics::{
 };
 use crate::tokens::keys::KeyStore;
 use crate::tokens::AuthFailure;
+use crate::wechat::risk::RiskMetrics;
 use crate::wechat::token::TokenMetrics;
 
 static META: Metadata<'static> = Metadata::new("minigate", Level::INFO, Some("minigate"));
@@ -55,6 +56,9 @@ pub struct Metrics {
     /// The WeChat access token of each WeChat app, by appid; taken by the
     /// token keeper when the gateway is built.
     pub wechat_tokens: Vec<(String, TokenMetrics)>,
+    /// WeChat's risk rank asked at login, by appid of each provider with
+    /// `risk_scene`.
+    pub wechat_risk: Vec<(String, RiskMetrics)>,
     /// Session store failures, by operation.
     pub session_errors: Counters<SessionOp>,
     /// TLS certificate reloads, by outcome.
@@ -199,6 +203,24 @@ impl Metrics {
                 (p.appid.clone(), m)
             })
             .collect();
+        let wechat_risk = config
+            .providers
+            .iter()
+            .filter(|p| p.risk.is_some())
+            .map(|p| {
+                let app = metrics::Label::new("appid", p.appid.clone());
+                let m = RiskMetrics {
+                    failures: by(
+                        counter,
+                        "minigate_wechat_risk_failures_total",
+                        "kind",
+                        std::slice::from_ref(&app),
+                    ),
+                    refused: counter("minigate_wechat_risk_refusals_total", vec![app]),
+                };
+                (p.appid.clone(), m)
+            })
+            .collect();
         let exchanges = platforms
             .iter()
             .map(|p| {
@@ -247,8 +269,17 @@ impl Metrics {
             exchanges,
             enrich,
             wechat_tokens,
+            wechat_risk,
             session_errors,
         }
+    }
+
+    /// The risk-rank counters of the app `appid`, if it asks for ranks.
+    pub fn risk(&self, appid: &str) -> Option<&RiskMetrics> {
+        self.wechat_risk
+            .iter()
+            .find(|(a, _)| a == appid)
+            .map(|(_, m)| m)
     }
 
     /// The counters of the route at `index` of the route table's config.

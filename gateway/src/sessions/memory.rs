@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use moka::sync::Cache;
 
 use super::{
-    Checked, EndReason, EndedAll, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
+    Checked, EndReason, EndedAll, KeptKey, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
     SessionRef, SessionStore, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW, REFRESH_WINDOW,
 };
 use crate::config::{OnLimit, Secret};
@@ -49,6 +49,8 @@ struct Session {
     appid: Box<str>,
     device_name: Option<Box<str>>,
     session_key: Option<Secret>,
+    /// The openid the key is of.
+    openid: Box<str>,
     /// The phone number verified at `/auth/phone`, for the next refreshes.
     phone: Option<Box<str>>,
     /// When the last refreshes were checked, oldest first (at most
@@ -230,6 +232,20 @@ impl MemoryStore {
         self
     }
 
+    /// Changes the live session `at` in place with `f` (its user's entry
+    /// keeps its weight and life); `false`: it is not live.
+    fn change_live(&self, at: SessionRef<'_>, f: impl FnOnce(&mut Session)) -> bool {
+        self.with_user(at.user.0, Duration::ZERO, |u| {
+            match u.live.get_mut(at.sid.0) {
+                Some(s) => {
+                    f(s);
+                    (true, false)
+                }
+                None => (false, false),
+            }
+        })
+    }
+
     /// Runs `f` on `user`'s sessions in the user's critical section, then
     /// writes them back (weight and TTL renewed) if `f` says they changed.
     fn with_user<T>(&self, user: &str, ttl: Duration, f: impl FnOnce(&mut User) -> (T, bool)) -> T {
@@ -324,6 +340,7 @@ impl SessionStore for MemoryStore {
                 appid: new.appid.into(),
                 device_name: new.device_name.map(Into::into),
                 session_key: new.session_key.map(|k| Secret::new(k.to_owned())),
+                openid: new.openid.into(),
                 phone: None,
                 recent: VecDeque::new(),
                 created: secs,
@@ -433,15 +450,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> Result<bool, Unavailable> {
-        let (user, sid) = (at.user.0, at.sid.0);
-        Ok(self.with_user(user, Duration::ZERO, |u| {
-            let Some(s) = u.live.get_mut(sid) else {
-                return (false, false);
-            };
-            s.phone = Some(phone.into());
-            // Changed in place: the user's entry keeps its weight and life.
-            (true, false)
-        }))
+        Ok(self.change_live(at, |s| s.phone = Some(phone.into())))
     }
 
     async fn reissue(
@@ -465,7 +474,11 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn session_key(&self, at: SessionRef<'_>) -> Result<Option<Secret>, Unavailable> {
+    async fn set_session_key(&self, at: SessionRef<'_>, key: &Secret) -> Result<bool, Unavailable> {
+        Ok(self.change_live(at, |s| s.session_key = Some(key.clone())))
+    }
+
+    async fn session_key(&self, at: SessionRef<'_>) -> Result<Option<KeptKey>, Unavailable> {
         let (user, sid) = (at.user.0, at.sid.0);
         let Some(slot) = self.users.get(user) else {
             return Ok(None);
@@ -475,7 +488,13 @@ impl SessionStore for MemoryStore {
         Ok(u.live
             .get(sid)
             .filter(|s| s.live_until > now)
-            .and_then(|s| s.session_key.clone()))
+            .and_then(|s| {
+                Some(KeptKey {
+                    key: s.session_key.clone()?,
+                    openid: s.openid.to_string(),
+                    appid: s.appid.to_string(),
+                })
+            }))
     }
 
     async fn end(
@@ -555,6 +574,7 @@ mod tests {
             max_per_user: 0,
             on_limit: OnLimit::EvictOldest,
             session_key: None,
+            openid: "o",
         }
     }
 
@@ -749,6 +769,29 @@ mod tests {
             s.end_everywhere(at("u", "s"), Jti("a"), TTL).await,
             Ok(EndedAll::Ended(vec!["s".to_owned()]))
         );
+    }
+
+    #[tokio::test]
+    async fn the_session_key_is_kept_with_its_openid_and_replaced_in_place() {
+        let s = MemoryStore::new(100, Duration::ZERO);
+        let key = Secret::new("k2".into());
+        assert_eq!(s.set_session_key(at("u", "s"), &key).await, Ok(false));
+        let mut n = new("u", "s", "phone", 0);
+        n.session_key = Some("k1");
+        s.begin(&n, TTL).await.unwrap();
+        let kept = s.session_key(at("u", "s")).await.unwrap().unwrap();
+        assert_eq!(
+            (kept.key.expose(), kept.openid.as_str(), kept.appid.as_str()),
+            ("k1", "o", "wx1")
+        );
+        assert_eq!(s.set_session_key(at("u", "s"), &key).await, Ok(true));
+        let kept = s.session_key(at("u", "s")).await.unwrap().unwrap();
+        assert_eq!(kept.key.expose(), "k2");
+        s.end(UserKey("u"), None, EndReason::LoggedOut, TTL)
+            .await
+            .unwrap();
+        assert!(s.session_key(at("u", "s")).await.unwrap().is_none());
+        assert_eq!(s.set_session_key(at("u", "s"), &key).await, Ok(false));
     }
 
     #[tokio::test]

@@ -165,9 +165,23 @@ pub struct NewSession<'a> {
     /// What to do when the class, or the user's ceiling, is full.
     pub on_limit: OnLimit,
     /// The platform's session key (WeChat's `session_key`), kept with the
-    /// session for decrypting the user's data; it never leaves the store
-    /// but for that.
+    /// session for decrypting the user's data and asking WeChat of its
+    /// health; it never leaves the store but for that.
     pub session_key: Option<&'a str>,
+    /// The user's openid at the app, which the key is of (WeChat's
+    /// `checksession` and `resetusersessionkey` name the user by it).
+    pub openid: &'a str,
+}
+
+/// The platform session key kept with a live session, and whose it is.
+#[derive(Debug, Clone)]
+pub struct KeptKey {
+    /// The key.
+    pub key: Secret,
+    /// The openid it was issued to.
+    pub openid: String,
+    /// The app it was issued by.
+    pub appid: String,
 }
 
 /// One live session, as `GET /auth/sessions` and the admin API list it.
@@ -302,7 +316,16 @@ pub trait SessionStore: Send + Sync {
     fn session_key(
         &self,
         at: SessionRef<'_>,
-    ) -> impl std::future::Future<Output = Result<Option<Secret>, Unavailable>> + Send;
+    ) -> impl std::future::Future<Output = Result<Option<KeptKey>, Unavailable>> + Send;
+
+    /// Replaces the platform session key kept with the live session `at`
+    /// (WeChat's `resetusersessionkey` issued a new one). `false`: the
+    /// session is not live.
+    fn set_session_key(
+        &self,
+        at: SessionRef<'_>,
+        key: &Secret,
+    ) -> impl std::future::Future<Output = Result<bool, Unavailable>> + Send;
 
     /// `user`'s live sessions, newest first: at most the store's listing
     /// bound ([`listed`]), the most recently used ones, read with work
@@ -421,7 +444,8 @@ impl SessionStore for Store {
         fn end_everywhere(&self, at: SessionRef<'_>, jti: Jti<'_>, ttl: Duration) -> EndedAll;
         fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> bool;
         fn reissue(&self, at: SessionRef<'_>, next: Jti<'_>, ttl: Duration) -> bool;
-        fn session_key(&self, at: SessionRef<'_>) -> Option<Secret>;
+        fn session_key(&self, at: SessionRef<'_>) -> Option<KeptKey>;
+        fn set_session_key(&self, at: SessionRef<'_>, key: &Secret) -> bool;
         fn list(&self, user: UserKey<'_>) -> Vec<SessionInfo>;
     }
 }

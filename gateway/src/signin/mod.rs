@@ -9,6 +9,7 @@
 pub mod codes;
 pub mod enrich;
 pub mod providers;
+pub mod risk;
 pub mod web;
 
 use crate::error::ApiError;
@@ -215,6 +216,7 @@ async fn begin_session(
 ) -> Result<(), ApiError> {
     let new = NewSession {
         session_key: kept.session_key,
+        openid: &who.openid,
         user: who.user_key(),
         sid: Sid(sid),
         jti: Jti(jti),

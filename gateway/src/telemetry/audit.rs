@@ -203,7 +203,8 @@ audit_events! {
             /// The session that ended (at a refresh); null at a login.
             sid: Option<&'a str>,
         },
-        /// The platform refused a login as a risky user (WeChat's 40226).
+        /// The platform refused a login as a risky user (WeChat's 40226),
+        /// or ranked its risk at or above the provider's `refuse_risk_rank`.
         RiskyUserRefused = "risky_user_refused" {
             /// The platform.
             platform: &'a str,

@@ -48,8 +48,8 @@ pub struct Identity {
     /// The user: see [`user_key`].
     user: Span,
     /// One `X-Auth-Claim-<name>` per `ext` claim. Most tokens have none:
-    /// a thin pointer keeps the identity at 112 bytes (128 with its `Arc`,
-    /// one of the allocator's size classes).
+    /// a thin pointer keeps the identity small (its size and why it
+    /// matters: benches/README.md).
     #[allow(clippy::box_collection)]
     claims: Option<Box<Vec<(HeaderName, Span)>>>,
     pub(super) exp: u64,
@@ -211,6 +211,9 @@ pub(super) fn identity(c: &Claims, generation: u64) -> Option<Identity> {
     }
     if let Some(p) = &c.phone_number {
         v.add(PHONE, p)?;
+    }
+    if let Some(r) = c.risk_rank {
+        v.add(RISK_RANK, &r.to_string())?;
     }
     if !c.roles.is_empty() {
         if !c.roles.iter().all(|r| crate::config::is_role_name(r)) {

@@ -123,6 +123,9 @@ struct Claims {
     /// The third-party platform that logged the user in, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     component_appid: Option<String>,
+    /// WeChat's risk rank of the user at login, when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    risk_rank: Option<u8>,
     /// Refresh tokens only: the user key the session is stored under, so a
     /// refresh finds its session from the token alone (Redis Cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -348,6 +351,7 @@ impl Tokens {
             dvt: Some(who.device_type.to_string()),
             phone_number: who.phone.clone(),
             component_appid: who.component_appid.clone(),
+            risk_rank: who.risk_rank,
             usr: None,
         };
         let access = claims(aud, self.config.access_ttl, access_jti);
@@ -477,6 +481,7 @@ fn into_refresh(c: Claims) -> Result<Refresh, TokenError> {
             ),
             session_user: c.usr,
             phone: c.phone_number,
+            risk_rank: c.risk_rank,
         },
         sid: c.sid,
         jti: c.jti,
@@ -717,6 +722,7 @@ mod tests {
             device_type: DeviceClass::new("t".repeat(32)),
             phone: Some("p".repeat(32)),
             session_user: None,
+            risk_rank: Some(4),
         }
     }
 

@@ -32,6 +32,9 @@ pub struct Subject {
     pub device_type: DeviceClass,
     /// The phone number WeChat verified for this session (`phone_number`).
     pub phone: Option<String>,
+    /// WeChat's risk rank of the user at login (`risk_rank`), when asked;
+    /// refreshes keep it.
+    pub risk_rank: Option<u8>,
     /// The user the login session was begun under (`usr` of its refresh
     /// token), once there is one; see [`Subject::user`].
     pub session_user: Option<String>,

@@ -36,6 +36,9 @@ label_enum! {
         /// 61003: the mini-program has not authorized the third-party
         /// platform that asked for it.
         NotAuthorized,
+        /// 87009: the `session_key` a call was signed with is not the
+        /// user's current one (`checksession`, `resetusersessionkey`).
+        StaleSessionKey,
         /// A third-party platform has no `component_verify_ticket` yet, or
         /// WeChat refused the one it has (61005, 61006).
         NoTicket,
@@ -55,6 +58,7 @@ impl WxError {
             40001 | 42001 | 40014 => WxError::TokenRejected,
             61003 => WxError::NotAuthorized,
             61005 | 61006 => WxError::NoTicket,
+            87009 => WxError::StaleSessionKey,
             _ => WxError::Unusable,
         }
     }
@@ -70,6 +74,7 @@ impl WxError {
             WxError::Busy | WxError::NoTicket => ApiError::ProviderUnavailable,
             WxError::Timeout => ApiError::ProviderTimeout,
             WxError::NotAuthorized => ApiError::InvalidRequest(NOT_AUTHORIZED),
+            WxError::StaleSessionKey => ApiError::SessionKeyChecked { valid: false },
             WxError::TokenRejected | WxError::Unusable => ApiError::ProviderError,
         }
     }
@@ -85,6 +90,7 @@ impl WxError {
             WxError::Timeout => "timeout",
             WxError::NotAuthorized => "not_authorized",
             WxError::NoTicket => "no_ticket",
+            WxError::StaleSessionKey => "stale_session_key",
             WxError::Unusable => "unusable",
         }
     }
@@ -129,6 +135,17 @@ impl WxClient {
         let answer = answer(req, deadline).await?;
         parse(&answer)
     }
+
+    /// GETs `url` and reads the answer as `T`, after mapping a non-zero
+    /// `errcode`.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        url: Url,
+        deadline: Duration,
+    ) -> Result<T, WxError> {
+        let answer = answer(self.http.get(url), deadline).await?;
+        parse(&answer)
+    }
 }
 
 /// Sends `req` with `deadline` and reads its body, bounded.
@@ -159,6 +176,7 @@ pub fn errcode_meaning(errcode: i64) -> &'static str {
         -1 => "WeChat is busy: retry later; it is on WeChat's side",
         40001 | 42001 | 40014 => "the app's access token was refused or expired: the gateway fetches a new one; if this repeats, check the app secret and that nothing else resets the app's token",
         48001 => "the app is not authorized for this API: check the app's permissions in the WeChat MP console",
+        87009 => "the session_key the call was signed with is no longer the user's (the user logged in again, or it was reset)",
         _ => "an errcode not listed here: see WeChat's error code list",
     }
 }
@@ -170,9 +188,9 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, WxError> {
         None | Some(0) => serde_json::from_slice(body).map_err(|_| WxError::Unusable),
         Some(code) => {
             let e = WxError::from_errcode(code);
-            // A client's bad code is the client's; the rest are the
-            // operator's to look at.
-            if e == WxError::InvalidCode {
+            // A client's bad code is the client's, a stale session_key the
+            // user's; the rest are the operator's to look at.
+            if matches!(e, WxError::InvalidCode | WxError::StaleSessionKey) {
                 tracing::debug!(errcode = code, "WeChat refused the call");
             } else {
                 tracing::warn!(
@@ -218,6 +236,7 @@ mod tests {
             (42001, WxError::TokenRejected),
             (61003, WxError::NotAuthorized),
             (61006, WxError::NoTicket),
+            (87009, WxError::StaleSessionKey),
             (99999, WxError::Unusable),
         ] {
             let body = format!(r#"{{"errcode":{code},"errmsg":"x"}}"#);

@@ -197,14 +197,42 @@ impl AccessTokens {
         path: &str,
         body: &impl Serialize,
     ) -> Result<T, WxError> {
+        self.call_with(appid, path, &[], Some(body)).await
+    }
+
+    /// GETs `path` of the app's WeChat API with `query` and its access
+    /// token, renewed and retried once as [`AccessTokens::call`] does.
+    pub async fn call_get<T: serde::de::DeserializeOwned>(
+        &self,
+        appid: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, WxError> {
+        self.call_with(appid, path, query, None::<&()>).await
+    }
+
+    /// A POST of `body`, or without one a GET, of `path` with `query` and
+    /// the app's access token.
+    async fn call_with<T: serde::de::DeserializeOwned>(
+        &self,
+        appid: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&impl Serialize>,
+    ) -> Result<T, WxError> {
         let (app, _) = self.app(appid, TokenKind::Stable)?;
         let mut token = self.get(appid).await?;
         for attempt in 0..2 {
             let mut url =
                 Url::parse(&format!("{}{path}", app.base)).map_err(|_| WxError::Unusable)?;
             url.query_pairs_mut()
-                .append_pair("access_token", token.expose());
-            match self.client.post_json(url, body, app.timeout).await {
+                .append_pair("access_token", token.expose())
+                .extend_pairs(query);
+            let answer = match body {
+                Some(body) => self.client.post_json(url, body, app.timeout).await,
+                None => self.client.get_json(url, app.timeout).await,
+            };
+            match answer {
                 Err(WxError::TokenRejected) if attempt == 0 => {
                     tracing::info!(appid, "WeChat refused the access token; renewing it once");
                     token = self.renew_rejected(appid, &token).await?;

@@ -66,6 +66,7 @@ async fn each_admin_endpoint_needs_a_token_holding_its_scope() {
     };
     let one = format!("{sessions}/{}", claims["sid"].as_str().unwrap());
     let wechat = format!("/admin/wechat/access_token?appid={APPID}");
+    let reset = format!("{one}/reset_session_key");
 
     // The broker's token: the WeChat access token, and nobody's sessions.
     let res = call(&gw, Method::GET, &wechat, Some(BROKER)).await;
@@ -76,6 +77,7 @@ async fn each_admin_endpoint_needs_a_token_holding_its_scope() {
         (Method::GET, &sessions),
         (Method::DELETE, &sessions),
         (Method::DELETE, &one),
+        (Method::POST, &reset),
     ] {
         let res = call(&gw, method.clone(), path, Some(BROKER)).await;
         let headers = assert_error(res, 403, "insufficient_scope").await;

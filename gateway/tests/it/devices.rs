@@ -779,6 +779,7 @@ async fn an_expired_session_frees_its_slot_on_redis() {
         max_per_user: 0,
         on_limit: OnLimit::Refuse,
         session_key: None,
+        openid: "o",
     };
     let short = Duration::from_millis(300);
     let long = Duration::from_secs(60);

@@ -35,7 +35,7 @@ fn the_miniprogram_client_passes_its_node_tests() {
     // Without MINIGATE_URL the real-gateway tests skip themselves; the test
     // below runs them.
     assert!(
-        text.contains("# pass 19") && text.contains("# fail 0") && text.contains("# skipped 7"),
+        text.contains("# pass 20") && text.contains("# fail 0") && text.contains("# skipped 8"),
         "{text}"
     );
 }
@@ -73,7 +73,7 @@ async fn the_miniprogram_client_works_through_a_real_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("# pass 7") && text.contains("# fail 0") && text.contains("# skipped 0"),
+        text.contains("# pass 8") && text.contains("# fail 0") && text.contains("# skipped 0"),
         "{text}"
     );
     // Every call the client made reached the upstream as one user, in one

@@ -39,3 +39,4 @@ mod traces;
 mod web;
 mod websocket;
 mod wechat;
+mod wechat_health;

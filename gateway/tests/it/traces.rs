@@ -222,7 +222,8 @@ fn rand_bytes() -> Vec<u8> {
     b.to_vec()
 }
 
-/// A gateway tracing into `collector` at `ratio`, in front of `upstream`;
+/// A gateway tracing into `collector` at `ratio`, in front of `upstream`
+/// (a second WeChat app, `APPID2`, asks risk ranks at login);
 /// `trusted`: 127.0.0.1 is a trusted proxy.
 async fn traced(
     collector: &str,
@@ -231,7 +232,10 @@ async fn traced(
     upstream: SocketAddr,
 ) -> (Process, WeChat) {
     let wechat = wechat().await;
-    let mut setup = Setup::default().tracing(
+    let risky = Provider::new("wechat", APPID2, "TEST_WECHAT_SECRET")
+        .base_url(wechat.url())
+        .risk_scene(0);
+    let mut setup = Setup::default().provider(risky).tracing(
         Tracing::default()
             .otlp_endpoint(collector.to_owned())
             .sample_ratio(ratio.parse().unwrap())
@@ -249,7 +253,7 @@ async fn login(gw: &Process, code: &str) -> (Tokens, String) {
     let res = client()
         .post(format!("{}/auth/login", gw.url))
         .header("content-type", "application/json")
-        .body(serde_json::json!({ "code": code }).to_string())
+        .body(serde_json::json!({ "code": code, "appid": APPID }).to_string())
         .send()
         .await
         .unwrap();
@@ -432,6 +436,34 @@ async fn a_request_is_one_trace_across_the_gateway_and_its_upstream() {
         verify.attr("http.response.status_code").as_deref(),
         Some("200")
     );
+
+    // WeChat's checksession, under its request's span.
+    let res = get(&gw, "/auth/wechat/session_key", &next.access_token, &[]).await;
+    assert_eq!(res.status(), 200);
+    let health = named("GET /auth/wechat").await;
+    let spans = collector
+        .trace(&hex(&health.span.trace_id), |s| s.len() >= 2)
+        .await;
+    let call = one(&spans, "edge-gw", "wechat checksession");
+    assert_eq!(call.span.parent_span_id, health.span.span_id);
+    assert_eq!(call.span.kind, SpanKind::Client as i32);
+    assert_eq!(call.attr("minigate.appid").as_deref(), Some(APPID));
+    // A risk-ranked login: the risk call under the login's span.
+    let res = client()
+        .post(format!("{}/auth/login", gw.url))
+        .body(serde_json::json!({"code": fresh("trace-risk"), "appid": APPID2}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let risk = named("wechat risk rank").await;
+    let spans = collector
+        .trace(&hex(&risk.span.trace_id), |s| s.len() >= 4)
+        .await;
+    let login_span = one(&spans, "edge-gw", "POST /auth/login");
+    assert_eq!(risk.span.parent_span_id, login_span.span.span_id);
+    assert_eq!(risk.attr("minigate.appid").as_deref(), Some(APPID2));
+    assert_eq!(risk.attr("minigate.risk_rank").as_deref(), Some("0"));
 
     // Nothing secret in any attribute of any span.
     let secrets = [

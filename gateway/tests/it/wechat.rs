@@ -343,6 +343,16 @@ async fn the_session_key_never_leaves_the_gateway() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // WeChat's checksession is signed with the key, never sent it.
+    let check = http
+        .get(format!("{}/auth/wechat/session_key", gw.url))
+        .bearer_auth(&t.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(check.status(), 200);
+    let check = check.text().await.unwrap();
+    assert!(check.contains("\"valid\":true"), "{check}");
     let bad = http
         .post(format!("{}/auth/wechat/decrypt", gw.url))
         .bearer_auth(&t.access_token)
@@ -369,6 +379,7 @@ async fn the_session_key_never_leaves_the_gateway() {
         ("login", &text),
         ("headers", &headers),
         ("error", &bad),
+        ("checksession", &check),
         ("metrics", &metrics),
         ("logs", &logs),
     ] {

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod component;
 mod providers;
+mod risk;
 mod routes;
 mod server;
 mod sessions;

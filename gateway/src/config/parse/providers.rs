@@ -84,6 +84,11 @@ pub(super) fn provider(
     if !is_header_safe(&appid, 64) {
         return Err(err(key("appid"), "must be 1-64 visible ASCII characters"));
     }
+    let risk = super::risk::risk(
+        &key,
+        (p.risk_scene, p.refuse_risk_rank, p.risk_required),
+        platform,
+    )?;
     // The first of two keys that is set.
     let first_set =
         |keys: [(&'static str, bool); 2]| keys.into_iter().find_map(|(k, set)| set.then_some(k));
@@ -169,6 +174,7 @@ pub(super) fn provider(
         }
     };
     Ok(ProviderConfig {
+        risk,
         authorize_url,
         component,
         platform,

@@ -72,6 +72,9 @@ pub(super) fn check(path: &Path, offline: bool) -> Result<(), Failure> {
         if let Some(c) = &p.component {
             say!("          {c}");
         }
+        if let Some(r) = &p.risk {
+            say!("          {r}");
+        }
         if let Some(page) = &p.authorize_url {
             say!(
                 "          browser sign-in, authorize page at {}",

@@ -140,6 +140,7 @@ pub(super) fn providers(
             timeout: defaults::PROVIDER_TIMEOUT,
             authorize_url: Some(format!("http://{addr}")),
             component: None,
+            risk: None,
         });
     }
     Ok(all)
@@ -176,6 +177,7 @@ fn provider(platform: Platform, addr: SocketAddr) -> Result<ProviderConfig, DevE
         timeout: defaults::PROVIDER_TIMEOUT,
         authorize_url: None,
         component: component(platform),
+        risk: None,
     })
 }
 

@@ -10,7 +10,7 @@
 //! | `minigate:{u:USER}:sessions` | sorted set | the user's live sessions: sid → when it stops being live unless refreshed (unix ms: the refresh TTL, or `idle_ttl` when shorter, past its last refresh) |
 //! | `minigate:{u:USER}:class:CLASS` | sorted set | the user's sessions of one limited device class: sid → login time (unix µs) |
 //! | `minigate:{u:USER}:all` | sorted set | with a ceiling (`max_per_user`), the user's sessions counted against it: sid → login time (unix µs) |
-//! | `minigate:{u:USER}:s:SID` | hash | one session: `jti` (redeemable next), `state` (`live`/`revoked`), `why` (the reason a revoked one ended; absent, from an older gateway: `revoked`), `dvt`, `did`, `pf` (platform), `app` (appid), `dn` (device name), `created` (unix µs), `refreshed` (unix ms), `prev`/`prev_at` (reuse grace), `sk` (platform session key), `ph` (phone number), `rl` (the last minute's refreshes, unix ms) |
+//! | `minigate:{u:USER}:s:SID` | hash | one session: `jti` (redeemable next), `state` (`live`/`revoked`), `why` (the reason a revoked one ended; absent, from an older gateway: `revoked`), `dvt`, `did`, `pf` (platform), `app` (appid), `dn` (device name), `created` (unix µs), `refreshed` (unix ms), `prev`/`prev_at` (reuse grace), `sk` (platform session key), `oid` (the openid it is of), `ph` (phone number), `rl` (the last minute's refreshes, unix ms) |
 //! | `minigate:revoked` | sorted set | ended sessions: `SID REASON` (or a bare `SID`, from an older gateway, read as `revoked`) → when its last access token expires (unix ms), for replicas' resyncs |
 //!
 //! Every time in these keys is the Redis server's (`TIME`): one user's keys
@@ -55,7 +55,7 @@ pub use sync::{spawn_sync, Synced, RESYNC_EVERY};
 
 use super::revoked::now_ms;
 use super::{
-    Checked, EndReason, EndedAll, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
+    Checked, EndReason, EndedAll, KeptKey, NewSession, Recorded, Redeemed, Rotation, SessionInfo,
     SessionRef, SessionStore, StoreSetupError, Unavailable, MAX_LISTED, REFRESHES_PER_WINDOW,
     REFRESH_WINDOW,
 };

@@ -5,6 +5,26 @@
 
 use super::*;
 
+impl RedisStore {
+    /// Sets `field` of the live session `at` to `value` (one script, as
+    /// `op`); `false`: the session is not live.
+    async fn set_field(
+        &self,
+        op: &'static str,
+        at: SessionRef<'_>,
+        field: &str,
+        value: &str,
+    ) -> Result<bool, Unavailable> {
+        let keys = Keys::of(at.user.0);
+        let mut con = self.con().await?;
+        let mut inv = self.scripts.set_field.prepare_invoke();
+        inv.key(keys.session(at.sid.0));
+        inv.arg(field).arg(value);
+        let done: i64 = self.call(op, inv.invoke_async(&mut con)).await?;
+        Ok(done == 1)
+    }
+}
+
 impl SessionStore for RedisStore {
     async fn begin(&self, new: &NewSession<'_>, ttl: Duration) -> Result<Recorded, Unavailable> {
         let keys = Keys::of(new.user.0);
@@ -32,7 +52,8 @@ impl SessionStore for RedisStore {
             .arg(new.platform)
             .arg(new.appid)
             .arg(new.device_name.unwrap_or(""))
-            .arg(self.idle_ms);
+            .arg(self.idle_ms)
+            .arg(new.openid);
         let out: Vec<Value> = self.call("begin", inv.invoke_async(&mut con)).await?;
         let mut out = out.into_iter();
         match out.next() {
@@ -145,14 +166,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn set_phone(&self, at: SessionRef<'_>, phone: &str) -> Result<bool, Unavailable> {
-        let (user, sid) = (at.user.0, at.sid.0);
-        let keys = Keys::of(user);
-        let mut con = self.con().await?;
-        let mut inv = self.scripts.set_phone.prepare_invoke();
-        inv.key(keys.session(sid));
-        inv.arg(phone);
-        let done: i64 = self.call("set_phone", inv.invoke_async(&mut con)).await?;
-        Ok(done == 1)
+        self.set_field("set_phone", at, "ph", phone).await
+    }
+
+    async fn set_session_key(&self, at: SessionRef<'_>, key: &Secret) -> Result<bool, Unavailable> {
+        self.set_field("set_session_key", at, "sk", key.expose())
+            .await
     }
 
     async fn reissue(
@@ -175,16 +194,30 @@ impl SessionStore for RedisStore {
         Ok(done == 1)
     }
 
-    async fn session_key(&self, at: SessionRef<'_>) -> Result<Option<Secret>, Unavailable> {
+    async fn session_key(&self, at: SessionRef<'_>) -> Result<Option<KeptKey>, Unavailable> {
         let (user, sid) = (at.user.0, at.sid.0);
         let keys = Keys::of(user);
         let mut con = self.con().await?;
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(keys.session(sid)).arg("state").arg("sk");
-        let (state, key): (Option<String>, Option<String>) =
+        cmd.arg(keys.session(sid))
+            .arg("state")
+            .arg("sk")
+            .arg("oid")
+            .arg("app");
+        type Fields = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let (state, key, openid, appid): Fields =
             self.call("session_key", cmd.query_async(&mut con)).await?;
         Ok(match (state.as_deref(), key) {
-            (Some("live"), Some(k)) if !k.is_empty() => Some(Secret::new(k)),
+            (Some("live"), Some(k)) if !k.is_empty() => Some(KeptKey {
+                key: Secret::new(k),
+                openid: openid.unwrap_or_default(),
+                appid: appid.unwrap_or_default(),
+            }),
             _ => None,
         })
     }

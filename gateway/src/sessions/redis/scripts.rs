@@ -14,7 +14,7 @@ const IDLE: &str = include_str!("scripts/idle.lua");
 const REDEEM: &str = include_str!("scripts/redeem.lua");
 const CHECK: &str = include_str!("scripts/check.lua");
 const END: &str = include_str!("scripts/end.lua");
-const SET_PHONE: &str = include_str!("scripts/set_phone.lua");
+const SET_FIELD: &str = include_str!("scripts/set_field.lua");
 const LIST: &str = include_str!("scripts/list.lua");
 
 /// The Lua scripts, with their hashes.
@@ -24,7 +24,7 @@ pub struct Scripts {
     pub redeem: Script,
     pub reissue: Script,
     pub end: Script,
-    pub set_phone: Script,
+    pub set_field: Script,
     pub list: Script,
 }
 
@@ -37,7 +37,7 @@ impl Scripts {
             redeem: Script::new(&format!("{REDEEMABLE}{REUSED}{IDLE}{REDEEM}")),
             reissue: Script::new(&format!("{IDLE}{REISSUE}")),
             end: Script::new(&format!("{REDEEMABLE}{IDLE}{END}")),
-            set_phone: Script::new(SET_PHONE),
+            set_field: Script::new(SET_FIELD),
             list: Script::new(LIST),
         }
     }

@@ -337,6 +337,8 @@ pub struct Provider {
     pub platform: Platform,
     /// A third-party platform's keys and the mini-programs it logs in.
     pub component: Option<crate::config::ComponentConfig>,
+    /// WeChat's risk rank asked at login, if configured.
+    pub risk: Option<crate::config::RiskConfig>,
     timeout: Duration,
     http: reqwest::Client,
     wire: Box<dyn Exchange>,
@@ -362,6 +364,7 @@ impl Provider {
             appid: config.appid.clone(),
             platform: config.platform,
             component: config.component.clone(),
+            risk: config.risk,
             timeout: config.timeout,
             http,
             wire: (config.platform.0.build)(config)?,

@@ -30,7 +30,9 @@ impl From<WxError> for ExchangeError {
             WxError::Busy | WxError::NoTicket => ExchangeError::Unavailable,
             WxError::NotAuthorized => ExchangeError::NotAuthorized,
             WxError::Timeout => ExchangeError::Timeout,
-            WxError::TokenRejected | WxError::Unusable => ExchangeError::Unusable,
+            WxError::TokenRejected | WxError::StaleSessionKey | WxError::Unusable => {
+                ExchangeError::Unusable
+            }
         }
     }
 }

@@ -226,6 +226,9 @@ table!(
         verify_token_env: &str,
         appids: Vec<&'static str>,
         allow_any_authorized: bool,
+        risk_scene: u64,
+        refuse_risk_rank: u64,
+        risk_required: bool,
     }
 );
 

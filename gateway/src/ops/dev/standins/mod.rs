@@ -3,7 +3,9 @@
 //! phone-number exchange and web authorization (its authorize pages and
 //! `sns/oauth2/access_token`), a WeChat third-party platform's side (the
 //! `component_verify_ticket` it pushes, `api_component_token`, component
-//! `jscode2session`), Douyin's JSON POST, Baidu's form POST and
+//! `jscode2session`), WeChat's `session_key` health (`checksession`,
+//! `resetusersessionkey`, signed with the key it issued) and
+//! `getuserriskrank`, Douyin's JSON POST, Baidu's form POST and
 //! Alipay's RSA2-signed form POST with its signed answers. Each checks the
 //! call as its platform would (method, path, encoding, the app and its
 //! secret or signature, the fixed parameters) and answers in its shape.
@@ -25,7 +27,7 @@ mod component;
 mod others;
 mod wechat;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -270,6 +272,12 @@ struct State {
     tickets: Mutex<Vec<String>>,
     /// The `component_access_token`s issued.
     component_tokens: Mutex<Vec<String>>,
+    /// WeChat's current `session_key` of each (appid, openid) it logged in.
+    session_keys: Mutex<HashMap<(String, String), String>>,
+    /// Risk ranks set by openid (unset: 0).
+    risk_ranks: Mutex<HashMap<String, u8>>,
+    /// The errcode `getuserriskrank` answers with instead of a rank, if any.
+    risk_failure: Mutex<Option<i64>>,
 }
 
 /// How many calls a stand-in keeps ([`StandIn::calls`]): far more than any
@@ -306,6 +314,9 @@ impl StandIn {
                 made_up: AtomicUsize::new(0),
                 tickets: Mutex::default(),
                 component_tokens: Mutex::default(),
+                session_keys: Mutex::default(),
+                risk_ranks: Mutex::default(),
+                risk_failure: Mutex::default(),
             }),
         };
         let me = standin.clone();
@@ -366,6 +377,30 @@ impl StandIn {
         self.state.bad_signatures.load(Ordering::SeqCst)
     }
 
+    /// WeChat's current `session_key` of user `openid` of app `appid`:
+    /// the one its last login (or reset) handed out.
+    pub fn session_key(&self, appid: &str, openid: &str) -> Option<String> {
+        lock(&self.state.session_keys)
+            .get(&(appid.to_owned(), openid.to_owned()))
+            .cloned()
+    }
+
+    /// Forgets the user's current `session_key`, as WeChat does when the
+    /// user logs in again elsewhere: calls signed with it get 87009.
+    pub fn expire_session_key(&self, appid: &str, openid: &str) {
+        lock(&self.state.session_keys).remove(&(appid.to_owned(), openid.to_owned()));
+    }
+
+    /// The rank `getuserriskrank` gives user `openid` (unset: 0).
+    pub fn set_risk_rank(&self, openid: &str, rank: u8) {
+        lock(&self.state.risk_ranks).insert(openid.to_owned(), rank);
+    }
+
+    /// Makes `getuserriskrank` answer with `errcode` (`None`: ranks again).
+    pub fn fail_risk(&self, errcode: Option<i64>) {
+        *lock(&self.state.risk_failure) = errcode;
+    }
+
     /// Queues the code the redirecting authorize page hands out next.
     pub fn next_code(&self, code: &str) {
         lock(&self.state.codes).push_back(code.to_owned());
@@ -422,6 +457,9 @@ impl StandIn {
             ("GET", "/sns/jscode2session") => self.jscode2session(&call),
             ("POST", "/cgi-bin/stable_token") => return self.stable_token(&call),
             ("POST", "/wxa/business/getuserphonenumber") => self.phone_number(&call),
+            ("GET", "/wxa/checksession") => return self.checksession(&call),
+            ("GET", "/wxa/resetusersessionkey") => return self.reset_session_key(&call),
+            ("POST", "/wxa/getuserriskrank") => return self.risk_rank(&call),
             ("POST", "/cgi-bin/component/api_component_token") => {
                 return self.component_token(&call)
             }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
+use base64::Engine as _;
 use http::StatusCode;
 use serde_json::json;
 
@@ -53,9 +54,114 @@ impl StandIn {
             matches!(p, "wechat" | "qq")
         });
         match self.exchange(call, app, "js_code") {
-            Ok((app, code)) => Checked::Ask(self.login(app, &code, None), Render::Session),
+            Ok((app, code)) => {
+                let outcome = self.login(app, &code, None);
+                if app.platform.name() == "wechat" {
+                    self.issued(&app.appid, &outcome);
+                }
+                Checked::Ask(outcome, Render::Session)
+            }
             Err(r) => Checked::Refused(errcode(r.code, &r.reason)),
         }
+    }
+
+    /// Keeps the `session_key` a login hands out as the user's current one
+    /// (each login replaces the last, as WeChat's do).
+    fn issued(&self, appid: &str, mut outcome: &Outcome) {
+        while let Outcome::Delay(_, then) = outcome {
+            outcome = then;
+        }
+        if let Outcome::User(u) = outcome {
+            lock(&self.state.session_keys)
+                .insert((appid.to_owned(), u.openid.clone()), u.session_key.clone());
+        }
+    }
+
+    /// The WeChat mini-program whose current access token the call carries.
+    fn token_app(&self, call: &Call) -> Option<&App> {
+        let token = call.param("access_token").unwrap_or_default();
+        let generation = self.state.generation.load(Ordering::SeqCst);
+        self.state
+            .apps
+            .iter()
+            .find(|a| a.platform.name() == "wechat" && token == access_token(&a.appid, generation))
+    }
+
+    /// The user of a call signed with a `session_key` (`openid`,
+    /// `signature`, `sig_method=hmac_sha256`) as (appid, openid), if the
+    /// signature is of the user's current key; else WeChat's errcode and
+    /// errmsg.
+    fn signed(&self, call: &Call) -> Result<(String, String), (i64, &'static str)> {
+        let Some(app) = self.token_app(call) else {
+            return Err((40001, "invalid credential"));
+        };
+        let (Some(openid), Some(signature)) = (call.param("openid"), call.param("signature"))
+        else {
+            return Err((40097, "invalid args"));
+        };
+        if call.param("sig_method").as_deref() != Some("hmac_sha256") {
+            return Err((40097, "invalid args"));
+        }
+        match self.session_key(&app.appid, &openid) {
+            Some(key) if crate::wechat::session_key::signature(&key) == signature => {
+                Ok((app.appid.clone(), openid))
+            }
+            _ => Err((87009, "invalid signature")),
+        }
+    }
+
+    /// `GET /wxa/checksession`: 0 if the signature is of the user's
+    /// current `session_key`, else 87009.
+    pub(super) fn checksession(&self, call: &Call) -> Answer {
+        match self.signed(call) {
+            Ok(_) => errcode(0, "ok"),
+            Err((code, msg)) => errcode(code, msg),
+        }
+    }
+
+    /// `GET /wxa/resetusersessionkey`: signed with the current key, a new
+    /// one replaces it.
+    pub(super) fn reset_session_key(&self, call: &Call) -> Answer {
+        let (appid, openid) = match self.signed(call) {
+            Ok(user) => user,
+            Err((code, msg)) => return errcode(code, msg),
+        };
+        let n = self.state.made_up.fetch_add(1, Ordering::SeqCst);
+        let seed = format!("{appid}/{openid}/reset/{n}");
+        let digest = ring::digest::digest(&ring::digest::SHA256, seed.as_bytes());
+        let key = base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..16]);
+        lock(&self.state.session_keys).insert((appid, openid.clone()), key.clone());
+        plain(&json!({"errcode": 0, "errmsg": "ok", "openid": openid, "session_key": key}))
+    }
+
+    /// `POST /wxa/getuserriskrank?access_token=...`
+    /// `{"appid","openid","scene","client_ip"}`: the rank set for the
+    /// user (0 unless [`StandIn::set_risk_rank`]), or the failure set by
+    /// [`StandIn::fail_risk`].
+    pub(super) fn risk_rank(&self, call: &Call) -> Answer {
+        let Some(app) = self.token_app(call) else {
+            return errcode(40001, "invalid credential");
+        };
+        let ask = call.json();
+        let openid = ask["openid"].as_str().filter(|o| !o.is_empty());
+        let ip = ask["client_ip"].as_str().filter(|ip| !ip.is_empty());
+        let (Some(openid), Some(_), Some(_)) = (openid, ip, ask["scene"].as_u64()) else {
+            return errcode(40097, "invalid args");
+        };
+        if ask["appid"].as_str() != Some(app.appid.as_str()) {
+            return errcode(40013, "invalid appid");
+        }
+        if let Some(code) = *lock(&self.state.risk_failure) {
+            return errcode(code, "system error");
+        }
+        let rank = lock(&self.state.risk_ranks)
+            .get(openid)
+            .copied()
+            .unwrap_or(0);
+        let id = self.state.made_up.fetch_add(1, Ordering::SeqCst);
+        plain(&json!({
+            "errcode": 0, "errmsg": "getuserriskrank succ", "risk_rank": rank, "unoin_id": id,
+        }))
     }
 
     /// `POST /cgi-bin/stable_token`: the app's access token, the same
@@ -79,13 +185,7 @@ impl StandIn {
     /// `POST /wxa/business/getuserphonenumber?access_token=...`: the app
     /// is the one whose current token it is.
     pub(super) fn phone_number(&self, call: &Call) -> Checked<'_> {
-        let token = call.param("access_token").unwrap_or_default();
-        let generation = self.state.generation.load(Ordering::SeqCst);
-        let Some(app) =
-            self.state.apps.iter().find(|a| {
-                a.platform.name() == "wechat" && token == access_token(&a.appid, generation)
-            })
-        else {
+        let Some(app) = self.token_app(call) else {
             return Checked::Refused(errcode(40001, "invalid credential"));
         };
         let ask = call.json();

@@ -3,7 +3,8 @@
 -- ARGV: 1 sid, 2 jti, 3 class, 4 device id ('' none), 5 ttl ms, 6 limit
 -- (0 none), 7 '1' to refuse, 8 session key prefix, 9 platform session key
 -- ('' none), 10 ceiling (0 none), 11 class key prefix, 12 platform, 13
--- appid, 14 device name ('' none), 15 idle ms (0 none).
+-- appid, 14 device name ('' none), 15 idle ms (0 none), 16 openid (kept
+-- with the platform session key).
 -- Returns {0} refused, or {1, evicted sid...}.
 --
 -- Sessions it ends are 'replaced'. Expired (or idle) sessions leave the
@@ -71,7 +72,7 @@ end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[3], 'jti', ARGV[2], 'state', 'live', 'dvt', ARGV[3], 'did', ARGV[4],
   'created', created, 'refreshed', now, 'pf', ARGV[12], 'app', ARGV[13])
-if ARGV[9] ~= '' then redis.call('HSET', KEYS[3], 'sk', ARGV[9]) end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[3], 'sk', ARGV[9], 'oid', ARGV[16]) end
 if ARGV[14] ~= '' then redis.call('HSET', KEYS[3], 'dn', ARGV[14]) end
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('ZADD', KEYS[1], now + live_ms(ttl, tonumber(ARGV[15])), ARGV[1])
