@@ -104,6 +104,7 @@ fn issue(c: &mut Criterion) {
         device_type: minigate::tokens::DeviceClass::new("phone"),
         session_user: None,
         phone: None,
+        tenant: None,
     };
     for (alg, name) in ALGS {
         let t = tokens(key_set(alg), 16);

@@ -62,6 +62,7 @@ impl LoginRequest {
             platform_token,
             code: &self.code,
             anonymous_code: self.anonymous_code.as_deref(),
+            app_token: None,
         }
     }
 }
@@ -204,6 +205,10 @@ pub async fn login(
                 device_type: DeviceClass::new(device_type),
                 session_user: None,
                 phone: None,
+                tenant: session.tenant.as_ref().map(|key| {
+                    let id = session.unionid.as_deref().unwrap_or(&session.openid);
+                    crate::tokens::Tenant::new(key.clone(), id)
+                }),
             };
             let key = session
                 .session_key

@@ -28,13 +28,16 @@ pub const CLAIM_PREFIX: &str = "x-auth-claim-";
 pub const PHONE: HeaderName = HeaderName::from_static("x-auth-phone");
 /// `dvt` (device class: phone, pc, web...), when the token has one.
 pub const DEVICE_TYPE: HeaderName = HeaderName::from_static("x-auth-device-type");
+/// `tenant` (the user's organisation: Feishu's `tenant_key`), when the
+/// platform has one.
+pub const TENANT: HeaderName = HeaderName::from_static("x-auth-tenant");
 /// Places in [`ALL`] the identity reads back.
 pub(super) const AT_SUBJECT: usize = 0;
 pub(super) const AT_SESSION: usize = 3;
 pub(super) const AT_ROLES: usize = 10;
 /// Every fixed name, in the order they are sent; a cached identity
 /// names them by their place here rather than carrying them.
-pub static ALL: [HeaderName; 12] = [
+pub static ALL: [HeaderName; 13] = [
     SUBJECT,
     OPENID,
     APPID,
@@ -47,4 +50,5 @@ pub static ALL: [HeaderName; 12] = [
     PHONE,
     ROLES,
     USER,
+    TENANT,
 ];

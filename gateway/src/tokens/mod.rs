@@ -33,7 +33,7 @@ use identity::identity;
 pub use identity::{Headers, Identity, Roles};
 use ids::ID_OF_RANDOM_ID_LENGTH;
 pub use ids::{now_secs, random_id, Jti, SessionRef, Sid, UserKey};
-pub use subject::{user_key, DeviceClass, Subject};
+pub use subject::{tenant_user, user_key, DeviceClass, Subject, Tenant};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -124,6 +124,9 @@ struct Claims {
     /// The third-party platform that logged the user in, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     component_appid: Option<String>,
+    /// The user's organisation (Feishu's `tenant_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
     /// Refresh tokens only: the user key the session is stored under, so a
     /// refresh finds its session from the token alone (Redis Cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -349,6 +352,7 @@ impl Tokens {
             dvt: Some(who.device_type.to_string()),
             phone_number: who.phone.clone(),
             component_appid: who.component_appid.clone(),
+            tenant: who.tenant.as_ref().map(|t| t.key().to_owned()),
             usr: None,
         };
         let access = claims(aud, self.config.access_ttl, access_jti);
@@ -367,7 +371,7 @@ impl Tokens {
         let token = token.as_ref();
         let key = token_key(token);
         if let Some(id) = self.cache.get(&key) {
-            if now_secs() < id.exp && id.generation == self.keys.generation() {
+            if now_secs() < id.exp && id.generation == self.keys.generation() as u32 {
                 self.hits.increment(1);
                 return Ok(id);
             }
@@ -461,6 +465,9 @@ impl Tokens {
 /// does not know makes them invalid.
 fn into_refresh(c: Claims) -> Result<Refresh, TokenError> {
     let platform = Platform::named(&c.platform).ok_or(TokenError::InvalidClaims)?;
+    let tenant = c
+        .tenant
+        .map(|key| Tenant::new(key, c.unionid.as_deref().unwrap_or(&c.sub)));
     Ok(Refresh {
         subject: Subject {
             openid: c.sub,
@@ -478,6 +485,7 @@ fn into_refresh(c: Claims) -> Result<Refresh, TokenError> {
             ),
             session_user: c.usr,
             phone: c.phone_number,
+            tenant,
         },
         sid: c.sid,
         jti: c.jti,
@@ -605,7 +613,7 @@ mod tests {
         assert_eq!(id.user(), "u-2");
         assert_eq!(
             id.user(),
-            user_key(None, Some("u-2"), "o-2"),
+            user_key(None, None, Some("u-2"), "o-2"),
             "the same choice as user_key"
         );
     }
@@ -718,6 +726,7 @@ mod tests {
             device_type: DeviceClass::new("t".repeat(32)),
             phone: Some("p".repeat(32)),
             session_user: None,
+            tenant: Some(Tenant::new("t".repeat(128), &"u".repeat(128))),
         }
     }
 

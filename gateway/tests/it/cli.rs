@@ -332,25 +332,33 @@ fn walkthrough_worked(out: &std::process::Output, stderr: &str) {
 fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
     // wechat_component: the stand-in pushes its ticket at start, and the
     // dev mini-program logs in through the third-party platform.
-    let runs: Vec<_> = ["qq", "douyin", "baidu", "alipay", "wechat_component"]
-        .into_iter()
-        .map(|platform| {
-            std::thread::spawn(move || {
-                let tmp = tempfile::tempdir().unwrap();
-                let log = tmp.path().join("stderr.log");
-                let (mut child, script) = dev_mode(&log, &["--platform", platform]);
-                let out = Command::new("bash")
-                    .arg("-c")
-                    .arg(&script)
-                    .output()
-                    .unwrap();
-                child.kill().unwrap();
-                let _ = child.wait();
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                (platform, text, std::fs::read_to_string(&log).unwrap())
-            })
+    let runs: Vec<_> = [
+        "qq",
+        "douyin",
+        "baidu",
+        "alipay",
+        "kuaishou",
+        "feishu",
+        "wechat_component",
+    ]
+    .into_iter()
+    .map(|platform| {
+        std::thread::spawn(move || {
+            let tmp = tempfile::tempdir().unwrap();
+            let log = tmp.path().join("stderr.log");
+            let (mut child, script) = dev_mode(&log, &["--platform", platform]);
+            let out = Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .output()
+                .unwrap();
+            child.kill().unwrap();
+            let _ = child.wait();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (platform, text, std::fs::read_to_string(&log).unwrap())
         })
-        .collect();
+    })
+    .collect();
     for run in runs {
         let (platform, text, stderr) = run.join().unwrap();
         assert_eq!(
@@ -363,6 +371,11 @@ fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
             "{platform}: {text}"
         );
         assert!(text.contains("\"x-auth-openid\": \"dev-openid-"), "{text}");
+        assert_eq!(
+            text.contains("\"x-auth-tenant\": \"dev-tenant\""),
+            platform == "feishu",
+            "{platform}: {text}"
+        );
         assert!(text.contains("HTTP/1.1 401"), "{text}");
         assert!(!stderr.contains("dev-mode-app-secret") && !stderr.contains("eyJ"));
         // Nor a component_verify_ticket or component_access_token.

@@ -35,7 +35,7 @@ fn the_miniprogram_client_passes_its_node_tests() {
     // Without MINIGATE_URL the real-gateway tests skip themselves; the test
     // below runs them.
     assert!(
-        text.contains("# pass 19") && text.contains("# fail 0") && text.contains("# skipped 7"),
+        text.contains("# pass 22") && text.contains("# fail 0") && text.contains("# skipped 7"),
         "{text}"
     );
 }

@@ -34,6 +34,7 @@ mod platforms;
 mod proxy;
 mod rotation;
 mod sessions;
+mod superapps;
 mod tls;
 mod traces;
 mod web;

@@ -352,6 +352,7 @@ async fn signed_in(
         session_user: None,
         phone: None,
         component_appid: None,
+        tenant: None,
     };
     let (subject, sid, pair) = open_session(gw, subject, limit, None, None)
         .await
