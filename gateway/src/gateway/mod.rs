@@ -21,6 +21,7 @@ use crate::config::tls::{Tls, TlsReload};
 use crate::config::{Config, ConfigError, Platform, ServerConfig, SessionsConfig};
 use crate::forward::occupancy::Occupancy;
 use crate::forward::proxy::Proxy;
+use crate::outbound::kept::Share;
 use crate::pipeline::headers::RequestIds;
 use crate::pipeline::limits::{LoginLimiter, UserLimiter};
 use crate::pipeline::routes::Routes;
@@ -31,7 +32,7 @@ use crate::signin::providers::{self, Providers};
 use crate::telemetry::audit::{Audit, Event, KeysOutcome, Queued};
 use crate::tokens::keys::{KeyStore, Reload};
 use crate::tokens::Tokens;
-use crate::wechat::token::{AccessTokens, AppConfig, Share, TokenKind, TokenMetrics};
+use crate::wechat::token::{AccessTokens, AppConfig, TokenKind, TokenMetrics};
 use crate::wechat::WxClient;
 use metrics::Metrics;
 
@@ -397,7 +398,8 @@ fn spawn_audit_stream(gw: Arc<Gateway>, mut stopped: watch::Receiver<bool>) {
 
 /// Re-reads the key set every `every` and at once on SIGHUP, until
 /// `stopped` turns true; closes stale idle upstream connections and renews
-/// the app access tokens (WeChat's, Feishu's) that are due on the way.
+/// the app access tokens (WeChat's, its third-party platforms', Feishu's)
+/// that are due on the way.
 fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receiver<bool>) {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     tokio::spawn(async move {
