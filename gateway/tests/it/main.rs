@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod app_tokens;
 mod audit;
 mod authz;
 mod cli;

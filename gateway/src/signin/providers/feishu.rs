@@ -123,11 +123,18 @@ struct Code {
     code: Option<i64>,
 }
 
-fn json_post(http: &reqwest::Client, url: &Url, body: &impl Serialize) -> Result<reqwest::RequestBuilder, ExchangeError> {
+fn json_post(
+    http: &reqwest::Client,
+    url: &Url,
+    body: &impl Serialize,
+) -> Result<reqwest::RequestBuilder, ExchangeError> {
     let body = serde_json::to_vec(body).map_err(|_| ExchangeError::Unusable)?;
     Ok(http
         .post(url.clone())
-        .header(http::header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )
         .body(body))
 }
 
@@ -279,17 +286,45 @@ mod tests {
         assert_eq!((s.unionid, s.tenant.as_deref()), (None, Some("t1")));
         use ExchangeError::*;
         let cases: &[(StatusCode, &[u8], ExchangeError)] = &[
-            (ok, &br#"{"code":10213,"msg":"code appid not match"}"#[..], InvalidCode),
+            (
+                ok,
+                &br#"{"code":10213,"msg":"code appid not match"}"#[..],
+                InvalidCode,
+            ),
             (StatusCode::BAD_REQUEST, br#"{"code":10213}"#, InvalidCode),
-            (ok, br#"{"code":10228,"msg":"user to app has no visibility"}"#, Refused),
+            (
+                ok,
+                br#"{"code":10228,"msg":"user to app has no visibility"}"#,
+                Refused,
+            ),
             (ok, br#"{"code":99991400}"#, RateLimited),
-            (ok, br#"{"code":10202,"msg":"access token invalid"}"#, Unusable),
+            (
+                ok,
+                br#"{"code":10202,"msg":"access token invalid"}"#,
+                Unusable,
+            ),
             (ok, br#"{"code":12345}"#, Unusable),
-            (ok, br#"{"code":0,"data":{"open_id":"ou_1","session_key":"k"}}"#, Unusable),
-            (ok, br#"{"code":0,"data":{"open_id":"","tenant_key":"t","session_key":"k"}}"#, Unusable),
+            (
+                ok,
+                br#"{"code":0,"data":{"open_id":"ou_1","session_key":"k"}}"#,
+                Unusable,
+            ),
+            (
+                ok,
+                br#"{"code":0,"data":{"open_id":"","tenant_key":"t","session_key":"k"}}"#,
+                Unusable,
+            ),
             (ok, br#"{"code":0}"#, Unusable),
-            (StatusCode::BAD_REQUEST, br#"{"code":0,"data":{"open_id":"o","tenant_key":"t","session_key":"k"}}"#, Unusable),
-            (ok, br#"{"data":{"open_id":"o","tenant_key":"t","session_key":"k"}}"#, Unusable),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"code":0,"data":{"open_id":"o","tenant_key":"t","session_key":"k"}}"#,
+                Unusable,
+            ),
+            (
+                ok,
+                br#"{"data":{"open_id":"o","tenant_key":"t","session_key":"k"}}"#,
+                Unusable,
+            ),
             (ok, b"<html>", Unusable),
         ];
         super::super::assert_refusals(|status, body| interpret("a", status, body), cases);
@@ -299,23 +334,46 @@ mod tests {
     fn token_answers_and_refusals() {
         let ok = StatusCode::OK;
         assert_eq!(
-            interpret_token("a", ok, br#"{"code":0,"msg":"ok","app_access_token":"t-1","expire":7200}"#).unwrap(),
+            interpret_token(
+                "a",
+                ok,
+                br#"{"code":0,"msg":"ok","app_access_token":"t-1","expire":7200}"#
+            )
+            .unwrap(),
             ("t-1".to_owned(), 7200)
         );
         use ExchangeError::*;
         let cases: &[(StatusCode, &[u8], ExchangeError)] = &[
-            (ok, &br#"{"code":10014,"msg":"app secret invalid"}"#[..], Unusable),
+            (
+                ok,
+                &br#"{"code":10014,"msg":"app secret invalid"}"#[..],
+                Unusable,
+            ),
             (ok, br#"{"code":99991400}"#, RateLimited),
             (ok, br#"{"code":10213}"#, Unusable),
-            (ok, br#"{"code":0,"app_access_token":"","expire":7200}"#, Unusable),
-            (ok, br#"{"code":0,"app_access_token":"t-1","expire":0}"#, Unusable),
+            (
+                ok,
+                br#"{"code":0,"app_access_token":"","expire":7200}"#,
+                Unusable,
+            ),
+            (
+                ok,
+                br#"{"code":0,"app_access_token":"t-1","expire":0}"#,
+                Unusable,
+            ),
             (ok, br#"{"code":0,"app_access_token":"t-1"}"#, Unusable),
-            (StatusCode::BAD_REQUEST, br#"{"code":0,"app_access_token":"t-1","expire":7200}"#, Unusable),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"code":0,"app_access_token":"t-1","expire":7200}"#,
+                Unusable,
+            ),
             (ok, b"", Unusable),
         ];
         super::super::assert_refusals(|status, body| interpret_token("a", status, body), cases);
         for code in TOKEN_REFUSED {
-            assert!(token_refused(format!(r#"{{"code":{code},"msg":"x"}}"#).as_bytes()));
+            assert!(token_refused(
+                format!(r#"{{"code":{code},"msg":"x"}}"#).as_bytes()
+            ));
         }
         assert!(!token_refused(br#"{"code":10213}"#));
         assert!(!token_refused(b"<html>"));

@@ -122,11 +122,9 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchang
     }
     let present = |s: Option<String>| s.filter(|s| !s.is_empty());
     match (present(answer.open_id), present(answer.session_key)) {
-        (Some(openid), Some(session_key)) => Ok(Exchanged::new(
-            openid,
-            None,
-            Some(Secret::new(session_key)),
-        )),
+        (Some(openid), Some(session_key)) => {
+            Ok(Exchanged::new(openid, None, Some(Secret::new(session_key))))
+        }
         _ => {
             tracing::warn!(appid = %appid, "Kuaishou's answer has no open_id or session_key");
             Err(ExchangeError::Unusable)
@@ -141,27 +139,46 @@ mod tests {
     #[test]
     fn answers_map_onto_the_error_table() {
         let ok = StatusCode::OK;
-        let s = interpret(
-            "a",
-            ok,
-            br#"{"result":1,"open_id":"f1","session_key":"k"}"#,
-        )
-        .unwrap();
+        let s = interpret("a", ok, br#"{"result":1,"open_id":"f1","session_key":"k"}"#).unwrap();
         assert_eq!((s.openid.as_str(), s.unionid, s.tenant), ("f1", None, None));
         use ExchangeError::*;
         let cases: &[(StatusCode, &[u8], ExchangeError)] = &[
-            (ok, &br#"{"result":100200100,"error":"invalid_grant","error_msg":"x"}"#[..], InvalidCode),
-            (StatusCode::BAD_REQUEST, br#"{"result":100200100}"#, InvalidCode),
-            (ok, br#"{"result":100200101,"error_msg":"bad secret"}"#, Unusable),
+            (
+                ok,
+                &br#"{"result":100200100,"error":"invalid_grant","error_msg":"x"}"#[..],
+                InvalidCode,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"result":100200100}"#,
+                InvalidCode,
+            ),
+            (
+                ok,
+                br#"{"result":100200101,"error_msg":"bad secret"}"#,
+                Unusable,
+            ),
             (ok, br#"{"result":100200104}"#, RateLimited),
             (ok, br#"{"result":100200500}"#, Unavailable),
             (ok, br#"{"result":100200501}"#, Unavailable),
             (ok, br#"{"result":0}"#, Unusable),
-            (ok, br#"{"result":1,"open_id":"","session_key":"k"}"#, Unusable),
+            (
+                ok,
+                br#"{"result":1,"open_id":"","session_key":"k"}"#,
+                Unusable,
+            ),
             (ok, br#"{"result":1,"open_id":"f1"}"#, Unusable),
-            (StatusCode::BAD_REQUEST, br#"{"result":1,"open_id":"f1","session_key":"k"}"#, Unusable),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"result":1,"open_id":"f1","session_key":"k"}"#,
+                Unusable,
+            ),
             (ok, br#"{"open_id":"f1","session_key":"k"}"#, Unusable),
-            (ok, br#"{"result":"1","open_id":"f1","session_key":"k"}"#, Unusable),
+            (
+                ok,
+                br#"{"result":"1","open_id":"f1","session_key":"k"}"#,
+                Unusable,
+            ),
             (ok, b"<html>", Unusable),
         ];
         super::super::assert_refusals(|status, body| interpret("a", status, body), cases);

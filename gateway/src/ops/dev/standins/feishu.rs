@@ -43,7 +43,8 @@ impl StandIn {
         json_answer(
             StatusCode::OK,
             &json!({"code": 0, "msg": "ok",
-                "app_access_token": app_access_token(&app.appid, generation), "expire": 7200}),
+                "app_access_token": app_access_token(&app.appid, generation),
+                "expire": self.token_lifetime()}),
         )
     }
 

@@ -16,8 +16,8 @@
 //! users by code. The few knobs the tests need beyond that stay small and
 //! generic: every call is recorded ([`StandIn::calls`]), `stable_token`
 //! and Feishu's `app_access_token` calls are counted and the apps' tokens
-//! can be dropped, Alipay's refused
-//! signatures are counted, an [`Outcome`] may be raw bytes or delayed, and
+//! can be dropped or made short-lived, Alipay's refused signatures are
+//! counted, an [`Outcome`] may be raw bytes or delayed, and
 //! the authorize page may send the browser straight back
 //! ([`AuthorizePage::Redirect`]) instead of showing a form. The stand-ins
 //! listen on loopback only and are started by `serve --dev` or by a test,
@@ -31,7 +31,7 @@ mod wechat;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -278,6 +278,8 @@ struct State {
     app_token_calls: AtomicUsize,
     /// The current app access tokens' generation.
     generation: AtomicUsize,
+    /// The seconds the app access tokens handed out live.
+    token_lifetime: AtomicU64,
     /// Alipay calls refused for their signature.
     bad_signatures: AtomicUsize,
     /// Codes the redirecting authorize page hands out next.
@@ -320,6 +322,7 @@ impl StandIn {
                 token_calls: AtomicUsize::new(0),
                 app_token_calls: AtomicUsize::new(0),
                 generation: AtomicUsize::new(1),
+                token_lifetime: AtomicU64::new(7200),
                 bad_signatures: AtomicUsize::new(0),
                 codes: Mutex::default(),
                 made_up: AtomicUsize::new(0),
@@ -383,6 +386,17 @@ impl StandIn {
     /// forced new ones: calls with them get WeChat's 40001, Feishu's 10202.
     pub fn drop_token(&self) {
         self.state.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Makes the app access tokens handed out from now on live `secs`
+    /// seconds instead of the platforms' 7200.
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.state.token_lifetime.store(secs, Ordering::SeqCst);
+    }
+
+    /// The seconds an app access token handed out now lives.
+    fn token_lifetime(&self) -> u64 {
+        self.state.token_lifetime.load(Ordering::SeqCst)
     }
 
     /// Alipay calls refused for their signature so far.
