@@ -358,3 +358,38 @@ async fn two_gateways_on_one_redis_share_one_app_access_token() {
     logged_in(&two, FEISHU_APPID, "two-again").await;
     assert_eq!(a.feishu.app_token_calls(), 2);
 }
+
+#[tokio::test]
+async fn the_user_service_is_told_a_feishu_users_tenant_at_login_and_refresh() {
+    let a = apps().await;
+    let users = user_service(Answer::Json(json!({"roles": ["staff"]}))).await;
+    let gw = start(a.setup().enrich(enrich(users.url()))).await;
+    let t = logged_in(&gw, FEISHU_APPID, "t:acme:alice").await;
+    let told = |ask: &Value| {
+        (
+            ask["event"].as_str().map(str::to_owned),
+            ask["platform"].as_str().map(str::to_owned),
+            ask["tenant"].as_str().map(str::to_owned),
+        )
+    };
+    let tenant = |event: &str| {
+        (
+            Some(event.to_owned()),
+            Some("feishu".to_owned()),
+            Some("acme".to_owned()),
+        )
+    };
+    assert_eq!(told(&users.last()), tenant("login"));
+    let res = post_refresh(&gw.http, &gw.url, "/auth/refresh", &t.refresh_token).await;
+    assert_eq!(res.status(), 200);
+    let pair: Tokens = res.json().await.unwrap();
+    assert_eq!(told(&users.last()), tenant("refresh"));
+    // The tenant travels with the session: the refreshed pair keeps it.
+    assert_eq!(claims(&pair.access_token)["tenant"], "acme");
+    assert_eq!(claims(&pair.access_token)["roles"], json!(["staff"]));
+    // A Kuaishou user has no organisation: no tenant member at all.
+    logged_in(&gw, KUAISHOU_APPID, "ks-alice").await;
+    let ask = users.last();
+    assert_eq!(ask["platform"], "kuaishou");
+    assert!(ask.get("tenant").is_none(), "{ask}");
+}
