@@ -359,7 +359,7 @@ fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
         assert_eq!(
             text.matches("\"access_token\"").count(),
             2,
-            "{platform}: {text}"
+            "{platform}: {text}\n{stderr}"
         );
         assert!(
             text.contains(&format!("\"x-auth-platform\": \"{platform}\"")),
