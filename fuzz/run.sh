@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(token auth_bodies keyset_file provider_answer douyin_answer baidu_answer alipay_answer component_push request_head canonical_path)
+((${#targets[@]})) || targets=(token auth_bodies keyset_file provider_answer douyin_answer baidu_answer alipay_answer kuaishou_answer feishu_answer component_push request_head canonical_path)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1
 

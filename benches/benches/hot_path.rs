@@ -105,6 +105,7 @@ fn issue(c: &mut Criterion) {
         session_user: None,
         phone: None,
         risk_rank: None,
+        tenant: None,
     };
     for (alg, name) in ALGS {
         let t = tokens(key_set(alg), 16);

@@ -34,7 +34,7 @@ export interface StoredTokens {
 }
 
 /**
- * The platform's API object: `wx`, `qq`, `tt` (Douyin), `swan` (Baidu), `my` (Alipay),
+ * The platform's API object: `wx`, `qq`, `tt` (Douyin; Feishu), `swan` (Baidu), `my` (Alipay), `ks` (Kuaishou),
  * or Taro / uni. Only what the client calls is listed.
  */
 export interface PlatformApi {
@@ -53,12 +53,12 @@ export interface ClientOptions {
   baseUrl: string;
   /** The mini-program's appid: needed when the gateway serves several. */
   appid?: string;
-  /** The platform's API object; default: the first of wx, qq, tt, swan, my, Taro, uni found as a global. */
+  /** The platform's API object; default: the first of wx, qq, tt, swan, my, ks, Taro, uni found as a global. */
   api?: PlatformApi;
   /** @deprecated use `api`. */
   wx?: PlatformApi;
   /** Force Alipay's calling conventions (`my.getAuthCode`, `headers`, `{ key, data }` storage), or not; detected when absent. */
-  platform?: 'wechat' | 'qq' | 'douyin' | 'baidu' | 'alipay';
+  platform?: 'wechat' | 'qq' | 'douyin' | 'baidu' | 'alipay' | 'kuaishou' | 'feishu';
   /** The storage key of the tokens; default `minigate.tokens`. */
   storageKey?: string;
   /**

@@ -1,14 +1,14 @@
 // minigate-client: the mini-program side of minigate, for every super-app
-// minigate speaks to (WeChat, QQ, Douyin, Baidu, Alipay) and for Taro and
+// minigate speaks to (WeChat, QQ, Douyin, Baidu, Alipay, Kuaishou, Feishu) and for Taro and
 // uni-app. Call every API through `client.request`.
 //
 //   const { createClient } = require('minigate-client');   // or import
 //   const client = createClient({ baseUrl: 'https://api.example.com', appid: 'wx0123456789abcdef', api: wx });
 //   const res = await client.request({ url: '/api/orders', method: 'GET' });
 //
-// `api` is the platform's API object: `wx`, `qq`, `tt` (Douyin), `swan`
-// (Baidu), `my` (Alipay), or Taro / uni (`Taro`, `uni`). Left out, the
-// first of those found as a global is used.
+// `api` is the platform's API object: `wx`, `qq`, `tt` (Douyin, and Feishu's
+// mini-programs), `swan` (Baidu), `my` (Alipay), `ks` (Kuaishou), or Taro /
+// uni (`Taro`, `uni`). Left out, the first of those found as a global is used.
 //
 // What it does:
 // - logs in when it has no tokens: a login code from the platform (`login()`,
@@ -43,13 +43,13 @@ const EXPIRY = new Set(['idle']);
 // one if the access token has less than this left.
 const SOCKET_MARGIN_MS = 30 * 1000;
 // The platforms' API objects, in the order they are looked for as globals.
-const GLOBALS = ['wx', 'qq', 'tt', 'swan', 'my', 'Taro', 'uni'];
+const GLOBALS = ['wx', 'qq', 'tt', 'swan', 'my', 'ks', 'Taro', 'uni'];
 
 function findApi() {
   for (const name of GLOBALS) {
     if (typeof globalThis[name] === 'object' && globalThis[name]) return globalThis[name];
   }
-  throw new Error('minigate: pass the platform API object as `api` (wx, qq, tt, swan, my, Taro or uni)');
+  throw new Error('minigate: pass the platform API object as `api` (wx, qq, tt, swan, my, ks, Taro or uni)');
 }
 
 // Alipay's own `my` differs: a login code comes from getAuthCode as

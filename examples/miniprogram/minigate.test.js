@@ -1,6 +1,6 @@
 // Tests of minigate.js under node's test runner (`node --test`), with a
 // stubbed platform API (`wx`, and below every other shape: qq, tt, swan,
-// Alipay's my, Taro, uni) whose request() is served by a small fake of the
+// Alipay's my, Kuaishou's ks, Feishu's tt, Taro, uni) whose request() is served by a small fake of the
 // gateway's contract: single-use refresh tokens, 401 for stale access
 // tokens. real-gateway.test.js drives the same client through a real one.
 'use strict';
@@ -277,6 +277,13 @@ function stubPlatform(gateway, shape) {
         setStorageSync: ({ key, data }) => storage.set(key, structuredClone(data)),
         removeStorageSync: ({ key }) => storage.delete(key),
       };
+    case 'feishu':
+      // Feishu's tt: wx's conventions, a login answering only `code` (no
+      // anonymousCode: that is Douyin's).
+      return {
+        ...wxLike,
+        login: ({ success }) => setImmediate(() => success({ code: `feishu-code-${++codes}`, errMsg: 'login:ok' })),
+      };
     case 'Taro':
       // Taro: every call also returns a promise.
       return {
@@ -293,12 +300,12 @@ function stubPlatform(gateway, shape) {
         },
       };
     default:
-      // wx, qq, swan, uni: wx's conventions.
+      // wx, qq, swan, ks (Kuaishou), uni: wx's conventions.
       return wxLike;
   }
 }
 
-for (const shape of ['qq', 'tt', 'swan', 'my', 'Taro', 'uni']) {
+for (const shape of ['qq', 'tt', 'swan', 'my', 'ks', 'feishu', 'Taro', 'uni']) {
   test(`${shape}: login, bearer token, one shared refresh on 401, logout`, async () => {
     const gateway = fakeGateway();
     const api = stubPlatform(gateway, shape);
@@ -373,5 +380,18 @@ test('a global platform object is found when none is passed', async () => {
     assert.match(gateway.state.loginBodies[0].code, /^swan-code-/);
   } finally {
     delete globalThis.swan;
+  }
+});
+
+test('the global ks (Kuaishou) is found when none is passed', async () => {
+  const gateway = fakeGateway();
+  globalThis.ks = stubPlatform(gateway, 'ks');
+  try {
+    const client = createClient({ baseUrl: 'https://gw.test', appid: 'ks671234567890123456' });
+    assert.equal((await client.request({ url: '/api/x' })).statusCode, 200);
+    assert.match(gateway.state.loginBodies[0].code, /^ks-code-/);
+    assert.equal(gateway.state.loginBodies[0].appid, 'ks671234567890123456');
+  } finally {
+    delete globalThis.ks;
   }
 });

@@ -218,11 +218,7 @@ impl ApiError {
                 "insufficient_scope",
                 "the caller's roles do not allow this request",
             ),
-            ApiError::AccessDenied => (
-                S::FORBIDDEN,
-                "access_denied",
-                "the user service refused this user",
-            ),
+            ApiError::AccessDenied => (S::FORBIDDEN, "access_denied", "this user may not sign in"),
             ApiError::CsrfRejected => (
                 S::FORBIDDEN,
                 "csrf_rejected",

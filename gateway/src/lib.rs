@@ -38,7 +38,10 @@
 //!   app's access token, `session_key` crypto).
 //! - [`outbound`]: the gateway's own calls out (platforms, the user
 //!   service, WeChat's services): one client, redirects refused, every call
-//!   with a deadline, answers read within a bound, errors never formatted.
+//!   with a deadline, answers read within a bound, errors never formatted;
+//!   and the platforms' app access tokens (WeChat's, its third-party
+//!   platforms', Feishu's), kept and shared across replicas
+//!   (`outbound::kept`).
 //! - [`error`]: the contract's error table.
 //! - [`tokens`]: the JWTs: issuing and verifying, the verified-token cache,
 //!   the identity they carry, and the key set they are signed with.

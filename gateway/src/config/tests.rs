@@ -441,7 +441,7 @@ fn every_platform_has_its_default_base_url() {
     let e = Config::from_toml(&GOOD.replace("\"wechat\"", "\"line\""), &env).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "providers[0].platform: \"line\" is not a known platform (wechat, qq, douyin, baidu, alipay, wechat_web, wechat_pc, wechat_component)"
+        "providers[0].platform: \"line\" is not a known platform (wechat, qq, douyin, baidu, alipay, kuaishou, feishu, wechat_web, wechat_pc, wechat_component)"
     );
 }
 

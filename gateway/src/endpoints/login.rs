@@ -62,6 +62,7 @@ impl LoginRequest {
             platform_token,
             code: &self.code,
             anonymous_code: self.anonymous_code.as_deref(),
+            app_token: None,
         }
     }
 }
@@ -208,6 +209,10 @@ pub async fn login(
                 session_user: None,
                 phone: None,
                 risk_rank,
+                tenant: session.tenant.as_ref().map(|key| {
+                    let id = session.unionid.as_deref().unwrap_or(&session.openid);
+                    crate::tokens::Tenant::new(key.clone(), id)
+                }),
             };
             let key = session
                 .session_key

@@ -21,6 +21,7 @@ use crate::config::tls::{Tls, TlsReload};
 use crate::config::{Config, ConfigError, Platform, ServerConfig, SessionsConfig};
 use crate::forward::occupancy::Occupancy;
 use crate::forward::proxy::Proxy;
+use crate::outbound::kept::Share;
 use crate::pipeline::headers::RequestIds;
 use crate::pipeline::limits::{LoginLimiter, UserLimiter};
 use crate::pipeline::routes::Routes;
@@ -31,7 +32,7 @@ use crate::signin::providers::{self, Providers};
 use crate::telemetry::audit::{Audit, Event, KeysOutcome, Queued};
 use crate::tokens::keys::{KeyStore, Reload};
 use crate::tokens::Tokens;
-use crate::wechat::token::{AccessTokens, AppConfig, Share, TokenKind, TokenMetrics};
+use crate::wechat::token::{AccessTokens, AppConfig, TokenKind, TokenMetrics};
 use crate::wechat::WxClient;
 use metrics::Metrics;
 
@@ -134,7 +135,18 @@ impl Gateway {
     pub fn new(config: &Config, store: KeyStore) -> Result<Gateway, StartError> {
         let store = Arc::new(store);
         let mut metrics = Metrics::new(config);
-        let wechat = wechat_tokens(config, std::mem::take(&mut metrics.wechat_tokens))?;
+        // App access tokens are shared through the session store's Redis,
+        // when there is one.
+        let share = config
+            .sessions
+            .redis_url
+            .as_ref()
+            .and_then(|url| Share::new(url.expose()));
+        let wechat = wechat_tokens(
+            config,
+            std::mem::take(&mut metrics.wechat_tokens),
+            share.clone(),
+        )?;
         let server = &config.server;
         let (audit, queue) = match config.audit.redis_stream {
             Some(_) => {
@@ -157,7 +169,7 @@ impl Gateway {
             audit_stream: (config.audit.clone(), Mutex::new(queue)),
             tokens: Tokens::new(config.tokens.clone(), store)
                 .with_cache_counters(metrics.cache_hits.clone(), metrics.cache_misses.clone()),
-            providers: Providers::new(&config.providers)?,
+            providers: Providers::new(&config.providers)?.sharing(share),
             enricher: match &config.enrich {
                 Some(e) => Some(Enricher::new(e.clone(), providers::outbound_client()?)),
                 None => None,
@@ -299,10 +311,11 @@ impl crate::sessions::redis::Synced for Gateway {
 }
 
 /// The token keeper of every WeChat app and third-party platform, sharing
-/// through the session store's Redis when there is one.
+/// through `share` (the session store's Redis, when there is one).
 fn wechat_tokens(
     config: &Config,
     mut metrics: Vec<(String, TokenMetrics)>,
+    share: Option<Share>,
 ) -> Result<AccessTokens, StartError> {
     let apps = config
         .providers
@@ -325,11 +338,6 @@ fn wechat_tokens(
             Some((app, m))
         })
         .collect();
-    let share = config
-        .sessions
-        .redis_url
-        .as_ref()
-        .and_then(|url| Share::new(url.expose()));
     Ok(AccessTokens::new(
         apps,
         WxClient::new(providers::outbound_client()?),
@@ -390,7 +398,8 @@ fn spawn_audit_stream(gw: Arc<Gateway>, mut stopped: watch::Receiver<bool>) {
 
 /// Re-reads the key set every `every` and at once on SIGHUP, until
 /// `stopped` turns true; closes stale idle upstream connections and renews
-/// WeChat's access tokens that are due on the way.
+/// the app access tokens (WeChat's, its third-party platforms', Feishu's)
+/// that are due on the way.
 fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receiver<bool>) {
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     tokio::spawn(async move {
@@ -412,6 +421,7 @@ fn spawn_reloader(gw: Arc<Gateway>, every: Duration, mut stopped: watch::Receive
             gw.reload();
             gw.proxy.upstreams().sweep();
             gw.wechat.renew_due().await;
+            gw.providers.renew_due().await;
         }
     });
 }

@@ -17,6 +17,8 @@
 //! What an answer means (its status, its body, the errors of the caller's
 //! contract) stays with each caller: this module knows HTTP, not platforms.
 
+pub mod kept;
+
 use std::time::Duration;
 
 /// The largest answer read from any call; real answers are far smaller.

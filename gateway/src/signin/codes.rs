@@ -149,6 +149,7 @@ mod tests {
             unionid: None,
             session_key: Some(Secret::new("k".into())),
             anonymous_openid: None,
+            tenant: None,
         }
     }
 

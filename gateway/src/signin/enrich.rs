@@ -76,6 +76,10 @@ pub struct Ask<'a> {
     /// The user's unionid, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unionid: Option<&'a str>,
+    /// The user's organisation (Feishu's `tenant_key`), when the platform
+    /// has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a str>,
     /// The device class of the session.
     pub device_type: &'a str,
     /// The device id, when the client sent one.

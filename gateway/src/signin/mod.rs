@@ -110,6 +110,7 @@ pub async fn identify(
             appid: &subject.appid,
             openid: &subject.openid,
             unionid: subject.unionid.as_deref(),
+            tenant: subject.tenant.as_ref().map(crate::tokens::Tenant::key),
             device_type: &subject.device_type,
             device_id: subject.device_id.as_deref(),
             sid,

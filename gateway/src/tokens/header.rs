@@ -30,13 +30,16 @@ pub const PHONE: HeaderName = HeaderName::from_static("x-auth-phone");
 pub const DEVICE_TYPE: HeaderName = HeaderName::from_static("x-auth-device-type");
 /// `risk_rank`, WeChat's risk rank of the user at login, when asked.
 pub const RISK_RANK: HeaderName = HeaderName::from_static("x-auth-risk-rank");
+/// `tenant` (the user's organisation: Feishu's `tenant_key`), when the
+/// platform has one.
+pub const TENANT: HeaderName = HeaderName::from_static("x-auth-tenant");
 /// Places in [`ALL`] the identity reads back.
 pub(super) const AT_SUBJECT: usize = 0;
 pub(super) const AT_SESSION: usize = 3;
 pub(super) const AT_ROLES: usize = 10;
 /// Every fixed name, in the order they are sent; a cached identity
 /// names them by their place here rather than carrying them.
-pub static ALL: [HeaderName; 13] = [
+pub static ALL: [HeaderName; 14] = [
     SUBJECT,
     OPENID,
     APPID,
@@ -50,4 +53,5 @@ pub static ALL: [HeaderName; 13] = [
     ROLES,
     USER,
     RISK_RANK,
+    TENANT,
 ];

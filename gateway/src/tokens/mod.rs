@@ -32,7 +32,7 @@ use identity::identity;
 pub use identity::{Headers, Identity, Roles};
 use ids::ID_OF_RANDOM_ID_LENGTH;
 pub use ids::{now_secs, random_id, Jti, SessionRef, Sid, UserKey};
-pub use subject::{user_key, DeviceClass, Subject};
+pub use subject::{tenant_user, user_key, DeviceClass, Subject, Tenant};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -126,6 +126,9 @@ struct Claims {
     /// WeChat's risk rank of the user at login, when asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     risk_rank: Option<u8>,
+    /// The user's organisation (Feishu's `tenant_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
     /// Refresh tokens only: the user key the session is stored under, so a
     /// refresh finds its session from the token alone (Redis Cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,6 +355,7 @@ impl Tokens {
             phone_number: who.phone.clone(),
             component_appid: who.component_appid.clone(),
             risk_rank: who.risk_rank,
+            tenant: who.tenant.as_ref().map(|t| t.key().to_owned()),
             usr: None,
         };
         let access = claims(aud, self.config.access_ttl, access_jti);
@@ -370,7 +374,7 @@ impl Tokens {
         let token = token.as_ref();
         let key = token_key(token);
         if let Some(id) = self.cache.get(&key) {
-            if now_secs() < id.exp && id.generation == self.keys.generation() {
+            if now_secs() < u64::from(id.exp) && id.generation == self.keys.generation() as u32 {
                 self.hits.increment(1);
                 return Ok(id);
             }
@@ -381,7 +385,7 @@ impl Tokens {
         let token = b64token(token).ok_or(TokenError::MALFORMED)?;
         self.misses.increment(1);
         let id = Arc::new(self.check_access(token)?);
-        if now_secs() < id.exp {
+        if now_secs() < u64::from(id.exp) {
             self.cache.insert(key, id.clone());
         }
         Ok(id)
@@ -464,6 +468,9 @@ impl Tokens {
 /// does not know makes them invalid.
 fn into_refresh(c: Claims) -> Result<Refresh, TokenError> {
     let platform = Platform::named(&c.platform).ok_or(TokenError::InvalidClaims)?;
+    let tenant = c
+        .tenant
+        .map(|key| Tenant::new(key, c.unionid.as_deref().unwrap_or(&c.sub)));
     Ok(Refresh {
         subject: Subject {
             openid: c.sub,
@@ -482,6 +489,7 @@ fn into_refresh(c: Claims) -> Result<Refresh, TokenError> {
             session_user: c.usr,
             phone: c.phone_number,
             risk_rank: c.risk_rank,
+            tenant,
         },
         sid: c.sid,
         jti: c.jti,
@@ -609,7 +617,7 @@ mod tests {
         assert_eq!(id.user(), "u-2");
         assert_eq!(
             id.user(),
-            user_key(None, Some("u-2"), "o-2"),
+            user_key(None, None, Some("u-2"), "o-2"),
             "the same choice as user_key"
         );
     }
@@ -723,6 +731,7 @@ mod tests {
             phone: Some("p".repeat(32)),
             session_user: None,
             risk_rank: Some(4),
+            tenant: Some(Tenant::new("t".repeat(128), &"u".repeat(128))),
         }
     }
 

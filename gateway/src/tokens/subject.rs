@@ -38,6 +38,47 @@ pub struct Subject {
     /// The user the login session was begun under (`usr` of its refresh
     /// token), once there is one; see [`Subject::user`].
     pub session_user: Option<String>,
+    /// The organisation the user belongs to, on the platforms whose users
+    /// are an organisation's (Feishu's `tenant_key`; claim `tenant`).
+    pub tenant: Option<Tenant>,
+}
+
+/// An organisation a user belongs to (Feishu's `tenant_key`), and the user
+/// key it makes of the user's id (see [`user_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    key: String,
+    user: String,
+}
+
+impl Tenant {
+    /// The tenant `key` of the user whose id on the platform is `id` (the
+    /// unionid when there is one, else the openid).
+    pub fn new(key: String, id: &str) -> Tenant {
+        Tenant {
+            user: tenant_user(&key, id),
+            key,
+        }
+    }
+
+    /// The tenant's key (`tenant` claim, `X-Auth-Tenant`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The user key of its user: [`tenant_user`].
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+}
+
+/// The user key of a tenant's user: `<tenant>:<id>`. A platform's ids may
+/// repeat across organisations; with the tenant in front, the users of two
+/// organisations never share a key (and so never their sessions, device
+/// limits, grants or bans). The key is only ever compared, never split
+/// again.
+pub fn tenant_user(tenant: &str, id: &str) -> String {
+    format!("{tenant}:{id}")
 }
 
 /// A device class (`dvt`): one of `[sessions] device_types`, or the
@@ -79,7 +120,12 @@ impl Subject {
     pub fn user(&self) -> &str {
         match &self.session_user {
             Some(u) => u,
-            None => user_key(self.uid.as_deref(), self.unionid.as_deref(), &self.openid),
+            None => user_key(
+                self.uid.as_deref(),
+                self.tenant.as_ref().map(Tenant::user),
+                self.unionid.as_deref(),
+                &self.openid,
+            ),
         }
     }
 
@@ -90,9 +136,11 @@ impl Subject {
 }
 
 /// The key that identifies a person across sessions, devices and apps:
-/// the user service's `uid` when enrichment gave one, else the unionid when
-/// the platform gave one, else the openid. Role grants, tunnel caps and
-/// everything else per user go through this one function.
-pub fn user_key<T>(uid: Option<T>, unionid: Option<T>, openid: T) -> T {
-    uid.or(unionid).unwrap_or(openid)
+/// the user service's `uid` when enrichment gave one; else, for a user of
+/// an organisation (Feishu), `<tenant>:<unionid or openid>`
+/// ([`tenant_user`]); else the unionid when the platform gave one, else the
+/// openid. Role grants, tunnel caps and everything else per user go
+/// through this one function.
+pub fn user_key<T>(uid: Option<T>, tenant_user: Option<T>, unionid: Option<T>, openid: T) -> T {
+    uid.or(tenant_user).or(unionid).unwrap_or(openid)
 }

@@ -8,7 +8,8 @@
 //! same token while it is valid), keeps it until 5 minutes before it
 //! expires, renews it one caller at a time in each process (single-flight),
 //! and with Redis one replica at a time for the whole cluster: a lock with
-//! an expiry, and the token stored for the others, who wait for it. A call
+//! an expiry, and the token stored for the others, who wait for it (the
+//! keeping is [`crate::outbound::kept`]'s, shared with Feishu's). A call
 //! WeChat refuses with 40001/42001 renews the token once; if `stable_token`
 //! answers with the very token just refused, the renewal forces a new one.
 //! A token in use is renewed ahead of its expiry on the reload tick, so a
@@ -19,7 +20,6 @@
 //! ([`TokenKind::Component`]: `api_component_token`, with the latest
 //! `component_verify_ticket` WeChat pushed, from [`Tickets`]).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -27,15 +27,10 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{WxClient, WxError};
 pub use super::component::Tickets;
-use super::share::LOCK_TTL;
-pub use super::share::MARGIN;
-pub use super::share::{Share, Token, TokenKind};
+pub use super::share::{Share, Token, TokenKind, MARGIN};
 use crate::config::Secret;
+use crate::outbound::kept::Kept;
 use crate::telemetry::labels::Counters;
-use crate::tokens::now_secs;
-
-/// How often a replica waiting for another one's renewal looks again.
-const POLL: Duration = Duration::from_millis(100);
 
 /// The metrics of one app's token.
 #[derive(Debug)]
@@ -51,29 +46,20 @@ pub struct TokenMetrics {
 /// One WeChat app's token.
 #[derive(Debug)]
 struct App {
-    appid: String,
     kind: TokenKind,
     secret: Secret,
     base: String,
     url: Url,
     timeout: Duration,
-    cached: Mutex<Option<Token>>,
-    renewing: tokio::sync::Mutex<()>,
+    kept: Kept,
 }
 
 impl App {
-    fn cached(&self) -> Option<Token> {
-        self.cached.lock().ok().and_then(|c| c.clone())
-    }
-
-    fn keep(&self, token: &Token) {
-        if let Ok(mut c) = self.cached.lock() {
-            *c = Some(token.clone());
-        }
+    fn appid(&self) -> &str {
+        self.kept.appid()
     }
 }
 
-/// Where replicas share the token: Redis.
 #[derive(Serialize)]
 struct StableTokenAsk<'a> {
     grant_type: &'static str,
@@ -143,14 +129,12 @@ impl AccessTokens {
                 let url = Url::parse(&format!("{}{path}", a.base_url)).ok()?;
                 Some((
                     App {
-                        appid: a.appid.to_owned(),
                         kind: a.kind,
                         secret: a.secret.clone(),
                         base: a.base_url.to_owned(),
                         url,
                         timeout: a.timeout,
-                        cached: Mutex::new(None),
-                        renewing: tokio::sync::Mutex::new(()),
+                        kept: Kept::new(a.kind.platform(), a.appid, a.timeout),
                     },
                     m,
                 ))
@@ -182,7 +166,7 @@ impl AccessTokens {
 
     async fn get_kind(&self, appid: &str, kind: TokenKind) -> Result<Token, WxError> {
         let (app, m) = self.app(appid, kind)?;
-        if let Some(t) = app.cached().filter(Token::fresh) {
+        if let Some(t) = app.kept.fresh() {
             return Ok(t);
         }
         self.renew(app, m, None).await
@@ -248,8 +232,7 @@ impl AccessTokens {
     /// one in hand. Apps whose token nobody has asked for are left alone.
     pub async fn renew_due(&self) {
         for (app, m) in &self.apps {
-            let due = app.cached().is_some_and(|t| !t.fresh());
-            if due {
+            if app.kept.due() {
                 // A failure is counted and logged inside; the next caller
                 // or tick tries again.
                 let _ = self.renew(app, m, None).await;
@@ -266,7 +249,7 @@ impl AccessTokens {
     fn app(&self, appid: &str, kind: TokenKind) -> Result<(&App, &TokenMetrics), WxError> {
         self.apps
             .iter()
-            .find(|(a, _)| a.appid == appid && a.kind == kind)
+            .find(|(a, _)| a.appid() == appid && a.kind == kind)
             .map(|(a, m)| (a, m))
             .ok_or(WxError::Unusable)
     }
@@ -277,74 +260,20 @@ impl AccessTokens {
         m: &TokenMetrics,
         rejected: Option<&Token>,
     ) -> Result<Token, WxError> {
-        let usable = |t: &Token| t.fresh() && Some(t) != rejected;
-        let _one_at_a_time = app.renewing.lock().await;
-        // Renewed by another caller while this one waited.
-        if let Some(t) = app.cached().filter(usable) {
-            return Ok(t);
-        }
-        let token = match &self.share {
-            None => self.fetch(app, m, rejected).await?,
-            Some(share) => self.renew_shared(share, app, m, rejected, &usable).await?,
-        };
-        app.keep(&token);
-        m.expiry.set(token.expires_at as f64);
+        let token = app
+            .kept
+            .renew(
+                self.share.as_ref(),
+                rejected,
+                || self.fetch(app, m, rejected),
+                || {
+                    m.failures.increment(WxError::Timeout);
+                    WxError::Timeout
+                },
+            )
+            .await?;
+        m.expiry.set(token.expires_at() as f64);
         Ok(token)
-    }
-
-    /// The renewal when replicas share the token through Redis. Redis being
-    /// unreachable is no reason to fail: this replica then renews alone.
-    async fn renew_shared(
-        &self,
-        share: &Share,
-        app: &App,
-        m: &TokenMetrics,
-        rejected: Option<&Token>,
-        usable: &impl Fn(&Token) -> bool,
-    ) -> Result<Token, WxError> {
-        let tag = app.kind.tag(&app.appid);
-        if let Ok(Some(t)) = share.shared(&tag).await {
-            if usable(&t) {
-                return Ok(t);
-            }
-        }
-        let me = crate::tokens::random_id().unwrap_or_else(|_| "minigate".to_owned());
-        match share.lock(&tag, &me).await {
-            Ok(true) => {
-                let fetched = self.fetch(app, m, rejected).await;
-                if let Ok(t) = &fetched {
-                    if let Err(e) = share.put(&tag, t).await {
-                        tracing::warn!(appid = %app.appid, error = ?e.kind(), "could not share the WeChat access token");
-                    }
-                }
-                share.unlock(&tag, &me).await;
-                fetched
-            }
-            Ok(false) => {
-                // Another replica renews: wait for its token.
-                let deadline = tokio::time::Instant::now() + app.timeout + LOCK_TTL;
-                while tokio::time::Instant::now() < deadline {
-                    tokio::time::sleep(POLL).await;
-                    if let Ok(Some(t)) = share.shared(&tag).await {
-                        if usable(&t) {
-                            return Ok(t);
-                        }
-                    }
-                    // The holder gave up or died: its lock is gone, try again.
-                    if let Ok(true) = share.lock(&tag, &me).await {
-                        let fetched = self.fetch(app, m, rejected).await;
-                        if let Ok(t) = &fetched {
-                            let _ = share.put(&tag, t).await;
-                        }
-                        share.unlock(&tag, &me).await;
-                        return fetched;
-                    }
-                }
-                m.failures.increment(WxError::Timeout);
-                Err(WxError::Timeout)
-            }
-            Err(_) => self.fetch(app, m, rejected).await,
-        }
     }
 
     /// Asks `stable_token`; forces a new token if it hands back the one
@@ -360,7 +289,7 @@ impl AccessTokens {
             return self.component_token(app, m).await;
         }
         let mut token = self.stable_token(app, m, false).await?;
-        if rejected.is_some_and(|r| r.value == token.value) {
+        if rejected.is_some_and(|r| r.expose() == token.expose()) {
             token = self.stable_token(app, m, true).await?;
         }
         Ok(token)
@@ -374,7 +303,7 @@ impl AccessTokens {
     ) -> Result<Token, WxError> {
         let ask = StableTokenAsk {
             grant_type: "client_credential",
-            appid: &app.appid,
+            appid: app.appid(),
             secret: app.secret.expose(),
             force_refresh,
         };
@@ -387,13 +316,13 @@ impl AccessTokens {
     }
 
     async fn component_token(&self, app: &App, m: &TokenMetrics) -> Result<Token, WxError> {
-        let Some(ticket) = self.tickets.current(&app.appid).await else {
+        let Some(ticket) = self.tickets.current(app.appid()).await else {
             m.failures.increment(WxError::NoTicket);
-            tracing::warn!(appid = %app.appid, "no component_verify_ticket from WeChat yet: the component_access_token must wait for one");
+            tracing::warn!(appid = %app.appid(), "no component_verify_ticket from WeChat yet: the component_access_token must wait for one");
             return Err(WxError::NoTicket);
         };
         let ask = ComponentTokenAsk {
-            component_appid: &app.appid,
+            component_appid: app.appid(),
             component_appsecret: app.secret.expose(),
             component_verify_ticket: ticket.expose(),
         };
@@ -414,11 +343,8 @@ impl AccessTokens {
         match answer {
             Ok((value, expires_in)) if !value.is_empty() && expires_in > 0 => {
                 m.renewals.increment(1);
-                tracing::info!(appid = %app.appid, kind = ?app.kind, expires_in, "WeChat access token renewed");
-                Ok(Token {
-                    value,
-                    expires_at: now_secs() + expires_in,
-                })
+                tracing::info!(appid = %app.appid(), kind = ?app.kind, expires_in, "WeChat access token renewed");
+                Ok(Token::new(value, expires_in))
             }
             Ok(_) => {
                 m.failures.increment(WxError::Unusable);
@@ -426,7 +352,7 @@ impl AccessTokens {
             }
             Err(e) => {
                 m.failures.increment(e);
-                tracing::warn!(appid = %app.appid, failure = e.label(), "WeChat access token renewal failed");
+                tracing::warn!(appid = %app.appid(), failure = e.label(), "WeChat access token renewal failed");
                 Err(e)
             }
         }

@@ -330,10 +330,13 @@ fn walkthrough_worked(out: &std::process::Output, stderr: &str) {
     ignore = "needs tools outside Rust: ./test runs it"
 )]
 fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
-    // wechat_component: the stand-in pushes its ticket at start, and the
-    // dev mini-program logs in through the third-party platform.
-    let runs: Vec<_> = ["qq", "douyin", "baidu", "alipay", "wechat_component"]
-        .into_iter()
+    // Every mini-program platform of the registry but the default one, so
+    // a new platform is tried here too. wechat_component: the stand-in
+    // pushes its ticket at start, and the dev mini-program logs in through
+    // the third-party platform.
+    let runs: Vec<_> = minigate::signin::providers::Platform::all()
+        .filter(|p| !p.is_web() && p.name() != "wechat")
+        .map(|p| p.name())
         .map(|platform| {
             std::thread::spawn(move || {
                 let tmp = tempfile::tempdir().unwrap();
@@ -356,13 +359,18 @@ fn dev_mode_logs_in_at_a_stand_in_of_each_platform() {
         assert_eq!(
             text.matches("\"access_token\"").count(),
             2,
-            "{platform}: {text}"
+            "{platform}: {text}\n{stderr}"
         );
         assert!(
             text.contains(&format!("\"x-auth-platform\": \"{platform}\"")),
             "{platform}: {text}"
         );
         assert!(text.contains("\"x-auth-openid\": \"dev-openid-"), "{text}");
+        assert_eq!(
+            text.contains("\"x-auth-tenant\": \"dev-tenant\""),
+            platform == "feishu",
+            "{platform}: {text}"
+        );
         assert!(text.contains("HTTP/1.1 401"), "{text}");
         assert!(!stderr.contains("dev-mode-app-secret") && !stderr.contains("eyJ"));
         // Nor a component_verify_ticket or component_access_token.

@@ -35,7 +35,7 @@ fn the_miniprogram_client_passes_its_node_tests() {
     // Without MINIGATE_URL the real-gateway tests skip themselves; the test
     // below runs them.
     assert!(
-        text.contains("# pass 20") && text.contains("# fail 0") && text.contains("# skipped 8"),
+        text.contains("# pass 23") && text.contains("# fail 0") && text.contains("# skipped 8"),
         "{text}"
     );
 }

@@ -9,6 +9,7 @@
 mod support;
 
 mod admin;
+mod app_tokens;
 mod audit;
 mod authz;
 mod cli;
@@ -34,6 +35,7 @@ mod platforms;
 mod proxy;
 mod rotation;
 mod sessions;
+mod superapps;
 mod tls;
 mod traces;
 mod web;

@@ -21,6 +21,8 @@ pub const DEV_APPID: &str = "wxdev000000000000";
 const DOUYIN_APPID: &str = "ttdev0000000000000";
 const BAIDU_APPID: &str = "devAppKey000000000000000";
 const ALIPAY_APPID: &str = "2021000000000000";
+const KUAISHOU_APPID: &str = "ks000000000000000000";
+const FEISHU_APPID: &str = "cli_dev0000000000";
 const DEV_SECRET: &str = "dev-mode-app-secret";
 /// The appid of the dev web sign-in (`wechat_web`), beside the WeChat
 /// mini-program.
@@ -46,6 +48,8 @@ pub(super) fn appid(platform: Platform) -> &'static str {
         "douyin" => DOUYIN_APPID,
         "baidu" => BAIDU_APPID,
         "alipay" => ALIPAY_APPID,
+        "kuaishou" => KUAISHOU_APPID,
+        "feishu" => FEISHU_APPID,
         _ => "dev-app",
     }
 }
@@ -58,6 +62,8 @@ pub(super) fn client_call(platform: Platform) -> &'static str {
         "douyin" => "tt.login()",
         "baidu" => "swan.login()",
         "alipay" => "my.getAuthCode()",
+        "kuaishou" => "ks.login()",
+        "feishu" => "tt.login()",
         _ => "the platform's login",
     }
 }
@@ -77,7 +83,14 @@ fn web_platform() -> Result<Platform, DevError> {
 pub(super) fn standin_apps(platform: Platform) -> Result<Vec<App>, DevError> {
     if !matches!(
         platform.name(),
-        "wechat" | "qq" | "douyin" | "baidu" | "alipay" | "wechat_component"
+        "wechat"
+            | "qq"
+            | "douyin"
+            | "baidu"
+            | "alipay"
+            | "kuaishou"
+            | "feishu"
+            | "wechat_component"
     ) {
         return Err(DevError::Platform(platform.name(), "has no dev stand-in"));
     }
@@ -225,6 +238,8 @@ impl Script for DevUsers {
             unionid: Some(unionid),
             session_key,
             anonymous_openid,
+            // Feishu's users are an organisation's: one dev organisation.
+            tenant: (login.platform.name() == "feishu").then(|| "dev-tenant".to_owned()),
         })
     }
 

@@ -262,6 +262,7 @@ pub fn read(appid: &str, content: &str, is_error: bool) -> Result<Exchanged, Exc
             unionid: None,
             session_key: None,
             anonymous_openid: None,
+            tenant: None,
         }),
         None => {
             tracing::warn!(appid = %appid, "Alipay's answer has neither open_id nor user_id");

@@ -9,11 +9,11 @@
 //! here. The body holds the app secret: it is never logged.
 
 use http::StatusCode;
-use reqwest::Url;
 use serde::Deserialize;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError, SignIn,
+    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError,
+    SecretApp, SignIn,
 };
 use crate::config::{ProviderConfig, Secret};
 
@@ -27,20 +27,12 @@ pub static PLATFORM: PlatformSpec = PlatformSpec {
 };
 
 /// A client for one Baidu smart program's code exchange.
-pub struct Baidu {
-    appid: String,
-    secret: Secret,
-    endpoint: Url,
-}
+pub struct Baidu(SecretApp);
 
 impl Baidu {
     /// A client for the provider in `config`.
     pub fn new(config: &ProviderConfig) -> Result<Baidu, ProviderSetupError> {
-        Ok(Baidu {
-            appid: config.appid.clone(),
-            secret: super::secret_of(config)?,
-            endpoint: super::endpoint(config, "/oauth/jscode2sessionkey")?,
-        })
+        Ok(Baidu(SecretApp::new(config, "/oauth/jscode2sessionkey")?))
     }
 }
 
@@ -58,22 +50,19 @@ impl Exchange for Baidu {
         http: &reqwest::Client,
         login: &Login<'_>,
     ) -> Result<reqwest::RequestBuilder, ExchangeError> {
-        let body = super::form(&[
-            ("code", login.code),
-            ("client_id", &self.appid),
-            ("sk", self.secret.expose()),
-        ]);
-        Ok(http
-            .post(self.endpoint.clone())
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(body))
+        let app = &self.0;
+        Ok(app.post_form(
+            http,
+            &[
+                ("code", login.code),
+                ("client_id", &app.appid),
+                ("sk", app.secret.expose()),
+            ],
+        ))
     }
 
     fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Exchanged, ExchangeError> {
-        interpret(&self.appid, status, body)
+        interpret(&self.0.appid, status, body)
     }
 }
 
@@ -117,6 +106,7 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchang
                 unionid: None,
                 session_key: Some(Secret::new(session_key)),
                 anonymous_openid: None,
+                tenant: None,
             })
         }
         _ => {

@@ -127,6 +127,7 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchang
             unionid: present(unionid),
             session_key: Some(Secret::new(session_key)),
             anonymous_openid: present(anonymous_openid),
+            tenant: None,
         }),
         _ => {
             tracing::warn!(appid = %appid, "Douyin's answer has no openid or session_key");

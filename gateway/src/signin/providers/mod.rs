@@ -8,6 +8,12 @@
 //! metrics, the error table and `config check` read the platform from it, so
 //! adding a platform is its file plus one name in `platforms!` below.
 //!
+//! A platform whose exchange is made with an app access token fetched first
+//! (Feishu's `app_access_token`) says so with [`Exchange::app_token`]: the
+//! token is then fetched, kept and shared across replicas by [`Provider`]
+//! ([`crate::outbound::kept`]), and renewed once when the exchange's answer
+//! says it was refused.
+//!
 //! What every platform shares is done once here, by [`Provider`], over
 //! [`crate::outbound`] (the timeout, redirects refused, transport errors
 //! classified without ever being formatted, the answer read within a size
@@ -22,6 +28,7 @@ use http::StatusCode;
 pub use crate::config::CredentialKind;
 use crate::config::{is_header_safe, ProviderConfig, Secret};
 use crate::error::ApiError;
+use crate::outbound::kept::{Kept, Share, Token};
 use crate::outbound::{self, CallError};
 use crate::telemetry::labels::label_enum;
 use crate::telemetry::metrics::Counters;
@@ -43,6 +50,8 @@ platforms!(
     douyin,
     baidu,
     alipay,
+    kuaishou,
+    feishu,
     wechat_web,
     wechat_pc,
     wechat_component
@@ -186,6 +195,29 @@ pub trait Exchange: Send + Sync {
     /// decided before; the body whatever its Content-Type) onto a session
     /// or one of the contract's errors.
     fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<Exchanged, ExchangeError>;
+
+    /// The app access token the exchange is made with, for the platforms
+    /// that need one first; `None` for the rest.
+    fn app_token(&self) -> Option<&dyn AppToken> {
+        None
+    }
+}
+
+/// A platform's app access token: the call that fetches it and the reading
+/// of its answers. [`Provider`] keeps it ([`crate::outbound::kept`]).
+pub trait AppToken: Send + Sync {
+    /// The call that fetches a token. It holds the app secret: it is never
+    /// logged.
+    fn request(&self, http: &reqwest::Client) -> Result<reqwest::RequestBuilder, ExchangeError>;
+
+    /// The token and the seconds it lives, from the fetch's answer (any
+    /// status but 3xx and 5xx).
+    fn interpret(&self, status: StatusCode, body: &[u8]) -> Result<(String, u64), ExchangeError>;
+
+    /// Whether the exchange's answer says the token was refused (expired,
+    /// or replaced): the token is then renewed and the exchange retried,
+    /// once.
+    fn refused(&self, status: StatusCode, body: &[u8]) -> bool;
 }
 
 /// What a client sends to log in.
@@ -202,6 +234,9 @@ pub struct Login<'a> {
     pub code: &'a str,
     /// Douyin's `anonymousCode`, when the client sent one.
     pub anonymous_code: Option<&'a str>,
+    /// The app access token, on the platforms that need one ([`AppToken`]):
+    /// set by [`Provider`], never by the client.
+    pub app_token: Option<&'a str>,
 }
 
 /// What a successful exchange yields.
@@ -216,6 +251,22 @@ pub struct Exchanged {
     /// Douyin's id of the anonymous user behind `anonymous_code`, when the
     /// login sent one.
     pub anonymous_openid: Option<String>,
+    /// The organisation the user belongs to, on the platforms whose users
+    /// are an organisation's (Feishu's `tenant_key`).
+    pub tenant: Option<String>,
+}
+
+impl Exchanged {
+    /// A user of `openid`, with the ids and key the platform gave.
+    pub fn new(openid: String, unionid: Option<String>, session_key: Option<Secret>) -> Exchanged {
+        Exchanged {
+            openid,
+            unionid,
+            session_key,
+            anonymous_openid: None,
+            tenant: None,
+        }
+    }
 }
 
 impl fmt::Debug for Exchanged {
@@ -224,6 +275,7 @@ impl fmt::Debug for Exchanged {
             .field("openid", &self.openid)
             .field("unionid", &self.unionid)
             .field("anonymous_openid", &self.anonymous_openid)
+            .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
 }
@@ -237,6 +289,9 @@ label_enum! {
         RateLimited,
         /// The platform refuses this user as risky.
         RiskyUser,
+        /// The platform refuses this user the app (Feishu: the app is not
+        /// visible to them).
+        Refused,
         /// The platform is busy or unreachable.
         Unavailable,
         /// The platform did not answer within the provider's timeout.
@@ -257,6 +312,7 @@ impl From<ExchangeError> for ApiError {
             // WeChat's jscode2session limit is per minute.
             ExchangeError::RateLimited => ApiError::RateLimited(60),
             ExchangeError::RiskyUser => ApiError::RiskyUser,
+            ExchangeError::Refused => ApiError::AccessDenied,
             ExchangeError::Unavailable => ApiError::ProviderUnavailable,
             ExchangeError::Timeout => ApiError::ProviderTimeout,
             ExchangeError::NotAuthorized => {
@@ -320,6 +376,59 @@ pub fn secret_of(config: &ProviderConfig) -> Result<Secret, ProviderSetupError> 
         })
 }
 
+/// An app that proves itself with its secret, and the endpoint of its
+/// exchange: what Baidu's and Kuaishou's clients are made of.
+pub struct SecretApp {
+    /// The appid.
+    pub appid: String,
+    /// The app secret.
+    pub secret: Secret,
+    /// The exchange's URL.
+    pub endpoint: reqwest::Url,
+}
+
+impl SecretApp {
+    /// The app of `config`, exchanging at `path` of its base URL.
+    pub fn new(config: &ProviderConfig, path: &str) -> Result<SecretApp, ProviderSetupError> {
+        Ok(SecretApp {
+            appid: config.appid.clone(),
+            secret: secret_of(config)?,
+            endpoint: endpoint(config, path)?,
+        })
+    }
+
+    /// A form POST of `pairs` to the endpoint.
+    pub fn post_form(
+        &self,
+        http: &reqwest::Client,
+        pairs: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        http.post(self.endpoint.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form(pairs))
+    }
+}
+
+/// Checks that `read` refuses each `(status, body)` of `cases` with its
+/// error: the providers' tables of refusals.
+#[cfg(test)]
+pub(crate) fn assert_refusals<T: fmt::Debug>(
+    read: impl Fn(StatusCode, &[u8]) -> Result<T, ExchangeError>,
+    cases: &[(StatusCode, &[u8], ExchangeError)],
+) {
+    for (status, body, want) in cases {
+        assert_eq!(
+            read(*status, body).unwrap_err(),
+            *want,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
 /// `application/x-www-form-urlencoded` text of `pairs` (the WHATWG
 /// serializer: `*-._` and alphanumerics kept, space as `+`).
 pub fn form(pairs: &[(&str, &str)]) -> String {
@@ -342,6 +451,9 @@ pub struct Provider {
     timeout: Duration,
     http: reqwest::Client,
     wire: Box<dyn Exchange>,
+    /// The app access token, on the platforms that need one.
+    token: Option<Kept>,
+    share: Option<Share>,
 }
 
 impl fmt::Debug for Provider {
@@ -360,6 +472,10 @@ impl Provider {
         config: &ProviderConfig,
         http: reqwest::Client,
     ) -> Result<Provider, ProviderSetupError> {
+        let wire = (config.platform.0.build)(config)?;
+        let token = wire
+            .app_token()
+            .map(|_| Kept::new(config.platform.name(), &config.appid, config.timeout));
         Ok(Provider {
             appid: config.appid.clone(),
             platform: config.platform,
@@ -367,7 +483,9 @@ impl Provider {
             risk: config.risk,
             timeout: config.timeout,
             http,
-            wire: (config.platform.0.build)(config)?,
+            wire,
+            token,
+            share: None,
         })
     }
 
@@ -380,10 +498,11 @@ impl Provider {
             if is_header_safe(&session.openid, 128)
                 && fits(session.unionid.as_deref())
                 && fits(session.anonymous_openid.as_deref())
+                && fits(session.tenant.as_deref())
             {
                 Ok(session)
             } else {
-                tracing::warn!(appid = %self.appid, "code exchange returned an unusable openid or unionid");
+                tracing::warn!(appid = %self.appid, "code exchange returned an unusable openid, unionid or tenant");
                 Err(ExchangeError::Unusable)
             }
         });
@@ -399,7 +518,43 @@ impl Provider {
     }
 
     async fn call(&self, login: &Login<'_>) -> Result<Exchanged, ExchangeError> {
-        let req = self.wire.request(&self.http, login)?;
+        let (Some(wire), Some(kept)) = (self.wire.app_token(), &self.token) else {
+            let (status, body) = self.send(self.wire.request(&self.http, login)?).await?;
+            return self.wire.interpret(status, &body);
+        };
+        let token = match kept.fresh() {
+            Some(t) => t,
+            None => self.renew(wire, kept, None).await?,
+        };
+        let (status, body) = self.call_with(login, &token).await?;
+        if !wire.refused(status, &body) {
+            return self.wire.interpret(status, &body);
+        }
+        tracing::info!(appid = %self.appid, platform = self.platform.name(), "the platform refused the app access token; renewing it once");
+        let token = self.renew(wire, kept, Some(&token)).await?;
+        let (status, body) = self.call_with(login, &token).await?;
+        self.wire.interpret(status, &body)
+    }
+
+    /// The exchange of `login` made with the app access token `token`.
+    async fn call_with(
+        &self,
+        login: &Login<'_>,
+        token: &Token,
+    ) -> Result<(StatusCode, Vec<u8>), ExchangeError> {
+        let login = Login {
+            app_token: Some(token.expose()),
+            ..*login
+        };
+        self.send(self.wire.request(&self.http, &login)?).await
+    }
+
+    /// Sends one call to the platform: its answer's status and body, an
+    /// HTTP 5xx as busy and a 3xx as unusable.
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), ExchangeError> {
         let res = outbound::send(req, self.timeout).await?;
         let status = res.status();
         if status.is_server_error() || status.is_redirection() {
@@ -416,7 +571,37 @@ impl Provider {
                 tracing::warn!(appid = %self.appid, "the platform's answer is over 64 KiB");
             }
         })?;
-        self.wire.interpret(status, &body)
+        Ok((status, body))
+    }
+
+    /// A fresh app access token other than `rejected`, kept for the next
+    /// logins and shared with the other replicas.
+    async fn renew(
+        &self,
+        wire: &dyn AppToken,
+        kept: &Kept,
+        rejected: Option<&Token>,
+    ) -> Result<Token, ExchangeError> {
+        let fetch = || async {
+            let (status, body) = self.send(wire.request(&self.http)?).await?;
+            let (value, expires_in) = wire.interpret(status, &body)?;
+            tracing::info!(appid = %self.appid, platform = self.platform.name(), expires_in, "app access token renewed");
+            Ok(Token::new(value, expires_in))
+        };
+        kept.renew(self.share.as_ref(), rejected, fetch, || ExchangeError::Timeout)
+            .await
+            .inspect_err(|e| tracing::warn!(appid = %self.appid, platform = self.platform.name(), error = ?e, "app access token renewal failed"))
+    }
+
+    /// Renews the app access token if it is in use and near its expiry,
+    /// so logins find a fresh one in hand.
+    pub async fn renew_due(&self) {
+        if let (Some(wire), Some(kept)) = (self.wire.app_token(), &self.token) {
+            if kept.due() {
+                // Logged inside; the next login or tick tries again.
+                let _ = self.renew(wire, kept, None).await;
+            }
+        }
     }
 }
 
@@ -453,6 +638,23 @@ impl Providers {
             .map(|c| Provider::new(c, http.clone()))
             .collect::<Result<_, _>>()?;
         Ok(Providers { list })
+    }
+
+    /// Shares the providers' app access tokens with the other replicas
+    /// through `share` (the session store's Redis).
+    pub fn sharing(mut self, share: Option<Share>) -> Providers {
+        for p in &mut self.list {
+            p.share = share.clone();
+        }
+        self
+    }
+
+    /// Renews the app access tokens in use that are near their expiry: run
+    /// on the reload tick.
+    pub async fn renew_due(&self) {
+        for p in &self.list {
+            p.renew_due().await;
+        }
     }
 
     /// The provider for a login and the mini-program it logs in to: the
@@ -577,6 +779,8 @@ mod tests {
                 "douyin",
                 "baidu",
                 "alipay",
+                "kuaishou",
+                "feishu",
                 "wechat_web",
                 "wechat_pc",
                 "wechat_component"

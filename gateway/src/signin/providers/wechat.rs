@@ -131,6 +131,7 @@ pub fn interpret(appid: &str, body: &[u8]) -> Result<Exchanged, ExchangeError> {
             unionid: answer.unionid.filter(|u| !u.is_empty()),
             session_key: Some(Secret::new(session_key)),
             anonymous_openid: None,
+            tenant: None,
         }),
         _ => {
             tracing::warn!(appid = %appid, "the jscode2session answer has no openid or session_key");

@@ -353,6 +353,7 @@ async fn signed_in(
         phone: None,
         component_appid: None,
         risk_rank: None,
+        tenant: None,
     };
     let (subject, sid, pair) = open_session(gw, subject, limit, None, None)
         .await

@@ -247,11 +247,13 @@ pub fn config_text(
 pub const ADMIN_TOKEN: &str = "test-admin-token-must-not-leak-41b7";
 
 /// The secrets the test configs name in `secret_env` or `token_env`.
-pub const TEST_SECRETS: [(&str, &str); 9] = [
+pub const TEST_SECRETS: [(&str, &str); 11] = [
     ("TEST_WECHAT_SECRET", SECRET),
     ("TEST_QQ_SECRET", super::QQ_SECRET),
     ("TEST_DOUYIN_SECRET", super::DOUYIN_SECRET),
     ("TEST_BAIDU_SECRET", super::BAIDU_SECRET),
+    ("TEST_KUAISHOU_SECRET", super::KUAISHOU_SECRET),
+    ("TEST_FEISHU_SECRET", super::FEISHU_SECRET),
     ("TEST_ADMIN_TOKEN", ADMIN_TOKEN),
     ("TEST_WEB_SECRET", super::WEB_SECRET),
     ("TEST_COMPONENT_SECRET", super::COMPONENT_SECRET),

@@ -1,10 +1,10 @@
-//! The test apps of Douyin, Baidu and Alipay on the gateway's own
+//! The test apps of Douyin, Baidu, Alipay, Kuaishou and Feishu on the gateway's own
 //! stand-ins (`minigate::ops::dev::standins`, as `serve --dev` runs them),
 //! and [`Codes`], the script by which a test's codes choose the answer.
 //! (QQ speaks WeChat's wire, so the stand-in WeChat serves it too, for
 //! `QQ_APPID`.) Every call is recorded.
 //!
-//! Codes common to Douyin, Baidu and Alipay: `slow` answers after 3 s;
+//! Codes common to Douyin, Baidu, Alipay, Kuaishou and Feishu: `slow` answers after 3 s;
 //! `garbage` is an HTML page; `http500` is a 500; `bad` is the platform's
 //! bad-code answer; `busy` its busy answer; `union:X` logs in with unionid
 //! X where the platform has unionids; anything else logs in with
@@ -34,6 +34,12 @@ pub const DOUYIN_SECRET: &str = "DOUYIN-SECRET-must-not-leak-0b77";
 pub const BAIDU_APPID: &str = "baiduAppKey0000000000001";
 pub const BAIDU_SECRET: &str = "BAIDU-SECRET-must-not-leak-a4c9";
 pub const ALIPAY_APPID: &str = "2021000000000001";
+pub const KUAISHOU_APPID: &str = "ks671234567890123456";
+pub const KUAISHOU_SECRET: &str = "KUAISHOU-SECRET-must-not-leak-5d20";
+pub const FEISHU_APPID: &str = "cli_a1b2c3d4e5f60001";
+pub const FEISHU_SECRET: &str = "FEISHU-SECRET-must-not-leak-77c1";
+/// The tenant of a Feishu code that names none.
+pub const FEISHU_TENANT: &str = "736588c9260f175d";
 /// Session keys and Alipay's access token: in the stand-ins' answers, never
 /// in the gateway's responses or logs.
 pub const PLATFORM_SESSION_KEY: &str = "PLATFORM-SESSIONKEY-must-not-leak-33aa";
@@ -114,6 +120,26 @@ pub async fn alipay() -> StandIn {
     .await
 }
 
+/// Kuaishou's `POST /oauth2/mp/code2session`. Codes: `bad` is result
+/// 100200100, `often` 100200104, `busy` 100200500, `other` 100200101.
+pub async fn kuaishou() -> StandIn {
+    stand_in(App::secret(
+        platform("kuaishou"),
+        KUAISHOU_APPID,
+        KUAISHOU_SECRET,
+    ))
+    .await
+}
+
+/// Feishu's `app_access_token` and `tokenLoginValidate` (the token checked;
+/// [`StandIn::drop_token`] makes it stale: 10202). Codes: `t:T:rest` logs
+/// in the user of `rest` in tenant T (any other in [`FEISHU_TENANT`]);
+/// `bad` is code 10213, `hidden` 10228, `often` 99991400, `other` 12345,
+/// `notenant` a user without `tenant_key`.
+pub async fn feishu() -> StandIn {
+    stand_in(App::secret(platform("feishu"), FEISHU_APPID, FEISHU_SECRET)).await
+}
+
 /// The tests' script: codes choose the answer (see each stand-in's doc).
 /// A web sign-in's code is good once per app (40163 after).
 #[derive(Default)]
@@ -161,6 +187,8 @@ impl Script for Codes {
                 let answer = || match name {
                     "douyin" => douyin_code(code, login.anonymous_code),
                     "baidu" => baidu_code(code),
+                    "kuaishou" => kuaishou_code(code),
+                    "feishu" => feishu_code(code),
                     _ => alipay_code(code),
                 };
                 match code {
@@ -227,6 +255,37 @@ fn douyin_code(code: &str, anonymous_code: Option<&str>) -> Outcome {
             anonymous_openid: anonymous_code.map(|a| format!("anon-{}", openid_for(a))),
             ..user(openid_for(c), PLATFORM_SESSION_KEY)
         }),
+    }
+}
+
+fn kuaishou_code(code: &str) -> Outcome {
+    match code {
+        "bad" => refuse(100_200_100, "js_code invalid"),
+        "often" => refuse(100_200_104, "too often"),
+        "busy" => refuse(100_200_500, "internal error"),
+        "other" => refuse(100_200_101, "app_secret invalid"),
+        c => Outcome::User(user(openid_for(c), PLATFORM_SESSION_KEY)),
+    }
+}
+
+fn feishu_code(code: &str) -> Outcome {
+    let in_tenant = |tenant: Option<&str>, rest: &str| {
+        Outcome::User(User {
+            tenant: tenant.map(str::to_owned),
+            ..user(openid_for(rest), PLATFORM_SESSION_KEY)
+        })
+    };
+    match code {
+        "bad" => refuse(10213, "code appid not match"),
+        "hidden" => refuse(10228, "user to app has no visibility"),
+        "often" => refuse(99_991_400, "request trigger frequency limit"),
+        "other" => refuse(12345, "stand-in"),
+        "notenant" => in_tenant(None, code),
+        // `openid_for` ignores a `#…` tail: `t:T:x#2` is x again.
+        c => match c.strip_prefix("t:").and_then(|r| r.split_once(':')) {
+            Some((tenant, rest)) => in_tenant(Some(tenant), rest),
+            None => in_tenant(Some(FEISHU_TENANT), c),
+        },
     }
 }
 

@@ -164,7 +164,7 @@ impl StandIn {
         let n = self.state.made_up.fetch_add(1, Ordering::SeqCst);
         let token = format!("CAT-{}-{n}", app.appid);
         lock(&self.state.component_tokens).push(token.clone());
-        plain(&json!({"component_access_token": token, "expires_in": 7200}))
+        plain(&json!({"component_access_token": token, "expires_in": self.token_lifetime()}))
     }
 
     /// `GET /sns/component/jscode2session`: a code of a mini-program that

@@ -5,8 +5,9 @@
 //! `component_verify_ticket` it pushes, `api_component_token`, component
 //! `jscode2session`), WeChat's `session_key` health (`checksession`,
 //! `resetusersessionkey`, signed with the key it issued) and
-//! `getuserriskrank`, Douyin's JSON POST, Baidu's form POST and
-//! Alipay's RSA2-signed form POST with its signed answers. Each checks the
+//! `getuserriskrank`, Douyin's JSON POST, Baidu's form POST, Alipay's
+//! RSA2-signed form POST with its signed answers, Kuaishou's form POST, and
+//! Feishu's `app_access_token` and the exchange made with it. Each checks the
 //! call as its platform would (method, path, encoding, the app and its
 //! secret or signature, the fixed parameters) and answers in its shape.
 //!
@@ -16,20 +17,23 @@
 //! log in (`super::apps::DevUsers`), the tests' picks failures, delays and
 //! users by code. The few knobs the tests need beyond that stay small and
 //! generic: every call is recorded ([`StandIn::calls`]), `stable_token`
-//! calls are counted and its token can be dropped, Alipay's refused
-//! signatures are counted, an [`Outcome`] may be raw bytes or delayed, and
+//! and Feishu's `app_access_token` calls are counted and the apps' tokens
+//! can be dropped or made short-lived, Alipay's refused signatures are
+//! counted, an [`Outcome`] may be raw bytes or delayed, and
 //! the authorize page may send the browser straight back
 //! ([`AuthorizePage::Redirect`]) instead of showing a form. The stand-ins
 //! listen on loopback only and are started by `serve --dev` or by a test,
 //! never by a configured gateway.
 
 mod component;
+mod feishu;
+mod kuaishou;
 mod others;
 mod wechat;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -111,6 +115,8 @@ pub struct User {
     pub session_key: String,
     /// Douyin's `anonymous_openid`, for an `anonymous_code`.
     pub anonymous_openid: Option<String>,
+    /// Feishu's `tenant_key` (answered without one when absent).
+    pub tenant: Option<String>,
 }
 
 /// A platform's refusal, in its own shape: WeChat's and QQ's
@@ -148,6 +154,14 @@ impl Refusal {
             "douyin" => Refusal::new(40018, "bad code"),
             "baidu" => Refusal::new(40001, "invalid_grant").with_status(StatusCode::BAD_REQUEST),
             "alipay" => Refusal::new(40002, "isv.code-invalid"),
+            "kuaishou" => Refusal::new(
+                crate::signin::providers::kuaishou::BAD_PARAMETER,
+                "js_code invalid",
+            ),
+            "feishu" => Refusal::new(
+                crate::signin::providers::feishu::BAD_CODE,
+                "code appid not match",
+            ),
             _ => Refusal::new(40029, "invalid code"),
         }
     }
@@ -213,6 +227,8 @@ pub struct Call {
     pub content_type: String,
     /// Its raw query string, or empty.
     pub query: String,
+    /// Its `Authorization`, or empty.
+    pub authorization: String,
     /// Its body, as text.
     pub body: String,
 }
@@ -260,8 +276,12 @@ struct State {
     calls: Mutex<VecDeque<Call>>,
     /// `stable_token` calls.
     token_calls: AtomicUsize,
+    /// Feishu's `app_access_token` calls.
+    app_token_calls: AtomicUsize,
     /// The current app access tokens' generation.
     generation: AtomicUsize,
+    /// The seconds the app access tokens handed out live.
+    token_lifetime: AtomicU64,
     /// Alipay calls refused for their signature.
     bad_signatures: AtomicUsize,
     /// Codes the redirecting authorize page hands out next.
@@ -308,7 +328,9 @@ impl StandIn {
                 authorize,
                 calls: Mutex::default(),
                 token_calls: AtomicUsize::new(0),
+                app_token_calls: AtomicUsize::new(0),
                 generation: AtomicUsize::new(1),
+                token_lifetime: AtomicU64::new(7200),
                 bad_signatures: AtomicUsize::new(0),
                 codes: Mutex::default(),
                 made_up: AtomicUsize::new(0),
@@ -366,10 +388,26 @@ impl StandIn {
         self.state.token_calls.load(Ordering::SeqCst)
     }
 
+    /// Feishu's `app_access_token` calls so far.
+    pub fn app_token_calls(&self) -> usize {
+        self.state.app_token_calls.load(Ordering::SeqCst)
+    }
+
     /// Forgets the apps' current access tokens, as when another caller
-    /// forced new ones: calls with them get 40001.
+    /// forced new ones: calls with them get WeChat's 40001, Feishu's 10202.
     pub fn drop_token(&self) {
         self.state.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Makes the app access tokens handed out from now on live `secs`
+    /// seconds instead of the platforms' 7200.
+    pub fn set_token_lifetime(&self, secs: u64) {
+        self.state.token_lifetime.store(secs, Ordering::SeqCst);
+    }
+
+    /// The seconds an app access token handed out now lives.
+    fn token_lifetime(&self) -> u64 {
+        self.state.token_lifetime.load(Ordering::SeqCst)
     }
 
     /// Alipay calls refused for their signature so far.
@@ -444,6 +482,12 @@ impl StandIn {
                 .unwrap_or_default()
                 .to_owned(),
             query: parts.uri.query().unwrap_or_default().to_owned(),
+            authorization: parts
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
             body: String::from_utf8_lossy(&body).into_owned(),
         };
         {
@@ -471,6 +515,9 @@ impl StandIn {
             ("POST", "/api/apps/v2/jscode2session") => self.douyin(&call),
             ("POST", "/oauth/jscode2sessionkey") => self.baidu(&call),
             ("POST", "/gateway.do") => self.alipay(&call),
+            ("POST", "/oauth2/mp/code2session") => self.kuaishou(&call),
+            ("POST", feishu::TOKEN_PATH) => return self.feishu_token(&call),
+            ("POST", feishu::EXCHANGE_PATH) => self.feishu(&call),
             _ => Checked::Refused(not_found()),
         };
         match outcome {
@@ -512,6 +559,10 @@ enum Render<'a> {
     Baidu,
     /// Alipay, signed with this key.
     Alipay(&'a SigningKey),
+    /// Kuaishou.
+    Kuaishou,
+    /// Feishu.
+    Feishu,
 }
 
 impl Render<'_> {
@@ -519,6 +570,8 @@ impl Render<'_> {
         match self {
             Render::Session | Render::Web(_) | Render::Phone => wechat::render(self, outcome),
             Render::Douyin | Render::Baidu | Render::Alipay(_) => others::render(self, outcome),
+            Render::Kuaishou => kuaishou::render(outcome),
+            Render::Feishu => feishu::render(outcome),
         }
     }
 }

@@ -179,7 +179,10 @@ impl StandIn {
             self.state.generation.fetch_add(1, Ordering::SeqCst);
         }
         let generation = self.state.generation.load(Ordering::SeqCst);
-        plain(&json!({"access_token": access_token(&app.appid, generation), "expires_in": 7200}))
+        plain(
+            &json!({"access_token": access_token(&app.appid, generation),
+            "expires_in": self.token_lifetime()}),
+        )
     }
 
     /// `POST /wxa/business/getuserphonenumber?access_token=...`: the app
