@@ -1340,6 +1340,12 @@ async fn a_web_sign_in_is_an_audited_login() {
         tracing::subscriber::set_default(tracing_subscriber::registry().with(lines.clone()));
     let pki = Pki::new();
     let w = web_gateway(&pki, true, None).await;
+    // Other tests' gateways, on other threads with no subscriber, may have
+    // registered the audit callsites as this one's subscriber was being
+    // set: tracing-core can then keep them at "never" for every thread (a
+    // race between a callsite's registration and a dispatcher's). Asking
+    // every live subscriber again, long after both, settles it.
+    tracing::callsite::rebuild_interest_cache();
     let s = sign_in(&w, WEB_APPID, "audit-web").await;
     let sid = claims(&s.at)["sid"].as_str().unwrap().to_owned();
     let logins: Vec<serde_json::Value> = lines
