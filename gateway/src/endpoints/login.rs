@@ -3,6 +3,7 @@
 //! the session key kept with it, its tokens.
 
 use super::*;
+use crate::signin::providers::ExchangeError;
 use crate::telemetry::audit;
 use crate::telemetry::traces::{self, Step};
 use opentelemetry::trace::SpanKind;
@@ -155,13 +156,25 @@ pub async fn login(
                 },
             );
             let exchanged = async {
-                // A third-party platform's exchange carries its token.
-                let token = match picked.component_appid() {
-                    Some(component) => Some(gw.wechat.component(component).await?),
-                    None => None,
+                // A third-party platform's exchange carries its token; one
+                // WeChat refused (replaced, revoked early) is renewed once.
+                let Some(component) = picked.component_appid() else {
+                    return provider.exchange(&body.login(picked.appid, None)).await;
                 };
-                let token = token.as_ref().map(crate::wechat::token::Token::expose);
-                provider.exchange(&body.login(picked.appid, token)).await
+                let token = gw.wechat.component(component).await?;
+                match provider
+                    .exchange(&body.login(picked.appid, Some(token.expose())))
+                    .await
+                {
+                    Err(ExchangeError::TokenRefused) => {
+                        tracing::info!(component_appid = %component, "WeChat refused the component_access_token; renewing it once");
+                        let token = gw.wechat.component_rejected(component, &token).await?;
+                        provider
+                            .exchange(&body.login(picked.appid, Some(token.expose())))
+                            .await
+                    }
+                    other => other,
+                }
             }
             .await;
             if let Err(e) = &exchanged {
@@ -178,7 +191,7 @@ pub async fn login(
             if let Some(m) = metrics {
                 m.errors.increment(e);
             }
-            if e == crate::signin::providers::ExchangeError::RiskyUser {
+            if e == ExchangeError::RiskyUser {
                 gw.audit.emit(audit::Event::RiskyUserRefused {
                     platform: provider.platform.name(),
                     appid: picked.appid,

@@ -246,6 +246,17 @@ impl AccessTokens {
         self.renew(app, m, Some(rejected)).await
     }
 
+    /// A new `component_access_token` after WeChat refused `rejected` at
+    /// a login's exchange.
+    pub async fn component_rejected(
+        &self,
+        component_appid: &str,
+        rejected: &Token,
+    ) -> Result<Token, WxError> {
+        let (app, m) = self.app(component_appid, TokenKind::Component)?;
+        self.renew(app, m, Some(rejected)).await
+    }
+
     fn app(&self, appid: &str, kind: TokenKind) -> Result<(&App, &TokenMetrics), WxError> {
         self.apps
             .iter()

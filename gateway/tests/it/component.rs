@@ -248,6 +248,35 @@ async fn pushes_are_checked_and_the_platform_logs_in_its_mini_programs_once_a_ti
     }
 }
 
+/// A `component_access_token` WeChat no longer takes (replaced or revoked
+/// before its expiry) costs a login one renewal, not the login: the
+/// exchange is made again, once, with a new token, which is kept.
+#[tokio::test]
+async fn a_refused_component_token_is_renewed_once_at_the_login() {
+    let wechat = component_wechat().await;
+    let gw = start(Setup::default().provider(component_provider(&wechat, vec![MERCHANT_A]))).await;
+    push_ticket(&wechat, &gw).await;
+    assert_eq!(login_for(&gw, MERCHANT_A, "kim").await.status(), 200);
+    assert_eq!(wechat.component_token_calls(), 1);
+
+    wechat.revoke_component_tokens();
+    let before = exchanges(&wechat).len();
+    let res = login_for(&gw, MERCHANT_A, "kim").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(wechat.component_token_calls(), 2);
+    // The refused exchange and the one made again.
+    let made = exchanges(&wechat);
+    assert_eq!(made.len(), before + 2);
+    assert_ne!(
+        made[before].param("component_access_token"),
+        made[before + 1].param("component_access_token")
+    );
+    // The new token is the one kept.
+    assert_eq!(login_for(&gw, MERCHANT_A, "lee").await.status(), 200);
+    assert_eq!(wechat.component_token_calls(), 2);
+    assert_eq!(exchanges(&wechat).len(), before + 3);
+}
+
 #[tokio::test]
 async fn allow_any_authorized_takes_any_appid_and_wechat_still_decides() {
     let wechat = component_wechat().await;

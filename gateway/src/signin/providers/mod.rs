@@ -302,6 +302,10 @@ label_enum! {
         /// The answer cannot be used (not JSON, no openid, unknown errcode, a
         /// signature that does not verify…).
         Unusable,
+        /// The platform refused the access token the exchange carried (a
+        /// third-party platform's `component_access_token`): the login
+        /// renews it and tries once more; twice refused, it is unusable.
+        TokenRefused,
     }
 }
 
@@ -318,7 +322,7 @@ impl From<ExchangeError> for ApiError {
             ExchangeError::NotAuthorized => {
                 ApiError::InvalidRequest(crate::wechat::client::NOT_AUTHORIZED)
             }
-            ExchangeError::Unusable => ApiError::ProviderError,
+            ExchangeError::Unusable | ExchangeError::TokenRefused => ApiError::ProviderError,
         }
     }
 }

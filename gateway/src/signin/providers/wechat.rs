@@ -30,9 +30,8 @@ impl From<WxError> for ExchangeError {
             WxError::Busy | WxError::NoTicket => ExchangeError::Unavailable,
             WxError::NotAuthorized => ExchangeError::NotAuthorized,
             WxError::Timeout => ExchangeError::Timeout,
-            WxError::TokenRejected | WxError::StaleSessionKey | WxError::Unusable => {
-                ExchangeError::Unusable
-            }
+            WxError::TokenRejected => ExchangeError::TokenRefused,
+            WxError::StaleSessionKey | WxError::Unusable => ExchangeError::Unusable,
         }
     }
 }

@@ -42,9 +42,12 @@ impl Push {
     /// WeChat does, now.
     pub fn new(crypt: &MsgCrypt, message: &str) -> Push {
         let timestamp = crate::tokens::now_secs().to_string();
-        let nonce = crate::tokens::random_id()
-            .map(|id| id.chars().filter(char::is_ascii_digit).take(10).collect())
-            .unwrap_or_else(|_| "1320562132".to_owned());
+        // Ten digits, as WeChat's. (Digits picked out of a random id could
+        // be none at all, 2 % of the time, and a push without a nonce is
+        // refused.)
+        let mut random = [0u8; 8];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+        let nonce = format!("{:010}", u64::from_le_bytes(random) % 10_000_000_000);
         let (body, msg_signature) = seal(crypt, message, &timestamp, &nonce);
         Push {
             body,
@@ -137,6 +140,13 @@ impl StandIn {
         Push::ticket(&crypt, component_appid, &ticket)
             .send(http, callback)
             .await
+    }
+
+    /// Forgets every `component_access_token` handed out so far, as WeChat
+    /// does when it replaces or revokes one before its expiry: the next
+    /// exchange made with one is refused (40001).
+    pub fn revoke_component_tokens(&self) {
+        lock(&self.state.component_tokens).clear();
     }
 
     /// `api_component_token` calls so far.
