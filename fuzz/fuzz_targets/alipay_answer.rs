@@ -7,10 +7,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use minigate::crypto::rsa2::VerifyingKey;
 use minigate::error::ApiError;
 use minigate::signin::providers::alipay::{interpret, read, split};
 use minigate::signin::providers::ExchangeError;
-use minigate::crypto::rsa2::VerifyingKey;
 
 /// The TEST-ONLY key the committed seeds are signed with.
 fn key() -> &'static VerifyingKey {

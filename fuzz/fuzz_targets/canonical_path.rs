@@ -8,8 +8,8 @@ use std::borrow::Cow;
 
 use http::Uri;
 use libfuzzer_sys::fuzz_target;
-use minigate::protocol::path::canonical;
 use minigate::pipeline::with_path;
+use minigate::protocol::path::canonical;
 
 fuzz_target!(|data: &[u8]| {
     // A request target as hyper would hand it over, when it is one.
@@ -32,7 +32,9 @@ fuzz_target!(|data: &[u8]| {
     for (i, &c) in b.iter().enumerate() {
         if c == b'%' {
             let hex = &b[i + 1..i + 3];
-            assert!(hex.iter().all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h)));
+            assert!(hex
+                .iter()
+                .all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h)));
             let byte = u8::from_str_radix(std::str::from_utf8(hex).unwrap(), 16).unwrap();
             assert!(
                 !(byte.is_ascii_alphanumeric() || b"-._~".contains(&byte)),

@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
             let seg = seg.replace("%2e", ".").replace("%3b", ";");
             assert!(seg != "." && seg != "..", "{path:?}");
             assert!(!seg.contains(';'), "{path:?}");
-            assert!(!seg.starts_with("..;") && !seg.starts_with(".;"), "{path:?}");
+            assert!(
+                !seg.starts_with("..;") && !seg.starts_with(".;"),
+                "{path:?}"
+            );
         }
     }
     let mut headers = HeaderMap::new();

@@ -33,7 +33,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError, SignIn,
+    CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec, ProviderSetupError,
+    SignIn,
 };
 use crate::config::{is_header_safe, ProviderConfig};
 use crate::crypto::rsa2::{SigningKey, VerifyingKey};
@@ -65,9 +66,11 @@ pub struct Alipay {
 impl Alipay {
     /// A client for the provider in `config`.
     pub fn new(config: &ProviderConfig) -> Result<Alipay, ProviderSetupError> {
-        let keys = config.key_pair().ok_or_else(|| ProviderSetupError::Credentials {
-            appid: config.appid.clone(),
-        })?;
+        let keys = config
+            .key_pair()
+            .ok_or_else(|| ProviderSetupError::Credentials {
+                appid: config.appid.clone(),
+            })?;
         Ok(Alipay {
             app_id: config.appid.clone(),
             endpoint: super::endpoint(config, "")?,
@@ -330,10 +333,16 @@ mod tests {
         let key = VerifyingKey::parse(&fixture("alipay.spki.pem")).unwrap();
         let ok = std::fs::read(format!("{seeds}/ok")).unwrap();
         let session = interpret("a", &key, &ok).unwrap();
-        assert_eq!(session.openid, "074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5");
+        assert_eq!(
+            session.openid,
+            "074a1CcTG1LelxKe4xQC0zgNdId0nxi95b5lsNpazWYoCo5"
+        );
         assert!(session.session_key.is_none() && session.unionid.is_none());
         let err = std::fs::read(format!("{seeds}/err")).unwrap();
-        assert_eq!(interpret("a", &key, &err).unwrap_err(), ExchangeError::InvalidCode);
+        assert_eq!(
+            interpret("a", &key, &err).unwrap_err(),
+            ExchangeError::InvalidCode
+        );
         // One byte of the signed text changed: refused.
         let text = String::from_utf8(ok).unwrap().replace("074a1", "074a2");
         assert_eq!(
@@ -377,10 +386,16 @@ mod tests {
         assert_eq!(ok(r#"{"open_id":"o","user_id":"u"}"#).unwrap().openid, "o");
         assert_eq!(ok(r#"{"open_id":"","user_id":"u"}"#).unwrap().openid, "u");
         assert_eq!(ok(r#"{"code":"10000","user_id":"u"}"#).unwrap().openid, "u");
-        assert_eq!(ok(r#"{"access_token":"t"}"#).unwrap_err(), ExchangeError::Unusable);
+        assert_eq!(
+            ok(r#"{"access_token":"t"}"#).unwrap_err(),
+            ExchangeError::Unusable
+        );
         let sub = |s: &str| {
             let c = format!(r#"{{"code":"40002","msg":"Invalid Arguments","sub_code":"{s}"}}"#);
-            (read("a", &c, true).unwrap_err(), read("a", &c, false).unwrap_err())
+            (
+                read("a", &c, true).unwrap_err(),
+                read("a", &c, false).unwrap_err(),
+            )
         };
         use ExchangeError::*;
         assert_eq!(sub("isv.code-invalid"), (InvalidCode, InvalidCode));

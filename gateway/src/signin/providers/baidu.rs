@@ -12,7 +12,7 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError,
+    CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec, ProviderSetupError,
     SecretApp, SignIn,
 };
 use crate::config::{ProviderConfig, Secret};
@@ -140,9 +140,21 @@ mod tests {
             ),
             (ok, br#"{"error":"invalid_grant"}"#, InvalidCode),
             (ok, br#"{"errno":1,"error":"invalid_client"}"#, Unusable),
-            (ok, br#"{"errno":2,"openid":"o","session_key":"k"}"#, Unusable),
-            (ok, br#"{"errno":[],"openid":"o","session_key":"k"}"#, Unusable),
-            (StatusCode::BAD_REQUEST, br#"{"openid":"o","session_key":"k"}"#, Unusable),
+            (
+                ok,
+                br#"{"errno":2,"openid":"o","session_key":"k"}"#,
+                Unusable,
+            ),
+            (
+                ok,
+                br#"{"errno":[],"openid":"o","session_key":"k"}"#,
+                Unusable,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"openid":"o","session_key":"k"}"#,
+                Unusable,
+            ),
             (ok, br#"{"openid":"o"}"#, Unusable),
             (ok, b"", Unusable),
         ] {

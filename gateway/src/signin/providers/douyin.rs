@@ -13,7 +13,8 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError, SignIn,
+    CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec, ProviderSetupError,
+    SignIn,
 };
 use crate::config::{ProviderConfig, Secret};
 
@@ -121,7 +122,14 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchang
     }
     let present = |s: Option<String>| s.filter(|s| !s.is_empty());
     let data = answer.data.ok_or(ExchangeError::Unusable);
-    match data.map(|d| (present(d.openid), present(d.session_key), d.unionid, d.anonymous_openid)) {
+    match data.map(|d| {
+        (
+            present(d.openid),
+            present(d.session_key),
+            d.unionid,
+            d.anonymous_openid,
+        )
+    }) {
         Ok((Some(openid), Some(session_key), unionid, anonymous_openid)) => Ok(Exchanged {
             openid,
             unionid: present(unionid),
@@ -153,15 +161,31 @@ mod tests {
         assert_eq!(s.anonymous_openid.as_deref(), Some("an"));
         use ExchangeError::*;
         for (status, body, want) in [
-            (ok, &br#"{"err_no":40018,"err_tips":"bad code","data":null}"#[..], InvalidCode),
+            (
+                ok,
+                &br#"{"err_no":40018,"err_tips":"bad code","data":null}"#[..],
+                InvalidCode,
+            ),
             (ok, br#"{"err_no":40019,"data":{}}"#, InvalidCode),
             (StatusCode::BAD_REQUEST, br#"{"err_no":40018}"#, InvalidCode),
             (ok, br#"{"err_no":-1}"#, Unavailable),
             (ok, br#"{"err_no":40014}"#, Unusable),
-            (ok, br#"{"err_no":0,"data":{"openid":"","session_key":"k"}}"#, Unusable),
+            (
+                ok,
+                br#"{"err_no":0,"data":{"openid":"","session_key":"k"}}"#,
+                Unusable,
+            ),
             (ok, br#"{"err_no":0}"#, Unusable),
-            (StatusCode::BAD_REQUEST, br#"{"err_no":0,"data":{"openid":"o","session_key":"k"}}"#, Unusable),
-            (ok, br#"{"data":{"openid":"o","session_key":"k"}}"#, Unusable),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"err_no":0,"data":{"openid":"o","session_key":"k"}}"#,
+                Unusable,
+            ),
+            (
+                ok,
+                br#"{"data":{"openid":"o","session_key":"k"}}"#,
+                Unusable,
+            ),
             (ok, b"<html>", Unusable),
         ] {
             assert_eq!(

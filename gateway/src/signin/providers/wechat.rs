@@ -14,10 +14,11 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Login, PlatformSpec, Exchanged, ProviderSetupError, SignIn,
+    CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec, ProviderSetupError,
+    SignIn,
 };
-use crate::wechat::WxError;
 use crate::config::{ProviderConfig, Secret};
+use crate::wechat::WxError;
 
 /// A WeChat service's failure met during a sign-in (the web sign-in's
 /// token exchange), as the code exchange's error.
