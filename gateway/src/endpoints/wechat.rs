@@ -29,6 +29,19 @@ fn caller_subject(
     Ok(who)
 }
 
+/// One more call of WeChat's services for the caller's user, if within its
+/// calls per minute (the app's quota at WeChat is every user's: see
+/// [`crate::pipeline::limits`]); 429 otherwise.
+fn wechat_call(gw: &Gateway, who: &crate::tokens::Refresh) -> Result<(), ApiError> {
+    gw.wechat_limiter.check(who.subject.user()).map_err(|secs| {
+        gw.metrics.refusals.increment(Refusal::WechatRate);
+        ApiError::TooOften(
+            "too many calls of WeChat's services for this user, retry later",
+            secs,
+        )
+    })
+}
+
 /// The span of a call to WeChat for app `appid`.
 fn wechat_step(gw: &Gateway, name: &'static str, appid: &str) -> crate::telemetry::traces::Step {
     crate::telemetry::traces::Step::of(
@@ -72,6 +85,7 @@ pub async fn phone(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Body
             "phone numbers come from WeChat: this session is not a WeChat app's",
         ));
     }
+    wechat_call(gw, &who)?;
     let step = wechat_step(gw, "wechat phone number", &who.subject.appid);
     let number = crate::wechat::phone::phone_number(&gw.wechat, &who.subject.appid, &code).await;
     if number.is_err() {
@@ -139,10 +153,14 @@ pub async fn decrypt(gw: &Gateway, req: Request<Incoming>) -> Result<Response<Bo
         // Whose fault: a key WeChat no longer holds (log in again), or data
         // of another key (fetch it again). Unknown if WeChat cannot say.
         Err(DecryptError::StaleKey) => {
+            // Over the user's calls of WeChat, the 409 is told without it.
+            if wechat_call(gw, &who).is_err() {
+                return Err(ApiError::SessionKeyExpired);
+            }
             return Err(match checked(gw, &kept).await {
                 Some(Ok(valid)) => ApiError::SessionKeyChecked { valid },
                 Some(Err(_)) | None => ApiError::SessionKeyExpired,
-            })
+            });
         }
     };
     let mut res = json(StatusCode::OK, &object);
@@ -201,6 +219,7 @@ pub async fn session_key(
             "session_key health is WeChat's: this session is not a WeChat app's",
         ));
     }
+    wechat_call(gw, &who)?;
     let kept = kept_key(gw, &who).await?;
     let valid = match kept {
         None => false,

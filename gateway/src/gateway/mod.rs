@@ -105,6 +105,9 @@ pub struct Gateway {
     pub login_limiter: LoginLimiter,
     /// Per-user limit on `/auth/sessions` and `/auth/sessions/{sid}`.
     pub sessions_limiter: UserLimiter,
+    /// Calls of WeChat's services on a session, per user
+    /// (`/auth/phone`, `/auth/wechat/*`).
+    pub wechat_limiter: UserLimiter,
     /// Requests in flight per client address.
     pub in_flight: Occupancy<IpAddr>,
     /// Open WebSocket tunnels per user (or anonymous client address).
@@ -192,6 +195,10 @@ impl Gateway {
             sessions_config: config.sessions.clone(),
             login_limiter: LoginLimiter::new(server.login_per_minute, server.login_burst),
             sessions_limiter: UserLimiter::default(),
+            wechat_limiter: UserLimiter::new(
+                crate::pipeline::limits::WECHAT_PER_MINUTE,
+                crate::pipeline::limits::WECHAT_BURST,
+            ),
             in_flight: Occupancy::new(server.max_requests_per_ip),
             tunnels: Occupancy::new(server.max_tunnels_per_user),
             server_config: server.clone(),
@@ -294,6 +301,7 @@ impl Gateway {
         }
         self.login_limiter.forget_idle();
         self.sessions_limiter.forget_idle();
+        self.wechat_limiter.forget_idle();
         self.revoked.sweep();
         self.reload_tls();
         self.reload_grants();

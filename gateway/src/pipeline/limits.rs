@@ -21,6 +21,12 @@
 //! limited per session, in the session store itself:
 //! [`crate::sessions::REFRESHES_PER_WINDOW`].)
 //!
+//! **WeChat's services on a session.** `/auth/phone`,
+//! `/auth/wechat/decrypt` and `/auth/wechat/session_key` call WeChat with
+//! the app's access token, whose daily quota every user of the app shares:
+//! one user must not spend it for all. A second [`UserLimiter`] allows each
+//! user [`WECHAT_PER_MINUTE`] of these calls (burst [`WECHAT_BURST`]).
+//!
 //! **Occupancy.** A client that opens many slow requests, or many idle
 //! tunnels, would otherwise take every upstream slot or connection slot
 //! there is: admission takes a place in [`crate::forward::occupancy`]'s count
@@ -94,7 +100,13 @@ pub const SESSIONS_PER_MINUTE: u32 = 30;
 /// ...and at once, before the rate applies.
 pub const SESSIONS_BURST: u32 = 10;
 
-/// The per-user limit on the session endpoints; see the module docs.
+/// Calls of WeChat's services on a session one user may make per minute.
+pub const WECHAT_PER_MINUTE: u32 = 20;
+/// ...and at once, before the rate applies.
+pub const WECHAT_BURST: u32 = 10;
+
+/// A per-user limit (the session endpoints, WeChat's services); see the
+/// module docs.
 #[derive(Debug)]
 pub struct UserLimiter {
     limiter: DefaultKeyedRateLimiter<Box<str>>,

@@ -108,6 +108,9 @@ label_enum! {
         RefreshRate = "refresh_rate",
         /// A call of `/auth/sessions` past its user's calls per minute.
         SessionsRate = "sessions_rate",
+        /// A call of WeChat's services on a session (`/auth/phone`,
+        /// `/auth/wechat/*`) past its user's calls per minute.
+        WechatRate = "wechat_rate",
     }
 }
 

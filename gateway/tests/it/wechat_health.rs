@@ -170,6 +170,80 @@ async fn checksession_tells_a_good_key_from_a_stale_one_and_the_decrypt_409_says
     .await;
 }
 
+/// The app's quota at WeChat is every user's: one user's calls of
+/// WeChat's services on a session are bounded (burst 10, then 20 a
+/// minute), refused with 429 before WeChat is asked; past the bound the
+/// decrypt endpoint still answers its 409, without asking WeChat which;
+/// another user is not affected.
+#[tokio::test]
+async fn one_users_calls_of_wechats_services_are_bounded() {
+    let wechat = wechat().await;
+    let gw = start(Setup {
+        wechat_addr: Some(wechat.addr),
+        ..Setup::default()
+    })
+    .await;
+    let login = |user: &'static str| {
+        let gw = &gw;
+        async move {
+            gw.try_login(json!({ "code": fresh(user), "appid": APPID }))
+                .await
+                .json::<Tokens>()
+                .await
+                .unwrap()
+                .access_token
+        }
+    };
+    let t = login("aes:greedy").await;
+    let checks = || {
+        wechat
+            .calls()
+            .iter()
+            .filter(|c| c.path == "/wxa/checksession")
+            .count()
+    };
+    let (mut passed, mut refused) = (0, 0);
+    for _ in 0..25 {
+        let res = gw.get("/auth/wechat/session_key", Some(&t)).await;
+        match res.status().as_u16() {
+            200 => passed += 1,
+            429 => {
+                refused += 1;
+                let after: u64 = res.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=3).contains(&after), "Retry-After: {after}");
+                let body: Value = res.json().await.unwrap();
+                assert_eq!(body["error"], "rate_limited", "{body}");
+                assert_eq!(
+                    body["error_description"],
+                    "too many calls of WeChat's services for this user, retry later"
+                );
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    // The burst, and at most what the rate gave back meanwhile.
+    assert!((10..15).contains(&passed), "{passed} passed");
+    assert_eq!(passed + refused, 25);
+    assert_eq!(checks(), passed, "a refused call never reaches WeChat");
+    let m = gw.scrape().await;
+    assert_eq!(
+        series(&m, "minigate_refused_total{reason=\"wechat_rate\"}"),
+        refused as f64
+    );
+    // Over the bound, a failed decrypt is the plain 409: WeChat not asked.
+    let other = user_data(&STANDARD.encode([9u8; 16]));
+    let before = checks();
+    assert_stale(decrypt(&gw, &t, other).await, None).await;
+    assert_eq!(checks(), before);
+    // Another user has calls of their own.
+    let u = login("aes:modest").await;
+    assert!(valid(&gw, &u).await);
+}
+
 /// Two replicas on a shared `store` (one gateway on its own store), the
 /// admin listener on the first: a reset there is what the second one
 /// checks and decrypts with.
