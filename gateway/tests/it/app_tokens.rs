@@ -35,15 +35,8 @@ async fn a_wechat_token_in_use_is_renewed_ahead_of_its_expiry_on_the_reload_tick
     .await;
     let token = || async {
         let res = gw
-            .http
-            .get(format!(
-                "{}/admin/wechat/access_token?appid={APPID}",
-                gw.admin_url()
-            ))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
+            .admin_get(&format!("/admin/wechat/access_token?appid={APPID}"))
+            .await;
         assert_eq!(res.status(), 200);
         let v: Value = res.json().await.unwrap();
         v["access_token"].as_str().unwrap().to_owned()

@@ -472,15 +472,8 @@ async fn a_failed_renewal_is_an_error_from_the_table_and_is_counted() {
     })
     .await;
     let res = gw
-        .http
-        .get(format!(
-            "{}/admin/wechat/access_token?appid={APPID}",
-            gw.admin_url()
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+        .admin_get(&format!("/admin/wechat/access_token?appid={APPID}"))
+        .await;
     assert_error(res, 503, "provider_unavailable").await;
     let m = gw.scrape().await;
     assert_eq!(

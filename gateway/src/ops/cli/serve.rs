@@ -21,8 +21,8 @@ pub(super) struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// With --dev: the platform whose stand-in the demo mini-program logs
-    /// in at (wechat, qq, douyin, baidu, alipay, kuaishou, feishu). Default:
-    /// wechat.
+    /// in at (wechat, qq, douyin, baidu, alipay, kuaishou, feishu,
+    /// wechat_component). Default: wechat.
     #[arg(long, value_name = "NAME", requires = "dev", value_parser = platform)]
     platform: Option<Platform>,
 }

@@ -33,8 +33,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec, ProviderSetupError,
-    SignIn,
+    non_empty, CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec,
+    ProviderSetupError, SignIn,
 };
 use crate::config::{is_header_safe, ProviderConfig};
 use crate::crypto::rsa2::{SigningKey, VerifyingKey};
@@ -258,8 +258,7 @@ pub fn read(appid: &str, content: &str, is_error: bool) -> Result<Exchanged, Exc
             ExchangeError::Unusable
         });
     }
-    let present = |s: Option<String>| s.filter(|s| !s.is_empty());
-    match present(c.open_id).or(present(c.user_id)) {
+    match non_empty(c.open_id).or(non_empty(c.user_id)) {
         Some(openid) => Ok(Exchanged {
             openid,
             unionid: None,

@@ -13,8 +13,8 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec, ProviderSetupError,
-    SignIn,
+    non_empty, CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec,
+    ProviderSetupError, SignIn,
 };
 use crate::config::{ProviderConfig, Secret};
 
@@ -120,21 +120,20 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchang
             });
         }
     }
-    let present = |s: Option<String>| s.filter(|s| !s.is_empty());
     let data = answer.data.ok_or(ExchangeError::Unusable);
     match data.map(|d| {
         (
-            present(d.openid),
-            present(d.session_key),
+            non_empty(d.openid),
+            non_empty(d.session_key),
             d.unionid,
             d.anonymous_openid,
         )
     }) {
         Ok((Some(openid), Some(session_key), unionid, anonymous_openid)) => Ok(Exchanged {
             openid,
-            unionid: present(unionid),
+            unionid: non_empty(unionid),
             session_key: Some(Secret::new(session_key)),
-            anonymous_openid: present(anonymous_openid),
+            anonymous_openid: non_empty(anonymous_openid),
             tenant: None,
         }),
         _ => {

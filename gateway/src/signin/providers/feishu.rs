@@ -38,7 +38,7 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AppToken, CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec,
+    non_empty, AppToken, CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec,
     ProviderSetupError, SignIn,
 };
 use crate::config::{ProviderConfig, Secret};
@@ -249,12 +249,11 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchang
             return Err(error_of(code));
         }
     }
-    let present = |s: Option<String>| s.filter(|s| !s.is_empty());
     let data = answer.data.map(|d| {
         (
-            present(d.open_id),
-            present(d.tenant_key),
-            present(d.session_key),
+            non_empty(d.open_id),
+            non_empty(d.tenant_key),
+            non_empty(d.session_key),
         )
     });
     match data {

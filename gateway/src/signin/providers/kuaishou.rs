@@ -27,8 +27,8 @@ use http::StatusCode;
 use serde::Deserialize;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec, ProviderSetupError,
-    SecretApp, SignIn,
+    non_empty, CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec,
+    ProviderSetupError, SecretApp, SignIn,
 };
 use crate::config::{ProviderConfig, Secret};
 
@@ -120,8 +120,7 @@ pub fn interpret(appid: &str, status: StatusCode, body: &[u8]) -> Result<Exchang
             return Err(error_of(result));
         }
     }
-    let present = |s: Option<String>| s.filter(|s| !s.is_empty());
-    match (present(answer.open_id), present(answer.session_key)) {
+    match (non_empty(answer.open_id), non_empty(answer.session_key)) {
         (Some(openid), Some(session_key)) => {
             Ok(Exchanged::new(openid, None, Some(Secret::new(session_key))))
         }

@@ -262,6 +262,12 @@ pub struct Exchanged {
     pub tenant: Option<String>,
 }
 
+/// An id or key a platform gave, if it gave one: platforms write an absent
+/// one as an empty string as often as they leave it out.
+pub(super) fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
+}
+
 impl Exchanged {
     /// A user of `openid`, with the ids and key the platform gave.
     pub fn new(openid: String, unionid: Option<String>, session_key: Option<Secret>) -> Exchanged {

@@ -14,8 +14,8 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::{
-    CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec, ProviderSetupError,
-    SignIn,
+    non_empty, CredentialKind, Exchange, ExchangeError, Exchanged, Login, PlatformSpec,
+    ProviderSetupError, SignIn,
 };
 use crate::config::{ProviderConfig, Secret};
 use crate::wechat::WxError;
@@ -128,7 +128,7 @@ pub fn interpret(appid: &str, body: &[u8]) -> Result<Exchanged, ExchangeError> {
     match (answer.openid, answer.session_key) {
         (Some(openid), Some(session_key)) if !openid.is_empty() => Ok(Exchanged {
             openid,
-            unionid: answer.unionid.filter(|u| !u.is_empty()),
+            unionid: non_empty(answer.unionid),
             session_key: Some(Secret::new(session_key)),
             anonymous_openid: None,
             tenant: None,

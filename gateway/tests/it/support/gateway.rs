@@ -423,6 +423,16 @@ impl Gateway {
         req.send().await.unwrap()
     }
 
+    /// `GET` of `path` on the admin listener with the test's admin token.
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.admin_url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The `/metrics` exposition now.
     pub async fn scrape(&self) -> String {
         let res = self.get("/metrics", None).await;
